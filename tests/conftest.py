@@ -1,0 +1,36 @@
+"""Shared fixtures: tiny models in the published formats, written once per session; CPU only, offline."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny import write_clip, write_vqgan  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_vqgan(tmp_path_factory) -> tuple[Path, Path]:
+    """(yaml, ckpt) of a tiny random taming VQModel in the Lightning 1.x layout."""
+    return write_vqgan(tmp_path_factory.mktemp("vqgan"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gumbel(tmp_path_factory) -> tuple[Path, Path]:
+    """(yaml, ckpt) of a tiny random taming GumbelVQ in the Lightning 1.x layout."""
+    return write_vqgan(tmp_path_factory.mktemp("gumbel"), gumbel=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> tuple[Path, Path]:
+    """(architecture json, safetensors weights) of a tiny random open_clip CLIP."""
+    return write_clip(tmp_path_factory.mktemp("clip"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    """Each test gets its own VQCLIP_HOME, so nothing touches ./checkpoints or a user cache."""
+    monkeypatch.setenv("VQCLIP_HOME", str(tmp_path / "vqclip-home"))

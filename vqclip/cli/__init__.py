@@ -1,0 +1,74 @@
+"""The `vqclip` command: the only place that reads argv. Each module of this package adds its subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from ..errors import VqclipError
+
+COMMAND_MODULES = ("generate", "models", "clipjobs", "animate", "bench")
+
+
+class _OneLine(logging.Formatter):
+    """Notices as `note: ...`, warnings as `warning: ...`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = "note" if record.levelno < logging.WARNING else record.levelname.lower()
+        return f"{prefix}: {record.getMessage()}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every available subcommand."""
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="vqclip", description="Text-to-image with VQGAN+CLIP, and CLIP's other jobs (classify, search, score).")
+    parser.add_argument("--version", action="version", version=f"vqclip {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def _route_logging(quiet: bool) -> logging.Handler:
+    """Send vqclip's notices to stderr for this run (undone on exit, so nothing global lingers)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    logger = logging.getLogger("vqclip")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+    return handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one vqclip command; a VqclipError becomes `error: ...` on stderr and exit code 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    handler = _route_logging(getattr(args, "quiet", False))
+    try:
+        return int(args.func(args) or 0)
+    except VqclipError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        logging.getLogger("vqclip").removeHandler(handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

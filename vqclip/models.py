@@ -1,0 +1,252 @@
+"""The two frozen networks: a taming VQGAN (from its YAML + weights) and one or more open_clip CLIP models."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from torch import Tensor, nn
+
+from .checkpoints import load_state_dict
+from .errors import VqclipError
+from .quantize import codes_to_latent, nearest_codes
+
+log = logging.getLogger("vqclip")
+
+VQ_TARGETS = ("taming.models.vqgan.VQModel", "taming.models.vqgan.GumbelVQ")
+WRAPPER_TARGET = "taming.models.cond_transformer.Net2NetTransformer"  # sflckr/coco: the VQGAN is its first stage
+TRAINING_ONLY = ("loss.", "quantize.used", "colorize", "temperature_scheduler")
+DDCONFIG_KEYS = ("ch", "out_ch", "ch_mult", "num_res_blocks", "attn_resolutions", "in_channels", "resolution",
+                 "z_channels")
+
+
+class VQGAN(nn.Module):
+    """A taming VQModel/GumbelVQ reduced to what generation needs (no training loss): encode, codebook, decode."""
+
+    def __init__(self, ddconfig: dict, n_embed: int, embed_dim: int, gumbel: bool = False):
+        super().__init__()
+        from taming.modules.diffusionmodules.model import Decoder, Encoder
+        from taming.modules.vqvae.quantize import GumbelQuantize, VectorQuantizer2
+
+        z_channels = ddconfig["z_channels"]
+        self.encoder = Encoder(**ddconfig)
+        with contextlib.redirect_stdout(io.StringIO()):  # taming's Decoder prints the latent shape
+            self.decoder = Decoder(**ddconfig)
+        self.quant_conv = nn.Conv2d(z_channels, embed_dim, 1)
+        self.post_quant_conv = nn.Conv2d(embed_dim, z_channels, 1)
+        if gumbel:
+            self.quantize = GumbelQuantize(z_channels, embed_dim, n_embed=n_embed)
+        else:
+            self.quantize = VectorQuantizer2(n_embed, embed_dim, beta=0.25)
+        self.gumbel = gumbel
+        self.factor = 2 ** (len(ddconfig["ch_mult"]) - 1)
+        self.n_embed, self.embed_dim = n_embed, embed_dim
+
+    @property
+    def codebook(self) -> Tensor:
+        """The code vectors, [n_embed, embed_dim]."""
+        return (self.quantize.embed if self.gumbel else self.quantize.embedding).weight
+
+    def encode(self, image: Tensor) -> Tensor:
+        """Image [B,3,H,W] in [0,1] (H, W multiples of `factor`) -> nearest code vectors [B,E,H/f,W/f]."""
+        h = self.quant_conv(self.encoder(image * 2 - 1))
+        codes = self.quantize.proj(h).argmax(1) if self.gumbel else nearest_codes(h, self.codebook)
+        return codes_to_latent(codes, self.codebook).to(image.dtype)
+
+    def encode_continuous(self, image: Tensor) -> Tensor:
+        """Image [B,3,H,W] in [0,1] -> the encoder's pre-quantization latent [B,E,H/f,W/f] (VQModel only)."""
+        if self.gumbel:
+            return self.encode(image)
+        return self.quant_conv(self.encoder(image * 2 - 1))
+
+    def decode(self, z_q: Tensor) -> Tensor:
+        """Quantized latent [B,E,h,w] -> image [B,3,h*f,w*f], nominally in [0,1] (not clamped)."""
+        return self.decoder(self.post_quant_conv(z_q)).add(1).div(2)
+
+
+def _read_yaml(path: Path) -> dict:
+    """A YAML file as plain containers, or a one-line error."""
+    if not path.is_file():
+        raise VqclipError(f"{path}: no such file; check the VQGAN config path")
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception as exc:  # omegaconf and yaml raise many types
+        raise VqclipError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise VqclipError(f"{path}: expected a taming model YAML with a top-level `model:` mapping")
+    return data
+
+
+def vqgan_spec(config_path: str | Path) -> tuple[dict, int, int, bool, str]:
+    """(ddconfig, n_embed, embed_dim, gumbel, state-dict prefix) from a taming model YAML, without importing taming."""
+    path = Path(config_path)
+    model = _read_yaml(path).get("model")
+    prefix = ""
+    if isinstance(model, dict) and model.get("target") == WRAPPER_TARGET:
+        model, prefix = (model.get("params") or {}).get("first_stage_config"), "first_stage_model."
+    if not isinstance(model, dict) or model.get("target") not in VQ_TARGETS:
+        target = model.get("target") if isinstance(model, dict) else None
+        raise VqclipError(f"{path}: model.target is {target!r}; vqclip loads {', '.join(VQ_TARGETS)} "
+                          f"(or {WRAPPER_TARGET} wrapping one)")
+    params = model.get("params") or {}
+    dd = params.get("ddconfig")
+    missing = [k for k in ("n_embed", "embed_dim") if not isinstance(params.get(k), int)]
+    missing += [f"ddconfig.{k}" for k in DDCONFIG_KEYS if not isinstance(dd, dict) or k not in dd]
+    if missing:
+        raise VqclipError(f"{path}: model.params lacks {', '.join(missing)}; use the YAML published with the checkpoint")
+    gumbel = model["target"].endswith("GumbelVQ")
+    if gumbel and params["embed_dim"] != dd["z_channels"]:
+        raise VqclipError(f"{path}: GumbelVQ needs embed_dim == ddconfig.z_channels")
+    return dict(dd), params["n_embed"], params["embed_dim"], gumbel, prefix
+
+
+def load_vqgan(config_path: str | Path, checkpoint_path: str | Path, device: str | torch.device = "cpu") -> VQGAN:
+    """A frozen VQGAN from a taming YAML + `.ckpt`/`.safetensors`; training-only keys are ignored, a mismatch is one line."""
+    ddconfig, n_embed, embed_dim, gumbel, prefix = vqgan_spec(config_path)
+    state = load_state_dict(checkpoint_path, cache=True)
+    if prefix:
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    try:
+        model = VQGAN(ddconfig, n_embed, embed_dim, gumbel)
+    except (TypeError, ValueError, AssertionError) as exc:
+        raise VqclipError(f"{config_path}: ddconfig does not build a taming Encoder/Decoder ({exc})") from None
+    expected = model.state_dict()
+    state = {k: v for k, v in state.items() if not k.startswith(TRAINING_ONLY)}
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        first = (f"{wrong[0]} is {list(state[wrong[0]].shape)} in the weights but {list(expected[wrong[0]].shape)} "
+                 "in the config" if wrong else f"e.g. {(missing or unexpected)[0]}")
+        raise VqclipError(
+            f"{checkpoint_path} does not match {config_path}: {len(missing)} missing, {len(unexpected)} unexpected, "
+            f"{len(wrong)} mis-shaped tensors ({first}); use the YAML published with this checkpoint"
+        )
+    model.load_state_dict({k: state[k] for k in expected})
+    return model.to(device).eval().requires_grad_(False)
+
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class ClipModel(nn.Module):
+    """A frozen open_clip model with its tokenizer and normalisation: texts and [0,1] images in, unit vectors out."""
+
+    def __init__(self, model: nn.Module, tokenizer, name: str, mean=OPENAI_MEAN, std=OPENAI_STD):
+        super().__init__()
+        self.model, self.tokenizer, self.name = model, tokenizer, name
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        size = model.visual.image_size
+        self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
+        self.context_length = int(getattr(tokenizer, "context_length", 77))
+
+    def tokenize(self, texts: list[str]) -> Tensor:
+        """Token ids [N, context]; texts longer than CLIP's context are truncated, with a notice."""
+        encode = getattr(self.tokenizer, "encode", None)
+        for text in texts:
+            if encode is not None and len(encode(text)) + 2 > self.context_length:
+                log.info("prompt %r is longer than %s's %d tokens; it is truncated", text[:60], self.name,
+                         self.context_length)
+        return self.tokenizer(texts).to(self.mean.device)
+
+    def encode_text(self, texts: list[str]) -> Tensor:
+        """Texts -> unit embeddings [N,D], float32."""
+        feats = self.model.encode_text(self.tokenize(list(texts)))
+        return nn.functional.normalize(feats.float(), dim=-1)
+
+    def encode_image(self, images: Tensor) -> Tensor:
+        """Images [B,3,S,S] in [0,1] at `image_size` -> unit embeddings [B,D], float32."""
+        feats = self.model.encode_image((images - self.mean.to(images.dtype)) / self.std.to(images.dtype))
+        return nn.functional.normalize(feats.float(), dim=-1)
+
+    def prepare(self, images: Tensor) -> Tensor:
+        """Any images [B,3,H,W] in [0,1] -> resized (short side) and centre-cropped to [B,3,S,S] for `encode_image`."""
+        from torchvision.transforms.v2.functional import center_crop, resize
+
+        return center_crop(resize(images, self.image_size, antialias=True), [self.image_size, self.image_size])
+
+
+def _clip_from_json(path: Path, pretrained: str | None) -> ClipModel:
+    """A CLIP built from an open_clip architecture JSON (plain or HF-style `model_cfg`) and optional weights."""
+    import open_clip
+    from open_clip.model import CLIP, CustomTextCLIP
+    from open_clip.tokenizer import SimpleTokenizer
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise VqclipError(f"{path}: not a readable JSON architecture ({exc})") from None
+    cfg = dict(data.get("model_cfg", data)) if isinstance(data, dict) else None
+    if not cfg or not {"embed_dim", "vision_cfg", "text_cfg"} <= cfg.keys():
+        raise VqclipError(f"{path}: an open_clip architecture needs embed_dim, vision_cfg and text_cfg")
+    pre = data.get("preprocess_cfg", {}) if isinstance(data, dict) else {}
+    custom = cfg.pop("custom_text", False) or "hf_model_name" in cfg["text_cfg"]
+    try:
+        model = (CustomTextCLIP if custom else CLIP)(**cfg)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise VqclipError(f"{path}: open_clip cannot build this architecture ({exc})") from None
+    if pretrained:
+        weights = Path(pretrained)
+        if not weights.is_file():
+            raise VqclipError(f"{weights}: no such CLIP weights file")
+        try:
+            open_clip.load_checkpoint(model, str(weights), strict=True)
+        except Exception as exc:  # open_clip raises RuntimeError/KeyError/UnpicklingError
+            raise VqclipError(f"{weights} does not match {path}: {str(exc).splitlines()[0][:200]}") from None
+    else:
+        log.info("CLIP %s has no weights file: using random weights", path.name)
+    if "hf_tokenizer_name" in cfg["text_cfg"]:
+        tokenizer = open_clip.tokenizer.HFTokenizer(cfg["text_cfg"]["hf_tokenizer_name"])
+    else:
+        tokenizer = SimpleTokenizer(context_length=cfg["text_cfg"].get("context_length", 77))
+    mean = pre.get("mean") or cfg["vision_cfg"].get("image_mean") or OPENAI_MEAN
+    std = pre.get("std") or cfg["vision_cfg"].get("image_std") or OPENAI_STD
+    return ClipModel(model, tokenizer, path.stem, mean, std)
+
+
+def _clip_by_name(name: str, pretrained: str | None, cache_dir: str | None) -> ClipModel:
+    """A CLIP from open_clip's built-in architectures, with a pretrained tag (downloaded by open_clip) or a file."""
+    import open_clip
+
+    tag_cfg = open_clip.get_pretrained_cfg(name, pretrained) if pretrained else {}
+    if pretrained and not tag_cfg and not Path(pretrained).is_file():
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
+        raise VqclipError(f"CLIP {name}: '{pretrained}' is neither a pretrained tag (known: {tags}) nor a file")
+    try:
+        model = open_clip.create_model(name, pretrained=pretrained, cache_dir=cache_dir,
+                                       force_quick_gelu=bool(tag_cfg.get("quick_gelu")))
+    except Exception as exc:  # downloads raise anything from OSError to huggingface_hub errors
+        raise VqclipError(
+            f"could not load CLIP {name} weights '{pretrained}': {str(exc).splitlines()[0][:200]}; check the "
+            "connection, or run `vqclip models download`, or pass a local weights file as the pretrained value"
+        ) from None
+    if not pretrained:
+        log.info("CLIP %s has no pretrained weights: using random weights", name)
+    mean = getattr(model.visual, "image_mean", None) or tag_cfg.get("mean") or OPENAI_MEAN
+    std = getattr(model.visual, "image_std", None) or tag_cfg.get("std") or OPENAI_STD
+    return ClipModel(model, open_clip.get_tokenizer(name), name, mean, std)
+
+
+def load_clip(model: str, pretrained: str | None = None, device: str | torch.device = "cpu",
+              cache_dir: str | Path | None = None) -> ClipModel:
+    """A frozen CLIP: `model` is an open_clip name (ViT-B-32) or an architecture JSON path; `pretrained` a tag or file."""
+    import open_clip
+
+    path = Path(model)
+    if path.suffix.lower() == ".json" or path.is_file():
+        if not path.is_file():
+            raise VqclipError(f"{path}: no such CLIP architecture JSON")
+        clip = _clip_from_json(path, pretrained)
+    elif model in open_clip.list_models():
+        clip = _clip_by_name(model, pretrained, str(cache_dir) if cache_dir else None)
+    else:
+        raise VqclipError(f"unknown CLIP model '{model}': use an open_clip name such as ViT-B-32 "
+                          "(see `open_clip.list_models()`) or the path of an architecture JSON")
+    return clip.to(device).eval().requires_grad_(False)
