@@ -1,0 +1,267 @@
+"""The optimisation loop: a VQGAN latent is decoded, cut up, scored by CLIP against the prompts, and updated.
+
+No file I/O here: each step is reported to callbacks as a `StepEvent`; a callback returning True stops the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .config import GenerateConfig
+from .cutouts import Cutouts
+from .errors import VqclipError
+from .init import initial_image, load_image, random_codes
+from .models import ClipModel, VQGAN
+from .prompts import (Prompt, check_has_target, parse_image_prompt, parse_negatives, parse_prompts, prompt_loss,
+                      tv_loss, weights_tensor)
+from .quantize import clamp_with_grad, vector_quantize
+
+log = logging.getLogger("vqclip")
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
+              "rmsprop": torch.optim.RMSprop, "radam": torch.optim.RAdam, "nadam": torch.optim.NAdam,
+              "adamax": torch.optim.Adamax, "adagrad": torch.optim.Adagrad}
+
+
+@dataclass
+class Models:
+    """The frozen networks of a run: one VQGAN and one or more weighted CLIP models."""
+
+    vqgan: VQGAN
+    clips: list[tuple[ClipModel, float]]
+
+
+@dataclass
+class StepEvent:
+    """What a callback sees after each update: `image` [1,3,H,W] in [0,1] is the one scored at `step`."""
+
+    step: int  # updates done before this image was scored (0 = the initial image)
+    total: int
+    loss: float
+    losses: dict[str, float]
+    image: Tensor
+    generation: "Generation"
+
+
+@dataclass
+class GenerateResult:
+    """The outcome of a run: final image [1,3,H,W] in [0,1], its latent, the seed and the loss curve."""
+
+    image: Tensor
+    z: Tensor
+    seed: int
+    steps: int
+    losses: list[float] = field(default_factory=list)
+    stopped: bool = False
+
+
+Callback = Callable[[StepEvent], Optional[bool]]
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' -> cuda, else mps, else cpu; an explicit device must exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise VqclipError(f"device: '{name}' asked for but CUDA is not available here; use --device cpu or auto")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise VqclipError(f"device: '{name}' asked for but MPS is not available here; use --device cpu or auto")
+    return device
+
+
+def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype for a precision setting: bf16 on CUDA by default, fp32 (None) elsewhere unless asked."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def rounded_size(size: list[int], factor: int) -> tuple[int, int]:
+    """(width, height) rounded to multiples of the VQGAN factor, with a notice when that changes them."""
+    w, h = (max(factor, round(s / factor) * factor) for s in size)
+    if (w, h) != tuple(size):
+        log.info("size %dx%d rounded to %dx%d (a multiple of the VQGAN's factor %d)", size[0], size[1], w, h, factor)
+    return w, h
+
+
+def resolve_seed(seed: Optional[int]) -> int:
+    """The given seed, or a fresh random one (recorded with the outputs so the run can be repeated)."""
+    return int(seed) if seed is not None else secrets.randbelow(2**31)
+
+
+class Generation:
+    """One run's state: latent z, optimizer, schedule, cached prompt embeddings and the step counter."""
+
+    def __init__(self, cfg: GenerateConfig, models: Models, device: torch.device, seed: int):
+        self.cfg, self.models, self.device, self.seed = cfg, models, device, seed
+        self.amp = autocast_dtype(cfg.precision, device)
+        self.rng = torch.Generator().manual_seed(seed)
+        vq = models.vqgan
+        self.width, self.height = rounded_size(cfg.size, vq.factor)
+        # 1. Targets: text and image prompts, embedded once per CLIP model
+        self.prompts = self._parse_prompts()
+        self.targets = self._embed_targets(self.prompts)
+        self.weights = weights_tensor(self.prompts, device)
+        self.weight_schedule: Optional[Callable[[int], Tensor]] = None
+        # 2. Cutout samplers, one per CLIP input size
+        c = cfg.cutouts
+        self.cutouts = {size: Cutouts(size, c.n, c.pow, c.min_size, c.augments, c.noise)
+                        for size in {clip.image_size for clip, _ in models.clips}}
+        total = sum(w for _, w in models.clips if w > 0)
+        self.clip_weights = [w / total for _, w in models.clips]
+        # 3. Initial latent
+        self.z = self._initial_latent().requires_grad_(True)
+        self.z_init = self.z.detach().clone()
+        cb = vq.codebook
+        self.z_min = cb.min(0).values.view(1, -1, 1, 1).to(device)
+        self.z_max = cb.max(0).values.view(1, -1, 1, 1).to(device)
+        # 4. Optimizer and schedule
+        self.optimizer = self._make_optimizer([self.z])
+        self.step_count = 0
+
+    def _parse_prompts(self) -> list[Prompt]:
+        cfg = self.cfg
+        prompts = parse_prompts(cfg.prompt) + parse_negatives(cfg.negative)
+        prompts += [parse_image_prompt(p) for p in cfg.image_prompts]
+        check_has_target(prompts)
+        return prompts
+
+    @torch.no_grad()
+    def _embed_targets(self, prompts: list[Prompt]) -> list[Tensor]:
+        """Per CLIP model, the unit embeddings [M,D] of every prompt (texts and images), computed once."""
+        out = []
+        for clip, _ in self.models.clips:
+            rows = []
+            for p in prompts:
+                if p.image:
+                    img = load_image(p.text).to(self.device)
+                    rows.append(clip.encode_image(clip.prepare(img)))
+                else:
+                    rows.append(clip.encode_text([p.text]))
+            out.append(torch.cat(rows))
+        return out
+
+    def set_prompts(self, prompts: list[Prompt]) -> None:
+        """Replace the targets (e.g. a story's next prompt); embeddings are computed once here."""
+        check_has_target(prompts)
+        self.prompts, self.targets = prompts, self._embed_targets(prompts)
+        self.weights = weights_tensor(prompts, self.device)
+
+    @torch.no_grad()
+    def _initial_latent(self) -> Tensor:
+        vq, init = self.models.vqgan, self.cfg.init
+        h, w = self.height // vq.factor, self.width // vq.factor
+        image = initial_image(init.kind, self.width, self.height, self.rng, init.image, init.color)
+        if image is None:
+            return random_codes(vq.codebook, h, w, self.rng).to(self.device)
+        return vq.encode(image.to(self.device))
+
+    def _make_optimizer(self, params: list[Tensor]) -> torch.optim.Optimizer:
+        opt = self.cfg.optimizer
+        return OPTIMIZERS[opt.name.lower()](params, lr=opt.lr)
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate at a step under the configured schedule."""
+        opt, total = self.cfg.optimizer, max(1, self.cfg.steps)
+        t = min(step / total, 1.0)
+        if opt.schedule == "cosine":
+            return opt.lr * (opt.min_factor + (1 - opt.min_factor) * 0.5 * (1 + torch.cos(torch.tensor(t * torch.pi)).item()))
+        if opt.schedule == "linear":
+            return opt.lr * (1 - (1 - opt.min_factor) * t)
+        return opt.lr
+
+    def set_latent(self, z: Tensor, reset_optimizer: bool = False) -> None:
+        """Replace the latent in place (zoom videos re-encode the transformed image); optionally restart Adam."""
+        with torch.no_grad():
+            self.z.copy_(z)
+        if reset_optimizer:
+            self.optimizer = self._make_optimizer([self.z])
+
+    def decode(self, z: Optional[Tensor] = None) -> Tensor:
+        """The image [1,3,H,W] in [0,1] of a latent (default: the current one), quantized straight-through."""
+        z = self.z if z is None else z
+        with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+            image = self.models.vqgan.decode(vector_quantize(z, self.models.vqgan.codebook))
+        return clamp_with_grad(image.float(), 0, 1)
+
+    def losses(self, image: Tensor) -> dict[str, Tensor]:
+        """Named loss terms for an image [1,3,H,W] in [0,1]; their sum is what is minimised."""
+        weights = self.weight_schedule(self.step_count) if self.weight_schedule else self.weights
+        parts = {}
+        for (clip, _), share, targets in zip(self.models.clips, self.clip_weights, self.targets):
+            if share <= 0:
+                continue
+            batch = self.cutouts[clip.image_size](image)
+            with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+                embeds = clip.encode_image(batch)
+            parts[f"clip:{clip.name}"] = share * prompt_loss(embeds, targets, weights)
+        if self.cfg.init.weight > 0:
+            parts["init"] = self.cfg.init.weight * F.mse_loss(self.z, self.z_init)
+        if self.cfg.tv_weight > 0:
+            parts["tv"] = self.cfg.tv_weight * tv_loss(image)
+        return parts
+
+    def step(self) -> StepEvent:
+        """One update of z; returns the event for the image that was scored."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(self.step_count)
+        image = self.decode()
+        parts = self.losses(image)
+        loss = torch.stack(list(parts.values())).sum()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            self.z.copy_(self.z.maximum(self.z_min).minimum(self.z_max))
+        event = StepEvent(self.step_count, self.cfg.steps, loss.item(), {k: v.item() for k, v in parts.items()},
+                          image.detach(), self)
+        self.step_count += 1
+        return event
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue this run bit-exactly: latent, optimizer, step and RNG states."""
+        return {"z": self.z.detach().cpu().clone(), "z_init": self.z_init.cpu().clone(), "step": self.step_count,
+                "optimizer": self.optimizer.state_dict(), "rng": self.rng.get_state(),
+                "torch_rng": torch.get_rng_state(), "seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from `state_dict()`."""
+        with torch.no_grad():
+            self.z.copy_(state["z"].to(self.device))
+            self.z_init.copy_(state["z_init"].to(self.device))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step_count = int(state["step"])
+        self.rng.set_state(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+
+    def run(self, callbacks: Iterable[Callback] = ()) -> GenerateResult:
+        """Step until `cfg.steps` or until a callback returns True; then decode the final image."""
+        callbacks, curve, stopped = list(callbacks), [], False
+        while self.step_count < self.cfg.steps and not stopped:
+            event = self.step()
+            curve.append(event.loss)
+            stopped = any([bool(cb(event)) for cb in callbacks])
+        with torch.no_grad():
+            final = self.decode().detach()
+        return GenerateResult(final, self.z.detach().clone(), self.seed, self.step_count, curve, stopped)
+
+
+def generate(cfg: GenerateConfig, models: Models, callbacks: Iterable[Callback] = (),
+             device: Optional[torch.device] = None) -> GenerateResult:
+    """Run one generation with the global RNG forked and seeded, so the same seed gives the same image."""
+    device = device or pick_device(cfg.device)
+    seed = resolve_seed(cfg.seed)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
+        torch.manual_seed(seed)
+        return Generation(cfg, models, device, seed).run(callbacks)

@@ -1,0 +1,173 @@
+"""A job from config layers to a finished run folder: final.png (with its config inside), frames, video, job.yaml."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import torch
+
+from .callbacks import ProgressBar, SaveFrames, StopOnFlag, frame_path
+from .config import GenerateConfig, load_yaml, merge_layers, to_dict, to_yaml
+from .errors import VqclipError
+from .generator import Callback, GenerateResult, Models, generate, pick_device, resolve_seed
+from .models import ClipModel, VQGAN, load_clip, load_vqgan
+from .outputs import atomic_write_text, claim_run_dir, default_run_dir, read_metadata, save_png, versions
+from .video import write_video
+
+DEFAULT_PRESET = "imagenet-16384"
+
+
+def preset_layer(name: str) -> dict:
+    """The config layer a preset contributes beneath the user's values: its CLIP and its job defaults."""
+    from . import registry
+
+    preset = registry.get_preset(name)
+    if preset.embedded:
+        resolved = registry.resolve_preset(name, download=False)
+        clip, defaults = {"model": resolved.clip_model, "pretrained": resolved.clip_pretrained}, resolved.defaults
+    else:
+        clip, defaults = {"model": preset.clip_model, "pretrained": preset.clip_pretrained}, preset.defaults
+    return {"clip": [clip], **defaults}
+
+
+def png_layer(path: str | Path) -> dict:
+    """The config embedded in a vqclip PNG, minus its output folder (a re-run goes to a new one)."""
+    config = dict(read_metadata(path)["config"])
+    output = dict(config.get("output") or {})
+    output.pop("dir", None)
+    config["output"] = output
+    return config
+
+
+def build_config(cli: Optional[dict] = None, yaml_files: Iterable[str | Path] = (), from_png: str | Path | None = None,
+                 base: Optional[list[tuple[str, dict]]] = None) -> GenerateConfig:
+    """Defaults <- preset <- --from PNG <- YAML files <- CLI, strictly checked; the preset is the last one named."""
+    layers: list[tuple[str, dict]] = list(base or [])
+    if from_png:
+        layers.append((str(from_png), png_layer(from_png)))
+    layers += [(str(y), load_yaml(y)) for y in yaml_files]
+    if cli:
+        layers.append(("command line", cli))
+    model = next((l["model"] for _, l in reversed(layers) if isinstance(l, dict) and l.get("model")), None)
+    named_files = any(isinstance(l, dict) and isinstance(l.get("vqgan"), dict) and l["vqgan"].get("checkpoint")
+                      for _, l in layers)
+    if model is None and not named_files:
+        model = DEFAULT_PRESET
+    if model is not None:
+        if not isinstance(model, str):
+            raise VqclipError(f"model: expected a preset name, got {model!r}")
+        layers.insert(0, (f"preset {model}", {**preset_layer(model), "model": model}))
+    return merge_layers(layers)
+
+
+@dataclass
+class ModelCache:
+    """Loaded models by their files and device, so a batch of jobs loads each network once."""
+
+    vqgans: dict = field(default_factory=dict)
+    clips: dict = field(default_factory=dict)
+
+    def vqgan(self, config: str, checkpoint: str, device: torch.device) -> VQGAN:
+        key = (str(config), str(checkpoint), str(device))
+        if key not in self.vqgans:
+            self.vqgans[key] = load_vqgan(config, checkpoint, device)
+        return self.vqgans[key]
+
+    def clip(self, model: str, pretrained: Optional[str], device: torch.device, cache_dir: Optional[Path]) -> ClipModel:
+        key = (model, pretrained, str(device))
+        if key not in self.clips:
+            self.clips[key] = load_clip(model, pretrained, device, cache_dir)
+        return self.clips[key]
+
+
+def load_models(cfg: GenerateConfig, device: torch.device, cache: Optional[ModelCache] = None) -> Models:
+    """The VQGAN (named files, else the preset's, fetched once) and the weighted CLIP models of a job."""
+    from . import registry
+
+    cache = cache or ModelCache()
+    vq_config, vq_ckpt = cfg.vqgan.config, cfg.vqgan.checkpoint
+    if bool(vq_config) != bool(vq_ckpt):
+        raise VqclipError("vqgan: give both config (YAML) and checkpoint, or neither and a --model preset")
+    if not vq_config:
+        resolved = registry.resolve_preset(cfg.model or DEFAULT_PRESET, download=True,
+                                           progress=cfg.output.progress, fetch_clip_weights=False)
+        vq_config, vq_ckpt = str(resolved.vqgan_config), str(resolved.vqgan_checkpoint)
+    clip_cache = registry.home() / "clip"
+    vqgan = cache.vqgan(vq_config, vq_ckpt, device)
+    clips = [(cache.clip(c.model, c.pretrained, device, clip_cache), c.weight) for c in cfg.clip]
+    return Models(vqgan, clips)
+
+
+@dataclass
+class RunResult:
+    """A finished (or stopped) run: its folder, files and the generation result."""
+
+    dir: Path
+    final: Path
+    video: Optional[Path]
+    frames: list[Path]
+    config: GenerateConfig
+    result: GenerateResult
+
+    @property
+    def interrupted(self) -> bool:
+        return self.result.stopped
+
+
+def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Optional[threading.Event] = None,
+            extra_callbacks: Iterable[Callback] = (),
+            runner: Optional[Callable[[GenerateConfig, Models, list, torch.device], GenerateResult]] = None) -> RunResult:
+    """Run one job into its own folder; frames are kept and final.png + video written even when stopped early."""
+    # 1. Resolve device, seed and folder (before loading anything heavy, so bad input fails fast)
+    device = pick_device(cfg.device)
+    cfg = replace(cfg, seed=resolve_seed(cfg.seed))
+    run_dir = claim_run_dir(Path(cfg.output.dir) if cfg.output.dir else default_run_dir(cfg.prompt))
+    cfg = replace(cfg, output=replace(cfg.output, dir=str(run_dir)))
+    # 2. Models
+    models = load_models(cfg, device, cache)
+    atomic_write_text(run_dir / "job.yaml", to_yaml(cfg))
+    # 3. Optimise, saving frames as it goes
+    frames = SaveFrames(run_dir / "frames", cfg.output.save_every)
+    callbacks: list[Callback] = [frames, *extra_callbacks]
+    bar = ProgressBar(cfg.steps) if cfg.output.progress else None
+    if bar:
+        callbacks.append(bar)
+    if stop is not None:
+        callbacks.append(StopOnFlag(stop))
+    try:
+        result = (runner or (lambda c, m, cb, d: generate(c, m, cb, d)))(cfg, models, callbacks, device)
+    finally:
+        if bar:
+            bar.close()
+    # 4. Final image (with its config), last frame, video
+    metadata = {"prompt": cfg.prompt, "seed": cfg.seed, "steps_done": result.steps, "stopped": result.stopped,
+                "config": to_dict(cfg), "versions": versions()}
+    final = save_png(result.image, run_dir / "final.png", metadata)
+    if cfg.output.save_every > 0:  # the final image is the last frame (it follows the last update)
+        frames.saved.append(save_png(result.image, frame_path(run_dir / "frames", result.steps)))
+    video = None
+    if cfg.output.video and len(frames.saved) > 0:
+        video = write_video(frames.saved, run_dir / f"progress.{cfg.output.video_format}", cfg.output.fps,
+                            cfg.output.video_format)
+    return RunResult(run_dir, final, video, frames.saved, cfg, result)
+
+
+def jobs_from_file(path: str | Path) -> list[dict]:
+    """The jobs of a YAML file: the file itself, or each entry of its `jobs:` list over the file's other keys."""
+    data = load_yaml(path)
+    if "jobs" not in data:
+        return [data]
+    jobs = data.pop("jobs")
+    if not isinstance(jobs, list) or not jobs or not all(isinstance(j, dict) for j in jobs):
+        raise VqclipError(f"{path}: 'jobs' must be a non-empty list of job mappings")
+    return [_deep_merge(data, job) for job in jobs]
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
