@@ -1,0 +1,343 @@
+"""`vqclip classify`, `search`, `score` and `rank`: CLIP's other jobs, with the same model options as `generate`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import time
+from pathlib import Path
+
+log = logging.getLogger("vqclip")
+
+RANK_IMAGE = "final.png"
+META_KEY = "vqclip"
+
+
+# ---- shared options and model loading ---------------------------------------------------------------------------
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _common(p: argparse.ArgumentParser, top_help: str) -> None:
+    """Model, device, batching and output options every CLIP job takes."""
+    g = p.add_argument_group("model")
+    g.add_argument("--model", metavar="PRESET", help="model preset whose CLIP to use (see `vqclip models`), e.g. mini")
+    g.add_argument("--clip-model", metavar="NAME_OR_JSON",
+                   help="open_clip name (ViT-B-32) or architecture JSON; overrides the preset's CLIP")
+    g.add_argument("--clip-pretrained", metavar="TAG_OR_FILE",
+                   help="open_clip pretrained tag or weights file for --clip-model ('none' = random weights)")
+    g.add_argument("--device", default="auto", help="auto (cuda, else mps, else cpu), cpu, cuda, cuda:N or mps")
+    o = p.add_argument_group("output")
+    o.add_argument("--top", type=_positive_int, metavar="K", help=top_help)
+    o.add_argument("--json", action="store_true", help="print JSON on stdout instead of a table")
+    o.add_argument("--batch-size", type=_positive_int, default=32, metavar="N", help="images per CLIP batch (32)")
+    o.add_argument("--quiet", action="store_true", help="no progress bar or notices, only warnings and results")
+
+
+def clip_spec(args: argparse.Namespace) -> tuple[str, str | None, Path | None]:
+    """(model, pretrained, cache dir) for load_clip from --model / --clip-model / --clip-pretrained."""
+    from .. import registry
+
+    cache_dir = registry.home() / "clip"
+    model, pretrained = registry.DEFAULT_CLIP
+    if args.model:
+        preset = registry.get_preset(args.model)
+        model, pretrained = preset.clip_model, preset.clip_pretrained
+        if preset.embedded:  # only the CLIP files are needed here, not the preset's VQGAN
+            model = str(registry.MINI_DIR / preset.clip_model)
+            pretrained = str(registry.MINI_DIR / preset.clip_pretrained) if preset.clip_pretrained else None
+            missing = [f for f in (model, pretrained) if f and not Path(f).is_file()]
+            if missing:
+                from ..errors import VqclipError
+
+                raise VqclipError(f"the embedded '{preset.name}' CLIP is missing ({', '.join(missing)}); reinstall "
+                                  "vqclip (or build it with `python -m vqclip.mini.train`)")
+    if args.clip_model:
+        model = args.clip_model
+        pretrained = None if model.lower().endswith(".json") else registry.DEFAULT_CLIP[1]
+    if args.clip_pretrained:
+        pretrained = None if args.clip_pretrained.lower() in ("none", "null", "random") else args.clip_pretrained
+    if pretrained and not Path(model).suffix.lower() == ".json" and not Path(pretrained).is_file():
+        from ..download import hand_placed_clip
+
+        placed = hand_placed_clip(model, pretrained, registry.home())  # a file put under <home> by hand, if any
+        if placed:
+            model, pretrained = placed
+    return model, pretrained, cache_dir
+
+
+def load_clip_for(args: argparse.Namespace):
+    """The CLIP model the options name, on the chosen device."""
+    from ..generator import pick_device
+    from ..models import load_clip
+
+    model, pretrained, cache_dir = clip_spec(args)
+    device = pick_device(args.device)
+    clip = load_clip(model, pretrained, device=device, cache_dir=cache_dir)
+    log.info("CLIP %s on %s", clip.name, device)
+    return clip
+
+
+@contextlib.contextmanager
+def _bar_safe_logging():
+    """Route vqclip's warnings through tqdm while a bar is drawn, so they do not tear it."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm(loggers=[log]):
+        yield
+
+
+def _read_lines(path: str, what: str) -> list[str]:
+    """Non-empty, non-comment lines of a text file."""
+    from ..errors import VqclipError
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VqclipError(f"{path}: cannot read the {what} file ({exc.__class__.__name__}); give a UTF-8 text file "
+                          "with one entry per line") from None
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> str:
+    """Rows as aligned text columns (columns in `right` right-aligned)."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    fmt = lambda cells: "  ".join(c.rjust(w) if i in right else c.ljust(w)  # noqa: E731
+                                  for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    return "\n".join([fmt(headers)] + [fmt(r) for r in rows])
+
+
+def _emit(args: argparse.Namespace, data, headers: list[str], rows: list[list[str]], right: set[int]) -> None:
+    """Print JSON (--json) or the table on stdout."""
+    if args.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    elif rows:
+        print(_table(headers, rows, right))
+
+
+def _embed(args, clip, paths):
+    """(readable paths, embeddings) of image files, skipping bad ones; an error when none is readable."""
+    from ..clipjobs import embed_image_files
+    from ..errors import VqclipError
+
+    with _bar_safe_logging():
+        kept, emb = embed_image_files(clip, paths, args.batch_size, progress=not args.quiet)
+    if not kept:
+        raise VqclipError(f"none of the {len(paths)} images could be read; check the files")
+    return kept, emb
+
+
+# ---- classify -------------------------------------------------------------------------------------------------------
+
+def run_classify(args: argparse.Namespace) -> int:
+    """Zero-shot classification of each image among the labels."""
+    from ..clipjobs import DEFAULT_TEMPLATES, check_templates, classify_embeddings, expand_image_args, logit_scale, \
+        text_classifier
+    from ..errors import VqclipError
+
+    if args.labels_file:
+        labels = _read_lines(args.labels_file, "labels")
+    else:
+        labels = [x.strip() for x in (args.labels or "").split(",") if x.strip()]
+    if len(labels) < 2:
+        raise VqclipError("classify needs at least two labels: --labels 'cat,dog,human' or --labels-file FILE")
+    if args.templates_file:
+        templates = _read_lines(args.templates_file, "templates")
+    elif args.templates is not None:
+        templates = [t.strip() for t in args.templates.split(";") if t.strip()]
+    else:
+        templates = list(DEFAULT_TEMPLATES)
+    templates = check_templates(templates)
+    paths = expand_image_args(args.images)
+    clip = load_clip_for(args)
+    classes = text_classifier(clip, labels, templates)
+    kept, emb = _embed(args, clip, paths)
+    probs = classify_embeddings(emb, classes.cpu(), logit_scale(clip))
+    k = min(args.top or len(labels), len(labels))
+    results = []
+    for path, row in zip(kept, probs.tolist()):
+        order = sorted(range(len(labels)), key=lambda j: -row[j])[:k]
+        results.append({"image": str(path), "label": labels[order[0]], "probs": dict(zip(labels, row)),
+                        "top": [[labels[j], row[j]] for j in order]})
+    if k == len(labels) and len(labels) <= 8:  # a full matrix fits: one column per label
+        headers = ["image", "best"] + labels
+        rows = [[r["image"], r["label"]] + [f"{r['probs'][lab]:.3f}" for lab in labels] for r in results]
+        right = set(range(2, len(headers)))
+    else:
+        headers = ["image"] + [h for i in range(k) for h in (f"#{i + 1}", "p")]
+        rows = [[r["image"]] + [c for lab, p in r["top"] for c in (lab, f"{p:.3f}")] for r in results]
+        right = set(range(2, len(headers), 2))
+    _emit(args, results, headers, rows, right)
+    return 0
+
+
+# ---- search -----------------------------------------------------------------------------------------------------
+
+def run_search(args: argparse.Namespace) -> int:
+    """Rank a folder's images by similarity to a text or an image, using the folder's embedding cache."""
+    from ..clipjobs import embed_image_files
+    from ..errors import VqclipError
+    from ..search import ImageIndex
+
+    if (args.query is None) == (args.image is None):
+        raise VqclipError("search needs exactly one query: a text (vqclip search FOLDER 'a red car') or --image FILE")
+    if args.image is not None and not Path(args.image).is_file():
+        raise VqclipError(f"{args.image}: no such query image")
+    clip = load_clip_for(args)
+    index = ImageIndex(args.folder, clip)
+    if args.rebuild:
+        index.entries.clear()
+        index.vectors.clear()
+    t0 = time.perf_counter()
+    with _bar_safe_logging():
+        index.update(batch_size=args.batch_size, progress=not args.quiet)
+    wall = time.perf_counter() - t0
+    if index.embedded:
+        log.info("indexed %d images: %d embedded in %.1fs (%.1f images/s), %d from the cache, %d skipped",
+                 len(index), index.embedded, wall, index.embedded / max(wall, 1e-9), len(index) - index.embedded,
+                 len(index.skipped))
+    if args.image is not None:
+        kept, emb = embed_image_files(clip, [args.image], 1)
+        if not kept:
+            raise VqclipError(f"{args.image}: the query image cannot be read")
+        query, label = emb[0], f"image:{args.image}"
+    else:
+        query, label = clip.encode_text([args.query])[0].cpu(), args.query
+    hits = index.search(query, args.top or 10)
+    data = {"query": label, "folder": str(args.folder), "indexed": len(index), "embedded": index.embedded,
+            "skipped": index.skipped, "results": [{"rank": i + 1, "path": str(p), "score": s}
+                                                  for i, (p, s) in enumerate(hits)]}
+    rows = [[str(i + 1), f"{s:.4f}", str(p)] for i, (p, s) in enumerate(hits)]
+    if not hits and not args.json:
+        log.warning("no readable images under %s", args.folder)
+    _emit(args, data, ["rank", "score", "image"], rows, {0, 1})
+    return 0
+
+
+# ---- score and rank ---------------------------------------------------------------------------------------------
+
+def _ranked(records: list[dict], top: int | None) -> list[dict]:
+    """Records sorted by score, best first, numbered, cut to `top`."""
+    out = sorted(records, key=lambda r: -r["score"])[: top or None]
+    for i, r in enumerate(out):
+        r["rank"] = i + 1
+    return out
+
+
+def run_score(args: argparse.Namespace) -> int:
+    """CLIP similarity of each image to one prompt, best first."""
+    from ..clipjobs import expand_image_args, parse_score_prompt, prompt_scores
+
+    parse_score_prompt(args.prompt)  # a malformed prompt fails before any model is loaded
+    paths = expand_image_args(args.images)
+    clip = load_clip_for(args)
+    kept, emb = _embed(args, clip, paths)
+    scores = prompt_scores(clip, emb, [args.prompt] * len(kept))
+    records = _ranked([{"image": str(p), "score": float(s)} for p, s in zip(kept, scores)], args.top)
+    rows = [[str(r["rank"]), f"{r['score']:.4f}", r["image"]] for r in records]
+    _emit(args, {"prompt": args.prompt, "results": records}, ["rank", "score", "image"], rows, {0, 1})
+    return 0
+
+
+def read_run_prompt(path: Path) -> str | None:
+    """The text prompt a vqclip run recorded in its PNG (`vqclip` text chunk, JSON with 'prompt'), or None."""
+    from PIL import Image
+
+    from ..clipjobs import parse_score_prompt
+    from ..errors import VqclipError
+
+    try:
+        with Image.open(path) as im:
+            raw = getattr(im, "text", {}).get(META_KEY)
+        prompt = json.loads(raw).get("prompt") if raw else None
+    except Exception as exc:  # PIL's OSError/SyntaxError, json's ValueError, a non-dict JSON
+        log.warning("skipping %s: cannot read its run metadata (%s)", path, " ".join(str(exc).split())[:120])
+        return None
+    if not isinstance(prompt, str) or not prompt.strip():
+        log.warning("skipping %s: no vqclip run metadata with a text prompt", path)
+        return None
+    try:
+        parse_score_prompt(prompt)
+    except VqclipError as exc:
+        log.warning("skipping %s: %s", path, exc)
+        return None
+    return prompt
+
+
+def run_rank(args: argparse.Namespace) -> int:
+    """Rank runs under a folder by how well each final.png matches its own recorded prompt."""
+    from ..clipjobs import prompt_scores, scan_images
+    from ..errors import VqclipError
+
+    finals = [p for p in scan_images(args.folder) if p.name == RANK_IMAGE]
+    if not finals:
+        raise VqclipError(f"{args.folder}: no runs found (no {RANK_IMAGE} below it); give an outputs folder")
+    runs: dict[Path, str] = {}
+    for path in finals:
+        prompt = read_run_prompt(path)
+        if prompt is not None:
+            runs[path] = prompt
+    if not runs:
+        raise VqclipError(f"{args.folder}: none of the {len(finals)} runs has a readable prompt in its {RANK_IMAGE}")
+    clip = load_clip_for(args)
+    kept, emb = _embed(args, clip, list(runs))
+    scores = prompt_scores(clip, emb, [runs[p] for p in kept])
+    records = _ranked([{"run": str(p.parent), "image": str(p), "prompt": runs[p], "score": float(s)}
+                       for p, s in zip(kept, scores)], args.top)
+    rows = [[str(r["rank"]), f"{r['score']:.4f}", r["run"], r["prompt"][:60]] for r in records]
+    _emit(args, records, ["rank", "score", "run", "prompt"], rows, {0, 1})
+    return 0
+
+
+# ---- registration -----------------------------------------------------------------------------------------------
+
+def register(subparsers) -> None:
+    """Add the classify, search, score and rank subcommands."""
+    p = subparsers.add_parser("classify", help="zero-shot classify images among text labels",
+                              description="Zero-shot classification: the probability of each label for each image.")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
+    lab = p.add_mutually_exclusive_group(required=True)
+    lab.add_argument("--labels", help="comma-separated labels, e.g. 'cat,dog,human'")
+    lab.add_argument("--labels-file", metavar="FILE", help="labels, one per line")
+    tpl = p.add_mutually_exclusive_group()
+    tpl.add_argument("--templates", metavar="T1;T2",
+                     help="';'-separated prompt templates with {} for the label, averaged ('{}' = the bare label); "
+                          "default: 'a photo of a {}.' and 5 more")
+    tpl.add_argument("--templates-file", metavar="FILE", help="prompt templates, one per line")
+    _common(p, "show the K most likely labels per image (default: all)")
+    p.set_defaults(func=run_classify)
+
+    p = subparsers.add_parser("search", help="find images in a folder by text or by an example image",
+                              description="Rank the images under FOLDER (recursively) by similarity to a text or "
+                                          "an image. Embeddings are cached in FOLDER/.vqclip-index.safetensors.")
+    p.add_argument("folder", type=Path, metavar="FOLDER")
+    p.add_argument("query", nargs="?", metavar="TEXT", help="what to look for, e.g. 'a red car'")
+    p.add_argument("--image", metavar="QUERY", help="search with this image instead of a text")
+    p.add_argument("--rebuild", action="store_true", help="ignore the cached embeddings and embed every image again")
+    _common(p, "show the K best matches (default 10)")
+    p.set_defaults(func=run_search)
+
+    p = subparsers.add_parser("score", help="CLIP similarity of images to a prompt, best first",
+                              description="Score images against a prompt (cosine similarity; 'a:1|b:-0.5' "
+                                          "prompts combine their parts by weight).")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
+    p.add_argument("--prompt", required=True, help="the text to score against")
+    _common(p, "show the K best images (default: all)")
+    p.set_defaults(func=run_score)
+
+    p = subparsers.add_parser("rank", help="rank generated runs by how well final.png matches its prompt",
+                              description=f"Find every {RANK_IMAGE} under FOLDER and rank the runs by the CLIP "
+                                          "similarity of the image to the prompt recorded in it.")
+    p.add_argument("folder", type=Path, metavar="FOLDER", help="an outputs folder of runs")
+    _common(p, "show the K best runs (default: all)")
+    p.set_defaults(func=run_rank)
