@@ -1,0 +1,353 @@
+"""Downloads against a local HTTP server on 127.0.0.1: progress, resume, corruption, mirrors, stalls, offline."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import socket
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from vqclip.download import (CorruptFileError, DownloadError, Manifest, fetch, fetch_clip, hand_placed_clip,
+                             verify_file)
+from vqclip.errors import VqclipError
+from vqclip.registry import FileSpec
+
+STALL_LIMIT_S = 5.0  # a stalled handler never holds the server longer than this
+
+
+@dataclass
+class Route:
+    """What the server does for one path: serve `body`, or misbehave for the next `times` requests."""
+
+    body: bytes
+    mode: str = "ok"  # ok | cut | stall | fail | close | norange
+    cut_after: int = 0
+    times: int | None = None  # None: always misbehave; n: only the next n requests
+    content_type: str = "application/octet-stream"
+
+
+class FixtureServer:
+    """A ThreadingHTTPServer on 127.0.0.1:<free port> serving Routes, with Range support; records each request."""
+
+    def __init__(self):
+        self.routes: dict[str, Route] = {}
+        self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
+        self.stop_event = threading.Event()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def start(self) -> "FixtureServer":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+    def add(self, path: str, body: bytes, **kwargs) -> str:
+        """Serve `body` at `path`; its URL."""
+        self.routes[path] = Route(body, **kwargs)
+        return self.url(path)
+
+    def url(self, path: str) -> str:
+        return urllib.parse.urlunsplit(("http", f"127.0.0.1:{self.httpd.server_port}", path, "", ""))
+
+    def ranges(self, path: str) -> list[str | None]:
+        """The Range header of every request made for `path`, in order."""
+        return [r for p, r in self.requests if p == path]
+
+
+def _make_handler(server: FixtureServer):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # keep test output clean
+            pass
+
+        def do_GET(self):
+            path = urllib.parse.urlsplit(self.path).path
+            route = server.routes.get(path)
+            server.requests.append((path, self.headers.get("Range")))
+            if route is None:
+                self.send_error(404)
+                return
+            mode = route.mode
+            if route.times is not None:
+                if route.times <= 0:
+                    mode = "ok"
+                route.times -= 1
+            if mode == "fail":
+                self.send_error(500, "fixture failure")
+                return
+            if mode == "close":
+                self.close_connection = True
+                return
+            body, start = route.body, 0
+            wanted = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+            if wanted and mode != "norange":
+                start = int(wanted.group(1))
+                if start >= len(body):
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{len(body)}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+            else:
+                self.send_response(200)
+            self.send_header("Content-Type", route.content_type)
+            self.send_header("Content-Length", str(len(body) - start))
+            self.send_header("Accept-Ranges", "bytes")
+            self.end_headers()
+            if mode in ("cut", "stall"):
+                self.wfile.write(body[start:start + route.cut_after])
+                self.wfile.flush()
+                if mode == "stall":
+                    server.stop_event.wait(STALL_LIMIT_S)
+                self.close_connection = True
+                return
+            self.wfile.write(body[start:])
+
+    return Handler
+
+
+@pytest.fixture
+def server():
+    """A local fixture HTTP server, always shut down after the test."""
+    srv = FixtureServer().start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def dead_url(path: str = "/gone.bin") -> str:
+    """A 127.0.0.1 URL on a port nothing listens on (connection refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return urllib.parse.urlunsplit(("http", f"127.0.0.1:{port}", path, "", ""))
+
+
+def payload(n: int = 300_000, seed: int = 0) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_download_shows_progress_and_records_sha256(server, tmp_path, capsys):
+    data = payload()
+    spec = FileSpec("model.ckpt", (server.add("/model.ckpt", data),))
+    path = fetch(spec, tmp_path, progress=True, timeout=5)
+    assert path == tmp_path / "model.ckpt" and path.read_bytes() == data
+    assert not list(tmp_path.glob("*.part*"))
+    err = capsys.readouterr().err
+    assert "model.ckpt" in err and "100%" in err and "B/s" in err and "<" in err  # name, size, rate, ETA
+    entry = json.loads((tmp_path / "manifest.json").read_text())["files"]["model.ckpt"]
+    assert entry["sha256"] == sha(data) and entry["size"] == len(data) and entry["source"] == spec.urls[0]
+
+
+def test_no_progress_bar_when_disabled(server, tmp_path, capsys):
+    fetch(FileSpec("a.bin", (server.add("/a.bin", payload(5000)),)), tmp_path, progress=False, timeout=5)
+    assert "100%" not in capsys.readouterr().err
+
+
+def test_transfer_cut_mid_file_resumes_with_range(server, tmp_path):
+    data = payload()
+    url = server.add("/cut.ckpt", data, mode="cut", cut_after=100_000, times=1)
+    path = fetch(FileSpec("cut.ckpt", (url,)), tmp_path, progress=False, timeout=5, retries=2)
+    assert path.read_bytes() == data
+    assert server.ranges("/cut.ckpt") == [None, "bytes=100000-"]
+
+
+def test_interrupted_download_resumes_in_a_later_run(server, tmp_path):
+    data = payload()
+    spec = FileSpec("later.ckpt", (server.add("/later.ckpt", data, mode="cut", cut_after=123_456, times=1),))
+    with pytest.raises(DownloadError):
+        fetch(spec, tmp_path, progress=False, timeout=5, retries=0)
+    assert not (tmp_path / "later.ckpt").exists(), "an incomplete file must never get the final name"
+    assert (tmp_path / "later.ckpt.part").stat().st_size == 123_456
+    assert fetch(spec, tmp_path, progress=False, timeout=5).read_bytes() == data
+    assert server.ranges("/later.ckpt")[-1] == "bytes=123456-"
+    assert not (tmp_path / "later.ckpt.part").exists() and not (tmp_path / "later.ckpt.part.json").exists()
+
+
+def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
+    data = payload()
+    (tmp_path / "nr.ckpt.part").write_bytes(b"stale bytes from an earlier attempt")
+    url = server.add("/nr.ckpt", data, mode="norange")
+    assert fetch(FileSpec("nr.ckpt", (url,)), tmp_path, progress=False, timeout=5).read_bytes() == data
+    assert server.ranges("/nr.ckpt") == ["bytes=35-"]
+
+
+def test_complete_part_file_is_finished_without_refetching_body(server, tmp_path):
+    data = payload(4000)
+    (tmp_path / "done.bin.part").write_bytes(data)
+    url = server.add("/done.bin", data)
+    assert fetch(FileSpec("done.bin", (url,), size=len(data)), tmp_path, progress=False, timeout=5).read_bytes() == data
+    assert server.ranges("/done.bin") == []
+
+
+def test_pinned_sha256_mismatch_is_refused(server, tmp_path):
+    data = payload()
+    spec = FileSpec("pinned.ckpt", (server.add("/pinned.ckpt", data),), sha256=sha(b"something else"))
+    with pytest.raises(DownloadError, match="sha256") as info:
+        fetch(spec, tmp_path, progress=False, timeout=5)
+    assert not list(tmp_path.glob("pinned.ckpt*")), "a bad download leaves neither the file nor its .part"
+    assert str(tmp_path / "pinned.ckpt") in str(info.value)
+
+
+def test_bad_bytes_kept_from_an_earlier_attempt_are_refetched_whole(server, tmp_path):
+    data = payload()
+    (tmp_path / "mix.ckpt.part").write_bytes(payload(1000, seed=5))  # e.g. left by a host serving another file
+    spec = FileSpec("mix.ckpt", (server.add("/mix.ckpt", data),), sha256=sha(data))
+    assert fetch(spec, tmp_path, progress=False, timeout=5).read_bytes() == data
+    assert server.ranges("/mix.ckpt") == ["bytes=1000-", None]
+
+
+def test_pinned_sha256_match_is_accepted_and_not_recorded(server, tmp_path):
+    data = payload()
+    spec = FileSpec("ok.ckpt", (server.add("/ok.ckpt", data),), size=len(data), sha256=sha(data))
+    assert fetch(spec, tmp_path, progress=False, timeout=5).read_bytes() == data
+    assert not (tmp_path / "manifest.json").exists()
+
+
+def test_wrong_size_is_refused(server, tmp_path):
+    spec = FileSpec("sz.bin", (server.add("/sz.bin", payload(1000)),), size=999)
+    with pytest.raises(DownloadError, match="999"):
+        fetch(spec, tmp_path, progress=False, timeout=5)
+    assert not (tmp_path / "sz.bin").exists()
+
+
+@pytest.mark.parametrize("damage", ["flip", "swap", "truncate"])
+def test_corrupted_or_swapped_file_on_disk_is_caught(server, tmp_path, damage):
+    data = payload()
+    spec = FileSpec("c.ckpt", (server.add("/c.ckpt", data),))
+    path = fetch(spec, tmp_path, progress=False, timeout=5)
+    manifest = Manifest(tmp_path / "manifest.json")
+    assert verify_file(path, spec, manifest) == sha(data)
+    bad = {"flip": data[:1000] + bytes([data[1000] ^ 1]) + data[1001:], "swap": payload(len(data), seed=1),
+           "truncate": data[:-1]}[damage]
+    path.write_bytes(bad)
+    with pytest.raises(CorruptFileError, match="corrupt or was replaced"):
+        verify_file(path, spec, manifest)
+    with pytest.raises(CorruptFileError):
+        fetch(spec, tmp_path, progress=False, timeout=5)  # an existing file is checked, never trusted
+
+
+def test_redownload_must_match_first_recorded_sha256(server, tmp_path):
+    spec = FileSpec("r.ckpt", (server.add("/r.ckpt", payload()),))
+    fetch(spec, tmp_path, progress=False, timeout=5).unlink()
+    server.add("/r.ckpt", payload(seed=7))  # the host now serves a different file
+    with pytest.raises(DownloadError, match="first download recorded"):
+        fetch(spec, tmp_path, progress=False, timeout=5)
+
+
+@pytest.mark.parametrize("failure", ["fail", "close", "dead", "html"])
+def test_mirror_takes_over_from_failing_host(server, tmp_path, failure):
+    data = payload()
+    if failure == "dead":
+        first = dead_url()
+    elif failure == "html":
+        first = server.add("/bad", b"<!DOCTYPE html><html><body>File not found</body></html>", content_type="text/html")
+    else:
+        first = server.add("/bad", data, mode=failure)
+    mirror = server.add("/mirror.ckpt", data)
+    path = fetch(FileSpec("m.ckpt", (first, mirror)), tmp_path, progress=False, timeout=5)
+    assert path.read_bytes() == data
+    assert server.ranges("/mirror.ckpt") == [None]
+    entry = Manifest(tmp_path / "manifest.json").entry(path)
+    assert entry["source"] == mirror and entry["sha256"] == sha(data)
+
+
+def test_stalled_host_times_out_and_mirror_takes_over(server, tmp_path):
+    data = payload()
+    stalled = server.add("/stall.ckpt", data, mode="stall", cut_after=50_000)
+    mirror = server.add("/good.ckpt", data)
+    start = time.monotonic()
+    path = fetch(FileSpec("s.ckpt", (stalled, mirror)), tmp_path, progress=False, timeout=0.3, retries=1)
+    assert path.read_bytes() == data
+    assert time.monotonic() - start < STALL_LIMIT_S - 1, "the stall must be cut by the timeout, not the server"
+    assert server.ranges("/stall.ckpt") == [None, "bytes=50000-"]  # one resume (it stalls again), then the mirror
+    assert server.ranges("/good.ckpt") == ["bytes=100000-"]  # the mirror continues the same partial file
+
+
+def test_offline_message_names_file_urls_and_destination(tmp_path):
+    urls = (dead_url("/a.ckpt"), dead_url("/b.ckpt"))
+    with pytest.raises(DownloadError) as info:
+        fetch(FileSpec("vqgan.ckpt", urls), tmp_path / "home", progress=False, timeout=2)
+    message = str(info.value)
+    assert "vqgan.ckpt" in message and all(u in message for u in urls)
+    assert f"put it at {(tmp_path / 'home' / 'vqgan.ckpt').absolute()}" in message
+    assert isinstance(info.value, VqclipError) and len(info.value.missing) == 1
+    assert not (tmp_path / "home" / "vqgan.ckpt").exists()
+
+
+def test_file_without_urls_explains_where_to_put_it(tmp_path):
+    with pytest.raises(DownloadError, match="no download URL") as info:
+        fetch(FileSpec("own.ckpt"), tmp_path, progress=False)
+    assert str(tmp_path / "own.ckpt") in str(info.value)
+
+
+def test_fetch_clip_uses_open_clip_cache_under_home(tmp_path, monkeypatch):
+    from open_clip import pretrained
+
+    seen = {}
+
+    def fake_download(cfg, prefer_hf_hub=True, cache_dir=None):
+        seen["cache_dir"] = cache_dir
+        target = Path(cache_dir) / "weights.safetensors"
+        target.write_bytes(b"w")
+        return str(target)
+
+    monkeypatch.setattr(pretrained, "download_pretrained", fake_download)
+    path = fetch_clip("ViT-B-32", "openai", tmp_path)
+    assert seen["cache_dir"] == str(tmp_path / "clip") and path == tmp_path / "clip" / "weights.safetensors"
+
+
+def test_fetch_clip_failure_is_a_download_error_with_manual_path(tmp_path, monkeypatch):
+    from open_clip import pretrained
+
+    def offline(cfg, prefer_hf_hub=True, cache_dir=None):
+        raise OSError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(pretrained, "download_pretrained", offline)
+    with pytest.raises(DownloadError) as info:
+        fetch_clip("ViT-B-32", "openai", tmp_path)
+    message = str(info.value)
+    assert "CLIP ViT-B-32 (openai)" in message and "name resolution" in message
+    assert "vit_base_patch32_clip_224.openai" in message  # the URL to fetch by hand
+    assert f"put it at {tmp_path / 'clip' / 'ViT-B-32-openai.safetensors'}" in message
+
+
+def test_hand_placed_clip_file_is_used_without_network(tmp_path, monkeypatch):
+    from open_clip import pretrained
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("must not download when the file is in place")
+
+    monkeypatch.setattr(pretrained, "download_pretrained", no_network)
+    placed = tmp_path / "clip" / "ViT-B-32-openai.safetensors"
+    placed.parent.mkdir()
+    placed.write_bytes(b"weights")
+    assert fetch_clip("ViT-B-32", "openai", tmp_path) == placed
+    # a file path loses the tag's QuickGELU setting, so the -quickgelu architecture is chosen
+    assert hand_placed_clip("ViT-B-32", "openai", tmp_path) == ("ViT-B-32-quickgelu", str(placed))
+
+
+def test_fetch_clip_unknown_tag_lists_known_tags(tmp_path):
+    with pytest.raises(VqclipError, match="laion2b_s34b_b79k"):
+        fetch_clip("ViT-B-32", "no-such-tag", tmp_path)

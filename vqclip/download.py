@@ -1,0 +1,479 @@
+"""Fetching model files once, safely: resume, mirrors, stall timeouts, size and sha256 checks, atomic rename.
+
+A file is written to `<name>.part` (plus `<name>.part.json` remembering the host's length and validators, so a
+later run can resume with an HTTP Range request) and only renamed to its final name once complete and verified.
+Files without a pinned sha256 get theirs recorded in `<home>/manifest.json` on first download and are checked
+against it on every later load, so a corrupted or swapped file is caught.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import logging
+import os
+import re
+import shutil
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .errors import VqclipError
+from .registry import MANIFEST_NAME, FileSpec
+
+log = logging.getLogger("vqclip")
+
+USER_AGENT = "vqclip (model downloader; urllib)"
+CHUNK = 256 * 1024
+_NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, OSError, ValueError)
+
+
+class CorruptFileError(VqclipError):
+    """A model file on disk whose size or sha256 is not what it must be."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"{path} is corrupt or was replaced: it is {reason}; delete it and run "
+                         "`vqclip models download` to fetch it again")
+
+
+@dataclass(frozen=True)
+class MissingFile:
+    """A file that could not be fetched: where it was tried (with why it failed) and where to put it by hand."""
+
+    filename: str
+    urls: tuple[str, ...]
+    dest: Path
+    reasons: tuple[str, ...]
+
+
+def missing_file(spec: FileSpec, dest: Path, reasons: list[str]) -> MissingFile:
+    """A MissingFile for `spec` meant to live at `dest`."""
+    return MissingFile(spec.filename, spec.urls, Path(dest).absolute(), tuple(reasons))
+
+
+class DownloadError(VqclipError):
+    """Files that could not be fetched (offline, every host failed, or every copy failed verification)."""
+
+    def __init__(self, missing: list[MissingFile], headline: str | None = None):
+        self.missing = list(missing)
+        n = len(self.missing)
+        self.headline = headline or f"could not download {n} file{'s' * (n != 1)} (offline, or every host failed)"
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        """One message naming each file, every URL tried and why it failed, and the exact path to put it at."""
+        lines = [f"{self.headline}; download by hand and put each at the path shown, then run again:"]
+        for item in self.missing:
+            lines.append(f"  {item.filename}")
+            for url in item.urls:
+                why = next((r[len(url) + 2:] for r in item.reasons if r.startswith(url + ": ")), "")
+                lines.append(f"    from {url}" + (f"  ({why})" if why else ""))
+            lines.extend(f"    ({r})" for r in item.reasons if not any(r.startswith(u + ": ") for u in item.urls))
+            lines.append(f"    put it at {item.dest}")
+        return "\n".join(lines)
+
+
+class _TransferError(Exception):
+    """A host failed (unreachable, HTTP error, stalled, cut short): try the next mirror."""
+
+
+class _IntegrityError(Exception):
+    """A host delivered the wrong bytes (size, sha256, a web page): discard them and try the next mirror."""
+
+
+def human_size(n: int | None) -> str:
+    """Bytes as a short human string ('980 MB'); '?' when unknown."""
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" or n >= 100 else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover - loop always returns
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _looks_like_web_page(path: Path) -> bool:
+    """True when a file starts like an HTML page: what dead hosts send instead of a model."""
+    with open(path, "rb") as f:
+        head = f.read(512).lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html"))
+
+
+class Manifest:
+    """The sha256 and size of every unpinned file, recorded on first download (`<home>/manifest.json`)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path).absolute()
+
+    def _load(self) -> dict:
+        """The manifest's `files` mapping (empty when there is no manifest yet)."""
+        if not self.path.is_file():
+            return {}
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            files = data["files"]
+            if not isinstance(files, dict):
+                raise TypeError("files is not a mapping")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise VqclipError(f"{self.path}: unreadable checksum manifest ({exc}); delete it and run "
+                              "`vqclip models verify` to record the files on disk again") from None
+        return files
+
+    def key(self, path: Path) -> str:
+        """How `path` is named in the manifest: relative to the manifest's folder when inside it."""
+        path = Path(path).absolute()
+        try:
+            return path.relative_to(self.path.parent).as_posix()
+        except ValueError:
+            return str(path)
+
+    def entry(self, path: Path) -> dict | None:
+        """The recorded {sha256, size, source, recorded} of `path`, or None."""
+        return self._load().get(self.key(path))
+
+    def record(self, path: Path, sha256: str, size: int, source: str) -> None:
+        """Remember `path`'s checksum and size (written atomically)."""
+        files = self._load()
+        files[self.key(path)] = {"sha256": sha256, "size": size, "source": source,
+                                 "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        self._write(files)
+
+    def forget(self, path: Path) -> bool:
+        """Drop `path`'s record (when an upstream file legitimately changed); True if there was one."""
+        files = self._load()
+        if files.pop(self.key(path), None) is None:
+            return False
+        self._write(files)
+        return True
+
+    def _write(self, files: dict) -> None:
+        """Write the manifest via a temporary file and an atomic rename."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps({"version": 1, "files": files}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+def _check_bytes(path: Path, spec: FileSpec, entry: dict | None) -> tuple[str, int]:
+    """(sha256, size) of `path` after checking it against the pin, else the manifest entry; raises _IntegrityError."""
+    size = path.stat().st_size
+    if spec.size is not None and size != spec.size:
+        raise _IntegrityError(f"{size} bytes, but it must be {spec.size}")
+    if _looks_like_web_page(path):
+        raise _IntegrityError("a web page (an error or login page), not the model file")
+    digest = sha256_file(path)
+    if spec.sha256 is not None and digest != spec.sha256:
+        raise _IntegrityError(f"sha256 {digest[:16]}..., but the preset pins {spec.sha256[:16]}...")
+    if spec.sha256 is None and entry is not None and (entry.get("sha256"), entry.get("size")) != (digest, size):
+        raise _IntegrityError(f"sha256 {digest[:16]}... ({size} bytes), but the first download recorded "
+                              f"{str(entry.get('sha256'))[:16]}... ({entry.get('size')} bytes)")
+    return digest, size
+
+
+def verify_file(path: Path, spec: FileSpec, manifest: Manifest | None = None) -> str:
+    """Check a file on disk against its pinned sha256, else its manifest record (recording it if new); its sha256."""
+    path = Path(path).absolute()
+    if not path.is_file():
+        raise VqclipError(f"{path}: missing; run `vqclip models download` or put the file there")
+    entry = manifest.entry(path) if manifest is not None else None
+    try:
+        digest, size = _check_bytes(path, spec, entry)
+    except _IntegrityError as exc:
+        raise CorruptFileError(path, str(exc)) from None
+    if manifest is not None and spec.sha256 is None and entry is None:
+        manifest.record(path, digest, size, source="found on disk")
+        log.info("recorded the sha256 of %s in %s; later loads are checked against it", path.name, manifest.path)
+    return digest
+
+
+def _reason(exc: BaseException, timeout: float) -> str:
+    """A short human reason for a network failure."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        if not isinstance(exc.reason, BaseException):
+            return str(exc.reason)
+        exc = exc.reason
+    if isinstance(exc, TimeoutError):
+        return f"stalled: no data for {timeout:g} s"
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return "the server closed the connection"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _host(url: str) -> str:
+    """The host of a URL, for messages."""
+    return urllib.parse.urlsplit(url).netloc or url
+
+
+def _content_range(value: str | None) -> tuple[int | None, int | None]:
+    """(first byte, total) from a Content-Range header like 'bytes 100-199/200' or 'bytes */200'."""
+    match = re.fullmatch(r"\s*bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)\s*", value or "")
+    if not match:
+        return None, None
+    start, total = match.groups()
+    return (int(start) if start else None), (int(total) if total and total != "*" else None)
+
+
+def _read_meta(path: Path) -> dict:
+    """What the last attempt learnt about the host's file (url, total, etag, last_modified); {} if nothing."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        return meta if isinstance(meta, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_meta(path: Path, meta: dict) -> None:
+    """Remember the host's length and validators next to the partial file (atomically)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(meta), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _restart(part: Path, meta_path: Path) -> None:
+    """Throw away a partial download so the next request starts from byte 0."""
+    part.unlink(missing_ok=True)
+    meta_path.unlink(missing_ok=True)
+
+
+def _stream(resp, part: Path, mode: str, offset: int, total: int | None, progress: bool, name: str):
+    """Copy the response body into `part`; (bytes written, the network error that stopped it or None)."""
+    got, error = 0, None
+    read = getattr(resp, "read1", resp.read)  # read1: what has arrived, so a stall keeps the bytes before it
+    with open(part, mode) as out, tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                                       desc=name, disable=not progress, dynamic_ncols=True, mininterval=0.25) as bar:
+        while True:
+            try:
+                chunk = read(CHUNK)
+            except _NETWORK_ERRORS as exc:
+                error = exc
+                break
+            if not chunk:
+                break
+            out.write(chunk)
+            got += len(chunk)
+            bar.update(len(chunk))
+        out.flush()
+        os.fsync(out.fileno())
+    return got, error
+
+
+def _download(url: str, part: Path, spec: FileSpec, *, timeout: float, progress: bool, retries: int) -> None:
+    """Bring `part` to the complete file from `url`, resuming what is there; raises _TransferError/_IntegrityError."""
+    meta_path = part.with_name(part.name + ".json")
+    meta = _read_meta(meta_path)
+    attempts = 0
+    while True:
+        offset = part.stat().st_size if part.is_file() else 0
+        expected = spec.size if spec.size is not None else meta.get("total")
+        if offset and expected is not None and offset > expected:
+            _restart(part, meta_path)
+            meta, offset = {}, 0
+        if offset and expected is not None and offset == expected:
+            return
+        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+            etag = meta.get("etag") or ""
+            validator = etag if etag and not etag.startswith("W/") else meta.get("last_modified")
+            if validator and meta.get("url") == url:
+                headers["If-Range"] = validator
+        try:
+            resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 416 and offset:
+                total = _content_range(exc.headers.get("Content-Range"))[1]
+                exc.close()
+                if total == offset:
+                    return
+                _restart(part, meta_path)
+                meta, attempts = {}, attempts + 1
+                if attempts > retries:
+                    raise _TransferError("the server refused to resume (HTTP 416)") from None
+                continue
+            exc.close()
+            raise _TransferError(_reason(exc, timeout)) from None
+        except _NETWORK_ERRORS as exc:
+            raise _TransferError(_reason(exc, timeout)) from None
+        with resp:
+            if resp.status == 206:
+                start, total = _content_range(resp.headers.get("Content-Range"))
+                if start != offset or (meta.get("total") is not None and total != meta["total"]):
+                    log.info("%s sent a different part of %s than asked; starting again", _host(url), spec.filename)
+                    _restart(part, meta_path)
+                    meta, attempts = {}, attempts + 1
+                    if attempts > retries:
+                        raise _TransferError("the server sends inconsistent ranges")
+                    continue
+                mode = "ab"
+            else:
+                if offset:
+                    log.info("%s does not resume downloads; fetching %s from the start", _host(url), spec.filename)
+                length = resp.headers.get("Content-Length", "")
+                offset, mode, total = 0, "wb", (int(length) if length.isdigit() else None)
+            if spec.size is not None and total is not None and total != spec.size:
+                raise _IntegrityError(f"the host offers {total} bytes, but the file must be {spec.size}")
+            meta = {"url": url, "total": total, "etag": resp.headers.get("ETag"),
+                    "last_modified": resp.headers.get("Last-Modified")}
+            _write_meta(meta_path, meta)
+            if total is not None:
+                free = shutil.disk_usage(part.parent).free
+                if free < total - offset:
+                    raise VqclipError(f"not enough disk space for {spec.filename} in {part.parent}: needs "
+                                      f"{human_size(total - offset)}, {human_size(free)} free; free space or set "
+                                      "VQCLIP_HOME to another disk")
+            got, error = _stream(resp, part, mode, offset, total, progress, spec.filename)
+        done = offset + got
+        if total is not None and done > total:
+            raise _IntegrityError(f"the host sent {done} bytes after announcing {total}")
+        if (total is None and error is None) or done == total:
+            return
+        attempts += 1
+        why = _reason(error, timeout) if error is not None else "the connection closed early"
+        if got == 0 or attempts > retries:
+            raise _TransferError(f"{why} after {done} of {human_size(total)}")
+        log.warning("%s: transfer of %s cut after %s (%s); resuming", _host(url), spec.filename, human_size(done), why)
+
+
+def fetch(spec: FileSpec, dest_dir: Path, *, progress: bool = True, timeout: float = 30.0,
+          manifest: Manifest | None = None, retries: int = 3, force: bool = False) -> Path:
+    """`dest_dir/spec.filename`, downloaded (resuming, trying mirrors in order) and verified unless already there.
+
+    `timeout` bounds connecting and every wait for data (a stalled host fails over to the next mirror); `retries`
+    is how many times a transfer cut mid-file is resumed from the same host. Raises DownloadError naming the
+    file, every URL tried and the exact path to put it at when no host delivers it.
+    """
+    dest_dir = Path(dest_dir).absolute()
+    dest = dest_dir / spec.filename
+    manifest = manifest if manifest is not None else Manifest(dest_dir / MANIFEST_NAME)
+    if dest.is_file() and not force:
+        verify_file(dest, spec, manifest)
+        return dest
+    if not spec.urls:
+        raise DownloadError([missing_file(spec, dest, ["no download URL is known for this file"])])
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    meta_path = part.with_name(part.name + ".json")
+    reasons = []
+    for i, url in enumerate(spec.urls):
+        log.info("downloading %s from %s%s", spec.filename, _host(url), " (mirror)" if i else "")
+        for fresh in (False, True):
+            resumed = part.is_file() and part.stat().st_size > 0
+            try:
+                _download(url, part, spec, timeout=timeout, progress=progress, retries=retries)
+                entry = manifest.entry(dest)
+                digest, size = _check_bytes(part, spec, entry)
+            except _TransferError as exc:
+                reasons.append(f"{url}: {exc}")
+                log.info("%s failed for %s: %s", _host(url), spec.filename, exc)
+                break
+            except _IntegrityError as exc:
+                _restart(part, meta_path)
+                if resumed and not fresh:  # the bytes kept from an earlier attempt may be the bad ones
+                    log.info("%s: the resumed %s does not check out; fetching it whole", _host(url), spec.filename)
+                    continue
+                reasons.append(f"{url}: delivered {exc}")
+                log.warning("%s delivered a bad copy of %s (%s); discarded", _host(url), spec.filename, exc)
+                break
+            except OSError as exc:  # network errors became _TransferError: this is the local disk
+                raise VqclipError(f"cannot write {part}: {exc.strerror or exc}; check the folder or set "
+                                  "VQCLIP_HOME to a writable disk") from None
+            os.replace(part, dest)
+            meta_path.unlink(missing_ok=True)
+            if spec.sha256 is None and entry is None:
+                manifest.record(dest, digest, size, source=url)
+            log.info("%s ready (%s, sha256 %s...)", dest, human_size(size), digest[:16])
+            return dest
+    raise DownloadError([missing_file(spec, dest, reasons)])
+
+
+def clip_weights_url(cfg: dict) -> tuple[str, str]:
+    """(download URL, file name) of an open_clip pretrained config, preferring the Hugging Face safetensors copy."""
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        repo, filename = os.path.split(hub)
+        if not filename or filename == "open_clip_pytorch_model.bin":
+            filename = "open_clip_model.safetensors"
+        return f"https://huggingface.co/{repo}/resolve/main/{filename}", filename
+    url = cfg.get("url", "")
+    return url, os.path.basename(urllib.parse.urlsplit(url).path)
+
+
+def clip_manual_path(model: str, tag: str, home_dir: Path) -> Path:
+    """Where a hand-downloaded CLIP weights file goes: `<home>/clip/<model>-<tag><suffix>`."""
+    import open_clip
+
+    _, filename = clip_weights_url(open_clip.get_pretrained_cfg(model, tag))
+    return Path(home_dir).absolute() / "clip" / f"{model}-{tag}{Path(filename).suffix or '.safetensors'}"
+
+
+def hand_placed_clip(model: str, tag: str, home_dir: Path) -> tuple[str, str] | None:
+    """(model, weights path) that load a hand-placed CLIP file exactly as the tag would, or None if none is there.
+
+    A file path loses the tag's settings, so a QuickGELU tag (OpenAI weights) maps to open_clip's `-quickgelu`
+    architecture of the same model.
+    """
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(model, tag)
+    path = clip_manual_path(model, tag, home_dir) if cfg else None
+    if path is None or not path.is_file():
+        return None
+    quick = f"{model}-quickgelu"
+    if cfg.get("quick_gelu") and not model.endswith("-quickgelu") and quick in open_clip.list_models():
+        model = quick
+    return model, str(path)
+
+
+def fetch_clip(model: str, tag: str, home_dir: Path) -> Path:
+    """The local file of open_clip's weights for (model, tag), fetched by open_clip's own downloader if needed.
+
+    Looks first for a hand-placed file (`clip_manual_path`), then lets open_clip download into, or find in, its
+    cache `<home>/clip` (pass that as `cache_dir` when loading by tag). A tag that is a file path is returned as
+    is. Failures raise DownloadError in the same style as VQGAN files.
+    """
+    import open_clip
+    from open_clip import pretrained as oc_pretrained
+
+    cfg = oc_pretrained.get_pretrained_cfg(model, tag)
+    if not cfg:
+        if Path(tag).expanduser().is_file():
+            return Path(tag).expanduser().absolute()
+        known = ", ".join(open_clip.list_pretrained_tags_by_model(model)) or "none"
+        raise VqclipError(f"CLIP {model} has no pretrained weights called '{tag}' (known: {known}); "
+                          "see open_clip.list_pretrained()")
+    manual = clip_manual_path(model, tag, home_dir)
+    if manual.is_file():
+        return manual
+    cache = Path(home_dir).absolute() / "clip"
+    cache.mkdir(parents=True, exist_ok=True)
+    url, _ = clip_weights_url(cfg)
+    log.info("fetching CLIP %s (%s) weights with open_clip into %s", model, tag, cache)
+    try:
+        target = oc_pretrained.download_pretrained(cfg, cache_dir=str(cache))
+    except Exception as exc:  # open_clip and huggingface_hub raise anything from OSError to their own errors
+        reason = f"{url}: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
+        raise DownloadError([MissingFile(f"CLIP {model} ({tag}) weights", (url,), manual, (reason,))]) from None
+    if not target or not Path(target).is_file():
+        raise DownloadError([MissingFile(f"CLIP {model} ({tag}) weights", (url,), manual,
+                                         (f"{url}: open_clip returned no file",))])
+    return Path(target).absolute()
