@@ -34,3 +34,28 @@ def tiny_clip(tmp_path_factory) -> tuple[Path, Path]:
 def _isolated_home(tmp_path, monkeypatch):
     """Each test gets its own VQCLIP_HOME, so nothing touches ./checkpoints or a user cache."""
     monkeypatch.setenv("VQCLIP_HOME", str(tmp_path / "vqclip-home"))
+
+
+@pytest.fixture(scope="session")
+def tiny_job(tiny_vqgan, tiny_clip) -> dict:
+    """A job layer that points at the tiny models; small and fast on CPU."""
+    return {"vqgan": {"config": str(tiny_vqgan[0]), "checkpoint": str(tiny_vqgan[1])},
+            "clip": [{"model": str(tiny_clip[0]), "pretrained": str(tiny_clip[1])}],
+            "size": [32, 32], "cutouts": {"n": 4}, "output": {"progress": False}}
+
+
+@pytest.fixture(scope="session")
+def tiny_args(tiny_vqgan, tiny_clip) -> list[str]:
+    """CLI options that point `vqclip generate` at the tiny models."""
+    return ["--vqgan-config", str(tiny_vqgan[0]), "--vqgan-checkpoint", str(tiny_vqgan[1]),
+            "--clip-model", str(tiny_clip[0]), "--clip-pretrained", str(tiny_clip[1]),
+            "--size", "32", "32", "--cutn", "4", "--quiet"]
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_vqgan, tiny_clip):
+    """Loaded tiny models (shared; they are frozen)."""
+    from vqclip.generator import Models
+    from vqclip.models import load_clip, load_vqgan
+
+    return Models(load_vqgan(*tiny_vqgan), [(load_clip(str(tiny_clip[0]), str(tiny_clip[1])), 1.0)])

@@ -65,10 +65,16 @@ def torch_load_safe(path: Path) -> object:
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
+            if "WeightsUnpickler" not in str(exc) and "GLOBAL" not in str(exc):
+                raise VqclipError(f"{path}: not a readable checkpoint ({_unpickler_reason(exc)}); "
+                                  "re-download the file") from None
             raise UnsafeCheckpointError(
-                f"{path}: refused: legacy (non-zip) pickle with non-tensor content; "
-                f"re-save it with torch>=1.6 or convert it to .safetensors ({str(exc).splitlines()[-1][:120]})"
+                f"{path}: refused: legacy (non-zip) pickle with non-tensor content ({_unpickler_reason(exc)}); "
+                "re-save it with torch>=1.6 or convert it to .safetensors"
             ) from None
+        except (RuntimeError, EOFError, ValueError) as exc:
+            raise VqclipError(f"{path}: not a readable checkpoint ({_unpickler_reason(exc)}); "
+                              "re-download the file") from None
     try:
         unknown = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except Exception as exc:  # a truncated or corrupt archive

@@ -1,0 +1,168 @@
+"""`vqclip generate` and `vqclip run` end to end on tiny models: outputs, metadata, re-runs, bad input, Ctrl-C."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from vqclip.cli import main
+from vqclip.outputs import read_metadata
+from vqclip.video import read_video_frames
+
+
+def pixels(path):
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB")).copy()
+
+
+def test_generate_writes_a_complete_run(tmp_path, tiny_args):
+    out = tmp_path / "run"
+    code = main(["generate", "a red circle", *tiny_args, "--steps", "6", "--save-every", "2", "--seed", "5",
+                 "--out", str(out)])
+    assert code == 0
+    frames = sorted(p.name for p in (out / "frames").iterdir())
+    assert frames == ["000000.png", "000002.png", "000004.png", "000006.png"]
+    assert np.array_equal(pixels(out / "frames" / "000006.png"), pixels(out / "final.png"))
+    video, fps = read_video_frames(out / "progress.mp4")
+    assert len(video) == 4 and video[0].shape == (32, 32, 3) and fps == 30
+    meta = read_metadata(out / "final.png")
+    job = yaml.safe_load((out / "job.yaml").read_text())
+    assert meta["config"] == job and job["prompt"] == "a red circle" and job["seed"] == 5
+    assert meta["versions"]["vqclip"] and meta["prompt"] == "a red circle"
+
+
+def test_from_png_reruns_the_same_image(tmp_path, tiny_args):
+    main(["generate", "a blue square", *tiny_args, "--steps", "3", "--out", str(tmp_path / "a"), "--no-video"])
+    assert main(["generate", "--from", str(tmp_path / "a" / "final.png"), "--out", str(tmp_path / "b")]) == 0
+    assert np.array_equal(pixels(tmp_path / "a" / "final.png"), pixels(tmp_path / "b" / "final.png"))
+    assert read_metadata(tmp_path / "b" / "final.png")["seed"] == read_metadata(tmp_path / "a" / "final.png")["seed"]
+    # CLI values override the embedded job
+    main(["generate", "--from", str(tmp_path / "a" / "final.png"), "--steps", "1", "--out", str(tmp_path / "c")])
+    assert read_metadata(tmp_path / "c" / "final.png")["config"]["steps"] == 1
+
+
+def test_gif_video_and_no_frames(tmp_path, tiny_args):
+    main(["generate", "x", *tiny_args, "--steps", "2", "--save-every", "1", "--video-format", "gif",
+          "--out", str(tmp_path / "g")])
+    with Image.open(tmp_path / "g" / "progress.gif") as im:  # identical frames merge; their time adds up
+        total = 0
+        for i in range(im.n_frames):
+            im.seek(i)
+            total += im.info["duration"]
+    assert abs(total - 3 * 1000 / 30) <= 3 * 10  # GIF stores durations in 10 ms units
+    main(["generate", "x", *tiny_args, "--steps", "2", "--save-every", "0", "--out", str(tmp_path / "n")])
+    assert (tmp_path / "n" / "final.png").is_file() and not (tmp_path / "n" / "progress.mp4").exists()
+
+
+def test_existing_run_is_never_overwritten(tmp_path, tiny_args, capsys):
+    out = tmp_path / "run"
+    main(["generate", "x", *tiny_args, "--steps", "1", "--out", str(out), "--no-video"])
+    before = (out / "final.png").read_bytes()
+    assert main(["generate", "y", *tiny_args, "--steps", "1", "--out", str(out)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (out / "final.png").read_bytes() == before
+
+
+def test_run_yaml_jobs_list_with_shared_keys(tmp_path, tiny_job):
+    shared = {**tiny_job, "steps": 2, "output": {"progress": False, "video": False}}
+    jobs = {**shared, "jobs": [{"prompt": "one", "output": {"dir": str(tmp_path / "one")}},
+                               {"prompt": "two", "seed": 3, "output": {"dir": str(tmp_path / "two")}}]}
+    (tmp_path / "batch.yaml").write_text(yaml.safe_dump(jobs))
+    single = {**shared, "prompt": "three", "output": {"dir": str(tmp_path / "three"), "progress": False}}
+    (tmp_path / "single.yaml").write_text(yaml.safe_dump(single))
+    assert main(["run", str(tmp_path / "batch.yaml"), str(tmp_path / "single.yaml")]) == 0
+    assert read_metadata(tmp_path / "two" / "final.png")["seed"] == 3
+    assert [read_metadata(tmp_path / n / "final.png")["prompt"] for n in ("one", "two", "three")] == \
+        ["one", "two", "three"]
+
+
+def test_run_checks_every_job_before_starting(tmp_path, tiny_job, capsys):
+    good = {**tiny_job, "prompt": "ok", "steps": 1, "output": {"dir": str(tmp_path / "good"), "progress": False}}
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(good))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({**tiny_job, "prompt": "bad", "stepz": 1}))
+    assert main(["run", str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")]) == 2
+    assert "unknown key 'stepz'" in capsys.readouterr().err and not (tmp_path / "good").exists()
+
+
+def _bad_inputs(tmp_path, tiny_args, tiny_vqgan):
+    (tmp_path / "unknown.yaml").write_text("prompt: x\nstepz: 3\n")
+    (tmp_path / "type.yaml").write_text("prompt: x\nsteps: lots\n")
+    (tmp_path / "broken.yaml").write_text("prompt: [x\n")
+    import torch
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"state_dict": {}, "x": Evil()}, tmp_path / "evil.ckpt")
+    return {
+        "unknown key": (["x", "--config", str(tmp_path / "unknown.yaml"), *tiny_args], "unknown key 'stepz'"),
+        "wrong type": (["x", "--config", str(tmp_path / "type.yaml"), *tiny_args], "steps:"),
+        "malformed yaml": (["x", "--config", str(tmp_path / "broken.yaml"), *tiny_args], "malformed YAML"),
+        "missing job": (["x", "--config", str(tmp_path / "nope.yaml"), *tiny_args], "no such job file"),
+        "missing ckpt": (["x", *tiny_args, "--vqgan-checkpoint", str(tmp_path / "gone.ckpt")], "no such file"),
+        "bad prompt": (["a||b", *tiny_args], "empty part"),
+        "impossible size": (["x", *tiny_args, "--size", "0", "64"], "size:"),
+        "unsafe ckpt": (["x", *tiny_args, "--vqgan-checkpoint", str(tmp_path / "evil.ckpt")], "refused"),
+        "unknown optimizer": (["x", *tiny_args, "--optimizer", "lbfgsx"], "optimizer.name"),
+        "missing init image": (["x", *tiny_args, "--init-image", str(tmp_path / "no.png")], "no such image"),
+        "bad --set": (["x", *tiny_args, "--set", "novalue"], "KEY=VALUE"),
+        "no prompt": ([*tiny_args], "give a PROMPT"),
+    }
+
+
+@pytest.mark.parametrize("case", ["unknown key", "wrong type", "malformed yaml", "missing job", "missing ckpt",
+                                  "bad prompt", "impossible size", "unsafe ckpt", "unknown optimizer",
+                                  "missing init image", "bad --set", "no prompt"])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, tiny_args, tiny_vqgan, capsys, case):
+    argv, expected = _bad_inputs(tmp_path, tiny_args, tiny_vqgan)[case]
+    assert main(["generate", *argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
+
+
+def test_bad_input_from_the_console_script_has_no_traceback(tmp_path, tiny_args):
+    (tmp_path / "job.yaml").write_text("prompt: x\nsteps: banana\n")
+    proc = subprocess.run([sys.executable, "-m", "vqclip", "generate", "--config", str(tmp_path / "job.yaml"),
+                           *tiny_args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().startswith("error: ")
+
+
+def test_ctrl_c_keeps_frames_writes_final_and_exits_130(tmp_path, tiny_args):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "vqclip", "generate", "x", *tiny_args, "--steps", "100000",
+                             "--save-every", "1", "--out", str(out)], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "frames" / "000002.png").exists():
+        assert time.time() < deadline and proc.poll() is None, "run did not start"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "stopped early" in err
+    meta = read_metadata(out / "final.png")
+    assert meta["stopped"] is True and 3 <= meta["steps_done"] < 100000
+    frames = sorted((out / "frames").iterdir())
+    assert len(frames) == meta["steps_done"] + 1
+    assert len(read_video_frames(out / "progress.mp4")[0]) == len(frames)
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob("*.part*"))
+
+
+def test_help_reads_well(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["generate", "--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--steps", "--size", "--seed", "--cutn", "--save-every", "--out", "--config", "--from",
+                   "--device", "--no-video", "--model", "--negative", "--image-prompt", "--init-image"):
+        assert option in text
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "generate" in capsys.readouterr().out

@@ -1,0 +1,134 @@
+"""VQGAN from taming YAML + Lightning ckpt/safetensors (VQModel, GumbelVQ, wrapped), CLIP from open_clip JSON."""
+
+import json
+import logging
+
+import pytest
+import torch
+import yaml
+
+from tiny import CLIP_CFG, DDCONFIG, vqgan_yaml, write_clip, write_vqgan
+from vqclip.errors import VqclipError
+from vqclip.models import load_clip, load_vqgan
+from vqclip.quantize import vector_quantize
+
+
+@pytest.mark.parametrize("gumbel", [False, True])
+@pytest.mark.parametrize("fmt", ["ckpt", "safetensors"])
+def test_vqgan_loads_published_layouts(tmp_path, gumbel, fmt):
+    cfg, ckpt = write_vqgan(tmp_path, gumbel=gumbel, fmt=fmt)
+    model = load_vqgan(cfg, ckpt)
+    assert model.gumbel is gumbel and model.factor == 4 and model.codebook.shape == (32, 8)
+    assert not any(p.requires_grad for p in model.parameters()) and not model.training
+    image = torch.rand(2, 3, 32, 48)
+    z = model.encode(image)
+    assert z.shape == (2, 8, 8, 12)
+    # encode returns codebook vectors exactly
+    assert torch.equal(vector_quantize(z, model.codebook), z)
+    out = model.decode(z)
+    assert out.shape == (2, 3, 32, 48) and torch.isfinite(out).all()
+
+
+def test_weights_really_load(tmp_path):
+    cfg, ckpt = write_vqgan(tmp_path, seed=1)
+    _, ckpt2 = write_vqgan(tmp_path / "b", seed=2)
+    a, b = load_vqgan(cfg, ckpt), load_vqgan(cfg, ckpt2)
+    assert not torch.equal(a.codebook, b.codebook)
+    assert torch.equal(load_vqgan(cfg, ckpt).decoder.conv_out.weight, a.decoder.conv_out.weight)
+
+
+def test_factor_and_sizes_come_from_yaml(tmp_path):
+    dd = dict(DDCONFIG, ch_mult=[1, 1, 2, 2], z_channels=4)
+    (tmp_path / "f8.yaml").write_text(yaml.safe_dump(vqgan_yaml(ddconfig=dd, n_embed=64)))
+    from safetensors.torch import save_file
+
+    from vqclip.models import VQGAN
+
+    save_file(VQGAN(dd, 64, 4).state_dict(), tmp_path / "f8.safetensors")
+    model = load_vqgan(tmp_path / "f8.yaml", tmp_path / "f8.safetensors")
+    assert model.factor == 8 and model.codebook.shape == (64, 4)
+    assert model.decode(model.encode(torch.rand(1, 3, 64, 64))).shape == (1, 3, 64, 64)
+
+
+def test_net2net_wrapper_loads_first_stage(tmp_path):
+    cfg, ckpt = write_vqgan(tmp_path)
+    inner = yaml.safe_load(cfg.read_text())["model"]
+    wrapped = {"model": {"target": "taming.models.cond_transformer.Net2NetTransformer",
+                         "params": {"first_stage_config": inner, "cond_stage_config": "__is_unconditional__"}}}
+    (tmp_path / "wrapped.yaml").write_text(yaml.safe_dump(wrapped))
+    from vqclip.checkpoints import load_state_dict
+    from safetensors.torch import save_file
+
+    state = {f"first_stage_model.{k}": v for k, v in load_state_dict(ckpt).items()}
+    state["transformer.tok_emb.weight"] = torch.zeros(4, 4)
+    save_file(state, tmp_path / "wrapped.safetensors")
+    model = load_vqgan(tmp_path / "wrapped.yaml", tmp_path / "wrapped.safetensors")
+    assert torch.equal(model.codebook, load_vqgan(cfg, ckpt).codebook)
+
+
+def test_yaml_weights_mismatch_is_one_line_naming_both(tmp_path):
+    cfg, _ = write_vqgan(tmp_path / "a")
+    dd = dict(DDCONFIG, ch=64)
+    (tmp_path / "big.yaml").write_text(yaml.safe_dump(vqgan_yaml(ddconfig=dd)))
+    _, ckpt = write_vqgan(tmp_path / "a")
+    with pytest.raises(VqclipError) as info:
+        load_vqgan(tmp_path / "big.yaml", ckpt)
+    msg = str(info.value)
+    assert "\n" not in msg and str(ckpt) in msg and "big.yaml" in msg and "mis-shaped" in msg
+
+
+@pytest.mark.parametrize("text,match", [
+    ("model: {target: taming.models.vqgan.EMAVQ, params: {}}", "EMAVQ"),
+    ("model: {target: taming.models.vqgan.VQModel, params: {n_embed: 3}}", "lacks"),
+    ("model: [unclosed", "not valid YAML"),
+    ("- just a list", "top-level"),
+])
+def test_bad_vqgan_yaml(tmp_path, tiny_vqgan, text, match):
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(VqclipError, match=match):
+        load_vqgan(tmp_path / "bad.yaml", tiny_vqgan[1])
+
+
+def test_clip_from_json_and_weights(tmp_path):
+    j, w = write_clip(tmp_path, seed=0)
+    clip = load_clip(str(j), str(w))
+    assert clip.image_size == 32 and clip.context_length == 16
+    text = clip.encode_text(["a red circle", "a blue square"])
+    image = clip.encode_image(torch.rand(3, 3, 32, 32))
+    assert text.shape == (2, 32) and image.shape == (3, 32)
+    assert torch.allclose(text.norm(dim=-1), torch.ones(2), atol=1e-5)
+    j2, w2 = write_clip(tmp_path / "other", seed=1, fmt="pt")
+    other = load_clip(str(j2), str(w2))
+    assert not torch.allclose(other.encode_text(["a red circle"]), text[:1])
+
+
+def test_clip_hf_style_config_and_random_weights(tmp_path, caplog):
+    (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": CLIP_CFG,
+                                                                "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.5] * 3}}))
+    with caplog.at_level(logging.INFO, logger="vqclip"):
+        clip = load_clip(str(tmp_path / "open_clip_config.json"))
+    assert "random weights" in caplog.text
+    assert torch.allclose(clip.mean, torch.full((1, 3, 1, 1), 0.5))
+
+
+def test_long_prompt_truncated_with_notice(tiny_clip, caplog):
+    clip = load_clip(str(tiny_clip[0]), str(tiny_clip[1]))
+    with caplog.at_level(logging.INFO, logger="vqclip"):
+        emb = clip.encode_text(["a very long prompt " * 20])
+    assert emb.shape == (1, 32) and "truncated" in caplog.text
+
+
+def test_clip_errors(tmp_path, tiny_clip):
+    with pytest.raises(VqclipError, match="unknown CLIP model"):
+        load_clip("ViT-Nope-99")
+    with pytest.raises(VqclipError, match="no such CLIP architecture"):
+        load_clip(str(tmp_path / "missing.json"))
+    (tmp_path / "bad.json").write_text('{"embed_dim": 8}')
+    with pytest.raises(VqclipError, match="needs embed_dim"):
+        load_clip(str(tmp_path / "bad.json"))
+    with pytest.raises(VqclipError, match="neither a pretrained tag"):
+        load_clip("ViT-B-32", "not-a-tag")
+    bigger = dict(CLIP_CFG, embed_dim=64)
+    (tmp_path / "bigger.json").write_text(json.dumps(bigger))
+    with pytest.raises(VqclipError, match="does not match"):
+        load_clip(str(tmp_path / "bigger.json"), str(tiny_clip[1]))

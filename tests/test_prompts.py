@@ -1,0 +1,58 @@
+"""Prompt syntax and the spherical-distance loss."""
+
+import math
+
+import pytest
+import torch
+
+from vqclip.errors import VqclipError
+from vqclip.prompts import (Prompt, parse_image_prompt, parse_negatives, parse_prompts, prompt_loss,
+                            spherical_distance, tv_loss)
+
+
+def test_weighted_prompts():
+    assert parse_prompts("toaster forest") == [Prompt("toaster forest", 1.0)]
+    assert parse_prompts("a:1|b:-0.5| c :2e-1") == [Prompt("a", 1.0), Prompt("b", -0.5), Prompt("c", 0.2)]
+    # a colon not followed by a number belongs to the text
+    assert parse_prompts("photo: a cat") == [Prompt("photo: a cat", 1.0)]
+    assert parse_prompts("time 12:30:2") == [Prompt("time 12:30", 2.0)]
+
+
+@pytest.mark.parametrize("bad,match", [("a||b", "empty part"), ("|a", "empty part"), ("a:", "empty weight"),
+                                       ("a:nan", "finite"), (":2", "no text"), ("a:inf", "finite")])
+def test_bad_prompt_syntax(bad, match):
+    with pytest.raises(VqclipError, match=match):
+        parse_prompts(bad)
+
+
+def test_negatives_and_image_prompts():
+    assert parse_negatives(["blurry", "text:0.5", "x:-2"]) == [Prompt("blurry", -1.0), Prompt("text", -0.5),
+                                                             Prompt("x", -2.0)]
+    assert parse_image_prompt("dir/img.png:0.3") == Prompt("dir/img.png", 0.3, image=True)
+    assert parse_image_prompt("C:/img.png") == Prompt("C:/img.png", 1.0, image=True)
+
+
+def test_spherical_distance_range_and_values():
+    x = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1)
+    d = spherical_distance(x, x)
+    assert torch.allclose(d.diagonal(), torch.zeros(5), atol=1e-5)
+    assert torch.isclose(spherical_distance(x[:1], -x[:1]), torch.tensor(math.pi**2 / 2), atol=1e-4)
+    assert (d >= 0).all() and (d <= math.pi**2 / 2 + 1e-5).all()
+
+
+def test_negative_weight_pushes_away():
+    target = torch.nn.functional.normalize(torch.randn(1, 8), dim=-1)
+    start = torch.nn.functional.normalize(torch.randn(1, 8), dim=-1)
+    for weight, closer in ((1.0, True), (-1.0, False)):
+        x = start.clone().requires_grad_(True)
+        loss = prompt_loss(torch.nn.functional.normalize(x, dim=-1), target, torch.tensor([weight]))
+        loss.backward()
+        moved = torch.nn.functional.normalize(x.detach() - 0.1 * x.grad, dim=-1)
+        before = spherical_distance(start, target).item()
+        after = spherical_distance(moved, target).item()
+        assert (after < before) == closer
+
+
+def test_tv_loss_zero_for_flat_positive_for_noise():
+    assert tv_loss(torch.full((1, 3, 8, 8), 0.4)).item() == 0
+    assert tv_loss(torch.rand(1, 3, 8, 8)).item() > 0.01
