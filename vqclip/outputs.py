@@ -85,12 +85,18 @@ def default_run_dir(prompt: str, root: Path = Path("outputs")) -> Path:
     return path
 
 
-def claim_run_dir(path: Path) -> Path:
-    """Create the run folder; a folder that already holds a run is refused, never overwritten."""
+def check_run_dir(path: Path) -> Path:
+    """Refuse a run folder that is a file or already holds a run (runs are never overwritten)."""
     if path.exists() and not path.is_dir():
         raise VqclipError(f"{path}: exists and is not a folder; choose another --out")
     if path.is_dir() and any((path / m).exists() for m in RUN_MARKERS):
         raise VqclipError(f"{path}: already holds a run; choose another --out (runs are never overwritten)")
+    return path
+
+
+def claim_run_dir(path: Path) -> Path:
+    """Create the run folder and its frames/ after `check_run_dir`."""
+    check_run_dir(path)
     (path / "frames").mkdir(parents=True, exist_ok=True)
     return path
 
