@@ -9,6 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from fileserver import FixtureServer  # noqa: E402
 from tiny import write_clip, write_vqgan  # noqa: E402
 
 
@@ -59,3 +60,13 @@ def tiny_models(tiny_vqgan, tiny_clip):
     from vqclip.models import load_clip, load_vqgan
 
     return Models(load_vqgan(*tiny_vqgan), [(load_clip(str(tiny_clip[0]), str(tiny_clip[1])), 1.0)])
+
+
+@pytest.fixture
+def server():
+    """A local fixture HTTP server, always shut down after the test."""
+    srv = FixtureServer().start()
+    try:
+        yield srv
+    finally:
+        srv.stop()

@@ -4,20 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
 
-from test_download import FixtureServer, dead_url, payload
+from fileserver import dead_url, payload
 from vqclip.cli import main
 
 
-@pytest.fixture
-def server():
-    srv = FixtureServer().start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def add_preset(home_dir: Path, name: str, config_urls, ckpt_urls) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_download import FixtureServer, dead_url, payload, sha
+from fileserver import dead_url, payload, sha
 from vqclip import registry
 from vqclip.download import CorruptFileError, DownloadError
 from vqclip.errors import VqclipError
@@ -25,13 +25,6 @@ def web(host: str, path: str) -> str:
 REQUIRED = {"imagenet-16384", "imagenet-1024", "openimages-8192", "wikiart-16384", "sflckr", "coco", "faceshq", "mini"}
 
 
-@pytest.fixture
-def server():
-    srv = FixtureServer().start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def write_presets(path: Path, presets: dict) -> Path:
