@@ -1,0 +1,204 @@
+"""Zoom videos: the transform is the affine move it claims to be, each frame is the moved previous frame optimised
+on, frame counts and fps follow the settings, and configs/zoom.yaml runs."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from vqclip.animation import Motion, ZoomCallback, frame_every, run_generation, transform_image, video_fps
+from vqclip.cli import main
+from vqclip.config import AnimationConfig, load_yaml, merge_layers
+from vqclip.errors import VqclipError
+from vqclip.jobs import build_config, run_job
+from vqclip.outputs import save_png
+from vqclip.video import read_video_frames
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: the 2 shared cores are busy, and oversubscribed OpenMP threads make steps 30x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def smooth_image(h: int = 64, w: int = 64, seed: int = 0) -> torch.Tensor:
+    """Asymmetric colour blobs [1,3,H,W] in [0,1]: low-frequency content that survives a coarse VQ round trip."""
+    g = torch.Generator().manual_seed(seed)
+    ys, xs = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    image = torch.zeros(3, h, w)
+    for _ in range(6):
+        cy, cx, r = torch.rand(3, generator=g)
+        colour = torch.rand(3, 1, 1, generator=g)
+        image += colour * torch.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / (0.02 + 0.05 * r))
+    return (image / image.amax()).clamp(0, 1)[None]
+
+
+def corr(a: torch.Tensor, b: torch.Tensor, border: int = 8) -> float:
+    """Pearson correlation of two images [1,3,H,W] inside a border (where no padding is involved)."""
+    a = a[..., border:-border, border:-border].flatten().double()
+    b = b[..., border:-border, border:-border].flatten().double()
+    a, b = a - a.mean(), b - b.mean()
+    return (a @ b / (a.norm() * b.norm())).item()
+
+
+# ---- the transform itself ----
+
+def test_identity_rotation_and_shift_are_exact():
+    image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(transform_image(image), image, atol=1e-5)
+    assert torch.allclose(transform_image(image, angle=90), torch.rot90(image, 1, dims=(2, 3)), atol=1e-4)
+    shifted = transform_image(image, shift_x=3, shift_y=-2, padding="zeros")
+    assert torch.allclose(shifted[..., :14, 3:], image[..., 2:, :13], atol=1e-5)
+    assert shifted[..., :, :3].abs().max() == 0  # uncovered: zero padding
+
+
+def test_zoom_scales_about_the_centre():
+    w = 32
+    ramp = (torch.arange(w, dtype=torch.float32) / w).view(1, 1, 1, w).expand(1, 3, w, w)
+    out = transform_image(ramp, zoom=2.0)
+    c = (w - 1) / 2
+    expected = ((torch.arange(w) - c) / 2 + c) / w
+    assert torch.allclose(out[0, 0, 5, 8:24], expected[8:24], atol=1e-5)
+
+
+def test_inverse_transform_recovers_the_image():
+    image = smooth_image()
+    zoom, angle, sx, sy = 1.3, 20.0, 4.0, -3.0
+    moved = transform_image(image, zoom, angle, sx, sy)
+    a = math.radians(-angle)  # inverse: zoom 1/s, angle -a, shift -(1/s) R(-a) t
+    ix = -(math.cos(a) * sx + math.sin(a) * sy) / zoom
+    iy = -(-math.sin(a) * sx + math.cos(a) * sy) / zoom
+    back = transform_image(moved, 1 / zoom, -angle, ix, iy)
+    assert (back - image)[..., 16:-16, 16:-16].abs().mean() < 0.01
+    assert corr(moved, image) < 0.9  # the move is large enough to matter
+
+
+def test_motion_keyframes_over_steps():
+    motion = Motion.from_config(AnimationConfig(mode="zoom", zoom="0:1.0, 10:1.1", rotate={0: 0, 10: 5}, shift_x=2))
+    assert motion.at(0) == (1.0, 0.0, 2.0, 0.0)
+    assert motion.at(5) == pytest.approx((1.05, 2.5, 2.0, 0.0))
+    assert motion.at(50) == pytest.approx((1.1, 5.0, 2.0, 0.0))
+
+
+def test_config_rejects_bad_animation():
+    for bad, match in (({"mode": "spin"}, "animation.mode"), ({"every": 0}, "animation.every"),
+                       ({"zoom": "0:1, 5:0"}, "scale must be > 0"), ({"rotate": "fast"}, "animation.rotate")):
+        with pytest.raises(VqclipError, match=match):
+            merge_layers([("t", {"prompt": "x", "animation": {"mode": "zoom", **bad}})])
+
+
+# ---- zoom runs ----
+
+def zoom_frames(cfg, models):
+    """The frames of a zoom run (the image scored at each move, then the final one) and the VQ round trip
+    x -> decode(encode(x)) of its models."""
+    frames, gens = [], []
+
+    def record(event):
+        if event.step % frame_every(cfg) == 0:
+            frames.append(event.image)
+            gens.append(event.generation)
+
+    result = run_generation(cfg, models, [record], torch.device("cpu"))
+    gen = gens[0]
+    return frames + [result.image], lambda x: gen.decode(models.vqgan.encode(x)).detach()
+
+
+def zoom_job(tiny_job, init, **over):
+    return merge_layers([("tiny", tiny_job), ("t", {
+        "prompt": "a red circle", "steps": 8, "seed": 1, "size": [64, 64], "cutouts": {"n": 2},
+        "init": {"kind": "image", "image": str(init)}, "optimizer": {"lr": 0.05},
+        "animation": {"mode": "zoom", "every": 2, "zoom": 1.25, "rotate": 12, "shift_x": 3, "shift_y": -2}, **over})])
+
+
+def test_each_frame_is_the_moved_previous_frame(tiny_job, tiny_models, tmp_path):
+    """Frame k+1 is the VQ round trip of T(frame k): it matches that far better than the unmoved frame k's."""
+    save_png(smooth_image(), tmp_path / "init.png")
+    cfg = zoom_job(tiny_job, tmp_path / "init.png")
+    frames, round_trip = zoom_frames(cfg, tiny_models)
+    assert len(frames) == cfg.steps // cfg.animation.every + 1 == 5
+    motion = Motion.from_config(cfg.animation)
+    for k in range(len(frames) - 1):
+        moved = round_trip(motion.apply(frames[k], k * cfg.animation.every))
+        still = round_trip(frames[k])
+        assert corr(frames[k + 1], moved) > 0.98
+        assert corr(frames[k + 1], moved) > corr(frames[k + 1], still) + 0.1
+
+
+def test_frames_zoom_with_the_trained_mini_model(tiny_job, tmp_path):
+    """With a trained VQGAN (round trip close to the identity), frame k+1 is T(frame k) itself."""
+    from vqclip.jobs import load_models
+    from vqclip.registry import resolve_preset
+
+    try:
+        mini = resolve_preset("mini", download=False)
+    except VqclipError:
+        pytest.skip("the embedded mini model is not built yet")
+    save_png(smooth_image(), tmp_path / "init.png")
+    job = {"vqgan": {"config": str(mini.vqgan_config), "checkpoint": str(mini.vqgan_checkpoint)},
+           "clip": [{"model": mini.clip_model, "pretrained": mini.clip_pretrained}]}
+    cfg = zoom_job({**tiny_job, **job}, tmp_path / "init.png", size=[64, 64])
+    frames, _ = zoom_frames(cfg, load_models(cfg, torch.device("cpu")))
+    motion = Motion.from_config(cfg.animation)
+    for k in range(len(frames) - 1):
+        moved = motion.apply(frames[k], k * cfg.animation.every)
+        assert corr(frames[k + 1], moved) > 0.9
+        assert corr(frames[k + 1], moved) > corr(frames[k + 1], frames[k])
+
+
+def test_zoom_callback_moves_the_latent_every_k_steps(tiny_job, tiny_models):
+    cfg = merge_layers([("tiny", tiny_job), ("t", {"prompt": "x", "steps": 7, "seed": 2,
+                                                   "animation": {"mode": "zoom", "every": 3, "zoom": 1.2}})])
+    moves = ZoomCallback(Motion.from_config(cfg.animation), 3)
+    run_generation(replace_mode(cfg), tiny_models, [moves], torch.device("cpu"))
+    assert moves.transforms == 3  # after the updates of steps 0, 3 and 6
+
+
+def replace_mode(cfg):
+    """The same job without the built-in zoom (so only the test's callback moves the latent)."""
+    from dataclasses import replace
+
+    return replace(cfg, animation=replace(cfg.animation, mode="none"))
+
+
+def test_zoom_config_runs_with_frames_and_fps(tiny_job, tmp_path):
+    """configs/zoom.yaml via the job runner: one frame per move plus the start, fps from video_length."""
+    job = load_yaml(CONFIGS / "zoom.yaml")
+    assert job.pop("model") == "mini" and job["animation"]["mode"] == "zoom"
+    job.update({k: v for k, v in tiny_job.items() if k != "output"})
+    cfg = build_config({"steps": 6, "animation": {"every": 2},
+                        "output": {"dir": str(tmp_path / "run"), "progress": False, "video_length": 0.5}},
+                       base=[("configs/zoom.yaml", job)])
+    run = run_job(cfg)
+    names = sorted(p.name for p in (run.dir / "frames").iterdir())
+    assert names == ["000000.png", "000002.png", "000004.png", "000006.png"]
+    frames, fps = read_video_frames(run.video)
+    assert len(frames) == 4 and fps == pytest.approx(8.0)
+    assert video_fps(cfg, 4) == 8.0
+
+
+def test_zoom_command_writes_a_capped_gif(tiny_args, tmp_path):
+    out = tmp_path / "run"
+    code = main(["zoom", "a tunnel", *tiny_args, "--steps", "1", "--frames", "3", "--every", "2", "--zoom", "1.1",
+                 "--rotate", "0:0,2:5", "--seed", "1", "--out", str(out), "--video-format", "gif",
+                 "--gif-max-side", "16"])
+    assert code == 0
+    assert len(list((out / "frames").glob("*.png"))) == 3  # --frames wins over --steps: steps = 2 * every
+    with Image.open(out / "progress.gif") as gif:
+        assert gif.n_frames == 3 and max(gif.size) == 16
+    job = load_yaml(out / "job.yaml")
+    assert job["steps"] == 4 and job["animation"]["rotate"] == "0:0,2:5"
+
+
+def test_zoom_command_rejects_bad_values(tiny_args, tmp_path, capsys):
+    assert main(["zoom", "x", *tiny_args, "--zoom", "0:1,5:-1", "--out", str(tmp_path / "r")]) == 2
+    assert "animation.zoom" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+

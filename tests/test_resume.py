@@ -1,0 +1,162 @@
+"""Resume: a run killed with SIGKILL (or stopped) and resumed gives the same final image, bit for bit, as an
+uninterrupted run; state.pt loads with weights_only=True and never runs code."""
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vqclip.callbacks import StopAfter
+from vqclip.cli import main
+from vqclip.errors import VqclipError
+from vqclip.jobs import build_config, run_job
+from vqclip.resume import STATE_KEYS, load_state, resume_run, state_path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A run that hangs (sleeps) at a given step and waits there to be killed; it says so through a marker file.
+KILLED_RUN = """
+import json, sys, time
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+from vqclip.jobs import build_config, run_job
+job, marker, hang_at = json.loads(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+def hang(event):
+    if event.step == hang_at:
+        marker.write_text(str(event.step))
+        time.sleep(300)
+run_job(build_config(job), extra_callbacks=[hang])
+"""
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread (as in the killed subprocess): the same thread count gives the same floating-point sums."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB")).copy()
+
+
+def story_zoom_job(tiny_job, out: Path, **over) -> dict:
+    """A job that uses everything that carries state: a story, zoom moves, Adam, augments with RNG, noise."""
+    return {**tiny_job, "prompt": "a red cat ^ a blue dog", "change_every": 5, "steps": 16, "seed": 21,
+            "state_every": 4, "cutouts": {"n": 4, "augments": ["affine", "perspective", "noise"]},
+            "animation": {"mode": "zoom", "every": 2, "zoom": 1.1, "rotate": 3},
+            "output": {"dir": str(out), "progress": False}, **over}
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_job, tmp_path_factory):
+    """The uninterrupted run of `story_zoom_job` (one thread, like every run compared with it)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return run_job(build_config(story_zoom_job(tiny_job, tmp_path_factory.mktemp("resume") / "whole")))
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_resume_after_sigkill_is_bit_identical(tiny_job, reference, tmp_path):
+    killed = tmp_path / "killed"
+    marker = tmp_path / "hanging"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, json.dumps(story_zoom_job(tiny_job, killed)),
+                             str(marker), "9"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 180
+        while not marker.exists():
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the run never reached step 9"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (killed / "final.png").exists()
+    assert load_state(state_path(killed))["step"] == 8  # saved every 4 updates; killed during step 9
+
+    assert main(["resume", str(killed), "--quiet"]) == 0
+    assert np.array_equal(pixels(killed / "final.png"), pixels(reference.final))
+    assert torch.equal(load_state(state_path(killed))["z"], load_state(state_path(reference.dir))["z"])
+    names = sorted(p.name for p in (killed / "frames").iterdir())
+    assert names == sorted(p.name for p in (reference.dir / "frames").iterdir()) and len(names) == 9
+    for name in names:
+        assert np.array_equal(pixels(killed / "frames" / name), pixels(reference.dir / "frames" / name))
+
+
+def test_stopped_run_resumes_and_state_loads_weights_only(tiny_job, reference, tmp_path):
+    cut = run_job(build_config(story_zoom_job(tiny_job, tmp_path / "cut")), extra_callbacks=[StopAfter(7)])
+    assert cut.interrupted
+    state = torch.load(state_path(cut.dir), weights_only=True)  # the state at the stop, not only every 4 steps
+    assert set(STATE_KEYS) <= set(state) and state["step"] == 7
+    resumed = resume_run(cut.dir)
+    assert not resumed.interrupted and resumed.result.steps == 16
+    assert np.array_equal(pixels(resumed.final), pixels(reference.final))
+
+
+def test_resume_without_state_starts_over_with_the_seed(tiny_job, tmp_path):
+    job = {**tiny_job, "prompt": "a red circle", "steps": 5, "seed": 3, "output": {"dir": str(tmp_path / "a"),
+                                                                                   "progress": False}}
+    whole = run_job(build_config(job))
+    cut = run_job(build_config({**job, "output": {"dir": str(tmp_path / "b"), "progress": False}}),
+                  extra_callbacks=[StopAfter(2)])
+    state_path(cut.dir).unlink()  # killed before the first save
+    resumed = resume_run(cut.dir)
+    assert np.array_equal(pixels(resumed.final), pixels(whole.final))
+
+
+def test_finished_run_refuses_then_goes_on_with_more_steps(tiny_job, tmp_path, capsys):
+    job = {**tiny_job, "prompt": "a red circle", "steps": 4, "seed": 3, "output": {"dir": str(tmp_path / "run"),
+                                                                                   "progress": False, "save_every": 2}}
+    run = run_job(build_config(job))
+    assert main(["resume", str(run.dir)]) == 2
+    assert "already finished all 4 steps" in capsys.readouterr().err
+    assert main(["resume", str(run.dir), "--steps", "6", "--quiet"]) == 0
+    assert load_state(state_path(run.dir))["step"] == 6
+    assert sorted(p.name for p in (run.dir / "frames").iterdir()) == ["000000.png", "000002.png", "000004.png",
+                                                                     "000006.png"]
+    assert "steps: 6" in (run.dir / "job.yaml").read_text()
+
+
+class _Payload:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_state_file_never_runs_code(tmp_path):
+    marker = tmp_path / "pwned"
+    bad = tmp_path / "state.pt"
+    bad.write_bytes(pickle.dumps({"z": _Payload(marker)}, protocol=2))
+    with pytest.raises(VqclipError, match="not a readable vqclip state"):
+        load_state(bad)
+    assert not marker.exists()
+    torch.save({"z": torch.zeros(1)}, bad)
+    with pytest.raises(VqclipError, match="missing z_init"):
+        load_state(bad)
+
+
+def test_resume_errors_are_one_line(tmp_path, capsys):
+    assert main(["resume", str(tmp_path / "nope")]) == 2
+    assert "no such run folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["resume", str(tmp_path / "empty")]) == 2
+    assert "holds no job.yaml" in capsys.readouterr().err

@@ -1,0 +1,138 @@
+"""Story prompts: keyframes switch or blend the prompt weights at the right steps; key-framed scalars interpolate."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from vqclip.animation import make_generation, run_generation
+from vqclip.config import load_yaml, merge_layers
+from vqclip.errors import VqclipError
+from vqclip.jobs import build_config, run_job
+from vqclip.schedules import (Keyframe, PromptSchedule, parse_keyframed, split_story, story_from_shorthand,
+                              value_at)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: the 2 shared cores are busy, and oversubscribed OpenMP threads make steps 30x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_shorthand_splits_and_places_keyframes():
+    assert split_story(" a red cat ^ a blue dog:2 ") == ["a red cat", "a blue dog:2"]
+    assert [k.at for k in story_from_shorthand("a ^ b ^ c", 300, change_every=50)] == [0, 50, 100]
+    assert [k.at for k in story_from_shorthand("a ^ b ^ c", 300, change_every=0)] == [0, 100, 200]
+    with pytest.raises(VqclipError, match="empty story part"):
+        split_story("a ^ ^ b")
+
+
+def test_switch_holds_each_keyframe_until_the_next():
+    s = PromptSchedule([Keyframe(10, "dog"), Keyframe(0, "cat:2|fur:0.5"), Keyframe(20, "cat", 3.0)], "switch")
+    assert [p.text for p in s.prompts] == ["cat", "fur", "dog"]  # sorted by step, union in order of appearance
+    assert s.weights_at(0) == [2.0, 0.5, 0.0]
+    assert s.weights_at(9) == [2.0, 0.5, 0.0]
+    assert s.weights_at(10) == [0.0, 0.0, 1.0]
+    assert s.weights_at(19) == [0.0, 0.0, 1.0]
+    assert s.weights_at(20) == [3.0, 0.0, 0.0]
+    assert s.weights_at(10_000) == [3.0, 0.0, 0.0]
+    assert s.active(15) == {"dog": 1.0}
+
+
+def test_blend_moves_linearly_between_neighbours():
+    s = PromptSchedule([Keyframe(0, "cat"), Keyframe(100, "dog", 2.0), Keyframe(200, "dog|blurry:-1")], "blend")
+    assert s.weights_at(0) == pytest.approx([1.0, 0.0, 0.0])
+    assert s.weights_at(25) == pytest.approx([0.75, 0.5, 0.0])
+    assert s.weights_at(50) == pytest.approx([0.5, 1.0, 0.0])
+    assert s.weights_at(150) == pytest.approx([0.0, 1.5, -0.5])
+    assert s.weights_at(250) == pytest.approx([0.0, 1.0, -1.0])
+
+
+def test_keyframe_errors_are_one_line():
+    with pytest.raises(VqclipError, match="two keyframes at step 5"):
+        PromptSchedule([Keyframe(5, "a"), Keyframe(5, "b")])
+    with pytest.raises(VqclipError, match="negative"):
+        PromptSchedule([Keyframe(-1, "a")])
+    with pytest.raises(VqclipError, match="story_mode"):
+        PromptSchedule([Keyframe(0, "a")], "fade")
+
+
+def test_keyframed_values_parse_every_form_and_interpolate():
+    assert parse_keyframed(1.05, "z") == [(0.0, 1.05)]
+    assert parse_keyframed({100: 2.0, 0: 1.0}, "z") == [(0.0, 1.0), (100.0, 2.0)]
+    assert parse_keyframed([[0, 1], {"at": 10, "value": 3}], "z") == [(0.0, 1.0), (10.0, 3.0)]
+    keys = parse_keyframed("0:(1.0), 50: 2.0, 100:0", "z")
+    assert keys == [(0.0, 1.0), (50.0, 2.0), (100.0, 0.0)]
+    assert [value_at(keys, s) for s in (-5, 0, 25, 50, 75, 100, 500)] == [1.0, 1.0, 1.5, 2.0, 1.0, 0.0, 0.0]
+    for bad in ("0:1, 0:2", "fast", {0: "x"}, True, [[1, 2, 3]]):
+        with pytest.raises(VqclipError, match="animation.zoom"):
+            parse_keyframed(bad, "animation.zoom")
+
+
+def test_config_validates_story_settings():
+    base = [("t", {"prompt": "a ^ b"})]
+    assert merge_layers(base + [("u", {"story_mode": "blend", "change_every": 5})]).change_every == 5
+    with pytest.raises(VqclipError, match="story_mode"):
+        merge_layers(base + [("u", {"story_mode": "fade"})])
+    with pytest.raises(VqclipError, match="not both"):
+        merge_layers(base + [("u", {"story": [{"at": 0, "prompt": "c"}]})])
+    with pytest.raises(VqclipError, match="unknown key 'story\\[0\\].when'|unknown key 'when'"):
+        merge_layers([("u", {"story": [{"when": 0, "prompt": "c"}]})])
+    with pytest.raises(VqclipError, match="two keyframes"):
+        merge_layers([("u", {"story": [{"at": 3, "prompt": "c"}, {"at": 3, "prompt": "d"}]})])
+
+
+def test_generation_uses_the_scheduled_weights_at_each_step(tiny_job, tiny_models):
+    """A real run: the weights the loss uses switch (shorthand) or blend (story list) at the asserted steps."""
+    seen: dict[int, list[float]] = {}
+
+    def record(event):
+        seen[event.step] = event.generation.weight_schedule(event.step).tolist()
+
+    cfg = merge_layers([("tiny", tiny_job), ("t", {"prompt": "a red cat ^ a blue dog", "change_every": 3,
+                                                   "negative": ["blurry"], "steps": 6, "seed": 3})])
+    result = run_generation(cfg, tiny_models, [record], torch.device("cpu"))
+    assert result.steps == 6
+    assert seen[0] == seen[2] == [1.0, 0.0, -1.0]  # cat, dog, negative "blurry" throughout
+    assert seen[3] == seen[5] == [0.0, 1.0, -1.0]
+
+    seen.clear()
+    cfg = merge_layers([("tiny", tiny_job), ("t", {"story": [{"at": 0, "prompt": "cat"},
+                                                             {"at": 4, "prompt": "dog", "weight": 2}],
+                                                   "story_mode": "blend", "steps": 6, "seed": 3})])
+    gen = make_generation(cfg, tiny_models, torch.device("cpu"), 3)
+    assert [p.text for p in gen.prompts] == ["cat", "dog"]
+    run_generation(cfg, tiny_models, [record], torch.device("cpu"))
+    assert seen[1] == pytest.approx([0.75, 0.5])
+    assert seen[2] == pytest.approx([0.5, 1.0])
+    assert seen[5] == pytest.approx([0.0, 2.0])
+
+
+def test_story_changes_the_image_but_stays_reproducible(tiny_job, tiny_models):
+    """Switching to another prompt changes what is optimised; the same story and seed give the same image."""
+    over = {"steps": 6, "seed": 5, "optimizer": {"lr": 0.3}}
+    story = merge_layers([("tiny", tiny_job), ("t", {"prompt": "a red cat ^ a blue dog", "change_every": 2, **over})])
+    plain = merge_layers([("tiny", tiny_job), ("t", {"prompt": "a red cat", **over})])
+    cpu = torch.device("cpu")
+    a, b = run_generation(story, tiny_models, [], cpu), run_generation(story, tiny_models, [], cpu)
+    c = run_generation(plain, tiny_models, [], cpu)
+    assert torch.equal(a.image, b.image)
+    assert not torch.equal(a.image, c.image)
+
+
+def test_story_config_runs(tiny_job, tmp_path):
+    """configs/story.yaml (model: mini) runs with the tiny models swapped in, via the job runner."""
+    job = load_yaml(CONFIGS / "story.yaml")
+    assert job.pop("model") == "mini" and job["story"]
+    job.update({k: v for k, v in tiny_job.items() if k != "output"})
+    cfg = build_config({"steps": 6, "seed": 1, "output": {"dir": str(tmp_path / "run"), "save_every": 2}},
+                       base=[("configs/story.yaml", job)])
+    assert [k.at for k in cfg.story] == sorted(k.at for k in cfg.story)
+    run = run_job(cfg)
+    assert run.final.is_file() and run.video.is_file() and len(run.frames) == 4
+    assert (run.dir / "state.pt").is_file()
