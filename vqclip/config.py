@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from .errors import VqclipError
 
@@ -18,6 +18,7 @@ SCHEDULES = ("constant", "cosine", "linear")
 INITS = ("random", "pixels", "gradient", "flat", "image")
 AUGMENTS = ("affine", "perspective", "flip", "jitter", "sharpness", "erasing", "noise")
 PRECISIONS = ("auto", "fp32", "bf16")
+MEMORY_MODES = ("auto", "normal", "low")
 MAX_SIDE = 4096
 
 
@@ -67,6 +68,8 @@ class OutputConfig:
     video_format: str = "mp4"  # mp4 or gif
     fps: int = 30
     progress: bool = True  # progress bar on stderr
+    video_length: Optional[float] = None  # seconds; when set, fps = frames / video_length (animation, issue 7)
+    gif_max_side: Optional[int] = None  # shrink GIF frames so no side exceeds this (animation, issue 7)
 
 
 @dataclass
@@ -79,7 +82,10 @@ class GenerateConfig:
     size: list[int] = field(default_factory=lambda: [256, 256])  # width, height
     seed: Optional[int] = None  # null: drawn at random and recorded
     device: str = "auto"  # auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere), fp32, bf16
+    precision: str = "auto"  # auto (bf16 on CUDA and on CPUs with native bf16 from 128x128, else fp32), fp32, bf16
+    memory: str = "auto"  # auto (checkpointing + micro-batches only when memory is short, with a notice), normal, low
+    micro_batch: int = 0  # cutouts per CLIP pass (0: all at once, unless memory auto/low picks a number)
+    compile: bool = False  # torch.compile the decoder and CLIP (slow first step; falls back to eager on failure)
     tv_weight: float = 0.0  # total-variation prior on the image (smoothness)
     vqgan: VQGANConfig = field(default_factory=VQGANConfig)
     clip: list[ClipConfig] = field(default_factory=lambda: [ClipConfig()])
@@ -87,6 +93,13 @@ class GenerateConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     init: InitConfig = field(default_factory=InitConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    # animation (issue 7; classes at the end of this file): story prompts, zoom video, restyle, resume
+    story: list[StoryKeyframe] = field(default_factory=list)  # [{at: step, prompt: ..., weight: 1}]
+    story_mode: str = "switch"  # switch: one keyframe at a time; blend: linear between neighbours
+    change_every: int = 0  # for 'a ^ b' prompts: steps per part (0: spread evenly over steps)
+    animation: AnimationConfig = field(default_factory=lambda: AnimationConfig())
+    restyle: RestyleConfig = field(default_factory=lambda: RestyleConfig())
+    state_every: int = 50  # save state.pt (for `vqclip resume`) every K steps; 0 = only at the end
 
 
 def _normalise(raw: dict, source: str) -> dict:
@@ -173,6 +186,9 @@ def check(cfg: GenerateConfig) -> None:
     if cfg.init.color is not None and (len(cfg.init.color) != 3 or not all(0 <= c <= 1 for c in cfg.init.color)):
         raise VqclipError(f"init.color: expected three values in [0, 1], got {cfg.init.color}")
     _one_of(cfg.precision, PRECISIONS, "precision")
+    _one_of(cfg.memory, MEMORY_MODES, "memory")
+    if cfg.micro_batch < 0:
+        raise VqclipError(f"micro_batch: must be >= 0 (0 = all cutouts in one pass), got {cfg.micro_batch}")
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", cfg.device):
         raise VqclipError(f"device: unknown device '{cfg.device}'; use auto, cpu, cuda, cuda:N or mps")
     _one_of(cfg.output.video_format, ("mp4", "gif"), "output.video_format")
@@ -182,6 +198,7 @@ def check(cfg: GenerateConfig) -> None:
         raise VqclipError("clip: at least one CLIP model is needed")
     if not any(c.weight > 0 for c in cfg.clip):
         raise VqclipError("clip: at least one CLIP model needs a positive weight")
+    _check_animation(cfg)
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -209,3 +226,67 @@ def to_dict(cfg: GenerateConfig) -> dict[str, Any]:
 def to_yaml(cfg: GenerateConfig) -> str:
     """The resolved config as YAML text."""
     return OmegaConf.to_yaml(OmegaConf.create(to_dict(cfg)))
+
+
+# ---- animation (issue 7): story keyframes, zoom videos, restyling a video, resume ----
+
+@dataclass
+class StoryKeyframe:
+    at: int = 0  # step (in restyle jobs: input frame) from which this prompt is the target
+    prompt: str = ""  # "text:weight|text:weight"
+    weight: float = 1.0  # scales every weight of this keyframe's prompt
+
+
+@dataclass
+class AnimationConfig:
+    mode: str = "none"  # none, or zoom: transform the image every `every` steps (one video frame each)
+    every: int = 10  # steps per transform = per video frame (replaces output.save_every in zoom mode)
+    zoom: Any = 1.0  # scale per frame (>1 zooms in); a number, {step: value} or "0:1.0, 100:1.05"
+    rotate: Any = 0.0  # degrees per frame, counter-clockwise; constant or key-framed as zoom
+    shift_x: Any = 0.0  # pixels per frame, content moves right; constant or key-framed
+    shift_y: Any = 0.0  # pixels per frame, content moves down; constant or key-framed
+    padding: str = "reflection"  # what fills the uncovered border: reflection, border or zeros
+    reset_optimizer: bool = True  # restart the optimizer after each transform (no stale momentum)
+
+
+@dataclass
+class RestyleConfig:
+    input: Optional[str] = None  # the video to restyle; set = this job is a restyle job
+    steps_per_frame: int = 30
+    blend: float = 0.5  # share of the previous output in each frame's start image (temporal smoothness)
+    keep_aspect: bool = True  # output keeps the video's aspect, long side = max(size); false: exactly size
+    max_frames: int = 0  # restyle only the first N frames (0: all)
+    fps: Optional[float] = None  # output fps (default: the input's)
+    audio: bool = True  # carry the input's audio track over
+
+
+def _check_animation(cfg: GenerateConfig) -> None:
+    """Reject impossible story, zoom, restyle and resume settings, with the key and the fix."""
+    from .schedules import STORY_MODES, PromptSchedule, parse_keyframed, story_keyframes
+
+    _one_of(cfg.story_mode, STORY_MODES, "story_mode")
+    if cfg.change_every < 0 or cfg.state_every < 0:
+        raise VqclipError("change_every and state_every must be >= 0")
+    keyframes = story_keyframes(cfg.prompt, cfg.story, cfg.steps, cfg.change_every)
+    if keyframes:
+        PromptSchedule(keyframes, cfg.story_mode)  # raises on repeated steps or bad prompts
+    a = cfg.animation
+    _one_of(a.mode, ("none", "zoom"), "animation.mode")
+    _one_of(a.padding, ("reflection", "border", "zeros"), "animation.padding")
+    if a.every < 1:
+        raise VqclipError(f"animation.every: must be >= 1, got {a.every}")
+    for name in ("zoom", "rotate", "shift_x", "shift_y"):
+        pairs = parse_keyframed(getattr(a, name), f"animation.{name}")
+        if name == "zoom" and any(v <= 0 for _, v in pairs):
+            raise VqclipError("animation.zoom: the scale must be > 0 (1 = no zoom, 1.05 = 5% closer per frame)")
+    r = cfg.restyle
+    if r.input is not None:
+        if a.mode != "none":
+            raise VqclipError("restyle.input and animation.mode: zoom cannot be combined; pick one")
+        if r.steps_per_frame < 1 or not 0 <= r.blend < 1 or r.max_frames < 0 or (r.fps is not None and r.fps <= 0):
+            raise VqclipError("restyle: steps_per_frame must be >= 1, blend in [0, 1), max_frames >= 0, fps > 0")
+    o = cfg.output
+    if o.video_length is not None and o.video_length <= 0:
+        raise VqclipError(f"output.video_length: must be > 0 seconds, got {o.video_length}")
+    if o.gif_max_side is not None and o.gif_max_side < 8:
+        raise VqclipError(f"output.gif_max_side: must be >= 8 pixels, got {o.gif_max_side}")

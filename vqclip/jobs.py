@@ -14,7 +14,8 @@ from .config import GenerateConfig, load_yaml, merge_layers, to_dict, to_yaml
 from .errors import VqclipError
 from .generator import Callback, GenerateResult, Models, generate, pick_device, resolve_seed
 from .models import ClipModel, VQGAN, load_clip, load_vqgan
-from .outputs import atomic_write_text, claim_run_dir, default_run_dir, read_metadata, save_png, versions
+from .outputs import (atomic_write_text, check_run_dir, claim_run_dir, default_run_dir, read_metadata, save_png,
+                      versions)
 from .video import write_video
 
 DEFAULT_PRESET = "imagenet-16384"
@@ -121,16 +122,21 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
             extra_callbacks: Iterable[Callback] = (),
             runner: Optional[Callable[[GenerateConfig, Models, list, torch.device], GenerateResult]] = None) -> RunResult:
     """Run one job into its own folder; frames are kept and final.png + video written even when stopped early."""
+    if cfg.restyle.input:  # a video in, one generation per frame (vqclip/restyle.py)
+        from .restyle import restyle_job
+        return restyle_job(cfg, cache=cache, stop=stop, extra_callbacks=extra_callbacks)
+    from .animation import frame_every, run_generation, video_fps
     # 1. Resolve device, seed and folder (before loading anything heavy, so bad input fails fast)
     device = pick_device(cfg.device)
     cfg = replace(cfg, seed=resolve_seed(cfg.seed))
-    run_dir = claim_run_dir(Path(cfg.output.dir) if cfg.output.dir else default_run_dir(cfg.prompt))
+    run_dir = check_run_dir(Path(cfg.output.dir) if cfg.output.dir else default_run_dir(cfg.prompt))
     cfg = replace(cfg, output=replace(cfg.output, dir=str(run_dir)))
-    # 2. Models
+    # 2. Models (before the folder is made, so a failed download leaves no empty run behind)
     models = load_models(cfg, device, cache)
+    claim_run_dir(run_dir)
     atomic_write_text(run_dir / "job.yaml", to_yaml(cfg))
     # 3. Optimise, saving frames as it goes
-    frames = SaveFrames(run_dir / "frames", cfg.output.save_every)
+    frames = SaveFrames(run_dir / "frames", frame_every(cfg))
     callbacks: list[Callback] = [frames, *extra_callbacks]
     bar = ProgressBar(cfg.steps) if cfg.output.progress else None
     if bar:
@@ -138,7 +144,7 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
     if stop is not None:
         callbacks.append(StopOnFlag(stop))
     try:
-        result = (runner or (lambda c, m, cb, d: generate(c, m, cb, d)))(cfg, models, callbacks, device)
+        result = (runner or run_generation)(cfg, models, callbacks, device)
     finally:
         if bar:
             bar.close()
@@ -146,12 +152,12 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
     metadata = {"prompt": cfg.prompt, "seed": cfg.seed, "steps_done": result.steps, "stopped": result.stopped,
                 "config": to_dict(cfg), "versions": versions()}
     final = save_png(result.image, run_dir / "final.png", metadata)
-    if cfg.output.save_every > 0:  # the final image is the last frame (it follows the last update)
+    if frames.every > 0:  # the final image is the last frame (it follows the last update)
         frames.saved.append(save_png(result.image, frame_path(run_dir / "frames", result.steps)))
     video = None
     if cfg.output.video and len(frames.saved) > 0:
-        video = write_video(frames.saved, run_dir / f"progress.{cfg.output.video_format}", cfg.output.fps,
-                            cfg.output.video_format)
+        video = write_video(frames.saved, run_dir / f"progress.{cfg.output.video_format}",
+                            video_fps(cfg, len(frames.saved)), cfg.output.video_format, cfg.output.gif_max_side)
     return RunResult(run_dir, final, video, frames.saved, cfg, result)
 
 

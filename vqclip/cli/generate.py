@@ -54,6 +54,9 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     a("--video-format", choices=["mp4", "gif"], help="progress video format [output.video_format]")
     a("--fps", type=int, help="frames per second of the video [output.fps]")
     a("--quiet", action="store_true", help="no progress bar or notices [output.progress]")
+    a("--change-every", type=int, metavar="N", help="for 'a ^ b' story prompts: steps per part [change_every]")
+    a("--video-length", type=float, metavar="SECONDS", help="pick the fps from the frame count [output.video_length]")
+    a("--gif-max-side", type=int, metavar="PX", help="shrink GIF frames to this size [output.gif_max_side]")
     a("--set", action="append", default=[], metavar="KEY=VALUE", help="any other key, e.g. cutouts.noise=0.05")
 
 
@@ -75,7 +78,8 @@ def cli_overrides(args: argparse.Namespace) -> dict:
               "optimizer": "optimizer.name", "lr": "optimizer.lr", "schedule": "optimizer.schedule",
               "tv_weight": "tv_weight", "vqgan_config": "vqgan.config", "vqgan_checkpoint": "vqgan.checkpoint",
               "device": "device", "precision": "precision", "out": "output.dir", "save_every": "output.save_every",
-              "video_format": "output.video_format", "fps": "output.fps"}
+              "video_format": "output.video_format", "fps": "output.fps", "change_every": "change_every",
+              "video_length": "output.video_length", "gif_max_side": "output.gif_max_side"}
     for attr, key in simple.items():
         value = getattr(args, attr, None)
         if value is not None:
