@@ -31,6 +31,17 @@ def tiny_clip(tmp_path_factory) -> tuple[Path, Path]:
     return write_clip(tmp_path_factory.mktemp("clip"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Tiny models run fastest on one thread, and the suite shares 2 cores; restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch):
     """Each test gets its own VQCLIP_HOME, so nothing touches ./checkpoints or a user cache."""
