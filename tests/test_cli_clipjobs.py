@@ -190,7 +190,7 @@ def test_embedded_preset_loads_only_its_clip_files(capsys, tiny_clip, images, tm
         (weights / name).write_bytes(Path(src).read_bytes())
     code, out, err = run(capsys, "score", images / "0.png", "--prompt", "x", "--model", "mini", "--json",
                          "--device", "cpu")
-    assert code == 0 and "CLIP clip on cpu" in err
+    assert code == 0 and "CLIP of preset mini (clip.json) on cpu" in err
     code, ref, _ = run(capsys, "score", images / "0.png", "--prompt", "x", "--json", "--clip-model",
                        tiny_clip[0], "--clip-pretrained", tiny_clip[1])
     assert json.loads(out)["results"] == json.loads(ref)["results"]
@@ -203,9 +203,25 @@ def test_mini_preset_classifies_and_searches(capsys, tmp_path):
                                    ("blue", "triangle", "yellow"), ("orange", "square", "black")]):
         truth[save(scene(c, s, b), folder / f"{i}.png").name] = f"{world._a(c)} {c} {s}"
     labels = ",".join(truth.values())
-    code, out, _ = run(capsys, "classify", folder, "--labels", labels, "--templates", "{}", "--model", "mini",
-                       "--json", "--quiet")
+    code, out, err = run(capsys, "classify", folder, "--labels", labels, "--model", "mini", "--json")
     assert code == 0 and {Path(r["image"]).name: r["label"] for r in json.loads(out)} == truth
+    assert "labels are used as written" in err  # the mini CLIP gets the bare labels, not 'a photo of ...'
+    code, out, _ = run(capsys, "classify", folder, "--labels", labels, "--model", "mini", "--json", "--quiet",
+                       "--templates", "a photo of a {}.;a rendering of a {}.")
+    assert code == 0 and len(json.loads(out)) == 4  # explicit templates win
     code, out, _ = run(capsys, "search", folder, "a blue triangle on a yellow background", "--model", "mini",
                        "--top", "1", "--json", "--quiet")
     assert code == 0 and Path(json.loads(out)["results"][0]["path"]).name == "2.png"
+
+
+@needs_mini
+def test_mini_rank_puts_the_faithful_run_first(capsys, tmp_path):
+    prompt = {"prompt": "a red circle on a blue background"}
+    save(scene("green", "square", "white"), tmp_path / "out" / "run-1" / "final.png", prompt)
+    save(scene("red", "circle", "blue"), tmp_path / "out" / "run-2" / "final.png", prompt)
+    save(scene("red", "triangle", "blue"), tmp_path / "out" / "run-3" / "final.png", prompt)
+    code, out, _ = run(capsys, "rank", tmp_path / "out", "--model", "mini", "--json", "--quiet")
+    assert code == 0 and [Path(r["run"]).name for r in json.loads(out)][0] == "run-2"
+    code, out, _ = run(capsys, "score", tmp_path / "out", "--prompt", "a green square", "--model", "mini", "--top", "1",
+                       "--json", "--quiet")
+    assert Path(json.loads(out)["results"][0]["image"]).parent.name == "run-1"

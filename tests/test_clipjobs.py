@@ -319,3 +319,18 @@ def test_mini_search_finds_the_match_among_distractors(mini, tmp_path):
         query = mini.encode_text([f"{world._a(c)} {c} {s} on {world._a(b)} {b} background"])[0]
         assert index.search(query, 1)[0][0].name == f"{c}-{s}.png"
 
+
+
+def test_progress_bar_only_when_asked_and_on_a_terminal(clip, folder, monkeypatch):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    paths = scan_images(folder)
+    for stream, progress, shown in ((Terminal(), True, True), (Terminal(), False, False), (io.StringIO(), True, False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        embed_image_files(clip, paths, batch_size=2, progress=progress)
+        assert ("embedding:" in stream.getvalue() and "/6 [" in stream.getvalue()) is shown, stream.getvalue()

@@ -172,10 +172,10 @@ def _try_load(path: Path, size: int) -> np.ndarray | None:
 
 
 def _progress(total: int, enabled: bool, desc: str):
-    """A tqdm bar on stderr (a no-op object when disabled)."""
+    """A tqdm bar on stderr when enabled and stderr is a terminal (a no-op object otherwise, so logs stay clean)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=not enabled, leave=False,
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=None if enabled else True, leave=False,
                 dynamic_ncols=True)
 
 

@@ -76,6 +76,13 @@ def clip_spec(args: argparse.Namespace) -> tuple[str, str | None, Path | None]:
     return model, pretrained, cache_dir
 
 
+def _embedded_preset(args: argparse.Namespace) -> bool:
+    """Whether the CLIP comes from an embedded preset (mini), whose text side knows only its training captions."""
+    from .. import registry
+
+    return bool(args.model) and not args.clip_model and registry.get_preset(args.model).embedded
+
+
 def load_clip_for(args: argparse.Namespace):
     """The CLIP model the options name, on the chosen device."""
     from ..generator import pick_device
@@ -84,7 +91,10 @@ def load_clip_for(args: argparse.Namespace):
     model, pretrained, cache_dir = clip_spec(args)
     device = pick_device(args.device)
     clip = load_clip(model, pretrained, device=device, cache_dir=cache_dir)
-    log.info("CLIP %s on %s", clip.name, device)
+    if args.model and not args.clip_model:
+        log.info("CLIP of preset %s (%s) on %s", args.model, Path(model).name, device)
+    else:
+        log.info("CLIP %s on %s", Path(model).name if model.lower().endswith(".json") else model, device)
     return clip
 
 
@@ -155,6 +165,10 @@ def run_classify(args: argparse.Namespace) -> int:
         templates = _read_lines(args.templates_file, "templates")
     elif args.templates is not None:
         templates = [t.strip() for t in args.templates.split(";") if t.strip()]
+    elif _embedded_preset(args):
+        log.info("the '%s' CLIP knows only its own caption grammar: labels are used as written, e.g. 'a red circle' "
+                 "(--templates '{}')", args.model)
+        templates = ["{}"]
     else:
         templates = list(DEFAULT_TEMPLATES)
     templates = check_templates(templates)
@@ -308,12 +322,12 @@ def register(subparsers) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
     lab = p.add_mutually_exclusive_group(required=True)
     lab.add_argument("--labels", help="comma-separated labels, e.g. 'cat,dog,human'")
-    lab.add_argument("--labels-file", metavar="FILE", help="labels, one per line")
+    lab.add_argument("--labels-file", metavar="FILE", help="labels, one per line (# starts a comment line)")
     tpl = p.add_mutually_exclusive_group()
     tpl.add_argument("--templates", metavar="T1;T2",
                      help="';'-separated prompt templates with {} for the label, averaged ('{}' = the bare label); "
-                          "default: 'a photo of a {}.' and 5 more")
-    tpl.add_argument("--templates-file", metavar="FILE", help="prompt templates, one per line")
+                          "default: 'a photo of a {}.' and 5 more ('{}' for the mini preset)")
+    tpl.add_argument("--templates-file", metavar="FILE", help="prompt templates, one per line (# comment lines)")
     _common(p, "show the K most likely labels per image (default: all)")
     p.set_defaults(func=run_classify)
 
