@@ -166,3 +166,17 @@ def test_help_reads_well(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "generate" in capsys.readouterr().out
+
+
+
+def test_closed_pipe_is_quiet(monkeypatch, capsys):
+    """`vqclip models | head`: a reader that left ends the command quietly (exit 141), not with a traceback."""
+    with capsys.disabled():
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        out = os.fdopen(write_end, "w", buffering=1)
+        monkeypatch.setattr(sys, "stdout", out)
+        try:
+            assert main(["models"]) == 141
+        finally:
+            out.close()

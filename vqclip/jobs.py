@@ -78,6 +78,12 @@ class ModelCache:
         return self.vqgans[key]
 
     def clip(self, model: str, pretrained: Optional[str], device: torch.device, cache_dir: Optional[Path]) -> ClipModel:
+        from . import registry
+        from .download import hand_placed_clip
+
+        placed = hand_placed_clip(model, pretrained, registry.home()) if pretrained else None
+        if placed:  # weights put under <home>/clip by hand stand in for the tag's download
+            model, pretrained = placed
         key = (model, pretrained, str(device))
         if key not in self.clips:
             self.clips[key] = load_clip(model, pretrained, device, cache_dir)
