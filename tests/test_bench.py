@@ -1,0 +1,142 @@
+"""`vqclip bench` and its library: it times real steps, counts FLOPs, reads memory, and plans memory options."""
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from vqclip import speed
+from vqclip.bench import count_gflop, format_result, run_bench, time_steps
+from vqclip.cli import main
+from vqclip.config import merge_layers
+from vqclip.errors import VqclipError
+from vqclip.generator import autocast_dtype
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def tiny_archs(tiny_vqgan, tiny_clip):
+    """Architecture files of the tiny models: bench builds them with random weights."""
+    return str(tiny_vqgan[0]), str(tiny_clip[0])
+
+
+def test_run_bench_times_counts_and_measures(tiny_archs):
+    vq, clip = tiny_archs
+    r = run_bench(size=32, cutn=2, vqgan=vq, clip=clip, device="cpu", steps=2, warmup=1)
+    assert len(r.step_s) == 2 and r.median_s > 0 and r.it_s == pytest.approx(1 / r.median_s)
+    assert r.gflop_per_step > 0 and r.gflop_s == pytest.approx(r.gflop_per_step / r.median_s)
+    assert r.mem_kind == "rss" and r.peak_mem_bytes > 50 * 2**20
+    assert r.options["lean_decoder"] is True and r.precision == "fp32"
+    assert "s/step" in format_result(r) and "GFLOP/s" in format_result(r)
+
+
+def test_cli_bench_json(tiny_archs, capsys):
+    vq, clip = tiny_archs
+    code = main(["bench", "--random-weights", "--vqgan", vq, "--clip", clip, "--size", "32", "--cutn", "2",
+                 "--steps", "1", "--warmup", "0", "--device", "cpu", "--memory", "low", "--json"])
+    assert code == 0
+    data = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert data["impl"] == "vqclip" and data["size"] == 32 and len(data["step_s"]) == 1
+    assert data["options"]["checkpoint"] is True and data["options"]["micro_batch"] == 2
+
+
+def test_cli_bench_unknown_architecture_is_one_line(capsys):
+    assert main(["bench", "--random-weights", "--vqgan", "no-such-vqgan", "--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: --vqgan: no built-in architecture 'no-such-vqgan'")
+
+
+def test_count_gflop_counts_a_matmul():
+    a, b = torch.randn(64, 128), torch.randn(128, 32)
+    assert count_gflop(lambda: a @ b) == pytest.approx(2 * 64 * 128 * 32 / 1e9)
+
+
+def test_time_steps_runs_warmup_untimed():
+    calls = []
+    wall, cpu = time_steps(lambda: calls.append(1), warmup=2, steps=3, device=torch.device("cpu"))
+    assert len(calls) == 5 and len(wall) == len(cpu) == 3 and all(t >= 0 for t in wall + cpu)
+
+
+def test_memory_modes(tiny_models, caplog):
+    vq, clip = tiny_models.vqgan, tiny_models.clips[0][0]
+    args = (vq.decoder, (4, 4), [clip], 16)
+    assert speed.plan_memory("normal", *args, 0, 4, torch.device("cpu")) == (False, 0)
+    assert speed.plan_memory("low", *args, 0, 4, torch.device("cpu")) == (True, 8)
+    assert speed.plan_memory("low", *args, 3, 4, torch.device("cpu")) == (True, 3)
+    assert speed.plan_memory("auto", *args, 0, 4, torch.device("cpu")) == (False, 0)
+
+
+def test_auto_memory_turns_options_on_with_a_notice_when_short(tiny_models, monkeypatch, caplog):
+    vq, clip = tiny_models.vqgan, tiny_models.clips[0][0]
+    need_one = speed.clip_activation_bytes(clip, 4)
+    dec_ck = speed.decoder_activation_bytes(vq.decoder, 64, 64, 4, True)
+    monkeypatch.setattr(speed, "available_memory", lambda device: int((dec_ck + 5.5 * need_one) / 0.7))
+    with caplog.at_level(logging.INFO, logger="vqclip"):
+        ck, mb = speed.plan_memory("auto", vq.decoder, (64, 64), [clip], 64, 0, 4, torch.device("cpu"))
+    assert ck is True and mb == 5
+    assert "memory is short" in caplog.text
+
+
+def test_estimates_grow_with_size_and_shrink_with_checkpointing(tiny_models):
+    dec = tiny_models.vqgan.decoder
+    small, big = (speed.decoder_activation_bytes(dec, s, s, 4, False) for s in (4, 8))
+    assert big == 4 * small
+    assert speed.decoder_activation_bytes(dec, 8, 8, 4, True) < big
+
+
+def test_config_validates_speed_options(tiny_job):
+    base = [("tiny", tiny_job), ("p", {"prompt": "x"})]
+    with pytest.raises(VqclipError, match="memory: unknown value 'huge'"):
+        merge_layers(base + [("t", {"memory": "huge"})])
+    with pytest.raises(VqclipError, match="micro_batch: must be >= 0"):
+        merge_layers(base + [("t", {"micro_batch": -1})])
+    cfg = merge_layers(base + [("t", {"compile": True, "memory": "low", "micro_batch": 2})])
+    assert cfg.compile and cfg.memory == "low" and cfg.micro_batch == 2
+
+
+def test_auto_precision(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert autocast_dtype("auto", cuda) == torch.bfloat16 and autocast_dtype("fp32", cuda) is None
+    assert autocast_dtype("bf16", cpu) == torch.bfloat16
+    monkeypatch.setattr("vqclip.generator.cpu_native_bf16", lambda: True)
+    assert autocast_dtype("auto", cpu, 256 * 256) == torch.bfloat16
+    assert autocast_dtype("auto", cpu, 32 * 32) is None
+    monkeypatch.setattr("vqclip.generator.cpu_native_bf16", lambda: False)
+    assert autocast_dtype("auto", cpu, 256 * 256) is None
+
+
+def test_compile_falls_back_to_eager_with_a_notice(monkeypatch, caplog):
+    def broken(fn):
+        raise RuntimeError("no backend here")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    fn = speed.compiled(lambda x: x * 2, "doubler")
+    with caplog.at_level(logging.INFO, logger="vqclip"):
+        assert fn(torch.tensor(3.0)).item() == 6.0
+        assert fn(torch.tensor(4.0)).item() == 8.0
+    assert caplog.text.count("torch.compile of the doubler failed (no backend here); running it eagerly") == 1
+
+
+@pytest.mark.slow
+def test_compiled_generation_matches_eager(tiny_job, tiny_models):
+    base = [("tiny", tiny_job), ("p", {"prompt": "a red circle", "steps": 2, "seed": 3, "precision": "fp32"})]
+    from vqclip.generator import generate
+
+    eager = generate(merge_layers(base), tiny_models)
+    fast = generate(merge_layers(base + [("c", {"compile": True})]), tiny_models)
+    assert (eager.image - fast.image).abs().max() <= 1e-3
+
+
+@pytest.mark.slow
+def test_textbook_loop_runs_and_reports_json():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "textbook_loop.py"), "--size", "32", "--cutn",
+                           "1", "--steps", "1", "--warmup", "0", "--threads", "1", "--json"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert data["impl"] == "textbook" and data["gflop_per_step"] > 8.7  # at least one ViT-B/32 forward

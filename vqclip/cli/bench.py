@@ -1,0 +1,51 @@
+"""`vqclip bench`: seconds per step, it/s, peak memory and achieved GFLOP/s of the generator on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+EPILOG = """examples:
+  vqclip bench --random-weights                       # 256x256, 16 cutouts, ImageNet f16 VQGAN + ViT-B/32
+  vqclip bench --random-weights --size 512 --memory low --json
+  python benchmarks/compare.py                         # vqclip against the textbook loop, as a table
+
+Random weights need no download and time exactly the same work as the real weights."""
+
+
+def register(subparsers) -> None:
+    """Add the `bench` subcommand."""
+    p = subparsers.add_parser("bench", help="time the generator: s/step, it/s, peak memory, GFLOP/s",
+                              description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument
+    a("--size", type=int, default=256, metavar="N", help="image side in pixels (default 256)")
+    a("--cutn", type=int, default=16, metavar="N", help="cutouts per step (default 16)")
+    a("--clip", default="ViT-B-32", metavar="NAME", help="open_clip architecture (default ViT-B-32)")
+    a("--vqgan", default="imagenet-16384", metavar="NAME",
+      help="VQGAN architecture: imagenet-16384, imagenet-1024, wikiart-16384, wikiart-1024, openimages-8192, or a "
+           "taming YAML with --random-weights; an installed preset name without it")
+    a("--random-weights", action="store_true", help="random weights: nothing is downloaded or loaded")
+    a("--device", default="auto", metavar="D", help="auto, cpu, cuda, cuda:N, mps")
+    a("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="autocast precision (default auto)")
+    a("--memory", choices=["auto", "normal", "low"], default="auto",
+      help="low: decoder checkpointing + cutout micro-batches; auto: only when memory is short")
+    a("--micro-batch", type=int, default=None, metavar="N", help="cutouts per CLIP pass (0 = all)")
+    a("--compile", action="store_true", help="torch.compile the decoder and CLIP (falls back to eager on failure)")
+    a("--steps", type=int, default=5, metavar="N", help="timed steps; the median is reported (default 5)")
+    a("--warmup", type=int, default=2, metavar="N", help="untimed steps first (default 2)")
+    a("--threads", type=int, default=None, metavar="N", help="torch CPU threads (default: torch's choice)")
+    a("--no-flops", action="store_true", help="skip the FLOP count (one extra step)")
+    a("--json", action="store_true", help="print the result as one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build, time and print."""
+    from ..bench import format_result, run_bench
+
+    result = run_bench(size=args.size, cutn=args.cutn, clip=args.clip, vqgan=args.vqgan,
+                       random_weights=args.random_weights, device=args.device, precision=args.precision,
+                       steps=args.steps, warmup=args.warmup, threads=args.threads, flops=not args.no_flops,
+                       memory=args.memory, micro_batch=args.micro_batch, compile=args.compile or None)
+    print(json.dumps(result.to_dict()) if args.json else format_result(result))
+    return 0
