@@ -22,6 +22,7 @@ from .models import ClipModel, VQGAN
 from .prompts import (Prompt, check_has_target, parse_image_prompt, parse_negatives, parse_prompts, prompt_loss,
                       tv_loss, weights_tensor)
 from .quantize import clamp_with_grad, vector_quantize
+from .speed import compiled, cpu_native_bf16, decode_latent, is_frozen, plan_memory
 
 log = logging.getLogger("vqclip")
 
@@ -80,9 +81,15 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
-    """The autocast dtype for a precision setting: bf16 on CUDA by default, fp32 (None) elsewhere unless asked."""
+AUTO_BF16_CPU_PIXELS = 128 * 128  # on CPUs with native bf16, 'auto' uses it from this image size (measured faster)
+
+
+def autocast_dtype(precision: str, device: torch.device, pixels: int = 0) -> Optional[torch.dtype]:
+    """The autocast dtype for a precision setting: bf16 on CUDA, and on CPUs with native bf16 (AVX512-BF16/AMX) for
+    images of at least 128x128; fp32 (None) elsewhere unless asked."""
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    if precision == "auto" and device.type == "cpu" and pixels >= AUTO_BF16_CPU_PIXELS and cpu_native_bf16():
         return torch.bfloat16
     return None
 
@@ -105,7 +112,7 @@ class Generation:
 
     def __init__(self, cfg: GenerateConfig, models: Models, device: torch.device, seed: int):
         self.cfg, self.models, self.device, self.seed = cfg, models, device, seed
-        self.amp = autocast_dtype(cfg.precision, device)
+        self.amp = autocast_dtype(cfg.precision, device, cfg.size[0] * cfg.size[1])
         self.rng = torch.Generator().manual_seed(seed)
         vq = models.vqgan
         self.width, self.height = rounded_size(cfg.size, vq.factor)
@@ -129,6 +136,23 @@ class Generation:
         # 4. Optimizer and schedule
         self.optimizer = self._make_optimizer([self.z])
         self.step_count = 0
+        # 5. Speed and memory: lean decoder (frozen weights), checkpointing/micro-batches when short, compile
+        self.lean = is_frozen(vq)
+        self.checkpoint, self.micro_batch = plan_memory(
+            cfg.memory, vq.decoder, (self.height // vq.factor, self.width // vq.factor), [clip for clip, _ in models.clips],
+            c.n, cfg.micro_batch, 2 if self.amp else 4, device)
+        self._decode = compiled(vq.decode, "VQGAN decoder") if cfg.compile else self._decode_eager
+        self._encode = {id(clip): compiled(clip.encode_image, f"CLIP {clip.name}") if cfg.compile else clip.encode_image
+                        for clip, _ in models.clips}
+
+    def speed_options(self) -> dict:
+        """The speed/memory choices in effect (for benchmarks and logs)."""
+        return {"precision": "bf16" if self.amp == torch.bfloat16 else "fp32", "lean_decoder": self.lean,
+                "checkpoint": self.checkpoint, "micro_batch": self.micro_batch, "compile": self.cfg.compile}
+
+    def _decode_eager(self, z_q: Tensor) -> Tensor:
+        vq = self.models.vqgan
+        return decode_latent(vq, z_q, self.checkpoint) if self.lean else vq.decode(z_q)
 
     def _parse_prompts(self) -> list[Prompt]:
         cfg = self.cfg
@@ -191,8 +215,9 @@ class Generation:
     def decode(self, z: Optional[Tensor] = None) -> Tensor:
         """The image [1,3,H,W] in [0,1] of a latent (default: the current one), quantized straight-through."""
         z = self.z if z is None else z
+        z_q = vector_quantize(z, self.models.vqgan.codebook)  # nearest codes in fp32, outside autocast
         with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-            image = self.models.vqgan.decode(vector_quantize(z, self.models.vqgan.codebook))
+            image = self._decode(z_q)
         return clamp_with_grad(image.float(), 0, 1)
 
     def losses(self, image: Tensor) -> dict[str, Tensor]:
@@ -203,14 +228,32 @@ class Generation:
             if share <= 0:
                 continue
             batch = self.cutouts[clip.image_size](image)
+            if 0 < self.micro_batch < len(batch):
+                parts[f"clip:{clip.name}"] = share * self._micro_batched_loss(clip, batch, targets, weights)
+                continue
             with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-                embeds = clip.encode_image(batch)
+                embeds = self._encode[id(clip)](batch)
             parts[f"clip:{clip.name}"] = share * prompt_loss(embeds, targets, weights)
         if self.cfg.init.weight > 0:
             parts["init"] = self.cfg.init.weight * F.mse_loss(self.z, self.z_init)
         if self.cfg.tv_weight > 0:
             parts["tv"] = self.cfg.tv_weight * tv_loss(image)
         return parts
+
+    def _micro_batched_loss(self, clip: ClipModel, batch: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
+        """`prompt_loss` of cutouts [N,3,S,S] scored `micro_batch` at a time, each chunk back-propagated at once, so
+        only one chunk's CLIP activations are alive; the returned loss carries the summed gradient to `batch`."""
+        leaf = batch.detach().requires_grad_(batch.requires_grad and torch.is_grad_enabled())
+        total = batch.new_zeros(())
+        for chunk in leaf.split(self.micro_batch):
+            with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+                embeds = self._encode[id(clip)](chunk)
+            part = prompt_loss(embeds, targets, weights) * (len(chunk) / len(leaf))
+            if leaf.requires_grad:
+                part.backward()
+            total = total + part.detach()
+        grad = leaf.grad if leaf.grad is not None else torch.zeros_like(batch)
+        return _InjectGrad.apply(batch, total, grad) if leaf.requires_grad else total
 
     def step(self) -> StepEvent:
         """One update of z; returns the event for the image that was scored."""
@@ -255,6 +298,20 @@ class Generation:
         with torch.no_grad():
             final = self.decode().detach()
         return GenerateResult(final, self.z.detach().clone(), self.seed, self.step_count, curve, stopped)
+
+
+class _InjectGrad(torch.autograd.Function):
+    """Returns a precomputed loss whose gradient with respect to `source` is the precomputed `grad`."""
+
+    @staticmethod
+    def forward(ctx, source: Tensor, loss: Tensor, grad: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(grad)
+        return loss.clone()
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+        (grad,) = ctx.saved_tensors
+        return grad * grad_out, None, None
 
 
 def generate(cfg: GenerateConfig, models: Models, callbacks: Iterable[Callback] = (),

@@ -140,7 +140,9 @@ class ClipModel(nn.Module):
 
     def __init__(self, model: nn.Module, tokenizer, name: str, mean=OPENAI_MEAN, std=OPENAI_STD):
         super().__init__()
-        self.model, self.tokenizer, self.name = model, tokenizer, name
+        from .speed import pack_attention  # same function, plain matmuls instead of per-token weight copies
+
+        self.model, self.tokenizer, self.name = pack_attention(model), tokenizer, name
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         size = model.visual.image_size
