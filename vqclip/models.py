@@ -177,10 +177,6 @@ class ClipModel(nn.Module):
 
 def _clip_from_json(path: Path, pretrained: str | None) -> ClipModel:
     """A CLIP built from an open_clip architecture JSON (plain or HF-style `model_cfg`) and optional weights."""
-    import open_clip
-    from open_clip.model import CLIP, CustomTextCLIP
-    from open_clip.tokenizer import SimpleTokenizer
-
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -189,11 +185,21 @@ def _clip_from_json(path: Path, pretrained: str | None) -> ClipModel:
     if not cfg or not {"embed_dim", "vision_cfg", "text_cfg"} <= cfg.keys():
         raise VqclipError(f"{path}: an open_clip architecture needs embed_dim, vision_cfg and text_cfg")
     pre = data.get("preprocess_cfg", {}) if isinstance(data, dict) else {}
+    return _clip_from_cfg(cfg, pre, pretrained, path.stem, str(path))
+
+
+def _clip_from_cfg(cfg: dict, pre: dict, pretrained: str | None, name: str, source: str) -> ClipModel:
+    """A CLIP built directly from an open_clip model config (no hub, no download), with optional weights."""
+    import open_clip
+    from open_clip.model import CLIP, CustomTextCLIP
+    from open_clip.tokenizer import SimpleTokenizer
+
+    cfg = dict(cfg)
     custom = cfg.pop("custom_text", False) or "hf_model_name" in cfg["text_cfg"]
     try:
         model = (CustomTextCLIP if custom else CLIP)(**cfg)
     except (TypeError, ValueError, KeyError) as exc:
-        raise VqclipError(f"{path}: open_clip cannot build this architecture ({exc})") from None
+        raise VqclipError(f"{source}: open_clip cannot build this architecture ({exc})") from None
     if pretrained:
         weights = Path(pretrained)
         if not weights.is_file():
@@ -201,23 +207,25 @@ def _clip_from_json(path: Path, pretrained: str | None) -> ClipModel:
         try:
             open_clip.load_checkpoint(model, str(weights), strict=True)
         except Exception as exc:  # open_clip raises RuntimeError/KeyError/UnpicklingError
-            raise VqclipError(f"{weights} does not match {path}: {str(exc).splitlines()[0][:200]}") from None
+            raise VqclipError(f"{weights} does not match {source}: {str(exc).splitlines()[0][:200]}") from None
     else:
-        log.info("CLIP %s has no weights file: using random weights", path.name)
+        log.info("CLIP %s has no weights: using random weights", name)
     if "hf_tokenizer_name" in cfg["text_cfg"]:
         tokenizer = open_clip.tokenizer.HFTokenizer(cfg["text_cfg"]["hf_tokenizer_name"])
     else:
         tokenizer = SimpleTokenizer(context_length=cfg["text_cfg"].get("context_length", 77))
     mean = pre.get("mean") or cfg["vision_cfg"].get("image_mean") or OPENAI_MEAN
     std = pre.get("std") or cfg["vision_cfg"].get("image_std") or OPENAI_STD
-    return ClipModel(model, tokenizer, path.stem, mean, std)
+    return ClipModel(model, tokenizer, name, mean, std)
 
 
 def _clip_by_name(name: str, pretrained: str | None, cache_dir: str | None) -> ClipModel:
     """A CLIP from open_clip's built-in architectures, with a pretrained tag (downloaded by open_clip) or a file."""
     import open_clip
 
-    tag_cfg = open_clip.get_pretrained_cfg(name, pretrained) if pretrained else {}
+    if not pretrained:  # random weights (benchmarks): build from the config, so open_clip neither warns nor fetches
+        return _clip_from_cfg(open_clip.get_model_config(name), {}, None, name, name)
+    tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
     if pretrained and not tag_cfg and not Path(pretrained).is_file():
         tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
         raise VqclipError(f"CLIP {name}: '{pretrained}' is neither a pretrained tag (known: {tags}) nor a file")
@@ -229,8 +237,6 @@ def _clip_by_name(name: str, pretrained: str | None, cache_dir: str | None) -> C
             f"could not load CLIP {name} weights '{pretrained}': {str(exc).splitlines()[0][:200]}; check the "
             "connection, or run `vqclip models download`, or pass a local weights file as the pretrained value"
         ) from None
-    if not pretrained:
-        log.info("CLIP %s has no pretrained weights: using random weights", name)
     mean = getattr(model.visual, "image_mean", None) or tag_cfg.get("mean") or OPENAI_MEAN
     std = getattr(model.visual, "image_std", None) or tag_cfg.get("std") or OPENAI_STD
     return ClipModel(model, open_clip.get_tokenizer(name), name, mean, std)
