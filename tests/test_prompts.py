@@ -33,10 +33,11 @@ def test_negatives_and_image_prompts():
 
 
 def test_spherical_distance_range_and_values():
-    x = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1)
+    x = torch.nn.functional.normalize(torch.randn(5, 8, generator=torch.Generator().manual_seed(0)), dim=-1)
     d = spherical_distance(x, x)
     assert torch.allclose(d.diagonal(), torch.zeros(5), atol=1e-5)
-    assert torch.isclose(spherical_distance(x[:1], -x[:1]), torch.tensor(math.pi**2 / 2), atol=1e-4)
+    # antipodes: arcsin is steep at 1, so float rounding of the norm moves the value by up to ~1e-3
+    assert torch.isclose(spherical_distance(x[:1], -x[:1]), torch.tensor(math.pi**2 / 2), atol=5e-3)
     assert (d >= 0).all() and (d <= math.pi**2 / 2 + 1e-5).all()
 
 
