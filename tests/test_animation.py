@@ -19,14 +19,6 @@ from vqclip.video import read_video_frames
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the 2 shared cores are busy, and oversubscribed OpenMP threads make steps 30x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def smooth_image(h: int = 64, w: int = 64, seed: int = 0) -> torch.Tensor:
     """Asymmetric colour blobs [1,3,H,W] in [0,1]: low-frequency content that survives a coarse VQ round trip."""

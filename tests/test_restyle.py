@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from vqclip.callbacks import StopAfter
@@ -22,14 +21,6 @@ from vqclip.video import read_video_frames, write_mp4
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TONE_HZ, RATE = 660, 16000
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the 2 shared cores are busy, and oversubscribed OpenMP threads make steps 30x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def ffmpeg() -> str:

@@ -39,14 +39,6 @@ run_job(build_config(job), extra_callbacks=[hang])
 """
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread (as in the killed subprocess): the same thread count gives the same floating-point sums."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def pixels(path: Path) -> np.ndarray:
     with Image.open(path) as im:

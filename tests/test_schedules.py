@@ -15,14 +15,6 @@ from vqclip.schedules import (Keyframe, PromptSchedule, parse_keyframed, split_s
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the 2 shared cores are busy, and oversubscribed OpenMP threads make steps 30x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def test_shorthand_splits_and_places_keyframes():
     assert split_story(" a red cat ^ a blue dog:2 ") == ["a red cat", "a blue dog:2"]
