@@ -1,0 +1,43 @@
+"""Reproduce the shipped mini weights: `python -m vqclip.mini.train clip|vqgan --seed 0 [--out DIR]`."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from vqclip.mini import WEIGHTS_DIR
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, train one model, print its measured figures as JSON."""
+    p = argparse.ArgumentParser(prog="python -m vqclip.mini.train", description=__doc__)
+    p.add_argument("which", choices=["clip", "vqgan"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the shipped recipe)")
+    p.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="folder to write the weights into")
+    p.add_argument("--stage", choices=["both", "1", "2"], default="both",
+                   help="clip only: 1 = from scratch, 2 = clutter fine-tune of the weights in --out, both (default)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    kw = {"seed": args.seed} | ({"steps": args.steps} if args.steps else {})
+    if args.which == "clip":
+        from vqclip.mini.train_clip import train_clip
+
+        figures = train_clip(args.out, stage=args.stage, **kw)
+    else:
+        from vqclip.mini.train_vqgan import train_vqgan
+
+        figures = train_vqgan(args.out, **kw)
+    print(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

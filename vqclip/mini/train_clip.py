@@ -1,0 +1,188 @@
+"""Train the mini CLIP from scratch on the mini world: symmetric contrastive loss, learned temperature, hard negatives."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vqclip.mini import world
+from vqclip.models import OPENAI_MEAN, OPENAI_STD
+
+log = logging.getLogger("vqclip")
+
+CLIP_CONFIG: dict = {
+    "embed_dim": 128,
+    "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 128, "layers": 4, "head_width": 32, "mlp_ratio": 4.0},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 128, "heads": 4, "layers": 4},
+}
+
+
+def augment(img: Tensor, gen: torch.Generator) -> Tensor:
+    """Generation-like augmentation of [B,3,H,W] in [0,1]: random affine (border padding), blur, noise."""
+    b = img.shape[0]
+    u = lambda lo, hi: torch.rand(b, generator=gen) * (hi - lo) + lo  # noqa: E731
+    ang = u(-0.26, 0.26)  # ±15°
+    scale = u(0.85, 1.15)
+    tx, ty = u(-0.15, 0.15), u(-0.15, 0.15)
+    cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    keep = torch.rand(b, generator=gen) < 0.2  # a fifth of the images are not warped
+    theta[keep] = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]])
+    grid = F.affine_grid(theta, list(img.shape), align_corners=False)
+    out = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    blur = torch.rand(b, generator=gen) < 0.3
+    if blur.any():
+        k = torch.tensor([0.25, 0.5, 0.25])
+        k2 = (k[:, None] * k[None, :]).expand(3, 1, 3, 3)
+        out[blur] = F.conv2d(F.pad(out[blur], (1, 1, 1, 1), mode="replicate"), k2, groups=3)
+    out = out * u(0.9, 1.1)[:, None, None, None] + u(-0.05, 0.05)[:, None, None, None]
+    out = out + torch.randn(out.shape, generator=gen) * u(0.0, 0.1)[:, None, None, None]
+    return out.clamp(0, 1)
+
+
+def consistent(img_attrs: list[world.Attributes], cap_attrs: list[world.Attributes]) -> Tensor:
+    """[N,N] bool: caption j is true of image i (same colour, kind and count; an unsaid background matches any)."""
+    n = len(img_attrs)
+    m = torch.zeros(n, n, dtype=torch.bool)
+    for i, a in enumerate(img_attrs):
+        for j, c in enumerate(cap_attrs):
+            m[i, j] = (a.color == c.color and a.shape == c.shape and a.count == c.count and a.clutter == c.clutter
+                       and (c.background is None or c.background == a.background))
+    return m
+
+
+def contrastive_loss(img_f: Tensor, txt_f: Tensor, logit_scale: Tensor, pos: Tensor) -> Tensor:
+    """Symmetric CLIP loss over unit features [N,D] with soft targets spread over all true pairs `pos` [N,N]."""
+    logits = logit_scale.exp().clamp(max=100) * img_f @ txt_f.t()
+    t = pos.float()
+    li = -(F.log_softmax(logits, 1) * (t / t.sum(1, keepdim=True))).sum(1).mean()
+    lt = -(F.log_softmax(logits.t(), 1) * (t.t() / t.t().sum(1, keepdim=True))).sum(1).mean()
+    return (li + lt) / 2
+
+
+def batch(rng: np.random.Generator, n: int, negatives: float, clutter: float = 0.0, blobs: float = 0.0
+          ) -> tuple[Tensor, list[str], list[world.Attributes]]:
+    """n fresh scenes: images [n,3,64,64] in [0,1], captions and the attributes the images show."""
+    imgs = np.empty((n, 64, 64, 3), np.uint8)
+    caps, attrs = [], []
+    for i in range(n):
+        sc = world.sample_any(rng, negatives, clutter, blobs=blobs)
+        imgs[i] = world.render(sc)
+        caps.append(world.caption(sc, rng))
+        attrs.append(world.attributes(sc))
+    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255, caps, attrs
+
+
+def zero_shot(model, tokenizer, n: int = 600, seed: int = 12345, aug: bool = False) -> dict[str, float]:
+    """Held-out zero-shot accuracy: argmax over all canonical captions; share right for colour, background, shape."""
+    imgs, _, scenes = world.make_dataset(n, seed)
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+    if aug:
+        x = augment(x, torch.Generator().manual_seed(seed))
+    prompts = world.all_prompts()
+    mean, std = torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1), torch.tensor(OPENAI_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        t = F.normalize(model.encode_text(tokenizer(prompts)), dim=-1)
+        f = torch.cat([F.normalize(model.encode_image((x[i:i + 200] - mean) / std), dim=-1)
+                       for i in range(0, n, 200)])
+    pred = [world.parse_caption(prompts[k]) for k in (f @ t.t()).argmax(1).tolist()]
+    truth = [world.attributes(s) for s in scenes]
+    acc = lambda key: float(np.mean([getattr(p, key) == getattr(a, key) for p, a in zip(pred, truth)]))  # noqa
+    return {"color": acc("color"), "background": acc("background"), "shape": acc("shape"),
+            "all": float(np.mean([p == a for p, a in zip(pred, truth)]))}
+
+
+def prefers_clean(model, tokenizer, n: int = 200, seed: int = 999) -> float:
+    """Share of held-out scenes whose canonical caption scores the clean scene above the same scene with clutter."""
+    rng = np.random.default_rng(seed)
+    clean, messy, prompts = [], [], []
+    for _ in range(n):
+        sc = world.sample_clutter(rng)
+        clean.append(world.render(world.Scene(sc.background, sc.shapes[:1])))
+        messy.append(world.render(sc))
+        s = sc.shapes[0]
+        prompts.append(f"a {s.color} {s.kind} on a {sc.background} background")
+    mean, std = torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1), torch.tensor(OPENAI_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        t = F.normalize(model.encode_text(tokenizer(prompts)), dim=-1)
+        f = [F.normalize(model.encode_image((torch.from_numpy(np.stack(x)).permute(0, 3, 1, 2).float() / 255 - mean)
+                                            / std), dim=-1) for x in (clean, messy)]
+    return float(((f[0] * t).sum(1) > (f[1] * t).sum(1)).float().mean())
+
+
+def train_clip(out_dir: Path, seed: int = 0, steps: int = 900, batch_size: int = 128, lr: float = 1e-3,
+               negatives: float = 0.3, finetune_steps: int = 300, clutter: float = 0.15, blobs: float = 0.25,
+               stage: str = "both") -> dict:
+    """Train from scratch (stage 1), then fine-tune with clutter and irregular-blob negatives (stage 2, starting from
+    the fp16 file stage 1 wrote); writes clip.json + clip.safetensors (fp16) into out_dir; returns measured figures."""
+    figures = {}
+    if stage in ("both", "1"):
+        figures["stage1"] = _train(out_dir, seed, steps, batch_size, lr, negatives, 0.0, 0.0, None)
+    if stage in ("both", "2") and finetune_steps > 0:
+        figures["stage2"] = _train(out_dir, seed + 1, finetune_steps, batch_size, lr / 3, 0.2, clutter, blobs,
+                                   out_dir / "clip.safetensors")
+    return figures
+
+
+def _train(out_dir: Path, seed: int, steps: int, batch_size: int, lr: float, negatives: float, clutter: float,
+           blobs: float, init: Path | None) -> dict:
+    """One training stage, from scratch or from `init` weights; writes the weights and returns measured figures."""
+    import open_clip
+    from open_clip.model import CLIP
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = CLIP(**CLIP_CONFIG)
+    if init is not None:
+        model.load_state_dict({k: v.float() for k, v in load_file(str(init)).items()})
+    tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=CLIP_CONFIG["text_cfg"]["context_length"])
+    mean, std = torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1), torch.tensor(OPENAI_STD).view(1, 3, 1, 1)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
+                            lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    warm = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    t0 = time.time()
+    model.train()
+    for step in range(steps):
+        x, caps, attrs = batch(rng, batch_size, negatives, clutter, blobs)
+        x = (augment(x, gen) - mean) / std
+        pos = consistent(attrs, [world.parse_caption(c) for c in caps])
+        img_f = F.normalize(model.encode_image(x), dim=-1)
+        txt_f = F.normalize(model.encode_text(tokenizer(caps)), dim=-1)
+        loss = contrastive_loss(img_f, txt_f, model.logit_scale, pos)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 50 == 0 or step == steps - 1:
+            log.info("clip step %d/%d loss %.4f scale %.1f  %.0fs", step, steps, loss.item(),
+                     model.logit_scale.exp().item(), time.time() - t0)
+    model.eval()
+    wall = time.time() - t0
+    acc = zero_shot(model, tokenizer)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
+    tmp = out_dir / "clip.safetensors.part"
+    save_file(state, str(tmp))
+    tmp.replace(out_dir / "clip.safetensors")
+    tmpj = out_dir / "clip.json.part"
+    tmpj.write_text(json.dumps(CLIP_CONFIG, indent=2) + "\n")
+    tmpj.replace(out_dir / "clip.json")
+    n_params = sum(p.numel() for p in model.parameters())
+    figures = {"wall_s": wall, "params": n_params, "steps": steps, "batch": batch_size, "seed": seed,
+               "clutter": clutter, "blobs": blobs, **acc, "prefers_clean": prefers_clean(model, tokenizer)}
+    log.info("clip done: %s", figures)
+    return figures
