@@ -180,3 +180,22 @@ def test_closed_pipe_is_quiet(monkeypatch, capsys):
             assert main(["models"]) == 141
         finally:
             out.close()
+
+
+def test_threads_option_is_recorded_and_restored(tmp_path, tiny_args, capsys, monkeypatch):
+    import torch
+
+    import vqclip.cli.generate as gen
+
+    before, seen, real = torch.get_num_threads(), [], gen.run_job
+
+    def spy(cfg, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(cfg, **kwargs)
+
+    monkeypatch.setattr(gen, "run_job", spy)
+    assert main(["generate", "x", *tiny_args, "--steps", "1", "--threads", "2", "--out", str(tmp_path / "t")]) == 0
+    assert seen == [2] and torch.get_num_threads() == before
+    assert read_metadata(tmp_path / "t" / "final.png")["config"]["threads"] == 2
+    assert main(["generate", "x", *tiny_args, "--threads", "-1"]) == 2
+    assert "threads: must be >= 0" in capsys.readouterr().err

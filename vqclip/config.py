@@ -86,6 +86,7 @@ class GenerateConfig:
     memory: str = "auto"  # auto (checkpointing + micro-batches only when memory is short, with a notice), normal, low
     micro_batch: int = 0  # cutouts per CLIP pass (0: all at once, unless memory auto/low picks a number)
     compile: bool = False  # torch.compile the decoder and CLIP (slow first step; falls back to eager on failure)
+    threads: int = 0  # CPU threads for torch (0: torch's choice); 1 is fastest on a busy machine
     tv_weight: float = 0.0  # total-variation prior on the image (smoothness)
     vqgan: VQGANConfig = field(default_factory=VQGANConfig)
     clip: list[ClipConfig] = field(default_factory=lambda: [ClipConfig()])
@@ -166,6 +167,8 @@ def _one_of(value: str, allowed: tuple[str, ...], key: str) -> None:
 
 def check(cfg: GenerateConfig) -> None:
     """Reject impossible values up front, with the key and the fix."""
+    if cfg.threads < 0:
+        raise VqclipError(f"threads: must be >= 0 (0 = torch's choice), got {cfg.threads}")
     if cfg.steps < 0:
         raise VqclipError(f"steps: must be >= 0, got {cfg.steps}")
     if len(cfg.size) != 2 or not all(0 < s <= MAX_SIDE for s in cfg.size):
