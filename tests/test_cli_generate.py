@@ -199,3 +199,13 @@ def test_threads_option_is_recorded_and_restored(tmp_path, tiny_args, capsys, mo
     assert read_metadata(tmp_path / "t" / "final.png")["config"]["threads"] == 2
     assert main(["generate", "x", *tiny_args, "--threads", "-1"]) == 2
     assert "threads: must be >= 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,expected", [(["generate", "x", "--size", "64"], "--size: expected 2 arguments"),
+                                           (["generate", "x", "--steps", "abc"], "invalid int value"),
+                                           (["nosuch"], "invalid choice")])
+def test_argument_errors_are_one_line(argv, expected, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and expected in err[0] and "--help" in err[0]

@@ -34,6 +34,12 @@ def test_layers_override_in_order_and_shorthands():
     ({"device": "tpu"}, "device: unknown device 'tpu'"),
     ({"clip": []}, "at least one CLIP"),
     ({"steps": -1}, "steps: must be >= 0"),
+    ({"clip": 5}, "clip: expected {model"),
+    ({"clip": [5]}, r"clip\[0\]: expected a mapping"),
+    ({"cutouts": 3}, "cutouts: expected a section"),
+    ({"cutouts": {"augments": "affine"}}, "cutouts.augments: expected a list"),
+    ({"output": [1]}, "output: expected a section"),
+    ({"seed": 1.5}, "seed:"),
 ])
 def test_bad_values_are_one_line_errors(layer, match):
     with pytest.raises(VqclipError, match=match) as info:

@@ -132,3 +132,18 @@ def test_clip_errors(tmp_path, tiny_clip):
     (tmp_path / "bigger.json").write_text(json.dumps(bigger))
     with pytest.raises(VqclipError, match="does not match"):
         load_clip(str(tmp_path / "bigger.json"), str(tiny_clip[1]))
+
+
+def test_clip_from_a_hugging_face_style_folder(tmp_path):
+    _, weights = write_clip(tmp_path / "src", seed=3)
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": CLIP_CFG}))
+    (folder / "open_clip_model.safetensors").write_bytes(weights.read_bytes())
+    from_folder = load_clip(str(folder))
+    direct = load_clip(str(tmp_path / "src" / "clip.json"), str(weights))
+    assert torch.equal(from_folder.encode_text(["a red circle"]), direct.encode_text(["a red circle"]))
+    (folder / "other.bin").write_bytes(b"x")
+    (folder / "open_clip_model.safetensors").rename(folder / "a.safetensors")
+    with pytest.raises(VqclipError, match="several weights files"):
+        load_clip(str(folder))

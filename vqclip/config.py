@@ -118,6 +118,26 @@ def _normalise(raw: dict, source: str) -> dict:
     return raw
 
 
+def _check_sections(raw: dict, cls: type, source: str, prefix: str = "") -> None:
+    """Sections must be mappings and lists lists, checked before OmegaConf (whose messages here are cryptic)."""
+    for f in fields(cls):
+        value = raw.get(f.name)
+        if value is None:
+            continue
+        default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+        key = prefix + f.name
+        if is_dataclass(default):
+            if not isinstance(value, dict):
+                raise VqclipError(f"{source}: {key}: expected a section (a mapping of keys), got {value!r}")
+            _check_sections(value, type(default), source, key + ".")
+        elif isinstance(default, list) and not isinstance(value, list):
+            what = "{model: ..., pretrained: ...} or a list of them" if key == "clip" else "a list"
+            raise VqclipError(f"{source}: {key}: expected {what}, got {value!r}")
+    for i, item in enumerate(raw.get("clip") or [] if not prefix else []):
+        if not isinstance(item, dict):
+            raise VqclipError(f"{source}: clip[{i}]: expected a mapping like {{model: ViT-B-32, pretrained: openai}}")
+
+
 def _field_names(cls: type, prefix: str = "") -> list[str]:
     """Every dotted key of a config dataclass, for 'did you mean' hints."""
     names = []
@@ -148,8 +168,10 @@ def merge_layers(layers: list[tuple[str, dict]]) -> GenerateConfig:
     for source, raw in layers:
         if not isinstance(raw, dict):
             raise VqclipError(f"{source}: expected a mapping of job keys, got {type(raw).__name__}")
+        raw = _normalise(raw, source)
+        _check_sections(raw, GenerateConfig, source)
         try:
-            merged = OmegaConf.merge(merged, _normalise(raw, source))
+            merged = OmegaConf.merge(merged, raw)
         except OmegaConfBaseException as exc:
             raise _explain(exc, source) from None
     try:

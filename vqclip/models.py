@@ -242,12 +242,30 @@ def _clip_by_name(name: str, pretrained: str | None, cache_dir: str | None) -> C
     return ClipModel(model, open_clip.get_tokenizer(name), name, mean, std)
 
 
+WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "open_clip_pytorch_model.bin",
+                "model.safetensors", "pytorch_model.bin")
+
+
+def _weights_in(folder: Path) -> str | None:
+    """The CLIP weights file of a model folder: a known open_clip/HF name, else the only weights file there."""
+    for name in WEIGHT_NAMES:
+        if (folder / name).is_file():
+            return str(folder / name)
+    found = [p for ext in (".safetensors", ".bin", ".pt", ".pth") for p in sorted(folder.glob(f"*{ext}"))]
+    if len(found) > 1:
+        raise VqclipError(f"{folder}: several weights files ({', '.join(p.name for p in found)}); name one as pretrained")
+    return str(found[0]) if found else None
+
+
 def load_clip(model: str, pretrained: str | None = None, device: str | torch.device = "cpu",
               cache_dir: str | Path | None = None) -> ClipModel:
-    """A frozen CLIP: `model` is an open_clip name (ViT-B-32) or an architecture JSON path; `pretrained` a tag or file."""
+    """A frozen CLIP: `model` is an open_clip name (ViT-B-32), an architecture JSON, or a folder holding
+    open_clip_config.json and its weights; `pretrained` is a tag, a weights file, or None (random weights)."""
     import open_clip
 
     path = Path(model)
+    if path.is_dir():  # a Hugging Face style folder: open_clip_config.json beside its weights
+        path, pretrained = path / "open_clip_config.json", pretrained or _weights_in(path)
     if path.suffix.lower() == ".json" or path.is_file():
         if not path.is_file():
             raise VqclipError(f"{path}: no such CLIP architecture JSON")

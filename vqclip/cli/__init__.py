@@ -21,11 +21,18 @@ class _OneLine(logging.Formatter):
         return f"{prefix}: {record.getMessage()}"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (`error: ...; see --help`) and exit code 2, like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every available subcommand."""
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vqclip", description="Text-to-image with VQGAN+CLIP, and CLIP's other jobs (classify, search, score).")
     parser.add_argument("--version", action="version", version=f"vqclip {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
