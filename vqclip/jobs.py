@@ -12,7 +12,7 @@ import torch
 from .callbacks import ProgressBar, SaveFrames, StopOnFlag, frame_path
 from .config import GenerateConfig, load_yaml, merge_layers, to_dict, to_yaml
 from .errors import VqclipError
-from .generator import Callback, GenerateResult, Models, generate, pick_device, resolve_seed
+from .generator import Callback, GenerateResult, Models, pick_device, resolve_seed
 from .models import ClipModel, VQGAN, load_clip, load_vqgan
 from .outputs import (atomic_write_text, check_run_dir, claim_run_dir, default_run_dir, read_metadata, save_png,
                       versions)
