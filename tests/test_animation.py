@@ -141,8 +141,9 @@ def test_frames_zoom_with_the_trained_mini_model(tiny_job, tmp_path):
     motion = Motion.from_config(cfg.animation)
     for k in range(len(frames) - 1):
         moved = motion.apply(frames[k], k * cfg.animation.every)
-        assert corr(frames[k + 1], moved) > 0.9
-        assert corr(frames[k + 1], moved) > corr(frames[k + 1], frames[k])
+        # measured 0.90-0.95 against 0.58-0.70 for the unmoved frame (two optimisation steps sit between them)
+        assert corr(frames[k + 1], moved) > 0.85
+        assert corr(frames[k + 1], moved) > corr(frames[k + 1], frames[k]) + 0.15
 
 
 def test_zoom_callback_moves_the_latent_every_k_steps(tiny_job, tiny_models):
