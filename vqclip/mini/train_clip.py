@@ -136,7 +136,9 @@ def _train(out_dir: Path, seed: int, steps: int, batch_size: int, lr: float, neg
     """One training stage, from scratch or from `init` weights; writes the weights and returns measured figures."""
     import open_clip
     from open_clip.model import CLIP
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
+
+    from vqclip.mini.export import export_fp16
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -173,14 +175,7 @@ def _train(out_dir: Path, seed: int, steps: int, batch_size: int, lr: float, neg
     model.eval()
     wall = time.time() - t0
     acc = zero_shot(model, tokenizer)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
-    tmp = out_dir / "clip.safetensors.part"
-    save_file(state, str(tmp))
-    tmp.replace(out_dir / "clip.safetensors")
-    tmpj = out_dir / "clip.json.part"
-    tmpj.write_text(json.dumps(CLIP_CONFIG, indent=2) + "\n")
-    tmpj.replace(out_dir / "clip.json")
+    export_fp16(model, out_dir, "clip.safetensors", "clip.json", json.dumps(CLIP_CONFIG, indent=2) + "\n")
     n_params = sum(p.numel() for p in model.parameters())
     figures = {"wall_s": wall, "params": n_params, "steps": steps, "batch": batch_size, "seed": seed,
                "clutter": clutter, "blobs": blobs, **acc, "prefers_clean": prefers_clean(model, tokenizer)}

@@ -76,7 +76,7 @@ def held_out_psnr(model, n: int = 256, seed: int = 54321) -> float:
 def train_vqgan(out_dir: Path, seed: int = 0, steps: int = 1400, batch_size: int = 8, lr: float = 8e-4,
                 warmup: int = 200, restart_every: int = 50) -> dict:
     """Train from scratch and write vqgan.yaml + vqgan.safetensors (fp16) into out_dir; returns measured figures."""
-    from safetensors.torch import save_file
+    from vqclip.mini.export import export_fp16
 
     from vqclip.models import VQGAN
 
@@ -115,14 +115,8 @@ def train_vqgan(out_dir: Path, seed: int = 0, steps: int = 1400, batch_size: int
     wall = time.time() - t0
     figures = {"wall_s": wall, "params": sum(p.numel() for p in model.parameters()), "steps": steps,
                "batch": batch_size, "seed": seed, "psnr_db": held_out_psnr(model)}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
-    tmp = out_dir / "vqgan.safetensors.part"
-    save_file(state, str(tmp))
-    tmp.replace(out_dir / "vqgan.safetensors")
-    tmpy = out_dir / "vqgan.yaml.part"
-    tmpy.write_text(YAML.format(seed=seed, lr=lr, embed_dim=EMBED_DIM, n_embed=N_EMBED, **DDCONFIG))
-    tmpy.replace(out_dir / "vqgan.yaml")
+    export_fp16(model, out_dir, "vqgan.safetensors", "vqgan.yaml",
+                YAML.format(seed=seed, lr=lr, embed_dim=EMBED_DIM, n_embed=N_EMBED, **DDCONFIG))
     log.info("vqgan done: %s", figures)
     return figures
 
