@@ -85,7 +85,7 @@ def test_init_image_and_init_weight(tiny_job, tiny_models, tmp_path):
     assert "init" in gen.step().losses
 
 
-@pytest.mark.parametrize("kind", ["random", "pixels", "gradient", "flat"])
+@pytest.mark.parametrize("kind", ["random", "pixels", "gradient", "flat", "background"])
 def test_inits_give_codebook_latents(tiny_job, tiny_models, kind):
     gen = Generation(job(tiny_job, init={"kind": kind}), tiny_models, torch.device("cpu"), 1)
     z = gen.z.detach()

@@ -15,7 +15,7 @@ from .errors import VqclipError
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "radam", "nadam", "adamax", "adagrad")
 SCHEDULES = ("constant", "cosine", "linear")
-INITS = ("random", "pixels", "gradient", "flat", "image")
+INITS = ("random", "pixels", "gradient", "flat", "background", "image")
 AUGMENTS = ("affine", "perspective", "flip", "jitter", "sharpness", "erasing", "noise")
 PRECISIONS = ("auto", "fp32", "bf16")
 MEMORY_MODES = ("auto", "normal", "low")
@@ -54,7 +54,8 @@ class OptimizerConfig:
 
 @dataclass
 class InitConfig:
-    kind: str = "random"  # random codes, pixels noise, gradient, flat colour, or image
+    kind: str = "random"  # random codes, pixels noise, gradient, flat colour, background (flat, in the colour the
+    #                       prompt names after "on": "... on a red background"), or image
     image: Optional[str] = None  # path, for kind=image (set by --init-image)
     weight: float = 0.0  # keeps the latent near its start (an init image)
     color: Optional[list[float]] = None  # RGB in [0,1] for kind=flat (random when unset)

@@ -186,7 +186,7 @@ class Generation:
     def _initial_latent(self) -> Tensor:
         vq, init = self.models.vqgan, self.cfg.init
         h, w = self.height // vq.factor, self.width // vq.factor
-        image = initial_image(init.kind, self.width, self.height, self.rng, init.image, init.color)
+        image = initial_image(init.kind, self.width, self.height, self.rng, init.image, init.color, self.cfg.prompt)
         if image is None:
             return random_codes(vq.codebook, h, w, self.rng).to(self.device)
         return vq.encode(image.to(self.device))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
 import torch
@@ -10,6 +12,8 @@ from torch import Tensor
 
 from .errors import VqclipError
 from .quantize import codes_to_latent
+
+log = logging.getLogger("vqclip")
 
 
 def random_codes(codebook: Tensor, h: int, w: int, generator: torch.Generator) -> Tensor:
@@ -38,6 +42,19 @@ def flat_image(height: int, width: int, color: list[float] | None, generator: to
     return rgb.view(1, 3, 1, 1).expand(1, 3, height, width).clone()
 
 
+def prompt_background(prompt: str) -> list[float] | None:
+    """RGB in [0,1] of the colour a prompt names as its background ("... on a red background", "... on black"),
+    by CSS colour name; None when it names none."""
+    from PIL import ImageColor
+
+    for name in re.findall(r"\bon (?:an? |the )?([a-z]+)(?: background)?\b", prompt.lower()):
+        try:
+            return [c / 255 for c in ImageColor.getrgb(name)[:3]]
+        except ValueError:
+            continue
+    return None
+
+
 def load_image(path: str | Path, size: tuple[int, int] | None = None) -> Tensor:
     """An image file as [1,3,H,W] in [0,1]; with size=(W,H) resized to cover it and centre-cropped."""
     import numpy as np
@@ -61,7 +78,7 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> Tensor:
 
 
 def initial_image(kind: str, width: int, height: int, generator: torch.Generator, image: str | None = None,
-                  color: list[float] | None = None) -> Tensor | None:
+                  color: list[float] | None = None, prompt: str = "") -> Tensor | None:
     """The start image [1,3,H,W] in [0,1] for an image-based init, or None for random codes."""
     if kind == "random":
         return None
@@ -71,6 +88,12 @@ def initial_image(kind: str, width: int, height: int, generator: torch.Generator
         return gradient_image(height, width, generator)
     if kind == "flat":
         return flat_image(height, width, color, generator)
+    if kind == "background":  # flat, in the background colour the prompt names: one object grows on it
+        named = prompt_background(prompt)
+        if named is None:
+            log.info("init background: the prompt names no background colour; starting from %s",
+                     "init.color" if color else "a random flat colour")
+        return flat_image(height, width, named or color, generator)
     if kind == "image":
         return load_image(image, (width, height))
-    raise VqclipError(f"init.kind: unknown init '{kind}'; use random, pixels, gradient, flat or image")
+    raise VqclipError(f"init.kind: unknown init '{kind}'; use random, pixels, gradient, flat, background or image")

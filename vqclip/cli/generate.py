@@ -31,7 +31,8 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     a("--seed", type=int, metavar="S", help="random seed; drawn and recorded when not given [seed]")
     a("--negative", action="append", metavar="TEXT", help="text to push away from (repeatable) [negative]")
     a("--image-prompt", action="append", metavar="PATH[:W]", help="image to aim at (repeatable) [image_prompts]")
-    a("--init", choices=["random", "pixels", "gradient", "flat"], help="how to start [init.kind]")
+    a("--init", choices=["random", "pixels", "gradient", "flat", "background"],
+      help="how to start; background = flat in the colour the prompt names after 'on' [init.kind]")
     a("--init-image", metavar="PATH", help="start from this image [init.image]")
     a("--init-weight", type=float, metavar="W", help="keep the latent near its start [init.weight]")
     a("--cutn", type=int, metavar="N", help="cutouts per step [cutouts.n]")
