@@ -41,7 +41,7 @@ def one_thread():
 
 def reference_run(models, **over):
     """The recorded job (see tests/data/perf_reference.pt), optionally with overrides."""
-    ref = torch.load(REFERENCE)
+    ref = torch.load(REFERENCE, weights_only=True)
     return ref, generate(merge_layers([("ref", ref["job"]), ("test", over)]), models)
 
 
@@ -111,7 +111,7 @@ def test_frozen_conv_and_norm_swish_gradients_are_exact():
 
 def test_trainable_decoder_weights_fall_back_to_taming(ref_models):
     vq = ref_models.vqgan
-    cfg = merge_layers([("ref", torch.load(REFERENCE)["job"]), ("t", {"steps": 1})])
+    cfg = merge_layers([("ref", torch.load(REFERENCE, weights_only=True)["job"]), ("t", {"steps": 1})])
     assert Generation(cfg, ref_models, torch.device("cpu"), 0).lean
     vq.decoder.conv_out.weight.requires_grad_(True)
     try:
@@ -121,7 +121,7 @@ def test_trainable_decoder_weights_fall_back_to_taming(ref_models):
 
 
 def test_bf16_stays_within_tolerance_of_fp32(ref_models, one_thread):
-    job = torch.load(REFERENCE)["job"]
+    job = torch.load(REFERENCE, weights_only=True)["job"]
     out = {}
     for precision in ("fp32", "bf16"):
         gen = Generation(merge_layers([("ref", job), ("t", {"precision": precision})]), ref_models,
