@@ -49,23 +49,31 @@ def save_png(image: torch.Tensor, path: Path, metadata: dict | None = None) -> P
 
 
 def read_metadata(path: str | Path) -> dict:
-    """The JSON that vqclip embedded in a PNG, or a one-line error if there is none."""
+    """The JSON that vqclip embedded in a run's PNG (with its 'config'), or a one-line error if there is none."""
+    data = read_png_json(path)
+    if not isinstance(data.get("config"), dict):
+        raise VqclipError(f"{path}: its vqclip metadata has no 'config' mapping")
+    return data
+
+
+def read_png_json(path: str | Path) -> dict:
+    """The JSON mapping in a PNG's 'vqclip' text chunk, or a one-line error naming the file and the problem."""
     path = Path(path)
     if not path.is_file():
         raise VqclipError(f"{path}: no such file")
     try:
         with Image.open(path) as im:
             text = getattr(im, "text", {}).get(METADATA_KEY)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise VqclipError(f"{path}: not a readable PNG ({exc})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:  # PIL raises SyntaxError for broken chunks
+        raise VqclipError(f"{path}: not a readable PNG ({' '.join(str(exc).split())[:120]})") from None
     if text is None:
         raise VqclipError(f"{path}: carries no vqclip metadata (was it written by vqclip generate?)")
     try:
         data = json.loads(text)
     except ValueError:
         raise VqclipError(f"{path}: its vqclip metadata is not valid JSON") from None
-    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
-        raise VqclipError(f"{path}: its vqclip metadata has no 'config' mapping")
+    if not isinstance(data, dict):
+        raise VqclipError(f"{path}: its vqclip metadata is not a JSON mapping")
     return data
 
 

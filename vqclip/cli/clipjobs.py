@@ -12,7 +12,6 @@ from pathlib import Path
 log = logging.getLogger("vqclip")
 
 RANK_IMAGE = "final.png"
-META_KEY = "vqclip"
 
 
 # ---- shared options and model loading ---------------------------------------------------------------------------
@@ -265,17 +264,14 @@ def run_score(args: argparse.Namespace) -> int:
 
 def read_run_prompt(path: Path) -> str | None:
     """The text prompt a vqclip run recorded in its PNG (`vqclip` text chunk, JSON with 'prompt'), or None."""
-    from PIL import Image
-
     from ..clipjobs import parse_score_prompt
     from ..errors import VqclipError
+    from ..outputs import read_png_json
 
     try:
-        with Image.open(path) as im:
-            raw = getattr(im, "text", {}).get(META_KEY)
-        prompt = json.loads(raw).get("prompt") if raw else None
-    except Exception as exc:  # PIL's OSError/SyntaxError, json's ValueError, a non-dict JSON
-        log.warning("skipping %s: cannot read its run metadata (%s)", path, " ".join(str(exc).split())[:120])
+        prompt = read_png_json(path).get("prompt")
+    except VqclipError as exc:
+        log.warning("skipping %s", exc)
         return None
     if not isinstance(prompt, str) or not prompt.strip():
         log.warning("skipping %s: no vqclip run metadata with a text prompt", path)
