@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .config import AnimationConfig, GenerateConfig
-from .generator import Callback, GenerateResult, Generation, Models, StepEvent, resolve_seed
+from .generator import Callback, GenerateResult, Generation, Models, StepEvent, resolve_seed, seeded
 from .schedules import PromptSchedule, parse_keyframed, story_keyframes, value_at
 
 
@@ -148,8 +148,7 @@ def run_generation(cfg: GenerateConfig, models: Models, callbacks: Iterable[Call
 
     device = device or pick_device(cfg.device)
     seed = resolve_seed(cfg.seed)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
-        torch.manual_seed(seed)
+    with seeded(device, seed):
         gen = make_generation(cfg, models, device, seed)
         if state is not None:
             gen.load_state_dict(state)

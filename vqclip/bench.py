@@ -177,7 +177,7 @@ def run_bench(size: int = 256, cutn: int = 16, clip: str = "ViT-B-32", vqgan: st
               random_weights: bool = True, device: str = "auto", precision: str = "auto", steps: int = 5,
               warmup: int = 2, threads: Optional[int] = None, flops: bool = True, **options) -> BenchResult:
     """Build the models, run `warmup` + `steps` vqclip optimisation steps and measure them."""
-    from .generator import Generation, Models, autocast_dtype, pick_device
+    from .generator import Generation, Models, autocast_dtype, pick_device, seeded
 
     if size < 16 or cutn < 1 or steps < 1 or warmup < 0:
         raise VqclipError("bench: need --size >= 16, --cutn >= 1, --steps >= 1 and --warmup >= 0")
@@ -187,8 +187,7 @@ def run_bench(size: int = 256, cutn: int = 16, clip: str = "ViT-B-32", vqgan: st
     models = Models(build_vqgan(vqgan, random_weights, dev), [(build_clip(clip, random_weights, dev), 1.0)])
     cfg = bench_config(size, cutn, precision, dev, **options)
     reset_peak(dev)
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [], device_type=dev.type):
-        torch.manual_seed(0)
+    with seeded(dev, 0):
         gen = Generation(cfg, models, dev, seed=0)
         times = time_steps(gen.step, warmup, steps, dev)
         mem = peak_memory(dev)

@@ -5,10 +5,11 @@ No file I/O here: each step is reported to callbacks as a `StepEvent`; a callbac
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -314,11 +315,18 @@ class _InjectGrad(torch.autograd.Function):
         return grad * grad_out, None, None
 
 
+@contextlib.contextmanager
+def seeded(device: torch.device, seed: int) -> Iterator[None]:
+    """Fork the global RNG (CPU, and CUDA when used) and seed it: the run is repeatable, the caller's RNG untouched."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
+        torch.manual_seed(seed)
+        yield
+
+
 def generate(cfg: GenerateConfig, models: Models, callbacks: Iterable[Callback] = (),
              device: Optional[torch.device] = None) -> GenerateResult:
     """Run one generation with the global RNG forked and seeded, so the same seed gives the same image."""
     device = device or pick_device(cfg.device)
     seed = resolve_seed(cfg.seed)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
-        torch.manual_seed(seed)
+    with seeded(device, seed):
         return Generation(cfg, models, device, seed).run(callbacks)

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from .config import GenerateConfig
 from .errors import VqclipError
-from .generator import Callback, GenerateResult
+from .generator import Callback, GenerateResult, seeded
 
 log = logging.getLogger("vqclip")
 
@@ -135,8 +135,7 @@ def restyle_job(cfg: GenerateConfig, *, cache=None, stop: Optional[threading.Eve
         gen_cfg = replace(cfg, steps=r.steps_per_frame)
         current = [0]
         stopped, result, saved = False, None, []
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
-            torch.manual_seed(cfg.seed)
+        with seeded(device, cfg.seed):
             gen = make_generation(gen_cfg, models, device, cfg.seed, clock=lambda _step: current[0], story_length=n)
             bar = ProgressBar(n * r.steps_per_frame, initial=done * r.steps_per_frame, desc="restyle") \
                 if cfg.output.progress else None
