@@ -283,14 +283,28 @@ def preset_paths(preset: Preset, home_dir: Path | None = None) -> tuple[Path, Pa
     return base / preset.vqgan_config.filename, base / preset.vqgan_checkpoint.filename
 
 
+def _embedded_files(preset: Preset, paths: list[Path], what: str = "model is incomplete:") -> list[Path]:
+    """`paths` of an embedded preset, all present, or a clear error naming the missing ones."""
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise VqclipError(f"the embedded '{preset.name}' {what} {', '.join(str(p) for p in missing)} "
+                          "missing; reinstall vqclip (or build it with `python -m vqclip.mini.train`)")
+    return paths
+
+
+def embedded_clip(preset: Preset) -> tuple[str, str | None]:
+    """(architecture JSON, weights) of an embedded preset's CLIP inside the package, checked to exist."""
+    files = [MINI_DIR / preset.clip_model] + ([MINI_DIR / preset.clip_pretrained] if preset.clip_pretrained else [])
+    model, *weights = _embedded_files(preset, files, "CLIP is missing:")
+    return str(model), str(weights[0]) if weights else None
+
+
 def _resolve_embedded(preset: Preset) -> ResolvedPreset:
     """The embedded (mini) preset's files inside the package, or a clear error when they are not there."""
-    config, checkpoint = preset_paths(preset)
-    clip_json, clip_weights = MINI_DIR / preset.clip_model, MINI_DIR / (preset.clip_pretrained or "")
-    missing = [p for p in (config, checkpoint, clip_json, clip_weights) if not p.is_file()]
-    if missing:
-        raise VqclipError(f"the embedded '{preset.name}' model is incomplete: {', '.join(str(p) for p in missing)} "
-                          "missing; reinstall vqclip (or build it with `python -m vqclip.mini.train`)")
+    files = [*preset_paths(preset), MINI_DIR / preset.clip_model]
+    files += [MINI_DIR / preset.clip_pretrained] if preset.clip_pretrained else []
+    config, checkpoint = _embedded_files(preset, files)[:2]
+    clip_json, clip_weights = embedded_clip(preset)
     defaults = dict(preset.defaults)
     defaults_file = MINI_DIR / "defaults.yaml"
     if defaults_file.is_file():
@@ -301,8 +315,8 @@ def _resolve_embedded(preset: Preset) -> ResolvedPreset:
         if not isinstance(extra, dict):
             raise VqclipError(f"{defaults_file}: expected a mapping of job settings; reinstall vqclip")
         defaults.update(extra)
-    return ResolvedPreset(config, checkpoint, str(clip_json), str(clip_weights), defaults, name=preset.name,
-                          clip_weights=clip_weights)
+    return ResolvedPreset(config, checkpoint, clip_json, clip_weights, defaults, name=preset.name,
+                          clip_weights=Path(clip_weights) if clip_weights else None)
 
 
 def resolve_preset(name: str, *, home: Path | None = None, download: bool = True, progress: bool = True,

@@ -53,14 +53,7 @@ def clip_spec(args: argparse.Namespace) -> tuple[str, str | None, Path | None]:
         preset = registry.get_preset(args.model)
         model, pretrained = preset.clip_model, preset.clip_pretrained
         if preset.embedded:  # only the CLIP files are needed here, not the preset's VQGAN
-            model = str(registry.MINI_DIR / preset.clip_model)
-            pretrained = str(registry.MINI_DIR / preset.clip_pretrained) if preset.clip_pretrained else None
-            missing = [f for f in (model, pretrained) if f and not Path(f).is_file()]
-            if missing:
-                from ..errors import VqclipError
-
-                raise VqclipError(f"the embedded '{preset.name}' CLIP is missing ({', '.join(missing)}); reinstall "
-                                  "vqclip (or build it with `python -m vqclip.mini.train`)")
+            model, pretrained = registry.embedded_clip(preset)
     if args.clip_model:
         model = args.clip_model
         pretrained = None if model.lower().endswith(".json") else registry.DEFAULT_CLIP[1]
