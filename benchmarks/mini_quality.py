@@ -5,7 +5,7 @@ the command) and prints the share judged right for shape colour, background colo
 plus seconds per image. Targets: >= 90% colour, >= 90% background, >= 70% shape (one object), <= 15 s per image.
 
     python benchmarks/mini_quality.py                       # the full benchmark
-    python benchmarks/mini_quality.py --limit 6 --seeds 0   # a quick look
+    python benchmarks/mini_quality.py --limit 12 --stride 2 --seeds 0   # a quick look
     python benchmarks/mini_quality.py -- --steps 100 --tv-weight 0.5   # extra `vqclip generate` options
 """
 from __future__ import annotations
@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--limit", type=int, default=None, help="only the first N prompts")
+    p.add_argument("--stride", type=int, default=1, help="every K-th prompt (K=2 with --limit 12: all three shapes)")
     p.add_argument("--out", type=Path, default=None, help="keep the images here (default: a temporary folder)")
     p.add_argument("--json", type=Path, default=None, help="also write the records and summary as JSON")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    plist = prompts()[:args.limit] if args.limit else prompts()
+    plist = prompts()[::args.stride][:args.limit]
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
         out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""Reproduce the shipped mini weights: `python -m vqclip.mini.train clip|vqgan --seed 0 [--out DIR]`."""
+"""Reproduce the shipped mini weights: `python -m vqclip.mini.train vqgan|clip --seed 0 [--out DIR]` (VQGAN first:
+the last CLIP stage generates with it)."""
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the shipped recipe)")
     p.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="folder to write the weights into")
-    p.add_argument("--stage", choices=["both", "1", "2"], default="both",
-                   help="clip only: 1 = from scratch, 2 = clutter fine-tune of the weights in --out, both (default)")
+    p.add_argument("--stage", choices=["all", "1", "2", "3"], default="all",
+                   help="clip only: 1 = from scratch, 2 = clutter fine-tune, 3 = fine-tune against generations with the "
+                        "VQGAN in --out (2 and 3 start from the CLIP in --out); all (default) = 1, 2, 3")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
@@ -26,15 +28,21 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    from vqclip.errors import VqclipError
+
     kw = {"seed": args.seed} | ({"steps": args.steps} if args.steps else {})
-    if args.which == "clip":
-        from vqclip.mini.train_clip import train_clip
+    try:
+        if args.which == "clip":
+            from vqclip.mini.train_clip import train_clip
 
-        figures = train_clip(args.out, stage=args.stage, **kw)
-    else:
-        from vqclip.mini.train_vqgan import train_vqgan
+            figures = train_clip(args.out, stage=args.stage, **kw)
+        else:
+            from vqclip.mini.train_vqgan import train_vqgan
 
-        figures = train_vqgan(args.out, **kw)
+            figures = train_vqgan(args.out, **kw)
+    except VqclipError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(json.dumps(figures, indent=2))
     return 0
 

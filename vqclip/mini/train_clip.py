@@ -58,12 +58,17 @@ def consistent(img_attrs: list[world.Attributes], cap_attrs: list[world.Attribut
     return m
 
 
-def contrastive_loss(img_f: Tensor, txt_f: Tensor, logit_scale: Tensor, pos: Tensor) -> Tensor:
-    """Symmetric CLIP loss over unit features [N,D] with soft targets spread over all true pairs `pos` [N,N]."""
+def contrastive_loss(img_f: Tensor, txt_f: Tensor, logit_scale: Tensor, pos: Tensor, neg_f: Tensor | None = None
+                     ) -> Tensor:
+    """Symmetric CLIP loss over unit features [N,D] with soft targets spread over all true pairs `pos` [N,N]; extra
+    image features `neg_f` [K,D] (true of no caption) join each caption's choice of images as negatives."""
     logits = logit_scale.exp().clamp(max=100) * img_f @ txt_f.t()
     t = pos.float()
     li = -(F.log_softmax(logits, 1) * (t / t.sum(1, keepdim=True))).sum(1).mean()
-    lt = -(F.log_softmax(logits.t(), 1) * (t.t() / t.t().sum(1, keepdim=True))).sum(1).mean()
+    by_text = logits.t()
+    if neg_f is not None and len(neg_f):
+        by_text = torch.cat([by_text, logit_scale.exp().clamp(max=100) * txt_f @ neg_f.t()], 1)
+    lt = -(F.log_softmax(by_text, 1)[:, :len(t)] * (t.t() / t.t().sum(1, keepdim=True))).sum(1).mean()
     return (li + lt) / 2
 
 
@@ -119,26 +124,48 @@ def prefers_clean(model, tokenizer, n: int = 200, seed: int = 999) -> float:
 
 def train_clip(out_dir: Path, seed: int = 0, steps: int = 900, batch_size: int = 128, lr: float = 1e-3,
                negatives: float = 0.3, finetune_steps: int = 300, clutter: float = 0.15, blobs: float = 0.25,
-               stage: str = "both") -> dict:
-    """Train from scratch (stage 1), then fine-tune with clutter and irregular-blob negatives (stage 2, starting from
-    the fp16 file stage 1 wrote); writes clip.json + clip.safetensors (fp16) into out_dir; returns measured figures."""
+               adversarial_steps: int = 800, stage: str = "all") -> dict:
+    """Train from scratch (stage 1); fine-tune with clutter and irregular-blob negatives (stage 2); fine-tune against
+    a pool of VQGAN+CLIP generations (stage 3, needs the mini VQGAN in out_dir; see `adversarial`). Each stage starts
+    from the fp16 file the previous one wrote; writes clip.json + clip.safetensors (fp16); returns measured figures."""
     figures = {}
-    if stage in ("both", "1"):
+    if stage in ("all", "1"):
         figures["stage1"] = _train(out_dir, seed, steps, batch_size, lr, negatives, 0.0, 0.0, None)
-    if stage in ("both", "2") and finetune_steps > 0:
+    if stage in ("all", "2") and finetune_steps > 0:
         figures["stage2"] = _train(out_dir, seed + 1, finetune_steps, batch_size, lr / 3, 0.2, clutter, blobs,
                                    out_dir / "clip.safetensors")
+    if stage in ("all", "3") and adversarial_steps > 0:
+        figures["stage3"] = _train(out_dir, seed + 2, adversarial_steps, batch_size, lr / 5, 0.2, 0.1, 0.15,
+                                   out_dir / "clip.safetensors", adversarial=True)
     return figures
 
 
+def _load_vqgan(out_dir: Path):
+    """The mini VQGAN stage 3 generates with (the one in out_dir), frozen; a clear error when it is not there."""
+    from vqclip.errors import VqclipError
+    from vqclip.models import load_vqgan
+
+    files = out_dir / "vqgan.yaml", out_dir / "vqgan.safetensors"
+    if not all(f.is_file() for f in files):
+        raise VqclipError(f"CLIP stage 3 generates with the mini VQGAN, which is not in {out_dir}; run "
+                          f"`python -m vqclip.mini.train vqgan --out {out_dir}` first")
+    return load_vqgan(*files)
+
+
 def _train(out_dir: Path, seed: int, steps: int, batch_size: int, lr: float, negatives: float, clutter: float,
-           blobs: float, init: Path | None) -> dict:
-    """One training stage, from scratch or from `init` weights; writes the weights and returns measured figures."""
+           blobs: float, init: Path | None, adversarial: bool = False) -> dict:
+    """One training stage, from scratch or from `init` weights; writes the weights and returns measured figures.
+
+    With `adversarial`, each step also takes one generation step on a `GeneratorPool`, adds a clean render of each
+    pooled caption to the batch, shows a quarter of the scenes through the VQGAN (so decoder texture is no tell),
+    and uses the pool's images as extra negatives."""
     import open_clip
     from open_clip.model import CLIP
     from safetensors.torch import load_file
 
+    from vqclip.mini.adversarial import GeneratorPool, render_caption
     from vqclip.mini.export import export_fp16
+    from vqclip.quantize import vector_quantize
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -147,6 +174,8 @@ def _train(out_dir: Path, seed: int, steps: int, batch_size: int, lr: float, neg
     if init is not None:
         model.load_state_dict({k: v.float() for k, v in load_file(str(init)).items()})
     tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=CLIP_CONFIG["text_cfg"]["context_length"])
+    vqgan = _load_vqgan(out_dir) if adversarial else None
+    pool = GeneratorPool(vqgan, rng) if adversarial else None
     mean, std = torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1), torch.tensor(OPENAI_STD).view(1, 3, 1, 1)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
@@ -159,25 +188,39 @@ def _train(out_dir: Path, seed: int, steps: int, batch_size: int, lr: float, neg
     model.train()
     for step in range(steps):
         x, caps, attrs = batch(rng, batch_size, negatives, clutter, blobs)
+        neg, gen_dist = None, float("nan")
+        if pool is not None:
+            gen_dist = pool.step(model, tokenizer)
+            neg, pooled = pool.negatives()
+            with torch.no_grad():
+                k = batch_size // 4
+                x[:k] = vqgan.decode(vector_quantize(vqgan.encode(x[:k]), vqgan.codebook)).clamp(0, 1)
+            more = [world.parse_caption(c) for c in pooled]
+            clean = np.stack([render_caption(a, rng) for a in more])
+            x = torch.cat([x, torch.from_numpy(clean).permute(0, 3, 1, 2).float() / 255])
+            caps, attrs = caps + pooled, attrs + more
+            neg = (augment(neg, gen) - mean) / std
         x = (augment(x, gen) - mean) / std
         pos = consistent(attrs, [world.parse_caption(c) for c in caps])
         img_f = F.normalize(model.encode_image(x), dim=-1)
         txt_f = F.normalize(model.encode_text(tokenizer(caps)), dim=-1)
-        loss = contrastive_loss(img_f, txt_f, model.logit_scale, pos)
+        neg_f = F.normalize(model.encode_image(neg), dim=-1) if neg is not None else None
+        loss = contrastive_loss(img_f, txt_f, model.logit_scale, pos, neg_f)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         if step % 50 == 0 or step == steps - 1:
-            log.info("clip step %d/%d loss %.4f scale %.1f  %.0fs", step, steps, loss.item(),
-                     model.logit_scale.exp().item(), time.time() - t0)
+            log.info("clip step %d/%d loss %.4f scale %.1f%s  %.0fs", step, steps, loss.item(),
+                     model.logit_scale.exp().item(), f" pool distance {gen_dist:.3f}" if pool else "", time.time() - t0)
     model.eval()
     wall = time.time() - t0
     acc = zero_shot(model, tokenizer)
     export_fp16(model, out_dir, "clip.safetensors", "clip.json", json.dumps(CLIP_CONFIG, indent=2) + "\n")
     n_params = sum(p.numel() for p in model.parameters())
     figures = {"wall_s": wall, "params": n_params, "steps": steps, "batch": batch_size, "seed": seed,
-               "clutter": clutter, "blobs": blobs, **acc, "prefers_clean": prefers_clean(model, tokenizer)}
+               "clutter": clutter, "blobs": blobs, "adversarial": adversarial, **acc,
+               "prefers_clean": prefers_clean(model, tokenizer)}
     log.info("clip done: %s", figures)
     return figures

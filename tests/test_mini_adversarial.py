@@ -1,0 +1,88 @@
+"""Stage 3 of mini CLIP training: the generator pool, the loss with generator negatives, and the stage itself."""
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vqclip.errors import VqclipError
+from vqclip.mini import WEIGHTS_DIR, judge, world
+from vqclip.mini.adversarial import GeneratorPool, render_caption
+from vqclip.mini.train_clip import CLIP_CONFIG, _train, contrastive_loss
+from vqclip.models import load_clip, load_vqgan
+
+
+@pytest.fixture(scope="module")
+def mini():
+    """The shipped VQGAN (frozen) and the shipped CLIP as training sees it: a plain open_clip model, trainable."""
+    import open_clip
+    from open_clip.model import CLIP
+    from safetensors.torch import load_file
+
+    vq = load_vqgan(WEIGHTS_DIR / "vqgan.yaml", WEIGHTS_DIR / "vqgan.safetensors")
+    model = CLIP(**CLIP_CONFIG)
+    model.load_state_dict({k: v.float() for k, v in load_file(str(WEIGHTS_DIR / "clip.safetensors")).items()})
+    return vq, model, open_clip.tokenizer.SimpleTokenizer(context_length=CLIP_CONFIG["text_cfg"]["context_length"])
+
+
+def test_render_caption_shows_the_caption():
+    rng = np.random.default_rng(3)
+    prompts = world.all_prompts()
+    for text in prompts[::5]:
+        assert judge.judge(render_caption(world.parse_caption(text), rng), text).all, text
+
+
+def test_pool_starts_flat_in_the_background_colour_and_restarts_after_its_life(mini):
+    vq, model, tok = mini
+    pool = GeneratorPool(vq, np.random.default_rng(0), size=3, life=4, min_age=2)
+    pool.age[:] = 0
+    start = pool.decode(pool.z).detach()
+    for i, text in enumerate(pool.captions):  # each start decodes to a flat image in its caption's background colour
+        names = judge.classify_pixels(judge.to_array(start[i]))
+        assert (names == judge.COLOR_NAMES.index(world.parse_caption(text).background)).mean() > 0.95, text
+    assert pool.negatives()[0].shape[0] == 0  # nothing has left its start yet
+    first = list(pool.captions)
+    for _ in range(3):
+        pool.step(model, tok)
+    images, captions = pool.negatives()
+    assert images.shape == (3, 3, 64, 64) and captions == first
+    pool.step(model, tok)  # age 4 = life: every latent restarts
+    assert pool.age.tolist() == [0, 0, 0] and pool.m.abs().sum() == 0 and pool.negatives()[0].shape[0] == 0
+
+
+def test_pool_steps_bring_images_towards_their_captions(mini):
+    vq, model, tok = mini
+    torch.manual_seed(0)
+    pool = GeneratorPool(vq, np.random.default_rng(1), size=4, life=1000)
+    pool.age[:] = 0
+    dist = [pool.step(model, tok) for _ in range(25)]
+    assert np.mean(dist[-5:]) < dist[0] - 0.1
+    assert all(p.grad is None for p in model.parameters())  # CLIP itself is not trained by the pool
+
+
+def test_generator_negatives_raise_the_loss_when_they_look_like_the_caption():
+    torch.manual_seed(0)
+    img, txt = F.normalize(torch.randn(4, 16), dim=-1), F.normalize(torch.randn(4, 16), dim=-1)
+    pos, scale = torch.eye(4, dtype=torch.bool), torch.tensor(np.log(10.0))
+    base = contrastive_loss(img, txt, scale, pos)
+    assert torch.allclose(contrastive_loss(img, txt, scale, pos, torch.empty(0, 16)), base)
+    close, far = contrastive_loss(img, txt, scale, pos, txt.clone()), contrastive_loss(img, txt, scale, pos, -txt)
+    assert far > base and close > far + 0.5
+
+
+@pytest.mark.slow
+def test_stage_three_writes_weights_the_real_loader_reads(tmp_path):
+    for name in ("vqgan.yaml", "vqgan.safetensors", "clip.json", "clip.safetensors"):
+        shutil.copy(WEIGHTS_DIR / name, tmp_path / name)
+    before = (tmp_path / "clip.safetensors").read_bytes()
+    figures = _train(tmp_path, 0, 2, 8, 1e-4, 0.2, 0.1, 0.15, tmp_path / "clip.safetensors", adversarial=True)
+    assert figures["adversarial"] and figures["color"] > 0.9
+    assert (tmp_path / "clip.safetensors").read_bytes() != before
+    load_clip(str(tmp_path / "clip.json"), str(tmp_path / "clip.safetensors"))
+
+
+def test_stage_three_without_the_vqgan_says_what_to_run(tmp_path):
+    shutil.copy(WEIGHTS_DIR / "clip.safetensors", tmp_path / "clip.safetensors")
+    with pytest.raises(VqclipError, match="python -m vqclip.mini.train vqgan --out"):
+        _train(tmp_path, 0, 1, 8, 1e-4, 0.2, 0.1, 0.15, tmp_path / "clip.safetensors", adversarial=True)
