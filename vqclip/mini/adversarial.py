@@ -77,7 +77,7 @@ class GeneratorPool:
         dist = spherical_distance(emb, text)[torch.arange(len(own)), own].view(self.size, self.views).mean(1)
         loss = dist.sum() + self.tv_weight * self.size * tv_loss(image)
         (grad,) = torch.autograd.grad(loss, z)  # CLIP's parameters get no gradient here
-        with torch.no_grad():
+        with torch.no_grad():  # Adam by hand: torch's Adam keeps one step count, each latent here needs its own
             self.age += 1
             t = self.age.view(-1, 1, 1, 1).float()
             self.m.mul_(0.9).add_(0.1 * grad)
