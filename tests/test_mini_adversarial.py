@@ -8,29 +8,16 @@ import torch.nn.functional as F
 
 from vqclip.errors import VqclipError
 from vqclip.mini import WEIGHTS_DIR, judge, world
-from vqclip.mini.adversarial import GeneratorPool, render_caption
-from vqclip.mini.train_clip import CLIP_CONFIG, _train, contrastive_loss
+from vqclip.mini.adversarial import GeneratorPool
+from vqclip.mini.train_clip import _train, contrastive_loss, training_model
 from vqclip.models import load_clip, load_vqgan
 
 
 @pytest.fixture(scope="module")
 def mini():
     """The shipped VQGAN (frozen) and the shipped CLIP as training sees it: a plain open_clip model, trainable."""
-    import open_clip
-    from open_clip.model import CLIP
-    from safetensors.torch import load_file
-
     vq = load_vqgan(WEIGHTS_DIR / "vqgan.yaml", WEIGHTS_DIR / "vqgan.safetensors")
-    model = CLIP(**CLIP_CONFIG)
-    model.load_state_dict({k: v.float() for k, v in load_file(str(WEIGHTS_DIR / "clip.safetensors")).items()})
-    return vq, model, open_clip.tokenizer.SimpleTokenizer(context_length=CLIP_CONFIG["text_cfg"]["context_length"])
-
-
-def test_render_caption_shows_the_caption():
-    rng = np.random.default_rng(3)
-    prompts = world.all_prompts()
-    for text in prompts[::5]:
-        assert judge.judge(render_caption(world.parse_caption(text), rng), text).all, text
+    return (vq, *training_model(WEIGHTS_DIR / "clip.safetensors"))
 
 
 def test_pool_starts_flat_in_the_background_colour_and_restarts_after_its_life(mini):

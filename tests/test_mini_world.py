@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from vqclip.errors import VqclipError
-from vqclip.mini import world
+from vqclip.mini import judge, world
 
 
 def test_dataset_is_deterministic_given_seed():
@@ -86,3 +86,16 @@ def test_training_negatives_caption_what_they_show():
         img = world.render(messy)
         s = messy.shapes[0]
         assert tuple(img[int(s.cy), int(s.cx)]) == world.COLORS[s.color]  # the stray blobs never cover the shape
+
+
+def test_scene_for_shows_a_caption_anywhere_on_the_canvas():
+    rng = np.random.default_rng(3)
+    places = set()
+    for text in world.all_prompts()[::5]:
+        scene = world.scene_for(world.parse_caption(text), rng)
+        places.add((round(scene.shapes[0].cx), round(scene.shapes[0].cy)))
+        assert judge.judge(world.render(scene), text).all, text
+    assert len(places) > 20  # sized and placed at random, not one fixed layout
+    for text in ("a red circle", "two red circles on a blue background", "red fragments on blue"):
+        with pytest.raises(VqclipError, match="no proper scene"):
+            world.scene_for(world.parse_caption(text), rng)

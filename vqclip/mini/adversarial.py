@@ -15,21 +15,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vqclip.cutouts import add_noise, build_augments
-from vqclip.init import prompt_background
+from vqclip.init import flat_image, prompt_background
 from vqclip.mini import world
-from vqclip.models import OPENAI_MEAN, OPENAI_STD, VQGAN
+from vqclip.mini.train_clip import normalize
+from vqclip.models import VQGAN
 from vqclip.prompts import spherical_distance, tv_loss
 from vqclip.quantize import clamp_with_grad, vector_quantize
-
-_MEAN, _STD = torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1), torch.tensor(OPENAI_STD).view(1, 3, 1, 1)
-
-
-def render_caption(attrs: world.Attributes, rng: np.random.Generator, size: int = world.SIZE) -> np.ndarray:
-    """A clean scene that shows a proper caption's attributes (random size and place), uint8 [size,size,3]."""
-    s = size / world.SIZE
-    r = float(rng.uniform(9, 22)) * s
-    cx, cy = (float(rng.uniform(r + 1, size - r - 1)) for _ in range(2))
-    return world.render(world.Scene(attrs.background, (world.Shape(attrs.shape, attrs.color, cx, cy, r),)), size)
 
 
 class GeneratorPool:
@@ -56,9 +47,8 @@ class GeneratorPool:
         """New captions for the latents at `idx`, started flat in their background colour, Adam state cleared."""
         for i in idx.tolist():
             self.captions[i] = self.prompts[int(self.rng.integers(len(self.prompts)))]
-        flat = torch.stack([torch.tensor(prompt_background(self.captions[i])).view(3, 1, 1).expand(3, world.SIZE,
-                            world.SIZE) for i in idx.tolist()])
-        self.z[idx] = self.vqgan.encode(flat)
+        flat = [flat_image(world.SIZE, world.SIZE, prompt_background(self.captions[i]), None) for i in idx.tolist()]
+        self.z[idx] = self.vqgan.encode(torch.cat(flat))
         self.m[idx], self.v[idx], self.age[idx] = 0.0, 0.0, 0
 
     def decode(self, z: Tensor) -> Tensor:
@@ -72,7 +62,7 @@ class GeneratorPool:
         views = add_noise(self.augment(image.repeat_interleave(self.views, 0)), self.noise)
         with torch.no_grad():
             text = F.normalize(model.encode_text(tokenizer(self.captions)), dim=-1)
-        emb = F.normalize(model.encode_image((views - _MEAN) / _STD), dim=-1)
+        emb = F.normalize(model.encode_image(normalize(views)), dim=-1)
         own = torch.arange(self.size).repeat_interleave(self.views)
         dist = spherical_distance(emb, text)[torch.arange(len(own)), own].view(self.size, self.views).mean(1)
         loss = dist.sum() + self.tv_weight * self.size * tv_loss(image)

@@ -24,6 +24,31 @@ CLIP_CONFIG: dict = {
 }
 
 
+_MEAN, _STD = torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1), torch.tensor(OPENAI_STD).view(1, 3, 1, 1)
+
+
+def normalize(x: Tensor) -> Tensor:
+    """Images [B,3,H,W] in [0,1] -> the CLIP input (OpenAI mean/std), as `ClipModel.encode_image` does it."""
+    return (x - _MEAN) / _STD
+
+
+def to_tensor(imgs: np.ndarray) -> Tensor:
+    """uint8 images [B,H,W,3] -> float [B,3,H,W] in [0,1]."""
+    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+
+
+def training_model(weights: Path | None = None):
+    """(open_clip CLIP of `CLIP_CONFIG` in fp32, trainable, from fp16 `weights` or fresh; its tokenizer)."""
+    import open_clip
+    from open_clip.model import CLIP
+    from safetensors.torch import load_file
+
+    model = CLIP(**CLIP_CONFIG)
+    if weights is not None:
+        model.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
+    return model, open_clip.tokenizer.SimpleTokenizer(context_length=CLIP_CONFIG["text_cfg"]["context_length"])
+
+
 def augment(img: Tensor, gen: torch.Generator) -> Tensor:
     """Generation-like augmentation of [B,3,H,W] in [0,1]: random affine (border padding), blur, noise."""
     b = img.shape[0]
@@ -82,20 +107,19 @@ def batch(rng: np.random.Generator, n: int, negatives: float, clutter: float = 0
         imgs[i] = world.render(sc)
         caps.append(world.caption(sc, rng))
         attrs.append(world.attributes(sc))
-    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255, caps, attrs
+    return to_tensor(imgs), caps, attrs
 
 
 def zero_shot(model, tokenizer, n: int = 600, seed: int = 12345, aug: bool = False) -> dict[str, float]:
     """Held-out zero-shot accuracy: argmax over all canonical captions; share right for colour, background, shape."""
     imgs, _, scenes = world.make_dataset(n, seed)
-    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+    x = to_tensor(imgs)
     if aug:
         x = augment(x, torch.Generator().manual_seed(seed))
     prompts = world.all_prompts()
-    mean, std = torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1), torch.tensor(OPENAI_STD).view(1, 3, 1, 1)
     with torch.no_grad():
         t = F.normalize(model.encode_text(tokenizer(prompts)), dim=-1)
-        f = torch.cat([F.normalize(model.encode_image((x[i:i + 200] - mean) / std), dim=-1)
+        f = torch.cat([F.normalize(model.encode_image(normalize(x[i:i + 200])), dim=-1)
                        for i in range(0, n, 200)])
     pred = [world.parse_caption(prompts[k]) for k in (f @ t.t()).argmax(1).tolist()]
     truth = [world.attributes(s) for s in scenes]
@@ -114,11 +138,9 @@ def prefers_clean(model, tokenizer, n: int = 200, seed: int = 999) -> float:
         messy.append(world.render(sc))
         s = sc.shapes[0]
         prompts.append(f"a {s.color} {s.kind} on a {sc.background} background")
-    mean, std = torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1), torch.tensor(OPENAI_STD).view(1, 3, 1, 1)
     with torch.no_grad():
         t = F.normalize(model.encode_text(tokenizer(prompts)), dim=-1)
-        f = [F.normalize(model.encode_image((torch.from_numpy(np.stack(x)).permute(0, 3, 1, 2).float() / 255 - mean)
-                                            / std), dim=-1) for x in (clean, messy)]
+        f = [F.normalize(model.encode_image(normalize(to_tensor(np.stack(x)))), dim=-1) for x in (clean, messy)]
     return float(((f[0] * t).sum(1) > (f[1] * t).sum(1)).float().mean())
 
 
@@ -159,24 +181,16 @@ def _train(out_dir: Path, seed: int, steps: int, batch_size: int, lr: float, neg
     With `adversarial`, each step also takes one generation step on a `GeneratorPool`, adds a clean render of each
     pooled caption to the batch, shows a quarter of the scenes through the VQGAN (so decoder texture is no tell),
     and uses the pool's images as extra negatives."""
-    import open_clip
-    from open_clip.model import CLIP
-    from safetensors.torch import load_file
-
-    from vqclip.mini.adversarial import GeneratorPool, render_caption
+    from vqclip.mini.adversarial import GeneratorPool
     from vqclip.mini.export import export_fp16
     from vqclip.quantize import vector_quantize
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = CLIP(**CLIP_CONFIG)
-    if init is not None:
-        model.load_state_dict({k: v.float() for k, v in load_file(str(init)).items()})
-    tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=CLIP_CONFIG["text_cfg"]["context_length"])
+    model, tokenizer = training_model(init)
     vqgan = _load_vqgan(out_dir) if adversarial else None
     pool = GeneratorPool(vqgan, rng) if adversarial else None
-    mean, std = torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1), torch.tensor(OPENAI_STD).view(1, 3, 1, 1)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
@@ -196,11 +210,11 @@ def _train(out_dir: Path, seed: int, steps: int, batch_size: int, lr: float, neg
                 k = batch_size // 4
                 x[:k] = vqgan.decode(vector_quantize(vqgan.encode(x[:k]), vqgan.codebook)).clamp(0, 1)
             more = [world.parse_caption(c) for c in pooled]
-            clean = np.stack([render_caption(a, rng) for a in more])
-            x = torch.cat([x, torch.from_numpy(clean).permute(0, 3, 1, 2).float() / 255])
+            clean = np.stack([world.render(world.scene_for(a, rng)) for a in more])
+            x = torch.cat([x, to_tensor(clean)])
             caps, attrs = caps + pooled, attrs + more
-            neg = (augment(neg, gen) - mean) / std
-        x = (augment(x, gen) - mean) / std
+            neg = normalize(augment(neg, gen))
+        x = normalize(augment(x, gen))
         pos = consistent(attrs, [world.parse_caption(c) for c in caps])
         img_f = F.normalize(model.encode_image(x), dim=-1)
         txt_f = F.normalize(model.encode_text(tokenizer(caps)), dim=-1)

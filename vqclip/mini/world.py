@@ -89,10 +89,21 @@ def sample_scene(rng: np.random.Generator, size: int = SIZE) -> Scene:
     kind = SHAPES[int(rng.integers(len(SHAPES)))]
     color = list(COLORS)[int(rng.integers(len(COLORS)))]
     bg = _other_color(rng, color)
-    s = size / SIZE
-    r = float(rng.uniform(9, 22)) * s
+    return Scene(bg, (_placed(rng, kind, color, size),), 1)
+
+
+def _placed(rng: np.random.Generator, kind: str, color: str, size: int = SIZE) -> Shape:
+    """One shape of half-extent 9-22 px (at 64 px) at a random place fully inside the canvas."""
+    r = float(rng.uniform(9, 22)) * size / SIZE
     cx, cy = (float(rng.uniform(r + 1, size - r - 1)) for _ in range(2))
-    return Scene(bg, (Shape(kind, color, cx, cy, r),), 1)
+    return Shape(kind, color, cx, cy, r)
+
+
+def scene_for(attrs: Attributes, rng: np.random.Generator, size: int = SIZE) -> Scene:
+    """A proper scene showing a proper caption's attributes (`parse_caption`), its shape sized and placed at random."""
+    if attrs.shape not in SHAPES or attrs.background is None or attrs.count != 1 or attrs.clutter:
+        raise VqclipError(f"no proper scene for {attrs}: it needs one shape kind and a background")
+    return Scene(attrs.background, (_placed(rng, attrs.shape, attrs.color, size),), 1)
 
 
 def sample_negative(rng: np.random.Generator, size: int = SIZE) -> Scene:
