@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from vqclip.errors import VqclipError
 from vqclip.mini import WEIGHTS_DIR, judge, world
 from vqclip.mini.adversarial import GeneratorPool
-from vqclip.mini.train_clip import _train, contrastive_loss, training_model
+from vqclip.mini.train_clip import _train, contrastive_loss, paired_loss, training_model
 from vqclip.models import load_clip, load_vqgan
 
 
@@ -58,12 +58,27 @@ def test_generator_negatives_raise_the_loss_when_they_look_like_the_caption():
     assert far > base and close > far + 0.5
 
 
+def test_paired_loss_asks_each_caption_to_rank_its_clean_image_above_its_fake():
+    torch.manual_seed(0)
+    txt = F.normalize(torch.randn(5, 16), dim=-1)
+    near, far = F.normalize(txt + 0.1 * torch.randn(5, 16), dim=-1), F.normalize(torch.randn(5, 16), dim=-1)
+    scale = torch.tensor(np.log(20.0))
+    right, wrong = paired_loss(txt, near, far, scale), paired_loss(txt, far, near, scale)
+    assert right < 0.1 < 2.0 < wrong
+    assert torch.allclose(paired_loss(txt, near, near, scale), torch.tensor(np.log(2.0), dtype=torch.float32))
+    fake = far.clone().requires_grad_(True)
+    paired_loss(txt, near, fake, scale).backward()
+    assert ((fake.grad * txt).sum(1) > 0).all()  # descending the loss moves each fake away from its caption
+
+
 @pytest.mark.slow
-def test_stage_three_writes_weights_the_real_loader_reads(tmp_path):
+@pytest.mark.parametrize("gen_steps,pair_weight", [(1, 0.0), (2, 1.0)])  # stage 3, stage 4
+def test_stages_three_and_four_write_weights_the_real_loader_reads(tmp_path, gen_steps, pair_weight):
     for name in ("vqgan.yaml", "vqgan.safetensors", "clip.json", "clip.safetensors"):
         shutil.copy(WEIGHTS_DIR / name, tmp_path / name)
     before = (tmp_path / "clip.safetensors").read_bytes()
-    figures = _train(tmp_path, 0, 2, 8, 1e-4, 0.2, 0.1, 0.15, tmp_path / "clip.safetensors", adversarial=True)
+    figures = _train(tmp_path, 0, 2, 8, 1e-4, 0.2, 0.1, 0.15, tmp_path / "clip.safetensors", adversarial=True,
+                     gen_steps=gen_steps, pair_weight=pair_weight)
     assert figures["adversarial"] and figures["color"] > 0.9
     assert (tmp_path / "clip.safetensors").read_bytes() != before
     load_clip(str(tmp_path / "clip.json"), str(tmp_path / "clip.safetensors"))

@@ -18,9 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the shipped recipe)")
     p.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="folder to write the weights into")
-    p.add_argument("--stage", choices=["all", "1", "2", "3"], default="all",
+    p.add_argument("--stage", choices=["all", "1", "2", "3", "4"], default="all",
                    help="clip only: 1 = from scratch, 2 = clutter fine-tune, 3 = fine-tune against generations with the "
-                        "VQGAN in --out (2 and 3 start from the CLIP in --out); all (default) = 1, 2, 3")
+                        "VQGAN in --out, 4 = the same against a stronger generator with a paired loss (2-4 start from "
+                        "the CLIP in --out); all (default) = 1, 2, 3, 4")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)

@@ -97,6 +97,13 @@ def contrastive_loss(img_f: Tensor, txt_f: Tensor, logit_scale: Tensor, pos: Ten
     return (li + lt) / 2
 
 
+def paired_loss(txt_f: Tensor, clean_f: Tensor, fake_f: Tensor, logit_scale: Tensor) -> Tensor:
+    """Logistic ranking loss over unit features [K,D]: caption k must score its clean image above its fake one
+    (the discriminator's side of a GAN, on CLIP's own scale)."""
+    margin = (txt_f * clean_f).sum(1) - (txt_f * fake_f).sum(1)
+    return F.softplus(-logit_scale.exp().clamp(max=100) * margin).mean()
+
+
 def batch(rng: np.random.Generator, n: int, negatives: float, clutter: float = 0.0, blobs: float = 0.0
           ) -> tuple[Tensor, list[str], list[world.Attributes]]:
     """n fresh scenes: images [n,3,64,64] in [0,1], captions and the attributes the images show."""
@@ -146,9 +153,10 @@ def prefers_clean(model, tokenizer, n: int = 200, seed: int = 999) -> float:
 
 def train_clip(out_dir: Path, seed: int = 0, steps: int = 900, batch_size: int = 128, lr: float = 1e-3,
                negatives: float = 0.3, finetune_steps: int = 300, clutter: float = 0.15, blobs: float = 0.25,
-               adversarial_steps: int = 800, stage: str = "all") -> dict:
+               adversarial_steps: int = 800, duel_steps: int = 150, stage: str = "all") -> dict:
     """Train from scratch (stage 1); fine-tune with clutter and irregular-blob negatives (stage 2); fine-tune against
-    a pool of VQGAN+CLIP generations (stage 3, needs the mini VQGAN in out_dir; see `adversarial`). Each stage starts
+    a pool of VQGAN+CLIP generations (stage 3, needs the mini VQGAN in out_dir; see `adversarial`); again with a
+    stronger pool, 4 generation steps per training step, and a paired loss (stage 4, the "duel"). Each stage starts
     from the fp16 file the previous one wrote; writes clip.json + clip.safetensors (fp16); returns measured figures."""
     figures = {}
     if stage in ("all", "1"):
@@ -159,6 +167,9 @@ def train_clip(out_dir: Path, seed: int = 0, steps: int = 900, batch_size: int =
     if stage in ("all", "3") and adversarial_steps > 0:
         figures["stage3"] = _train(out_dir, seed + 2, adversarial_steps, batch_size, lr / 5, 0.2, 0.1, 0.15,
                                    out_dir / "clip.safetensors", adversarial=True)
+    if stage in ("all", "4") and duel_steps > 0:
+        figures["stage4"] = _train(out_dir, seed + 3, duel_steps, batch_size, lr / 5, 0.2, 0.1, 0.15,
+                                   out_dir / "clip.safetensors", adversarial=True, gen_steps=4, pair_weight=1.0)
     return figures
 
 
@@ -174,16 +185,25 @@ def _load_vqgan(out_dir: Path):
     return load_vqgan(*files)
 
 
+@torch.no_grad()
+def _through(vqgan, images: Tensor) -> Tensor:
+    """Images [B,3,H,W] in [0,1] as the VQGAN reconstructs them (quantized), so decoder texture tells CLIP nothing."""
+    from vqclip.quantize import vector_quantize
+
+    return vqgan.decode(vector_quantize(vqgan.encode(images), vqgan.codebook)).clamp(0, 1)
+
+
 def _train(out_dir: Path, seed: int, steps: int, batch_size: int, lr: float, negatives: float, clutter: float,
-           blobs: float, init: Path | None, adversarial: bool = False) -> dict:
+           blobs: float, init: Path | None, adversarial: bool = False, gen_steps: int = 1,
+           pair_weight: float = 0.0) -> dict:
     """One training stage, from scratch or from `init` weights; writes the weights and returns measured figures.
 
-    With `adversarial`, each step also takes one generation step on a `GeneratorPool`, adds a clean render of each
-    pooled caption to the batch, shows a quarter of the scenes through the VQGAN (so decoder texture is no tell),
-    and uses the pool's images as extra negatives."""
+    With `adversarial`, each step also takes `gen_steps` generation steps on a `GeneratorPool`, adds a clean render of
+    each pooled caption to the batch, shows a quarter of the scenes through the VQGAN (so decoder texture is no tell),
+    and uses the pool's images as extra negatives. With `pair_weight`, the clean renders go through the VQGAN too and
+    `paired_loss` asks each pooled caption to rank its clean render above the pool's image of it."""
     from vqclip.mini.adversarial import GeneratorPool
     from vqclip.mini.export import export_fp16
-    from vqclip.quantize import vector_quantize
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -204,14 +224,13 @@ def _train(out_dir: Path, seed: int, steps: int, batch_size: int, lr: float, neg
         x, caps, attrs = batch(rng, batch_size, negatives, clutter, blobs)
         neg, gen_dist = None, float("nan")
         if pool is not None:
-            gen_dist = pool.step(model, tokenizer)
+            for _ in range(gen_steps):
+                gen_dist = pool.step(model, tokenizer)
             neg, pooled = pool.negatives()
-            with torch.no_grad():
-                k = batch_size // 4
-                x[:k] = vqgan.decode(vector_quantize(vqgan.encode(x[:k]), vqgan.codebook)).clamp(0, 1)
+            x[:batch_size // 4] = _through(vqgan, x[:batch_size // 4])
             more = [world.parse_caption(c) for c in pooled]
-            clean = np.stack([world.render(world.scene_for(a, rng)) for a in more])
-            x = torch.cat([x, to_tensor(clean)])
+            clean = to_tensor(np.stack([world.render(world.scene_for(a, rng)) for a in more]))
+            x = torch.cat([x, _through(vqgan, clean) if pair_weight else clean])
             caps, attrs = caps + pooled, attrs + more
             neg = normalize(augment(neg, gen))
         x = normalize(augment(x, gen))
@@ -220,6 +239,9 @@ def _train(out_dir: Path, seed: int, steps: int, batch_size: int, lr: float, neg
         txt_f = F.normalize(model.encode_text(tokenizer(caps)), dim=-1)
         neg_f = F.normalize(model.encode_image(neg), dim=-1) if neg is not None else None
         loss = contrastive_loss(img_f, txt_f, model.logit_scale, pos, neg_f)
+        if pair_weight and neg_f is not None:
+            twins = slice(len(img_f) - len(neg_f), len(img_f))  # the clean renders of the pooled captions
+            loss = loss + pair_weight * paired_loss(txt_f[twins], img_f[twins], neg_f, model.logit_scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -234,7 +256,8 @@ def _train(out_dir: Path, seed: int, steps: int, batch_size: int, lr: float, neg
     export_fp16(model, out_dir, "clip.safetensors", "clip.json", json.dumps(CLIP_CONFIG, indent=2) + "\n")
     n_params = sum(p.numel() for p in model.parameters())
     figures = {"wall_s": wall, "params": n_params, "steps": steps, "batch": batch_size, "seed": seed,
-               "clutter": clutter, "blobs": blobs, "adversarial": adversarial, **acc,
+               "clutter": clutter, "blobs": blobs, "adversarial": adversarial, "gen_steps": gen_steps,
+               "pair_weight": pair_weight, **acc,
                "prefers_clean": prefers_clean(model, tokenizer)}
     log.info("clip done: %s", figures)
     return figures
