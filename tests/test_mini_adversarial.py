@@ -1,4 +1,4 @@
-"""Stage 3 of mini CLIP training: the generator pool, the loss with generator negatives, and the stage itself."""
+"""Stages 3 and 4 of mini CLIP training: the generator pool, the losses with generator negatives, the stages."""
 import shutil
 
 import numpy as np

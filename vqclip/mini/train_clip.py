@@ -174,23 +174,15 @@ def train_clip(out_dir: Path, seed: int = 0, steps: int = 900, batch_size: int =
 
 
 def _load_vqgan(out_dir: Path):
-    """The mini VQGAN stage 3 generates with (the one in out_dir), frozen; a clear error when it is not there."""
+    """The mini VQGAN stages 3 and 4 generate with (the one in out_dir); a clear error when it is not there."""
     from vqclip.errors import VqclipError
     from vqclip.models import load_vqgan
 
     files = out_dir / "vqgan.yaml", out_dir / "vqgan.safetensors"
     if not all(f.is_file() for f in files):
-        raise VqclipError(f"CLIP stage 3 generates with the mini VQGAN, which is not in {out_dir}; run "
+        raise VqclipError(f"CLIP stages 3 and 4 generate with the mini VQGAN, which is not in {out_dir}; run "
                           f"`python -m vqclip.mini.train vqgan --out {out_dir}` first")
     return load_vqgan(*files)
-
-
-@torch.no_grad()
-def _through(vqgan, images: Tensor) -> Tensor:
-    """Images [B,3,H,W] in [0,1] as the VQGAN reconstructs them (quantized), so decoder texture tells CLIP nothing."""
-    from vqclip.quantize import vector_quantize
-
-    return vqgan.decode(vector_quantize(vqgan.encode(images), vqgan.codebook)).clamp(0, 1)
 
 
 def _train(out_dir: Path, seed: int, steps: int, batch_size: int, lr: float, negatives: float, clutter: float,
@@ -204,6 +196,7 @@ def _train(out_dir: Path, seed: int, steps: int, batch_size: int, lr: float, neg
     `paired_loss` asks each pooled caption to rank its clean render above the pool's image of it."""
     from vqclip.mini.adversarial import GeneratorPool
     from vqclip.mini.export import export_fp16
+    from vqclip.mini.train_vqgan import reconstruct
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -227,10 +220,12 @@ def _train(out_dir: Path, seed: int, steps: int, batch_size: int, lr: float, neg
             for _ in range(gen_steps):
                 gen_dist = pool.step(model, tokenizer)
             neg, pooled = pool.negatives()
-            x[:batch_size // 4] = _through(vqgan, x[:batch_size // 4])
             more = [world.parse_caption(c) for c in pooled]
-            clean = to_tensor(np.stack([world.render(world.scene_for(a, rng)) for a in more]))
-            x = torch.cat([x, _through(vqgan, clean) if pair_weight else clean])
+            with torch.no_grad():  # decoder texture must tell CLIP nothing: some scenes as the VQGAN shows them
+                x[:batch_size // 4] = reconstruct(vqgan, x[:batch_size // 4])
+                clean = to_tensor(np.stack([world.render(world.scene_for(a, rng)) for a in more]))
+                clean = reconstruct(vqgan, clean) if pair_weight else clean
+            x = torch.cat([x, clean])
             caps, attrs = caps + pooled, attrs + more
             neg = normalize(augment(neg, gen))
         x = normalize(augment(x, gen))
