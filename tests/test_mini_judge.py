@@ -80,3 +80,80 @@ def test_label_components_and_fill_holes():
     ring[2:7, 2:7] = True
     ring[4, 4] = False
     assert judge.fill_holes(ring).sum() == 25
+
+
+def _smooth_field(rng, size=64, corr=6):
+    """Unit-std random field, smooth over about `corr` pixels (a box blur applied three times, wrapped)."""
+    f = rng.standard_normal((size, size))
+    for _ in range(3):
+        f = sum(np.roll(f, (dy, dx), (0, 1)) for dy in range(-corr, corr + 1) for dx in range(-corr, corr + 1))
+    return f / f.std()
+
+
+def _wobbled(kind, rng, amplitude):
+    """A world shape whose boundary is pushed in and out by a smooth field of `amplitude` pixels (std)."""
+    r = rng.uniform(9, 22)
+    cx, cy = rng.uniform(r + 1, 64 - r - 1, 2)
+    y, x = np.mgrid[0:64, 0:64].astype(np.float32) + 0.5
+    dx = x - cx + amplitude * _smooth_field(rng)
+    dy = y - cy + amplitude * _smooth_field(rng)
+    return world.inside(kind, dx, dy, r)
+
+
+@pytest.mark.parametrize("kind", world.SHAPES)
+def test_every_kind_tolerates_the_same_small_wobble(kind):
+    """A 1-pixel wobble of the outline (a decoder's soft edges) keeps every kind its kind, squares as much as circles."""
+    rng = np.random.default_rng(3)
+    got = [judge.shape_kind(judge.fill_holes(_wobbled(kind, rng, 1.0))) for _ in range(30)]
+    assert sum(g == kind for g in got) >= 28, got
+
+
+def test_turned_and_antialiased_shapes_keep_their_kind():
+    """Shapes drawn 4x larger, turned by up to 15 degrees (as generation's views turn) and box-downsampled."""
+    rng = np.random.default_rng(4)
+    for i in range(24):
+        kind = world.SHAPES[i % 3]
+        sc = _scene("red", kind, "blue", *rng.uniform(24, 40, 2), r=rng.uniform(10, 18))
+        s = sc.shapes[0]
+        big = world.render(world.Scene("blue", (world.Shape(kind, "red", s.cx * 4, s.cy * 4, s.r * 4),)), 256)
+        img = Image.fromarray(big).rotate(float(rng.uniform(-15, 15)), resample=Image.BICUBIC,
+                                          center=(s.cx * 4, s.cy * 4), fillcolor=world.COLORS["blue"])
+        v = judge.judge(img.resize((64, 64), Image.BOX), f"a red {kind} on a blue background")
+        assert v.all, (kind, v)
+
+
+def test_irregular_blobs_mostly_have_no_kind():
+    """World blobs (overlapping shapes) are not a circle by default: most fit no template."""
+    rng = np.random.default_rng(5)
+    kinds = []
+    for _ in range(40):
+        sc = world.sample_blob(rng)
+        mask = np.zeros((64, 64), bool)
+        for sh in sc.shapes:
+            mask |= world.shape_mask(sh)
+        kinds.append(judge.shape_kind(judge.fill_holes(mask)))
+    assert sum(k is None for k in kinds) >= 22, kinds
+    assert max(kinds.count(k) for k in world.SHAPES) <= 10, kinds
+
+
+def test_rounding_rectangles_and_turning_over():
+    """Corners rounded a little stay a square, rounded most of the way become a circle; a long rectangle and an
+    upside-down triangle are no kind."""
+    y, x = np.mgrid[0:64, 0:64].astype(np.float32) + 0.5
+
+    def rounded(rho, r=16.0):
+        dx, dy = np.maximum(np.abs(x - 32) - (r - rho), 0), np.maximum(np.abs(y - 32) - (r - rho), 0)
+        return dx * dx + dy * dy <= rho * rho
+
+    assert judge.shape_kind(rounded(0.4 * 16)) == "square"
+    assert judge.shape_kind(rounded(0.9 * 16)) == "circle"
+    assert judge.shape_kind((np.abs(x - 32) <= 20) & (np.abs(y - 32) <= 12)) is None
+    assert judge.shape_kind(world.inside("triangle", x - 32, 32 - y, 16)) is None
+
+
+def test_shape_scores_are_near_zero_for_the_drawn_kind_only():
+    """A drawn shape fits its own template almost exactly; the nearest other kind (circle vs square) is ~0.08 off."""
+    for kind in world.SHAPES:
+        scores = judge.shape_scores(world.shape_mask(world.Shape(kind, "red", 30.3, 33.7, 14.5)))
+        assert scores[kind] < 0.02
+        assert min(v for k, v in scores.items() if k != kind) > 0.06

@@ -3,9 +3,12 @@
 Every pixel is classified as the nearest named colour (``world.COLORS``, RGB distance). The background is the
 commonest colour on the image border. The caption's shape colour must be present and form *one object*: its largest
 8-connected component must hold at least ``ONE_OBJECT_SHARE`` of that colour's pixels, so a colour scattered over
-several blobs is judged wrong. The shape kind comes from the geometry of that component (holes filled): fill ratio
-of its bounding box (square ~1, circle ~0.79, upright triangle ~0.5), the bounding box's aspect ratio, and how the
-area splits between its top and bottom halves (an upright triangle keeps ~3/4 of it in the bottom half).
+several blobs is judged wrong. The shape kind is the world's template (upright square, circle, upward triangle) that
+best matches that component (holes filled): each template is given the component's area and centroid, then nudged
+by a little scale, shift and turn (up to 20 degrees, as generation's views turn by up to 15), and the match is scored by the mean boundary displacement, the symmetric difference
+divided by the template's perimeter, in units of the component's equivalent radius. The score treats every kind
+alike (a boundary that wobbles by d pixels scores about d / radius whatever the kind), and a component that no
+template fits within ``MAX_DISPLACEMENT`` (an irregular blob, a long rectangle, an upside-down triangle) has no kind.
 """
 from __future__ import annotations
 
@@ -20,6 +23,12 @@ COLOR_NAMES: tuple[str, ...] = tuple(world.COLORS)
 _PALETTE = np.array([world.COLORS[c] for c in COLOR_NAMES], np.float32)  # [K,3]
 ONE_OBJECT_SHARE = 0.9  # largest component / all pixels of the shape colour
 MIN_AREA = 30  # pixels (at 64x64) for a shape to count as present
+MAX_DISPLACEMENT = 0.08  # mean boundary displacement / equivalent radius for a template to fit (see `shape_scores`)
+# per kind: area, perimeter and centroid offset (below the centre) of the template of half-extent 1 (world.shape_mask)
+_TEMPLATES = {"circle": (np.pi, 2 * np.pi, 0.0), "square": (4.0, 8.0, 0.0), "triangle": (2.0, 2 + 2 * np.sqrt(5), 1 / 3)}
+_SCALES = np.array([0.9, 0.95, 1.0, 1.05, 1.1], np.float32)
+_SHIFTS = np.array([-1.0, 0.0, 1.0], np.float32)
+_ANGLES = np.deg2rad(np.arange(-20, 21, 5)).astype(np.float32)  # generation turns its views by up to 15 degrees
 
 
 @dataclass(frozen=True)
@@ -88,26 +97,34 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return mask | ~np.isin(outside, border[border > 0])
 
 
+def shape_scores(mask: np.ndarray) -> dict[str, float]:
+    """Per kind, how far one filled object (bool [H,W]) is from that kind's best-fitting template: the mean boundary
+    displacement in units of the object's equivalent radius (0 = exact; ~0.08 separates a circle from a square)."""
+    ys, xs = np.nonzero(mask)
+    area = len(ys)
+    mx, my = xs.mean() + 0.5, ys.mean() + 0.5  # pixel centres, as world.shape_mask
+    y, x = np.mgrid[0:mask.shape[0], 0:mask.shape[1]].astype(np.float32) + 0.5
+    grid = np.meshgrid(_SCALES, _SHIFTS, _SHIFTS, _ANGLES, indexing="ij")
+    scale, dx, dy, angle = (a.ravel()[:, None, None] for a in grid)
+    u, v = x[None] - (mx + dx), y[None] - (my + dy)  # offsets from each candidate centroid, [n,H,W]
+    cos, sin = np.cos(angle), np.sin(angle)
+    u, v = cos * u + sin * v, cos * v - sin * u  # into the frame of a template turned by `angle`
+    out = {}
+    for kind, (unit_area, unit_perimeter, centroid_dy) in _TEMPLATES.items():
+        r = np.sqrt(area / unit_area) * scale
+        t = world.inside(kind, u, v + centroid_dy * r, r)  # [n,H,W] candidate templates
+        displacement = (t ^ mask[None]).sum((1, 2)) / (unit_perimeter * r[:, 0, 0])
+        out[kind] = float(displacement.min() / np.sqrt(area / np.pi))
+    return out
+
+
 def shape_kind(mask: np.ndarray) -> str | None:
     """The kind (circle, square, triangle) of one filled object given as bool [H,W], or None if it is none of them."""
-    ys, xs = np.nonzero(mask)
-    if len(ys) < MIN_AREA:
+    if mask.sum() < MIN_AREA:
         return None
-    hgt, wid = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
-    fill = len(ys) / float(hgt * wid)
-    aspect = wid / float(hgt)
-    mid = (ys.min() + ys.max()) / 2
-    top, bottom = (ys < mid).sum(), (ys > mid).sum()
-    balance = top / max(bottom, 1)
-    if not 0.6 <= aspect <= 1.67:
-        return None
-    if fill >= 0.89:
-        return "square"
-    if fill >= 0.66 and 0.7 <= balance <= 1.43:
-        return "circle"
-    if 0.35 <= fill < 0.66 and balance <= 0.65:
-        return "triangle"
-    return None
+    scores = shape_scores(mask)
+    kind = min(scores, key=scores.get)
+    return kind if scores[kind] <= MAX_DISPLACEMENT else None
 
 
 def judge(image, caption: str) -> Verdict:

@@ -166,18 +166,22 @@ def _place_apart(rng, n, radius, size, kind, color) -> tuple[Shape, ...]:
     return tuple(out)
 
 
+def inside(kind: str, dx: np.ndarray, dy: np.ndarray, r) -> np.ndarray:
+    """Bool array: do points at offsets (dx, dy) from a centre lie in a `kind` of half-extent r (all broadcast)?
+    Triangles point up (isosceles, base 2r at the bottom, apex at the top); squares are upright."""
+    if kind == "circle":
+        return dx * dx + dy * dy <= r * r
+    if kind == "square":
+        return (np.abs(dx) <= r) & (np.abs(dy) <= r)
+    if kind == "triangle":
+        return (dy <= r) & (dy >= -r) & (np.abs(dx) <= (dy + r) / 2)
+    raise VqclipError(f"unknown shape kind {kind!r}; use one of {', '.join(SHAPES)}")
+
+
 def shape_mask(shape: Shape, size: int = SIZE) -> np.ndarray:
-    """Boolean [size,size] mask of one shape (pixel centres inside it); triangles point up, squares are upright."""
+    """Boolean [size,size] mask of one shape (pixel centres inside it)."""
     y, x = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
-    dx, dy = x - shape.cx, y - shape.cy
-    if shape.kind == "circle":
-        return dx * dx + dy * dy <= shape.r * shape.r
-    if shape.kind == "square":
-        return (np.abs(dx) <= shape.r) & (np.abs(dy) <= shape.r)
-    if shape.kind == "triangle":
-        # isosceles, base 2r at the bottom, apex at the top: |dx| <= (dy + r) / 2
-        return (dy <= shape.r) & (dy >= -shape.r) & (np.abs(dx) <= (dy + shape.r) / 2)
-    raise VqclipError(f"unknown shape kind {shape.kind!r}; use one of {', '.join(SHAPES)}")
+    return inside(shape.kind, x - shape.cx, y - shape.cy, shape.r)
 
 
 def render(scene: Scene, size: int = SIZE) -> np.ndarray:
