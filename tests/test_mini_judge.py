@@ -94,7 +94,7 @@ def _wobbled(kind, rng, amplitude):
     """A world shape whose boundary is pushed in and out by a smooth field of `amplitude` pixels (std)."""
     r = rng.uniform(9, 22)
     cx, cy = rng.uniform(r + 1, 64 - r - 1, 2)
-    y, x = np.mgrid[0:64, 0:64].astype(np.float32) + 0.5
+    y, x = world.pixel_centres(64, 64)
     dx = x - cx + amplitude * _smooth_field(rng)
     dy = y - cy + amplitude * _smooth_field(rng)
     return world.inside(kind, dx, dy, r)
@@ -102,7 +102,8 @@ def _wobbled(kind, rng, amplitude):
 
 @pytest.mark.parametrize("kind", world.SHAPES)
 def test_every_kind_tolerates_the_same_small_wobble(kind):
-    """A 1-pixel wobble of the outline (a decoder's soft edges) keeps every kind its kind, squares as much as circles."""
+    """A 1-pixel wobble of the outline (a decoder's soft edges) keeps every kind its kind, squares as much as
+    circles."""
     rng = np.random.default_rng(3)
     got = [judge.shape_kind(judge.fill_holes(_wobbled(kind, rng, 1.0))) for _ in range(30)]
     assert sum(g == kind for g in got) >= 28, got
@@ -113,11 +114,10 @@ def test_turned_and_antialiased_shapes_keep_their_kind():
     rng = np.random.default_rng(4)
     for i in range(24):
         kind = world.SHAPES[i % 3]
-        sc = _scene("red", kind, "blue", *rng.uniform(24, 40, 2), r=rng.uniform(10, 18))
-        s = sc.shapes[0]
-        big = world.render(world.Scene("blue", (world.Shape(kind, "red", s.cx * 4, s.cy * 4, s.r * 4),)), 256)
-        img = Image.fromarray(big).rotate(float(rng.uniform(-15, 15)), resample=Image.BICUBIC,
-                                          center=(s.cx * 4, s.cy * 4), fillcolor=world.COLORS["blue"])
+        cx, cy = rng.uniform(24, 40, 2) * 4
+        big = world.render(_scene("red", kind, "blue", cx, cy, r=rng.uniform(10, 18) * 4), 256)
+        img = Image.fromarray(big).rotate(float(rng.uniform(-15, 15)), resample=Image.BICUBIC, center=(cx, cy),
+                                          fillcolor=world.COLORS["blue"])
         v = judge.judge(img.resize((64, 64), Image.BOX), f"a red {kind} on a blue background")
         assert v.all, (kind, v)
 
@@ -139,7 +139,7 @@ def test_irregular_blobs_mostly_have_no_kind():
 def test_rounding_rectangles_and_turning_over():
     """Corners rounded a little stay a square, rounded most of the way become a circle; a long rectangle and an
     upside-down triangle are no kind."""
-    y, x = np.mgrid[0:64, 0:64].astype(np.float32) + 0.5
+    y, x = world.pixel_centres(64, 64)
 
     def rounded(rho, r=16.0):
         dx, dy = np.maximum(np.abs(x - 32) - (r - rho), 0), np.maximum(np.abs(y - 32) - (r - rho), 0)

@@ -5,10 +5,11 @@ commonest colour on the image border. The caption's shape colour must be present
 8-connected component must hold at least ``ONE_OBJECT_SHARE`` of that colour's pixels, so a colour scattered over
 several blobs is judged wrong. The shape kind is the world's template (upright square, circle, upward triangle) that
 best matches that component (holes filled): each template is given the component's area and centroid, then nudged
-by a little scale, shift and turn (up to 20 degrees, as generation's views turn by up to 15), and the match is scored by the mean boundary displacement, the symmetric difference
-divided by the template's perimeter, in units of the component's equivalent radius. The score treats every kind
-alike (a boundary that wobbles by d pixels scores about d / radius whatever the kind), and a component that no
-template fits within ``MAX_DISPLACEMENT`` (an irregular blob, a long rectangle, an upside-down triangle) has no kind.
+by a little scale, shift and turn (up to 20 degrees, as generation's views turn by up to 15). The match is scored
+by the mean boundary displacement, the symmetric difference divided by the template's perimeter, in units of the
+component's equivalent radius. The score treats every kind alike (a boundary that wobbles by d pixels scores about
+d / radius whatever the kind), and a component that no template fits within ``MAX_DISPLACEMENT`` (an irregular
+blob, a long rectangle, an upside-down triangle) has no kind.
 """
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ _PALETTE = np.array([world.COLORS[c] for c in COLOR_NAMES], np.float32)  # [K,3]
 ONE_OBJECT_SHARE = 0.9  # largest component / all pixels of the shape colour
 MIN_AREA = 30  # pixels (at 64x64) for a shape to count as present
 MAX_DISPLACEMENT = 0.08  # mean boundary displacement / equivalent radius for a template to fit (see `shape_scores`)
-# per kind: area, perimeter and centroid offset (below the centre) of the template of half-extent 1 (world.shape_mask)
-_TEMPLATES = {"circle": (np.pi, 2 * np.pi, 0.0), "square": (4.0, 8.0, 0.0), "triangle": (2.0, 2 + 2 * np.sqrt(5), 1 / 3)}
+# per kind: area, perimeter and centroid offset (below the centre) of the template of half-extent 1 (world.inside)
+_TEMPLATES = {"circle": (np.pi, 2 * np.pi, 0.0), "square": (4.0, 8.0, 0.0),
+              "triangle": (2.0, 2 + 2 * np.sqrt(5), 1 / 3)}
 _SCALES = np.array([0.9, 0.95, 1.0, 1.05, 1.1], np.float32)
 _SHIFTS = np.array([-1.0, 0.0, 1.0], np.float32)
 _ANGLES = np.deg2rad(np.arange(-20, 21, 5)).astype(np.float32)  # generation turns its views by up to 15 degrees
@@ -102,8 +104,8 @@ def shape_scores(mask: np.ndarray) -> dict[str, float]:
     displacement in units of the object's equivalent radius (0 = exact; ~0.08 separates a circle from a square)."""
     ys, xs = np.nonzero(mask)
     area = len(ys)
-    mx, my = xs.mean() + 0.5, ys.mean() + 0.5  # pixel centres, as world.shape_mask
-    y, x = np.mgrid[0:mask.shape[0], 0:mask.shape[1]].astype(np.float32) + 0.5
+    mx, my = xs.mean() + 0.5, ys.mean() + 0.5  # in pixel-centre coordinates, as world.pixel_centres
+    y, x = world.pixel_centres(*mask.shape)
     grid = np.meshgrid(_SCALES, _SHIFTS, _SHIFTS, _ANGLES, indexing="ij")
     scale, dx, dy, angle = (a.ravel()[:, None, None] for a in grid)
     u, v = x[None] - (mx + dx), y[None] - (my + dy)  # offsets from each candidate centroid, [n,H,W]

@@ -166,6 +166,12 @@ def _place_apart(rng, n, radius, size, kind, color) -> tuple[Shape, ...]:
     return tuple(out)
 
 
+def pixel_centres(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(y, x) float32 [height,width] coordinates of pixel centres: pixel (i, j) covers [j, j+1) x [i, i+1)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    return y + 0.5, x + 0.5
+
+
 def inside(kind: str, dx: np.ndarray, dy: np.ndarray, r) -> np.ndarray:
     """Bool array: do points at offsets (dx, dy) from a centre lie in a `kind` of half-extent r (all broadcast)?
     Triangles point up (isosceles, base 2r at the bottom, apex at the top); squares are upright."""
@@ -180,7 +186,7 @@ def inside(kind: str, dx: np.ndarray, dy: np.ndarray, r) -> np.ndarray:
 
 def shape_mask(shape: Shape, size: int = SIZE) -> np.ndarray:
     """Boolean [size,size] mask of one shape (pixel centres inside it)."""
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    y, x = pixel_centres(size, size)
     return inside(shape.kind, x - shape.cx, y - shape.cy, shape.r)
 
 
