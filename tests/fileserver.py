@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import random
 import socket
-import threading
 import re
+import threading
+import time
 import urllib.parse
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,7 +20,7 @@ class Route:
     """What the server does for one path: serve `body`, or misbehave for the next `times` requests."""
 
     body: bytes
-    mode: str = "ok"  # ok | cut | stall | fail | close | norange
+    mode: str = "ok"  # ok | cut | stall | fail | close | norange | slow (10 pieces, 50 ms apart)
     cut_after: int = 0
     times: int | None = None  # None: always misbehave; n: only the next n requests
     content_type: str = "application/octet-stream"
@@ -106,6 +107,13 @@ def _make_handler(server: FixtureServer):
                 if mode == "stall":
                     server.stop_event.wait(STALL_LIMIT_S)
                 self.close_connection = True
+                return
+            if mode == "slow":
+                step = max(1, (len(body) - start) // 10)
+                for i in range(start, len(body), step):
+                    self.wfile.write(body[i:i + step])
+                    self.wfile.flush()
+                    time.sleep(0.05)
                 return
             self.wfile.write(body[start:])
 

@@ -225,3 +225,57 @@ def test_mini_rank_puts_the_faithful_run_first(capsys, tmp_path):
     code, out, _ = run(capsys, "score", tmp_path / "out", "--prompt", "a green square", "--model", "mini", "--top", "1",
                        "--json", "--quiet")
     assert Path(json.loads(out)["results"][0]["image"]).parent.name == "run-1"
+
+
+@pytest.fixture
+def two_clips(tiny_clip, tmp_path):
+    """CLI options naming two different tiny CLIPs (the session one and another seed)."""
+    from tiny import write_clip
+
+    other = write_clip(tmp_path / "clip2", seed=1)
+    return ["--clip-model", str(tiny_clip[0]), "--clip-pretrained", str(tiny_clip[1]),
+            "--clip-model", str(other[0]), "--clip-pretrained", str(other[1]), "--device", "cpu"]
+
+
+def _alone(two_clips: list[str], k: int) -> list[str]:
+    """The options of the k-th CLIP of `two_clips` alone."""
+    return two_clips[4 * k:4 * k + 4] + ["--device", "cpu"]
+
+
+def test_several_clips_average_classify_and_score(capsys, images, two_clips):
+    labels = ["--labels", "a red circle,a green square,a blue triangle"]
+    probs = []
+    for opts in (_alone(two_clips, 0), _alone(two_clips, 1), two_clips):
+        code, out, _ = run(capsys, "classify", images, *labels, "--json", "--quiet", *opts)
+        assert code == 0
+        probs.append({r["image"]: r["probs"] for r in json.loads(out)})
+    assert probs[0] != probs[1], "the two CLIPs must disagree for the average to mean anything"
+    for image, both in probs[2].items():
+        for label, p in both.items():
+            assert p == pytest.approx((probs[0][image][label] + probs[1][image][label]) / 2, abs=1e-6)
+    scores = []
+    for opts in (_alone(two_clips, 0), _alone(two_clips, 1), two_clips):
+        code, out, err = run(capsys, "score", images, "--prompt", "a red circle", "--json", "--quiet", *opts)
+        scores.append({r["image"]: r["score"] for r in json.loads(out)["results"]})
+    assert scores[2] == pytest.approx({k: (scores[0][k] + scores[1][k]) / 2 for k in scores[0]}, abs=1e-6)
+    assert len(scores[2]) == 4 and err.count("warning: skipping") == 1  # skipped for both CLIPs, warned about once
+
+
+def test_several_clips_search_with_one_cached_index_each(capsys, images, two_clips):
+    code, out, err = run(capsys, "search", images, "a red circle", "--json", *two_clips)
+    both = json.loads(out)
+    assert code == 0 and both["embedded"] == 8 and both["indexed"] == 4
+    alone = []
+    for k in (0, 1):
+        code, out, _ = run(capsys, "search", images, "a red circle", "--json", "--quiet", *_alone(two_clips, k))
+        assert json.loads(out)["embedded"] == 0, "each CLIP's section of the shared index file is reused"
+        alone.append({r["path"]: r["score"] for r in json.loads(out)["results"]})
+    mean = {p: (alone[0][p] + alone[1][p]) / 2 for p in alone[0]}
+    assert [r["path"] for r in both["results"]] == sorted(mean, key=lambda p: (-mean[p], p))
+    assert {r["path"]: r["score"] for r in both["results"]} == pytest.approx(mean, abs=1e-6)
+
+
+def test_clip_pretrained_count_must_match_clip_models(capsys, images, tiny_clip):
+    code, _, err = run(capsys, "score", images, "--prompt", "x", "--clip-model", tiny_clip[0], "--clip-model",
+                       tiny_clip[0], "--clip-pretrained", tiny_clip[1], "--device", "cpu")
+    assert code == 2 and "one per --clip-model" in err and "Traceback" not in err

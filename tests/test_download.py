@@ -10,8 +10,8 @@ import pytest
 
 from fileserver import STALL_LIMIT_S, dead_url, payload, sha
 
-from vqclip.download import (CorruptFileError, DownloadError, Manifest, fetch, fetch_clip, hand_placed_clip,
-                             verify_file)
+from vqclip.download import DownloadError, fetch, fetch_clip, hand_placed_clip
+from vqclip.integrity import CorruptFileError, Manifest, verify_file
 from vqclip.errors import VqclipError
 from vqclip.registry import FileSpec
 
@@ -218,3 +218,29 @@ def test_hand_placed_clip_file_is_used_without_network(tmp_path, monkeypatch):
 def test_fetch_clip_unknown_tag_lists_known_tags(tmp_path):
     with pytest.raises(VqclipError, match="laion2b_s34b_b79k"):
         fetch_clip("ViT-B-32", "no-such-tag", tmp_path)
+
+
+def test_concurrent_runs_download_a_file_once(server, tmp_path):
+    import threading
+
+    data = payload()
+    spec = FileSpec("shared.ckpt", (server.add("/shared.ckpt", data, mode="slow"),))
+    results, errors = [], []
+
+    def run():
+        try:
+            results.append(fetch(spec, tmp_path, progress=False, timeout=5))
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors and results == [tmp_path / "shared.ckpt"] * 3
+    assert (tmp_path / "shared.ckpt").read_bytes() == data
+    assert server.ranges("/shared.ckpt") == [None], "the others waited for the first download instead of fetching"
+    assert not list(tmp_path.glob("*.part*"))
+    files = json.loads((tmp_path / "manifest.json").read_text())["files"]
+    assert files["shared.ckpt"]["sha256"] == sha(data)

@@ -12,7 +12,8 @@ import yaml
 
 from fileserver import dead_url, payload, sha
 from vqclip import registry
-from vqclip.download import CorruptFileError, DownloadError
+from vqclip.download import DownloadError
+from vqclip.integrity import CorruptFileError
 from vqclip.errors import VqclipError
 from vqclip.registry import (DEFAULT_PRESET, FileSpec, get_preset, home, list_presets, load_presets_file,
                              resolve_preset)

@@ -8,23 +8,25 @@ against it on every later load, so a corrupted or swapped file is caught.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import http.client
 import json
 import logging
 import os
 import re
 import shutil
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
+from filelock import Timeout
 from tqdm import tqdm
 
 from .errors import VqclipError
+from .integrity import IntegrityError, Manifest, check_bytes, lock_for, verify_file
 from .registry import MANIFEST_NAME, FileSpec
 
 log = logging.getLogger("vqclip")
@@ -32,15 +34,6 @@ log = logging.getLogger("vqclip")
 USER_AGENT = "vqclip (model downloader; urllib)"
 CHUNK = 256 * 1024
 _NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, OSError, ValueError)
-
-
-class CorruptFileError(VqclipError):
-    """A model file on disk whose size or sha256 is not what it must be."""
-
-    def __init__(self, path: Path, reason: str):
-        self.path, self.reason = path, reason
-        super().__init__(f"{path} is corrupt or was replaced: it is {reason}; delete it and run "
-                         "`vqclip models download` to fetch it again")
 
 
 @dataclass(frozen=True)
@@ -84,10 +77,6 @@ class _TransferError(Exception):
     """A host failed (unreachable, HTTP error, stalled, cut short): try the next mirror."""
 
 
-class _IntegrityError(Exception):
-    """A host delivered the wrong bytes (size, sha256, a web page): discard them and try the next mirror."""
-
-
 def human_size(n: int | None) -> str:
     """Bytes as a short human string ('980 MB'); '?' when unknown."""
     if n is None:
@@ -97,109 +86,6 @@ def human_size(n: int | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" or n >= 100 else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} TB"  # pragma: no cover - loop always returns
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _looks_like_web_page(path: Path) -> bool:
-    """True when a file starts like an HTML page: what dead hosts send instead of a model."""
-    with open(path, "rb") as f:
-        head = f.read(512).lstrip().lower()
-    return head.startswith((b"<!doctype html", b"<html"))
-
-
-class Manifest:
-    """The sha256 and size of every unpinned file, recorded on first download (`<home>/manifest.json`)."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path).absolute()
-
-    def _load(self) -> dict:
-        """The manifest's `files` mapping (empty when there is no manifest yet)."""
-        if not self.path.is_file():
-            return {}
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            files = data["files"]
-            if not isinstance(files, dict):
-                raise TypeError("files is not a mapping")
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise VqclipError(f"{self.path}: unreadable checksum manifest ({exc}); delete it and run "
-                              "`vqclip models verify` to record the files on disk again") from None
-        return files
-
-    def key(self, path: Path) -> str:
-        """How `path` is named in the manifest: relative to the manifest's folder when inside it."""
-        path = Path(path).absolute()
-        try:
-            return path.relative_to(self.path.parent).as_posix()
-        except ValueError:
-            return str(path)
-
-    def entry(self, path: Path) -> dict | None:
-        """The recorded {sha256, size, source, recorded} of `path`, or None."""
-        return self._load().get(self.key(path))
-
-    def record(self, path: Path, sha256: str, size: int, source: str) -> None:
-        """Remember `path`'s checksum and size (written atomically)."""
-        files = self._load()
-        files[self.key(path)] = {"sha256": sha256, "size": size, "source": source,
-                                 "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        self._write(files)
-
-    def forget(self, path: Path) -> bool:
-        """Drop `path`'s record (when an upstream file legitimately changed); True if there was one."""
-        files = self._load()
-        if files.pop(self.key(path), None) is None:
-            return False
-        self._write(files)
-        return True
-
-    def _write(self, files: dict) -> None:
-        """Write the manifest via a temporary file and an atomic rename."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"version": 1, "files": files}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
-
-
-def _check_bytes(path: Path, spec: FileSpec, entry: dict | None) -> tuple[str, int]:
-    """(sha256, size) of `path` after checking it against the pin, else the manifest entry; raises _IntegrityError."""
-    size = path.stat().st_size
-    if spec.size is not None and size != spec.size:
-        raise _IntegrityError(f"{size} bytes, but it must be {spec.size}")
-    if _looks_like_web_page(path):
-        raise _IntegrityError("a web page (an error or login page), not the model file")
-    digest = sha256_file(path)
-    if spec.sha256 is not None and digest != spec.sha256:
-        raise _IntegrityError(f"sha256 {digest[:16]}..., but the preset pins {spec.sha256[:16]}...")
-    if spec.sha256 is None and entry is not None and (entry.get("sha256"), entry.get("size")) != (digest, size):
-        raise _IntegrityError(f"sha256 {digest[:16]}... ({size} bytes), but the first download recorded "
-                              f"{str(entry.get('sha256'))[:16]}... ({entry.get('size')} bytes)")
-    return digest, size
-
-
-def verify_file(path: Path, spec: FileSpec, manifest: Manifest | None = None) -> str:
-    """Check a file on disk against its pinned sha256, else its manifest record (recording it if new); its sha256."""
-    path = Path(path).absolute()
-    if not path.is_file():
-        raise VqclipError(f"{path}: missing; run `vqclip models download` or put the file there")
-    entry = manifest.entry(path) if manifest is not None else None
-    try:
-        digest, size = _check_bytes(path, spec, entry)
-    except _IntegrityError as exc:
-        raise CorruptFileError(path, str(exc)) from None
-    if manifest is not None and spec.sha256 is None and entry is None:
-        manifest.record(path, digest, size, source="found on disk")
-        log.info("recorded the sha256 of %s in %s; later loads are checked against it", path.name, manifest.path)
-    return digest
 
 
 def _reason(exc: BaseException, timeout: float) -> str:
@@ -278,7 +164,7 @@ def _stream(resp, part: Path, mode: str, offset: int, total: int | None, progres
 
 
 def _download(url: str, part: Path, spec: FileSpec, *, timeout: float, progress: bool, retries: int) -> None:
-    """Bring `part` to the complete file from `url`, resuming what is there; raises _TransferError/_IntegrityError."""
+    """Bring `part` to the complete file from `url`, resuming what is there; raises _TransferError/IntegrityError."""
     meta_path = part.with_name(part.name + ".json")
     meta = _read_meta(meta_path)
     attempts = 0
@@ -331,7 +217,7 @@ def _download(url: str, part: Path, spec: FileSpec, *, timeout: float, progress:
                 length = resp.headers.get("Content-Length", "")
                 offset, mode, total = 0, "wb", (int(length) if length.isdigit() else None)
             if spec.size is not None and total is not None and total != spec.size:
-                raise _IntegrityError(f"the host offers {total} bytes, but the file must be {spec.size}")
+                raise IntegrityError(f"the host offers {total} bytes, but the file must be {spec.size}")
             meta = {"url": url, "total": total, "etag": resp.headers.get("ETag"),
                     "last_modified": resp.headers.get("Last-Modified")}
             _write_meta(meta_path, meta)
@@ -344,7 +230,7 @@ def _download(url: str, part: Path, spec: FileSpec, *, timeout: float, progress:
             got, error = _stream(resp, part, mode, offset, total, progress, spec.filename)
         done = offset + got
         if total is not None and done > total:
-            raise _IntegrityError(f"the host sent {done} bytes after announcing {total}")
+            raise IntegrityError(f"the host sent {done} bytes after announcing {total}")
         if (total is None and error is None) or done == total:
             return
         attempts += 1
@@ -359,8 +245,9 @@ def fetch(spec: FileSpec, dest_dir: Path, *, progress: bool = True, timeout: flo
     """`dest_dir/spec.filename`, downloaded (resuming, trying mirrors in order) and verified unless already there.
 
     `timeout` bounds connecting and every wait for data (a stalled host fails over to the next mirror); `retries`
-    is how many times a transfer cut mid-file is resumed from the same host. Raises DownloadError naming the
-    file, every URL tried and the exact path to put it at when no host delivers it.
+    is how many times a transfer cut mid-file is resumed from the same host. Concurrent runs fetch a file once: the
+    others wait for it. Raises DownloadError naming the file, every URL tried and the exact path to put it at when
+    no host delivers it.
     """
     dest_dir = Path(dest_dir).absolute()
     dest = dest_dir / spec.filename
@@ -371,6 +258,35 @@ def fetch(spec: FileSpec, dest_dir: Path, *, progress: bool = True, timeout: flo
     if not spec.urls:
         raise DownloadError([missing_file(spec, dest, ["no download URL is known for this file"])])
     dest_dir.mkdir(parents=True, exist_ok=True)
+    with _exclusive(dest):
+        if dest.is_file() and not force:  # another run fetched it while this one waited
+            verify_file(dest, spec, manifest)
+            return dest
+        return _fetch_now(spec, dest, manifest, progress=progress, timeout=timeout, retries=retries)
+
+
+@contextlib.contextmanager
+def _exclusive(dest: Path) -> Iterator[None]:
+    """Hold an OS lock on `dest` (released if the process dies) so that one run at a time writes it."""
+    try:
+        lock = lock_for(dest)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            log.info("waiting for another vqclip run that is downloading %s", dest.name)
+            lock.acquire()
+    except OSError as exc:
+        raise VqclipError(f"cannot write {dest.parent}: {exc.strerror or exc}; check the folder or set VQCLIP_HOME "
+                          "to a writable disk") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _fetch_now(spec: FileSpec, dest: Path, manifest: Manifest, *, progress: bool, timeout: float,
+               retries: int) -> Path:
+    """Download `spec` to `dest` through `<dest>.part`, host by host, verifying before the atomic rename."""
     part = dest.with_name(dest.name + ".part")
     meta_path = part.with_name(part.name + ".json")
     reasons = []
@@ -381,12 +297,12 @@ def fetch(spec: FileSpec, dest_dir: Path, *, progress: bool = True, timeout: flo
             try:
                 _download(url, part, spec, timeout=timeout, progress=progress, retries=retries)
                 entry = manifest.entry(dest)
-                digest, size = _check_bytes(part, spec, entry)
+                digest, size = check_bytes(part, spec, entry)
             except _TransferError as exc:
                 reasons.append(f"{url}: {exc}")
                 log.info("%s failed for %s: %s", _host(url), spec.filename, exc)
                 break
-            except _IntegrityError as exc:
+            except IntegrityError as exc:
                 _restart(part, meta_path)
                 if resumed and not fresh:  # the bytes kept from an earlier attempt may be the bad ones
                     log.info("%s: the resumed %s does not check out; fetching it whole", _host(url), spec.filename)

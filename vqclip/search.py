@@ -10,6 +10,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -213,3 +214,16 @@ class ImageIndex:
         sims = mat @ query.reshape(-1).float().cpu()
         order = torch.argsort(sims, descending=True, stable=True)[: max(0, top_k)]
         return [(paths[i], float(sims[i])) for i in order.tolist()]
+
+
+def search_all(indexes: Sequence[ImageIndex], queries: Sequence[Tensor], top_k: int = 10) -> list[tuple[Path, float]]:
+    """The `top_k` images by cosine with the query, averaged over several CLIPs (index i scored against query i),
+    among the images every index holds; best first, ties in path order (one index: the same as `ImageIndex.search`)."""
+    sims: dict[Path, list[float]] = {}
+    for index, query in zip(indexes, queries, strict=True):
+        paths, mat = index.matrix()
+        for path, sim in zip(paths, (mat @ query.reshape(-1).float().cpu()).tolist() if paths else []):
+            sims.setdefault(path, []).append(sim)
+    scored = sorted(((p, sum(v) / len(v)) for p, v in sims.items() if len(v) == len(indexes)),
+                    key=lambda item: (-item[1], str(item[0])))
+    return scored[:max(0, top_k)]

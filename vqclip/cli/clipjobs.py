@@ -31,10 +31,11 @@ def _common(p: argparse.ArgumentParser, top_help: str) -> None:
     """Model, device, batching and output options every CLIP job takes."""
     g = p.add_argument_group("model")
     g.add_argument("--model", metavar="PRESET", help="model preset whose CLIP to use (see `vqclip models`), e.g. mini")
-    g.add_argument("--clip-model", metavar="NAME_OR_JSON",
-                   help="open_clip name (ViT-B-32) or architecture JSON; overrides the preset's CLIP")
-    g.add_argument("--clip-pretrained", metavar="TAG_OR_FILE",
-                   help="open_clip pretrained tag or weights file for --clip-model ('none' = random weights)")
+    g.add_argument("--clip-model", action="append", metavar="NAME_OR_JSON",
+                   help="open_clip name (ViT-B-32) or architecture JSON; overrides the preset's CLIP; repeat it to "
+                        "average several CLIPs (probabilities, scores and similarities are averaged over them)")
+    g.add_argument("--clip-pretrained", action="append", metavar="TAG_OR_FILE",
+                   help="open_clip pretrained tag or weights file, one per --clip-model ('none' = random weights)")
     g.add_argument("--device", default="auto", help="auto (cuda, else mps, else cpu), cpu, cuda, cuda:N or mps")
     o = p.add_argument_group("output")
     o.add_argument("--top", type=_positive_int, metavar="K", help=top_help)
@@ -43,29 +44,43 @@ def _common(p: argparse.ArgumentParser, top_help: str) -> None:
     o.add_argument("--quiet", action="store_true", help="no progress bar or notices, only warnings and results")
 
 
-def clip_spec(args: argparse.Namespace) -> tuple[str, str | None, Path | None]:
-    """(model, pretrained, cache dir) for load_clip from --model / --clip-model / --clip-pretrained."""
+def clip_specs(args: argparse.Namespace) -> list[tuple[str, str | None, Path]]:
+    """(model, pretrained, cache dir) for load_clip, per CLIP the options name (--model / --clip-model /
+    --clip-pretrained; several --clip-model give several CLIPs, each with its own --clip-pretrained)."""
+    from .. import registry
+    from ..errors import VqclipError
+
+    models, tags = list(args.clip_model or []), list(args.clip_pretrained or [])
+    if len(tags) > max(len(models), 1) or (len(models) > 1 and tags and len(tags) != len(models)):
+        raise VqclipError("--clip-pretrained: give one per --clip-model, in the same order")
+    if not models:
+        model, pretrained = registry.DEFAULT_CLIP
+        if args.model:
+            preset = registry.get_preset(args.model)
+            model, pretrained = preset.clip_model, preset.clip_pretrained
+            if preset.embedded:  # only the CLIP files are needed here, not the preset's VQGAN
+                model, pretrained = registry.embedded_clip(preset)
+        pairs = [(model, tags[0] if tags else pretrained)]
+    else:
+        default = registry.DEFAULT_CLIP[1]
+        pairs = [(m, tags[i] if tags else (None if m.lower().endswith(".json") else default))
+                 for i, m in enumerate(models)]
+    return [_resolved(model, pretrained) for model, pretrained in pairs]
+
+
+def _resolved(model: str, pretrained: str | None) -> tuple[str, str | None, Path]:
+    """One CLIP's (model, pretrained, cache dir): 'none' means random weights; a hand-placed file wins a tag."""
     from .. import registry
 
-    cache_dir = registry.home() / "clip"
-    model, pretrained = registry.DEFAULT_CLIP
-    if args.model:
-        preset = registry.get_preset(args.model)
-        model, pretrained = preset.clip_model, preset.clip_pretrained
-        if preset.embedded:  # only the CLIP files are needed here, not the preset's VQGAN
-            model, pretrained = registry.embedded_clip(preset)
-    if args.clip_model:
-        model = args.clip_model
-        pretrained = None if model.lower().endswith(".json") else registry.DEFAULT_CLIP[1]
-    if args.clip_pretrained:
-        pretrained = None if args.clip_pretrained.lower() in ("none", "null", "random") else args.clip_pretrained
+    if pretrained and pretrained.lower() in ("none", "null", "random"):
+        pretrained = None
     if pretrained and not Path(model).suffix.lower() == ".json" and not Path(pretrained).is_file():
         from ..download import hand_placed_clip
 
         placed = hand_placed_clip(model, pretrained, registry.home())  # a file put under <home> by hand, if any
         if placed:
             model, pretrained = placed
-    return model, pretrained, cache_dir
+    return model, pretrained, registry.home() / "clip"
 
 
 def _embedded_preset(args: argparse.Namespace) -> bool:
@@ -75,19 +90,20 @@ def _embedded_preset(args: argparse.Namespace) -> bool:
     return bool(args.model) and not args.clip_model and registry.get_preset(args.model).embedded
 
 
-def load_clip_for(args: argparse.Namespace):
-    """The CLIP model the options name, on the chosen device."""
+def load_clips_for(args: argparse.Namespace) -> list:
+    """The CLIP models the options name, on the chosen device."""
     from ..generator import pick_device
     from ..models import load_clip
 
-    model, pretrained, cache_dir = clip_spec(args)
     device = pick_device(args.device)
-    clip = load_clip(model, pretrained, device=device, cache_dir=cache_dir)
-    if args.model and not args.clip_model:
-        log.info("CLIP of preset %s (%s) on %s", args.model, Path(model).name, device)
-    else:
-        log.info("CLIP %s on %s", Path(model).name if model.lower().endswith(".json") else model, device)
-    return clip
+    clips = []
+    for model, pretrained, cache_dir in clip_specs(args):
+        clips.append(load_clip(model, pretrained, device=device, cache_dir=cache_dir))
+        if args.model and not args.clip_model:
+            log.info("CLIP of preset %s (%s) on %s", args.model, Path(model).name, device)
+        else:
+            log.info("CLIP %s on %s", Path(model).name if model.lower().endswith(".json") else model, device)
+    return clips
 
 
 @contextlib.contextmanager
@@ -127,16 +143,23 @@ def _emit(args: argparse.Namespace, data, headers: list[str], rows: list[list[st
         print(_table(headers, rows, right))
 
 
-def _embed(args, clip, paths):
-    """(readable paths, embeddings) of image files, skipping bad ones; an error when none is readable."""
+def _embed(args, clips, paths):
+    """(readable paths, one embedding matrix per CLIP) of image files, skipping bad ones (warned about once); an
+    error when none is readable."""
     from ..clipjobs import embed_image_files
     from ..errors import VqclipError
 
-    with _bar_safe_logging():
-        kept, emb = embed_image_files(clip, paths, args.batch_size, progress=not args.quiet)
-    if not kept:
-        raise VqclipError(f"none of the {len(paths)} images could be read; check the files")
-    return kept, emb
+    kept, embs = list(paths), []
+    for clip in clips:
+        with _bar_safe_logging():
+            got, emb = embed_image_files(clip, kept, args.batch_size, progress=not args.quiet)
+        if not got:
+            raise VqclipError(f"none of the {len(paths)} images could be read; check the files")
+        if len(got) != len(kept):  # a file that became unreadable meanwhile drops out for every CLIP
+            row = {p: i for i, p in enumerate(kept)}
+            embs = [e[[row[p] for p in got]] for e in embs]
+        kept, embs = got, embs + [emb]
+    return kept, embs
 
 
 # ---- classify -------------------------------------------------------------------------------------------------------
@@ -165,10 +188,10 @@ def run_classify(args: argparse.Namespace) -> int:
         templates = list(DEFAULT_TEMPLATES)
     templates = check_templates(templates)
     paths = expand_image_args(args.images)
-    clip = load_clip_for(args)
-    classes = text_classifier(clip, labels, templates)
-    kept, emb = _embed(args, clip, paths)
-    probs = classify_embeddings(emb, classes.cpu(), logit_scale(clip))
+    clips = load_clips_for(args)
+    kept, embs = _embed(args, clips, paths)
+    probs = sum(classify_embeddings(emb, text_classifier(clip, labels, templates).cpu(), logit_scale(clip))
+                for clip, emb in zip(clips, embs)) / len(clips)
     k = min(args.top or len(labels), len(labels))
     results = []
     for path, row in zip(kept, probs.tolist()):
@@ -193,35 +216,39 @@ def run_search(args: argparse.Namespace) -> int:
     """Rank a folder's images by similarity to a text or an image, using the folder's embedding cache."""
     from ..clipjobs import embed_image_files
     from ..errors import VqclipError
-    from ..search import ImageIndex
+    from ..search import ImageIndex, search_all
 
     if (args.query is None) == (args.image is None):
         raise VqclipError("search needs exactly one query: a text (vqclip search FOLDER 'a red car') or --image FILE")
     if args.image is not None and not Path(args.image).is_file():
         raise VqclipError(f"{args.image}: no such query image")
-    clip = load_clip_for(args)
-    index = ImageIndex(args.folder, clip)
-    if args.rebuild:
-        index.entries.clear()
-        index.vectors.clear()
-    t0 = time.perf_counter()
-    with _bar_safe_logging():
-        index.update(batch_size=args.batch_size, progress=not args.quiet)
-    wall = time.perf_counter() - t0
-    if index.embedded:
-        log.info("indexed %d images: %d embedded in %.1fs (%.1f images/s), %d from the cache, %d skipped",
-                 len(index), index.embedded, wall, index.embedded / max(wall, 1e-9), len(index) - index.embedded,
-                 len(index.skipped))
-    if args.image is not None:
-        kept, emb = embed_image_files(clip, [args.image], 1)
-        if not kept:
-            raise VqclipError(f"{args.image}: the query image cannot be read")
-        query, label = emb[0], f"image:{args.image}"
-    else:
-        query, label = clip.encode_text([args.query])[0].cpu(), args.query
-    hits = index.search(query, args.top or 10)
-    data = {"query": label, "folder": str(args.folder), "indexed": len(index), "embedded": index.embedded,
-            "skipped": index.skipped, "results": [{"rank": i + 1, "path": str(p), "score": s}
+    indexes, queries = [], []
+    for clip in load_clips_for(args):  # one cached index per CLIP, in the same file
+        index = ImageIndex(args.folder, clip)
+        if args.rebuild:
+            index.entries.clear()
+            index.vectors.clear()
+        t0 = time.perf_counter()
+        with _bar_safe_logging():
+            index.update(batch_size=args.batch_size, progress=not args.quiet)
+        wall = time.perf_counter() - t0
+        if index.embedded:
+            log.info("indexed %d images: %d embedded in %.1fs (%.1f images/s), %d from the cache, %d skipped",
+                     len(index), index.embedded, wall, index.embedded / max(wall, 1e-9),
+                     len(index) - index.embedded, len(index.skipped))
+        if args.image is not None:
+            kept, emb = embed_image_files(clip, [args.image], 1)
+            if not kept:
+                raise VqclipError(f"{args.image}: the query image cannot be read")
+            queries.append(emb[0])
+        else:
+            queries.append(clip.encode_text([args.query])[0].cpu())
+        indexes.append(index)
+    label = f"image:{args.image}" if args.image is not None else args.query
+    hits = search_all(indexes, queries, args.top or 10)
+    data = {"query": label, "folder": str(args.folder), "indexed": len(indexes[0]),
+            "embedded": sum(i.embedded for i in indexes), "skipped": indexes[0].skipped,
+            "results": [{"rank": i + 1, "path": str(p), "score": s}
                                                   for i, (p, s) in enumerate(hits)]}
     rows = [[str(i + 1), f"{s:.4f}", str(p)] for i, (p, s) in enumerate(hits)]
     if not hits and not args.json:
@@ -246,9 +273,9 @@ def run_score(args: argparse.Namespace) -> int:
 
     parse_score_prompt(args.prompt)  # a malformed prompt fails before any model is loaded
     paths = expand_image_args(args.images)
-    clip = load_clip_for(args)
-    kept, emb = _embed(args, clip, paths)
-    scores = prompt_scores(clip, emb, [args.prompt] * len(kept))
+    clips = load_clips_for(args)
+    kept, embs = _embed(args, clips, paths)
+    scores = sum(prompt_scores(clip, emb, [args.prompt] * len(kept)) for clip, emb in zip(clips, embs)) / len(clips)
     records = _ranked([{"image": str(p), "score": float(s)} for p, s in zip(kept, scores)], args.top)
     rows = [[str(r["rank"]), f"{r['score']:.4f}", r["image"]] for r in records]
     _emit(args, {"prompt": args.prompt, "results": records}, ["rank", "score", "image"], rows, {0, 1})
@@ -292,9 +319,9 @@ def run_rank(args: argparse.Namespace) -> int:
             runs[path] = prompt
     if not runs:
         raise VqclipError(f"{args.folder}: none of the {len(finals)} runs has a readable prompt in its {RANK_IMAGE}")
-    clip = load_clip_for(args)
-    kept, emb = _embed(args, clip, list(runs))
-    scores = prompt_scores(clip, emb, [runs[p] for p in kept])
+    clips = load_clips_for(args)
+    kept, embs = _embed(args, clips, list(runs))
+    scores = sum(prompt_scores(clip, emb, [runs[p] for p in kept]) for clip, emb in zip(clips, embs)) / len(clips)
     records = _ranked([{"run": str(p.parent), "image": str(p), "prompt": runs[p], "score": float(s)}
                        for p, s in zip(kept, scores)], args.top)
     rows = [[str(r["rank"]), f"{r['score']:.4f}", r["run"], r["prompt"][:60]] for r in records]

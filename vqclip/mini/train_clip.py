@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vqclip.mini import world
+from vqclip.mini.train_vqgan import to_tensor
 from vqclip.models import OPENAI_MEAN, OPENAI_STD
 
 log = logging.getLogger("vqclip")
@@ -30,11 +31,6 @@ _MEAN, _STD = torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1), torch.tensor(OPENAI_ST
 def normalize(x: Tensor) -> Tensor:
     """Images [B,3,H,W] in [0,1] -> the CLIP input (OpenAI mean/std), as `ClipModel.encode_image` does it."""
     return (x - _MEAN) / _STD
-
-
-def to_tensor(imgs: np.ndarray) -> Tensor:
-    """uint8 images [B,H,W,3] -> float [B,3,H,W] in [0,1]."""
-    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
 
 
 def training_model(weights: Path | None = None):

@@ -53,11 +53,16 @@ def psnr(x: Tensor, y: Tensor) -> Tensor:
     return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
 
 
+def to_tensor(imgs: np.ndarray) -> Tensor:
+    """uint8 images [B,H,W,3] -> float [B,3,H,W] in [0,1] (read-only arrays are copied, not warned about)."""
+    return torch.from_numpy(imgs if imgs.flags.writeable else imgs.copy()).permute(0, 3, 1, 2).float() / 255
+
+
 def world_batch(rng: np.random.Generator, n: int, negatives: float = 0.3) -> Tensor:
     """n fresh mini-world scenes as [n,3,64,64] in [0,1] (a share of multi-object negatives for variety)."""
     imgs = np.stack([world.render(world.sample_negative(rng) if rng.random() < negatives else world.sample_scene(rng))
                      for _ in range(n)])
-    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+    return to_tensor(imgs)
 
 
 def reconstruct(model, x: Tensor) -> Tensor:
@@ -68,7 +73,7 @@ def reconstruct(model, x: Tensor) -> Tensor:
 def held_out_psnr(model, n: int = 256, seed: int = 54321) -> float:
     """Mean PSNR (dB) of quantised reconstructions of n held-out proper scenes."""
     imgs, _, _ = world.make_dataset(n, seed)
-    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+    x = to_tensor(imgs)
     with torch.no_grad():
         return float(torch.cat([psnr(reconstruct(model, x[i:i + 64]), x[i:i + 64]) for i in range(0, n, 64)]).mean())
 
