@@ -244,3 +244,26 @@ def test_concurrent_runs_download_a_file_once(server, tmp_path):
     assert not list(tmp_path.glob("*.part*"))
     files = json.loads((tmp_path / "manifest.json").read_text())["files"]
     assert files["shared.ckpt"]["sha256"] == sha(data)
+
+
+def test_read_only_model_store_still_loads_with_a_warning(tmp_path, caplog):
+    data = payload(5000)
+    path = tmp_path / "store" / "model.ckpt"
+    path.parent.mkdir()
+    path.write_bytes(data)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the manifest's folder should be, so nothing can be written there")
+    manifest = Manifest(blocker / "manifest.json")
+    with caplog.at_level("WARNING", logger="vqclip"):
+        assert verify_file(path, FileSpec("model.ckpt", ()), manifest) == sha(data)
+    assert "could not record the sha256 of model.ckpt" in caplog.text
+    assert manifest.entry(path) is None
+
+
+def test_unwritable_model_folder_is_a_one_line_error(tmp_path):
+    blocker = tmp_path / "home"
+    blocker.write_text("a file where the model folder should be")
+    spec = FileSpec("m.ckpt", ("http://127.0.0.1:9/m.ckpt",))
+    with pytest.raises(VqclipError, match="cannot write .*VQCLIP_HOME") as info:
+        fetch(spec, blocker / "checkpoints", progress=False, timeout=1)
+    assert "\n" not in str(info.value)

@@ -257,7 +257,6 @@ def fetch(spec: FileSpec, dest_dir: Path, *, progress: bool = True, timeout: flo
         return dest
     if not spec.urls:
         raise DownloadError([missing_file(spec, dest, ["no download URL is known for this file"])])
-    dest_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive(dest):
         if dest.is_file() and not force:  # another run fetched it while this one waited
             verify_file(dest, spec, manifest)
@@ -269,6 +268,7 @@ def fetch(spec: FileSpec, dest_dir: Path, *, progress: bool = True, timeout: flo
 def _exclusive(dest: Path) -> Iterator[None]:
     """Hold an OS lock on `dest` (released if the process dies) so that one run at a time writes it."""
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
         lock = lock_for(dest)
         try:
             lock.acquire(timeout=0)

@@ -89,13 +89,21 @@ class Manifest:
         """The recorded {sha256, size, source, recorded} of `path`, or None."""
         return self._load().get(self.key(path))
 
-    def record(self, path: Path, sha256: str, size: int, source: str) -> None:
-        """Remember `path`'s checksum and size (written atomically; concurrent runs do not lose each other's)."""
-        with self._lock():
-            files = self._load()
-            files[self.key(path)] = {"sha256": sha256, "size": size, "source": source,
-                                     "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-            self._write(files)
+    def record(self, path: Path, sha256: str, size: int, source: str) -> bool:
+        """Remember `path`'s checksum and size (written atomically; concurrent runs do not lose each other's).
+
+        A folder that cannot be written (a shared, read-only model store) only costs the record: a warning, False."""
+        try:
+            with self._lock():
+                files = self._load()
+                files[self.key(path)] = {"sha256": sha256, "size": size, "source": source,
+                                         "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                self._write(files)
+        except OSError as exc:
+            log.warning("could not record the sha256 of %s in %s (%s); later loads cannot check it", Path(path).name,
+                        self.path, exc.strerror or exc)
+            return False
+        return True
 
     def forget(self, path: Path) -> bool:
         """Drop `path`'s record (when an upstream file legitimately changed); True if there was one."""
@@ -145,6 +153,6 @@ def verify_file(path: Path, spec: FileSpec, manifest: Manifest | None = None) ->
     except IntegrityError as exc:
         raise CorruptFileError(path, str(exc)) from None
     if manifest is not None and spec.sha256 is None and entry is None:
-        manifest.record(path, digest, size, source="found on disk")
-        log.info("recorded the sha256 of %s in %s; later loads are checked against it", path.name, manifest.path)
+        if manifest.record(path, digest, size, source="found on disk"):
+            log.info("recorded the sha256 of %s in %s; later loads are checked against it", path.name, manifest.path)
     return digest
