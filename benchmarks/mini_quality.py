@@ -7,11 +7,17 @@ plus seconds per image. Targets: >= 90% colour, >= 90% background, >= 70% shape 
     python benchmarks/mini_quality.py                       # the full benchmark
     python benchmarks/mini_quality.py --limit 12 --stride 2 --seeds 0   # a quick look
     python benchmarks/mini_quality.py -- --steps 100 --tv-weight 0.5   # extra `vqclip generate` options
+    python benchmarks/mini_quality.py --json b.json --compare a.json -- --tv-weight 40   # paired A/B on the same images
+
+Shares come with a 95% Wilson interval: 48 images pin a share down to about +-14 points, so a setting that gains a
+few points on one seed set has shown nothing yet. `--compare` pairs the images of an earlier `--json` run by prompt
+and seed and gives the two-sided sign-test p-value of the shape-kind wins against the losses.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -67,6 +73,44 @@ def summary(rows: list[dict]) -> dict:
             "seconds": float(np.mean([r["seconds"] for r in rows]))}
 
 
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a share k/n (sound at 0/n and n/n, unlike the normal approximation)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign-test p-value of `wins` against `losses` (ties dropped), under no difference."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def compare(rows: list[dict], base: list[dict], key: str = "shape") -> dict:
+    """Images of this run and an earlier one paired by (prompt, seed): right here only, right there only, p-value."""
+    earlier = {(r["prompt"], r["seed"]): bool(r[key]) for r in base}
+    pairs = [(bool(r[key]), earlier[(r["prompt"], r["seed"])]) for r in rows if (r["prompt"], r["seed"]) in earlier]
+    wins, losses = sum(a and not b for a, b in pairs), sum(b and not a for a, b in pairs)
+    return {"pairs": len(pairs), "wins": wins, "losses": losses, "p": sign_test(wins, losses)}
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The image records of an earlier `--json` file; a one-line exit when it is not one."""
+    try:
+        rows = json.loads(path.read_text())["rows"]
+        if not all({"prompt", "seed", "shape"} <= set(r) for r in rows):
+            raise KeyError("prompt/seed/shape")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"error: {path}: not a --json file of this benchmark ({exc.__class__.__name__}: {exc})")
+    return rows
+
+
 def contact_sheet(rows: list[dict], path: Path, cols: int = 8) -> None:
     """All final images in one PNG (2x upscaled), in benchmark order, for looking at."""
     ims = [np.asarray(Image.open(r["path"]).convert("RGB").resize((128, 128), Image.NEAREST)) for r in rows]
@@ -87,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="keep the images here (default: a temporary folder)")
     p.add_argument("--json", type=Path, default=None, help="also write the records and summary as JSON")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--compare", type=Path, default=None, metavar="JSON",
+                   help="an earlier run's --json: pair the images by prompt and seed and test the shape-kind difference")
     args = p.parse_args(argv)
+    base = read_rows(args.compare) if args.compare else None  # a bad file fails now, not after the run
     if args.threads:
         import torch
 
@@ -100,8 +147,17 @@ def main(argv: list[str] | None = None) -> int:
         s = summary(rows)
         if args.out:
             contact_sheet(rows, out / "sheet.png")
-    print(f"\n{s['images']} images: shape colour {s['color']:.0%}, background {s['background']:.0%}, "
-          f"shape kind (one object) {s['shape']:.0%}, all three {s['all']:.0%}; {s['seconds']:.1f} s per image")
+    n = s["images"]
+    ci = {k: wilson(round(s[k] * n), n) for k in ("color", "background", "shape")}
+    print(f"\n{n} images: " + ", ".join(f"{name} {s[k]:.0%} ({ci[k][0]:.0%}-{ci[k][1]:.0%})" for k, name in
+                                       (("color", "shape colour"), ("background", "background"),
+                                        ("shape", "shape kind (one object)")))
+          + f", all three {s['all']:.0%}; {s['seconds']:.1f} s per image (95% intervals in brackets)")
+    if args.compare:
+        c = compare(rows, base)
+        s["compare"] = c
+        print(f"against {args.compare}: {c['pairs']} paired images, shape kind right only here {c['wins']}, only "
+              f"there {c['losses']}; sign test p = {c['p']:.2f}")
     if args.json:
         args.json.write_text(json.dumps({"summary": s, "extra_args": extra, "rows": rows}, indent=2))
     ok = all(s[k] >= TARGETS[k] for k in ("color", "background", "shape")) and s["seconds"] <= TARGETS["seconds"]
