@@ -263,7 +263,7 @@ def test_read_only_model_store_still_loads_with_a_warning(tmp_path, caplog):
 def test_unwritable_model_folder_is_a_one_line_error(tmp_path):
     blocker = tmp_path / "home"
     blocker.write_text("a file where the model folder should be")
-    spec = FileSpec("m.ckpt", ("http://127.0.0.1:9/m.ckpt",))
+    spec = FileSpec("m.ckpt", (dead_url("/m.ckpt"),))
     with pytest.raises(VqclipError, match="cannot write .*VQCLIP_HOME") as info:
         fetch(spec, blocker / "checkpoints", progress=False, timeout=1)
     assert "\n" not in str(info.value)

@@ -208,17 +208,12 @@ class ImageIndex:
 
     def search(self, query: Tensor, top_k: int = 10) -> list[tuple[Path, float]]:
         """The `top_k` images most similar to a unit query embedding [D] (or [1,D]): (path, cosine) best first."""
-        paths, mat = self.matrix()
-        if not paths:
-            return []
-        sims = mat @ query.reshape(-1).float().cpu()
-        order = torch.argsort(sims, descending=True, stable=True)[: max(0, top_k)]
-        return [(paths[i], float(sims[i])) for i in order.tolist()]
+        return search_all([self], [query], top_k)
 
 
 def search_all(indexes: Sequence[ImageIndex], queries: Sequence[Tensor], top_k: int = 10) -> list[tuple[Path, float]]:
     """The `top_k` images by cosine with the query, averaged over several CLIPs (index i scored against query i),
-    among the images every index holds; best first, ties in path order (one index: the same as `ImageIndex.search`)."""
+    among the images every index holds; best first, ties in path order."""
     sims: dict[Path, list[float]] = {}
     for index, query in zip(indexes, queries, strict=True):
         paths, mat = index.matrix()
