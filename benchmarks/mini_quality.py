@@ -67,10 +67,12 @@ def run(prompt_list: list[str], seeds: list[int], out_dir: Path, extra: list[str
 
 
 def summary(rows: list[dict]) -> dict:
-    """Shares judged right and mean seconds per image (the first image, which loads the models, included)."""
-    return {"images": len(rows), **{k: float(np.mean([r[k] for r in rows])) for k in ("color", "background", "shape")},
-            "all": float(np.mean([r["color"] and r["background"] and r["shape"] for r in rows])),
-            "seconds": float(np.mean([r["seconds"] for r in rows]))}
+    """Counts and shares judged right, mean seconds per image (the first image, which loads the models, included)."""
+    n = max(1, len(rows))
+    right = {k: sum(bool(r[k]) for r in rows) for k in ("color", "background", "shape")}
+    return {"images": len(rows), "right": right, **{k: right[k] / n for k in right},
+            "all": sum(bool(r["color"] and r["background"] and r["shape"]) for r in rows) / n,
+            "seconds": sum(r["seconds"] for r in rows) / n}
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -139,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.stride < 1 or (args.limit is not None and args.limit < 1):
+        raise SystemExit("error: --stride and --limit must be at least 1")
     plist = prompts()[::args.stride][:args.limit]
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
@@ -147,8 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         s = summary(rows)
         if args.out:
             contact_sheet(rows, out / "sheet.png")
+        else:  # the temporary folder goes now: keep no paths that point nowhere
+            for r in rows:
+                r["path"] = None
     n = s["images"]
-    ci = {k: wilson(round(s[k] * n), n) for k in ("color", "background", "shape")}
+    ci = {k: wilson(s["right"][k], n) for k in ("color", "background", "shape")}
     print(f"\n{n} images: " + ", ".join(f"{name} {s[k]:.0%} ({ci[k][0]:.0%}-{ci[k][1]:.0%})" for k, name in
                                        (("color", "shape colour"), ("background", "background"),
                                         ("shape", "shape kind (one object)")))

@@ -50,3 +50,19 @@ def test_an_unreadable_compare_file_stops_before_the_run(tmp_path):
     good = tmp_path / "g.json"
     good.write_text(json.dumps({"rows": [{"prompt": "a", "seed": 0, "shape": True}]}))
     assert bench.read_rows(good) == [{"prompt": "a", "seed": 0, "shape": True}]
+
+
+def test_summary_counts_what_was_judged_right():
+    rows = [{"color": True, "background": True, "shape": False, "seconds": 2.0},
+            {"color": True, "background": False, "shape": True, "seconds": 4.0},
+            {"color": False, "background": True, "shape": True, "seconds": 6.0}]
+    s = bench.summary(rows)
+    assert s["right"] == {"color": 2, "background": 2, "shape": 2}
+    assert s["shape"] == pytest.approx(2 / 3) and s["all"] == 0.0 and s["seconds"] == pytest.approx(4.0)
+    assert bench.summary([])["right"]["shape"] == 0
+
+
+@pytest.mark.parametrize("argv", [["--limit", "0"], ["--stride", "0"]])
+def test_an_empty_prompt_selection_is_refused(argv):
+    with pytest.raises(SystemExit, match="at least 1"):
+        bench.main(argv)
