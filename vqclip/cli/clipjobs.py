@@ -162,6 +162,11 @@ def _embed(args, clips, paths):
     return kept, embs
 
 
+def _averaged(clips, embs, score):
+    """`score(clip, its embeddings)` averaged over several CLIPs: how they vote on probabilities and scores."""
+    return sum(score(clip, emb) for clip, emb in zip(clips, embs, strict=True)) / len(clips)
+
+
 # ---- classify -------------------------------------------------------------------------------------------------------
 
 def run_classify(args: argparse.Namespace) -> int:
@@ -190,8 +195,8 @@ def run_classify(args: argparse.Namespace) -> int:
     paths = expand_image_args(args.images)
     clips = load_clips_for(args)
     kept, embs = _embed(args, clips, paths)
-    probs = sum(classify_embeddings(emb, text_classifier(clip, labels, templates).cpu(), logit_scale(clip))
-                for clip, emb in zip(clips, embs)) / len(clips)
+    probs = _averaged(clips, embs, lambda clip, emb: classify_embeddings(
+        emb, text_classifier(clip, labels, templates).cpu(), logit_scale(clip)))
     k = min(args.top or len(labels), len(labels))
     results = []
     for path, row in zip(kept, probs.tolist()):
@@ -275,7 +280,7 @@ def run_score(args: argparse.Namespace) -> int:
     paths = expand_image_args(args.images)
     clips = load_clips_for(args)
     kept, embs = _embed(args, clips, paths)
-    scores = sum(prompt_scores(clip, emb, [args.prompt] * len(kept)) for clip, emb in zip(clips, embs)) / len(clips)
+    scores = _averaged(clips, embs, lambda clip, emb: prompt_scores(clip, emb, [args.prompt] * len(kept)))
     records = _ranked([{"image": str(p), "score": float(s)} for p, s in zip(kept, scores)], args.top)
     rows = [[str(r["rank"]), f"{r['score']:.4f}", r["image"]] for r in records]
     _emit(args, {"prompt": args.prompt, "results": records}, ["rank", "score", "image"], rows, {0, 1})
@@ -321,7 +326,7 @@ def run_rank(args: argparse.Namespace) -> int:
         raise VqclipError(f"{args.folder}: none of the {len(finals)} runs has a readable prompt in its {RANK_IMAGE}")
     clips = load_clips_for(args)
     kept, embs = _embed(args, clips, list(runs))
-    scores = sum(prompt_scores(clip, emb, [runs[p] for p in kept]) for clip, emb in zip(clips, embs)) / len(clips)
+    scores = _averaged(clips, embs, lambda clip, emb: prompt_scores(clip, emb, [runs[p] for p in kept]))
     records = _ranked([{"run": str(p.parent), "image": str(p), "prompt": runs[p], "score": float(s)}
                        for p, s in zip(kept, scores)], args.top)
     rows = [[str(r["rank"]), f"{r['score']:.4f}", r["run"], r["prompt"][:60]] for r in records]
