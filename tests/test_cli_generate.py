@@ -90,6 +90,17 @@ def test_run_checks_every_job_before_starting(tmp_path, tiny_job, capsys):
     assert "unknown key 'stepz'" in capsys.readouterr().err and not (tmp_path / "good").exists()
 
 
+def test_run_finds_a_missing_image_prompt_before_the_first_job(tmp_path, tiny_job, capsys):
+    good = {**tiny_job, "prompt": "ok", "steps": 1, "output": {"dir": str(tmp_path / "good"), "progress": False}}
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(good))
+    bad = {**good, "image_prompts": [str(tmp_path / "gone.png")], "output": {"dir": str(tmp_path / "bad")}}
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(bad))
+    assert main(["run", str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: image_prompts: {tmp_path / 'gone.png'}: no such image file; check the path"]
+    assert not (tmp_path / "good").exists() and not (tmp_path / "bad").exists()
+
+
 def _bad_inputs(tmp_path, tiny_args, tiny_vqgan):
     (tmp_path / "unknown.yaml").write_text("prompt: x\nstepz: 3\n")
     (tmp_path / "type.yaml").write_text("prompt: x\nsteps: lots\n")
@@ -125,6 +136,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, tiny_args, tiny_vqgan, capsy
     assert main(["generate", *argv, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
+    assert not (tmp_path / "out").exists()  # refused before a run folder was made
 
 
 def test_bad_input_from_the_console_script_has_no_traceback(tmp_path, tiny_args):

@@ -40,6 +40,9 @@ def test_layers_override_in_order_and_shorthands():
     ({"cutouts": {"augments": "affine"}}, "cutouts.augments: expected a list"),
     ({"output": [1]}, "output: expected a section"),
     ({"seed": 1.5}, "seed:"),
+    ({"prompt": "a||b"}, "empty part between"),
+    ({"negative": ["blurry:"]}, "empty weight after"),
+    ({"image_prompts": [":2"]}, "no text before the weight"),
 ])
 def test_bad_values_are_one_line_errors(layer, match):
     with pytest.raises(VqclipError, match=match) as info:
@@ -62,3 +65,17 @@ def test_malformed_yaml(tmp_path, text, match):
 def test_missing_yaml(tmp_path):
     with pytest.raises(VqclipError, match="no such job file"):
         load_yaml(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("layer,key,name", [
+    ({"init": {"kind": "image", "image": "gone.png"}}, "init.image", "gone.png"),
+    ({"image_prompts": ["gone.png:0.5"]}, "image_prompts", "gone.png"),
+    ({"restyle": {"input": "gone.mp4"}}, "restyle.input", "gone.mp4"),
+])
+def test_missing_input_files_fail_when_the_job_is_checked(tmp_path, monkeypatch, layer, key, name):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(VqclipError, match=rf"^{key}: {name}: no such \w+ file") as info:
+        merge_layers([("job.yaml", layer)])
+    assert "\n" not in str(info.value)
+    (tmp_path / name).write_bytes(b"present")  # the check is about the path; reading it is the loader's job
+    merge_layers([("job.yaml", layer)])

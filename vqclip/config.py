@@ -225,6 +225,24 @@ def check(cfg: GenerateConfig) -> None:
     if not any(c.weight > 0 for c in cfg.clip):
         raise VqclipError("clip: at least one CLIP model needs a positive weight")
     _check_animation(cfg)
+    _check_inputs(cfg)
+
+
+def _check_inputs(cfg: GenerateConfig) -> None:
+    """Prompts must parse and input files exist before any model loads or run folder is made (so a batch of jobs
+    fails before its first, and a refused job leaves nothing behind)."""
+    from .prompts import parse_image_prompt, parse_negatives, parse_prompts  # config itself stays torch-free
+    from .schedules import story_keyframes
+
+    if not story_keyframes(cfg.prompt, cfg.story, cfg.steps, cfg.change_every):  # keyframes: `_check_animation`
+        parse_prompts(cfg.prompt)
+    parse_negatives(cfg.negative)
+    wanted = [("init.image", cfg.init.image, "image")] if cfg.init.kind == "image" else []
+    wanted += [("image_prompts", parse_image_prompt(item).text, "image") for item in cfg.image_prompts]
+    wanted += [("restyle.input", cfg.restyle.input, "video")] if cfg.restyle.input else []
+    for key, path, kind in wanted:
+        if not Path(path).is_file():
+            raise VqclipError(f"{key}: {path}: no such {kind} file; check the path")
 
 
 def load_yaml(path: str | Path) -> dict:
