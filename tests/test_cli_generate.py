@@ -139,6 +139,16 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, tiny_args, tiny_vqgan, capsy
     assert not (tmp_path / "out").exists()  # refused before a run folder was made
 
 
+@pytest.mark.parametrize("argv,prog", [(["generate", "x", "--stepz", "3"], "vqclip generate"),
+                                       (["score", "a.png", "--prompt", "x", "--bogus"], "vqclip score"), (["--bogus"], "vqclip")])
+def test_an_unknown_option_points_at_its_commands_help(argv, prog, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"error: {prog}: unrecognized arguments: ") and err[0].endswith(f"see `{prog} --help`")
+
+
 def test_bad_input_from_the_console_script_has_no_traceback(tmp_path, tiny_args):
     (tmp_path / "job.yaml").write_text("prompt: x\nsteps: banana\n")
     proc = subprocess.run([sys.executable, "-m", "vqclip", "generate", "--config", str(tmp_path / "job.yaml"),

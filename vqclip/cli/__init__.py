@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+    parser.commands = sub.choices  # so a stray option is reported against its command's --help
     return parser
 
 
@@ -61,7 +62,9 @@ def _route_logging(quiet: bool) -> logging.Handler:
 def main(argv: list[str] | None = None) -> int:
     """Run one vqclip command; a VqclipError becomes `error: ...` on stderr and exit code 2."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        parser.commands.get(getattr(args, "command", None), parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
