@@ -2,7 +2,7 @@
 
 import pytest
 
-from vqclip.config import GenerateConfig, load_yaml, merge_layers, to_yaml
+from vqclip.config import GenerateConfig, check_inputs, load_yaml, merge_layers, to_yaml
 from vqclip.errors import VqclipError
 
 
@@ -72,10 +72,11 @@ def test_missing_yaml(tmp_path):
     ({"image_prompts": ["gone.png:0.5"]}, "image_prompts", "gone.png"),
     ({"restyle": {"input": "gone.mp4"}}, "restyle.input", "gone.mp4"),
 ])
-def test_missing_input_files_fail_when_the_job_is_checked(tmp_path, monkeypatch, layer, key, name):
+def test_missing_input_files_are_one_line_errors(tmp_path, monkeypatch, layer, key, name):
     monkeypatch.chdir(tmp_path)
+    cfg = merge_layers([("job.yaml", layer)])  # a valid job: an example may name files the user adds later
     with pytest.raises(VqclipError, match=rf"^{key}: {name}: no such \w+ file") as info:
-        merge_layers([("job.yaml", layer)])
+        check_inputs(cfg)
     assert "\n" not in str(info.value)
     (tmp_path / name).write_bytes(b"present")  # the check is about the path; reading it is the loader's job
-    merge_layers([("job.yaml", layer)])
+    check_inputs(cfg)

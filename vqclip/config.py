@@ -225,18 +225,26 @@ def check(cfg: GenerateConfig) -> None:
     if not any(c.weight > 0 for c in cfg.clip):
         raise VqclipError("clip: at least one CLIP model needs a positive weight")
     _check_animation(cfg)
-    _check_inputs(cfg)
+    _check_prompts(cfg)
 
 
-def _check_inputs(cfg: GenerateConfig) -> None:
-    """Prompts must parse and input files exist before any model loads or run folder is made (so a batch of jobs
-    fails before its first, and a refused job leaves nothing behind)."""
+def _check_prompts(cfg: GenerateConfig) -> None:
+    """Prompts must parse when the job is read, so a batch of jobs fails before its first and leaves nothing behind."""
     from .prompts import parse_image_prompt, parse_negatives, parse_prompts  # config itself stays torch-free
     from .schedules import story_keyframes
 
     if not story_keyframes(cfg.prompt, cfg.story, cfg.steps, cfg.change_every):  # keyframes: `_check_animation`
         parse_prompts(cfg.prompt)
     parse_negatives(cfg.negative)
+    for item in cfg.image_prompts:
+        parse_image_prompt(item)
+
+
+def check_inputs(cfg: GenerateConfig) -> None:
+    """The files a job reads (init image, image prompts, restyle video) exist: checked before any model loads or run
+    folder is made. Separate from `check`, so an example job stays valid where its files are not."""
+    from .prompts import parse_image_prompt
+
     wanted = [("init.image", cfg.init.image, "image")] if cfg.init.kind == "image" else []
     wanted += [("image_prompts", parse_image_prompt(item).text, "image") for item in cfg.image_prompts]
     wanted += [("restyle.input", cfg.restyle.input, "video")] if cfg.restyle.input else []

@@ -10,7 +10,7 @@ from typing import Callable, Iterable, Optional
 import torch
 
 from .callbacks import ProgressBar, SaveFrames, StopOnFlag, frame_path
-from .config import GenerateConfig, load_yaml, merge_layers, to_dict, to_yaml
+from .config import GenerateConfig, check_inputs, load_yaml, merge_layers, to_dict, to_yaml
 from .errors import VqclipError
 from .generator import Callback, GenerateResult, Models, pick_device, resolve_seed
 from .models import ClipModel, VQGAN, load_clip, load_vqgan
@@ -128,6 +128,7 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
             extra_callbacks: Iterable[Callback] = (),
             runner: Optional[Callable[[GenerateConfig, Models, list, torch.device], GenerateResult]] = None) -> RunResult:
     """Run one job into its own folder; frames are kept and final.png + video written even when stopped early."""
+    check_inputs(cfg)
     if cfg.restyle.input:  # a video in, one generation per frame (vqclip/restyle.py)
         from .restyle import restyle_job
         return restyle_job(cfg, cache=cache, stop=stop, extra_callbacks=extra_callbacks)

@@ -9,6 +9,7 @@ import sys
 import yaml
 
 from ..callbacks import sigint_flag
+from ..config import check_inputs
 from ..errors import VqclipError
 from ..jobs import ModelCache, build_config, jobs_from_file, run_job
 
@@ -154,6 +155,7 @@ def run_jobs(args: argparse.Namespace) -> int:
     for path in args.jobs:
         for i, job in enumerate(jobs_from_file(path)):
             configs.append(build_config(overrides, base=[(f"{path} job {i + 1}", job)]))
+            check_inputs(configs[-1])
     cache = ModelCache()
     with sigint_flag() as stop:
         for cfg in configs:
