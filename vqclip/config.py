@@ -225,19 +225,9 @@ def check(cfg: GenerateConfig) -> None:
     if not any(c.weight > 0 for c in cfg.clip):
         raise VqclipError("clip: at least one CLIP model needs a positive weight")
     _check_animation(cfg)
-    _check_prompts(cfg)
+    from .prompts import parse_job_prompts  # imported here so that config itself stays torch-free
 
-
-def _check_prompts(cfg: GenerateConfig) -> None:
-    """Prompts must parse when the job is read, so a batch of jobs fails before its first and leaves nothing behind."""
-    from .prompts import parse_image_prompt, parse_negatives, parse_prompts  # config itself stays torch-free
-    from .schedules import story_keyframes
-
-    if not story_keyframes(cfg.prompt, cfg.story, cfg.steps, cfg.change_every):  # keyframes: `_check_animation`
-        parse_prompts(cfg.prompt)
-    parse_negatives(cfg.negative)
-    for item in cfg.image_prompts:
-        parse_image_prompt(item)
+    parse_job_prompts(cfg.prompt, cfg.negative, cfg.image_prompts)  # as the run will: a bad prompt fails before it
 
 
 def check_inputs(cfg: GenerateConfig) -> None:

@@ -20,8 +20,7 @@ from .cutouts import Cutouts
 from .errors import VqclipError
 from .init import initial_image, load_image, random_codes
 from .models import ClipModel, VQGAN
-from .prompts import (Prompt, check_has_target, parse_image_prompt, parse_negatives, parse_prompts, prompt_loss,
-                      tv_loss, weights_tensor)
+from .prompts import Prompt, check_has_target, parse_job_prompts, prompt_loss, tv_loss, weights_tensor
 from .quantize import clamp_with_grad, vector_quantize
 from .speed import compiled, cpu_native_bf16, decode_latent, is_frozen, plan_memory
 
@@ -157,8 +156,7 @@ class Generation:
 
     def _parse_prompts(self) -> list[Prompt]:
         cfg = self.cfg
-        prompts = parse_prompts(cfg.prompt) + parse_negatives(cfg.negative)
-        prompts += [parse_image_prompt(p) for p in cfg.image_prompts]
+        prompts = parse_job_prompts(cfg.prompt, cfg.negative, cfg.image_prompts)
         check_has_target(prompts)
         return prompts
 

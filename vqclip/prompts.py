@@ -63,6 +63,11 @@ def parse_image_prompt(item: str) -> Prompt:
     return Prompt(p.text, p.weight, image=True)
 
 
+def parse_job_prompts(prompt: str, negative: list[str], image_prompts: list[str]) -> list[Prompt]:
+    """A job's text, negative and image prompts, parsed: what a run optimises, and what the config check tries early."""
+    return parse_prompts(prompt) + parse_negatives(negative) + [parse_image_prompt(p) for p in image_prompts]
+
+
 def spherical_distance(x: Tensor, y: Tensor) -> Tensor:
     """Squared great-circle distance between unit vectors: x [N,D], y [M,D] -> [N,M], in [0, pi^2/2]."""
     return (x[:, None, :] - y[None, :, :]).norm(dim=-1).div(2).clamp(max=1).arcsin().pow(2).mul(2)
