@@ -8,9 +8,10 @@ import torch.nn.functional as F
 
 from vqclip.errors import VqclipError
 from vqclip.mini import WEIGHTS_DIR, judge, world
-from vqclip.mini.adversarial import GeneratorPool
-from vqclip.mini.train_clip import _train, contrastive_loss, paired_loss, training_model
+from vqclip.mini.adversarial import GeneratorPool, decode, reconstruct
+from vqclip.mini.train_clip import _train, consistent, contrastive_loss, paired_loss, training_model
 from vqclip.models import load_clip, load_vqgan
+from vqclip.quantize import clamp_with_grad, vector_quantize
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,47 @@ def test_pool_steps_bring_images_towards_their_captions(mini):
     dist = [pool.step(model, tok) for _ in range(25)]
     assert np.mean(dist[-5:]) < dist[0] - 0.1
     assert all(p.grad is None for p in model.parameters())  # CLIP itself is not trained by the pool
+
+
+def test_fp32_decode_is_the_taming_decoder_bit_for_bit(mini):
+    """Stage 4 and generation on CPU decode through the lean decoder: it must not change the recipe's numbers."""
+    vq = mini[0]
+    torch.manual_seed(1)
+    z, w = torch.randn(3, 64, 8, 8) * 0.3, torch.randn(3, 3, 64, 64)
+    out = []
+    taming = lambda z: clamp_with_grad(vq.decode(vector_quantize(z, vq.codebook)).float(), 0, 1)  # noqa: E731
+    for fn in (lambda z: decode(vq, z), taming):
+        z1 = z.clone().requires_grad_(True)
+        image = fn(z1)
+        (image * w).sum().backward()
+        out.append((image.detach(), z1.grad))
+    assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+
+
+def test_bf16_decode_picks_the_fp32_codes_and_stays_close_to_the_fp32_image(mini):
+    vq = mini[0]
+    torch.manual_seed(0)
+    # latents half-way between two codes: a bf16 distance would often pick the other one
+    a, b = vq.codebook[torch.randint(0, vq.n_embed, (2, 4 * 8 * 8))]
+    z = (0.5 * (a + b) + 1e-3 * (b - a)).view(4, 8, 8, -1).movedim(-1, 1).contiguous().requires_grad_(True)
+    ref, low = decode(vq, z), decode(vq, z, torch.bfloat16)
+    assert low.dtype == torch.float32 and low.shape == (4, 3, 64, 64)
+    assert (low - ref).abs().mean() < 0.01 and (low - ref).abs().max() < 0.15  # same codes: no jump anywhere
+    low.sum().backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0  # straight through to the latent
+    x = torch.from_numpy(np.stack([world.render(world.sample_scene(np.random.default_rng(i))) for i in range(4)]))
+    x = x.permute(0, 3, 1, 2).float() / 255
+    r32, r16 = reconstruct(vq, x), reconstruct(vq, x, torch.bfloat16)
+    assert (r16 - r32).abs().mean() < 0.01 and 0 <= r16.min() and r16.max() <= 1
+
+
+def test_consistent_matches_captions_to_what_images_show():
+    show = [world.parse_caption(c) for c in ("a red circle on a blue background", "two red circles on blue",
+                                             "red fragments on a blue background", "a red circle on green")]
+    say = [world.parse_caption(c) for c in ("a red circle", "a red circle on blue", "two red circles",
+                                            "red fragments on a blue background", "a blue circle")]
+    assert consistent(show, say).int().tolist() == [[1, 1, 0, 0, 0], [0, 0, 1, 0, 0], [0, 0, 0, 1, 0],
+                                                     [1, 0, 0, 0, 0]]
 
 
 def test_generator_negatives_raise_the_loss_when_they_look_like_the_caption():

@@ -69,14 +69,17 @@ def augment(img: Tensor, gen: torch.Generator) -> Tensor:
 
 
 def consistent(img_attrs: list[world.Attributes], cap_attrs: list[world.Attributes]) -> Tensor:
-    """[N,N] bool: caption j is true of image i (same colour, kind and count; an unsaid background matches any)."""
-    n = len(img_attrs)
-    m = torch.zeros(n, n, dtype=torch.bool)
-    for i, a in enumerate(img_attrs):
-        for j, c in enumerate(cap_attrs):
-            m[i, j] = (a.color == c.color and a.shape == c.shape and a.count == c.count and a.clutter == c.clutter
-                       and (c.background is None or c.background == a.background))
-    return m
+    """[N,M] bool: caption j is true of image i (same colour, kind and count; an unsaid background matches any)."""
+    ids: dict = {}  # colour, kind and background names (or None) -> small integers, shared by both sides
+    def table(attrs: list[world.Attributes]) -> np.ndarray:
+        rows = [[ids.setdefault(a.color, len(ids)), ids.setdefault(a.shape, len(ids)), a.count, a.clutter,
+                 ids.setdefault(a.background, len(ids))] for a in attrs]
+        return np.array(rows, dtype=np.int64).reshape(len(attrs), 5)
+
+    img, cap = table(img_attrs)[:, None], table(cap_attrs)[None]
+    same = (img[..., :4] == cap[..., :4]).all(-1)
+    unsaid = np.array([c.background is None for c in cap_attrs], dtype=bool)[None]
+    return torch.from_numpy(same & (unsaid | (img[..., 4] == cap[..., 4])))
 
 
 def contrastive_loss(img_f: Tensor, txt_f: Tensor, logit_scale: Tensor, pos: Tensor, neg_f: Tensor | None = None
@@ -162,7 +165,7 @@ def train_clip(out_dir: Path, seed: int = 0, steps: int = 900, batch_size: int =
                                    out_dir / "clip.safetensors")
     if stage in ("all", "3") and adversarial_steps > 0:
         figures["stage3"] = _train(out_dir, seed + 2, adversarial_steps, batch_size, lr / 5, 0.2, 0.1, 0.15,
-                                   out_dir / "clip.safetensors", adversarial=True)
+                                   out_dir / "clip.safetensors", adversarial=True, amp=torch.bfloat16)
     if stage in ("all", "4") and duel_steps > 0:
         figures["stage4"] = _train(out_dir, seed + 3, duel_steps, batch_size, lr / 5, 0.2, 0.1, 0.15,
                                    out_dir / "clip.safetensors", adversarial=True, gen_steps=4, pair_weight=1.0)
@@ -183,23 +186,23 @@ def _load_vqgan(out_dir: Path):
 
 def _train(out_dir: Path, seed: int, steps: int, batch_size: int, lr: float, negatives: float, clutter: float,
            blobs: float, init: Path | None, adversarial: bool = False, gen_steps: int = 1,
-           pair_weight: float = 0.0) -> dict:
+           pair_weight: float = 0.0, amp: torch.dtype | None = None) -> dict:
     """One training stage, from scratch or from `init` weights; writes the weights and returns measured figures.
 
     With `adversarial`, each step also takes `gen_steps` generation steps on a `GeneratorPool`, adds a clean render of
     each pooled caption to the batch, shows a quarter of the scenes through the VQGAN (so decoder texture is no tell),
     and uses the pool's images as extra negatives. With `pair_weight`, the clean renders go through the VQGAN too and
-    `paired_loss` asks each pooled caption to rank its clean render above the pool's image of it."""
-    from vqclip.mini.adversarial import GeneratorPool
+    `paired_loss` asks each pooled caption to rank its clean render above the pool's image of it. `amp` is the
+    autocast dtype the VQGAN runs in for the pool and the reconstructions (None: fp32, as generation on CPU)."""
+    from vqclip.mini.adversarial import GeneratorPool, reconstruct
     from vqclip.mini.export import export_fp16
-    from vqclip.mini.train_vqgan import reconstruct
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     model, tokenizer = training_model(init)
     vqgan = _load_vqgan(out_dir) if adversarial else None
-    pool = GeneratorPool(vqgan, rng) if adversarial else None
+    pool = GeneratorPool(vqgan, rng, amp=amp) if adversarial else None
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
@@ -217,10 +220,10 @@ def _train(out_dir: Path, seed: int, steps: int, batch_size: int, lr: float, neg
                 gen_dist = pool.step(model, tokenizer)
             neg, pooled = pool.negatives()
             more = [world.parse_caption(c) for c in pooled]
-            with torch.no_grad():  # decoder texture must tell CLIP nothing: some scenes as the VQGAN shows them
-                x[:batch_size // 4] = reconstruct(vqgan, x[:batch_size // 4])
-                clean = to_tensor(np.stack([world.render(world.scene_for(a, rng)) for a in more]))
-                clean = reconstruct(vqgan, clean) if pair_weight else clean
+            # decoder texture must tell CLIP nothing: some scenes as the VQGAN shows them
+            x[:batch_size // 4] = reconstruct(vqgan, x[:batch_size // 4], amp)
+            clean = to_tensor(np.stack([world.render(world.scene_for(a, rng)) for a in more]))
+            clean = reconstruct(vqgan, clean, amp) if pair_weight else clean
             x = torch.cat([x, clean])
             caps, attrs = caps + pooled, attrs + more
             neg = normalize(augment(neg, gen))
