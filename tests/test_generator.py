@@ -12,7 +12,7 @@ from vqclip.errors import VqclipError
 from vqclip.generator import Generation, Models, generate
 from vqclip.models import load_clip, load_vqgan
 from vqclip.outputs import save_png
-from vqclip.quantize import vector_quantize
+from vqclip.quantize import nearest_codes, vector_quantize
 
 
 def job(tiny_job, **over):
@@ -90,6 +90,18 @@ def test_inits_give_codebook_latents(tiny_job, tiny_models, kind):
     gen = Generation(job(tiny_job, init={"kind": kind}), tiny_models, torch.device("cpu"), 1)
     z = gen.z.detach()
     assert torch.equal(vector_quantize(z, tiny_models.vqgan.codebook), z)
+
+
+def test_nearest_codes_ignore_autocast():
+    """Under bf16 autocast the code search stays fp32: latents just off the midpoint of two codes keep their code."""
+    torch.manual_seed(0)
+    codebook = torch.randn(256, 64)
+    a, b = codebook[torch.randint(0, 256, (2, 512))]
+    z = (0.5 * (a + b) + 1e-3 * (b - a)).view(8, 8, 8, 64).movedim(-1, 1)
+    fp32, snapped = nearest_codes(z, codebook), vector_quantize(z, codebook)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(nearest_codes(z, codebook), fp32)
+        assert torch.equal(vector_quantize(z, codebook), snapped)
 
 
 def test_image_prompt_only_and_negative(tiny_job, tiny_models, tmp_path):

@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from vqclip.errors import VqclipError
+from vqclip.generator import decode_image
 from vqclip.mini import WEIGHTS_DIR, judge, world
-from vqclip.mini.adversarial import GeneratorPool, decode, reconstruct
+from vqclip.mini.adversarial import GeneratorPool, reconstruct
 from vqclip.mini.train_clip import _train, consistent, contrastive_loss, paired_loss, training_model
 from vqclip.models import load_clip, load_vqgan
 from vqclip.quantize import clamp_with_grad, vector_quantize
@@ -56,7 +57,7 @@ def test_fp32_decode_is_the_taming_decoder_bit_for_bit(mini):
     z, w = torch.randn(3, 64, 8, 8) * 0.3, torch.randn(3, 3, 64, 64)
     out = []
     taming = lambda z: clamp_with_grad(vq.decode(vector_quantize(z, vq.codebook)).float(), 0, 1)  # noqa: E731
-    for fn in (lambda z: decode(vq, z), taming):
+    for fn in (lambda z: decode_image(vq, z), taming):
         z1 = z.clone().requires_grad_(True)
         image = fn(z1)
         (image * w).sum().backward()
@@ -70,7 +71,7 @@ def test_bf16_decode_picks_the_fp32_codes_and_stays_close_to_the_fp32_image(mini
     # latents half-way between two codes: a bf16 distance would often pick the other one
     a, b = vq.codebook[torch.randint(0, vq.n_embed, (2, 4 * 8 * 8))]
     z = (0.5 * (a + b) + 1e-3 * (b - a)).view(4, 8, 8, -1).movedim(-1, 1).contiguous().requires_grad_(True)
-    ref, low = decode(vq, z), decode(vq, z, torch.bfloat16)
+    ref, low = decode_image(vq, z), decode_image(vq, z, torch.bfloat16)
     assert low.dtype == torch.float32 and low.shape == (4, 3, 64, 64)
     assert (low - ref).abs().mean() < 0.01 and (low - ref).abs().max() < 0.15  # same codes: no jump anywhere
     low.sum().backward()

@@ -22,7 +22,7 @@ from .init import initial_image, load_image, random_codes
 from .models import ClipModel, VQGAN
 from .prompts import Prompt, check_has_target, parse_job_prompts, prompt_loss, tv_loss, weights_tensor
 from .quantize import clamp_with_grad, vector_quantize
-from .speed import compiled, cpu_native_bf16, decode_latent, is_frozen, plan_memory
+from .speed import amp_autocast, compiled, cpu_native_bf16, decode_latent, is_frozen, plan_memory
 
 log = logging.getLogger("vqclip")
 
@@ -92,6 +92,16 @@ def autocast_dtype(precision: str, device: torch.device, pixels: int = 0) -> Opt
     if precision == "auto" and device.type == "cpu" and pixels >= AUTO_BF16_CPU_PIXELS and cpu_native_bf16():
         return torch.bfloat16
     return None
+
+
+def decode_image(vqgan: VQGAN, z: Tensor, amp: Optional[torch.dtype] = None,
+                 decode: Optional[Callable[[Tensor], Tensor]] = None) -> Tensor:
+    """Latent [B,E,h,w] -> image [B,3,H,W] in [0,1] as generation sees it: nearest codes in fp32 (straight-through
+    gradient), then `decode` (default: the lean decoder) under autocast `amp`."""
+    z_q = vector_quantize(z, vqgan.codebook)
+    with amp_autocast(z_q.device.type, amp):
+        image = decode(z_q) if decode else decode_latent(vqgan, z_q)
+    return clamp_with_grad(image.float(), 0, 1)
 
 
 def rounded_size(size: list[int], factor: int) -> tuple[int, int]:
@@ -213,11 +223,7 @@ class Generation:
 
     def decode(self, z: Optional[Tensor] = None) -> Tensor:
         """The image [1,3,H,W] in [0,1] of a latent (default: the current one), quantized straight-through."""
-        z = self.z if z is None else z
-        z_q = vector_quantize(z, self.models.vqgan.codebook)  # nearest codes in fp32, outside autocast
-        with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-            image = self._decode(z_q)
-        return clamp_with_grad(image.float(), 0, 1)
+        return decode_image(self.models.vqgan, self.z if z is None else z, self.amp, self._decode)
 
     def losses(self, image: Tensor) -> dict[str, Tensor]:
         """Named loss terms for an image [1,3,H,W] in [0,1]; their sum is what is minimised."""
@@ -230,7 +236,7 @@ class Generation:
             if 0 < self.micro_batch < len(batch):
                 parts[f"clip:{clip.name}"] = share * self._micro_batched_loss(clip, batch, targets, weights)
                 continue
-            with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+            with amp_autocast(self.device.type, self.amp):
                 embeds = self._encode[id(clip)](batch)
             parts[f"clip:{clip.name}"] = share * prompt_loss(embeds, targets, weights)
         if self.cfg.init.weight > 0:
@@ -245,7 +251,7 @@ class Generation:
         leaf = batch.detach().requires_grad_(batch.requires_grad and torch.is_grad_enabled())
         total = batch.new_zeros(())
         for chunk in leaf.split(self.micro_batch):
-            with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+            with amp_autocast(self.device.type, self.amp):
                 embeds = self._encode[id(clip)](chunk)
             part = prompt_loss(embeds, targets, weights) * (len(chunk) / len(leaf))
             if leaf.requires_grad:

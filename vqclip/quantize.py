@@ -7,9 +7,11 @@ from torch import Tensor
 
 
 def nearest_codes(z: Tensor, codebook: Tensor) -> Tensor:
-    """Index of the nearest codebook entry for each latent vector: z [B,E,h,w], codebook [N,E] -> [B,h,w] long."""
+    """Index of the nearest codebook entry for each latent vector: z [B,E,h,w], codebook [N,E] -> [B,h,w] long.
+    Always in the codebook's precision, even under autocast: a bf16 distance picks other codes."""
     flat = z.movedim(1, -1).reshape(-1, z.shape[1]).to(codebook.dtype)
-    d = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ codebook.T + codebook.pow(2).sum(1)
+    with torch.autocast(z.device.type, enabled=False):
+        d = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ codebook.T + codebook.pow(2).sum(1)
     return d.argmin(1).view(z.shape[0], *z.shape[2:])
 
 

@@ -159,6 +159,11 @@ def decode_latent(vqgan: nn.Module, z_q: Tensor, checkpoint: bool = False) -> Te
     return lean_decode(vqgan.decoder, h, checkpoint).add(1).div(2)
 
 
+def amp_autocast(device_type: str, amp: Optional[torch.dtype]):
+    """Autocast to `amp` on `device_type`, or a no-op context for fp32 (amp None)."""
+    return torch.autocast(device_type, dtype=amp or torch.float32, enabled=amp is not None)
+
+
 def is_frozen(module: nn.Module) -> bool:
     """True when no parameter of `module` wants a gradient (the lean decoder relies on it)."""
     return not any(p.requires_grad for p in module.parameters())

@@ -18,39 +18,24 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vqclip.cutouts import add_noise, build_augments
+from vqclip.generator import decode_image
 from vqclip.init import flat_image, prompt_background
 from vqclip.mini import world
 from vqclip.mini.train_clip import normalize
+from vqclip.mini.train_vqgan import reconstruct as fp32_reconstruct
 from vqclip.models import VQGAN
 from vqclip.prompts import spherical_distance, tv_loss
-from vqclip.quantize import clamp_with_grad, codes_to_latent, nearest_codes, vector_quantize
-from vqclip.speed import decode_latent
-
-
-def _autocast(x: Tensor, amp: torch.dtype | None):
-    return torch.autocast(x.device.type, dtype=amp or torch.float32, enabled=amp is not None)
-
-
-def decode(vqgan: VQGAN, z: Tensor, amp: torch.dtype | None = None) -> Tensor:
-    """Latents [B,E,h,w] -> images [B,3,H,W] in [0,1] as generation makes them: nearest codes in fp32 (straight-through
-    gradient), then the lean decoder under autocast `amp`."""
-    z_q = vector_quantize(z, vqgan.codebook)
-    with _autocast(z_q, amp):
-        image = decode_latent(vqgan, z_q)
-    return clamp_with_grad(image.float(), 0, 1)
+from vqclip.speed import amp_autocast, decode_latent
 
 
 @torch.no_grad()
 def reconstruct(vqgan: VQGAN, x: Tensor, amp: torch.dtype | None = None) -> Tensor:
-    """Images [B,3,H,W] in [0,1] -> the VQGAN's reconstruction in [0,1]: encoder and decoder under autocast `amp`,
-    nearest codes in fp32."""
+    """Images [B,3,H,W] in [0,1] -> the VQGAN's reconstruction in [0,1]: `train_vqgan.reconstruct` in fp32, else
+    encoder and lean decoder under autocast `amp` (nearest codes are fp32 either way)."""
     if amp is None:
-        return vqgan.decode(vqgan.encode(x)).clamp(0, 1)
-    with _autocast(x, amp):
-        h = vqgan.encode_continuous(x)
-    z_q = codes_to_latent(nearest_codes(h.float(), vqgan.codebook), vqgan.codebook)
-    with _autocast(z_q, amp):
-        return decode_latent(vqgan, z_q).float().clamp(0, 1)
+        return fp32_reconstruct(vqgan, x)
+    with amp_autocast(x.device.type, amp):
+        return decode_latent(vqgan, vqgan.encode(x)).float().clamp(0, 1)
 
 
 class GeneratorPool:
@@ -84,7 +69,7 @@ class GeneratorPool:
 
     def decode(self, z: Tensor) -> Tensor:
         """Latents -> images [P,3,H,W] in [0,1], quantized straight-through as in generation."""
-        return decode(self.vqgan, z, self.amp)
+        return decode_image(self.vqgan, z, self.amp)
 
     def step(self, model, tokenizer) -> float:
         """One Adam step of every latent towards its caption under `model`; returns the mean prompt distance."""

@@ -71,6 +71,7 @@ def augment(img: Tensor, gen: torch.Generator) -> Tensor:
 def consistent(img_attrs: list[world.Attributes], cap_attrs: list[world.Attributes]) -> Tensor:
     """[N,M] bool: caption j is true of image i (same colour, kind and count; an unsaid background matches any)."""
     ids: dict = {}  # colour, kind and background names (or None) -> small integers, shared by both sides
+
     def table(attrs: list[world.Attributes]) -> np.ndarray:
         rows = [[ids.setdefault(a.color, len(ids)), ids.setdefault(a.shape, len(ids)), a.count, a.clutter,
                  ids.setdefault(a.background, len(ids))] for a in attrs]
