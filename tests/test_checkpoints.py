@@ -1,7 +1,9 @@
 """Safe loading: Lightning pickles load without Lightning and without running code; anything else is refused."""
 
 import os
+import pickle
 import sys
+import warnings
 
 import pytest
 import torch
@@ -84,12 +86,16 @@ def test_stale_cache_is_ignored(tiny_vqgan, tmp_path):
 
 
 @pytest.mark.parametrize("content,match", [(b"not a zip at all", "refused|not a readable"),
-                                            (b"PK\x03\x04broken", "not a readable")])
+                                            (b"PK\x03\x04broken", "not a readable"),
+                                            (b"this is not a checkpoint\n", "not a readable"),  # IndexError inside
+                                            (pickle.dumps(5, protocol=4), "not a readable")])  # a plain pickle
 def test_corrupt_files_give_one_line(tmp_path, content, match):
     path = tmp_path / "broken.ckpt"
     path.write_bytes(content)
-    with pytest.raises(VqclipError, match=match) as info:
-        load_state_dict(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no warning on the way
+        with pytest.raises(VqclipError, match=match) as info:
+            load_state_dict(path)
     assert "\n" not in str(info.value)
 
 

@@ -135,10 +135,11 @@ def test_search_survives_a_corrupt_index(capsys, tiny, images):
     assert "warning: search index" in err and "corrupt" in err
 
 
-@pytest.mark.parametrize("extra", [[], ["a dog", "--image", "x.png"]])
-def test_search_needs_exactly_one_query(capsys, tiny, images, extra):
+@pytest.mark.parametrize("extra,expected", [([], "exactly one query"), (["a dog", "--image", "x.png"], "exactly one query"),
+                                            (["  "], "the query text is empty")])
+def test_search_needs_exactly_one_query(capsys, tiny, images, extra, expected):
     code, _, err = run(capsys, "search", images, *extra, *tiny)
-    assert code == 2 and "exactly one query" in err
+    assert code == 2 and expected in err
 
 
 def test_score_sorts_and_cuts(capsys, tiny, images):

@@ -99,6 +99,10 @@ def test_run_finds_a_missing_image_prompt_before_the_first_job(tmp_path, tiny_jo
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: image_prompts: {tmp_path / 'gone.png'}: no such image file; check the path"]
     assert not (tmp_path / "good").exists() and not (tmp_path / "bad").exists()
+    (tmp_path / "gone.png").write_text("not an image")  # a corrupt image is found up front too
+    assert main(["run", str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")]) == 2
+    assert "not a readable image" in capsys.readouterr().err
+    assert not (tmp_path / "good").exists() and not (tmp_path / "bad").exists()
 
 
 def _bad_inputs(tmp_path, tiny_args, tiny_vqgan):
@@ -112,6 +116,7 @@ def _bad_inputs(tmp_path, tiny_args, tiny_vqgan):
             return (os.system, ("echo pwned",))
 
     torch.save({"state_dict": {}, "x": Evil()}, tmp_path / "evil.ckpt")
+    (tmp_path / "text.png").write_text("not an image")
     return {
         "unknown key": (["x", "--config", str(tmp_path / "unknown.yaml"), *tiny_args], "unknown key 'stepz'"),
         "wrong type": (["x", "--config", str(tmp_path / "type.yaml"), *tiny_args], "steps:"),
@@ -125,18 +130,64 @@ def _bad_inputs(tmp_path, tiny_args, tiny_vqgan):
         "missing init image": (["x", *tiny_args, "--init-image", str(tmp_path / "no.png")], "no such image"),
         "bad --set": (["x", *tiny_args, "--set", "novalue"], "KEY=VALUE"),
         "no prompt": ([*tiny_args], "give a PROMPT"),
+        "corrupt init image": (["x", *tiny_args, "--init-image", str(tmp_path / "text.png")], "not a readable image"),
+        "corrupt image prompt": (["x", *tiny_args, "--image-prompt", str(tmp_path / "text.png")], "not a readable"),
+        "nan lr": (["x", *tiny_args, "--lr", "nan"], "optimizer.lr: must be a finite number"),
+        "huge seed": (["x", *tiny_args, "--seed", str(2**70)], "seed: must be a 64-bit integer"),
+        "negative only": (["x:-1", *tiny_args], "nothing to aim at"),
+        "set into a list": (["x", *tiny_args, "--set", "clip.0.weight=2"], "--set cannot index a list"),
+        "init contradicts init image": (["x", *tiny_args, "--init", "flat", "--init-image", str(tmp_path / "text.png")],
+                                        "--init flat and --init-image contradict each other"),
     }
 
 
 @pytest.mark.parametrize("case", ["unknown key", "wrong type", "malformed yaml", "missing job", "missing ckpt",
                                   "bad prompt", "impossible size", "unsafe ckpt", "unknown optimizer",
-                                  "missing init image", "bad --set", "no prompt"])
+                                  "missing init image", "bad --set", "no prompt", "corrupt init image",
+                                  "corrupt image prompt", "nan lr", "huge seed", "negative only",
+                                  "init contradicts init image", "set into a list"])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, tiny_args, tiny_vqgan, capsys, case):
     argv, expected = _bad_inputs(tmp_path, tiny_args, tiny_vqgan)[case]
     assert main(["generate", *argv, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
     assert not (tmp_path / "out").exists()  # refused before a run folder was made
+
+
+def test_a_run_folder_that_cannot_be_made_is_one_line_before_models_load(tmp_path, tiny_args, capsys, monkeypatch):
+    import vqclip.jobs
+
+    monkeypatch.setattr(vqclip.jobs, "load_models", lambda *a, **k: pytest.fail("models loaded first"))
+    (tmp_path / "file.txt").write_text("a file, not a folder")
+    assert main(["generate", "x", *tiny_args, "--out", str(tmp_path / "file.txt" / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {tmp_path / 'file.txt' / 'run'}: {tmp_path / 'file.txt'} is not a folder; "
+                   "choose another --out"]
+
+
+def test_out_of_memory_is_one_line(tmp_path, tiny_args, capsys, monkeypatch):
+    import vqclip.cli.generate as gen
+
+    def failing(message):
+        def run_job(cfg, **kwargs):
+            raise RuntimeError(message)
+        return run_job
+
+    monkeypatch.setattr(gen, "run_job", failing("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: "
+                                                "can't allocate memory: you tried to allocate 274877906944 bytes."))
+    assert main(["generate", "x", *tiny_args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: out of memory (tried to allocate 274877906944 bytes); try")
+    monkeypatch.setattr(gen, "run_job", failing("some other bug"))
+    with pytest.raises(RuntimeError, match="some other bug"):  # anything else is not disguised as a user error
+        main(["generate", "x", *tiny_args])
+
+
+def test_from_an_image_too_large_to_open_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    Image.new("RGB", (20, 20)).save(tmp_path / "big.png")
+    assert main(["generate", "--from", str(tmp_path / "big.png")]) == 2
+    assert "not a readable PNG" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv,prog", [(["generate", "x", "--stepz", "3"], "vqclip generate"),
@@ -231,3 +282,25 @@ def test_argument_errors_are_one_line(argv, expected, capsys):
         main(argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert info.value.code == 2 and len(err) == 1 and expected in err[0] and "--help" in err[0]
+
+
+def test_a_run_that_fails_before_making_anything_leaves_no_folder(tiny_job, tmp_path):
+    """A failure mid-run (out of memory, a bug) must not leave a job.yaml-only folder that blocks the same --out;
+    a folder that already holds frames is kept."""
+    from vqclip.jobs import build_config, run_job
+
+    def fails(cfg, models, callbacks, device):
+        raise RuntimeError("boom")
+
+    def fails_after_a_frame(cfg, models, callbacks, device):
+        (out / "frames" / "000000.png").write_bytes(b"frame")
+        raise RuntimeError("boom")
+
+    out = tmp_path / "run"
+    cfg = build_config({**tiny_job, "prompt": "a cat", "steps": 2, "output": {"dir": str(out), "progress": False}})
+    with pytest.raises(RuntimeError, match="boom"):
+        run_job(cfg, runner=fails)
+    assert not out.exists()
+    with pytest.raises(RuntimeError, match="boom"):
+        run_job(cfg, runner=fails_after_a_frame)
+    assert (out / "job.yaml").is_file() and (out / "frames" / "000000.png").is_file()

@@ -1,6 +1,7 @@
 """The job config: strict keys and types, shorthands, layering, and one-line errors."""
 
 import pytest
+from PIL import Image
 
 from vqclip.config import GenerateConfig, check_inputs, load_yaml, merge_layers, to_yaml
 from vqclip.errors import VqclipError
@@ -43,6 +44,10 @@ def test_layers_override_in_order_and_shorthands():
     ({"prompt": "a||b"}, "empty part between"),
     ({"negative": ["blurry:"]}, "empty weight after"),
     ({"image_prompts": [":2"]}, "no text before the weight"),
+    ({"optimizer": {"lr": float("nan")}}, "optimizer.lr: must be a finite number"),
+    ({"tv_weight": float("inf")}, "tv_weight: must be a finite number"),
+    ({"clip": [{"model": "x.json", "weight": float("nan")}]}, r"clip\[0\]\.weight: must be a finite number"),
+    ({"seed": 2**64}, "seed: must be a 64-bit integer"),
 ])
 def test_bad_values_are_one_line_errors(layer, match):
     with pytest.raises(VqclipError, match=match) as info:
@@ -74,9 +79,39 @@ def test_missing_yaml(tmp_path):
 ])
 def test_missing_input_files_are_one_line_errors(tmp_path, monkeypatch, layer, key, name):
     monkeypatch.chdir(tmp_path)
-    cfg = merge_layers([("job.yaml", layer)])  # a valid job: an example may name files the user adds later
+    cfg = merge_layers([("job.yaml", {"prompt": "x", **layer})])  # valid: an example may name files added later
     with pytest.raises(VqclipError, match=rf"^{key}: {name}: no such \w+ file") as info:
         check_inputs(cfg)
     assert "\n" not in str(info.value)
-    (tmp_path / name).write_bytes(b"present")  # the check is about the path; reading it is the loader's job
+    if name.endswith(".png"):  # an image is read here too: a corrupt one fails before any run folder is made
+        (tmp_path / name).write_bytes(b"not a png")
+        with pytest.raises(VqclipError, match=f"{name}: not a readable image"):
+            check_inputs(cfg)
+        Image.new("RGB", (4, 4)).save(tmp_path / name)
+    else:  # a video is only looked for; the restyle reads it before its run folder is made
+        (tmp_path / name).write_bytes(b"present")
     check_inputs(cfg)
+
+
+def test_a_job_with_nothing_to_aim_at_fails_before_models_load():
+    with pytest.raises(VqclipError, match="nothing to aim at"):
+        check_inputs(merge_layers([("job.yaml", {})]))  # an empty job file: no preset download first
+    with pytest.raises(VqclipError, match="nothing to aim at"):
+        check_inputs(merge_layers([("job.yaml", {"prompt": "x:-1", "negative": ["y"]})]))
+    check_inputs(merge_layers([("job.yaml", {"story": [{"at": 0, "prompt": "x"}]})]))  # a story has its targets
+
+
+def test_strings_stay_as_written(tmp_path, monkeypatch):
+    """No OmegaConf interpolation: `${...}` in a prompt is text, from the CLI, a job file or job.yaml read back."""
+    monkeypatch.setenv("VQCLIP_TEST_SECRET", "leaked")
+    texts = ["a ${steps} cat", "x ${oc.env:VQCLIP_TEST_SECRET}", "a ${nope", "c:\\${x} \\${y}"]
+    for text in texts:
+        cfg = merge_layers([("command line", {"prompt": text, "negative": [text]})])
+        assert cfg.prompt == text and cfg.negative == [text]
+        (tmp_path / "job.yaml").write_text(to_yaml(cfg))
+        assert merge_layers([("job.yaml", load_yaml(tmp_path / "job.yaml"))]) == cfg
+    (tmp_path / "job.yaml").write_text("prompt: '${steps}'\noptimizer: {lr: 1e-3}\n")
+    assert load_yaml(tmp_path / "job.yaml") == {"prompt": "${steps}", "optimizer": {"lr": 0.001}}
+    (tmp_path / "job.yaml").write_text("prompt: a\nprompt: b\n")
+    with pytest.raises(VqclipError, match="malformed YAML.*duplicate key prompt"):
+        load_yaml(tmp_path / "job.yaml")

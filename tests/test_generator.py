@@ -146,3 +146,13 @@ def test_lr_schedules_decay(tiny_job, tiny_models, schedule):
                      torch.device("cpu"), 1)
     assert gen.lr_at(0) == pytest.approx(0.2) and gen.lr_at(10) == pytest.approx(0.02)
     assert gen.lr_at(0) > gen.lr_at(5) > gen.lr_at(10)
+
+
+def test_a_cuda_device_that_is_not_there_is_one_line(monkeypatch):
+    from vqclip.generator import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert pick_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(VqclipError, match="'cuda:7' asked for but this machine has 1 CUDA device"):
+        pick_device("cuda:7")  # before any run folder is made, not a CUDA error mid-run

@@ -53,3 +53,18 @@ def test_load_image_covers_and_crops(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(VqclipError, match="not a readable image"):
         load_image(tmp_path / "bad.png")
+
+
+def test_an_image_too_large_to_decode_safely_is_one_line(tmp_path, monkeypatch):
+    """PIL's decompression-bomb guard: over its limit an error, not a traceback; near it an error, not a warning."""
+    import warnings
+
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    for side in (12, 20):  # 144 pixels: PIL would only warn; 400 (over twice the limit): PIL raises
+        save_png(torch.zeros(1, 3, side, side), tmp_path / f"{side}.png")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(VqclipError, match="not a readable image.*decompression bomb"):
+                load_image(tmp_path / f"{side}.png")

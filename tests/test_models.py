@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 
 import pytest
 import torch
@@ -89,6 +90,22 @@ def test_bad_vqgan_yaml(tmp_path, tiny_vqgan, text, match):
         load_vqgan(tmp_path / "bad.yaml", tiny_vqgan[1])
 
 
+@pytest.mark.parametrize("change,match", [
+    ({"params": [1, 2]}, "model.params must be a mapping"),
+    ({"ddconfig": dict(DDCONFIG, ch_mult=[])}, "do not build a taming VQGAN"),  # taming: UnboundLocalError
+    ({"n_embed": 0}, "do not build a taming VQGAN"),  # taming: ZeroDivisionError
+    ({"n_embed": -5}, "do not build a taming VQGAN"),
+])
+def test_vqgan_yaml_with_impossible_params(tmp_path, tiny_vqgan, change, match):
+    data = vqgan_yaml(ddconfig=change.get("ddconfig"), n_embed=change.get("n_embed", 32))
+    if "params" in change:
+        data["model"]["params"] = change["params"]
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(VqclipError, match=match) as info:
+        load_vqgan(tmp_path / "bad.yaml", tiny_vqgan[1])
+    assert "\n" not in str(info.value)
+
+
 def test_clip_from_json_and_weights(tmp_path):
     j, w = write_clip(tmp_path, seed=0)
     clip = load_clip(str(j), str(w))
@@ -132,6 +149,23 @@ def test_clip_errors(tmp_path, tiny_clip):
     (tmp_path / "bigger.json").write_text(json.dumps(bigger))
     with pytest.raises(VqclipError, match="does not match"):
         load_clip(str(tmp_path / "bigger.json"), str(tiny_clip[1]))
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_clip_weights_that_are_unsafe_or_unreadable_say_so(tmp_path, tiny_clip):
+    """Weights files are judged by the VQGAN's safe loader: refused or unreadable, not 'does not match' (whose
+    open_clip message suggested weights_only=False)."""
+    torch.save({"state_dict": {}, "x": _RunsCode()}, tmp_path / "evil.pt")
+    (tmp_path / "text.bin").write_text("this is not a checkpoint\n")
+    for arch in (str(tiny_clip[0]), "ViT-B-32"):
+        with pytest.raises(VqclipError, match="evil.pt: refused: .*could run code"):
+            load_clip(arch, str(tmp_path / "evil.pt"))
+        with pytest.raises(VqclipError, match="text.bin: not a readable checkpoint"):
+            load_clip(arch, str(tmp_path / "text.bin"))
 
 
 def test_clip_from_a_hugging_face_style_folder(tmp_path):

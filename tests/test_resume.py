@@ -152,3 +152,24 @@ def test_resume_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["resume", str(tmp_path / "empty")]) == 2
     assert "holds no job.yaml" in capsys.readouterr().err
+
+
+def test_a_state_that_does_not_fit_the_job_is_one_line_and_keeps_the_frames(tiny_job, tmp_path, capsys):
+    job = {**tiny_job, "prompt": "a red circle", "steps": 8, "seed": 3,
+           "output": {"dir": str(tmp_path / "run"), "progress": False, "save_every": 2}}
+    cut = run_job(build_config(job), extra_callbacks=[StopAfter(3)])
+    frames = sorted(p.name for p in (cut.dir / "frames").iterdir())
+    job_yaml = cut.dir / "job.yaml"
+    job_yaml.write_text(job_yaml.read_text().replace("size:\n- 32\n- 32", "size:\n- 64\n- 64"))
+    assert main(["resume", str(cut.dir), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the saved state's latent is" in err[0] and "delete state.pt" in err[0], err
+    assert sorted(p.name for p in (cut.dir / "frames").iterdir()) == frames  # the frame at the stop is kept
+    job_yaml.write_text(job_yaml.read_text().replace("size:\n- 64\n- 64", "size:\n- 32\n- 32")
+                        .replace("name: adam", "name: sgd"))  # another optimizer: torch would fail at the next step
+    assert main(["resume", str(cut.dir), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "saved optimizer state is not one of this job's optimizer (sgd)" in err[0], err
+    state_path(cut.dir).write_text("this is not a state\n")  # garbage fails inside torch's unpickler
+    assert main(["resume", str(cut.dir), "--quiet"]) == 2
+    assert "not a readable vqclip state (" in capsys.readouterr().err

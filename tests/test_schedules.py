@@ -61,7 +61,7 @@ def test_keyframed_values_parse_every_form_and_interpolate():
     keys = parse_keyframed("0:(1.0), 50: 2.0, 100:0", "z")
     assert keys == [(0.0, 1.0), (50.0, 2.0), (100.0, 0.0)]
     assert [value_at(keys, s) for s in (-5, 0, 25, 50, 75, 100, 500)] == [1.0, 1.0, 1.5, 2.0, 1.0, 0.0, 0.0]
-    for bad in ("0:1, 0:2", "fast", {0: "x"}, True, [[1, 2, 3]]):
+    for bad in ("0:1, 0:2", "fast", {0: "x"}, True, [[1, 2, 3]], float("nan"), float("inf")):
         with pytest.raises(VqclipError, match="animation.zoom"):
             parse_keyframed(bad, "animation.zoom")
 

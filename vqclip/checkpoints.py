@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -63,17 +64,19 @@ def torch_load_safe(path: Path) -> object:
     path = Path(path)
     if not zipfile.is_zipfile(path):
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # a plain pickle.dump file: torch warns about its protocol, then fails
+                warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+                return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
             if "WeightsUnpickler" not in str(exc) and "GLOBAL" not in str(exc):
-                raise VqclipError(f"{path}: not a readable checkpoint ({_unpickler_reason(exc)}); "
+                raise VqclipError(f"{path}: not a readable checkpoint ({unpickler_reason(exc)}); "
                                   "re-download the file") from None
             raise UnsafeCheckpointError(
-                f"{path}: refused: legacy (non-zip) pickle with non-tensor content ({_unpickler_reason(exc)}); "
+                f"{path}: refused: legacy (non-zip) pickle with non-tensor content ({unpickler_reason(exc)}); "
                 "re-save it with torch>=1.6 or convert it to .safetensors"
             ) from None
-        except (RuntimeError, EOFError, ValueError) as exc:
-            raise VqclipError(f"{path}: not a readable checkpoint ({_unpickler_reason(exc)}); "
+        except Exception as exc:  # garbage fails anywhere in the weights-only unpickler (EOFError, IndexError, ...)
+            raise VqclipError(f"{path}: not a readable checkpoint ({unpickler_reason(exc)}); "
                               "re-download the file") from None
     try:
         unknown = torch.serialization.get_unsafe_globals_in_checkpoint(path)
@@ -92,14 +95,14 @@ def torch_load_safe(path: Path) -> object:
         if isinstance(exc.__context__, UnsafeCheckpointError):
             raise exc.__context__ from None
         raise UnsafeCheckpointError(
-            f"{path}: refused: {_unpickler_reason(exc)} (the file could run code); "
+            f"{path}: refused: {unpickler_reason(exc)} (the file could run code); "
             "convert it to .safetensors with a trusted tool or use another copy"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile) as exc:
         raise VqclipError(f"{path}: not a readable checkpoint ({exc}); re-download the file") from None
 
 
-def _unpickler_reason(exc: BaseException) -> str:
+def unpickler_reason(exc: BaseException) -> str:
     """The one informative line of torch's long weights-only error."""
     text = str(exc.__context__ or exc)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]

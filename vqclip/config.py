@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
@@ -119,6 +121,17 @@ def _normalise(raw: dict, source: str) -> dict:
     return raw
 
 
+def _literal(value: Any) -> Any:
+    """Strings escaped for OmegaConf so they stay as written: `${...}` in a prompt is text, never interpolated."""
+    if isinstance(value, str):
+        return re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", value)
+    if isinstance(value, dict):
+        return {k: _literal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_literal(v) for v in value]
+    return value
+
+
 def _check_sections(raw: dict, cls: type, source: str, prefix: str = "") -> None:
     """Sections must be mappings and lists lists, checked before OmegaConf (whose messages here are cryptic)."""
     for f in fields(cls):
@@ -169,7 +182,7 @@ def merge_layers(layers: list[tuple[str, dict]]) -> GenerateConfig:
     for source, raw in layers:
         if not isinstance(raw, dict):
             raise VqclipError(f"{source}: expected a mapping of job keys, got {type(raw).__name__}")
-        raw = _normalise(raw, source)
+        raw = _literal(_normalise(raw, source))
         _check_sections(raw, GenerateConfig, source)
         try:
             merged = OmegaConf.merge(merged, raw)
@@ -188,8 +201,22 @@ def _one_of(value: str, allowed: tuple[str, ...], key: str) -> None:
         raise VqclipError(f"{key}: unknown value '{value}'; use one of {', '.join(allowed)}")
 
 
+def _check_finite(obj: Any, prefix: str = "") -> None:
+    """No NaN or infinity in any number of a config section (they ruin the image silently, or crash mid-run)."""
+    for f in fields(obj):
+        value, key = getattr(obj, f.name), prefix + f.name
+        for i, item in enumerate(value if isinstance(value, list) else [value]):
+            if is_dataclass(item):
+                _check_finite(item, f"{key}[{i}]." if isinstance(value, list) else f"{key}.")
+            elif isinstance(item, float) and not math.isfinite(item):
+                raise VqclipError(f"{key}: must be a finite number, got {item}")
+
+
 def check(cfg: GenerateConfig) -> None:
     """Reject impossible values up front, with the key and the fix."""
+    _check_finite(cfg)
+    if cfg.seed is not None and not -2**63 <= cfg.seed < 2**63:
+        raise VqclipError(f"seed: must be a 64-bit integer (-2**63 to 2**63 - 1), got {cfg.seed}")
     if cfg.threads < 0:
         raise VqclipError(f"threads: must be >= 0 (0 = torch's choice), got {cfg.threads}")
     if cfg.steps < 0:
@@ -231,9 +258,12 @@ def check(cfg: GenerateConfig) -> None:
 
 
 def check_inputs(cfg: GenerateConfig) -> None:
-    """The files a job reads (init image, image prompts, restyle video) exist: checked before any model loads or run
-    folder is made. Separate from `check`, so an example job stays valid where its files are not."""
-    from .prompts import parse_image_prompt
+    """The job can run: it has something to aim at, and the files it reads (init image, image prompts, restyle video)
+    exist, the images readable. Checked before any model loads or run folder is made; separate from `check`, so an
+    example job stays valid where its files are not."""
+    from .init import load_image
+    from .prompts import check_has_target, parse_image_prompt, parse_job_prompts
+    from .schedules import story_keyframes
 
     wanted = [("init.image", cfg.init.image, "image")] if cfg.init.kind == "image" else []
     wanted += [("image_prompts", parse_image_prompt(item).text, "image") for item in cfg.image_prompts]
@@ -241,6 +271,32 @@ def check_inputs(cfg: GenerateConfig) -> None:
     for key, path, kind in wanted:
         if not Path(path).is_file():
             raise VqclipError(f"{key}: {path}: no such {kind} file; check the path")
+        if kind == "image":
+            load_image(path)  # a corrupt image fails here, not after its run folder is made
+    if not story_keyframes(cfg.prompt, cfg.story, cfg.steps, cfg.change_every):  # a story's keyframes are its targets
+        check_has_target(parse_job_prompts(cfg.prompt, cfg.negative, cfg.image_prompts))
+
+
+class _JobLoader(yaml.SafeLoader):
+    """Job YAML as written: strings stay literal (no `${...}`), `1e-3` is a number, a repeated key is an error."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"found duplicate key {key.value}",
+                                                            key.start_mark)
+                seen.add(key.value)
+        return super().construct_mapping(node, deep)
+
+
+_JobLoader.yaml_implicit_resolvers = {  # no timestamps: `prompt: 2024-01-01` is text
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_JobLoader.add_implicit_resolver(  # YAML 1.2 exponents; PyYAML's 1.1 rules read 1e-3 as a string
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)[eE][-+]?\d+$"),
+    list("-+0123456789."))
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -249,10 +305,13 @@ def load_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise VqclipError(f"{path}: no such job file")
     try:
-        data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    except Exception as exc:  # yaml.YAMLError and OmegaConf errors; message has the line
+        with open(path, encoding="utf-8") as f:
+            data = yaml.load(f, Loader=_JobLoader)  # not OmegaConf.load: it rejects `${` in plain text
+    except (yaml.YAMLError, ValueError) as exc:  # the message has the line; ValueError: not UTF-8
         first = " ".join(str(exc).split())[:200]
         raise VqclipError(f"{path}: malformed YAML ({first})") from None
+    except OSError as exc:
+        raise VqclipError(f"{path}: cannot read the job file ({exc.strerror})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -267,7 +326,7 @@ def to_dict(cfg: GenerateConfig) -> dict[str, Any]:
 
 def to_yaml(cfg: GenerateConfig) -> str:
     """The resolved config as YAML text."""
-    return OmegaConf.to_yaml(OmegaConf.create(to_dict(cfg)))
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
 
 
 # ---- animation (issue 7): story keyframes, zoom videos, restyling a video, resume ----

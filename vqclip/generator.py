@@ -76,6 +76,9 @@ def pick_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise VqclipError(f"device: '{name}' asked for but CUDA is not available here; use --device cpu or auto")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise VqclipError(f"device: '{name}' asked for but this machine has {torch.cuda.device_count()} CUDA "
+                          f"device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise VqclipError(f"device: '{name}' asked for but MPS is not available here; use --device cpu or auto")
     return device
@@ -284,10 +287,19 @@ class Generation:
                 "torch_rng": torch.get_rng_state(), "seed": self.seed}
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue from `state_dict()`."""
+        """Continue from `state_dict()`; a state from another size or model is a one-line error."""
+        if tuple(state["z"].shape) != tuple(self.z.shape):
+            raise VqclipError(f"the saved state's latent is {list(state['z'].shape)} but this job's is "
+                              f"{list(self.z.shape)} (size or model changed since it was saved); "
+                              "restore them, or delete state.pt to start over")
         with torch.no_grad():
             self.z.copy_(state["z"].to(self.device))
             self.z_init.copy_(state["z_init"].to(self.device))
+        saved, own = state["optimizer"]["param_groups"], self.optimizer.state_dict()["param_groups"]
+        if [set(g) for g in saved] != [set(g) for g in own]:  # torch would fail only at the next step, on a KeyError
+            raise VqclipError(f"the saved optimizer state is not one of this job's optimizer "
+                              f"({self.cfg.optimizer.name}); restore optimizer.name in job.yaml, or delete state.pt "
+                              "to start over")
         self.optimizer.load_state_dict(state["optimizer"])
         self.step_count = int(state["step"])
         self.rng.set_state(state["rng"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -63,16 +64,20 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> Tensor:
     if not path.is_file():
         raise VqclipError(f"{path}: no such image file")
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if size is not None:
-                w, h = size
-                scale = max(w / im.width, h / im.height)
-                im = im.resize((max(w, round(im.width * scale)), max(h, round(im.height * scale))), Image.LANCZOS)
-                left, top = (im.width - w) // 2, (im.height - h) // 2
-                im = im.crop((left, top, left + w, top + h))
-            array = np.asarray(im, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # a bomb is a bad file, not a warning
+            with Image.open(path) as im:
+                im = im.convert("RGB")
+                if size is not None:
+                    w, h = size
+                    scale = max(w / im.width, h / im.height)
+                    im = im.resize((max(w, round(im.width * scale)), max(h, round(im.height * scale))),
+                                   Image.LANCZOS)
+                    left, top = (im.width - w) // 2, (im.height - h) // 2
+                    im = im.crop((left, top, left + w, top + h))
+                array = np.asarray(im, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:
         raise VqclipError(f"{path}: not a readable image ({exc})") from None
     return torch.from_numpy(array).permute(2, 0, 1)[None].contiguous()
 

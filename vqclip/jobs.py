@@ -14,8 +14,8 @@ from .config import GenerateConfig, check_inputs, load_yaml, merge_layers, to_di
 from .errors import VqclipError
 from .generator import Callback, GenerateResult, Models, pick_device, resolve_seed
 from .models import ClipModel, VQGAN, load_clip, load_vqgan
-from .outputs import (atomic_write_text, check_run_dir, claim_run_dir, default_run_dir, read_metadata, save_png,
-                      versions)
+from .outputs import (atomic_write_text, check_run_dir, claim_run_dir, default_run_dir, read_metadata, release_run_dir,
+                      save_png, versions)
 from .video import write_video
 
 DEFAULT_PRESET = "imagenet-16384"
@@ -152,6 +152,9 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
         callbacks.append(StopOnFlag(stop))
     try:
         result = (runner or run_generation)(cfg, models, callbacks, device)
+    except BaseException:
+        release_run_dir(run_dir)  # failed before making anything: leave no folder that blocks this --out
+        raise
     finally:
         if bar:
             bar.close()

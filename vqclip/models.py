@@ -12,7 +12,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
-from .checkpoints import load_state_dict
+from .checkpoints import TORCH_SUFFIXES, load_state_dict
 from .errors import VqclipError
 from .quantize import codes_to_latent, nearest_codes
 
@@ -88,12 +88,15 @@ def vqgan_spec(config_path: str | Path) -> tuple[dict, int, int, bool, str]:
     model = _read_yaml(path).get("model")
     prefix = ""
     if isinstance(model, dict) and model.get("target") == WRAPPER_TARGET:
-        model, prefix = (model.get("params") or {}).get("first_stage_config"), "first_stage_model."
+        wrapper = model.get("params")
+        model, prefix = wrapper.get("first_stage_config") if isinstance(wrapper, dict) else None, "first_stage_model."
     if not isinstance(model, dict) or model.get("target") not in VQ_TARGETS:
         target = model.get("target") if isinstance(model, dict) else None
         raise VqclipError(f"{path}: model.target is {target!r}; vqclip loads {', '.join(VQ_TARGETS)} "
                           f"(or {WRAPPER_TARGET} wrapping one)")
     params = model.get("params") or {}
+    if not isinstance(params, dict):
+        raise VqclipError(f"{path}: model.params must be a mapping; use the YAML published with the checkpoint")
     dd = params.get("ddconfig")
     missing = [k for k in ("n_embed", "embed_dim") if not isinstance(params.get(k), int)]
     missing += [f"ddconfig.{k}" for k in DDCONFIG_KEYS if not isinstance(dd, dict) or k not in dd]
@@ -113,8 +116,8 @@ def load_vqgan(config_path: str | Path, checkpoint_path: str | Path, device: str
         state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     try:
         model = VQGAN(ddconfig, n_embed, embed_dim, gumbel)
-    except (TypeError, ValueError, AssertionError) as exc:
-        raise VqclipError(f"{config_path}: ddconfig does not build a taming Encoder/Decoder ({exc})") from None
+    except Exception as exc:  # taming checks nothing: odd values fail anywhere (ch_mult: [], n_embed: 0, ...)
+        raise VqclipError(f"{config_path}: model.params do not build a taming VQGAN ({exc})") from None
     expected = model.state_dict()
     state = {k: v for k, v in state.items() if not k.startswith(TRAINING_ONLY)}
     missing = [k for k in expected if k not in state]
@@ -207,7 +210,7 @@ def _clip_from_cfg(cfg: dict, pre: dict, pretrained: str | None, name: str, sour
         try:
             open_clip.load_checkpoint(model, str(weights), strict=True)
         except Exception as exc:  # open_clip raises RuntimeError/KeyError/UnpicklingError
-            raise VqclipError(f"{weights} does not match {source}: {str(exc).splitlines()[0][:200]}") from None
+            raise _weights_problem(weights, source, exc) from None
     else:
         log.info("CLIP %s has no weights: using random weights", name)
     if "hf_tokenizer_name" in cfg["text_cfg"]:
@@ -217,6 +220,17 @@ def _clip_from_cfg(cfg: dict, pre: dict, pretrained: str | None, name: str, sour
     mean = pre.get("mean") or cfg["vision_cfg"].get("image_mean") or OPENAI_MEAN
     std = pre.get("std") or cfg["vision_cfg"].get("image_std") or OPENAI_STD
     return ClipModel(model, tokenizer, name, mean, std)
+
+
+def _weights_problem(weights: Path, source: str, exc: Exception) -> VqclipError:
+    """Why open_clip could not load a weights file: unreadable or unsafe (as vqclip's own safe loader finds), else
+    a mismatch with the architecture `source`."""
+    if weights.suffix.lower() in (".safetensors", *TORCH_SUFFIXES):
+        try:
+            load_state_dict(weights)
+        except VqclipError as problem:
+            return problem
+    return VqclipError(f"{weights} does not match {source}: {' '.join(str(exc).split())[:200]}")
 
 
 def _clip_by_name(name: str, pretrained: str | None, cache_dir: str | None) -> ClipModel:
@@ -233,6 +247,8 @@ def _clip_by_name(name: str, pretrained: str | None, cache_dir: str | None) -> C
         model = open_clip.create_model(name, pretrained=pretrained, cache_dir=cache_dir,
                                        force_quick_gelu=bool(tag_cfg.get("quick_gelu")))
     except Exception as exc:  # downloads raise anything from OSError to huggingface_hub errors
+        if not tag_cfg:  # a local weights file
+            raise _weights_problem(Path(pretrained), name, exc) from None
         raise VqclipError(
             f"could not load CLIP {name} weights '{pretrained}': {str(exc).splitlines()[0][:200]}; check the "
             "connection, or run `vqclip models download`, or pass a local weights file as the pretrained value"

@@ -64,7 +64,8 @@ def read_png_json(path: str | Path) -> dict:
     try:
         with Image.open(path) as im:
             text = getattr(im, "text", {}).get(METADATA_KEY)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:  # PIL raises SyntaxError for broken chunks
+    except (UnidentifiedImageError, OSError, SyntaxError,  # PIL raises SyntaxError for broken chunks
+            Image.DecompressionBombError) as exc:
         raise VqclipError(f"{path}: not a readable PNG ({' '.join(str(exc).split())[:120]})") from None
     if text is None:
         raise VqclipError(f"{path}: carries no vqclip metadata (was it written by vqclip generate?)")
@@ -99,14 +100,35 @@ def check_run_dir(path: Path) -> Path:
         raise VqclipError(f"{path}: exists and is not a folder; choose another --out")
     if path.is_dir() and any((path / m).exists() for m in RUN_MARKERS):
         raise VqclipError(f"{path}: already holds a run; choose another --out (runs are never overwritten)")
+    nearest = next(p for p in (path, *path.parents) if p.exists())  # the folder the run's folders are made in
+    if not nearest.is_dir():
+        raise VqclipError(f"{path}: {nearest} is not a folder; choose another --out")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise VqclipError(f"{path}: cannot write in {nearest}; choose another --out")
     return path
 
 
 def claim_run_dir(path: Path) -> Path:
     """Create the run folder and its frames/ after `check_run_dir`."""
     check_run_dir(path)
-    (path / "frames").mkdir(parents=True, exist_ok=True)
+    try:
+        (path / "frames").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VqclipError(f"{path}: cannot make the run folder ({exc.strerror}); choose another --out") from None
     return path
+
+
+def release_run_dir(path: Path) -> None:
+    """Undo `claim_run_dir` for a run that failed before making anything (only job.yaml and an empty frames/), so
+    the failure leaves no folder that blocks the same --out; anything more is kept."""
+    if not path.is_dir() or {p.name for p in path.iterdir()} - {"job.yaml", "frames"}:
+        return
+    if (path / "frames").is_dir() and any((path / "frames").iterdir()):
+        return
+    (path / "job.yaml").unlink(missing_ok=True)
+    if (path / "frames").is_dir():
+        (path / "frames").rmdir()
+    path.rmdir()
 
 
 def versions() -> dict[str, str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Iterable, Optional
 
 import torch
 
+from .checkpoints import unpickler_reason
 from .errors import VqclipError
 from .generator import Callback, Generation, StepEvent
 
@@ -52,9 +52,9 @@ def load_state(path: Path) -> dict:
         raise VqclipError(f"{path}: no such state file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        first = " ".join(str(exc).split())[:160]
-        raise VqclipError(f"{path}: not a readable vqclip state ({first}); delete it to restart the run") from None
+    except Exception as exc:  # weights_only: garbage fails anywhere in the unpickler (EOFError, IndexError, ...)
+        reason = unpickler_reason(exc)  # torch's long weights-only error, down to its one informative line
+        raise VqclipError(f"{path}: not a readable vqclip state ({reason}); delete it to restart the run") from None
     missing = [k for k in STATE_KEYS if k not in state] if isinstance(state, dict) else list(STATE_KEYS)
     if missing:
         raise VqclipError(f"{path}: not a vqclip state (missing {', '.join(missing)}); delete it to restart the run")
@@ -128,17 +128,15 @@ def resume_run(run_dir: str | Path, *, overrides: Optional[dict] = None, cache=N
     models = load_models(cfg, device, cache)
     if overrides:
         atomic_write_text(run_dir / "job.yaml", to_yaml(cfg))
-    # Frames from before the saved step are kept; later ones (made after the last save) are made again
+    # Frames from before the saved step are kept; later ones (made after the last save) are made again, and those
+    # not made again are removed once the run is over (so a resume that fails loses nothing)
     frames = SaveFrames(run_dir / "frames", frame_every(cfg))
     (run_dir / "frames").mkdir(exist_ok=True)
+    stale = []
     for path in sorted((run_dir / "frames").glob("*.png")):
         step = _frame_step(path)
-        if step is None:
-            continue
-        if step < start:
-            frames.saved.append(path)
-        else:
-            path.unlink()
+        if step is not None:
+            (frames.saved if step < start else stale).append(path)
     callbacks: list[Callback] = [frames, *extra_callbacks]
     bar = ProgressBar(cfg.steps, initial=start, desc="resume") if cfg.output.progress else None
     if bar:
@@ -150,6 +148,8 @@ def resume_run(run_dir: str | Path, *, overrides: Optional[dict] = None, cache=N
     finally:
         if bar:
             bar.close()
+    for path in set(stale) - set(frames.saved):
+        path.unlink(missing_ok=True)
     return finish_run(cfg, run_dir, result, frames.saved)
 
 

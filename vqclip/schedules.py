@@ -122,7 +122,7 @@ def parse_keyframed(value: Any, name: str) -> list[tuple[float, float]]:
     if isinstance(value, bool):
         raise VqclipError(f"{hint}, got {value!r}")
     if isinstance(value, (int, float)):
-        pairs = [(0.0, float(value))]
+        pairs = [(0.0, _number(value, hint))]
     elif isinstance(value, dict):
         pairs = [(_number(k, hint), _number(v, hint)) for k, v in value.items()]
     elif isinstance(value, (list, tuple)):

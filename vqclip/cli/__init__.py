@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 
 from ..errors import VqclipError
@@ -77,6 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError, or the CPU allocator's RuntimeError
+        if not isinstance(exc, MemoryError) and not re.search(r"out of memory|can't allocate memory", str(exc)):
+            raise
+        asked = re.search(r"tried to allocate [\d.]+ ?\w+", str(exc), re.IGNORECASE)
+        print(f"error: out of memory{f' ({asked.group(0)})' if asked else ''}; try a smaller --size, --cutn or "
+              "--batch-size, or --set memory=low", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # `vqclip search ... | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141

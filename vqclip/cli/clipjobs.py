@@ -225,6 +225,8 @@ def run_search(args: argparse.Namespace) -> int:
 
     if (args.query is None) == (args.image is None):
         raise VqclipError("search needs exactly one query: a text (vqclip search FOLDER 'a red car') or --image FILE")
+    if args.query is not None and not args.query.strip():
+        raise VqclipError("search: the query text is empty; give a text (vqclip search FOLDER 'a red car') or --image")
     if args.image is not None and not Path(args.image).is_file():
         raise VqclipError(f"{args.image}: no such query image")
     indexes, queries = [], []

@@ -66,6 +66,9 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
 
 def _set(tree: dict, dotted: str, value) -> None:
     keys = dotted.split(".")
+    if any(k.isdigit() for k in keys):
+        raise VqclipError(f"--set {dotted}: --set cannot index a list; give the whole list in a job YAML (clip: "
+                          "[{model: ..., weight: 2}]) or use the matching options (--clip-model, --clip-weight)")
     for k in keys[:-1]:
         tree = tree.setdefault(k, {})
         if not isinstance(tree, dict):
@@ -89,6 +92,8 @@ def cli_overrides(args: argparse.Namespace) -> dict:
         if value is not None:
             _set(out, key, value)
     if getattr(args, "init_image", None):
+        if getattr(args, "init", None) not in (None, "image"):
+            raise VqclipError(f"--init {args.init} and --init-image contradict each other; give one of them")
         _set(out, "init.kind", "image")
         _set(out, "init.image", args.init_image)
     if getattr(args, "augments", None) is not None:
