@@ -115,3 +115,25 @@ def test_missing_and_unknown_format(tmp_path):
     (tmp_path / "w.h5").write_bytes(b"x")
     with pytest.raises(VqclipError, match="unknown weights format"):
         load_state_dict(tmp_path / "w.h5")
+
+
+def test_lightning_hyper_parameters_do_not_refuse_the_file(tmp_path):
+    """omegaconf configs, paths and namespaces that Lightning saves in hyper_parameters become inert placeholders."""
+    import argparse
+    import pathlib
+
+    from omegaconf import OmegaConf
+
+    hp = {"ddconfig": OmegaConf.create({"ch": 32, "ch_mult": [1, 2]}), "ckpt_path": pathlib.Path("/x/last.ckpt"),
+          "args": argparse.Namespace(lr=1.0), "ignore_keys": OmegaConf.create([])}
+    torch.save({"state_dict": {"w": torch.ones(2)}, "hyper_parameters": hp, "hparams_name": "kwargs"},
+               tmp_path / "hp.ckpt")
+    assert list(load_state_dict(tmp_path / "hp.ckpt")) == ["w"]
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.script is deprecated
+def test_torchscript_archive_is_refused_by_name(tmp_path):
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), tmp_path / "jit.pt")
+    with pytest.raises(UnsafeCheckpointError, match="TorchScript archive") as info:
+        load_state_dict(tmp_path / "jit.pt")
+    assert "\n" not in str(info.value)

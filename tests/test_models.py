@@ -181,3 +181,28 @@ def test_clip_from_a_hugging_face_style_folder(tmp_path):
     (folder / "open_clip_model.safetensors").rename(folder / "a.safetensors")
     with pytest.raises(VqclipError, match="several weights files"):
         load_clip(str(folder))
+
+
+def test_clip_towers_needing_timm_or_transformers_fail_in_one_line(tmp_path, monkeypatch):
+    """timm / Hugging Face towers and tokenizers without their packages (or hub): a VqclipError, not a traceback."""
+    monkeypatch.setattr("open_clip.timm_model.timm", None)
+    monkeypatch.setattr("open_clip.hf_model.transformers", None)
+    monkeypatch.setitem(__import__("sys").modules, "transformers", None)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    configs = {"timm": dict(CLIP_CFG, vision_cfg={"timm_model_name": "resnet18", "image_size": 32}),
+               "hf-text": dict(CLIP_CFG, text_cfg={"hf_model_name": "roberta-base", "hf_tokenizer_name": "roberta-base"}),
+               "siglip": dict(CLIP_CFG, text_cfg=dict(CLIP_CFG["text_cfg"], hf_tokenizer_name="timm/ViT-B-16-SigLIP"))}
+    for name, cfg in configs.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(cfg))
+        with pytest.raises(VqclipError, match=f"{name}.json: (open_clip cannot build|cannot load its Hugging)") as info:
+            load_clip(str(tmp_path / f"{name}.json"))
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.script is deprecated
+def test_openai_torchscript_clip_is_refused_before_open_clip(tmp_path, tiny_clip, recwarn):
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), tmp_path / "ViT-B-32.pt")
+    for arch in (str(tiny_clip[0]), "ViT-B-32"):
+        with pytest.raises(VqclipError, match="refused: a TorchScript archive"):
+            load_clip(arch, str(tmp_path / "ViT-B-32.pt"))
+    assert not [w for w in recwarn if "TorchScript" in str(w.message)]

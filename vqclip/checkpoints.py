@@ -25,6 +25,9 @@ log = logging.getLogger("vqclip")
 
 TORCH_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 CACHE_SOURCE_KEY = "vqclip_source"
+# Data-only classes that Lightning pickles beside the weights (hyper_parameters: omegaconf configs, paths,
+# argparse namespaces): only tensors are kept, so these become empty placeholders instead of refusing the file.
+DISCARDED = ("omegaconf.", "pathlib.", "argparse.Namespace", "typing.")
 
 
 def _inert_global(name: str, path: Path) -> type:
@@ -40,12 +43,25 @@ def _inert_global(name: str, path: Path) -> type:
     return meta(name.rsplit(".", 1)[-1], (), {"__new__": refuse, "__reduce__": refuse, "__module__": "vqclip.inert"})
 
 
+def _discarded_global(name: str) -> type:
+    """A stand-in for a `DISCARDED` class: building or calling it gives an empty placeholder; nothing of it runs."""
+    meta = type("DiscardedMeta", (type,), {"__call__": lambda cls, *_args, **_kwargs: object.__new__(cls)})
+    return meta(name.rsplit(".", 1)[-1], (), {"__new__": lambda cls, *_args, **_kwargs: object.__new__(cls),
+                                              "__setstate__": lambda self, _state: None,
+                                              "__module__": "vqclip.discarded"})
+
+
+def _plain_dict(*_args) -> dict:
+    """A pickled defaultdict rebuilt as a plain dict (its factory is never called)."""
+    return {}
+
+
 def _data_globals() -> dict[str, object]:
-    """Numpy rebuilders that only rebuild data (scalars, dtypes, arrays) and appear in Lightning checkpoints."""
+    """Rebuilders of data only (numpy scalars, dtypes, arrays; defaultdicts) that appear in Lightning checkpoints."""
     import numpy as np
 
     multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
-    found = {"numpy.dtype": np.dtype, "numpy.ndarray": np.ndarray}
+    found = {"numpy.dtype": np.dtype, "numpy.ndarray": np.ndarray, "collections.defaultdict": _plain_dict}
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
         found[f"{mod}.scalar"] = multiarray.scalar
         found[f"{mod}._reconstruct"] = multiarray._reconstruct
@@ -78,12 +94,14 @@ def torch_load_safe(path: Path) -> object:
         except Exception as exc:  # garbage fails anywhere in the weights-only unpickler (EOFError, IndexError, ...)
             raise VqclipError(f"{path}: not a readable checkpoint ({unpickler_reason(exc)}); "
                               "re-download the file") from None
+    refuse_torchscript(path)
     try:
         unknown = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except Exception as exc:  # a truncated or corrupt archive
         raise VqclipError(f"{path}: not a readable checkpoint ({exc}); re-download the file") from None
     data = _data_globals()
-    stand_ins = [(data[n], n) if n in data else (_inert_global(n, path), n) for n in unknown]
+    stand_ins = [(data[n], n) if n in data else (_discarded_global(n), n) if n.startswith(DISCARDED)
+                 else (_inert_global(n, path), n) for n in unknown]
     if any(n.startswith("numpy") for n in unknown):
         stand_ins += _numpy_dtype_types()
     try:
@@ -100,6 +118,20 @@ def torch_load_safe(path: Path) -> object:
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile) as exc:
         raise VqclipError(f"{path}: not a readable checkpoint ({exc}); re-download the file") from None
+
+
+def refuse_torchscript(path: Path) -> None:
+    """Refuse a TorchScript archive (OpenAI's original CLIP `.pt`): loading it would compile the code it holds."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            scripted = any("/code/" in n or n.endswith("/constants.pkl") for n in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return
+    if scripted:
+        raise UnsafeCheckpointError(
+            f"{path}: refused: a TorchScript archive (like OpenAI's original CLIP .pt) holds code, which vqclip never "
+            "runs; use open_clip's weights for it (e.g. --clip-pretrained openai) or a state dict / .safetensors copy"
+        )
 
 
 def unpickler_reason(exc: BaseException) -> str:

@@ -12,7 +12,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
-from .checkpoints import TORCH_SUFFIXES, load_state_dict
+from .checkpoints import TORCH_SUFFIXES, load_state_dict, refuse_torchscript
 from .errors import VqclipError
 from .quantize import codes_to_latent, nearest_codes
 
@@ -201,8 +201,8 @@ def _clip_from_cfg(cfg: dict, pre: dict, pretrained: str | None, name: str, sour
     custom = cfg.pop("custom_text", False) or "hf_model_name" in cfg["text_cfg"]
     try:
         model = (CustomTextCLIP if custom else CLIP)(**cfg)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise VqclipError(f"{source}: open_clip cannot build this architecture ({exc})") from None
+    except Exception as exc:  # bad keys, or timm / transformers towers (RuntimeError when missing, hub errors)
+        raise VqclipError(f"{source}: open_clip cannot build this architecture ({_first_line(exc)})") from None
     if pretrained:
         weights = Path(pretrained)
         if not weights.is_file():
@@ -214,12 +214,22 @@ def _clip_from_cfg(cfg: dict, pre: dict, pretrained: str | None, name: str, sour
     else:
         log.info("CLIP %s has no weights: using random weights", name)
     if "hf_tokenizer_name" in cfg["text_cfg"]:
-        tokenizer = open_clip.tokenizer.HFTokenizer(cfg["text_cfg"]["hf_tokenizer_name"])
+        hf_name = cfg["text_cfg"]["hf_tokenizer_name"]
+        try:
+            tokenizer = open_clip.tokenizer.HFTokenizer(hf_name)
+        except Exception as exc:  # transformers missing, or the tokenizer not cached and no hub access
+            raise VqclipError(f"{source}: cannot load its Hugging Face tokenizer '{hf_name}' ({_first_line(exc)}); "
+                              "it needs the transformers package and the tokenizer in the local HF cache") from None
     else:
         tokenizer = SimpleTokenizer(context_length=cfg["text_cfg"].get("context_length", 77))
     mean = pre.get("mean") or cfg["vision_cfg"].get("image_mean") or OPENAI_MEAN
     std = pre.get("std") or cfg["vision_cfg"].get("image_std") or OPENAI_STD
     return ClipModel(model, tokenizer, name, mean, std)
+
+
+def _first_line(exc: Exception) -> str:
+    """An exception's first line, at most 200 characters."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _weights_problem(weights: Path, source: str, exc: Exception) -> VqclipError:
@@ -282,6 +292,8 @@ def load_clip(model: str, pretrained: str | None = None, device: str | torch.dev
     path = Path(model)
     if path.is_dir():  # a Hugging Face style folder: open_clip_config.json beside its weights
         path, pretrained = path / "open_clip_config.json", pretrained or _weights_in(path)
+    if pretrained and Path(pretrained).is_file():
+        refuse_torchscript(Path(pretrained))  # before open_clip, whose torch.load would warn about dispatching to JIT
     if path.suffix.lower() == ".json" or path.is_file():
         if not path.is_file():
             raise VqclipError(f"{path}: no such CLIP architecture JSON")
