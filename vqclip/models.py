@@ -260,7 +260,7 @@ def _clip_by_name(name: str, pretrained: str | None, cache_dir: str | None) -> C
         if not tag_cfg:  # a local weights file
             raise _weights_problem(Path(pretrained), name, exc) from None
         raise VqclipError(
-            f"could not load CLIP {name} weights '{pretrained}': {str(exc).splitlines()[0][:200]}; check the "
+            f"could not load CLIP {name} weights '{pretrained}': {_first_line(exc)}; check the "
             "connection, or run `vqclip models download`, or pass a local weights file as the pretrained value"
         ) from None
     mean = getattr(model.visual, "image_mean", None) or tag_cfg.get("mean") or OPENAI_MEAN
