@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import UnsafeCheckpointError, VqclipError
+from .errors import UnsafeCheckpointError, VqclipError, reason
 
 log = logging.getLogger("vqclip")
 
@@ -136,12 +136,11 @@ def refuse_torchscript(path: Path) -> None:
 
 def unpickler_reason(exc: BaseException) -> str:
     """The one informative line of torch's long weights-only error."""
-    text = str(exc.__context__ or exc)
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    for ln in lines:
+    cause = exc.__context__ or exc
+    for ln in str(cause).splitlines():
         if "WeightsUnpickler error:" in ln:
             return ln.split("WeightsUnpickler error:", 1)[1].strip()[:200]
-    return (lines[0] if lines else type(exc).__name__)[:200]
+    return reason(cause)
 
 
 def _state_dict_of(obj: object, path: Path) -> dict[str, torch.Tensor]:

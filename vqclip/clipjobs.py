@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import VqclipError
+from .errors import VqclipError, reason
 from .models import ClipModel
 
 log = logging.getLogger("vqclip")
@@ -166,8 +166,7 @@ def _try_load(path: Path, size: int) -> np.ndarray | None:
     try:
         return load_image_file(path, size)
     except Exception as exc:  # PIL raises OSError, ValueError, SyntaxError, DecompressionBombError, ...
-        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
-        log.warning("skipping %s: not a readable image (%s)", path, reason)
+        log.warning("skipping %s: not a readable image (%s)", path, reason(exc, 160, whole=True))
         return None
 
 

@@ -13,7 +13,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from .errors import VqclipError
+from .errors import VqclipError, reason
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "radam", "nadam", "adamax", "adagrad")
 SCHEDULES = ("constant", "cosine", "linear")
@@ -308,8 +308,7 @@ def load_yaml(path: str | Path) -> dict:
         with open(path, encoding="utf-8") as f:
             data = yaml.load(f, Loader=_JobLoader)  # not OmegaConf.load: it rejects `${` in plain text
     except (yaml.YAMLError, ValueError) as exc:  # the message has the line; ValueError: not UTF-8
-        first = " ".join(str(exc).split())[:200]
-        raise VqclipError(f"{path}: malformed YAML ({first})") from None
+        raise VqclipError(f"{path}: malformed YAML ({reason(exc, whole=True)})") from None
     except OSError as exc:
         raise VqclipError(f"{path}: cannot read the job file ({exc.strerror})") from None
     if data is None:

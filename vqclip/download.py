@@ -25,7 +25,7 @@ from typing import Iterator
 from filelock import Timeout
 from tqdm import tqdm
 
-from .errors import VqclipError
+from .errors import VqclipError, reason
 from .integrity import IntegrityError, Manifest, check_bytes, lock_for, verify_file
 from .registry import MANIFEST_NAME, FileSpec
 
@@ -102,7 +102,7 @@ def _reason(exc: BaseException, timeout: float) -> str:
         return "the server closed the connection"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
-    return str(exc) or type(exc).__name__
+    return reason(exc)
 
 
 def _host(url: str) -> str:
@@ -387,8 +387,8 @@ def fetch_clip(model: str, tag: str, home_dir: Path) -> Path:
     try:
         target = oc_pretrained.download_pretrained(cfg, cache_dir=str(cache))
     except Exception as exc:  # open_clip and huggingface_hub raise anything from OSError to their own errors
-        reason = f"{url}: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
-        raise DownloadError([MissingFile(f"CLIP {model} ({tag}) weights", (url,), manual, (reason,))]) from None
+        why = f"{url}: {reason(exc)}"
+        raise DownloadError([MissingFile(f"CLIP {model} ({tag}) weights", (url,), manual, (why,))]) from None
     if not target or not Path(target).is_file():
         raise DownloadError([MissingFile(f"CLIP {model} ({tag}) weights", (url,), manual,
                                          (f"{url}: open_clip returned no file",))])

@@ -7,3 +7,11 @@ class VqclipError(Exception):
 
 class UnsafeCheckpointError(VqclipError):
     """A checkpoint whose unpickling would call something other than tensor/collection rebuilding."""
+
+
+def reason(exc: BaseException, limit: int = 200, whole: bool = False) -> str:
+    """An exception as one line for an error message, cut at `limit`: its first non-blank line, or with `whole` all
+    of it with the line breaks folded (YAML and state-dict errors put the useful part below the first line); its
+    type name when it says nothing."""
+    text = " ".join(str(exc).split()) if whole else next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+    return (text or type(exc).__name__)[:limit]

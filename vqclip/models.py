@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from .checkpoints import TORCH_SUFFIXES, load_state_dict, refuse_torchscript
-from .errors import VqclipError
+from .errors import VqclipError, reason
 from .quantize import codes_to_latent, nearest_codes
 
 log = logging.getLogger("vqclip")
@@ -76,7 +76,7 @@ def _read_yaml(path: Path) -> dict:
     try:
         data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     except Exception as exc:  # omegaconf and yaml raise many types
-        raise VqclipError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise VqclipError(f"{path}: not valid YAML ({reason(exc)})") from None
     if not isinstance(data, dict):
         raise VqclipError(f"{path}: expected a taming model YAML with a top-level `model:` mapping")
     return data
@@ -202,7 +202,7 @@ def _clip_from_cfg(cfg: dict, pre: dict, pretrained: str | None, name: str, sour
     try:
         model = (CustomTextCLIP if custom else CLIP)(**cfg)
     except Exception as exc:  # bad keys, or timm / transformers towers (RuntimeError when missing, hub errors)
-        raise VqclipError(f"{source}: open_clip cannot build this architecture ({_first_line(exc)})") from None
+        raise VqclipError(f"{source}: open_clip cannot build this architecture ({reason(exc)})") from None
     if pretrained:
         weights = Path(pretrained)
         if not weights.is_file():
@@ -218,18 +218,13 @@ def _clip_from_cfg(cfg: dict, pre: dict, pretrained: str | None, name: str, sour
         try:
             tokenizer = open_clip.tokenizer.HFTokenizer(hf_name)
         except Exception as exc:  # transformers missing, or the tokenizer not cached and no hub access
-            raise VqclipError(f"{source}: cannot load its Hugging Face tokenizer '{hf_name}' ({_first_line(exc)}); "
+            raise VqclipError(f"{source}: cannot load its Hugging Face tokenizer '{hf_name}' ({reason(exc)}); "
                               "it needs the transformers package and the tokenizer in the local HF cache") from None
     else:
         tokenizer = SimpleTokenizer(context_length=cfg["text_cfg"].get("context_length", 77))
     mean = pre.get("mean") or cfg["vision_cfg"].get("image_mean") or OPENAI_MEAN
     std = pre.get("std") or cfg["vision_cfg"].get("image_std") or OPENAI_STD
     return ClipModel(model, tokenizer, name, mean, std)
-
-
-def _first_line(exc: Exception) -> str:
-    """An exception's first line, at most 200 characters."""
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _weights_problem(weights: Path, source: str, exc: Exception) -> VqclipError:
@@ -240,7 +235,7 @@ def _weights_problem(weights: Path, source: str, exc: Exception) -> VqclipError:
             load_state_dict(weights)
         except VqclipError as problem:
             return problem
-    return VqclipError(f"{weights} does not match {source}: {' '.join(str(exc).split())[:200]}")
+    return VqclipError(f"{weights} does not match {source}: {reason(exc, whole=True)}")
 
 
 def _clip_by_name(name: str, pretrained: str | None, cache_dir: str | None) -> ClipModel:
@@ -260,7 +255,7 @@ def _clip_by_name(name: str, pretrained: str | None, cache_dir: str | None) -> C
         if not tag_cfg:  # a local weights file
             raise _weights_problem(Path(pretrained), name, exc) from None
         raise VqclipError(
-            f"could not load CLIP {name} weights '{pretrained}': {_first_line(exc)}; check the "
+            f"could not load CLIP {name} weights '{pretrained}': {reason(exc)}; check the "
             "connection, or run `vqclip models download`, or pass a local weights file as the pretrained value"
         ) from None
     mean = getattr(model.visual, "image_mean", None) or tag_cfg.get("mean") or OPENAI_MEAN

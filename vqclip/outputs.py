@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from .errors import VqclipError
+from .errors import VqclipError, reason
 
 METADATA_KEY = "vqclip"
 RUN_MARKERS = ("final.png", "job.yaml", "frames")
@@ -66,7 +66,7 @@ def read_png_json(path: str | Path) -> dict:
             text = getattr(im, "text", {}).get(METADATA_KEY)
     except (UnidentifiedImageError, OSError, SyntaxError,  # PIL raises SyntaxError for broken chunks
             Image.DecompressionBombError) as exc:
-        raise VqclipError(f"{path}: not a readable PNG ({' '.join(str(exc).split())[:120]})") from None
+        raise VqclipError(f"{path}: not a readable PNG ({reason(exc, 120, whole=True)})") from None
     if text is None:
         raise VqclipError(f"{path}: carries no vqclip metadata (was it written by vqclip generate?)")
     try:

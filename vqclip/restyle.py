@@ -22,7 +22,7 @@ from PIL import Image
 from torch import Tensor
 
 from .config import GenerateConfig
-from .errors import VqclipError
+from .errors import VqclipError, reason
 from .generator import Callback, GenerateResult, seeded
 
 log = logging.getLogger("vqclip")
@@ -59,8 +59,7 @@ def open_video(path: Path):
         meta = next(reader)
     except (OSError, RuntimeError, StopIteration) as exc:
         reader.close()
-        first = " ".join(str(exc).split())[:160]
-        raise VqclipError(f"{path}: not a readable video ({first})") from None
+        raise VqclipError(f"{path}: not a readable video ({reason(exc, 160, whole=True)})") from None
     w, h = meta["size"]
     frames = (np.frombuffer(buf, np.uint8).reshape(h, w, 3) for buf in reader)
     return reader, frames, meta

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .clipjobs import iter_image_embeddings, scan_images
-from .errors import VqclipError
+from .errors import VqclipError, reason
 from .models import ClipModel
 
 log = logging.getLogger("vqclip")
@@ -85,7 +85,7 @@ class ImageIndex:
                 meta = dict(f.metadata() or {})
             tensors = load_file(str(self.path))
         except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
-            raise ValueError(" ".join(str(exc).split())[:120] or type(exc).__name__) from None
+            raise ValueError(reason(exc, 120, whole=True)) from None
         if meta.get("format") != FORMAT:
             raise ValueError(f"format is {meta.get('format')!r}, expected {FORMAT!r}")
         for key, t in tensors.items():
@@ -111,8 +111,8 @@ class ImageIndex:
         """Fill the entries for this model from the file; a corrupt file is reported in one line and rebuilt."""
         try:
             found = self._read_file()
-        except ValueError as reason:
-            log.warning("search index %s is corrupt (%s); rebuilding it", self.path, reason)
+        except ValueError as why:
+            log.warning("search index %s is corrupt (%s); rebuilding it", self.path, why)
             self._corrupt = True
             return
         self._corrupt = False

@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
+from .errors import reason
+
 log = logging.getLogger("vqclip")
 
 
@@ -247,7 +249,7 @@ def compiled(fn: Callable, name: str) -> Callable:
                 return state["fn"](*args, **kwargs)
             except Exception as exc:  # backends fail in many ways (no compiler, unsupported op, ...)
                 log.info("torch.compile of the %s failed (%s); running it eagerly", name,
-                         str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__)
+                         reason(exc, 160))
                 state["fn"] = fn
         return state["fn"](*args, **kwargs)
 
