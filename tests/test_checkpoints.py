@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from vqclip.checkpoints import load_state_dict
+from vqclip.checkpoints import load_state_dict, torch_load_safe
 from vqclip.errors import UnsafeCheckpointError, VqclipError
 
 
@@ -129,6 +129,18 @@ def test_lightning_hyper_parameters_do_not_refuse_the_file(tmp_path):
     torch.save({"state_dict": {"w": torch.ones(2)}, "hyper_parameters": hp, "hparams_name": "kwargs"},
                tmp_path / "hp.ckpt")
     assert list(load_state_dict(tmp_path / "hp.ckpt")) == ["w"]
+
+
+@pytest.mark.parametrize("module", ["lightning_fabric.utilities.data", "pytorch_lightning.utilities.parsing"])
+def test_lightning_attribute_dicts_load_as_plain_dicts(tmp_path, module):
+    """Lightning's AttributeDict (hparams of older and newer releases) keeps its items and becomes a dict."""
+    attribute_dict = pytest.importorskip(module).AttributeDict
+    hp = attribute_dict(lr=4.5e-6, ddconfig=attribute_dict(ch=32, ch_mult=[1, 2]))
+    torch.save({"state_dict": {"w": torch.ones(2)}, "hyper_parameters": hp}, tmp_path / "ad.ckpt")
+    loaded = torch_load_safe(tmp_path / "ad.ckpt")
+    assert loaded["hyper_parameters"] == {"lr": 4.5e-6, "ddconfig": {"ch": 32, "ch_mult": [1, 2]}}
+    assert type(loaded["hyper_parameters"]) is dict and type(loaded["hyper_parameters"]["ddconfig"]) is dict
+    assert list(load_state_dict(tmp_path / "ad.ckpt")) == ["w"]
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.script is deprecated

@@ -56,12 +56,21 @@ def _plain_dict(*_args) -> dict:
     return {}
 
 
+# Lightning's dict with attribute access, under each package name it has had: rebuilt as a plain dict (pickle
+# makes it with `cls.__new__(cls)` and fills it item by item, so `dict` itself stands in; nothing of it runs)
+ATTRIBUTE_DICTS = ("lightning_fabric.utilities.data.AttributeDict", "lightning.fabric.utilities.data.AttributeDict",
+                   "pytorch_lightning.utilities.parsing.AttributeDict",
+                   "lightning.pytorch.utilities.parsing.AttributeDict")
+
+
 def _data_globals() -> dict[str, object]:
-    """Rebuilders of data only (numpy scalars, dtypes, arrays; defaultdicts) that appear in Lightning checkpoints."""
+    """Rebuilders of data only (numpy scalars, dtypes, arrays; defaultdicts, Lightning AttributeDicts) that appear
+    in Lightning checkpoints."""
     import numpy as np
 
     multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
     found = {"numpy.dtype": np.dtype, "numpy.ndarray": np.ndarray, "collections.defaultdict": _plain_dict}
+    found |= dict.fromkeys(ATTRIBUTE_DICTS, dict)
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
         found[f"{mod}.scalar"] = multiarray.scalar
         found[f"{mod}._reconstruct"] = multiarray._reconstruct
