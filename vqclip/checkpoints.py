@@ -107,7 +107,7 @@ def torch_load_safe(path: Path) -> object:
     try:
         unknown = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except Exception as exc:  # a truncated or corrupt archive
-        raise VqclipError(f"{path}: not a readable checkpoint ({exc}); re-download the file") from None
+        raise VqclipError(f"{path}: not a readable checkpoint ({reason(exc)}); re-download the file") from None
     data = _data_globals()
     stand_ins = [(data[n], n) if n in data else (_discarded_global(n), n) if n.startswith(DISCARDED)
                  else (_inert_global(n, path), n) for n in unknown]
@@ -126,7 +126,7 @@ def torch_load_safe(path: Path) -> object:
             "convert it to .safetensors with a trusted tool or use another copy"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile) as exc:
-        raise VqclipError(f"{path}: not a readable checkpoint ({exc}); re-download the file") from None
+        raise VqclipError(f"{path}: not a readable checkpoint ({reason(exc)}); re-download the file") from None
 
 
 def refuse_torchscript(path: Path) -> None:
@@ -184,7 +184,7 @@ def load_state_dict(path: str | os.PathLike, *, cache: bool = False) -> dict[str
         try:
             return load_file(path, device="cpu")
         except (SafetensorError, OSError, ValueError) as exc:
-            raise VqclipError(f"{path}: not a readable .safetensors file ({exc}); re-download it") from None
+            raise VqclipError(f"{path}: not a readable .safetensors file ({reason(exc)}); re-download it") from None
     if suffix not in TORCH_SUFFIXES:
         raise VqclipError(f"{path}: unknown weights format '{suffix}'; use .safetensors, .ckpt, .pt, .pth or .bin")
     cached = _cache_path(path)

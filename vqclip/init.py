@@ -11,7 +11,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from .errors import VqclipError
+from .errors import VqclipError, reason
 from .quantize import codes_to_latent
 
 log = logging.getLogger("vqclip")
@@ -78,7 +78,7 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> Tensor:
                 array = np.asarray(im, dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as exc:
-        raise VqclipError(f"{path}: not a readable image ({exc})") from None
+        raise VqclipError(f"{path}: not a readable image ({reason(exc)})") from None
     return torch.from_numpy(array).permute(2, 0, 1)[None].contiguous()
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from .errors import VqclipError
+from .errors import VqclipError, reason
 from .registry import FileSpec
 
 log = logging.getLogger("vqclip")
@@ -73,7 +73,7 @@ class Manifest:
             if not isinstance(files, dict):
                 raise TypeError("files is not a mapping")
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise VqclipError(f"{self.path}: unreadable checksum manifest ({exc}); delete it and run "
+            raise VqclipError(f"{self.path}: unreadable checksum manifest ({reason(exc)}); delete it and run "
                               "`vqclip models verify` to record the files on disk again") from None
         return files
 

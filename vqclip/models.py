@@ -117,7 +117,7 @@ def load_vqgan(config_path: str | Path, checkpoint_path: str | Path, device: str
     try:
         model = VQGAN(ddconfig, n_embed, embed_dim, gumbel)
     except Exception as exc:  # taming checks nothing: odd values fail anywhere (ch_mult: [], n_embed: 0, ...)
-        raise VqclipError(f"{config_path}: model.params do not build a taming VQGAN ({exc})") from None
+        raise VqclipError(f"{config_path}: model.params do not build a taming VQGAN ({reason(exc)})") from None
     expected = model.state_dict()
     state = {k: v for k, v in state.items() if not k.startswith(TRAINING_ONLY)}
     missing = [k for k in expected if k not in state]
@@ -183,7 +183,7 @@ def _clip_from_json(path: Path, pretrained: str | None) -> ClipModel:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise VqclipError(f"{path}: not a readable JSON architecture ({exc})") from None
+        raise VqclipError(f"{path}: not a readable JSON architecture ({reason(exc)})") from None
     cfg = dict(data.get("model_cfg", data)) if isinstance(data, dict) else None
     if not cfg or not {"embed_dim", "vision_cfg", "text_cfg"} <= cfg.keys():
         raise VqclipError(f"{path}: an open_clip architecture needs embed_dim, vision_cfg and text_cfg")

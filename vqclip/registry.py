@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .errors import VqclipError
+from .errors import VqclipError, reason
 
 DEFAULT_PRESET = "imagenet-16384"
 DEFAULT_CLIP = ("ViT-B-32", "openai")
@@ -311,7 +311,7 @@ def _resolve_embedded(preset: Preset) -> ResolvedPreset:
         try:
             extra = yaml.safe_load(defaults_file.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as exc:
-            raise VqclipError(f"{defaults_file}: unreadable defaults ({exc}); reinstall vqclip") from None
+            raise VqclipError(f"{defaults_file}: unreadable defaults ({reason(exc, whole=True)}); reinstall vqclip") from None
         if not isinstance(extra, dict):
             raise VqclipError(f"{defaults_file}: expected a mapping of job settings; reinstall vqclip")
         defaults.update(extra)
