@@ -10,7 +10,8 @@ from PIL import Image
 
 from vqclip.animation import Motion, ZoomCallback, frame_every, run_generation, transform_image, video_fps
 from vqclip.cli import main
-from vqclip.config import AnimationConfig, load_yaml, merge_layers
+from vqclip.config import AnimationConfig, merge_layers
+from vqclip.jobyaml import load_yaml
 from vqclip.errors import VqclipError
 from vqclip.jobs import build_config, run_job
 from vqclip.outputs import save_png

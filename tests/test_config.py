@@ -3,7 +3,8 @@
 import pytest
 from PIL import Image
 
-from vqclip.config import GenerateConfig, check_inputs, load_yaml, merge_layers, to_yaml
+from vqclip.config import GenerateConfig, check_inputs, merge_layers, to_yaml
+from vqclip.jobyaml import load_yaml
 from vqclip.errors import VqclipError
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from vqclip.callbacks import StopAfter
 from vqclip.cli import main
-from vqclip.config import load_yaml
+from vqclip.jobyaml import load_yaml
 from vqclip.errors import VqclipError
 from vqclip.jobs import build_config, run_job
 from vqclip.restyle import fit_size, frame_to_tensor, mux_audio

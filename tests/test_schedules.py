@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from vqclip.animation import make_generation, run_generation
-from vqclip.config import load_yaml, merge_layers
+from vqclip.config import merge_layers
+from vqclip.jobyaml import load_yaml
 from vqclip.errors import VqclipError
 from vqclip.jobs import build_config, run_job
 from vqclip.schedules import (Keyframe, PromptSchedule, parse_keyframed, split_story, story_from_shorthand,

@@ -149,7 +149,12 @@ def run_generation(cfg: GenerateConfig, models: Models, callbacks: Iterable[Call
     device = device or pick_device(cfg.device)
     seed = resolve_seed(cfg.seed)
     with seeded(device, seed):
-        gen = make_generation(cfg, models, device, seed)
+        if state is None and cfg.candidates.n > 1:
+            from .candidates import best_start
+
+            gen = best_start(cfg, models, device, seed, make_generation)[0]
+        else:
+            gen = make_generation(cfg, models, device, seed)
         if state is not None:
             gen.load_state_dict(state)
         own: list[Callback] = []

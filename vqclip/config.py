@@ -13,7 +13,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from .errors import VqclipError, reason
+from .errors import VqclipError
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "radam", "nadam", "adamax", "adagrad")
 SCHEDULES = ("constant", "cosine", "linear")
@@ -76,6 +76,14 @@ class OutputConfig:
 
 
 @dataclass
+class CandidatesConfig:
+    n: int = 1  # starts tried (1: off); each runs `steps` steps, the best-scored one goes on (vqclip/candidates.py)
+    steps: int = 30
+    views: int = 32  # augmented views each start is scored on (the same views for every start)
+    clip: list[ClipConfig] = field(default_factory=list)  # models that score the starts (empty: the job's CLIP)
+
+
+@dataclass
 class GenerateConfig:
     prompt: str = ""  # "text:weight|text:weight"; a negative weight pushes away
     negative: list[str] = field(default_factory=list)  # texts to push away (weight -1 each unless text:weight)
@@ -96,6 +104,7 @@ class GenerateConfig:
     cutouts: CutoutsConfig = field(default_factory=CutoutsConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     init: InitConfig = field(default_factory=InitConfig)
+    candidates: CandidatesConfig = field(default_factory=CandidatesConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     # animation (issue 7; classes at the end of this file): story prompts, zoom video, restyle, resume
     story: list[StoryKeyframe] = field(default_factory=list)  # [{at: step, prompt: ..., weight: 1}]
@@ -118,6 +127,10 @@ def _normalise(raw: dict, source: str) -> dict:
     for key in ("negative", "image_prompts"):
         if isinstance(raw.get(key), str):
             raw[key] = [raw[key]]
+    cand = raw.get("candidates")
+    if isinstance(cand, dict) and cand.get("clip") is not None:
+        clips = cand["clip"] if isinstance(cand["clip"], list) else [cand["clip"]]
+        raw["candidates"] = {**cand, "clip": [{"model": c} if isinstance(c, str) else c for c in clips]}
     return raw
 
 
@@ -251,6 +264,14 @@ def check(cfg: GenerateConfig) -> None:
         raise VqclipError("clip: at least one CLIP model is needed")
     if not any(c.weight > 0 for c in cfg.clip):
         raise VqclipError("clip: at least one CLIP model needs a positive weight")
+    c = cfg.candidates
+    if c.n < 1 or c.steps < 1 or c.views < 1:
+        raise VqclipError(f"candidates: n, steps and views must be >= 1, got n={c.n}, steps={c.steps}, views={c.views}")
+    if c.clip and not any(j.weight > 0 for j in c.clip):
+        raise VqclipError("candidates.clip: at least one scoring model needs a positive weight")
+    if c.n > 1 and (cfg.animation.mode != "none" or cfg.restyle.input):
+        raise VqclipError("candidates.n > 1 picks the best start of a still image; it cannot be combined with "
+                          "animation.mode: zoom or restyle.input (set candidates.n: 1)")
     _check_animation(cfg)
     from .prompts import parse_job_prompts  # imported here so that config itself stays torch-free
 
@@ -275,47 +296,6 @@ def check_inputs(cfg: GenerateConfig) -> None:
             load_image(path)  # a corrupt image fails here, not after its run folder is made
     if not story_keyframes(cfg.prompt, cfg.story, cfg.steps, cfg.change_every):  # a story's keyframes are its targets
         check_has_target(parse_job_prompts(cfg.prompt, cfg.negative, cfg.image_prompts))
-
-
-class _JobLoader(yaml.SafeLoader):
-    """Job YAML as written: strings stay literal (no `${...}`), `1e-3` is a number, a repeated key is an error."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key, _ in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                if key.value in seen:
-                    raise yaml.constructor.ConstructorError(None, None, f"found duplicate key {key.value}",
-                                                            key.start_mark)
-                seen.add(key.value)
-        return super().construct_mapping(node, deep)
-
-
-_JobLoader.yaml_implicit_resolvers = {  # no timestamps: `prompt: 2024-01-01` is text
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_JobLoader.add_implicit_resolver(  # YAML 1.2 exponents; PyYAML's 1.1 rules read 1e-3 as a string
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)[eE][-+]?\d+$"),
-    list("-+0123456789."))
-
-
-def load_yaml(path: str | Path) -> dict:
-    """A job YAML file as a plain dict, or a one-line error naming the file and the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise VqclipError(f"{path}: no such job file")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.load(f, Loader=_JobLoader)  # not OmegaConf.load: it rejects `${` in plain text
-    except (yaml.YAMLError, ValueError) as exc:  # the message has the line; ValueError: not UTF-8
-        raise VqclipError(f"{path}: malformed YAML ({reason(exc, whole=True)})") from None
-    except OSError as exc:
-        raise VqclipError(f"{path}: cannot read the job file ({exc.strerror})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise VqclipError(f"{path}: expected a mapping of job keys (prompt:, steps:, ...)")
-    return data
 
 
 def to_dict(cfg: GenerateConfig) -> dict[str, Any]:

@@ -37,6 +37,7 @@ class Models:
 
     vqgan: VQGAN
     clips: list[tuple[ClipModel, float]]
+    judges: list[tuple[ClipModel, float]] = field(default_factory=list)  # score best-of-n starts (default: clips)
 
 
 @dataclass
@@ -125,13 +126,14 @@ class Generation:
 
     def __init__(self, cfg: GenerateConfig, models: Models, device: torch.device, seed: int):
         self.cfg, self.models, self.device, self.seed = cfg, models, device, seed
+        self.start_seed = seed  # the seed this latent started from (a best-of-n start's own; see candidates)
         self.amp = autocast_dtype(cfg.precision, device, cfg.size[0] * cfg.size[1])
         self.rng = torch.Generator().manual_seed(seed)
         vq = models.vqgan
         self.width, self.height = rounded_size(cfg.size, vq.factor)
         # 1. Targets: text and image prompts, embedded once per CLIP model
         self.prompts = self._parse_prompts()
-        self.targets = self._embed_targets(self.prompts)
+        self.targets = self.embed_targets(self.prompts)
         self.weights = weights_tensor(self.prompts, device)
         self.weight_schedule: Optional[Callable[[int], Tensor]] = None
         # 2. Cutout samplers, one per CLIP input size
@@ -174,10 +176,10 @@ class Generation:
         return prompts
 
     @torch.no_grad()
-    def _embed_targets(self, prompts: list[Prompt]) -> list[Tensor]:
-        """Per CLIP model, the unit embeddings [M,D] of every prompt (texts and images), computed once."""
+    def embed_targets(self, prompts: list[Prompt], clips: Optional[list[tuple[ClipModel, float]]] = None) -> list[Tensor]:
+        """Per CLIP model (default: the run's), the unit embeddings [M,D] of every prompt (texts and images)."""
         out = []
-        for clip, _ in self.models.clips:
+        for clip, _ in self.models.clips if clips is None else clips:
             rows = []
             for p in prompts:
                 if p.image:
@@ -191,7 +193,7 @@ class Generation:
     def set_prompts(self, prompts: list[Prompt]) -> None:
         """Replace the targets (e.g. a story's next prompt); embeddings are computed once here."""
         check_has_target(prompts)
-        self.prompts, self.targets = prompts, self._embed_targets(prompts)
+        self.prompts, self.targets = prompts, self.embed_targets(prompts)
         self.weights = weights_tensor(prompts, self.device)
 
     @torch.no_grad()
@@ -345,4 +347,8 @@ def generate(cfg: GenerateConfig, models: Models, callbacks: Iterable[Callback] 
     device = device or pick_device(cfg.device)
     seed = resolve_seed(cfg.seed)
     with seeded(device, seed):
+        if cfg.candidates.n > 1:
+            from .candidates import best_start
+
+            return best_start(cfg, models, device, seed, Generation)[0].run(callbacks)
         return Generation(cfg, models, device, seed).run(callbacks)

@@ -10,7 +10,8 @@ from typing import Callable, Iterable, Optional
 import torch
 
 from .callbacks import ProgressBar, SaveFrames, StopOnFlag, frame_path
-from .config import GenerateConfig, check_inputs, load_yaml, merge_layers, to_dict, to_yaml
+from .config import GenerateConfig, check_inputs, merge_layers, to_dict, to_yaml
+from .jobyaml import load_yaml
 from .errors import VqclipError
 from .generator import Callback, GenerateResult, Models, pick_device, resolve_seed
 from .models import ClipModel, VQGAN, load_clip, load_vqgan
@@ -105,7 +106,8 @@ def load_models(cfg: GenerateConfig, device: torch.device, cache: Optional[Model
     clip_cache = registry.home() / "clip"
     vqgan = cache.vqgan(vq_config, vq_ckpt, device)
     clips = [(cache.clip(c.model, c.pretrained, device, clip_cache), c.weight) for c in cfg.clip]
-    return Models(vqgan, clips)
+    judges = [(cache.clip(c.model, c.pretrained, device, clip_cache), c.weight) for c in cfg.candidates.clip]
+    return Models(vqgan, clips, judges if cfg.candidates.n > 1 else [])
 
 
 @dataclass
@@ -145,7 +147,8 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
     # 3. Optimise, saving frames as it goes
     frames = SaveFrames(run_dir / "frames", frame_every(cfg))
     callbacks: list[Callback] = [frames, *extra_callbacks]
-    bar = ProgressBar(cfg.steps) if cfg.output.progress else None
+    trial = min(cfg.candidates.steps, cfg.steps) if cfg.candidates.n > 1 else 0  # the best start goes on from here
+    bar = ProgressBar(cfg.steps, initial=trial) if cfg.output.progress else None
     if bar:
         callbacks.append(bar)
     if stop is not None:

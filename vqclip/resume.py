@@ -83,7 +83,8 @@ def _frame_step(path: Path) -> Optional[int]:
 
 def read_job(run_dir: Path, overrides: Optional[dict] = None):
     """The resolved job of a run folder (its job.yaml), with `overrides` (e.g. more steps) on top."""
-    from .config import load_yaml, merge_layers
+    from .config import merge_layers
+    from .jobyaml import load_yaml
 
     job = run_dir / "job.yaml"
     if not run_dir.is_dir():

@@ -44,6 +44,8 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     a("--lr", type=float, metavar="LR", help="learning rate [optimizer.lr]")
     a("--schedule", choices=["constant", "cosine", "linear"], help="learning-rate schedule [optimizer.schedule]")
     a("--tv-weight", type=float, metavar="W", help="smoothness prior [tv_weight]")
+    a("--candidates", type=int, metavar="N", help="best of N starts: the best-scored after a few steps goes on "
+                                                  "[candidates.n]")
     a("--vqgan-config", metavar="YAML", help="taming model YAML [vqgan.config]")
     a("--vqgan-checkpoint", metavar="CKPT", help="VQGAN .ckpt or .safetensors [vqgan.checkpoint]")
     a("--clip-model", action="append", metavar="NAME|JSON", help="CLIP architecture, repeatable [clip[i].model]")
@@ -86,7 +88,8 @@ def cli_overrides(args: argparse.Namespace) -> dict:
               "tv_weight": "tv_weight", "vqgan_config": "vqgan.config", "vqgan_checkpoint": "vqgan.checkpoint",
               "device": "device", "precision": "precision", "out": "output.dir", "save_every": "output.save_every",
               "video_format": "output.video_format", "fps": "output.fps", "change_every": "change_every",
-              "video_length": "output.video_length", "gif_max_side": "output.gif_max_side", "threads": "threads"}
+              "video_length": "output.video_length", "gif_max_side": "output.gif_max_side", "threads": "threads",
+              "candidates": "candidates.n"}
     for attr, key in simple.items():
         value = getattr(args, attr, None)
         if value is not None:

@@ -1,0 +1,90 @@
+"""Best-of-n starts: the seeds, the pick (the lowest score wins and goes on), the scoring models, the config."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tiny import write_clip
+from vqclip.candidates import best_start, start_score, start_seeds
+from vqclip.cli import main
+from vqclip.config import merge_layers
+from vqclip.cutouts import Cutouts
+from vqclip.errors import VqclipError
+from vqclip.generator import Generation, Models, generate, seeded
+from vqclip.models import load_clip
+
+
+def job(tiny_job, **over):
+    return merge_layers([("tiny", tiny_job), ("test", {"prompt": "a red circle", "steps": 6, "seed": 3, **over})])
+
+
+def test_start_seeds_begin_with_the_job_seed_and_are_distinct():
+    assert start_seeds(7, 1) == [7]
+    seeds = start_seeds(7, 50)
+    assert seeds[0] == 7 and len(set(seeds)) == 50 and seeds == start_seeds(7, 50)
+    assert all(0 <= s < 2**63 for s in seeds[1:]) and start_seeds(-5, 3)[1] >= 0
+
+
+def test_best_start_goes_on_from_the_lowest_scored_start(tiny_job, tiny_models):
+    cfg = job(tiny_job, candidates={"n": 3, "steps": 2, "views": 4})
+    device = torch.device("cpu")
+    with seeded(device, 3):
+        winner, scores = best_start(cfg, tiny_models, device, 3, Generation)
+    assert len(scores) == 3 and len(set(scores)) == 3
+    assert winner.step_count == 2 and winner.seed == 3
+    assert winner.start_seed == start_seeds(3, 3)[int(np.argmin(scores))]
+    # the winner is exactly that start run on its own for the trial steps, and its score is what was reported
+    with seeded(device, winner.start_seed):
+        alone = Generation(cfg, tiny_models, device, winner.start_seed)
+        for _ in range(2):
+            alone.step()
+    assert torch.equal(alone.z, winner.z)
+    clip, c = tiny_models.clips[0][0], cfg.cutouts
+    views = {clip.image_size: Cutouts(clip.image_size, 4, c.pow, c.min_size, c.augments, c.noise)}
+    again = start_score(alone.decode().detach(), tiny_models.clips, alone.targets, alone.weights, views, device,
+                        view_seed=3)
+    assert again == pytest.approx(min(scores), rel=1e-5)
+
+
+def test_generate_with_candidates_is_repeatable_and_n1_is_the_plain_run(tiny_job, tiny_models):
+    a = generate(job(tiny_job, candidates={"n": 3, "steps": 2, "views": 4}), tiny_models)
+    b = generate(job(tiny_job, candidates={"n": 3, "steps": 2, "views": 4}), tiny_models)
+    assert torch.equal(a.image, b.image) and a.seed == b.seed == 3 and a.steps == 6
+    plain = generate(job(tiny_job), tiny_models)
+    one = generate(job(tiny_job, candidates={"n": 1, "steps": 2}), tiny_models)
+    assert torch.equal(plain.image, one.image)
+
+
+def test_scoring_models_are_the_judges_when_given(tiny_job, tiny_models, tmp_path):
+    cfg = job(tiny_job, candidates={"n": 2, "steps": 1, "views": 4})
+    other = load_clip(*map(str, write_clip(tmp_path, seed=9)))
+    device = torch.device("cpu")
+    own = best_start(cfg, tiny_models, device, 3, Generation)[1]
+    judged = best_start(cfg, Models(tiny_models.vqgan, tiny_models.clips, [(other, 1.0)]), device, 3, Generation)[1]
+    assert own != pytest.approx(judged)  # the same two starts, scored by another CLIP
+
+
+def test_config_checks_and_shorthand(tiny_job):
+    cfg = job(tiny_job, candidates={"n": 2, "clip": "ViT-B-32"})
+    assert cfg.candidates.clip[0].model == "ViT-B-32" and cfg.candidates.clip[0].weight == 1.0
+    for bad, words in [({"n": 0}, "n, steps and views"), ({"views": 0}, "n, steps and views"),
+                       ({"n": 2, "clip": [{"model": "x", "weight": 0}]}, "positive weight")]:
+        with pytest.raises(VqclipError, match=words):
+            job(tiny_job, candidates=bad)
+    with pytest.raises(VqclipError, match="animation.mode: zoom"):
+        job(tiny_job, candidates={"n": 2}, animation={"mode": "zoom"})
+    with pytest.raises(VqclipError, match="unknown key 'candidates.runs'"):
+        job(tiny_job, candidates={"runs": 2})
+
+
+def test_cli_run_with_candidates_keeps_frames_from_the_pick_on(tmp_path, tiny_args):
+    out = tmp_path / "run"
+    code = main(["generate", "a red circle", *tiny_args, "--steps", "6", "--save-every", "2", "--seed", "4",
+                 "--out", str(out), "--candidates", "2", "--set", "candidates.steps=3", "--no-video"])
+    assert code == 0
+    assert sorted(p.name for p in (out / "frames").iterdir()) == ["000004.png", "000006.png"]
+    again = tmp_path / "again"
+    assert main(["generate", "--from", str(out / "final.png"), "--out", str(again), "--quiet"]) == 0
+    a, b = (np.asarray(Image.open(d / "final.png").convert("RGB")) for d in (out, again))
+    assert np.array_equal(a, b)  # the PNG's config repeats the pick
