@@ -74,6 +74,8 @@ def test_config_checks_and_shorthand(tiny_job):
             job(tiny_job, candidates=bad)
     with pytest.raises(VqclipError, match="animation.mode: zoom"):
         job(tiny_job, candidates={"n": 2}, animation={"mode": "zoom"})
+    with pytest.raises(VqclipError, match=r"candidates.clip\[0\]: expected a mapping"):
+        job(tiny_job, candidates={"n": 2, "clip": [5]})
     with pytest.raises(VqclipError, match="unknown key 'candidates.runs'"):
         job(tiny_job, candidates={"runs": 2})
 

@@ -160,9 +160,11 @@ def _check_sections(raw: dict, cls: type, source: str, prefix: str = "") -> None
         elif isinstance(default, list) and not isinstance(value, list):
             what = "{model: ..., pretrained: ...} or a list of them" if key == "clip" else "a list"
             raise VqclipError(f"{source}: {key}: expected {what}, got {value!r}")
-    for i, item in enumerate(raw.get("clip") or [] if not prefix else []):
+    clips = raw.get("clip") if prefix in ("", "candidates.") else None  # the two lists of CLIP models
+    for i, item in enumerate(clips if isinstance(clips, list) else []):
         if not isinstance(item, dict):
-            raise VqclipError(f"{source}: clip[{i}]: expected a mapping like {{model: ViT-B-32, pretrained: openai}}")
+            raise VqclipError(f"{source}: {prefix}clip[{i}]: expected a mapping like "
+                              "{model: ViT-B-32, pretrained: openai}")
 
 
 def _field_names(cls: type, prefix: str = "") -> list[str]:
