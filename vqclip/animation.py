@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .candidates import first_generation
 from .config import AnimationConfig, GenerateConfig
 from .generator import Callback, GenerateResult, Generation, Models, StepEvent, resolve_seed, seeded
 from .schedules import PromptSchedule, parse_keyframed, story_keyframes, value_at
@@ -149,13 +150,10 @@ def run_generation(cfg: GenerateConfig, models: Models, callbacks: Iterable[Call
     device = device or pick_device(cfg.device)
     seed = resolve_seed(cfg.seed)
     with seeded(device, seed):
-        if state is None and cfg.candidates.n > 1:
-            from .candidates import best_start
-
-            gen = best_start(cfg, models, device, seed, make_generation)[0]
+        if state is None:
+            gen = first_generation(cfg, models, device, seed, make_generation)
         else:
             gen = make_generation(cfg, models, device, seed)
-        if state is not None:
             gen.load_state_dict(state)
         own: list[Callback] = []
         if cfg.animation.mode == "zoom":

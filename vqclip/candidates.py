@@ -19,7 +19,7 @@ from .cutouts import Cutouts
 from .models import ClipModel
 from .prompts import prompt_loss
 
-if TYPE_CHECKING:  # generator imports this module lazily; the types only, to keep it that way
+if TYPE_CHECKING:  # this module needs generator only lazily (generator imports it); the types only
     from .config import GenerateConfig
     from .generator import Generation, Models
 
@@ -54,6 +54,17 @@ def start_score(image: Tensor, judges: list[tuple[ClipModel, float]], targets: l
     return score
 
 
+def trial_steps(cfg: GenerateConfig) -> int:
+    """Steps each start runs before the pick (0 when best-of-n is off): where the chosen start goes on from."""
+    return min(cfg.candidates.steps, cfg.steps) if cfg.candidates.n > 1 else 0
+
+
+def first_generation(cfg: GenerateConfig, models: Models, device: torch.device, seed: int,
+                     make: Callable[..., Generation]) -> Generation:
+    """The Generation a run goes on with: `make(cfg, models, device, seed)`, or the best of `candidates.n` starts."""
+    return best_start(cfg, models, device, seed, make)[0] if cfg.candidates.n > 1 else make(cfg, models, device, seed)
+
+
 def best_start(cfg: GenerateConfig, models: Models, device: torch.device, seed: int,
                make: Callable[..., Generation]) -> tuple[Generation, list[float]]:
     """Run `cfg.candidates.n` starts for `cfg.candidates.steps` steps each (`make(cfg, models, device, seed)` builds
@@ -62,19 +73,21 @@ def best_start(cfg: GenerateConfig, models: Models, device: torch.device, seed: 
 
     c, cut = cfg.candidates, cfg.cutouts
     judges = models.judges or models.clips
-    steps = min(c.steps, cfg.steps)
+    steps = trial_steps(cfg)
     views = {size: Cutouts(size, c.views, cut.pow, cut.min_size, cut.augments, cut.noise)
              for size in {clip.image_size for clip, _ in judges}}
     log.info("trying %d starts for %d steps each; the best-scored one goes on", c.n, steps)
     starts: list[Generation] = []
     scores: list[float] = []
+    targets: Optional[list[Tensor]] = None
     for s in start_seeds(seed, c.n):
         with seeded(device, s):
             gen = make(cfg, models, device, s)
             for _ in range(steps):
                 gen.step()
             image = gen.decode().detach()
-        targets = gen.targets if judges is models.clips else gen.embed_targets(gen.prompts, judges)
+        if targets is None:  # the same prompts for every start: embedded once
+            targets = gen.targets if judges is models.clips else gen.embed_targets(gen.prompts, judges)
         weights = gen.weight_schedule(gen.step_count) if gen.weight_schedule else gen.weights
         scores.append(start_score(image, judges, targets, weights, views, device, gen.amp, seed))
         starts.append(gen)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .candidates import first_generation
 from .config import GenerateConfig
 from .cutouts import Cutouts
 from .errors import VqclipError
@@ -347,8 +348,4 @@ def generate(cfg: GenerateConfig, models: Models, callbacks: Iterable[Callback] 
     device = device or pick_device(cfg.device)
     seed = resolve_seed(cfg.seed)
     with seeded(device, seed):
-        if cfg.candidates.n > 1:
-            from .candidates import best_start
-
-            return best_start(cfg, models, device, seed, Generation)[0].run(callbacks)
-        return Generation(cfg, models, device, seed).run(callbacks)
+        return first_generation(cfg, models, device, seed, Generation).run(callbacks)

@@ -10,10 +10,11 @@ from typing import Callable, Iterable, Optional
 import torch
 
 from .callbacks import ProgressBar, SaveFrames, StopOnFlag, frame_path
+from .candidates import trial_steps
 from .config import GenerateConfig, check_inputs, merge_layers, to_dict, to_yaml
-from .jobyaml import load_yaml
 from .errors import VqclipError
 from .generator import Callback, GenerateResult, Models, pick_device, resolve_seed
+from .jobyaml import load_yaml
 from .models import ClipModel, VQGAN, load_clip, load_vqgan
 from .outputs import (atomic_write_text, check_run_dir, claim_run_dir, default_run_dir, read_metadata, release_run_dir,
                       save_png, versions)
@@ -106,8 +107,9 @@ def load_models(cfg: GenerateConfig, device: torch.device, cache: Optional[Model
     clip_cache = registry.home() / "clip"
     vqgan = cache.vqgan(vq_config, vq_ckpt, device)
     clips = [(cache.clip(c.model, c.pretrained, device, clip_cache), c.weight) for c in cfg.clip]
-    judges = [(cache.clip(c.model, c.pretrained, device, clip_cache), c.weight) for c in cfg.candidates.clip]
-    return Models(vqgan, clips, judges if cfg.candidates.n > 1 else [])
+    scorers = cfg.candidates.clip if cfg.candidates.n > 1 else []  # unused at n = 1: not loaded
+    judges = [(cache.clip(c.model, c.pretrained, device, clip_cache), c.weight) for c in scorers]
+    return Models(vqgan, clips, judges)
 
 
 @dataclass
@@ -147,8 +149,7 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
     # 3. Optimise, saving frames as it goes
     frames = SaveFrames(run_dir / "frames", frame_every(cfg))
     callbacks: list[Callback] = [frames, *extra_callbacks]
-    trial = min(cfg.candidates.steps, cfg.steps) if cfg.candidates.n > 1 else 0  # the best start goes on from here
-    bar = ProgressBar(cfg.steps, initial=trial) if cfg.output.progress else None
+    bar = ProgressBar(cfg.steps, initial=trial_steps(cfg)) if cfg.output.progress else None
     if bar:
         callbacks.append(bar)
     if stop is not None:
