@@ -51,6 +51,12 @@ def test_cli_bench_unknown_architecture_is_one_line(capsys):
     assert err[-1].startswith("error: --vqgan: no built-in architecture 'no-such-vqgan'")
 
 
+def test_cli_bench_negative_threads_is_one_line(capsys):
+    assert main(["bench", "--random-weights", "--threads", "-2", "--steps", "1"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: bench: need --size >= 16, --cutn >= 1, --steps >= 1, --warmup >= 0 and --threads >= 0"]
+
+
 def test_count_gflop_counts_a_matmul():
     a, b = torch.randn(64, 128), torch.randn(128, 32)
     assert count_gflop(lambda: a @ b) == pytest.approx(2 * 64 * 128 * 32 / 1e9)

@@ -142,6 +142,23 @@ def test_search_needs_exactly_one_query(capsys, tiny, images, extra, expected):
     assert code == 2 and expected in err
 
 
+@pytest.mark.parametrize("case", ["missing folder", "a file as the folder", "unreadable query image"])
+def test_search_checks_folder_and_query_image_before_loading_a_model(capsys, tiny, images, monkeypatch, case):
+    import vqclip.cli.clipjobs as cli_clipjobs
+
+    monkeypatch.setattr(cli_clipjobs, "load_clips_for", lambda args: pytest.fail("CLIP loaded first"))
+    argv = {"missing folder": [images / "nope", "a dog"], "a file as the folder": [images / "0.png", "a dog"],
+            "unreadable query image": [images, "--image", images / "sub" / "broken.png"]}[case]
+    code, out, err = run(capsys, "search", *argv, *tiny)
+    assert code == 2 and not out and err.count("\n") == 1 and err.startswith("error: "), err
+
+
+def test_classify_missing_image_is_one_line_without_notices(capsys, images):
+    code, out, err = run(capsys, "classify", images / "nope.png", "--labels", "a red circle,a blue square",
+                         "--model", "mini")
+    assert code == 2 and not out and err.splitlines() == [f"error: {images / 'nope.png'}: no such file or folder"]
+
+
 def test_score_sorts_and_cuts(capsys, tiny, images):
     code, out, _ = run(capsys, "score", images, "--prompt", "a red circle", "--json", "--quiet", *tiny)
     res = json.loads(out)["results"]

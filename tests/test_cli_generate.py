@@ -117,6 +117,7 @@ def _bad_inputs(tmp_path, tiny_args, tiny_vqgan):
 
     torch.save({"state_dict": {}, "x": Evil()}, tmp_path / "evil.ckpt")
     (tmp_path / "text.png").write_text("not an image")
+    (tmp_path / "clip.yaml").write_text(yaml.safe_dump({"clip": {"model": tiny_args[5], "pretrained": tiny_args[7]}}))
     return {
         "unknown key": (["x", "--config", str(tmp_path / "unknown.yaml"), *tiny_args], "unknown key 'stepz'"),
         "wrong type": (["x", "--config", str(tmp_path / "type.yaml"), *tiny_args], "steps:"),
@@ -138,6 +139,9 @@ def _bad_inputs(tmp_path, tiny_args, tiny_vqgan):
         "set into a list": (["x", *tiny_args, "--set", "clip.0.weight=2"], "--set cannot index a list"),
         "init contradicts init image": (["x", *tiny_args, "--init", "flat", "--init-image", str(tmp_path / "text.png")],
                                         "--init flat and --init-image contradict each other"),
+        "clip weight without clip model": (["x", "--config", str(tmp_path / "clip.yaml"), *tiny_args[:4],
+                                            *tiny_args[8:], "--clip-weight", "-1"], "give one per --clip-model"),
+        "negative tv weight": (["x", *tiny_args, "--tv-weight", "-5"], "tv_weight: must be >= 0"),
     }
 
 
@@ -145,7 +149,8 @@ def _bad_inputs(tmp_path, tiny_args, tiny_vqgan):
                                   "bad prompt", "impossible size", "unsafe ckpt", "unknown optimizer",
                                   "missing init image", "bad --set", "no prompt", "corrupt init image",
                                   "corrupt image prompt", "nan lr", "huge seed", "negative only",
-                                  "init contradicts init image", "set into a list"])
+                                  "init contradicts init image", "set into a list", "clip weight without clip model",
+                                  "negative tv weight"])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, tiny_args, tiny_vqgan, capsys, case):
     argv, expected = _bad_inputs(tmp_path, tiny_args, tiny_vqgan)[case]
     assert main(["generate", *argv, "--out", str(tmp_path / "out")]) == 2
@@ -272,6 +277,14 @@ def test_threads_option_is_recorded_and_restored(tmp_path, tiny_args, capsys, mo
     assert read_metadata(tmp_path / "t" / "final.png")["config"]["threads"] == 2
     assert main(["generate", "x", *tiny_args, "--threads", "-1"]) == 2
     assert "threads: must be >= 0" in capsys.readouterr().err
+
+
+def test_set_reads_values_as_a_job_file_does():
+    from vqclip.cli import build_parser
+    from vqclip.cli.generate import cli_overrides
+
+    args = build_parser().parse_args(["generate", "--set", "prompt=2024-01-01", "--set", "optimizer.lr=1e-3"])
+    assert cli_overrides(args) == {"prompt": "2024-01-01", "optimizer": {"lr": 0.001}}  # text, and a number
 
 
 @pytest.mark.parametrize("argv,expected", [(["generate", "x", "--size", "64"], "--size: expected 2 arguments"),

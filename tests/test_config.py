@@ -49,6 +49,13 @@ def test_layers_override_in_order_and_shorthands():
     ({"tv_weight": float("inf")}, "tv_weight: must be a finite number"),
     ({"clip": [{"model": "x.json", "weight": float("nan")}]}, r"clip\[0\]\.weight: must be a finite number"),
     ({"seed": 2**64}, "seed: must be a 64-bit integer"),
+    ({"tv_weight": -5}, "tv_weight: must be >= 0"),
+    ({"init": {"weight": -1}}, "init.weight: must be >= 0"),
+    ({"cutouts": {"noise": -0.1}}, "cutouts.noise: must be >= 0"),
+    ({"optimizer": {"min_factor": -1}}, "optimizer.min_factor: must be >= 0"),
+    ({"clip": [{"model": "a.json", "weight": 1}, {"model": "b.json", "weight": -1}]},
+     r"clip\[1\]\.weight: must be >= 0"),
+    ({"candidates": {"clip": [{"model": "a.json", "weight": -1}]}}, r"candidates\.clip\[0\]\.weight: must be >= 0"),
 ])
 def test_bad_values_are_one_line_errors(layer, match):
     with pytest.raises(VqclipError, match=match) as info:
@@ -92,6 +99,15 @@ def test_missing_input_files_are_one_line_errors(tmp_path, monkeypatch, layer, k
     else:  # a video is only looked for; the restyle reads it before its run folder is made
         (tmp_path / name).write_bytes(b"present")
     check_inputs(cfg)
+
+
+def test_a_folder_where_a_file_belongs_says_so(tmp_path):
+    (tmp_path / "d").mkdir()
+    with pytest.raises(VqclipError, match=r"^init\.image: .*d: is a folder, not an image file; check the path$"):
+        check_inputs(merge_layers([("job.yaml", {"prompt": "x", "init": {"kind": "image",
+                                                                          "image": str(tmp_path / "d")}})]))
+    with pytest.raises(VqclipError, match=r"d: is a folder, not a job file$"):
+        load_yaml(tmp_path / "d")
 
 
 def test_a_job_with_nothing_to_aim_at_fails_before_models_load():

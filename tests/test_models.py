@@ -206,3 +206,30 @@ def test_openai_torchscript_clip_is_refused_before_open_clip(tmp_path, tiny_clip
         with pytest.raises(VqclipError, match="refused: a TorchScript archive"):
             load_clip(arch, str(tmp_path / "ViT-B-32.pt"))
     assert not [w for w in recwarn if "TorchScript" in str(w.message)]
+
+
+def test_a_failed_clip_download_prints_one_line_not_the_librarys_log(tmp_path):
+    """huggingface_hub's retry warnings and open_clip's root-logger messages stay off the terminal (no network: the
+    download is a stand-in that logs as they do and fails)."""
+    import subprocess
+    import sys
+
+    script = """
+import logging, sys, open_clip
+from vqclip.cli import main
+def offline(*args, **kwargs):
+    logging.info("Parsing model identifier")  # open_clip's style: sets up the root logger unless one exists
+    logging.getLogger("huggingface_hub.utils._http").warning("Retrying in 1s [Retry 1/5].")
+    logging.error("Failed to download weights")
+    raise OSError("Name or service not known")
+open_clip.create_model = offline
+sys.exit(main(["score", sys.argv[1], "--prompt", "x", "--device", "cpu"]))
+"""
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "a.png")], capture_output=True, text=True,
+                          timeout=120)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(err) == 1, proc.stderr
+    assert err[0].startswith("error: could not load CLIP ViT-B-32 weights 'openai': Name or service not known")

@@ -160,3 +160,12 @@ def test_missing_video_is_a_one_line_error(tiny_args, tmp_path, capsys):
                  str(tmp_path / "r")]) == 2
     assert "no such video file" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_file_that_is_not_a_video_is_a_short_error_with_the_fix(tiny_args, tmp_path, capsys):
+    (tmp_path / "notes.mp4").write_text("not a video")
+    assert main(["restyle", str(tmp_path / "notes.mp4"), "x", *restyle_args(tiny_args), "--out",
+                 str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "notes.mp4: not a readable video" in err[0] and "ffmpeg version" not in err[0], err
+    assert "give a video file" in err[0] and not (tmp_path / "r").exists()

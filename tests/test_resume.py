@@ -124,6 +124,10 @@ def test_finished_run_refuses_then_goes_on_with_more_steps(tiny_job, tmp_path, c
     assert sorted(p.name for p in (run.dir / "frames").iterdir()) == ["000000.png", "000002.png", "000004.png",
                                                                      "000006.png"]
     assert "steps: 6" in (run.dir / "job.yaml").read_text()
+    assert main(["resume", str(run.dir), "--steps", "3"]) == 2  # fewer steps than done: said so, not "finished all 3"
+    assert "the saved state is at step 6, past steps=3" in capsys.readouterr().err
+    assert main(["resume", str(run.dir / "final.png")]) == 2
+    assert "final.png: is a file, not a run folder" in capsys.readouterr().err
 
 
 class _Payload:

@@ -179,8 +179,8 @@ def run_bench(size: int = 256, cutn: int = 16, clip: str = "ViT-B-32", vqgan: st
     """Build the models, run `warmup` + `steps` vqclip optimisation steps and measure them."""
     from .generator import Generation, Models, autocast_dtype, pick_device, seeded
 
-    if size < 16 or cutn < 1 or steps < 1 or warmup < 0:
-        raise VqclipError("bench: need --size >= 16, --cutn >= 1, --steps >= 1 and --warmup >= 0")
+    if size < 16 or cutn < 1 or steps < 1 or warmup < 0 or (threads or 0) < 0:
+        raise VqclipError("bench: need --size >= 16, --cutn >= 1, --steps >= 1, --warmup >= 0 and --threads >= 0")
     if threads:
         torch.set_num_threads(threads)
     dev = pick_device(device)

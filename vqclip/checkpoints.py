@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import UnsafeCheckpointError, VqclipError, reason
+from .errors import UnsafeCheckpointError, VqclipError, missing, reason
 
 log = logging.getLogger("vqclip")
 
@@ -178,7 +178,7 @@ def load_state_dict(path: str | os.PathLike, *, cache: bool = False) -> dict[str
     """
     path = Path(path)
     if not path.is_file():
-        raise VqclipError(f"{path}: no such file; check the path (or fetch it with `vqclip models download`)")
+        raise VqclipError(f"{missing(path, 'file')}; check the path (or fetch it with `vqclip models download`)")
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         try:

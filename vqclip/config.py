@@ -13,7 +13,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from .errors import VqclipError
+from .errors import VqclipError, missing
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "radam", "nadam", "adamax", "adagrad")
 SCHEDULES = ("constant", "cosine", "linear")
@@ -238,6 +238,17 @@ def check(cfg: GenerateConfig) -> None:
         raise VqclipError(f"steps: must be >= 0, got {cfg.steps}")
     if len(cfg.size) != 2 or not all(0 < s <= MAX_SIDE for s in cfg.size):
         raise VqclipError(f"size: expected two sides (width height) in 1..{MAX_SIDE}, got {list(cfg.size)}")
+    for key, value, meaning in (("tv_weight", cfg.tv_weight, "0 = no smoothness prior"),
+                                ("init.weight", cfg.init.weight, "0 = the latent may leave its start freely"),
+                                ("cutouts.noise", cfg.cutouts.noise, "0 = no noise"),
+                                ("optimizer.min_factor", cfg.optimizer.min_factor, "the share of lr decayed to")):
+        if value < 0:
+            raise VqclipError(f"{key}: must be >= 0 ({meaning}), got {value}")
+    for key, clips in (("clip", cfg.clip), ("candidates.clip", cfg.candidates.clip)):
+        for i, c in enumerate(clips):
+            if c.weight < 0:
+                raise VqclipError(f"{key}[{i}].weight: must be >= 0 (to push away from a text, give the prompt a "
+                                  f"negative weight: 'text:-1'), got {c.weight}")
     if cfg.cutouts.n < 1:
         raise VqclipError(f"cutouts.n: must be >= 1, got {cfg.cutouts.n}")
     if cfg.cutouts.pow <= 0 or not 0 <= cfg.cutouts.min_size <= 1:
@@ -293,7 +304,7 @@ def check_inputs(cfg: GenerateConfig) -> None:
     wanted += [("restyle.input", cfg.restyle.input, "video")] if cfg.restyle.input else []
     for key, path, kind in wanted:
         if not Path(path).is_file():
-            raise VqclipError(f"{key}: {path}: no such {kind} file; check the path")
+            raise VqclipError(f"{key}: {missing(path, kind + ' file')}; check the path")
         if kind == "image":
             load_image(path)  # a corrupt image fails here, not after its run folder is made
     if not story_keyframes(cfg.prompt, cfg.story, cfg.steps, cfg.change_every):  # a story's keyframes are its targets

@@ -370,6 +370,8 @@ def fetch_clip(model: str, tag: str, home_dir: Path) -> Path:
     import open_clip
     from open_clip import pretrained as oc_pretrained
 
+    from .models import quiet_hub_logs
+
     cfg = oc_pretrained.get_pretrained_cfg(model, tag)
     if not cfg:
         if Path(tag).expanduser().is_file():
@@ -385,7 +387,8 @@ def fetch_clip(model: str, tag: str, home_dir: Path) -> Path:
     url, _ = clip_weights_url(cfg)
     log.info("fetching CLIP %s (%s) weights with open_clip into %s", model, tag, cache)
     try:
-        target = oc_pretrained.download_pretrained(cfg, cache_dir=str(cache))
+        with quiet_hub_logs():
+            target = oc_pretrained.download_pretrained(cfg, cache_dir=str(cache))
     except Exception as exc:  # open_clip and huggingface_hub raise anything from OSError to their own errors
         why = f"{url}: {reason(exc)}"
         raise DownloadError([MissingFile(f"CLIP {model} ({tag}) weights", (url,), manual, (why,))]) from None

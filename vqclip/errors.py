@@ -1,5 +1,7 @@
 """The one exception type that reaches users: a problem with their input, reported as one line."""
 
+from pathlib import Path
+
 
 class VqclipError(Exception):
     """A problem the user can fix (bad input, missing file, unknown name); the CLI prints it and exits 2."""
@@ -15,3 +17,9 @@ def reason(exc: BaseException, limit: int = 200, whole: bool = False) -> str:
     type name when it says nothing."""
     text = " ".join(str(exc).split()) if whole else next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
     return (text or type(exc).__name__)[:limit]
+
+
+def missing(path: str | Path, what: str) -> str:
+    """`PATH: no such WHAT`, or `PATH: is a folder, not a WHAT` where a folder stands in for a file."""
+    article = "an" if what[0] in "aeiou" else "a"
+    return f"{path}: is a folder, not {article} {what}" if Path(path).is_dir() else f"{path}: no such {what}"

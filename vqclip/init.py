@@ -11,7 +11,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from .errors import VqclipError, reason
+from .errors import VqclipError, missing, reason
 from .quantize import codes_to_latent
 
 log = logging.getLogger("vqclip")
@@ -62,7 +62,7 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> Tensor:
 
     path = Path(path)
     if not path.is_file():
-        raise VqclipError(f"{path}: no such image file")
+        raise VqclipError(missing(path, "image file"))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # a bomb is a bad file, not a warning

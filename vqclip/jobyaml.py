@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import VqclipError, reason
+from .errors import VqclipError, missing, reason
 
 
 class _JobLoader(yaml.SafeLoader):
@@ -32,11 +32,16 @@ _JobLoader.add_implicit_resolver(  # YAML 1.2 exponents; PyYAML's 1.1 rules read
     list("-+0123456789."))
 
 
+def load_value(text: str):
+    """One value read as a job file reads it (`--set KEY=VALUE`): `2024-01-01` is text, `1e-3` a number."""
+    return yaml.load(text, Loader=_JobLoader)
+
+
 def load_yaml(path: str | Path) -> dict:
     """A job YAML file as a plain dict, or a one-line error naming the file and the line."""
     path = Path(path)
     if not path.is_file():
-        raise VqclipError(f"{path}: no such job file")
+        raise VqclipError(missing(path, "job file"))
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.load(f, Loader=_JobLoader)  # not OmegaConf.load: it rejects `${` in plain text

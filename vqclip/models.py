@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from .checkpoints import TORCH_SUFFIXES, load_state_dict, refuse_torchscript
-from .errors import VqclipError, reason
+from .errors import VqclipError, missing, reason
 from .quantize import codes_to_latent, nearest_codes
 
 log = logging.getLogger("vqclip")
@@ -72,7 +72,7 @@ class VQGAN(nn.Module):
 def _read_yaml(path: Path) -> dict:
     """A YAML file as plain containers, or a one-line error."""
     if not path.is_file():
-        raise VqclipError(f"{path}: no such file; check the VQGAN config path")
+        raise VqclipError(f"{missing(path, 'file')}; check the VQGAN config path")
     try:
         data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     except Exception as exc:  # omegaconf and yaml raise many types
@@ -238,6 +238,21 @@ def _weights_problem(weights: Path, source: str, exc: Exception) -> VqclipError:
     return VqclipError(f"{weights} does not match {source}: {reason(exc, whole=True)}")
 
 
+@contextlib.contextmanager
+def quiet_hub_logs():
+    """While open_clip fetches weights: no huggingface_hub retry warnings, and no root logger set up by open_clip's
+    `logging.info()` calls (it would print every library's log lines); a failure is reported once, as a VqclipError."""
+    hub, root, mute = logging.getLogger("huggingface_hub"), logging.getLogger(), logging.NullHandler()
+    level = hub.level
+    hub.setLevel(logging.ERROR)
+    root.addHandler(mute)  # root has a handler: logging.info() and friends no longer call basicConfig()
+    try:
+        yield
+    finally:
+        hub.setLevel(level)
+        root.removeHandler(mute)
+
+
 def _clip_by_name(name: str, pretrained: str | None, cache_dir: str | None) -> ClipModel:
     """A CLIP from open_clip's built-in architectures, with a pretrained tag (downloaded by open_clip) or a file."""
     import open_clip
@@ -249,8 +264,9 @@ def _clip_by_name(name: str, pretrained: str | None, cache_dir: str | None) -> C
         tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
         raise VqclipError(f"CLIP {name}: '{pretrained}' is neither a pretrained tag (known: {tags}) nor a file")
     try:
-        model = open_clip.create_model(name, pretrained=pretrained, cache_dir=cache_dir,
-                                       force_quick_gelu=bool(tag_cfg.get("quick_gelu")))
+        with quiet_hub_logs():
+            model = open_clip.create_model(name, pretrained=pretrained, cache_dir=cache_dir,
+                                           force_quick_gelu=bool(tag_cfg.get("quick_gelu")))
     except Exception as exc:  # downloads raise anything from OSError to huggingface_hub errors
         if not tag_cfg:  # a local weights file
             raise _weights_problem(Path(pretrained), name, exc) from None

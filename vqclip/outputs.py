@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from .errors import VqclipError, reason
+from .errors import VqclipError, missing, reason
 
 METADATA_KEY = "vqclip"
 RUN_MARKERS = ("final.png", "job.yaml", "frames")
@@ -60,7 +60,7 @@ def read_png_json(path: str | Path) -> dict:
     """The JSON mapping in a PNG's 'vqclip' text chunk, or a one-line error naming the file and the problem."""
     path = Path(path)
     if not path.is_file():
-        raise VqclipError(f"{path}: no such file")
+        raise VqclipError(missing(path, "file"))
     try:
         with Image.open(path) as im:
             text = getattr(im, "text", {}).get(METADATA_KEY)

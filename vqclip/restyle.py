@@ -59,7 +59,8 @@ def open_video(path: Path):
         meta = next(reader)
     except (OSError, RuntimeError, StopIteration) as exc:
         reader.close()
-        raise VqclipError(f"{path}: not a readable video ({reason(exc, 160, whole=True)})") from None
+        raise VqclipError(f"{path}: not a readable video ({reason(exc, 160)}); give a video file ffmpeg can read "
+                          "(mp4, webm, mov, gif, ...)") from None  # the first line: ffmpeg's log follows it
     w, h = meta["size"]
     frames = (np.frombuffer(buf, np.uint8).reshape(h, w, 3) for buf in reader)
     return reader, frames, meta

@@ -88,7 +88,8 @@ def read_job(run_dir: Path, overrides: Optional[dict] = None):
 
     job = run_dir / "job.yaml"
     if not run_dir.is_dir():
-        raise VqclipError(f"{run_dir}: no such run folder")
+        why = "is a file, not a run folder; give the folder that holds it" if run_dir.exists() else "no such run folder"
+        raise VqclipError(f"{run_dir}: {why}")
     if not job.is_file():
         raise VqclipError(f"{run_dir}: holds no job.yaml, so it is not a vqclip run folder that can be resumed")
     cfg = merge_layers([(str(job), load_yaml(job))] + ([("command line", overrides)] if overrides else []))
@@ -118,10 +119,10 @@ def resume_run(run_dir: str | Path, *, overrides: Optional[dict] = None, cache=N
     start = int(state["step"]) if state else 0
     if state and int(state["seed"]) != cfg.seed:
         raise VqclipError(f"{state_path(run_dir)}: belongs to seed {state['seed']}, job.yaml says {cfg.seed}")
-    if start >= cfg.steps and (run_dir / "final.png").is_file() and not _was_stopped(run_dir):
-        raise VqclipError(f"{run_dir}: already finished all {cfg.steps} steps; pass --steps N to go on further")
     if start > cfg.steps:
         raise VqclipError(f"{run_dir}: the saved state is at step {start}, past steps={cfg.steps}; pass more --steps")
+    if start == cfg.steps and (run_dir / "final.png").is_file() and not _was_stopped(run_dir):
+        raise VqclipError(f"{run_dir}: already finished all {cfg.steps} steps; pass --steps N to go on further")
     if state:
         log.info("resuming %s at step %d of %d", run_dir, start, cfg.steps)
     else:

@@ -181,6 +181,7 @@ def run_classify(args: argparse.Namespace) -> int:
         labels = [x.strip() for x in (args.labels or "").split(",") if x.strip()]
     if len(labels) < 2:
         raise VqclipError("classify needs at least two labels: --labels 'cat,dog,human' or --labels-file FILE")
+    paths = expand_image_args(args.images)  # a missing file fails before any notice
     if args.templates_file:
         templates = _read_lines(args.templates_file, "templates")
     elif args.templates is not None:
@@ -192,7 +193,6 @@ def run_classify(args: argparse.Namespace) -> int:
     else:
         templates = list(DEFAULT_TEMPLATES)
     templates = check_templates(templates)
-    paths = expand_image_args(args.images)
     clips = load_clips_for(args)
     kept, embs = _embed(args, clips, paths)
     probs = _averaged(clips, embs, lambda clip, emb: classify_embeddings(
@@ -219,8 +219,8 @@ def run_classify(args: argparse.Namespace) -> int:
 
 def run_search(args: argparse.Namespace) -> int:
     """Rank a folder's images by similarity to a text or an image, using the folder's embedding cache."""
-    from ..clipjobs import embed_image_files
-    from ..errors import VqclipError
+    from ..clipjobs import embed_image_files, load_image_file
+    from ..errors import VqclipError, reason
     from ..search import ImageIndex, search_all
 
     if (args.query is None) == (args.image is None):
@@ -229,6 +229,13 @@ def run_search(args: argparse.Namespace) -> int:
         raise VqclipError("search: the query text is empty; give a text (vqclip search FOLDER 'a red car') or --image")
     if args.image is not None and not Path(args.image).is_file():
         raise VqclipError(f"{args.image}: no such query image")
+    if not args.folder.is_dir():  # both checked before any model loads or any image is embedded
+        raise VqclipError(f"{args.folder}: no such folder; give a folder of images")
+    if args.image is not None:
+        try:
+            load_image_file(args.image, 8)
+        except Exception as exc:  # PIL raises anything from OSError to DecompressionBombError on a bad file
+            raise VqclipError(f"{args.image}: the query image cannot be read ({reason(exc)})") from None
     indexes, queries = [], []
     for clip in load_clips_for(args):  # one cached index per CLIP, in the same file
         index = ImageIndex(args.folder, clip)

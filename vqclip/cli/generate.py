@@ -12,6 +12,7 @@ from ..callbacks import sigint_flag
 from ..config import check_inputs
 from ..errors import VqclipError
 from ..jobs import ModelCache, build_config, jobs_from_file, run_job
+from ..jobyaml import load_value
 
 EPILOG = """examples:
   vqclip generate "a red circle on a blue background" --model mini
@@ -108,8 +109,9 @@ def cli_overrides(args: argparse.Namespace) -> dict:
     models = getattr(args, "clip_model", None) or []
     pretrained = getattr(args, "clip_pretrained", None) or []
     weights = getattr(args, "clip_weight", None) or []
-    if len(pretrained) > len(models) or len(weights) > max(len(models), 1):
-        raise VqclipError("--clip-pretrained/--clip-weight: give one per --clip-model, in the same order")
+    if len(pretrained) > len(models) or len(weights) > len(models):
+        raise VqclipError("--clip-pretrained/--clip-weight: give one per --clip-model, in the same order (a weight "
+                          "without --clip-model would be ignored)")
     if models:
         out["clip"] = [{"model": m, "pretrained": pretrained[i] if i < len(pretrained) else None,
                         **({"weight": weights[i]} if i < len(weights) else {})} for i, m in enumerate(models)]
@@ -118,7 +120,7 @@ def cli_overrides(args: argparse.Namespace) -> dict:
         if not eq or not key.strip():
             raise VqclipError(f"--set '{item}': expected KEY=VALUE, e.g. --set cutouts.noise=0.05")
         try:
-            value = yaml.safe_load(raw)
+            value = load_value(raw)
         except yaml.YAMLError:
             raise VqclipError(f"--set '{item}': the value is not valid YAML") from None
         _set(out, key.strip(), value)
