@@ -85,9 +85,10 @@ def test_stale_cache_is_ignored(tiny_vqgan, tmp_path):
     assert list(load_state_dict(ckpt, cache=True)) == ["only"]
 
 
-@pytest.mark.parametrize("content,match", [(b"not a zip at all", "refused|not a readable"),
-                                            (b"PK\x03\x04broken", "not a readable"),
-                                            (b"this is not a checkpoint\n", "not a readable"),  # IndexError inside
+@pytest.mark.parametrize("content,match", [(b"not a zip at all", "not a PyTorch checkpoint \\(neither"),
+                                            (b"PK\x03\x04broken", "not a readable checkpoint \\(a damaged zip"),
+                                            (b"this is not a checkpoint\n", "not a PyTorch checkpoint"),
+                                            (b"\x80\x02garbage", "refused|not a readable"),  # a pickle's start, then junk
                                             (pickle.dumps(5, protocol=4), "not a readable")])  # a plain pickle
 def test_corrupt_files_give_one_line(tmp_path, content, match):
     path = tmp_path / "broken.ckpt"

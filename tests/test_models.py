@@ -164,7 +164,7 @@ def test_clip_weights_that_are_unsafe_or_unreadable_say_so(tmp_path, tiny_clip):
     for arch in (str(tiny_clip[0]), "ViT-B-32"):
         with pytest.raises(VqclipError, match="evil.pt: refused: .*could run code"):
             load_clip(arch, str(tmp_path / "evil.pt"))
-        with pytest.raises(VqclipError, match="text.bin: not a readable checkpoint"):
+        with pytest.raises(VqclipError, match="text.bin: not a PyTorch checkpoint"):
             load_clip(arch, str(tmp_path / "text.bin"))
 
 

@@ -88,6 +88,13 @@ def torch_load_safe(path: Path) -> object:
     """Load a torch pickle (zip format) with torch's weights-only unpickler and inert stand-ins for unknown names."""
     path = Path(path)
     if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if head == b"PK":
+            raise VqclipError(f"{path}: not a readable checkpoint (a damaged zip archive); re-download the file")
+        if head[:1] != b"\x80":  # every pickle torch.save ever wrote opens with the PROTO opcode
+            raise VqclipError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle); check the "
+                              "path, or re-download the file")
         try:
             with warnings.catch_warnings():  # a plain pickle.dump file: torch warns about its protocol, then fails
                 warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
