@@ -45,6 +45,15 @@ def test_cli_bench_json(tiny_archs, capsys):
     assert data["options"]["checkpoint"] is True and data["options"]["micro_batch"] == 2
 
 
+def test_bench_of_a_preset_uses_its_own_clip(monkeypatch):
+    """`--vqgan mini` times the mini CLIP, offline; the ViT-B-32 default would reach for open_clip's download."""
+    import open_clip
+
+    monkeypatch.setattr(open_clip, "create_model", lambda *a, **k: pytest.fail("reached for open_clip's weights"))
+    r = run_bench(size=64, cutn=2, vqgan="mini", random_weights=False, device="cpu", steps=1, warmup=0, flops=False)
+    assert r.clip == "mini's CLIP" and r.vqgan == "mini" and r.median_s > 0
+
+
 def test_cli_bench_unknown_architecture_is_one_line(capsys):
     assert main(["bench", "--random-weights", "--vqgan", "no-such-vqgan", "--steps", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

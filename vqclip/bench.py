@@ -97,6 +97,15 @@ def build_clip(name: str, random_weights: bool, device: torch.device, seed: int 
     return load_clip(name, None if random_weights else "openai", device)
 
 
+def preset_clip(name: str, device: torch.device):
+    """The CLIP an installed preset generates with (the mini preset's own, say), loaded as `vqclip generate` does."""
+    from .models import load_clip
+    from .registry import resolve_preset
+
+    files = resolve_preset(name, download=False, progress=False, fetch_clip_weights=False)
+    return load_clip(files.clip_model, files.clip_pretrained, device, cache_dir=files.clip_cache_dir)
+
+
 def rss_peak_bytes() -> int:
     """The process's peak resident set size so far (Linux reports KiB, macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -173,10 +182,11 @@ def bench_config(size: int, cutn: int, precision: str, device: torch.device, **o
     return merge_layers([("bench", job)])
 
 
-def run_bench(size: int = 256, cutn: int = 16, clip: str = "ViT-B-32", vqgan: str = "imagenet-16384",
+def run_bench(size: int = 256, cutn: int = 16, clip: Optional[str] = None, vqgan: str = "imagenet-16384",
               random_weights: bool = True, device: str = "auto", precision: str = "auto", steps: int = 5,
               warmup: int = 2, threads: Optional[int] = None, flops: bool = True, **options) -> BenchResult:
-    """Build the models, run `warmup` + `steps` vqclip optimisation steps and measure them."""
+    """Build the models, run `warmup` + `steps` vqclip optimisation steps and measure them. `clip` None: the CLIP of
+    the preset `vqgan` names (real weights), else ViT-B-32."""
     from .generator import Generation, Models, autocast_dtype, pick_device, seeded
 
     if size < 16 or cutn < 1 or steps < 1 or warmup < 0 or (threads or 0) < 0:
@@ -184,7 +194,12 @@ def run_bench(size: int = 256, cutn: int = 16, clip: str = "ViT-B-32", vqgan: st
     if threads:
         torch.set_num_threads(threads)
     dev = pick_device(device)
-    models = Models(build_vqgan(vqgan, random_weights, dev), [(build_clip(clip, random_weights, dev), 1.0)])
+    if clip is None and not random_weights and vqgan not in VQGAN_ARCHS and not vqgan.endswith((".yaml", ".yml")):
+        clip_model, clip = preset_clip(vqgan, dev), f"{vqgan}'s CLIP"
+    else:
+        clip = clip or "ViT-B-32"
+        clip_model = build_clip(clip, random_weights, dev)
+    models = Models(build_vqgan(vqgan, random_weights, dev), [(clip_model, 1.0)])
     cfg = bench_config(size, cutn, precision, dev, **options)
     reset_peak(dev)
     with seeded(dev, 0):

@@ -8,6 +8,7 @@ import json
 EPILOG = """examples:
   vqclip bench --random-weights                       # 256x256, 16 cutouts, ImageNet f16 VQGAN + ViT-B/32
   vqclip bench --random-weights --size 512 --memory low --json
+  vqclip bench --vqgan mini --size 64 --cutn 8         # the embedded mini preset, its own CLIP, offline
   python benchmarks/compare.py                         # vqclip against the textbook loop, as a table
 
 Random weights need no download and time exactly the same work as the real weights."""
@@ -20,7 +21,8 @@ def register(subparsers) -> None:
     a = p.add_argument
     a("--size", type=int, default=256, metavar="N", help="image side in pixels (default 256)")
     a("--cutn", type=int, default=16, metavar="N", help="cutouts per step (default 16)")
-    a("--clip", default="ViT-B-32", metavar="NAME", help="open_clip architecture (default ViT-B-32)")
+    a("--clip", default=None, metavar="NAME",
+      help="open_clip architecture (default: the preset's own CLIP when --vqgan names a preset, else ViT-B-32)")
     a("--vqgan", default="imagenet-16384", metavar="NAME",
       help="VQGAN architecture: imagenet-16384, imagenet-1024, wikiart-16384, wikiart-1024, openimages-8192, or a "
            "taming YAML with --random-weights; an installed preset name without it")
