@@ -90,3 +90,35 @@ def test_cli_run_with_candidates_keeps_frames_from_the_pick_on(tmp_path, tiny_ar
     assert main(["generate", "--from", str(out / "final.png"), "--out", str(again), "--quiet"]) == 0
     a, b = (np.asarray(Image.open(d / "final.png").convert("RGB")) for d in (out, again))
     assert np.array_equal(a, b)  # the PNG's config repeats the pick
+
+
+def test_a_stop_during_the_trials_ends_them_and_leaves_no_trial_frames(tiny_job, tiny_models, tmp_path):
+    """Ctrl-C (any stopping callback) during the trials: the best start tried so far goes on, the run stops at its
+    next step, and no frame or state comes from a trial step."""
+    from vqclip.callbacks import SaveFrames, StopAfter
+
+    (tmp_path / "frames").mkdir()
+    events, frames = [], SaveFrames(tmp_path / "frames", 1)
+    record = lambda e: events.append((e.trial, e.step))  # noqa: E731
+    cfg = job(tiny_job, steps=20, candidates={"n": 3, "steps": 5, "views": 4})
+    result = generate(cfg, tiny_models, [record, frames, StopAfter(7)])
+    assert events[:7] == [(1, s) for s in range(5)] + [(2, 0), (2, 1)]  # start 3 never ran
+    assert events[7:] == [(0, result.steps - 1)] and result.stopped and len(events) == 8
+    assert [p.name for p in frames.saved] == [f"{result.steps - 1:06d}.png"]  # only the run's own step
+    assert result.steps in (3, 6)  # start 2 after 2 trial steps, or start 1 after its 5, then one step of the run
+
+
+def test_a_job_stopped_during_the_trials_writes_its_result(tiny_job, tmp_path):
+    """The job runner's Ctrl-C flag reaches the trials: a flag set before the start stops at the first trial step."""
+    import threading
+
+    from vqclip.jobs import run_job
+
+    flag = threading.Event()
+    flag.set()
+    cfg = job(tiny_job, steps=20, candidates={"n": 3, "steps": 5, "views": 4},
+              output={"dir": str(tmp_path / "run"), "save_every": 1, "video": False})
+    run = run_job(cfg, stop=flag)
+    assert run.interrupted and run.result.steps == 2  # one trial step of start 1, then one step of the run
+    assert [p.name for p in run.frames] == ["000001.png", "000002.png"]  # the run's step and its final image
+    assert not (run.dir / "frames" / "000000.png").exists() and run.final.is_file()  # no trial frame

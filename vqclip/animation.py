@@ -83,7 +83,7 @@ class ZoomCallback:
 
     @torch.no_grad()
     def __call__(self, event: StepEvent) -> None:
-        if event.step % self.every:
+        if event.step % self.every or event.trial:
             return None
         gen = event.generation
         moved = self.motion.apply(gen.decode().float(), event.step)
@@ -149,9 +149,10 @@ def run_generation(cfg: GenerateConfig, models: Models, callbacks: Iterable[Call
 
     device = device or pick_device(cfg.device)
     seed = resolve_seed(cfg.seed)
+    callbacks = list(callbacks)  # the trials of best-of-n see them too
     with seeded(device, seed):
         if state is None:
-            gen = first_generation(cfg, models, device, seed, make_generation)
+            gen = first_generation(cfg, models, device, seed, make_generation, callbacks)
         else:
             gen = make_generation(cfg, models, device, seed)
             gen.load_state_dict(state)

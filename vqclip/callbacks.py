@@ -25,7 +25,7 @@ class SaveFrames:
         self.saved: list[Path] = []
 
     def __call__(self, event: StepEvent) -> None:
-        if self.every > 0 and event.step % self.every == 0:
+        if self.every > 0 and event.step % self.every == 0 and not event.trial:
             self.saved.append(save_png(event.image, frame_path(self.dir, event.step)))
 
 
@@ -38,6 +38,8 @@ class ProgressBar:
         self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True, leave=True)
 
     def __call__(self, event: StepEvent) -> None:
+        if event.trial:  # the bar starts where the chosen start goes on
+            return
         self.bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
         self.bar.update(1)
 

@@ -10,7 +10,7 @@ is a fairer judge, since they learn to please the one they are optimised against
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -21,7 +21,7 @@ from .prompts import prompt_loss
 
 if TYPE_CHECKING:  # this module needs generator only lazily (generator imports it); the types only
     from .config import GenerateConfig
-    from .generator import Generation, Models
+    from .generator import Callback, Generation, Models
 
 log = logging.getLogger("vqclip")
 
@@ -60,15 +60,19 @@ def trial_steps(cfg: GenerateConfig) -> int:
 
 
 def first_generation(cfg: GenerateConfig, models: Models, device: torch.device, seed: int,
-                     make: Callable[..., Generation]) -> Generation:
+                     make: Callable[..., Generation], callbacks: Sequence[Callback] = ()) -> Generation:
     """The Generation a run goes on with: `make(cfg, models, device, seed)`, or the best of `candidates.n` starts."""
-    return best_start(cfg, models, device, seed, make)[0] if cfg.candidates.n > 1 else make(cfg, models, device, seed)
+    if cfg.candidates.n > 1:
+        return best_start(cfg, models, device, seed, make, callbacks)[0]
+    return make(cfg, models, device, seed)
 
 
 def best_start(cfg: GenerateConfig, models: Models, device: torch.device, seed: int,
-               make: Callable[..., Generation]) -> tuple[Generation, list[float]]:
+               make: Callable[..., Generation], callbacks: Sequence[Callback] = ()) -> tuple[Generation, list[float]]:
     """Run `cfg.candidates.n` starts for `cfg.candidates.steps` steps each (`make(cfg, models, device, seed)` builds
-    one) and return the best-scored Generation, which goes on from there, with every start's score."""
+    one) and return the best-scored Generation, which goes on from there, with every start's score. Each trial step
+    goes to `callbacks` as an event with `trial` = k; one that asks to stop (Ctrl-C) ends the trials there, and the
+    best of the starts tried so far goes on."""
     from .generator import seeded
 
     c, cut = cfg.candidates, cfg.cutouts
@@ -80,19 +84,25 @@ def best_start(cfg: GenerateConfig, models: Models, device: torch.device, seed: 
     starts: list[Generation] = []
     scores: list[float] = []
     targets: Optional[list[Tensor]] = None
-    for s in start_seeds(seed, c.n):
+    stopped = False
+    for k, s in enumerate(start_seeds(seed, c.n), 1):
         with seeded(device, s):
             gen = make(cfg, models, device, s)
-            for _ in range(steps):
-                gen.step()
+            while gen.step_count < steps and not stopped:
+                event = gen.step()
+                event.trial = k
+                stopped = any([bool(cb(event)) for cb in callbacks])
             image = gen.decode().detach()
         if targets is None:  # the same prompts for every start: embedded once
             targets = gen.targets if judges is models.clips else gen.embed_targets(gen.prompts, judges)
         weights = gen.weight_schedule(gen.step_count) if gen.weight_schedule else gen.weights
         scores.append(start_score(image, judges, targets, weights, views, device, gen.amp, seed))
         starts.append(gen)
+        if stopped:
+            log.info("stopped during the trials: the best of the %d starts tried goes on", len(starts))
+            break
     best = min(range(len(scores)), key=scores.__getitem__)
-    log.info("start %d of %d scored best (%s)", best + 1, c.n, ", ".join(f"{s:.4f}" for s in scores))
+    log.info("start %d of %d scored best (%s)", best + 1, len(scores), ", ".join(f"{s:.4f}" for s in scores))
     winner = starts[best]
     winner.start_seed, winner.seed = winner.seed, seed  # the job's seed, which repeats this pick, is what is reported
     return winner, scores

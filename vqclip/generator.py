@@ -51,6 +51,7 @@ class StepEvent:
     losses: dict[str, float]
     image: Tensor
     generation: "Generation"
+    trial: int = 0  # k >= 1: a step of start k's trial (best of n starts), not of the run; outputs skip these
 
 
 @dataclass
@@ -348,4 +349,5 @@ def generate(cfg: GenerateConfig, models: Models, callbacks: Iterable[Callback] 
     device = device or pick_device(cfg.device)
     seed = resolve_seed(cfg.seed)
     with seeded(device, seed):
-        return first_generation(cfg, models, device, seed, Generation).run(callbacks)
+        callbacks = list(callbacks)
+        return first_generation(cfg, models, device, seed, Generation, callbacks).run(callbacks)

@@ -70,7 +70,7 @@ class StateSaver:
         self.path, self.every = Path(path), every
 
     def __call__(self, event: StepEvent) -> None:
-        if self.every > 0 and event.generation.step_count % self.every == 0:
+        if self.every > 0 and event.generation.step_count % self.every == 0 and not event.trial:
             save_state(event.generation, self.path)
 
     def save(self, gen: Generation) -> Path:
