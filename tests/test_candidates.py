@@ -122,3 +122,20 @@ def test_a_job_stopped_during_the_trials_writes_its_result(tiny_job, tmp_path):
     assert run.interrupted and run.result.steps == 2  # one trial step of start 1, then one step of the run
     assert [p.name for p in run.frames] == ["000001.png", "000002.png"]  # the run's step and its final image
     assert not (run.dir / "frames" / "000000.png").exists() and run.final.is_file()  # no trial frame
+
+
+def test_progress_counts_every_trial_step_and_names_the_start(tiny_job, capsys):
+    from vqclip.callbacks import ProgressBar
+    from vqclip.candidates import total_steps
+    from vqclip.generator import StepEvent
+
+    cfg = job(tiny_job, steps=20, candidates={"n": 3, "steps": 5})
+    assert total_steps(cfg) == 30 and total_steps(job(tiny_job, steps=20)) == 20
+    assert total_steps(job(tiny_job, steps=4, candidates={"n": 3, "steps": 5})) == 12  # trials capped at steps
+    bar, seen = ProgressBar(total_steps(cfg)), []
+    for trial in [1] * 5 + [2] * 5 + [3] * 5 + [0] * 15:
+        bar(StepEvent(0, 20, 1.0, {}, torch.zeros(1, 3, 8, 8), None, trial=trial))
+        seen.append(bar.bar.desc.removesuffix(": "))  # tqdm stores a set description with ": "
+    assert bar.bar.n == bar.bar.total == 30
+    assert seen[0] == "generate (start 1)" and seen[9] == "generate (start 2)" and seen[-1] == "generate"
+    bar.close()

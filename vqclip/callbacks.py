@@ -30,16 +30,18 @@ class SaveFrames:
 
 
 class ProgressBar:
-    """A tqdm bar on stderr with step, loss and it/s."""
+    """A tqdm bar on stderr with step, loss and it/s; best-of-n trial steps count too, labelled with their start."""
 
     def __init__(self, total: int, initial: int = 0, desc: str = "generate"):
         from tqdm.auto import tqdm
 
+        self.desc, self.trial = desc, 0
         self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True, leave=True)
 
     def __call__(self, event: StepEvent) -> None:
-        if event.trial:  # the bar starts where the chosen start goes on
-            return
+        if event.trial != self.trial:
+            self.trial = event.trial
+            self.bar.set_description(f"{self.desc} (start {event.trial})" if event.trial else self.desc, refresh=False)
         self.bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
         self.bar.update(1)
 

@@ -59,6 +59,11 @@ def trial_steps(cfg: GenerateConfig) -> int:
     return min(cfg.candidates.steps, cfg.steps) if cfg.candidates.n > 1 else 0
 
 
+def total_steps(cfg: GenerateConfig) -> int:
+    """Steps a fresh run takes in all: its own `steps`, plus the trial steps of the starts that do not go on."""
+    return cfg.steps + (cfg.candidates.n - 1) * trial_steps(cfg)
+
+
 def first_generation(cfg: GenerateConfig, models: Models, device: torch.device, seed: int,
                      make: Callable[..., Generation], callbacks: Sequence[Callback] = ()) -> Generation:
     """The Generation a run goes on with: `make(cfg, models, device, seed)`, or the best of `candidates.n` starts."""

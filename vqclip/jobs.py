@@ -10,7 +10,7 @@ from typing import Callable, Iterable, Optional
 import torch
 
 from .callbacks import ProgressBar, SaveFrames, StopOnFlag, frame_path
-from .candidates import trial_steps
+from .candidates import total_steps
 from .config import GenerateConfig, check_inputs, merge_layers, to_dict, to_yaml
 from .errors import VqclipError
 from .generator import Callback, GenerateResult, Models, pick_device, resolve_seed
@@ -149,7 +149,7 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
     # 3. Optimise, saving frames as it goes
     frames = SaveFrames(run_dir / "frames", frame_every(cfg))
     callbacks: list[Callback] = [frames, *extra_callbacks]
-    bar = ProgressBar(cfg.steps, initial=trial_steps(cfg)) if cfg.output.progress else None
+    bar = ProgressBar(total_steps(cfg)) if cfg.output.progress else None
     if bar:
         callbacks.append(bar)
     if stop is not None:
