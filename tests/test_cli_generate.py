@@ -273,10 +273,16 @@ def test_threads_option_is_recorded_and_restored(tmp_path, tiny_args, capsys, mo
 
     monkeypatch.setattr(gen, "run_job", spy)
     assert main(["generate", "x", *tiny_args, "--steps", "1", "--threads", "2", "--out", str(tmp_path / "t")]) == 0
-    assert seen == [2] and torch.get_num_threads() == before
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert seen == [min(2, cpus)] and torch.get_num_threads() == before
     assert read_metadata(tmp_path / "t" / "final.png")["config"]["threads"] == 2
     assert main(["generate", "x", *tiny_args, "--threads", "-1"]) == 2
     assert "threads: must be >= 0" in capsys.readouterr().err
+    assert tiny_args[-1] == "--quiet"  # without it, to see the note
+    assert main(["generate", "x", *tiny_args[:-1], "--steps", "1", "--threads", "100000", "--out",
+                 str(tmp_path / "u")]) == 0  # torch would crash, or crawl, on 100000 threads
+    assert seen[-1] == cpus and f"threads 100000 is more than the {cpus} CPUs here: using {cpus}" in \
+        capsys.readouterr().err
 
 
 def test_set_reads_values_as_a_job_file_does():

@@ -19,6 +19,7 @@ from typing import Callable, Optional
 import torch
 
 from .errors import VqclipError
+from .speed import usable_threads
 
 log = logging.getLogger("vqclip")
 
@@ -192,7 +193,7 @@ def run_bench(size: int = 256, cutn: int = 16, clip: Optional[str] = None, vqgan
     if size < 16 or cutn < 1 or steps < 1 or warmup < 0 or (threads or 0) < 0:
         raise VqclipError("bench: need --size >= 16, --cutn >= 1, --steps >= 1, --warmup >= 0 and --threads >= 0")
     if threads:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(usable_threads(threads))
     dev = pick_device(device)
     if clip is None and not random_weights and vqgan not in VQGAN_ARCHS and not vqgan.endswith((".yaml", ".yml")):
         clip_model, clip = preset_clip(vqgan, dev), f"{vqgan}'s CLIP"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -169,6 +170,15 @@ def amp_autocast(device_type: str, amp: Optional[torch.dtype]):
 def is_frozen(module: nn.Module) -> bool:
     """True when no parameter of `module` wants a gradient (the lean decoder relies on it)."""
     return not any(p.requires_grad for p in module.parameters())
+
+
+def usable_threads(n: int) -> int:
+    """`n` torch CPU threads, at most the CPUs this process may run on (more only slow every step down); 0 stays 0."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if n > cpus:
+        log.info("threads %d is more than the %d CPUs here: using %d", n, cpus, cpus)
+        return cpus
+    return n
 
 
 @functools.lru_cache(maxsize=1)

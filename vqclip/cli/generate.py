@@ -132,9 +132,11 @@ def torch_threads(n: int):
     """Use n CPU threads for torch while a job runs (0: leave torch's choice); restored afterwards."""
     import torch
 
+    from ..speed import usable_threads
+
     before = torch.get_num_threads()
     if n > 0:
-        torch.set_num_threads(n)
+        torch.set_num_threads(usable_threads(n))
     try:
         yield
     finally:

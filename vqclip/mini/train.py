@@ -27,8 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     import torch
 
+    from vqclip.speed import usable_threads
+
     if args.threads:
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(usable_threads(args.threads))
     from vqclip.errors import VqclipError
 
     kw = {"seed": args.seed} | ({"steps": args.steps} if args.steps else {})
