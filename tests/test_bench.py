@@ -54,6 +54,26 @@ def test_bench_of_a_preset_uses_its_own_clip(monkeypatch):
     assert r.clip == "mini's CLIP" and r.vqgan == "mini" and r.median_s > 0
 
 
+def test_bench_of_a_downloadable_preset_asks_for_its_clip(monkeypatch):
+    """imagenet-16384 is a preset as well as an architecture name: with real weights its CLIP comes from the preset
+    (vqclip's CLIP cache), not open_clip's own download."""
+    import open_clip
+
+    import vqclip.bench as bench
+
+    monkeypatch.setattr(open_clip, "create_model", lambda *a, **k: pytest.fail("reached for open_clip's weights"))
+    asked = []
+
+    def preset_clip(name, device):
+        asked.append(name)
+        raise VqclipError("stop here")
+
+    monkeypatch.setattr(bench, "preset_clip", preset_clip)
+    with pytest.raises(VqclipError, match="stop here"):
+        run_bench(vqgan="imagenet-16384", random_weights=False, device="cpu")
+    assert asked == ["imagenet-16384"]
+
+
 def test_cli_bench_unknown_architecture_is_one_line(capsys):
     assert main(["bench", "--random-weights", "--vqgan", "no-such-vqgan", "--steps", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -92,9 +92,9 @@ def test_cli_run_with_candidates_keeps_frames_from_the_pick_on(tmp_path, tiny_ar
     assert np.array_equal(a, b)  # the PNG's config repeats the pick
 
 
-def test_a_stop_during_the_trials_ends_them_and_leaves_no_trial_frames(tiny_job, tiny_models, tmp_path):
-    """Ctrl-C (any stopping callback) during the trials: the best start tried so far goes on, the run stops at its
-    next step, and no frame or state comes from a trial step."""
+def test_a_stop_during_the_trials_ends_the_run_there_without_trial_frames(tiny_job, tiny_models, tmp_path):
+    """Ctrl-C (any stopping callback) during the trials: the best start tried so far is the result, the run takes
+    no step of its own, and no frame comes from a trial step."""
     from vqclip.callbacks import SaveFrames, StopAfter
 
     (tmp_path / "frames").mkdir()
@@ -102,26 +102,32 @@ def test_a_stop_during_the_trials_ends_them_and_leaves_no_trial_frames(tiny_job,
     record = lambda e: events.append((e.trial, e.step))  # noqa: E731
     cfg = job(tiny_job, steps=20, candidates={"n": 3, "steps": 5, "views": 4})
     result = generate(cfg, tiny_models, [record, frames, StopAfter(7)])
-    assert events[:7] == [(1, s) for s in range(5)] + [(2, 0), (2, 1)]  # start 3 never ran
-    assert events[7:] == [(0, result.steps - 1)] and result.stopped and len(events) == 8
-    assert [p.name for p in frames.saved] == [f"{result.steps - 1:06d}.png"]  # only the run's own step
-    assert result.steps in (3, 6)  # start 2 after 2 trial steps, or start 1 after its 5, then one step of the run
+    assert events == [(1, s) for s in range(5)] + [(2, 0), (2, 1)]  # start 3 never ran, nor the run itself
+    assert result.stopped and result.steps in (5, 2) and result.losses == [] and frames.saved == []
+    once = iter([True])  # a callback that asks to stop once is obeyed too
+    one = generate(cfg, tiny_models, [lambda e: next(once, False)])
+    assert one.stopped and one.steps == 1
 
 
-def test_a_job_stopped_during_the_trials_writes_its_result(tiny_job, tmp_path):
-    """The job runner's Ctrl-C flag reaches the trials: a flag set before the start stops at the first trial step."""
+def test_a_job_stopped_during_the_trials_writes_its_result_and_resumes_as_if_never_stopped(tiny_job, tmp_path):
+    """The job runner's Ctrl-C flag reaches the trials. A pick cut short leaves no state.pt, so `resume` starts over
+    and ends with the image of an uninterrupted run."""
     import threading
 
     from vqclip.jobs import run_job
+    from vqclip.resume import resume_run, state_path
 
     flag = threading.Event()
     flag.set()
-    cfg = job(tiny_job, steps=20, candidates={"n": 3, "steps": 5, "views": 4},
-              output={"dir": str(tmp_path / "run"), "save_every": 1, "video": False})
-    run = run_job(cfg, stop=flag)
-    assert run.interrupted and run.result.steps == 2  # one trial step of start 1, then one step of the run
-    assert [p.name for p in run.frames] == ["000001.png", "000002.png"]  # the run's step and its final image
-    assert not (run.dir / "frames" / "000000.png").exists() and run.final.is_file()  # no trial frame
+    over = {"steps": 8, "candidates": {"n": 3, "steps": 3, "views": 4}, "seed": 5}
+    out = lambda name: {"dir": str(tmp_path / name), "save_every": 1, "video": False}  # noqa: E731
+    run = run_job(job(tiny_job, **over, output=out("run")), stop=flag)
+    assert run.interrupted and run.result.steps == 1  # one trial step of start 1, and no step of the run
+    assert [p.name for p in run.frames] == ["000001.png"] and run.final.is_file()  # its final image only
+    assert not state_path(run.dir).exists()
+    again = resume_run(run.dir)
+    whole = run_job(job(tiny_job, **over, output=out("whole")))
+    assert again.result.steps == 8 and torch.equal(again.result.image, whole.result.image)
 
 
 def test_progress_counts_every_trial_step_and_names_the_start(tiny_job, capsys):
@@ -139,3 +145,17 @@ def test_progress_counts_every_trial_step_and_names_the_start(tiny_job, capsys):
     assert bar.bar.n == bar.bar.total == 30
     assert seen[0] == "generate (start 1)" and seen[9] == "generate (start 2)" and seen[-1] == "generate"
     bar.close()
+
+
+def test_job_and_resume_bars_count_the_trials(tiny_job, tmp_path, capsys):
+    from vqclip.jobs import run_job
+    from vqclip.resume import resume_run, state_path
+
+    cfg = job(tiny_job, steps=6, candidates={"n": 3, "steps": 2, "views": 4},
+              output={"dir": str(tmp_path / "run"), "video": False, "progress": True})
+    run = run_job(cfg)
+    assert "10/10" in capsys.readouterr().err  # 6 steps + 2 starts x 2 trial steps that do not go on
+    state_path(run.dir).unlink()  # killed before its first state save: resume starts over, trials and all
+    resume_run(run.dir, overrides={"output": {"progress": True}})
+    err = capsys.readouterr().err
+    assert "10/10" in err and "11/10" not in err

@@ -147,10 +147,12 @@ def test_search_checks_folder_and_query_image_before_loading_a_model(capsys, tin
     import vqclip.cli.clipjobs as cli_clipjobs
 
     monkeypatch.setattr(cli_clipjobs, "load_clips_for", lambda args: pytest.fail("CLIP loaded first"))
-    argv = {"missing folder": [images / "nope", "a dog"], "a file as the folder": [images / "0.png", "a dog"],
-            "unreadable query image": [images, "--image", images / "sub" / "broken.png"]}[case]
+    argv, says = {"missing folder": ([images / "nope", "a dog"], "nope: no such folder"),
+                  "a file as the folder": ([images / "0.png", "a dog"], "0.png: is a file, not a folder"),
+                  "unreadable query image": ([images, "--image", images / "sub" / "broken.png"],
+                                             "broken.png: the query image cannot be read")}[case]
     code, out, err = run(capsys, "search", *argv, *tiny)
-    assert code == 2 and not out and err.count("\n") == 1 and err.startswith("error: "), err
+    assert code == 2 and not out and err.count("\n") == 1 and err.startswith("error: ") and says in err, err
 
 
 def test_classify_missing_image_is_one_line_without_notices(capsys, images):

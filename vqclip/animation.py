@@ -164,6 +164,6 @@ def run_generation(cfg: GenerateConfig, models: Models, callbacks: Iterable[Call
         if saver is not None:
             own.append(saver)
         result = gen.run([*callbacks, *own])
-        if saver is not None:
+        if saver is not None and not gen.stopped_in_trials:  # a pick cut short is no state to resume: start over
             saver.save(gen)
     return result

@@ -195,7 +195,7 @@ def run_bench(size: int = 256, cutn: int = 16, clip: Optional[str] = None, vqgan
     if threads:
         torch.set_num_threads(usable_threads(threads))
     dev = pick_device(device)
-    if clip is None and not random_weights and vqgan not in VQGAN_ARCHS and not vqgan.endswith((".yaml", ".yml")):
+    if clip is None and not random_weights:  # real weights: `vqgan` names a preset (see build_vqgan)
         clip_model, clip = preset_clip(vqgan, dev), f"{vqgan}'s CLIP"
     else:
         clip = clip or "ViT-B-32"

@@ -76,8 +76,8 @@ def best_start(cfg: GenerateConfig, models: Models, device: torch.device, seed: 
                make: Callable[..., Generation], callbacks: Sequence[Callback] = ()) -> tuple[Generation, list[float]]:
     """Run `cfg.candidates.n` starts for `cfg.candidates.steps` steps each (`make(cfg, models, device, seed)` builds
     one) and return the best-scored Generation, which goes on from there, with every start's score. Each trial step
-    goes to `callbacks` as an event with `trial` = k; one that asks to stop (Ctrl-C) ends the trials there, and the
-    best of the starts tried so far goes on."""
+    goes to `callbacks` as an event with `trial` = k; one that asks to stop (Ctrl-C) ends the trials there: the best
+    of the starts tried so far is returned, marked `stopped_in_trials`, so that its `run` takes no step."""
     from .generator import seeded
 
     c, cut = cfg.candidates, cfg.cutouts
@@ -109,5 +109,6 @@ def best_start(cfg: GenerateConfig, models: Models, device: torch.device, seed: 
     best = min(range(len(scores)), key=scores.__getitem__)
     log.info("start %d of %d scored best (%s)", best + 1, len(scores), ", ".join(f"{s:.4f}" for s in scores))
     winner = starts[best]
+    winner.stopped_in_trials = stopped
     winner.start_seed, winner.seed = winner.seed, seed  # the job's seed, which repeats this pick, is what is reported
     return winner, scores

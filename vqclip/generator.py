@@ -129,6 +129,7 @@ class Generation:
     def __init__(self, cfg: GenerateConfig, models: Models, device: torch.device, seed: int):
         self.cfg, self.models, self.device, self.seed = cfg, models, device, seed
         self.start_seed = seed  # the seed this latent started from (a best-of-n start's own; see candidates)
+        self.stopped_in_trials = False  # a callback stopped the best-of-n trials: `run` takes no step
         self.amp = autocast_dtype(cfg.precision, device, cfg.size[0] * cfg.size[1])
         self.rng = torch.Generator().manual_seed(seed)
         vq = models.vqgan
@@ -311,7 +312,7 @@ class Generation:
 
     def run(self, callbacks: Iterable[Callback] = ()) -> GenerateResult:
         """Step until `cfg.steps` or until a callback returns True; then decode the final image."""
-        callbacks, curve, stopped = list(callbacks), [], False
+        callbacks, curve, stopped = list(callbacks), [], self.stopped_in_trials
         while self.step_count < self.cfg.steps and not stopped:
             event = self.step()
             curve.append(event.loss)

@@ -230,7 +230,8 @@ def run_search(args: argparse.Namespace) -> int:
     if args.image is not None and not Path(args.image).is_file():
         raise VqclipError(f"{args.image}: no such query image")
     if not args.folder.is_dir():  # both checked before any model loads or any image is embedded
-        raise VqclipError(f"{args.folder}: no such folder; give a folder of images")
+        why = "is a file, not a folder" if args.folder.exists() else "no such folder"
+        raise VqclipError(f"{args.folder}: {why}; give a folder of images")
     if args.image is not None:
         try:
             load_image_file(args.image, 8)
