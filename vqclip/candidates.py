@@ -89,15 +89,11 @@ def best_start(cfg: GenerateConfig, models: Models, device: torch.device, seed: 
     starts: list[Generation] = []
     scores: list[float] = []
     targets: Optional[list[Tensor]] = None
-    stopped = False
     for k, s in enumerate(start_seeds(seed, c.n), 1):
         with seeded(device, s):
             gen = make(cfg, models, device, s)
-            while gen.step_count < steps and not stopped:
-                event = gen.step()
-                event.trial = k
-                stopped = any([bool(cb(event)) for cb in callbacks])
-            image = gen.decode().detach()
+            trial = gen.run(callbacks, until=steps, trial=k)
+        image, stopped = trial.image, trial.stopped
         if targets is None:  # the same prompts for every start: embedded once
             targets = gen.targets if judges is models.clips else gen.embed_targets(gen.prompts, judges)
         weights = gen.weight_schedule(gen.step_count) if gen.weight_schedule else gen.weights

@@ -310,11 +310,13 @@ class Generation:
         self.rng.set_state(state["rng"])
         torch.set_rng_state(state["torch_rng"])
 
-    def run(self, callbacks: Iterable[Callback] = ()) -> GenerateResult:
-        """Step until `cfg.steps` or until a callback returns True; then decode the final image."""
+    def run(self, callbacks: Iterable[Callback] = (), until: Optional[int] = None, trial: int = 0) -> GenerateResult:
+        """Step until `until` (default `cfg.steps`) or until a callback returns True; then decode the final image.
+        `trial` k >= 1 marks the events as start k's trial steps (see candidates)."""
         callbacks, curve, stopped = list(callbacks), [], self.stopped_in_trials
-        while self.step_count < self.cfg.steps and not stopped:
+        while self.step_count < (self.cfg.steps if until is None else until) and not stopped:
             event = self.step()
+            event.trial = trial
             curve.append(event.loss)
             stopped = any([bool(cb(event)) for cb in callbacks])
         with torch.no_grad():
