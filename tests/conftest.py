@@ -81,3 +81,26 @@ def server():
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture
+def offline_hub(monkeypatch):
+    """huggingface.co does not resolve (as on a machine offline), and open_clip's downloader must not be reached."""
+    import socket
+
+    from open_clip import pretrained
+
+    resolve = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in ("127.0.0.1", "localhost"):
+            raise socket.gaierror(-2, "Name or service not known")
+        return resolve(host, *args, **kwargs)
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("open_clip's downloader retries for about 50 s offline; it must not be called")
+
+    for name in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(pretrained, "download_pretrained", no_download)

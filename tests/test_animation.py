@@ -2,6 +2,7 @@
 on, frame counts and fps follow the settings, and configs/zoom.yaml runs."""
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -179,12 +180,19 @@ def test_zoom_config_runs_with_frames_and_fps(tiny_job, tmp_path):
     assert video_fps(cfg, 4) == 8.0
 
 
-def test_zoom_command_writes_a_capped_gif(tiny_args, tmp_path):
-    out = tmp_path / "run"
+def test_zoom_command_writes_a_capped_gif(tiny_args, tmp_path, monkeypatch):
+    import torch
+
+    import vqclip.cli.animate as animate
+
+    out, seen, real = tmp_path / "run", [], animate.run_job
+    monkeypatch.setattr(animate, "run_job", lambda cfg, **kw: seen.append(torch.get_num_threads()) or real(cfg, **kw))
     code = main(["zoom", "a tunnel", *tiny_args, "--steps", "1", "--frames", "3", "--every", "2", "--zoom", "1.1",
                  "--rotate", "0:0,2:5", "--seed", "1", "--out", str(out), "--video-format", "gif",
-                 "--gif-max-side", "16"])
+                 "--gif-max-side", "16", "--threads", "2"])
     assert code == 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert seen == [min(2, cpus)]  # --threads holds for zoom videos too
     assert len(list((out / "frames").glob("*.png"))) == 3  # --frames wins over --steps: steps = 2 * every
     with Image.open(out / "progress.gif") as gif:
         assert gif.n_frames == 3 and max(gif.size) == 16

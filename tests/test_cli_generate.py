@@ -109,6 +109,7 @@ def _bad_inputs(tmp_path, tiny_args, tiny_vqgan):
     (tmp_path / "unknown.yaml").write_text("prompt: x\nstepz: 3\n")
     (tmp_path / "type.yaml").write_text("prompt: x\nsteps: lots\n")
     (tmp_path / "broken.yaml").write_text("prompt: [x\n")
+    (tmp_path / "batch.yaml").write_text("jobs:\n  - {prompt: a}\n  - {prompt: b}\n")
     import torch
 
     class Evil:
@@ -142,6 +143,8 @@ def _bad_inputs(tmp_path, tiny_args, tiny_vqgan):
         "clip weight without clip model": (["x", "--config", str(tmp_path / "clip.yaml"), *tiny_args[:4],
                                             *tiny_args[8:], "--clip-weight", "-1"], "give one per --clip-model"),
         "negative tv weight": (["x", *tiny_args, "--tv-weight", "-5"], "tv_weight: must be >= 0"),
+        "jobs list to --config": (["--config", str(tmp_path / "batch.yaml"), *tiny_args],
+                                  f"run it with `vqclip run {tmp_path / 'batch.yaml'}`"),
     }
 
 
@@ -150,7 +153,7 @@ def _bad_inputs(tmp_path, tiny_args, tiny_vqgan):
                                   "missing init image", "bad --set", "no prompt", "corrupt init image",
                                   "corrupt image prompt", "nan lr", "huge seed", "negative only",
                                   "init contradicts init image", "set into a list", "clip weight without clip model",
-                                  "negative tv weight"])
+                                  "negative tv weight", "jobs list to --config"])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, tiny_args, tiny_vqgan, capsys, case):
     argv, expected = _bad_inputs(tmp_path, tiny_args, tiny_vqgan)[case]
     assert main(["generate", *argv, "--out", str(tmp_path / "out")]) == 2
@@ -244,6 +247,10 @@ def test_help_reads_well(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "generate" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # restyle's --steps and --fps name the keys they set there
+        main(["restyle", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "per input frame [restyle.steps_per_frame]" in text and "[restyle.fps]" in text
 
 
 

@@ -105,3 +105,24 @@ def test_home_from_environment(tmp_path, monkeypatch, capsys):
     assert main(["models", "list"]) == 0
     out = capsys.readouterr().out
     assert "envy" in rows(out) and str(tmp_path / "env-home") in out and "User presets from" in out
+
+
+def test_offline_generate_names_the_vqgan_and_clip_files_in_one_error(tmp_path, capsys, offline_hub, monkeypatch):
+    h = tmp_path / "h"
+    monkeypatch.setenv("VQCLIP_HOME", str(h))
+    add_preset(h, "off", [dead_url("/o.yaml")], [dead_url("/o.ckpt")])
+    code = main(["generate", "x", "--model", "off", "--steps", "1", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "error: could not download 3 files" in err
+    assert str(h / "t-off.yaml") in err and str(h / "t-off.ckpt") in err
+    assert f"put it at {h / 'clip' / 'ViT-B-32-openai.safetensors'}" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_offline_classify_names_the_clip_file(tmp_path, capsys, offline_hub):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    assert main(["classify", str(tmp_path / "x.png"), "--labels", "a,b"]) == 2
+    err = capsys.readouterr().err
+    assert "CLIP ViT-B-32 (openai) weights" in err and "Name or service not known" in err

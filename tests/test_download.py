@@ -10,7 +10,7 @@ import pytest
 
 from fileserver import STALL_LIMIT_S, dead_url, payload, sha
 
-from vqclip.download import DownloadError, fetch, fetch_clip, hand_placed_clip
+from vqclip.download import DownloadError, fetch
 from vqclip.integrity import CorruptFileError, Manifest, verify_file
 from vqclip.errors import VqclipError
 from vqclip.registry import FileSpec
@@ -167,57 +167,6 @@ def test_file_without_urls_explains_where_to_put_it(tmp_path):
     with pytest.raises(DownloadError, match="no download URL") as info:
         fetch(FileSpec("own.ckpt"), tmp_path, progress=False)
     assert str(tmp_path / "own.ckpt") in str(info.value)
-
-
-def test_fetch_clip_uses_open_clip_cache_under_home(tmp_path, monkeypatch):
-    from open_clip import pretrained
-
-    seen = {}
-
-    def fake_download(cfg, prefer_hf_hub=True, cache_dir=None):
-        seen["cache_dir"] = cache_dir
-        target = Path(cache_dir) / "weights.safetensors"
-        target.write_bytes(b"w")
-        return str(target)
-
-    monkeypatch.setattr(pretrained, "download_pretrained", fake_download)
-    path = fetch_clip("ViT-B-32", "openai", tmp_path)
-    assert seen["cache_dir"] == str(tmp_path / "clip") and path == tmp_path / "clip" / "weights.safetensors"
-
-
-def test_fetch_clip_failure_is_a_download_error_with_manual_path(tmp_path, monkeypatch):
-    from open_clip import pretrained
-
-    def offline(cfg, prefer_hf_hub=True, cache_dir=None):
-        raise OSError("Temporary failure in name resolution")
-
-    monkeypatch.setattr(pretrained, "download_pretrained", offline)
-    with pytest.raises(DownloadError) as info:
-        fetch_clip("ViT-B-32", "openai", tmp_path)
-    message = str(info.value)
-    assert "CLIP ViT-B-32 (openai)" in message and "name resolution" in message
-    assert "vit_base_patch32_clip_224.openai" in message  # the URL to fetch by hand
-    assert f"put it at {tmp_path / 'clip' / 'ViT-B-32-openai.safetensors'}" in message
-
-
-def test_hand_placed_clip_file_is_used_without_network(tmp_path, monkeypatch):
-    from open_clip import pretrained
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("must not download when the file is in place")
-
-    monkeypatch.setattr(pretrained, "download_pretrained", no_network)
-    placed = tmp_path / "clip" / "ViT-B-32-openai.safetensors"
-    placed.parent.mkdir()
-    placed.write_bytes(b"weights")
-    assert fetch_clip("ViT-B-32", "openai", tmp_path) == placed
-    # a file path loses the tag's QuickGELU setting, so the -quickgelu architecture is chosen
-    assert hand_placed_clip("ViT-B-32", "openai", tmp_path) == ("ViT-B-32-quickgelu", str(placed))
-
-
-def test_fetch_clip_unknown_tag_lists_known_tags(tmp_path):
-    with pytest.raises(VqclipError, match="laion2b_s34b_b79k"):
-        fetch_clip("ViT-B-32", "no-such-tag", tmp_path)
 
 
 def test_concurrent_runs_download_a_file_once(server, tmp_path):

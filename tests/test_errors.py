@@ -22,6 +22,8 @@ def test_reason_of_an_empty_message_is_the_type_name():
     assert reason(ValueError("   \n "), whole=True) == "ValueError"
 
 
-def test_reason_is_cut_at_the_limit():
-    assert reason(OSError("x" * 500)) == "x" * 200
-    assert reason(OSError("ab cd\nef"), limit=4, whole=True) == "ab c"
+def test_reason_is_cut_at_the_limit_between_words():
+    assert reason(OSError("x" * 500)) == "x" * 200 + " ..."
+    assert reason(OSError("ab cd\nef"), limit=4, whole=True) == "ab ..."
+    assert reason(OSError("locate the file on the Hub"), limit=12) == "locate the ..."
+    assert reason(OSError("short enough"), limit=12) == "short enough"

@@ -130,6 +130,26 @@ def test_finished_run_refuses_then_goes_on_with_more_steps(tiny_job, tmp_path, c
     assert "final.png: is a file, not a run folder" in capsys.readouterr().err
 
 
+def test_resume_runs_on_the_jobs_thread_count_unless_told(tiny_job, tmp_path, monkeypatch):
+    import vqclip.resume
+
+    job = {**tiny_job, "prompt": "a red circle", "steps": 2, "seed": 3, "threads": 2,
+           "output": {"dir": str(tmp_path / "run"), "progress": False}}
+    run = run_job(build_config(job))
+    before, seen, real = torch.get_num_threads(), [], vqclip.resume.resume_run
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(vqclip.resume, "resume_run", spy)
+    assert main(["resume", str(run.dir), "--steps", "3", "--quiet"]) == 0
+    assert main(["resume", str(run.dir), "--steps", "4", "--quiet", "--threads", "1"]) == 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert seen == [min(2, cpus), 1] and torch.get_num_threads() == before
+    assert "threads: 1" in (run.dir / "job.yaml").read_text()  # what it last ran with, as --steps is recorded
+
+
 class _Payload:
     def __init__(self, marker: Path):
         self.marker = marker

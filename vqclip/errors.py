@@ -16,7 +16,10 @@ def reason(exc: BaseException, limit: int = 200, whole: bool = False) -> str:
     of it with the line breaks folded (YAML and state-dict errors put the useful part below the first line); its
     type name when it says nothing."""
     text = " ".join(str(exc).split()) if whole else next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
-    return (text or type(exc).__name__)[:limit]
+    text = text or type(exc).__name__
+    if len(text) > limit:  # cut at a word, never inside one
+        text = text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:") + " ..."
+    return text
 
 
 def missing(path: str | Path, what: str) -> str:

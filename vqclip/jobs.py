@@ -51,7 +51,12 @@ def build_config(cli: Optional[dict] = None, yaml_files: Iterable[str | Path] = 
     layers: list[tuple[str, dict]] = list(base or [])
     if from_png:
         layers.append((str(from_png), png_layer(from_png)))
-    layers += [(str(y), load_yaml(y)) for y in yaml_files]
+    for y in yaml_files:
+        data = load_yaml(y)
+        if isinstance(data, dict) and "jobs" in data:
+            raise VqclipError(f"{y}: holds a list of jobs (`jobs:`), which --config cannot take; run it with "
+                              f"`vqclip run {y}`")
+        layers.append((str(y), data))
     if cli:
         layers.append(("command line", cli))
     model = next((l["model"] for _, l in reversed(layers) if isinstance(l, dict) and l.get("model")), None)
@@ -81,7 +86,7 @@ class ModelCache:
 
     def clip(self, model: str, pretrained: Optional[str], device: torch.device, cache_dir: Optional[Path]) -> ClipModel:
         from . import registry
-        from .download import hand_placed_clip
+        from .clipweights import hand_placed_clip
 
         placed = hand_placed_clip(model, pretrained, registry.home()) if pretrained else None
         if placed:  # weights put under <home>/clip by hand stand in for the tag's download
@@ -97,19 +102,37 @@ def load_models(cfg: GenerateConfig, device: torch.device, cache: Optional[Model
     from . import registry
 
     cache = cache or ModelCache()
-    vq_config, vq_ckpt = cfg.vqgan.config, cfg.vqgan.checkpoint
-    if bool(vq_config) != bool(vq_ckpt):
-        raise VqclipError("vqgan: give both config (YAML) and checkpoint, or neither and a --model preset")
-    if not vq_config:
-        resolved = registry.resolve_preset(cfg.model or DEFAULT_PRESET, download=True,
-                                           progress=cfg.output.progress, fetch_clip_weights=False)
-        vq_config, vq_ckpt = str(resolved.vqgan_config), str(resolved.vqgan_checkpoint)
+    scorers = cfg.candidates.clip if cfg.candidates.n > 1 else []  # unused at n = 1: not loaded
+    vq_config, vq_ckpt = _fetch_files(cfg, [*cfg.clip, *scorers])
     clip_cache = registry.home() / "clip"
     vqgan = cache.vqgan(vq_config, vq_ckpt, device)
     clips = [(cache.clip(c.model, c.pretrained, device, clip_cache), c.weight) for c in cfg.clip]
-    scorers = cfg.candidates.clip if cfg.candidates.n > 1 else []  # unused at n = 1: not loaded
     judges = [(cache.clip(c.model, c.pretrained, device, clip_cache), c.weight) for c in scorers]
     return Models(vqgan, clips, judges)
+
+
+def _fetch_files(cfg: GenerateConfig, clips: list) -> tuple[str, str]:
+    """The job's VQGAN files (named, else the preset's, fetched once), after fetching every CLIP tag's weights as
+    well, so that a machine offline gets one error naming every file it lacks."""
+    from . import registry
+    from .clipweights import clips_missing
+    from .download import DownloadError
+
+    vq_config, vq_ckpt = cfg.vqgan.config, cfg.vqgan.checkpoint
+    if bool(vq_config) != bool(vq_ckpt):
+        raise VqclipError("vqgan: give both config (YAML) and checkpoint, or neither and a --model preset")
+    missing = []
+    if not vq_config:
+        try:
+            resolved = registry.resolve_preset(cfg.model or DEFAULT_PRESET, download=True,
+                                               progress=cfg.output.progress, fetch_clip_weights=False)
+            vq_config, vq_ckpt = str(resolved.vqgan_config), str(resolved.vqgan_checkpoint)
+        except DownloadError as exc:
+            missing += exc.missing
+    missing += clips_missing([(c.model, c.pretrained) for c in clips], registry.home())
+    if missing:
+        raise DownloadError(missing)
+    return vq_config, vq_ckpt
 
 
 @dataclass

@@ -328,7 +328,8 @@ def resolve_preset(name: str, *, home: Path | None = None, download: bool = True
     first download). Everything that cannot be fetched is reported in one VqclipError naming each file, its URLs
     and the exact path to put it at.
     """
-    from .download import DownloadError, fetch, fetch_clip, hand_placed_clip, missing_file
+    from .clipweights import fetch_clip, hand_placed_clip
+    from .download import DownloadError, fetch, missing_file
     from .integrity import Manifest, verify_file
 
     home_dir = _home_or_default(home)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..callbacks import sigint_flag
 from ..errors import VqclipError
 from ..jobs import build_config, run_job
-from .generate import _add_job_options, cli_overrides
+from .generate import _add_job_options, cli_overrides, torch_threads
 
 ZOOM_EPILOG = """examples:
   vqclip zoom "an endless staircase" --model mini --zoom 1.04 --rotate 1 --every 10 --frames 60 --fps 12
@@ -47,7 +48,7 @@ def _report(run, what: str) -> None:
 
 
 def _run(cfg) -> int:
-    with sigint_flag() as stop:
+    with sigint_flag() as stop, torch_threads(cfg.threads):
         run = run_job(cfg, stop=stop)
     frames = f"{len(run.frames)} frames" if run.frames else f"{run.result.steps} steps"
     _report(run, frames)
@@ -97,24 +98,24 @@ def run_restyle(args: argparse.Namespace) -> int:
     cfg = build_config(cli, [args.config] if args.config else [])
     if not cfg.prompt and not cfg.story and not cfg.image_prompts:
         raise VqclipError("give a PROMPT (or a story: / image_prompts: in --config JOB.yaml)")
-    with sigint_flag() as stop:
-        run = run_job(cfg, stop=stop)
-    _report(run, f"{len(run.frames)} frames")
-    return 130 if run.interrupted else 0
+    return _run(cfg)
 
 
 def run_resume(args: argparse.Namespace) -> int:
     """`vqclip resume`."""
-    from ..resume import resume_run
+    from ..resume import read_job, resume_run
 
     overrides: dict = {}
     if args.steps is not None:
         overrides["steps"] = args.steps
     if args.device is not None:
         overrides["device"] = args.device
+    if args.threads is not None:
+        overrides["threads"] = args.threads
     if args.quiet:
         overrides["output"] = {"progress": False}
-    with sigint_flag() as stop:
+    threads = read_job(Path(args.run), overrides or None).threads  # the job's own count keeps the result bit-exact
+    with sigint_flag() as stop, torch_threads(threads):
         run = resume_run(args.run, overrides=overrides or None, stop=stop)
     _report(run, f"{run.result.steps} steps")
     return 130 if run.interrupted else 0
@@ -151,7 +152,8 @@ def register(sub) -> None:
                                                             "0..1 [restyle.blend]")
     r.add_argument("--max-frames", type=int, metavar="N", help="restyle only the first N frames [restyle.max_frames]")
     r.add_argument("--no-audio", action="store_true", help="do not carry the audio over [restyle.audio]")
-    _add_job_options(r)
+    _add_job_options(r, {"--steps": "optimisation steps per input frame [restyle.steps_per_frame]",
+                         "--fps": "frame rate of restyled.mp4; default the input's [restyle.fps]"})
     r.set_defaults(func=run_restyle)
 
     s = sub.add_parser("resume", help="continue an interrupted run",
@@ -161,5 +163,7 @@ def register(sub) -> None:
     s.add_argument("run", metavar="RUN_DIR", help="the run folder (holds job.yaml)")
     s.add_argument("--steps", type=int, metavar="N", help="go on to N steps in all (more than the job had)")
     s.add_argument("--device", metavar="D", help="auto, cpu, cuda, cuda:N, mps")
+    s.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for torch (default: the job's; another count may change the result's last bits)")
     s.add_argument("--quiet", action="store_true", help="no progress bar or notices")
     s.set_defaults(func=run_resume)

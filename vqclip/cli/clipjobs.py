@@ -75,7 +75,7 @@ def _resolved(model: str, pretrained: str | None) -> tuple[str, str | None, Path
     if pretrained and pretrained.lower() in ("none", "null", "random"):
         pretrained = None
     if pretrained and not Path(model).suffix.lower() == ".json" and not Path(pretrained).is_file():
-        from ..download import hand_placed_clip
+        from ..clipweights import hand_placed_clip
 
         placed = hand_placed_clip(model, pretrained, registry.home())  # a file put under <home> by hand, if any
         if placed:
@@ -92,12 +92,19 @@ def _embedded_preset(args: argparse.Namespace) -> bool:
 
 def load_clips_for(args: argparse.Namespace) -> list:
     """The CLIP models the options name, on the chosen device."""
+    from .. import registry
+    from ..clipweights import clips_missing
+    from ..download import DownloadError
     from ..generator import pick_device
     from ..models import load_clip
 
     device = pick_device(args.device)
+    specs = clip_specs(args)
+    missing = clips_missing([(model, pretrained) for model, pretrained, _ in specs], registry.home())
+    if missing:
+        raise DownloadError(missing)
     clips = []
-    for model, pretrained, cache_dir in clip_specs(args):
+    for model, pretrained, cache_dir in specs:
         clips.append(load_clip(model, pretrained, device=device, cache_dir=cache_dir))
         if args.model and not args.clip_model:
             log.info("CLIP of preset %s (%s) on %s", args.model, Path(model).name, device)

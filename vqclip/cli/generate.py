@@ -18,15 +18,21 @@ EPILOG = """examples:
   vqclip generate "a red circle on a blue background" --model mini
   vqclip generate "toaster forest:1|blurry:-0.5" --steps 500 --size 384 256 --seed 7
   vqclip generate --from outputs/run/final.png --steps 800 --out outputs/longer
-  vqclip run configs/*.yaml
+  vqclip run configs/mini.yaml configs/batch.yaml
 
-Every option has a YAML key (shown in brackets); CLI values override the YAML. Ctrl-C stops at the end of the
+Every job option has a YAML key (shown in brackets; --config, --from and --set pick where values come from); CLI
+values override the YAML. A file with a `jobs:` list runs with `vqclip run`. Ctrl-C stops at the end of the
 current step and still writes final.png and the video (exit code 130)."""
 
 
-def _add_job_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by generate (and animation commands): each sets one config key."""
-    a = p.add_argument
+def _add_job_options(p: argparse.ArgumentParser, helps: dict[str, str] | None = None) -> None:
+    """Options shared by generate (and animation commands): each sets one config key; `helps` replaces the help
+    of options that mean something else on a command (restyle's --steps counts steps per frame)."""
+
+    def a(flag: str, *rest, **kwargs):
+        kwargs["help"] = (helps or {}).get(flag, kwargs.get("help"))
+        return p.add_argument(flag, *rest, **kwargs)
+
     a("--model", metavar="NAME", help="preset: VQGAN + CLIP + defaults (see `vqclip models`) [model]")
     a("--steps", type=int, metavar="N", help="optimisation steps [steps]")
     a("--size", type=int, nargs=2, metavar=("W", "H"), help="image size; rounded to the VQGAN factor [size]")

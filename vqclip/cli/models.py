@@ -6,7 +6,8 @@ import argparse
 import shutil
 from pathlib import Path
 
-from ..download import DownloadError, fetch, fetch_clip, hand_placed_clip, human_size
+from ..clipweights import fetch_clip, hand_placed_clip
+from ..download import DownloadError, fetch, human_size
 from ..errors import VqclipError
 from ..integrity import CorruptFileError, Manifest, verify_file
 from ..registry import DEFAULT_PRESET, MANIFEST_NAME, MINI_DIR, Preset, get_preset, home, list_presets, preset_paths

@@ -1,5 +1,6 @@
 """Reproduce the shipped mini weights: `python -m vqclip.mini.train vqgan|clip --seed 0 [--out DIR]` (VQGAN first:
-the last CLIP stage generates with it)."""
+the last CLIP stages generate with it). Weights go to ./mini-weights unless --out says otherwise, never over the
+shipped ones unless --out names their folder."""
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("which", choices=["clip", "vqgan"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the shipped recipe)")
-    p.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="folder to write the weights into")
+    p.add_argument("--out", type=Path, default=Path("mini-weights"),
+                   help=f"folder to write the weights into (default ./mini-weights; the shipped ones: {WEIGHTS_DIR})")
     p.add_argument("--stage", choices=["all", "1", "2", "3", "4"], default="all",
                    help="clip only: 1 = from scratch, 2 = clutter fine-tune, 3 = fine-tune against generations with the "
                         "VQGAN in --out, 4 = the same against a stronger generator with a paired loss (2-4 start from "

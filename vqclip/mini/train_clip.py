@@ -158,6 +158,13 @@ def train_clip(out_dir: Path, seed: int = 0, steps: int = 900, batch_size: int =
     a pool of VQGAN+CLIP generations (stage 3, needs the mini VQGAN in out_dir; see `adversarial`); again with a
     stronger pool, 4 generation steps per training step, and a paired loss (stage 4, the "duel"). Each stage starts
     from the fp16 file the previous one wrote; writes clip.json + clip.safetensors (fp16); returns measured figures."""
+    from vqclip.errors import VqclipError
+
+    if stage in ("2", "3", "4") and not (out_dir / "clip.safetensors").is_file():
+        raise VqclipError(f"CLIP stage {stage} starts from the CLIP in {out_dir}, which is not there; run stage "
+                          f"{int(stage) - 1} first, or --stage all")
+    if stage in ("all", "3", "4"):
+        _load_vqgan(out_dir)  # checked before hours of training, not after
     figures = {}
     if stage in ("all", "1"):
         figures["stage1"] = _train(out_dir, seed, steps, batch_size, lr, negatives, 0.0, 0.0, None)

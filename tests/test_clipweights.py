@@ -1,0 +1,95 @@
+"""CLIP weights: open_clip's cache under <home>, hand-placed files, and offline errors that name every file at once
+without waiting on the hub client's retries. No test reaches the network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vqclip.clipweights import clips_missing, fetch_clip, hand_placed_clip, unresolvable_host
+from vqclip.download import DownloadError
+from vqclip.errors import VqclipError
+
+
+def test_fetch_clip_uses_open_clip_cache_under_home(tmp_path, monkeypatch):
+    from open_clip import pretrained
+
+    seen = {}
+
+    def fake_download(cfg, prefer_hf_hub=True, cache_dir=None):
+        seen["cache_dir"] = cache_dir
+        target = Path(cache_dir) / "weights.safetensors"
+        target.write_bytes(b"w")
+        return str(target)
+
+    monkeypatch.setattr(pretrained, "download_pretrained", fake_download)
+    monkeypatch.setattr("vqclip.clipweights.unresolvable_host", lambda url: None)  # as if online
+    path = fetch_clip("ViT-B-32", "openai", tmp_path)
+    assert seen["cache_dir"] == str(tmp_path / "clip") and path == tmp_path / "clip" / "weights.safetensors"
+
+
+def test_fetch_clip_failure_is_a_download_error_with_manual_path(tmp_path, monkeypatch):
+    from open_clip import pretrained
+
+    def offline(cfg, prefer_hf_hub=True, cache_dir=None):
+        raise OSError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(pretrained, "download_pretrained", offline)
+    monkeypatch.setattr("vqclip.clipweights.unresolvable_host", lambda url: None)  # as if online
+    with pytest.raises(DownloadError) as info:
+        fetch_clip("ViT-B-32", "openai", tmp_path)
+    message = str(info.value)
+    assert "CLIP ViT-B-32 (openai)" in message and "name resolution" in message
+    assert "vit_base_patch32_clip_224.openai" in message  # the URL to fetch by hand
+    assert f"put it at {tmp_path / 'clip' / 'ViT-B-32-openai.safetensors'}" in message
+
+
+def test_hand_placed_clip_file_is_used_without_network(tmp_path, monkeypatch):
+    from open_clip import pretrained
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("must not download when the file is in place")
+
+    monkeypatch.setattr(pretrained, "download_pretrained", no_network)
+    placed = tmp_path / "clip" / "ViT-B-32-openai.safetensors"
+    placed.parent.mkdir()
+    placed.write_bytes(b"weights")
+    assert fetch_clip("ViT-B-32", "openai", tmp_path) == placed
+    # a file path loses the tag's QuickGELU setting, so the -quickgelu architecture is chosen
+    assert hand_placed_clip("ViT-B-32", "openai", tmp_path) == ("ViT-B-32-quickgelu", str(placed))
+
+
+def test_fetch_clip_unknown_tag_lists_known_tags(tmp_path):
+    with pytest.raises(VqclipError, match="laion2b_s34b_b79k"):
+        fetch_clip("ViT-B-32", "no-such-tag", tmp_path)
+
+
+def test_fetch_clip_offline_fails_at_once_naming_the_host(tmp_path, offline_hub):
+    with pytest.raises(DownloadError) as info:
+        fetch_clip("ViT-B-32", "openai", tmp_path)
+    message = str(info.value)
+    assert "huggingface.co: Name or service not known" in message
+    assert f"put it at {tmp_path / 'clip' / 'ViT-B-32-openai.safetensors'}" in message
+
+
+def test_fetch_clip_finds_open_clip_cache_offline(tmp_path, offline_hub):
+    snapshot = tmp_path / "clip" / "models--timm--vit_base_patch32_clip_224.openai" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc")
+    (snapshot / "open_clip_model.safetensors").write_bytes(b"w")
+    assert fetch_clip("ViT-B-32", "openai", tmp_path) == snapshot / "open_clip_model.safetensors"
+
+
+def test_no_name_check_behind_a_proxy(monkeypatch, offline_hub):
+    assert unresolvable_host("https://huggingface.co/x") == "huggingface.co: Name or service not known"
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")  # the proxy resolves names, not this machine
+    assert unresolvable_host("https://huggingface.co/x") is None
+
+
+def test_clips_missing_lists_each_missing_file_once(tmp_path, offline_hub, tiny_clip):
+    specs = [("ViT-B-32", "openai"), ("ViT-B-32", "openai"), (str(tiny_clip[0]), str(tiny_clip[1])),
+             ("ViT-B-16", "openai"), ("ViT-B-32", None)]
+    missing = clips_missing(specs, tmp_path)
+    assert [m.filename for m in missing] == ["CLIP ViT-B-32 (openai) weights", "CLIP ViT-B-16 (openai) weights"]
