@@ -93,3 +93,31 @@ def test_clips_missing_lists_each_missing_file_once(tmp_path, offline_hub, tiny_
              ("ViT-B-16", "openai"), ("ViT-B-32", None)]
     missing = clips_missing(specs, tmp_path)
     assert [m.filename for m in missing] == ["CLIP ViT-B-32 (openai) weights", "CLIP ViT-B-16 (openai) weights"]
+
+
+def test_a_hand_placed_file_keeps_its_tags_preprocessing(tmp_path, monkeypatch):
+    """SigLIP's tag normalises with mean 0.5, not OpenAI's: loading its weights from a file must not lose that."""
+    import open_clip
+    import torch
+
+    from vqclip.jobs import ModelCache
+
+    placed = tmp_path / "home" / "clip" / "ViT-B-16-SigLIP-webli.safetensors"
+    placed.parent.mkdir(parents=True)
+    placed.write_bytes(b"weights")
+    monkeypatch.setenv("VQCLIP_HOME", str(tmp_path / "home"))
+    seen = {}
+
+    def create_model(name, pretrained=None, **kwargs):
+        seen.update(name=name, pretrained=pretrained, **kwargs)
+        raise RuntimeError("stop here: the arguments are what is checked")
+
+    monkeypatch.setattr(open_clip, "create_model", create_model)
+    with pytest.raises(VqclipError):
+        ModelCache().clip("ViT-B-16-SigLIP", "webli", torch.device("cpu"), tmp_path / "home" / "clip")
+    assert seen["pretrained"] == str(placed)
+    assert seen["force_preprocess_cfg"]["mean"] == (0.5, 0.5, 0.5)
+    assert seen["force_preprocess_cfg"]["resize_mode"] == "squash"
+    from vqclip.cli.clipjobs import _resolved  # classify, search, score and rank load it the same way
+
+    assert _resolved("ViT-B-16-SigLIP", "webli") == ("ViT-B-16-SigLIP", str(placed), placed.parent, "webli")

@@ -89,11 +89,12 @@ class ModelCache:
         from .clipweights import hand_placed_clip
 
         placed = hand_placed_clip(model, pretrained, registry.home()) if pretrained else None
+        like = pretrained if placed else None
         if placed:  # weights put under <home>/clip by hand stand in for the tag's download
             model, pretrained = placed
         key = (model, pretrained, str(device))
         if key not in self.clips:
-            self.clips[key] = load_clip(model, pretrained, device, cache_dir)
+            self.clips[key] = load_clip(model, pretrained, device, cache_dir, like=like)
         return self.clips[key]
 
 

@@ -253,8 +253,9 @@ def quiet_hub_logs():
         root.removeHandler(mute)
 
 
-def _clip_by_name(name: str, pretrained: str | None, cache_dir: str | None) -> ClipModel:
-    """A CLIP from open_clip's built-in architectures, with a pretrained tag (downloaded by open_clip) or a file."""
+def _clip_by_name(name: str, pretrained: str | None, cache_dir: str | None, like: str | None = None) -> ClipModel:
+    """A CLIP from open_clip's built-in architectures, with a pretrained tag (downloaded by open_clip) or a file;
+    `like` names the tag a weights file stands in for, whose preprocessing (mean, std, resize) and QuickGELU apply."""
     import open_clip
 
     if not pretrained:  # random weights (benchmarks): build from the config, so open_clip neither warns nor fetches
@@ -263,10 +264,13 @@ def _clip_by_name(name: str, pretrained: str | None, cache_dir: str | None) -> C
     if pretrained and not tag_cfg and not Path(pretrained).is_file():
         tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
         raise VqclipError(f"CLIP {name}: '{pretrained}' is neither a pretrained tag (known: {tags}) nor a file")
+    like_cfg = tag_cfg or (open_clip.get_pretrained_cfg(name, like) if like else {})
+    preprocess = {k: like_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if like_cfg.get(k)}
     try:
         with quiet_hub_logs():
             model = open_clip.create_model(name, pretrained=pretrained, cache_dir=cache_dir,
-                                           force_quick_gelu=bool(tag_cfg.get("quick_gelu")))
+                                           force_quick_gelu=bool(like_cfg.get("quick_gelu")),
+                                           force_preprocess_cfg=preprocess or None)
     except Exception as exc:  # downloads raise anything from OSError to huggingface_hub errors
         if not tag_cfg:  # a local weights file
             raise _weights_problem(Path(pretrained), name, exc) from None
@@ -295,9 +299,10 @@ def _weights_in(folder: Path) -> str | None:
 
 
 def load_clip(model: str, pretrained: str | None = None, device: str | torch.device = "cpu",
-              cache_dir: str | Path | None = None) -> ClipModel:
+              cache_dir: str | Path | None = None, like: str | None = None) -> ClipModel:
     """A frozen CLIP: `model` is an open_clip name (ViT-B-32), an architecture JSON, or a folder holding
-    open_clip_config.json and its weights; `pretrained` is a tag, a weights file, or None (random weights)."""
+    open_clip_config.json and its weights; `pretrained` is a tag, a weights file, or None (random weights); `like`
+    is the tag a weights file stands in for (a hand-placed download), so that the tag's preprocessing applies."""
     import open_clip
 
     path = Path(model)
@@ -310,7 +315,7 @@ def load_clip(model: str, pretrained: str | None = None, device: str | torch.dev
             raise VqclipError(f"{path}: no such CLIP architecture JSON")
         clip = _clip_from_json(path, pretrained)
     elif model in open_clip.list_models():
-        clip = _clip_by_name(model, pretrained, str(cache_dir) if cache_dir else None)
+        clip = _clip_by_name(model, pretrained, str(cache_dir) if cache_dir else None, like)
     else:
         raise VqclipError(f"unknown CLIP model '{model}': use an open_clip name such as ViT-B-32 "
                           "(see `open_clip.list_models()`) or the path of an architecture JSON")

@@ -44,8 +44,8 @@ def _common(p: argparse.ArgumentParser, top_help: str) -> None:
     o.add_argument("--quiet", action="store_true", help="no progress bar or notices, only warnings and results")
 
 
-def clip_specs(args: argparse.Namespace) -> list[tuple[str, str | None, Path]]:
-    """(model, pretrained, cache dir) for load_clip, per CLIP the options name (--model / --clip-model /
+def clip_specs(args: argparse.Namespace) -> list[tuple[str, str | None, Path, str | None]]:
+    """(model, pretrained, cache dir, like) for load_clip, per CLIP the options name (--model / --clip-model /
     --clip-pretrained; several --clip-model give several CLIPs, each with its own --clip-pretrained)."""
     from .. import registry
     from ..errors import VqclipError
@@ -68,10 +68,12 @@ def clip_specs(args: argparse.Namespace) -> list[tuple[str, str | None, Path]]:
     return [_resolved(model, pretrained) for model, pretrained in pairs]
 
 
-def _resolved(model: str, pretrained: str | None) -> tuple[str, str | None, Path]:
-    """One CLIP's (model, pretrained, cache dir): 'none' means random weights; a hand-placed file wins a tag."""
+def _resolved(model: str, pretrained: str | None) -> tuple[str, str | None, Path, str | None]:
+    """One CLIP's (model, pretrained, cache dir, like): 'none' means random weights; a hand-placed file wins a tag
+    (`like` then names that tag, whose preprocessing applies)."""
     from .. import registry
 
+    like = None
     if pretrained and pretrained.lower() in ("none", "null", "random"):
         pretrained = None
     if pretrained and not Path(model).suffix.lower() == ".json" and not Path(pretrained).is_file():
@@ -79,8 +81,9 @@ def _resolved(model: str, pretrained: str | None) -> tuple[str, str | None, Path
 
         placed = hand_placed_clip(model, pretrained, registry.home())  # a file put under <home> by hand, if any
         if placed:
+            like = pretrained
             model, pretrained = placed
-    return model, pretrained, registry.home() / "clip"
+    return model, pretrained, registry.home() / "clip", like
 
 
 def _embedded_preset(args: argparse.Namespace) -> bool:
@@ -100,12 +103,12 @@ def load_clips_for(args: argparse.Namespace) -> list:
 
     device = pick_device(args.device)
     specs = clip_specs(args)
-    missing = clips_missing([(model, pretrained) for model, pretrained, _ in specs], registry.home())
+    missing = clips_missing([spec[:2] for spec in specs], registry.home())
     if missing:
         raise DownloadError(missing)
     clips = []
-    for model, pretrained, cache_dir in specs:
-        clips.append(load_clip(model, pretrained, device=device, cache_dir=cache_dir))
+    for model, pretrained, cache_dir, like in specs:
+        clips.append(load_clip(model, pretrained, device=device, cache_dir=cache_dir, like=like))
         if args.model and not args.clip_model:
             log.info("CLIP of preset %s (%s) on %s", args.model, Path(model).name, device)
         else:
