@@ -132,3 +132,12 @@ def test_strings_stay_as_written(tmp_path, monkeypatch):
     (tmp_path / "job.yaml").write_text("prompt: a\nprompt: b\n")
     with pytest.raises(VqclipError, match="malformed YAML.*duplicate key prompt"):
         load_yaml(tmp_path / "job.yaml")
+
+
+def test_omegaconf_errors_without_text_or_with_not_int_stay_one_clear_line():
+    from omegaconf.errors import ValidationError
+
+    from vqclip.config import _explain
+
+    assert str(_explain(ValidationError(""), "job.yaml")) == "job.yaml: ?: ValidationError"
+    assert "unknown key" not in str(_explain(ValidationError("Value 'x' is not int"), "job.yaml"))

@@ -120,20 +120,22 @@ def fetch_clip(model: str, tag: str, home_dir: Path) -> Path:
     cached = _in_clip_cache(cfg, cache)
     if cached is not None:
         return cached
+
+    def failed(why: str) -> DownloadError:
+        return DownloadError([MissingFile(f"CLIP {model} ({tag}) weights", (url,), manual, (f"{url}: {why}",))])
+
     down = unresolvable_host(_hub_endpoint() if cfg.get("hf_hub") else url)
     if down:  # offline: say so now, not after huggingface_hub's ten retries (about 50 s)
-        raise DownloadError([MissingFile(f"CLIP {model} ({tag}) weights", (url,), manual, (f"{url}: {down}",))])
+        raise failed(down)
     cache.mkdir(parents=True, exist_ok=True)
     log.info("fetching CLIP %s (%s) weights with open_clip into %s", model, tag, cache)
     try:
         with quiet_hub_logs():
             target = oc_pretrained.download_pretrained(cfg, cache_dir=str(cache))
     except Exception as exc:  # open_clip and huggingface_hub raise anything from OSError to their own errors
-        why = f"{url}: {reason(exc)}"
-        raise DownloadError([MissingFile(f"CLIP {model} ({tag}) weights", (url,), manual, (why,))]) from None
+        raise failed(reason(exc)) from None
     if not target or not Path(target).is_file():
-        raise DownloadError([MissingFile(f"CLIP {model} ({tag}) weights", (url,), manual,
-                                         (f"{url}: open_clip returned no file",))])
+        raise failed("open_clip returned no file")
     return Path(target).absolute()
 
 

@@ -13,7 +13,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from .errors import VqclipError, missing
+from .errors import VqclipError, missing, reason
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "radam", "nadam", "adamax", "adagrad")
 SCHEDULES = ("constant", "cosine", "linear")
@@ -181,8 +181,8 @@ def _field_names(cls: type, prefix: str = "") -> list[str]:
 def _explain(exc: OmegaConfBaseException, source: str) -> VqclipError:
     """OmegaConf's multi-line error as one line naming the key, the problem and the fix."""
     key = getattr(exc, "full_key", None) or "?"
-    message = str(exc).splitlines()[0]
-    if isinstance(exc, ConfigKeyError) or "not in" in message:
+    message = reason(exc)  # the first line, or the type's name when OmegaConf says nothing
+    if isinstance(exc, ConfigKeyError) or re.search(r"\bnot in\b", message):
         bad = re.search(r"Key '([^']+)'", message)
         name = key if key != "?" else (bad.group(1) if bad else "?")
         close = difflib.get_close_matches(name, _field_names(GenerateConfig), n=1)
