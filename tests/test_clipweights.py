@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vqclip.clipweights import clips_missing, fetch_clip, hand_placed_clip, unresolvable_host
+from vqclip.clipweights import clips_missing, fetch_clip, hand_placed_clip, unreachable_host
 from vqclip.download import DownloadError
 from vqclip.errors import VqclipError
 
@@ -24,7 +24,7 @@ def test_fetch_clip_uses_open_clip_cache_under_home(tmp_path, monkeypatch):
         return str(target)
 
     monkeypatch.setattr(pretrained, "download_pretrained", fake_download)
-    monkeypatch.setattr("vqclip.clipweights.unresolvable_host", lambda url: None)  # as if online
+    monkeypatch.setattr("vqclip.clipweights.unreachable_host", lambda url: None)  # as if online
     path = fetch_clip("ViT-B-32", "openai", tmp_path)
     assert seen["cache_dir"] == str(tmp_path / "clip") and path == tmp_path / "clip" / "weights.safetensors"
 
@@ -36,7 +36,7 @@ def test_fetch_clip_failure_is_a_download_error_with_manual_path(tmp_path, monke
         raise OSError("Temporary failure in name resolution")
 
     monkeypatch.setattr(pretrained, "download_pretrained", offline)
-    monkeypatch.setattr("vqclip.clipweights.unresolvable_host", lambda url: None)  # as if online
+    monkeypatch.setattr("vqclip.clipweights.unreachable_host", lambda url: None)  # as if online
     with pytest.raises(DownloadError) as info:
         fetch_clip("ViT-B-32", "openai", tmp_path)
     message = str(info.value)
@@ -82,10 +82,21 @@ def test_fetch_clip_finds_open_clip_cache_offline(tmp_path, offline_hub):
     assert fetch_clip("ViT-B-32", "openai", tmp_path) == snapshot / "open_clip_model.safetensors"
 
 
-def test_no_name_check_behind_a_proxy(monkeypatch, offline_hub):
-    assert unresolvable_host("https://huggingface.co/x") == "huggingface.co: Name or service not known"
+def test_a_host_that_resolves_but_refuses_is_reported():
+    import socket
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        assert unreachable_host(f"http://127.0.0.1:{port}/x") is None  # someone answers
+    assert unreachable_host(f"http://127.0.0.1:{port}/x") == "127.0.0.1: Connection refused"
+
+
+def test_no_reachability_check_behind_a_proxy(monkeypatch, offline_hub):
+    assert unreachable_host("https://huggingface.co/x") == "huggingface.co: Name or service not known"
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")  # the proxy resolves names, not this machine
-    assert unresolvable_host("https://huggingface.co/x") is None
+    assert unreachable_host("https://huggingface.co/x") is None
 
 
 def test_clips_missing_lists_each_missing_file_once(tmp_path, offline_hub, tiny_clip):

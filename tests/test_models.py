@@ -224,7 +224,7 @@ def offline(*args, **kwargs):
     raise OSError("Name or service not known")
 open_clip.pretrained.download_pretrained = offline
 import vqclip.clipweights
-vqclip.clipweights.unresolvable_host = lambda url: None  # as if online, so the download is tried and fails
+vqclip.clipweights.unreachable_host = lambda url: None  # as if online, so the download is tried and fails
 sys.exit(main(["score", sys.argv[1], "--prompt", "x", "--device", "cpu"]))
 """
     from PIL import Image

@@ -78,18 +78,20 @@ def _hub_endpoint() -> str:
     return constants.ENDPOINT
 
 
-def unresolvable_host(url: str) -> str | None:
-    """Why `url`'s host cannot be reached when its name does not resolve (offline), else None; None behind a proxy,
-    which resolves names itself, and under HF_HUB_OFFLINE, where huggingface_hub fails fast on its own."""
+def unreachable_host(url: str, timeout: float = 5.0) -> str | None:
+    """Why `url`'s host cannot be reached (its name does not resolve, or it refuses or ignores a connection for
+    `timeout` seconds), else None; None behind a proxy, which reaches hosts itself, and under HF_HUB_OFFLINE, where
+    huggingface_hub fails fast on its own."""
     if any(os.environ.get(k) for k in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "HF_HUB_OFFLINE")):
         return None
-    host = urllib.parse.urlsplit(url).hostname
-    if not host:
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname:
         return None
     try:
-        socket.getaddrinfo(host, 443)
+        socket.create_connection((parts.hostname, parts.port or (80 if parts.scheme == "http" else 443)),
+                                 timeout=timeout).close()
     except OSError as exc:
-        return f"{host}: {exc.strerror or reason(exc)}"
+        return f"{parts.hostname}: {exc.strerror or reason(exc)}"
     return None
 
 
@@ -124,7 +126,7 @@ def fetch_clip(model: str, tag: str, home_dir: Path) -> Path:
     def failed(why: str) -> DownloadError:
         return DownloadError([MissingFile(f"CLIP {model} ({tag}) weights", (url,), manual, (f"{url}: {why}",))])
 
-    down = unresolvable_host(_hub_endpoint() if cfg.get("hf_hub") else url)
+    down = unreachable_host(_hub_endpoint() if cfg.get("hf_hub") else url)
     if down:  # offline: say so now, not after huggingface_hub's ten retries (about 50 s)
         raise failed(down)
     cache.mkdir(parents=True, exist_ok=True)
