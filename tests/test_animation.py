@@ -187,17 +187,23 @@ def test_zoom_command_writes_a_capped_gif(tiny_args, tmp_path, monkeypatch):
 
     out, seen, real = tmp_path / "run", [], animate.run_job
     monkeypatch.setattr(animate, "run_job", lambda cfg, **kw: seen.append(torch.get_num_threads()) or real(cfg, **kw))
-    code = main(["zoom", "a tunnel", *tiny_args, "--steps", "1", "--frames", "3", "--every", "2", "--zoom", "1.1",
+    code = main(["zoom", "a tunnel", *tiny_args, "--frames", "3", "--every", "2", "--zoom", "1.1",
                  "--rotate", "0:0,2:5", "--seed", "1", "--out", str(out), "--video-format", "gif",
                  "--gif-max-side", "16", "--threads", "2"])
     assert code == 0
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     assert seen == [min(2, cpus)]  # --threads holds for zoom videos too
-    assert len(list((out / "frames").glob("*.png"))) == 3  # --frames wins over --steps: steps = 2 * every
+    assert len(list((out / "frames").glob("*.png"))) == 3  # --frames sets steps = 2 * every
     with Image.open(out / "progress.gif") as gif:
         assert gif.n_frames == 3 and max(gif.size) == 16
     job = load_yaml(out / "job.yaml")
     assert job["steps"] == 4 and job["animation"]["rotate"] == "0:0,2:5"
+
+
+def test_zoom_frames_and_steps_together_are_an_error(tiny_args, tmp_path, capsys):
+    assert main(["zoom", "x", *tiny_args, "--frames", "5", "--steps", "100", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--steps 100 contradicts it" in err[0] and not (tmp_path / "r").exists()
 
 
 def test_zoom_command_rejects_bad_values(tiny_args, tmp_path, capsys):

@@ -94,6 +94,17 @@ def test_classify_bad_input_is_one_line(capsys, tiny, images, argv, message):
     assert code == 2 and message in err and err.count("\n") == 1 and not out
 
 
+@pytest.mark.parametrize("command", [["classify", "{img}", "--labels", "a,b"], ["score", "{img}", "--prompt", "x"],
+                                     ["search", "{dir}", "x"]])
+@pytest.mark.parametrize("device", ["tpu", "cuda:x"])
+def test_an_unknown_device_is_one_line(capsys, tiny, images, command, device):
+    argv = [a.format(img=images / "0.png", dir=images) for a in command]
+    code, out, err = run(capsys, *argv, *tiny[:-1], device)
+    assert code == 2 and err.strip().splitlines()[-1] == (f"error: device: unknown device '{device}'; use auto, cpu, "
+                                                          "cuda, cuda:N or mps"), err
+    assert "Traceback" not in err
+
+
 def test_unreadable_everything_and_missing_files_are_errors(capsys, tiny, images):
     code, _, err = run(capsys, "score", images / "sub" / "broken.png", "--prompt", "x", "--quiet", *tiny)
     assert code == 2 and "none of the 1 images could be read" in err

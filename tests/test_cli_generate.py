@@ -97,7 +97,8 @@ def test_run_finds_a_missing_image_prompt_before_the_first_job(tmp_path, tiny_jo
     (tmp_path / "b.yaml").write_text(yaml.safe_dump(bad))
     assert main(["run", str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: image_prompts: {tmp_path / 'gone.png'}: no such image file; check the path"]
+    assert err == [f"error: {tmp_path / 'b.yaml'} job 1: image_prompts: {tmp_path / 'gone.png'}: no such image file; "
+                   "check the path"]
     assert not (tmp_path / "good").exists() and not (tmp_path / "bad").exists()
     (tmp_path / "gone.png").write_text("not an image")  # a corrupt image is found up front too
     assert main(["run", str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")]) == 2
@@ -118,6 +119,9 @@ def _bad_inputs(tmp_path, tiny_args, tiny_vqgan):
 
     torch.save({"state_dict": {}, "x": Evil()}, tmp_path / "evil.ckpt")
     (tmp_path / "text.png").write_text("not an image")
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "ok.png")
     (tmp_path / "clip.yaml").write_text(yaml.safe_dump({"clip": {"model": tiny_args[5], "pretrained": tiny_args[7]}}))
     return {
         "unknown key": (["x", "--config", str(tmp_path / "unknown.yaml"), *tiny_args], "unknown key 'stepz'"),
@@ -143,6 +147,10 @@ def _bad_inputs(tmp_path, tiny_args, tiny_vqgan):
         "clip weight without clip model": (["x", "--config", str(tmp_path / "clip.yaml"), *tiny_args[:4],
                                             *tiny_args[8:], "--clip-weight", "-1"], "give one per --clip-model"),
         "negative tv weight": (["x", *tiny_args, "--tv-weight", "-5"], "tv_weight: must be >= 0"),
+        "missing vqgan pair": (["x", *tiny_args, "--vqgan-config", str(tmp_path / "no.yaml"), "--vqgan-checkpoint",
+                                str(tmp_path / "no.ckpt")], "no.yaml: no such file; vqgan.checkpoint: "),
+        "image prompt weight not a number": (["x", *tiny_args, "--image-prompt", f"{tmp_path / 'ok.png'}:abc"],
+                                             "the weight 'abc' after the image is not a number"),
         "jobs list to --config": (["--config", str(tmp_path / "batch.yaml"), *tiny_args],
                                   f"run it with `vqclip run {tmp_path / 'batch.yaml'}`"),
     }
@@ -153,7 +161,8 @@ def _bad_inputs(tmp_path, tiny_args, tiny_vqgan):
                                   "missing init image", "bad --set", "no prompt", "corrupt init image",
                                   "corrupt image prompt", "nan lr", "huge seed", "negative only",
                                   "init contradicts init image", "set into a list", "clip weight without clip model",
-                                  "negative tv weight", "jobs list to --config"])
+                                  "negative tv weight", "jobs list to --config",
+                                  "missing vqgan pair", "image prompt weight not a number"])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, tiny_args, tiny_vqgan, capsys, case):
     argv, expected = _bad_inputs(tmp_path, tiny_args, tiny_vqgan)[case]
     assert main(["generate", *argv, "--out", str(tmp_path / "out")]) == 2
@@ -330,3 +339,10 @@ def test_a_run_that_fails_before_making_anything_leaves_no_folder(tiny_job, tmp_
     with pytest.raises(RuntimeError, match="boom"):
         run_job(cfg, runner=fails_after_a_frame)
     assert (out / "job.yaml").is_file() and (out / "frames" / "000000.png").is_file()
+
+
+def test_run_names_the_file_and_job_of_a_bad_value(tmp_path, tiny_job, capsys):
+    (tmp_path / "neg.yaml").write_text(yaml.safe_dump({**tiny_job, "prompt": "x", "jobs": [{"steps": 2}, {"steps": -5}]}))
+    assert main(["run", str(tmp_path / "neg.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {tmp_path / 'neg.yaml'} job 2: steps: must be >= 0, got -5"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from fileserver import dead_url, payload
@@ -126,3 +127,22 @@ def test_offline_classify_names_the_clip_file(tmp_path, capsys, offline_hub):
     assert main(["classify", str(tmp_path / "x.png"), "--labels", "a,b"]) == 2
     err = capsys.readouterr().err
     assert "CLIP ViT-B-32 (openai) weights" in err and "Name or service not known" in err
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["models", "download", "mini", "--timeout", "-1"], "--timeout: must be a number of seconds > 0, got -1.0"),
+    (["models", "download", "mini", "--timeout", "nan"], "--timeout: must be a number of seconds > 0"),
+    (["models", "--home", "{file}"], "is a file, not a folder; point --home at a folder"),
+])
+def test_bad_models_options_are_one_line(tmp_path, capsys, argv, expected):
+    (tmp_path / "f.png").write_bytes(b"x")
+    assert main([a.format(file=tmp_path / "f.png") for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0]
+
+
+def test_a_file_as_vqclip_home_is_one_line(tmp_path, capsys, monkeypatch):
+    (tmp_path / "f").write_bytes(b"x")
+    monkeypatch.setenv("VQCLIP_HOME", str(tmp_path / "f"))
+    assert main(["models"]) == 2
+    assert "point VQCLIP_HOME at a folder" in capsys.readouterr().err

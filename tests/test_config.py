@@ -141,3 +141,23 @@ def test_omegaconf_errors_without_text_or_with_not_int_stay_one_clear_line():
 
     assert str(_explain(ValidationError(""), "job.yaml")) == "job.yaml: ?: ValidationError"
     assert "unknown key" not in str(_explain(ValidationError("Value 'x' is not int"), "job.yaml"))
+
+
+@pytest.mark.parametrize("layer, expected", [
+    ({"cutouts": {"pow": -1}}, "cutouts.pow: must be > 0"),
+    ({"cutouts": {"min_size": 2}}, "cutouts.min_size: must be in [0, 1], got 2"),
+    ({"output": {"fps": 0}}, "output.fps: must be >= 1, got 0"),
+    ({"output": {"save_every": -1}}, "output.save_every: must be >= 0"),
+    ({"change_every": -1}, "change_every: must be >= 0"),
+    ({"state_every": -2}, "state_every: must be >= 0"),
+    ({"restyle": {"input": "v.mp4", "blend": 2}}, "restyle.blend: must be in [0, 1)"),
+    ({"restyle": {"input": "v.mp4", "steps_per_frame": 0}}, "restyle.steps_per_frame: must be >= 1, got 0"),
+    ({"restyle": {"input": "v.mp4", "max_frames": -1}}, "restyle.max_frames: must be >= 0 (0 = all frames), got -1"),
+    ({"restyle": {"input": "v.mp4", "fps": 0}}, "restyle.fps: must be > 0"),
+])
+def test_a_value_out_of_range_names_its_key_and_value(layer, expected):
+    from vqclip.config import merge_layers
+
+    with pytest.raises(VqclipError) as info:
+        merge_layers([("job", {"prompt": "x", **layer})])
+    assert str(info.value).startswith(expected)

@@ -47,3 +47,14 @@ def test_a_fine_tune_stage_without_its_start_is_one_line(tmp_path, capsys):
     assert train.main(["clip", "--out", str(tmp_path), "--stage", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "run stage 1 first" in err[0]
+
+
+@pytest.mark.parametrize("argv, expected", [(["vqgan", "--steps", "-1"], "--steps: must be >= 1, got -1"),
+                                            (["vqgan", "--steps", "0"], "--steps: must be >= 1, got 0"),
+                                            (["clip", "--out", "{file}"], "is a file, not a folder")])
+def test_bad_arguments_are_one_line_before_any_training(recorded, tmp_path, capsys, argv, expected):
+    (tmp_path / "weights.png").write_bytes(b"x")
+    argv = [a.format(file=tmp_path / "weights.png") for a in argv]
+    assert train.main([*argv, "--out", str(tmp_path / "w")] if "--out" not in argv else argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0] and "out" not in recorded  # nothing was trained

@@ -211,6 +211,12 @@ def merge_layers(layers: list[tuple[str, dict]]) -> GenerateConfig:
     return cfg
 
 
+def _require(key: str, value, ok: bool, rule: str) -> None:
+    """`KEY: must be RULE, got VALUE` unless `ok`: one line naming the key, the rule and the value."""
+    if not ok:
+        raise VqclipError(f"{key}: must be {rule}, got {value}")
+
+
 def _one_of(value: str, allowed: tuple[str, ...], key: str) -> None:
     if value not in allowed:
         raise VqclipError(f"{key}: unknown value '{value}'; use one of {', '.join(allowed)}")
@@ -251,8 +257,8 @@ def check(cfg: GenerateConfig) -> None:
                                   f"negative weight: 'text:-1'), got {c.weight}")
     if cfg.cutouts.n < 1:
         raise VqclipError(f"cutouts.n: must be >= 1, got {cfg.cutouts.n}")
-    if cfg.cutouts.pow <= 0 or not 0 <= cfg.cutouts.min_size <= 1:
-        raise VqclipError("cutouts: pow must be > 0 and min_size in [0, 1]")
+    _require("cutouts.pow", cfg.cutouts.pow, cfg.cutouts.pow > 0, "> 0 (1 = cutout sizes uniform)")
+    _require("cutouts.min_size", cfg.cutouts.min_size, 0 <= cfg.cutouts.min_size <= 1, "in [0, 1]")
     for name in cfg.cutouts.augments:
         _one_of(name, AUGMENTS, "cutouts.augments")
     _one_of(cfg.optimizer.name.lower(), OPTIMIZERS, "optimizer.name")
@@ -271,8 +277,8 @@ def check(cfg: GenerateConfig) -> None:
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", cfg.device):
         raise VqclipError(f"device: unknown device '{cfg.device}'; use auto, cpu, cuda, cuda:N or mps")
     _one_of(cfg.output.video_format, ("mp4", "gif"), "output.video_format")
-    if cfg.output.save_every < 0 or cfg.output.fps < 1:
-        raise VqclipError("output: save_every must be >= 0 and fps >= 1")
+    _require("output.save_every", cfg.output.save_every, cfg.output.save_every >= 0, ">= 0 (0 = no frames)")
+    _require("output.fps", cfg.output.fps, cfg.output.fps >= 1, ">= 1")
     if not cfg.clip:
         raise VqclipError("clip: at least one CLIP model is needed")
     if not any(c.weight > 0 for c in cfg.clip):
@@ -299,10 +305,18 @@ def check_inputs(cfg: GenerateConfig) -> None:
     from .prompts import check_has_target, parse_image_prompt, parse_job_prompts
     from .schedules import story_keyframes
 
+    absent = [f"vqgan.{key}: {missing(path, 'file')}" for key, path in
+              (("config", cfg.vqgan.config), ("checkpoint", cfg.vqgan.checkpoint)) if path and not Path(path).is_file()]
+    if absent:  # both named at once, before any download is tried for the CLIP
+        raise VqclipError("; ".join(absent) + "; check the VQGAN paths")
     wanted = [("init.image", cfg.init.image, "image")] if cfg.init.kind == "image" else []
     wanted += [("image_prompts", parse_image_prompt(item).text, "image") for item in cfg.image_prompts]
     wanted += [("restyle.input", cfg.restyle.input, "video")] if cfg.restyle.input else []
     for key, path, kind in wanted:
+        head, _, weight = str(path).rpartition(":")
+        if key == "image_prompts" and not Path(path).is_file() and head and Path(head).is_file():
+            raise VqclipError(f"image_prompts: '{path}': the weight '{weight}' after the image is not a number; "
+                              f"write PATH:WEIGHT, e.g. {head}:0.5")
         if not Path(path).is_file():
             raise VqclipError(f"{key}: {missing(path, kind + ' file')}; check the path")
         if kind == "image":
@@ -358,8 +372,8 @@ def _check_animation(cfg: GenerateConfig) -> None:
     from .schedules import STORY_MODES, PromptSchedule, parse_keyframed, story_keyframes
 
     _one_of(cfg.story_mode, STORY_MODES, "story_mode")
-    if cfg.change_every < 0 or cfg.state_every < 0:
-        raise VqclipError("change_every and state_every must be >= 0")
+    _require("change_every", cfg.change_every, cfg.change_every >= 0, ">= 0 (0 = story parts spread over the steps)")
+    _require("state_every", cfg.state_every, cfg.state_every >= 0, ">= 0 (0 = state.pt only at the end)")
     keyframes = story_keyframes(cfg.prompt, cfg.story, cfg.steps, cfg.change_every)
     if keyframes:
         PromptSchedule(keyframes, cfg.story_mode)  # raises on repeated steps or bad prompts
@@ -376,8 +390,10 @@ def _check_animation(cfg: GenerateConfig) -> None:
     if r.input is not None:
         if a.mode != "none":
             raise VqclipError("restyle.input and animation.mode: zoom cannot be combined; pick one")
-        if r.steps_per_frame < 1 or not 0 <= r.blend < 1 or r.max_frames < 0 or (r.fps is not None and r.fps <= 0):
-            raise VqclipError("restyle: steps_per_frame must be >= 1, blend in [0, 1), max_frames >= 0, fps > 0")
+        _require("restyle.steps_per_frame", r.steps_per_frame, r.steps_per_frame >= 1, ">= 1")
+        _require("restyle.blend", r.blend, 0 <= r.blend < 1, "in [0, 1) (0 = independent frames)")
+        _require("restyle.max_frames", r.max_frames, r.max_frames >= 0, ">= 0 (0 = all frames)")
+        _require("restyle.fps", r.fps, r.fps is None or r.fps > 0, "> 0 (unset = the input's rate)")
     o = cfg.output
     if o.video_length is not None and o.video_length <= 0:
         raise VqclipError(f"output.video_length: must be > 0 seconds, got {o.video_length}")

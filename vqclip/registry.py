@@ -92,12 +92,19 @@ class ResolvedPreset:
 def home() -> Path:
     """Where downloaded models live: $VQCLIP_HOME, else ./checkpoints (absolute)."""
     env = os.environ.get("VQCLIP_HOME", "").strip()
-    return (Path(env).expanduser() if env else Path("checkpoints")).absolute()
+    return model_folder((Path(env).expanduser() if env else Path("checkpoints")).absolute(), "VQCLIP_HOME")
 
 
 def _home_or_default(home_dir: Path | None) -> Path:
     """`home_dir` made absolute, or the default home."""
-    return Path(home_dir).expanduser().absolute() if home_dir is not None else home()
+    return model_folder(Path(home_dir).expanduser().absolute(), "--home") if home_dir is not None else home()
+
+
+def model_folder(path: Path, where: str) -> Path:
+    """`path`, unless it is a file: model files cannot live under one."""
+    if path.exists() and not path.is_dir():
+        raise VqclipError(f"{path}: is a file, not a folder; point {where} at a folder for the model files")
+    return path
 
 
 def parse_size(value: Any, where: str) -> int | None:

@@ -73,6 +73,9 @@ def run_zoom(args: argparse.Namespace) -> int:
     yamls = [args.config] if args.config else []
     cfg = build_config(cli, yamls)
     if args.frames is not None:
+        if args.steps is not None:
+            raise VqclipError(f"--frames {args.frames} sets steps = (frames - 1) * every, so --steps {args.steps} "
+                              "contradicts it; give one of them")
         if args.frames < 2:
             raise VqclipError(f"--frames: needs at least 2 frames, got {args.frames}")
         cfg = build_config({**cli, "steps": (args.frames - 1) * cfg.animation.every}, yamls)

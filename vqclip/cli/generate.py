@@ -172,8 +172,12 @@ def run_jobs(args: argparse.Namespace) -> int:
     overrides = cli_overrides(args)
     for path in args.jobs:
         for i, job in enumerate(jobs_from_file(path)):
-            configs.append(build_config(overrides, base=[(f"{path} job {i + 1}", job)]))
-            check_inputs(configs[-1])
+            source = f"{path} job {i + 1}"
+            try:
+                configs.append(build_config(overrides, base=[(source, job)]))
+                check_inputs(configs[-1])
+            except VqclipError as exc:  # say which job of which file, unless the message already does
+                raise exc if str(exc).startswith(source) else VqclipError(f"{source}: {exc}") from None
     cache = ModelCache()
     with sigint_flag() as stop:
         for cfg in configs:

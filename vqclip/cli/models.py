@@ -10,7 +10,8 @@ from ..clipweights import fetch_clip, hand_placed_clip
 from ..download import DownloadError, fetch, human_size
 from ..errors import VqclipError
 from ..integrity import CorruptFileError, Manifest, verify_file
-from ..registry import DEFAULT_PRESET, MANIFEST_NAME, MINI_DIR, Preset, get_preset, home, list_presets, preset_paths
+from ..registry import (DEFAULT_PRESET, MANIFEST_NAME, MINI_DIR, Preset, get_preset, home, list_presets, model_folder,
+                        preset_paths)
 
 
 def register(subparsers) -> None:
@@ -41,11 +42,14 @@ def register(subparsers) -> None:
 def _home(args) -> Path:
     """The home directory chosen by --home, else the default."""
     given = getattr(args, "home", None)
-    return Path(given).expanduser().absolute() if given else home()
+    return model_folder(Path(given).expanduser().absolute(), "--home") if given else home()
 
 
 def run(args) -> int:
     """Dispatch `vqclip models` to its action; the exit code."""
+    timeout = getattr(args, "timeout", 30.0)
+    if not 0 < timeout < float("inf"):
+        raise VqclipError(f"--timeout: must be a number of seconds > 0, got {timeout}")
     home_dir, presets_file = _home(args), getattr(args, "presets", None)
     action = getattr(args, "models_action", None) or "list"
     if action == "download":

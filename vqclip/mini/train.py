@@ -35,8 +35,16 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(usable_threads(args.threads))
     from vqclip.errors import VqclipError
 
-    kw = {"seed": args.seed} | ({"steps": args.steps} if args.steps else {})
+    kw = {"seed": args.seed} | ({"steps": args.steps} if args.steps is not None else {})
     try:
+        if args.steps is not None and args.steps < 1:
+            raise VqclipError(f"--steps: must be >= 1, got {args.steps}")
+        if args.out.exists() and not args.out.is_dir():
+            raise VqclipError(f"--out {args.out}: is a file, not a folder; give a folder for the weights")
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)  # found unwritable now, not after the training
+        except OSError as exc:
+            raise VqclipError(f"--out {args.out}: cannot make the folder ({exc.strerror or exc})") from None
         if args.which == "clip":
             from vqclip.mini.train_clip import train_clip
 
