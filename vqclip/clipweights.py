@@ -54,6 +54,13 @@ def hand_placed_clip(model: str, tag: str, home_dir: Path) -> tuple[str, str] | 
     return model, str(path)
 
 
+def placed_or_tag(model: str, pretrained: str | None, home_dir: Path) -> tuple[str, str | None, str | None]:
+    """(model, pretrained, like) to load: a hand-placed file stands in for its tag, and `like` then names the tag
+    (so load_clip applies its preprocessing); otherwise the values as given and `like` None."""
+    placed = hand_placed_clip(model, pretrained, home_dir) if pretrained else None
+    return (*placed, pretrained) if placed else (model, pretrained, None)
+
+
 def _in_clip_cache(cfg: dict, cache: Path) -> Path | None:
     """The weights open_clip would load for a pretrained config, if its downloader already put them in `cache`."""
     from huggingface_hub import try_to_load_from_cache

@@ -217,6 +217,12 @@ def _require(key: str, value, ok: bool, rule: str) -> None:
         raise VqclipError(f"{key}: must be {rule}, got {value}")
 
 
+def check_device(name: str) -> None:
+    """A device name vqclip knows (auto, cpu, mps, cuda, cuda:N), else one line saying which ones it knows."""
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(name)):
+        raise VqclipError(f"device: unknown device '{name}'; use auto, cpu, cuda, cuda:N or mps")
+
+
 def _one_of(value: str, allowed: tuple[str, ...], key: str) -> None:
     if value not in allowed:
         raise VqclipError(f"{key}: unknown value '{value}'; use one of {', '.join(allowed)}")
@@ -274,8 +280,7 @@ def check(cfg: GenerateConfig) -> None:
     _one_of(cfg.memory, MEMORY_MODES, "memory")
     if cfg.micro_batch < 0:
         raise VqclipError(f"micro_batch: must be >= 0 (0 = all cutouts in one pass), got {cfg.micro_batch}")
-    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", cfg.device):
-        raise VqclipError(f"device: unknown device '{cfg.device}'; use auto, cpu, cuda, cuda:N or mps")
+    check_device(cfg.device)
     _one_of(cfg.output.video_format, ("mp4", "gif"), "output.video_format")
     _require("output.save_every", cfg.output.save_every, cfg.output.save_every >= 0, ">= 0 (0 = no frames)")
     _require("output.fps", cfg.output.fps, cfg.output.fps >= 1, ">= 1")

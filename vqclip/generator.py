@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Optional
@@ -17,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .candidates import first_generation
-from .config import GenerateConfig
+from .config import GenerateConfig, check_device
 from .cutouts import Cutouts
 from .errors import VqclipError
 from .init import initial_image, load_image, random_codes
@@ -77,8 +76,7 @@ def pick_device(name: str) -> torch.device:
             return torch.device("cuda")
         mps = getattr(torch.backends, "mps", None)
         return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
-    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", str(name)):
-        raise VqclipError(f"device: unknown device '{name}'; use auto, cpu, cuda, cuda:N or mps")
+    check_device(name)
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise VqclipError(f"device: '{name}' asked for but CUDA is not available here; use --device cpu or auto")

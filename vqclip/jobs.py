@@ -86,12 +86,9 @@ class ModelCache:
 
     def clip(self, model: str, pretrained: Optional[str], device: torch.device, cache_dir: Optional[Path]) -> ClipModel:
         from . import registry
-        from .clipweights import hand_placed_clip
+        from .clipweights import placed_or_tag
 
-        placed = hand_placed_clip(model, pretrained, registry.home()) if pretrained else None
-        like = pretrained if placed else None
-        if placed:  # weights put under <home>/clip by hand stand in for the tag's download
-            model, pretrained = placed
+        model, pretrained, like = placed_or_tag(model, pretrained, registry.home())  # a hand-placed file wins
         key = (model, pretrained, str(device))
         if key not in self.clips:
             self.clips[key] = load_clip(model, pretrained, device, cache_dir, like=like)

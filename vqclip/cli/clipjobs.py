@@ -77,12 +77,9 @@ def _resolved(model: str, pretrained: str | None) -> tuple[str, str | None, Path
     if pretrained and pretrained.lower() in ("none", "null", "random"):
         pretrained = None
     if pretrained and not Path(model).suffix.lower() == ".json" and not Path(pretrained).is_file():
-        from ..clipweights import hand_placed_clip
+        from ..clipweights import placed_or_tag
 
-        placed = hand_placed_clip(model, pretrained, registry.home())  # a file put under <home> by hand, if any
-        if placed:
-            like = pretrained
-            model, pretrained = placed
+        model, pretrained, like = placed_or_tag(model, pretrained, registry.home())  # a file put there by hand wins
     return model, pretrained, registry.home() / "clip", like
 
 
