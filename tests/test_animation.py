@@ -149,6 +149,19 @@ def test_frames_zoom_with_the_trained_mini_model(tiny_job, tmp_path):
         assert 1 - corr(frames[k + 1], moved) < 0.5 * (1 - corr(frames[k + 1], frames[k]))
 
 
+def test_a_presets_best_of_n_default_is_for_still_images_only(monkeypatch):
+    """A preset may default to best of n starts; a zoom or restyle job drops that default (asking for it is an error)."""
+    import vqclip.jobs as jobs
+
+    real = jobs.preset_layer
+    monkeypatch.setattr(jobs, "preset_layer", lambda name: {**real(name), "candidates": {"n": 3}})
+    assert build_config({"prompt": "x", "model": "mini"}).candidates.n == 3
+    assert build_config({"prompt": "x", "model": "mini", "animation": {"mode": "zoom"}}).candidates.n == 1
+    assert build_config({"prompt": "x", "model": "mini", "restyle": {"input": "in.mp4"}}).candidates.n == 1
+    with pytest.raises(VqclipError, match="cannot be combined with animation.mode: zoom"):
+        build_config({"prompt": "x", "model": "mini", "animation": {"mode": "zoom"}, "candidates": {"n": 2}})
+
+
 def test_zoom_callback_moves_the_latent_every_k_steps(tiny_job, tiny_models):
     cfg = merge_layers([("tiny", tiny_job), ("t", {"prompt": "x", "steps": 7, "seed": 2,
                                                    "animation": {"mode": "zoom", "every": 3, "zoom": 1.2}})])
@@ -183,10 +196,10 @@ def test_zoom_config_runs_with_frames_and_fps(tiny_job, tmp_path):
 def test_zoom_command_writes_a_capped_gif(tiny_args, tmp_path, monkeypatch):
     import torch
 
-    import vqclip.cli.animate as animate
+    import vqclip.jobs as jobs
 
-    out, seen, real = tmp_path / "run", [], animate.run_job
-    monkeypatch.setattr(animate, "run_job", lambda cfg, **kw: seen.append(torch.get_num_threads()) or real(cfg, **kw))
+    out, seen, real = tmp_path / "run", [], jobs.run_job
+    monkeypatch.setattr(jobs, "run_job", lambda cfg, **kw: seen.append(torch.get_num_threads()) or real(cfg, **kw))
     code = main(["zoom", "a tunnel", *tiny_args, "--frames", "3", "--every", "2", "--zoom", "1.1",
                  "--rotate", "0:0,2:5", "--seed", "1", "--out", str(out), "--video-format", "gif",
                  "--gif-max-side", "16", "--threads", "2"])

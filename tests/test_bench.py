@@ -115,6 +115,9 @@ def test_auto_memory_turns_options_on_with_a_notice_when_short(tiny_models, monk
         ck, mb = speed.plan_memory("auto", vq.decoder, (64, 64), [clip], 64, 0, 4, torch.device("cpu"))
     assert ck is True and mb == 5
     assert "memory is short" in caplog.text
+    # a batch of starts costs as much as one taller latent: 2 latents of 32 x 64 plan like one of 64 x 64
+    assert speed.plan_memory("auto", vq.decoder, (32, 64), [clip], 32, 0, 4, torch.device("cpu"), batch=2) == (ck, mb)
+    assert speed.plan_memory("auto", vq.decoder, (32, 64), [clip], 32, 0, 4, torch.device("cpu")) == (False, 0)
 
 
 def test_estimates_grow_with_size_and_shrink_with_checkpointing(tiny_models):
@@ -143,6 +146,16 @@ def test_auto_precision(monkeypatch):
     assert autocast_dtype("auto", cpu, 32 * 32) is None
     monkeypatch.setattr("vqclip.generator.cpu_native_bf16", lambda: False)
     assert autocast_dtype("auto", cpu, 256 * 256) is None
+
+
+def test_auto_precision_counts_every_start_of_a_batch(monkeypatch, tiny_job, tiny_models):
+    """Best of n runs n images per step: on a CPU with native bf16, 16 starts of 32 x 32 are 128^2 pixels a step."""
+    from vqclip.generator import Generation
+
+    monkeypatch.setattr("vqclip.generator.cpu_native_bf16", lambda: True)
+    cfg = merge_layers([("tiny", tiny_job), ("t", {"prompt": "x", "size": [32, 32], "precision": "auto"})])
+    assert Generation(cfg, tiny_models, torch.device("cpu"), 0).amp is None
+    assert Generation(cfg, tiny_models, torch.device("cpu"), 0, starts=16).amp == torch.bfloat16
 
 
 def test_compile_falls_back_to_eager_with_a_notice(monkeypatch, caplog):

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from tiny import write_clip
-from vqclip.candidates import best_start, start_score, start_seeds
+from vqclip.candidates import best_start, start_score
 from vqclip.cli import main
 from vqclip.config import merge_layers
 from vqclip.cutouts import Cutouts
@@ -19,11 +19,36 @@ def job(tiny_job, **over):
     return merge_layers([("tiny", tiny_job), ("test", {"prompt": "a red circle", "steps": 6, "seed": 3, **over})])
 
 
-def test_start_seeds_begin_with_the_job_seed_and_are_distinct():
-    assert start_seeds(7, 1) == [7]
-    seeds = start_seeds(7, 50)
-    assert seeds[0] == 7 and len(set(seeds)) == 50 and seeds == start_seeds(7, 50)
-    assert all(0 <= s < 2**63 for s in seeds[1:]) and start_seeds(-5, 3)[1] >= 0
+def test_each_start_of_a_batch_moves_as_it_would_alone(tiny_job, tiny_models):
+    """Starts run as one batch, but each gets the update it would get alone (with SGD, where the loss scale shows):
+    with deterministic views (whole image, no augments), the batch's rows equal solo runs from the same latents."""
+    cfg = job(tiny_job, init={"kind": "random"}, optimizer={"name": "sgd", "lr": 0.5}, tv_weight=0.3,
+              cutouts={"n": 2, "min_size": 1.0, "augments": []}, candidates={"n": 3, "steps": 3})
+    device = torch.device("cpu")
+    batch = Generation(cfg, tiny_models, device, 3, starts=3)
+    assert batch.z.shape[0] == 3 and len({tuple(row.flatten().tolist()) for row in batch.z}) == 3  # own codes
+    rows = batch.z.detach().clone()
+    for _ in range(3):
+        assert batch.step().image.shape[0] == 3
+    for k in range(3):
+        alone = Generation(cfg, tiny_models, device, 3)
+        alone.set_latent(rows[k:k + 1])
+        alone.z_init.copy_(rows[k:k + 1])
+        for _ in range(3):
+            alone.step()
+        assert torch.allclose(alone.z, batch.z[k:k + 1], atol=1e-5)
+    assert not torch.allclose(batch.z[0], rows[0])  # they did move
+
+
+def test_keep_goes_on_with_one_start_and_its_optimizer_state(tiny_job, tiny_models):
+    cfg = job(tiny_job, init={"kind": "random"})
+    gen = Generation(cfg, tiny_models, torch.device("cpu"), 3, starts=3)
+    gen.step()
+    z, moments = gen.z.detach().clone(), gen.optimizer.state[gen.z]["exp_avg"].clone()
+    gen.keep(1)
+    assert gen.start == 1 and gen.starts == 1 and torch.equal(gen.z, z[1:2]) and gen.z.requires_grad
+    assert torch.equal(gen.optimizer.state[gen.z]["exp_avg"], moments[1:2])
+    assert gen.step().image.shape[0] == 1 and gen.step_count == 2
 
 
 def test_best_start_goes_on_from_the_lowest_scored_start(tiny_job, tiny_models):
@@ -32,17 +57,16 @@ def test_best_start_goes_on_from_the_lowest_scored_start(tiny_job, tiny_models):
     with seeded(device, 3):
         winner, scores = best_start(cfg, tiny_models, device, 3, Generation)
     assert len(scores) == 3 and len(set(scores)) == 3
-    assert winner.step_count == 2 and winner.seed == 3
-    assert winner.start_seed == start_seeds(3, 3)[int(np.argmin(scores))]
-    # the winner is exactly that start run on its own for the trial steps, and its score is what was reported
-    with seeded(device, winner.start_seed):
-        alone = Generation(cfg, tiny_models, device, winner.start_seed)
+    assert winner.step_count == 2 and winner.seed == 3 and winner.start == int(np.argmin(scores))
+    # the winner is that row of the same batch run by hand, and its score is what was reported
+    with seeded(device, 3):
+        batch = Generation(cfg, tiny_models, device, 3, starts=3)
         for _ in range(2):
-            alone.step()
-    assert torch.equal(alone.z, winner.z)
+            batch.step()
+    assert torch.equal(batch.z[winner.start:winner.start + 1], winner.z)
     clip, c = tiny_models.clips[0][0], cfg.cutouts
     views = {clip.image_size: Cutouts(clip.image_size, 4, c.pow, c.min_size, c.augments, c.noise)}
-    again = start_score(alone.decode().detach(), tiny_models.clips, alone.targets, alone.weights, views, device,
+    again = start_score(winner.decode().detach(), tiny_models.clips, batch.targets, batch.weights, views, device,
                         view_seed=3)
     assert again == pytest.approx(min(scores), rel=1e-5)
 
@@ -80,12 +104,13 @@ def test_config_checks_and_shorthand(tiny_job):
         job(tiny_job, candidates={"runs": 2})
 
 
-def test_cli_run_with_candidates_keeps_frames_from_the_pick_on(tmp_path, tiny_args):
+def test_cli_run_with_candidates_keeps_the_chosen_starts_frames(tmp_path, tiny_args):
     out = tmp_path / "run"
     code = main(["generate", "a red circle", *tiny_args, "--steps", "6", "--save-every", "2", "--seed", "4",
                  "--out", str(out), "--candidates", "2", "--set", "candidates.steps=3", "--no-video"])
     assert code == 0
-    assert sorted(p.name for p in (out / "frames").iterdir()) == ["000004.png", "000006.png"]
+    frames = sorted(p.name for p in (out / "frames").iterdir())
+    assert frames == ["000000.png", "000002.png", "000004.png", "000006.png"]  # the chosen start's trial frames too
     again = tmp_path / "again"
     assert main(["generate", "--from", str(out / "final.png"), "--out", str(again), "--quiet"]) == 0
     a, b = (np.asarray(Image.open(d / "final.png").convert("RGB")) for d in (out, again))
@@ -101,9 +126,12 @@ def test_a_stop_during_the_trials_ends_the_run_there_without_trial_frames(tiny_j
     events, frames = [], SaveFrames(tmp_path / "frames", 1)
     record = lambda e: events.append((e.trial, e.step))  # noqa: E731
     cfg = job(tiny_job, steps=20, candidates={"n": 3, "steps": 5, "views": 4})
-    result = generate(cfg, tiny_models, [record, frames, StopAfter(7)])
-    assert events == [(1, s) for s in range(5)] + [(2, 0), (2, 1)]  # start 3 never ran, nor the run itself
-    assert result.stopped and result.steps in (5, 2) and result.losses == [] and frames.saved == []
+    result = generate(cfg, tiny_models, [record, frames, StopAfter(3)])
+    assert events == [(3, s) for s in range(3)]  # three trial steps of the 3 starts, none of the run itself
+    assert result.stopped and result.steps == 3 and result.losses == [] and frames.saved == []
+    assert [step for step, _ in frames.pending] == [0, 1, 2]  # held until the pick is known, then the pick's kept
+    frames.keep_start(result.start)
+    assert [p.name for p in frames.saved] == ["000000.png", "000001.png", "000002.png"] and not frames.pending
     once = iter([True])  # a callback that asks to stop once is obeyed too
     one = generate(cfg, tiny_models, [lambda e: next(once, False)])
     assert one.stopped and one.steps == 1
@@ -122,28 +150,24 @@ def test_a_job_stopped_during_the_trials_writes_its_result_and_resumes_as_if_nev
     over = {"steps": 8, "candidates": {"n": 3, "steps": 3, "views": 4}, "seed": 5}
     out = lambda name: {"dir": str(tmp_path / name), "save_every": 1, "video": False}  # noqa: E731
     run = run_job(job(tiny_job, **over, output=out("run")), stop=flag)
-    assert run.interrupted and run.result.steps == 1  # one trial step of start 1, and no step of the run
-    assert [p.name for p in run.frames] == ["000001.png"] and run.final.is_file()  # its final image only
+    assert run.interrupted and run.result.steps == 1  # one trial step of the starts, and no step of the run
+    assert [p.name for p in run.frames] == ["000000.png", "000001.png"] and run.final.is_file()
     assert not state_path(run.dir).exists()
     again = resume_run(run.dir)
     whole = run_job(job(tiny_job, **over, output=out("whole")))
     assert again.result.steps == 8 and torch.equal(again.result.image, whole.result.image)
 
 
-def test_progress_counts_every_trial_step_and_names_the_start(tiny_job, capsys):
+def test_progress_counts_the_trial_steps_once_and_names_the_starts(tiny_job, capsys):
     from vqclip.callbacks import ProgressBar
-    from vqclip.candidates import total_steps
     from vqclip.generator import StepEvent
 
-    cfg = job(tiny_job, steps=20, candidates={"n": 3, "steps": 5})
-    assert total_steps(cfg) == 30 and total_steps(job(tiny_job, steps=20)) == 20
-    assert total_steps(job(tiny_job, steps=4, candidates={"n": 3, "steps": 5})) == 12  # trials capped at steps
-    bar, seen = ProgressBar(total_steps(cfg)), []
-    for trial in [1] * 5 + [2] * 5 + [3] * 5 + [0] * 15:
+    bar, seen = ProgressBar(20), []
+    for trial in [3] * 5 + [0] * 15:
         bar(StepEvent(0, 20, 1.0, {}, torch.zeros(1, 3, 8, 8), None, trial=trial))
         seen.append(bar.bar.desc.removesuffix(": "))  # tqdm stores a set description with ": "
-    assert bar.bar.n == bar.bar.total == 30
-    assert seen[0] == "generate (start 1)" and seen[9] == "generate (start 2)" and seen[-1] == "generate"
+    assert bar.bar.n == bar.bar.total == 20
+    assert seen[0] == "generate (3 starts)" and seen[4] == "generate (3 starts)" and seen[-1] == "generate"
     bar.close()
 
 
@@ -154,8 +178,26 @@ def test_job_and_resume_bars_count_the_trials(tiny_job, tmp_path, capsys):
     cfg = job(tiny_job, steps=6, candidates={"n": 3, "steps": 2, "views": 4},
               output={"dir": str(tmp_path / "run"), "video": False, "progress": True})
     run = run_job(cfg)
-    assert "10/10" in capsys.readouterr().err  # 6 steps + 2 starts x 2 trial steps that do not go on
+    err = capsys.readouterr().err
+    assert "6/6" in err and "7/6" not in err  # the 2 trial steps are the run's first 2
     state_path(run.dir).unlink()  # killed before its first state save: resume starts over, trials and all
     resume_run(run.dir, overrides={"output": {"progress": True}})
     err = capsys.readouterr().err
-    assert "10/10" in err and "11/10" not in err
+    assert "6/6" in err and "7/6" not in err
+
+
+def test_frames_of_the_trials_are_the_chosen_starts(tmp_path):
+    """Every start's trial frames are held; the pick's are written, in step order, before the run's own."""
+    from vqclip.callbacks import SaveFrames
+    from vqclip.generator import StepEvent
+
+    frames = SaveFrames(tmp_path, 2)
+    rows = lambda step: torch.stack([torch.full((3, 4, 4), (10 * step + k) / 255) for k in range(3)])  # noqa: E731
+    for step in range(4):
+        frames(StepEvent(step, 8, 1.0, {}, rows(step), None, trial=3))
+    chosen = type("G", (), {"start": 2})()
+    for step in range(4, 7):
+        frames(StepEvent(step, 8, 1.0, {}, rows(step)[2:], chosen))
+    assert [p.name for p in frames.saved] == ["000000.png", "000002.png", "000004.png", "000006.png"]
+    values = [int(np.asarray(Image.open(p))[0, 0, 0]) for p in frames.saved]
+    assert values == [2, 22, 42, 62]  # start 2's image at every step

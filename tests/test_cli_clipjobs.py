@@ -112,6 +112,18 @@ def test_unreadable_everything_and_missing_files_are_errors(capsys, tiny, images
     assert code == 2 and "no such file or folder" in err
 
 
+def test_search_in_a_folder_without_images_is_an_error(capsys, tiny, images, tmp_path):
+    """Like classify and score, search with nothing to search exits 2 with one line (it printed a warning, exit 0)."""
+    (tmp_path / "none").mkdir()
+    (tmp_path / "none" / "notes.txt").write_text("not an image")
+    code, out, err = run(capsys, "search", tmp_path / "none", "x", "--json", *tiny)
+    assert code == 2 and not out and err.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'none'}: no readable images")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "broken.png").write_bytes((images / "sub" / "broken.png").read_bytes())
+    code, out, err = run(capsys, "search", tmp_path / "bad", "x", *tiny)  # only an unreadable file in it
+    assert code == 2 and "(1 could not be read)" in err
+
+
 def test_search_caches_and_reembeds_only_changes(capsys, tiny, images):
     code, out, err = run(capsys, "search", images, "a red circle", "--json", *tiny)
     first = json.loads(out)

@@ -183,7 +183,7 @@ def test_a_run_folder_that_cannot_be_made_is_one_line_before_models_load(tmp_pat
 
 
 def test_out_of_memory_is_one_line(tmp_path, tiny_args, capsys, monkeypatch):
-    import vqclip.cli.generate as gen
+    import vqclip.jobs as gen  # the command looks run_job up there when it runs
 
     def failing(message):
         def run_job(cfg, **kwargs):
@@ -208,6 +208,8 @@ def test_from_an_image_too_large_to_open_is_one_line(tmp_path, capsys, monkeypat
 
 
 @pytest.mark.parametrize("argv,prog", [(["generate", "x", "--stepz", "3"], "vqclip generate"),
+                                       (["zoom", "x", "--save-every", "3"], "vqclip zoom"),  # one frame per move
+                                       (["restyle", "a.mp4", "x", "--candidates", "2"], "vqclip restyle"),
                                        (["score", "a.png", "--prompt", "x", "--bogus"], "vqclip score"), (["--bogus"], "vqclip")])
 def test_an_unknown_option_points_at_its_commands_help(argv, prog, capsys):
     with pytest.raises(SystemExit) as info:
@@ -245,6 +247,14 @@ def test_ctrl_c_keeps_frames_writes_final_and_exits_130(tmp_path, tiny_args):
     assert not list(out.rglob("*.tmp")) and not list(out.rglob("*.part*"))
 
 
+def test_help_and_option_errors_do_not_load_torch():
+    """`vqclip --help` and a mistyped option answer at once: torch (seconds to import) loads only to run a job."""
+    code = ("import sys\nfrom vqclip.cli import main\nfor argv in (['--help'], ['zoom', '--help'], ['generate', '--bad']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\nprint('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip().splitlines()[-1] == "False", proc.stderr
+
+
 def test_help_reads_well(capsys):
     with pytest.raises(SystemExit) as info:
         main(["generate", "--help"])
@@ -260,6 +270,7 @@ def test_help_reads_well(capsys):
         main(["restyle", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "per input frame [restyle.steps_per_frame]" in text and "[restyle.fps]" in text
+    assert "--save-every" not in text and "--candidates" not in text  # options restyle and zoom do not use
 
 
 
@@ -279,7 +290,7 @@ def test_closed_pipe_is_quiet(monkeypatch, capsys):
 def test_threads_option_is_recorded_and_restored(tmp_path, tiny_args, capsys, monkeypatch):
     import torch
 
-    import vqclip.cli.generate as gen
+    import vqclip.jobs as gen
 
     before, seen, real = torch.get_num_threads(), [], gen.run_job
 

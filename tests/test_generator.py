@@ -48,6 +48,13 @@ def test_seed_is_drawn_and_recorded_when_unset(tiny_job, tiny_models):
     assert isinstance(generate(cfg, tiny_models).seed, int)
 
 
+def test_seed_minus_one_draws_a_seed_that_repeats_the_run(tiny_job, tiny_models):
+    """-1 means "random" as in other generators: a fresh seed each time, recorded, and it repeats the image."""
+    a, b = (generate(job(tiny_job, seed=-1), tiny_models) for _ in range(2))
+    assert a.seed != -1 and a.seed >= 0 and a.seed != b.seed
+    assert torch.equal(generate(job(tiny_job, seed=a.seed), tiny_models).image, a.image)
+
+
 def test_global_rng_is_not_disturbed(tiny_job, tiny_models):
     torch.manual_seed(123)
     expected = torch.rand(3)

@@ -111,18 +111,19 @@ def video_fps(cfg: GenerateConfig, n_frames: int) -> float:
 # ---- stories ----
 
 def make_generation(cfg: GenerateConfig, models: Models, device: torch.device, seed: int,
-                    clock: Optional[Callable[[int], float]] = None, story_length: Optional[int] = None) -> Generation:
+                    clock: Optional[Callable[[int], float]] = None, story_length: Optional[int] = None,
+                    starts: int = 1) -> Generation:
     """A Generation for the job, with its story (if any) as the weight schedule; `clock` maps a step to the
     story's time axis (default: the step itself; restyle uses the frame index) and `story_length` is the length
     of that axis ('a ^ b' parts are spread over it; default cfg.steps)."""
     length = cfg.steps if story_length is None else story_length
     keyframes = story_keyframes(cfg.prompt, cfg.story, length, cfg.change_every)
     if not keyframes:
-        return Generation(cfg, models, device, seed)
+        return Generation(cfg, models, device, seed, starts)
     schedule = PromptSchedule(keyframes, cfg.story_mode)
     constant = "" if "^" in cfg.prompt else cfg.prompt.strip()  # a prompt beside a story: list holds throughout
     union = "|".join(f"{p.text}:1" for p in schedule.prompts)  # parses back to exactly these texts
-    gen = Generation(replace(cfg, prompt=union + (f"|{constant}" if constant else "")), models, device, seed)
+    gen = Generation(replace(cfg, prompt=union + (f"|{constant}" if constant else "")), models, device, seed, starts)
     n = len(schedule.prompts)
     if [p.text for p in gen.prompts[:n]] != [p.text for p in schedule.prompts]:
         raise RuntimeError("story prompts did not parse back to themselves")  # an invariant, not user input

@@ -8,6 +8,8 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
+from torch import Tensor
+
 from .generator import StepEvent
 from .outputs import save_png
 
@@ -18,19 +20,33 @@ def frame_path(frames_dir: Path, step: int) -> Path:
 
 
 class SaveFrames:
-    """Write the scored image every `every` steps (step 0 included) as frames/NNNNNN.png, atomically."""
+    """Write the scored image every `every` steps (step 0 included) as frames/NNNNNN.png, atomically. During the
+    trials of best of n, every start's frames are held until the pick is known (`keep_start`); then the chosen
+    start's are written, so the video shows its whole run."""
 
     def __init__(self, frames_dir: Path, every: int):
         self.dir, self.every = Path(frames_dir), every
         self.saved: list[Path] = []
+        self.pending: list[tuple[int, Tensor]] = []  # (step, images [n,3,H,W]) of trial steps
 
     def __call__(self, event: StepEvent) -> None:
-        if self.every > 0 and event.step % self.every == 0 and not event.trial:
-            self.saved.append(save_png(event.image, frame_path(self.dir, event.step)))
+        if not event.trial and self.pending:  # the first step after the pick
+            self.keep_start(event.generation.start)
+        if self.every > 0 and event.step % self.every == 0:
+            if event.trial:
+                self.pending.append((event.step, event.image.detach().cpu()))
+            else:
+                self.saved.append(save_png(event.image, frame_path(self.dir, event.step)))
+
+    def keep_start(self, start: int) -> None:
+        """Write the held trial frames of the start that went on; the other starts' are dropped."""
+        for step, images in self.pending:
+            self.saved.append(save_png(images[start:start + 1], frame_path(self.dir, step)))
+        self.pending.clear()
 
 
 class ProgressBar:
-    """A tqdm bar on stderr with step, loss and it/s; best-of-n trial steps count too, labelled with their start."""
+    """A tqdm bar on stderr with step, loss and it/s; best-of-n trial steps are labelled with the starts."""
 
     def __init__(self, total: int, initial: int = 0, desc: str = "generate"):
         from tqdm.auto import tqdm
@@ -41,7 +57,7 @@ class ProgressBar:
     def __call__(self, event: StepEvent) -> None:
         if event.trial != self.trial:
             self.trial = event.trial
-            self.bar.set_description(f"{self.desc} (start {event.trial})" if event.trial else self.desc, refresh=False)
+            self.bar.set_description(f"{self.desc} ({event.trial} starts)" if event.trial else self.desc, refresh=False)
         self.bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
         self.bar.update(1)
 

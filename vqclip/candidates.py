@@ -1,10 +1,12 @@
-"""Best of several starts: short trial runs from different seeds, scored by CLIP; the best-scored one goes on.
+"""Best of several starts: trial runs optimised together as one batch, scored by CLIP; the best one goes on.
 
-How a VQGAN+CLIP run turns out depends a lot on its seed, and much of it shows early. With `candidates.n` > 1,
-each start runs `candidates.steps` steps, its image is scored on `candidates.views` augmented views against the
-job's prompts (the same loss the run minimises, lower is better), and the best start continues to `steps`. The
-scoring models are the job's own CLIP models, or `candidates.clip`: a model the starts were not optimised against
-is a fairer judge, since they learn to please the one they are optimised against. Same seed, same pick.
+How a VQGAN+CLIP run turns out depends a lot on its start, and much of it shows early. With `candidates.n` > 1,
+n latents (each its own random codes, or all from the init image, parted by their own cutouts) run together as one
+batch for `candidates.steps` steps, each step counting once; each start's image is then scored on
+`candidates.views` augmented views against the job's prompts (the same loss the run minimises, lower is better),
+and the best start continues alone to `steps`. With `candidates.steps` >= `steps` the pick is of finished images.
+The scoring models are the job's own CLIP models, or `candidates.clip`: a model the starts were not optimised
+against is a fairer judge, since they learn to please the one they are optimised against. Same seed, same pick.
 """
 
 from __future__ import annotations
@@ -24,13 +26,6 @@ if TYPE_CHECKING:  # this module needs generator only lazily (generator imports 
     from .generator import Callback, Generation, Models
 
 log = logging.getLogger("vqclip")
-
-GOLDEN = 0x9E3779B97F4A7C15  # odd 64-bit constant: start k's seed is seed + k * GOLDEN (mod 2**63), all distinct
-
-
-def start_seeds(seed: int, n: int) -> list[int]:
-    """The seeds of n starts: the job's own seed first (so n=1 is the plain run), then seeds derived from it."""
-    return [seed] + [(seed + k * GOLDEN) % 2**63 for k in range(1, n)]
 
 
 @torch.no_grad()
@@ -55,13 +50,8 @@ def start_score(image: Tensor, judges: list[tuple[ClipModel, float]], targets: l
 
 
 def trial_steps(cfg: GenerateConfig) -> int:
-    """Steps each start runs before the pick (0 when best-of-n is off): where the chosen start goes on from."""
+    """Steps the starts run together before the pick (0 when best-of-n is off): where the chosen one goes on from."""
     return min(cfg.candidates.steps, cfg.steps) if cfg.candidates.n > 1 else 0
-
-
-def total_steps(cfg: GenerateConfig) -> int:
-    """Steps a fresh run takes in all: its own `steps`, plus the trial steps of the starts that do not go on."""
-    return cfg.steps + (cfg.candidates.n - 1) * trial_steps(cfg)
 
 
 def first_generation(cfg: GenerateConfig, models: Models, device: torch.device, seed: int,
@@ -74,37 +64,25 @@ def first_generation(cfg: GenerateConfig, models: Models, device: torch.device, 
 
 def best_start(cfg: GenerateConfig, models: Models, device: torch.device, seed: int,
                make: Callable[..., Generation], callbacks: Sequence[Callback] = ()) -> tuple[Generation, list[float]]:
-    """Run `cfg.candidates.n` starts for `cfg.candidates.steps` steps each (`make(cfg, models, device, seed)` builds
-    one) and return the best-scored Generation, which goes on from there, with every start's score. Each trial step
-    goes to `callbacks` as an event with `trial` = k; one that asks to stop (Ctrl-C) ends the trials there: the best
-    of the starts tried so far is returned, marked `stopped_in_trials`, so that its `run` takes no step."""
-    from .generator import seeded
-
+    """Run `cfg.candidates.n` starts together for `cfg.candidates.steps` steps (`make(cfg, models, device, seed,
+    starts=n)` builds them) and return the Generation gone on with the best-scored one, with every start's score.
+    Trial steps go to `callbacks` as events with `trial` = n; one that asks to stop (Ctrl-C) ends the trials there:
+    the best start at that step is returned, marked `stopped_in_trials`, so that its `run` takes no step."""
     c, cut = cfg.candidates, cfg.cutouts
     judges = models.judges or models.clips
-    steps = trial_steps(cfg)
     views = {size: Cutouts(size, c.views, cut.pow, cut.min_size, cut.augments, cut.noise)
              for size in {clip.image_size for clip, _ in judges}}
-    log.info("trying %d starts for %d steps each; the best-scored one goes on", c.n, steps)
-    starts: list[Generation] = []
-    scores: list[float] = []
-    targets: Optional[list[Tensor]] = None
-    for k, s in enumerate(start_seeds(seed, c.n), 1):
-        with seeded(device, s):
-            gen = make(cfg, models, device, s)
-            trial = gen.run(callbacks, until=steps, trial=k)
-        image, stopped = trial.image, trial.stopped
-        if targets is None:  # the same prompts for every start: embedded once
-            targets = gen.targets if judges is models.clips else gen.embed_targets(gen.prompts, judges)
-        weights = gen.weight_schedule(gen.step_count) if gen.weight_schedule else gen.weights
-        scores.append(start_score(image, judges, targets, weights, views, device, gen.amp, seed))
-        starts.append(gen)
-        if stopped:
-            log.info("stopped during the trials: the best of the %d starts tried goes on", len(starts))
-            break
+    log.info("trying %d starts together for %d steps; the best-scored one goes on", c.n, trial_steps(cfg))
+    gen = make(cfg, models, device, seed, starts=c.n)
+    trial = gen.run(callbacks, until=trial_steps(cfg), trial=c.n)
+    targets = gen.targets if judges is models.clips else gen.embed_targets(gen.prompts, judges)
+    weights = gen.weight_schedule(gen.step_count) if gen.weight_schedule else gen.weights
+    scores = [start_score(trial.image[k:k + 1], judges, targets, weights, views, device, gen.amp, seed)
+              for k in range(c.n)]
     best = min(range(len(scores)), key=scores.__getitem__)
-    log.info("start %d of %d scored best (%s)", best + 1, len(scores), ", ".join(f"{s:.4f}" for s in scores))
-    winner = starts[best]
-    winner.stopped_in_trials = stopped
-    winner.start_seed, winner.seed = winner.seed, seed  # the job's seed, which repeats this pick, is what is reported
-    return winner, scores
+    log.info("start %d of %d scored best (%s)", best + 1, c.n, ", ".join(f"{s:.4f}" for s in scores))
+    if trial.stopped:
+        log.info("stopped during the trials: the best start at step %d goes on", gen.step_count)
+    gen.keep(best)
+    gen.stopped_in_trials = trial.stopped
+    return gen, scores

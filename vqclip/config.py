@@ -77,7 +77,7 @@ class OutputConfig:
 
 @dataclass
 class CandidatesConfig:
-    n: int = 1  # starts tried (1: off); each runs `steps` steps, the best-scored one goes on (vqclip/candidates.py)
+    n: int = 1  # starts tried (1: off), run together for `steps` steps; the best-scored one goes on (candidates.py)
     steps: int = 30
     views: int = 32  # augmented views each start is scored on (the same views for every start)
     clip: list[ClipConfig] = field(default_factory=list)  # models that score the starts (empty: the job's CLIP)
@@ -91,7 +91,7 @@ class GenerateConfig:
     model: Optional[str] = None  # a preset name (see `vqclip models`); sets VQGAN, CLIP and defaults
     steps: int = 300
     size: list[int] = field(default_factory=lambda: [256, 256])  # width, height
-    seed: Optional[int] = None  # null: drawn at random and recorded
+    seed: Optional[int] = None  # null or -1: drawn at random and recorded
     device: str = "auto"  # auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps
     precision: str = "auto"  # auto (bf16 on CUDA and on CPUs with native bf16 from 128x128, else fp32), fp32, bf16
     memory: str = "auto"  # auto (checkpointing + micro-batches only when memory is short, with a notice), normal, low

@@ -22,8 +22,10 @@ def sample_boxes(n: int, height: int, width: int, cut_size: int, cut_pow: float 
 
 
 def make_cutouts(image: Tensor, boxes: Tensor, cut_size: int) -> Tensor:
-    """Crop each box [n,4] of image [1,3,H,W] and resample to [n,3,S,S], area-averaging when shrinking."""
-    rois = torch.cat([boxes.new_zeros(len(boxes), 1), boxes.to(image.device, torch.float32)], 1)
+    """Crop boxes [B*n,4] of images [B,3,H,W] (the first n boxes from image 0, the next n from image 1, ...) and
+    resample to [B*n,3,S,S], area-averaging when shrinking."""
+    index = torch.arange(len(image), device=image.device).repeat_interleave(len(boxes) // len(image))
+    rois = torch.cat([index[:, None].float(), boxes.to(image.device, torch.float32)], 1)
     return roi_align(image.float(), rois, output_size=cut_size, spatial_scale=1.0, sampling_ratio=-1,
                      aligned=True)
 
@@ -68,8 +70,8 @@ class Cutouts(nn.Module):
         self.noise = noise if "noise" in names else 0.0
 
     def forward(self, image: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Image [1,3,H,W] in [0,1] -> cutouts [n,3,S,S] (float32)."""
-        _, _, h, w = image.shape
-        boxes = sample_boxes(self.n, h, w, self.cut_size, self.cut_pow, self.min_frac, generator, image.device)
+        """Images [B,3,H,W] in [0,1] -> cutouts [B*n,3,S,S] (float32), n of each image in turn."""
+        b, _, h, w = image.shape
+        boxes = sample_boxes(self.n * b, h, w, self.cut_size, self.cut_pow, self.min_frac, generator, image.device)
         batch = self.augment(make_cutouts(image, boxes, self.cut_size))
         return add_noise(batch, self.noise, generator)

@@ -43,7 +43,8 @@ class Models:
 
 @dataclass
 class StepEvent:
-    """What a callback sees after each update: `image` [1,3,H,W] in [0,1] is the one scored at `step`."""
+    """What a callback sees after each update: `image` [B,3,H,W] in [0,1] is the one scored at `step` (B = 1, or
+    the number of starts during best-of-n trials)."""
 
     step: int  # updates done before this image was scored (0 = the initial image)
     total: int
@@ -51,7 +52,7 @@ class StepEvent:
     losses: dict[str, float]
     image: Tensor
     generation: "Generation"
-    trial: int = 0  # k >= 1: a step of start k's trial (best of n starts), not of the run; outputs skip these
+    trial: int = 0  # n >= 1: a trial step of n starts run together (best of n), not yet the run's; outputs skip these
 
 
 @dataclass
@@ -64,6 +65,7 @@ class GenerateResult:
     steps: int
     losses: list[float] = field(default_factory=list)
     stopped: bool = False
+    start: int = 0  # which of the best-of-n starts went on (0 without best of n)
 
 
 Callback = Callable[[StepEvent], Optional[bool]]
@@ -92,8 +94,8 @@ AUTO_BF16_CPU_PIXELS = 128 * 128  # on CPUs with native bf16, 'auto' uses it fro
 
 
 def autocast_dtype(precision: str, device: torch.device, pixels: int = 0) -> Optional[torch.dtype]:
-    """The autocast dtype for a precision setting: bf16 on CUDA, and on CPUs with native bf16 (AVX512-BF16/AMX) for
-    images of at least 128x128; fp32 (None) elsewhere unless asked."""
+    """The autocast dtype for a precision setting: bf16 on CUDA, and on CPUs with native bf16 (AVX512-BF16/AMX) when
+    a step decodes at least 128x128 pixels (all starts together); fp32 (None) elsewhere unless asked."""
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.bfloat16
     if precision == "auto" and device.type == "cpu" and pixels >= AUTO_BF16_CPU_PIXELS and cpu_native_bf16():
@@ -120,18 +122,20 @@ def rounded_size(size: list[int], factor: int) -> tuple[int, int]:
 
 
 def resolve_seed(seed: Optional[int]) -> int:
-    """The given seed, or a fresh random one (recorded with the outputs so the run can be repeated)."""
-    return int(seed) if seed is not None else secrets.randbelow(2**31)
+    """The given seed, or for none (or -1, as in other generators) a fresh random one, recorded with the outputs so
+    the run can be repeated."""
+    return int(seed) if seed is not None and seed != -1 else secrets.randbelow(2**31)
 
 
 class Generation:
-    """One run's state: latent z, optimizer, schedule, cached prompt embeddings and the step counter."""
+    """One run's state: latent z, optimizer, schedule, cached prompt embeddings and the step counter. With `starts`
+    > 1, z holds that many latents, optimised together as one batch (best of n; see candidates and `keep`)."""
 
-    def __init__(self, cfg: GenerateConfig, models: Models, device: torch.device, seed: int):
-        self.cfg, self.models, self.device, self.seed = cfg, models, device, seed
-        self.start_seed = seed  # the seed this latent started from (a best-of-n start's own; see candidates)
+    def __init__(self, cfg: GenerateConfig, models: Models, device: torch.device, seed: int, starts: int = 1):
+        self.cfg, self.models, self.device, self.seed, self.starts = cfg, models, device, seed, starts
+        self.start = 0  # which of the starts this run went on with (see `keep`)
         self.stopped_in_trials = False  # a callback stopped the best-of-n trials: `run` takes no step
-        self.amp = autocast_dtype(cfg.precision, device, cfg.size[0] * cfg.size[1])
+        self.amp = autocast_dtype(cfg.precision, device, starts * cfg.size[0] * cfg.size[1])
         self.rng = torch.Generator().manual_seed(seed)
         vq = models.vqgan
         self.width, self.height = rounded_size(cfg.size, vq.factor)
@@ -159,7 +163,7 @@ class Generation:
         self.lean = is_frozen(vq)
         self.checkpoint, self.micro_batch = plan_memory(
             cfg.memory, vq.decoder, (self.height // vq.factor, self.width // vq.factor), [clip for clip, _ in models.clips],
-            c.n, cfg.micro_batch, 2 if self.amp else 4, device)
+            c.n, cfg.micro_batch, 2 if self.amp else 4, device, batch=starts)
         self._decode = compiled(vq.decode, "VQGAN decoder") if cfg.compile else self._decode_eager
         self._encode = {id(clip): compiled(clip.encode_image, f"CLIP {clip.name}") if cfg.compile else clip.encode_image
                         for clip, _ in models.clips}
@@ -205,9 +209,9 @@ class Generation:
         vq, init = self.models.vqgan, self.cfg.init
         h, w = self.height // vq.factor, self.width // vq.factor
         image = initial_image(init.kind, self.width, self.height, self.rng, init.image, init.color, self.cfg.prompt)
-        if image is None:
-            return random_codes(vq.codebook, h, w, self.rng).to(self.device)
-        return vq.encode(image.to(self.device))
+        if image is None:  # each start its own random codes; from an image, the starts part through their cutouts
+            return torch.cat([random_codes(vq.codebook, h, w, self.rng) for _ in range(self.starts)]).to(self.device)
+        return vq.encode(image.to(self.device)).repeat(self.starts, 1, 1, 1)
 
     def _make_optimizer(self, params: list[Tensor]) -> torch.optim.Optimizer:
         opt = self.cfg.optimizer
@@ -230,12 +234,27 @@ class Generation:
         if reset_optimizer:
             self.optimizer = self._make_optimizer([self.z])
 
+    def keep(self, start: int) -> None:
+        """Go on with one of the starts alone: its latent, its start and its optimizer state (rows of the batch)."""
+        rows = self.z.shape[0]
+        state = self.optimizer.state_dict()
+        for values in state["state"].values():
+            for key, v in values.items():
+                if torch.is_tensor(v) and v.dim() and v.shape[0] == rows:
+                    values[key] = v[start:start + 1].clone()
+        self.z = self.z.detach()[start:start + 1].clone().requires_grad_(True)
+        self.z_init = self.z_init[start:start + 1].clone()
+        self.optimizer = self._make_optimizer([self.z])
+        self.optimizer.load_state_dict(state)
+        self.start, self.starts = self.start + start, 1
+
     def decode(self, z: Optional[Tensor] = None) -> Tensor:
-        """The image [1,3,H,W] in [0,1] of a latent (default: the current one), quantized straight-through."""
+        """The images [B,3,H,W] in [0,1] of a latent (default: the current one), quantized straight-through."""
         return decode_image(self.models.vqgan, self.z if z is None else z, self.amp, self._decode)
 
     def losses(self, image: Tensor) -> dict[str, Tensor]:
-        """Named loss terms for an image [1,3,H,W] in [0,1]; their sum is what is minimised."""
+        """Named loss terms for images [B,3,H,W] in [0,1], each the mean over the B starts; their sum is what is
+        minimised."""
         weights = self.weight_schedule(self.step_count) if self.weight_schedule else self.weights
         parts = {}
         for (clip, _), share, targets in zip(self.models.clips, self.clip_weights, self.targets):
@@ -277,7 +296,7 @@ class Generation:
         parts = self.losses(image)
         loss = torch.stack(list(parts.values())).sum()
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * self.starts).backward()  # the sum over starts: each start gets the gradient it would get alone
         self.optimizer.step()
         with torch.no_grad():
             self.z.copy_(self.z.maximum(self.z_min).minimum(self.z_max))
@@ -313,7 +332,7 @@ class Generation:
 
     def run(self, callbacks: Iterable[Callback] = (), until: Optional[int] = None, trial: int = 0) -> GenerateResult:
         """Step until `until` (default `cfg.steps`) or until a callback returns True; then decode the final image.
-        `trial` k >= 1 marks the events as start k's trial steps (see candidates)."""
+        `trial` n >= 1 marks the events as trial steps of n starts (see candidates)."""
         callbacks, curve, stopped = list(callbacks), [], self.stopped_in_trials
         while self.step_count < (self.cfg.steps if until is None else until) and not stopped:
             event = self.step()
@@ -322,7 +341,7 @@ class Generation:
             stopped = any([bool(cb(event)) for cb in callbacks])
         with torch.no_grad():
             final = self.decode().detach()
-        return GenerateResult(final, self.z.detach().clone(), self.seed, self.step_count, curve, stopped)
+        return GenerateResult(final, self.z.detach().clone(), self.seed, self.step_count, curve, stopped, self.start)
 
 
 class _InjectGrad(torch.autograd.Function):

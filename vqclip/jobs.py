@@ -10,7 +10,6 @@ from typing import Callable, Iterable, Optional
 import torch
 
 from .callbacks import ProgressBar, SaveFrames, StopOnFlag, frame_path
-from .candidates import total_steps
 from .config import GenerateConfig, check_inputs, merge_layers, to_dict, to_yaml
 from .errors import VqclipError
 from .generator import Callback, GenerateResult, Models, pick_device, resolve_seed
@@ -67,8 +66,20 @@ def build_config(cli: Optional[dict] = None, yaml_files: Iterable[str | Path] = 
     if model is not None:
         if not isinstance(model, str):
             raise VqclipError(f"model: expected a preset name, got {model!r}")
-        layers.insert(0, (f"preset {model}", {**preset_layer(model), "model": model}))
+        preset = {**preset_layer(model), "model": model}
+        if any(_is_video(layer) for _, layer in layers):  # best of n picks a still image: a preset's default of it
+            preset.pop("candidates", None)                # does not apply to zoom or restyle (asking for it does)
+        layers.insert(0, (f"preset {model}", preset))
     return merge_layers(layers)
+
+
+def _is_video(layer) -> bool:
+    """Does a config layer make the job a zoom video or a restyle?"""
+    if not isinstance(layer, dict):
+        return False
+    animation, restyle = layer.get("animation"), layer.get("restyle")
+    return (isinstance(animation, dict) and animation.get("mode") == "zoom") or (
+        isinstance(restyle, dict) and bool(restyle.get("input")))
 
 
 @dataclass
@@ -170,7 +181,7 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
     # 3. Optimise, saving frames as it goes
     frames = SaveFrames(run_dir / "frames", frame_every(cfg))
     callbacks: list[Callback] = [frames, *extra_callbacks]
-    bar = ProgressBar(total_steps(cfg)) if cfg.output.progress else None
+    bar = ProgressBar(cfg.steps) if cfg.output.progress else None
     if bar:
         callbacks.append(bar)
     if stop is not None:
@@ -183,6 +194,7 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
     finally:
         if bar:
             bar.close()
+    frames.keep_start(result.start)  # best of n that ended in its trials: the chosen start's frames
     # 4. Final image (with its config), last frame, video
     metadata = {"prompt": cfg.prompt, "seed": cfg.seed, "steps_done": result.steps, "stopped": result.stopped,
                 "config": to_dict(cfg), "versions": versions()}

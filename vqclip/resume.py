@@ -103,7 +103,6 @@ def resume_run(run_dir: str | Path, *, overrides: Optional[dict] = None, cache=N
     """Continue a killed or stopped run in its own folder from its state.pt (from step 0 when there is none)."""
     from .animation import frame_every, run_generation
     from .callbacks import ProgressBar, SaveFrames, StopOnFlag
-    from .candidates import total_steps
     from .generator import pick_device
     from .config import to_yaml
     from .jobs import load_models
@@ -141,8 +140,7 @@ def resume_run(run_dir: str | Path, *, overrides: Optional[dict] = None, cache=N
         if step is not None:
             (frames.saved if step < start else stale).append(path)
     callbacks: list[Callback] = [frames, *extra_callbacks]
-    total = cfg.steps if state else total_steps(cfg)  # no state.pt yet: the run starts over, trials and all
-    bar = ProgressBar(total, initial=start, desc="resume") if cfg.output.progress else None
+    bar = ProgressBar(cfg.steps, initial=start, desc="resume") if cfg.output.progress else None
     if bar:
         callbacks.append(bar)
     if stop is not None:
@@ -152,6 +150,7 @@ def resume_run(run_dir: str | Path, *, overrides: Optional[dict] = None, cache=N
     finally:
         if bar:
             bar.close()
+    frames.keep_start(result.start)
     for path in set(stale) - set(frames.saved):
         path.unlink(missing_ok=True)
     return finish_run(cfg, run_dir, result, frames.saved)

@@ -229,9 +229,11 @@ def clip_activation_bytes(clip: nn.Module, elem: int) -> int:
 
 
 def plan_memory(mode: str, decoder: nn.Module, latent_hw: tuple[int, int], clips: list[nn.Module], cutn: int,
-                micro_batch: int, elem: int, device: torch.device) -> tuple[bool, int]:
-    """(checkpoint the decoder?, cutouts per CLIP pass; 0 = all): `low` forces both, `normal` neither, `auto`
-    turns them on (with a notice) only when the estimate exceeds 70% of the free memory."""
+                micro_batch: int, elem: int, device: torch.device, batch: int = 1) -> tuple[bool, int]:
+    """(checkpoint the decoder?, cutouts per CLIP pass; 0 = all) for `batch` latents of `cutn` cutouts each: `low`
+    forces both, `normal` neither, `auto` turns them on (with a notice) only when the estimate exceeds 70% of the
+    free memory."""
+    cutn, latent_hw = cutn * batch, (latent_hw[0] * batch, latent_hw[1])  # a batch costs as one taller latent
     if mode == "normal":
         return False, micro_batch
     if mode == "low":

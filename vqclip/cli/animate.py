@@ -10,10 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..callbacks import sigint_flag
 from ..errors import VqclipError
-from ..jobs import build_config, run_job
 from .generate import _add_job_options, cli_overrides, torch_threads
+
+FRAME_OPTIONS = ("--save-every", "--candidates")  # zoom and restyle save one frame per move / input frame
 
 ZOOM_EPILOG = """examples:
   vqclip zoom "an endless staircase" --model mini --zoom 1.04 --rotate 1 --every 10 --frames 60 --fps 12
@@ -48,6 +48,9 @@ def _report(run, what: str) -> None:
 
 
 def _run(cfg) -> int:
+    from ..callbacks import sigint_flag  # torch comes with it: imported here so that --help is instant
+    from ..jobs import run_job
+
     with sigint_flag() as stop, torch_threads(cfg.threads):
         run = run_job(cfg, stop=stop)
     frames = f"{len(run.frames)} frames" if run.frames else f"{run.result.steps} steps"
@@ -57,6 +60,8 @@ def _run(cfg) -> int:
 
 def run_zoom(args: argparse.Namespace) -> int:
     """`vqclip zoom`."""
+    from ..jobs import build_config
+
     if not args.prompt and not args.config:
         raise VqclipError("give a PROMPT (or --config JOB.yaml)")
     cli = cli_overrides(args)
@@ -84,6 +89,8 @@ def run_zoom(args: argparse.Namespace) -> int:
 
 def run_restyle(args: argparse.Namespace) -> int:
     """`vqclip restyle`."""
+    from ..jobs import build_config
+
     cli = cli_overrides(args)
     restyle = cli.setdefault("restyle", {})
     restyle["input"] = args.input
@@ -106,6 +113,7 @@ def run_restyle(args: argparse.Namespace) -> int:
 
 def run_resume(args: argparse.Namespace) -> int:
     """`vqclip resume`."""
+    from ..callbacks import sigint_flag
     from ..resume import read_job, resume_run
 
     overrides: dict = {}
@@ -141,7 +149,7 @@ def register(sub) -> None:
     z.add_argument("--padding", choices=["reflection", "border", "zeros"], help="border fill [animation.padding]")
     z.add_argument("--keep-optimizer", action="store_true",
                    help="keep the optimizer's momentum across moves [animation.reset_optimizer=false]")
-    _add_job_options(z)
+    _add_job_options(z, skip=FRAME_OPTIONS)
     z.set_defaults(func=run_zoom)
 
     r = sub.add_parser("restyle", help="restyle a video frame by frame", epilog=RESTYLE_EPILOG,
@@ -156,7 +164,7 @@ def register(sub) -> None:
     r.add_argument("--max-frames", type=int, metavar="N", help="restyle only the first N frames [restyle.max_frames]")
     r.add_argument("--no-audio", action="store_true", help="do not carry the audio over [restyle.audio]")
     _add_job_options(r, {"--steps": "optimisation steps per input frame [restyle.steps_per_frame]",
-                         "--fps": "frame rate of restyled.mp4; default the input's [restyle.fps]"})
+                         "--fps": "frame rate of restyled.mp4; default the input's [restyle.fps]"}, skip=FRAME_OPTIONS)
     r.set_defaults(func=run_restyle)
 
     s = sub.add_parser("resume", help="continue an interrupted run",

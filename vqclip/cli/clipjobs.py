@@ -226,7 +226,7 @@ def run_classify(args: argparse.Namespace) -> int:
 
 def run_search(args: argparse.Namespace) -> int:
     """Rank a folder's images by similarity to a text or an image, using the folder's embedding cache."""
-    from ..clipjobs import embed_image_files, load_image_file
+    from ..clipjobs import IMAGE_SUFFIXES, embed_image_files, load_image_file
     from ..errors import VqclipError, reason
     from ..search import ImageIndex, search_all
 
@@ -254,6 +254,10 @@ def run_search(args: argparse.Namespace) -> int:
         with _bar_safe_logging():
             index.update(batch_size=args.batch_size, progress=not args.quiet)
         wall = time.perf_counter() - t0
+        if not len(index):
+            skipped = f" ({len(index.skipped)} could not be read)" if index.skipped else ""
+            raise VqclipError(f"{args.folder}: no readable images under it{skipped}; give a folder that holds "
+                              f"{', '.join(sorted(s.lstrip('.') for s in IMAGE_SUFFIXES))} files")
         if index.embedded:
             log.info("indexed %d images: %d embedded in %.1fs (%.1f images/s), %d from the cache, %d skipped",
                      len(index), index.embedded, wall, index.embedded / max(wall, 1e-9),
@@ -273,8 +277,6 @@ def run_search(args: argparse.Namespace) -> int:
             "results": [{"rank": i + 1, "path": str(p), "score": s}
                                                   for i, (p, s) in enumerate(hits)]}
     rows = [[str(i + 1), f"{s:.4f}", str(p)] for i, (p, s) in enumerate(hits)]
-    if not hits and not args.json:
-        log.warning("no readable images under %s", args.folder)
     _emit(args, data, ["rank", "score", "image"], rows, {0, 1})
     return 0
 

@@ -8,10 +8,8 @@ import sys
 
 import yaml
 
-from ..callbacks import sigint_flag
 from ..config import check_inputs
 from ..errors import VqclipError
-from ..jobs import ModelCache, build_config, jobs_from_file, run_job
 from ..jobyaml import load_value
 
 EPILOG = """examples:
@@ -25,18 +23,21 @@ values override the YAML. A file with a `jobs:` list runs with `vqclip run`. Ctr
 current step and still writes final.png and the video (exit code 130)."""
 
 
-def _add_job_options(p: argparse.ArgumentParser, helps: dict[str, str] | None = None) -> None:
+def _add_job_options(p: argparse.ArgumentParser, helps: dict[str, str] | None = None, skip: tuple[str, ...] = ()) -> None:
     """Options shared by generate (and animation commands): each sets one config key; `helps` replaces the help
-    of options that mean something else on a command (restyle's --steps counts steps per frame)."""
+    of options that mean something else on a command (restyle's --steps counts steps per frame), `skip` leaves out
+    those it does not use."""
 
     def a(flag: str, *rest, **kwargs):
+        if flag in skip:
+            return None
         kwargs["help"] = (helps or {}).get(flag, kwargs.get("help"))
         return p.add_argument(flag, *rest, **kwargs)
 
     a("--model", metavar="NAME", help="preset: VQGAN + CLIP + defaults (see `vqclip models`) [model]")
     a("--steps", type=int, metavar="N", help="optimisation steps [steps]")
     a("--size", type=int, nargs=2, metavar=("W", "H"), help="image size; rounded to the VQGAN factor [size]")
-    a("--seed", type=int, metavar="S", help="random seed; drawn and recorded when not given [seed]")
+    a("--seed", type=int, metavar="S", help="random seed; drawn and recorded when not given or -1 [seed]")
     a("--negative", action="append", metavar="TEXT", help="text to push away from (repeatable) [negative]")
     a("--image-prompt", action="append", metavar="PATH[:W]", help="image to aim at (repeatable) [image_prompts]")
     a("--init", choices=["random", "pixels", "gradient", "flat", "background"],
@@ -51,8 +52,8 @@ def _add_job_options(p: argparse.ArgumentParser, helps: dict[str, str] | None = 
     a("--lr", type=float, metavar="LR", help="learning rate [optimizer.lr]")
     a("--schedule", choices=["constant", "cosine", "linear"], help="learning-rate schedule [optimizer.schedule]")
     a("--tv-weight", type=float, metavar="W", help="smoothness prior [tv_weight]")
-    a("--candidates", type=int, metavar="N", help="best of N starts: the best-scored after a few steps goes on "
-                                                  "[candidates.n]")
+    a("--candidates", type=int, metavar="N", help="best of N starts, run together: the best-scored after "
+                                                  "candidates.steps steps goes on [candidates.n]")
     a("--vqgan-config", metavar="YAML", help="taming model YAML [vqgan.config]")
     a("--vqgan-checkpoint", metavar="CKPT", help="VQGAN .ckpt or .safetensors [vqgan.checkpoint]")
     a("--clip-model", action="append", metavar="NAME|JSON", help="CLIP architecture, repeatable [clip[i].model]")
@@ -157,6 +158,9 @@ def _report(run) -> None:
 
 def run_generate(args: argparse.Namespace) -> int:
     """`vqclip generate`."""
+    from ..callbacks import sigint_flag  # torch comes with these: imported here so that --help is instant
+    from ..jobs import build_config, run_job
+
     if not args.prompt and not args.config and not args.from_png and not args.image_prompt:
         raise VqclipError("give a PROMPT (or --config JOB.yaml, --from PNG, --image-prompt PATH)")
     cfg = build_config(cli_overrides(args), [args.config] if args.config else [], args.from_png)
@@ -168,6 +172,9 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def run_jobs(args: argparse.Namespace) -> int:
     """`vqclip run`: check every job first, then run them in order, loading each model once."""
+    from ..callbacks import sigint_flag
+    from ..jobs import ModelCache, build_config, jobs_from_file, run_job
+
     configs = []
     overrides = cli_overrides(args)
     for path in args.jobs:
