@@ -168,7 +168,7 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
     if cfg.restyle.input:  # a video in, one generation per frame (vqclip/restyle.py)
         from .restyle import restyle_job
         return restyle_job(cfg, cache=cache, stop=stop, extra_callbacks=extra_callbacks)
-    from .animation import frame_every, run_generation, video_fps
+    from .animation import frame_every, run_generation
     # 1. Resolve device, seed and folder (before loading anything heavy, so bad input fails fast)
     device = pick_device(cfg.device)
     cfg = replace(cfg, seed=resolve_seed(cfg.seed))
@@ -195,17 +195,24 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
         if bar:
             bar.close()
     frames.keep_start(result.start)  # best of n that ended in its trials: the chosen start's frames
-    # 4. Final image (with its config), last frame, video
+    return finish_run(cfg, run_dir, result, frames.saved)
+
+
+def finish_run(cfg: GenerateConfig, run_dir: Path, result: GenerateResult, saved: list[Path]) -> RunResult:
+    """final.png (with its config inside), the last frame and the video of a run whose frames so far are `saved`."""
+    from .animation import frame_every, video_fps
+
     metadata = {"prompt": cfg.prompt, "seed": cfg.seed, "steps_done": result.steps, "stopped": result.stopped,
                 "config": to_dict(cfg), "versions": versions()}
     final = save_png(result.image, run_dir / "final.png", metadata)
-    if frames.every > 0:  # the final image is the last frame (it follows the last update)
-        frames.saved.append(save_png(result.image, frame_path(run_dir / "frames", result.steps)))
+    saved = list(saved)
+    if frame_every(cfg) > 0:  # the final image is the last frame (it follows the last update)
+        saved.append(save_png(result.image, frame_path(run_dir / "frames", result.steps)))
     video = None
-    if cfg.output.video and len(frames.saved) > 0:
-        video = write_video(frames.saved, run_dir / f"progress.{cfg.output.video_format}",
-                            video_fps(cfg, len(frames.saved)), cfg.output.video_format, cfg.output.gif_max_side)
-    return RunResult(run_dir, final, video, frames.saved, cfg, result)
+    if cfg.output.video and saved:
+        video = write_video(saved, run_dir / f"progress.{cfg.output.video_format}", video_fps(cfg, len(saved)),
+                            cfg.output.video_format, cfg.output.gif_max_side)
+    return RunResult(run_dir, final, video, saved, cfg, result)
 
 
 def jobs_from_file(path: str | Path) -> list[dict]:

@@ -105,7 +105,7 @@ def resume_run(run_dir: str | Path, *, overrides: Optional[dict] = None, cache=N
     from .callbacks import ProgressBar, SaveFrames, StopOnFlag
     from .generator import pick_device
     from .config import to_yaml
-    from .jobs import load_models
+    from .jobs import finish_run, load_models
     from .outputs import atomic_write_text
 
     run_dir = Path(run_dir)
@@ -163,25 +163,3 @@ def _was_stopped(run_dir: Path) -> bool:
         return bool(read_metadata(run_dir / "final.png").get("stopped"))
     except VqclipError:
         return True
-
-
-def finish_run(cfg, run_dir: Path, result, saved: list[Path]):
-    """final.png (with its config), the last frame and the video, as `jobs.run_job` writes them."""
-    from .animation import frame_every, video_fps
-    from .callbacks import frame_path
-    from .config import to_dict
-    from .jobs import RunResult
-    from .outputs import save_png, versions
-    from .video import write_video
-
-    metadata = {"prompt": cfg.prompt, "seed": cfg.seed, "steps_done": result.steps, "stopped": result.stopped,
-                "config": to_dict(cfg), "versions": versions()}
-    final = save_png(result.image, run_dir / "final.png", metadata)
-    saved = list(saved)
-    if frame_every(cfg) > 0:
-        saved.append(save_png(result.image, frame_path(run_dir / "frames", result.steps)))
-    video = None
-    if cfg.output.video and saved:
-        video = write_video(saved, run_dir / f"progress.{cfg.output.video_format}", video_fps(cfg, len(saved)),
-                            cfg.output.video_format, cfg.output.gif_max_side)
-    return RunResult(run_dir, final, video, saved, cfg, result)
