@@ -201,3 +201,20 @@ def test_frames_of_the_trials_are_the_chosen_starts(tmp_path):
     assert [p.name for p in frames.saved] == ["000000.png", "000002.png", "000004.png", "000006.png"]
     values = [int(np.asarray(Image.open(p))[0, 0, 0]) for p in frames.saved]
     assert values == [2, 22, 42, 62]  # start 2's image at every step
+
+
+def test_a_run_resumed_after_the_pick_ends_as_an_uninterrupted_one(tiny_job, tmp_path, monkeypatch):
+    """The chosen start goes on alone in the precision the batch chose (auto: bf16 here for 16 starts of 32 x 32 on
+    a CPU with native bf16), and so does a resume of it: stopping after the pick changes nothing."""
+    from vqclip.jobs import run_job
+    from vqclip.resume import resume_run
+
+    monkeypatch.setattr("vqclip.generator.cpu_native_bf16", lambda: True)
+    over = {"candidates": {"n": 16, "steps": 2, "views": 2}, "seed": 4, "precision": "auto"}
+    out = lambda name: {"dir": str(tmp_path / name), "save_every": 0, "video": False}  # noqa: E731
+    first = run_job(job(tiny_job, **over, steps=4, output=out("run")))
+    again = resume_run(first.dir, overrides={"steps": 6})
+    whole = run_job(job(tiny_job, **over, steps=6, output=out("whole")))
+    assert again.result.steps == whole.result.steps == 6
+    assert torch.equal(again.result.image, whole.result.image)
+    assert not torch.equal(first.result.image, whole.result.image)

@@ -135,7 +135,9 @@ class Generation:
         self.cfg, self.models, self.device, self.seed, self.starts = cfg, models, device, seed, starts
         self.start = 0  # which of the starts this run went on with (see `keep`)
         self.stopped_in_trials = False  # a callback stopped the best-of-n trials: `run` takes no step
-        self.amp = autocast_dtype(cfg.precision, device, starts * cfg.size[0] * cfg.size[1])
+        # the precision of the whole job, decided by the pixels of a step with all of best-of-n's starts: the same
+        # for the trials, the chosen start going on alone, and a resume of it
+        self.amp = autocast_dtype(cfg.precision, device, max(starts, cfg.candidates.n) * cfg.size[0] * cfg.size[1])
         self.rng = torch.Generator().manual_seed(seed)
         vq = models.vqgan
         self.width, self.height = rounded_size(cfg.size, vq.factor)
