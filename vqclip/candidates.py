@@ -72,9 +72,10 @@ def best_start(cfg: GenerateConfig, models: Models, device: torch.device, seed: 
     judges = models.judges or models.clips
     views = {size: Cutouts(size, c.views, cut.pow, cut.min_size, cut.augments, cut.noise)
              for size in {clip.image_size for clip, _ in judges}}
-    log.info("trying %d starts together for %d steps; the best-scored one goes on", c.n, trial_steps(cfg))
+    steps = trial_steps(cfg)
+    log.info("trying %d starts together for %d steps; the best-scored one goes on", c.n, steps)
     gen = make(cfg, models, device, seed, starts=c.n)
-    trial = gen.run(callbacks, until=trial_steps(cfg), trial=c.n)
+    trial = gen.run(callbacks, until=steps, trial=c.n)
     targets = gen.targets if judges is models.clips else gen.embed_targets(gen.prompts, judges)
     weights = gen.weight_schedule(gen.step_count) if gen.weight_schedule else gen.weights
     scores = [start_score(trial.image[k:k + 1], judges, targets, weights, views, device, gen.amp, seed)

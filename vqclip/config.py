@@ -242,35 +242,29 @@ def _check_finite(obj: Any, prefix: str = "") -> None:
 def check(cfg: GenerateConfig) -> None:
     """Reject impossible values up front, with the key and the fix."""
     _check_finite(cfg)
-    if cfg.seed is not None and not -2**63 <= cfg.seed < 2**63:
-        raise VqclipError(f"seed: must be a 64-bit integer (-2**63 to 2**63 - 1), got {cfg.seed}")
-    if cfg.threads < 0:
-        raise VqclipError(f"threads: must be >= 0 (0 = torch's choice), got {cfg.threads}")
-    if cfg.steps < 0:
-        raise VqclipError(f"steps: must be >= 0, got {cfg.steps}")
+    _require("seed", cfg.seed, cfg.seed is None or -2**63 <= cfg.seed < 2**63, "a 64-bit integer (-2**63 to 2**63 - 1)")
+    _require("threads", cfg.threads, cfg.threads >= 0, ">= 0 (0 = torch's choice)")
+    _require("steps", cfg.steps, cfg.steps >= 0, ">= 0")
     if len(cfg.size) != 2 or not all(0 < s <= MAX_SIDE for s in cfg.size):
         raise VqclipError(f"size: expected two sides (width height) in 1..{MAX_SIDE}, got {list(cfg.size)}")
     for key, value, meaning in (("tv_weight", cfg.tv_weight, "0 = no smoothness prior"),
                                 ("init.weight", cfg.init.weight, "0 = the latent may leave its start freely"),
                                 ("cutouts.noise", cfg.cutouts.noise, "0 = no noise"),
                                 ("optimizer.min_factor", cfg.optimizer.min_factor, "the share of lr decayed to")):
-        if value < 0:
-            raise VqclipError(f"{key}: must be >= 0 ({meaning}), got {value}")
+        _require(key, value, value >= 0, f">= 0 ({meaning})")
     for key, clips in (("clip", cfg.clip), ("candidates.clip", cfg.candidates.clip)):
         for i, c in enumerate(clips):
             if c.weight < 0:
                 raise VqclipError(f"{key}[{i}].weight: must be >= 0 (to push away from a text, give the prompt a "
                                   f"negative weight: 'text:-1'), got {c.weight}")
-    if cfg.cutouts.n < 1:
-        raise VqclipError(f"cutouts.n: must be >= 1, got {cfg.cutouts.n}")
+    _require("cutouts.n", cfg.cutouts.n, cfg.cutouts.n >= 1, ">= 1")
     _require("cutouts.pow", cfg.cutouts.pow, cfg.cutouts.pow > 0, "> 0 (1 = cutout sizes uniform)")
     _require("cutouts.min_size", cfg.cutouts.min_size, 0 <= cfg.cutouts.min_size <= 1, "in [0, 1]")
     for name in cfg.cutouts.augments:
         _one_of(name, AUGMENTS, "cutouts.augments")
     _one_of(cfg.optimizer.name.lower(), OPTIMIZERS, "optimizer.name")
     _one_of(cfg.optimizer.schedule, SCHEDULES, "optimizer.schedule")
-    if cfg.optimizer.lr <= 0:
-        raise VqclipError(f"optimizer.lr: must be > 0, got {cfg.optimizer.lr}")
+    _require("optimizer.lr", cfg.optimizer.lr, cfg.optimizer.lr > 0, "> 0")
     _one_of(cfg.init.kind, INITS, "init.kind")
     if cfg.init.kind == "image" and not cfg.init.image:
         raise VqclipError("init.kind is 'image' but init.image is not set; pass --init-image PATH")
@@ -278,8 +272,7 @@ def check(cfg: GenerateConfig) -> None:
         raise VqclipError(f"init.color: expected three values in [0, 1], got {cfg.init.color}")
     _one_of(cfg.precision, PRECISIONS, "precision")
     _one_of(cfg.memory, MEMORY_MODES, "memory")
-    if cfg.micro_batch < 0:
-        raise VqclipError(f"micro_batch: must be >= 0 (0 = all cutouts in one pass), got {cfg.micro_batch}")
+    _require("micro_batch", cfg.micro_batch, cfg.micro_batch >= 0, ">= 0 (0 = all cutouts in one pass)")
     check_device(cfg.device)
     _one_of(cfg.output.video_format, ("mp4", "gif"), "output.video_format")
     _require("output.save_every", cfg.output.save_every, cfg.output.save_every >= 0, ">= 0 (0 = no frames)")
@@ -385,8 +378,7 @@ def _check_animation(cfg: GenerateConfig) -> None:
     a = cfg.animation
     _one_of(a.mode, ("none", "zoom"), "animation.mode")
     _one_of(a.padding, ("reflection", "border", "zeros"), "animation.padding")
-    if a.every < 1:
-        raise VqclipError(f"animation.every: must be >= 1, got {a.every}")
+    _require("animation.every", a.every, a.every >= 1, ">= 1")
     for name in ("zoom", "rotate", "shift_x", "shift_y"):
         pairs = parse_keyframed(getattr(a, name), f"animation.{name}")
         if name == "zoom" and any(v <= 0 for _, v in pairs):
@@ -400,7 +392,5 @@ def _check_animation(cfg: GenerateConfig) -> None:
         _require("restyle.max_frames", r.max_frames, r.max_frames >= 0, ">= 0 (0 = all frames)")
         _require("restyle.fps", r.fps, r.fps is None or r.fps > 0, "> 0 (unset = the input's rate)")
     o = cfg.output
-    if o.video_length is not None and o.video_length <= 0:
-        raise VqclipError(f"output.video_length: must be > 0 seconds, got {o.video_length}")
-    if o.gif_max_side is not None and o.gif_max_side < 8:
-        raise VqclipError(f"output.gif_max_side: must be >= 8 pixels, got {o.gif_max_side}")
+    _require("output.video_length", o.video_length, o.video_length is None or o.video_length > 0, "> 0 seconds")
+    _require("output.gif_max_side", o.gif_max_side, o.gif_max_side is None or o.gif_max_side >= 8, ">= 8 pixels")
