@@ -244,3 +244,16 @@ def test_pinned_checksum_in_user_preset_is_enforced(server, tmp_path):
     with pytest.raises(DownloadError, match="pins 0000"):
         resolve_preset("local", home=h, progress=False, fetch_clip_weights=False, timeout=5)
     assert (h / "t.yaml").read_bytes() == cfg and not (h / "t.ckpt").exists()
+
+
+def test_another_installs_embedded_weights_are_read_from_this_one(tmp_path, monkeypatch):
+    here = tmp_path / "site" / "vqclip" / "mini" / "weights"
+    here.mkdir(parents=True)
+    (here / "clip.json").write_text("{}")
+    monkeypatch.setattr(registry, "MINI_DIR", here)
+    moved = str(tmp_path / "old-venv" / "vqclip" / "mini" / "weights" / "clip.json")
+    assert registry.local_embedded(moved) == str(here / "clip.json")
+    # anything else stays as written, so a wrong path still fails with its own name
+    for path in (str(tmp_path / "old-venv" / "vqclip" / "mini" / "weights" / "other.json"),
+                 str(tmp_path / "elsewhere" / "weights" / "clip.json"), "ViT-B-32", None):
+        assert registry.local_embedded(path) == path

@@ -197,3 +197,25 @@ def test_a_state_that_does_not_fit_the_job_is_one_line_and_keeps_the_frames(tiny
     state_path(cut.dir).write_text("this is not a state\n")  # garbage fails inside torch's unpickler
     assert main(["resume", str(cut.dir), "--quiet"]) == 2
     assert "not a readable vqclip state (" in capsys.readouterr().err
+
+
+def test_a_job_from_another_vqclip_install_finds_the_embedded_clip(tiny_job, tmp_path, monkeypatch):
+    from vqclip import registry
+
+    here = tmp_path / "new" / "vqclip" / "mini" / "weights"
+    here.mkdir(parents=True)
+    clip = tiny_job["clip"][0]
+    for key in ("model", "pretrained"):
+        (here / Path(clip[key]).name).write_bytes(Path(clip[key]).read_bytes())
+    monkeypatch.setattr(registry, "MINI_DIR", here)
+    elsewhere = tmp_path / "old" / "vqclip" / "mini" / "weights"  # the install that wrote the job, gone
+    moved = [{**clip, "model": str(elsewhere / Path(clip["model"]).name),
+              "pretrained": str(elsewhere / Path(clip["pretrained"]).name)}]
+    job = {**tiny_job, "clip": moved, "prompt": "a red circle", "steps": 2, "seed": 3,
+           "output": {"dir": str(tmp_path / "run"), "progress": False}}
+    cfg = build_config(job)
+    assert (cfg.clip[0].model, cfg.clip[0].pretrained) == (str(here / Path(clip["model"]).name),
+                                                           str(here / Path(clip["pretrained"]).name))
+    run = run_job(cfg, extra_callbacks=[StopAfter(1)])
+    (run.dir / "job.yaml").write_text((run.dir / "job.yaml").read_text().replace(str(here), str(elsewhere)))
+    assert resume_run(run.dir).final.is_file()  # a run folder copied from the other install resumes here

@@ -70,7 +70,17 @@ def build_config(cli: Optional[dict] = None, yaml_files: Iterable[str | Path] = 
         if any(_is_video(layer) for _, layer in layers):  # best of n picks a still image: a preset's default of it
             preset.pop("candidates", None)                # does not apply to zoom or restyle (asking for it does)
         layers.insert(0, (f"preset {model}", preset))
-    return merge_layers(layers)
+    return local_weights(merge_layers(layers))
+
+
+def local_weights(cfg: GenerateConfig) -> GenerateConfig:
+    """`cfg` with CLIP files of the embedded preset recorded by another vqclip install (a job.yaml or PNG made
+    elsewhere, or before an upgrade moved the package) read from this install's copy."""
+    from .registry import local_embedded
+
+    for clip in (*cfg.clip, *cfg.candidates.clip):
+        clip.model, clip.pretrained = local_embedded(clip.model), local_embedded(clip.pretrained)
+    return cfg
 
 
 def _is_video(layer) -> bool:

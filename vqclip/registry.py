@@ -306,6 +306,15 @@ def embedded_clip(preset: Preset) -> tuple[str, str | None]:
     return str(model), str(weights[0]) if weights else None
 
 
+def local_embedded(path: str | None) -> str | None:
+    """A path into another vqclip install's embedded weights (from a job.yaml or PNG made there) as this install's
+    copy of the same file, so such jobs run anywhere; any other path unchanged."""
+    if not path or Path(path).exists() or Path(path).parent.parts[-3:] != MINI_DIR.parts[-3:]:
+        return path
+    here = MINI_DIR / Path(path).name
+    return str(here) if here.is_file() else path
+
+
 def _resolve_embedded(preset: Preset) -> ResolvedPreset:
     """The embedded (mini) preset's files inside the package, or a clear error when they are not there."""
     files = [*preset_paths(preset), MINI_DIR / preset.clip_model]

@@ -84,6 +84,7 @@ def _frame_step(path: Path) -> Optional[int]:
 def read_job(run_dir: Path, overrides: Optional[dict] = None):
     """The resolved job of a run folder (its job.yaml), with `overrides` (e.g. more steps) on top."""
     from .config import merge_layers
+    from .jobs import local_weights
     from .jobyaml import load_yaml
 
     job = run_dir / "job.yaml"
@@ -93,6 +94,7 @@ def read_job(run_dir: Path, overrides: Optional[dict] = None):
     if not job.is_file():
         raise VqclipError(f"{run_dir}: holds no job.yaml, so it is not a vqclip run folder that can be resumed")
     cfg = merge_layers([(str(job), load_yaml(job))] + ([("command line", overrides)] if overrides else []))
+    cfg = local_weights(cfg)
     if cfg.seed is None:
         raise VqclipError(f"{job}: records no seed, so the run cannot be continued exactly")
     return replace(cfg, output=replace(cfg.output, dir=str(run_dir)))
