@@ -300,7 +300,7 @@ def _fetch_now(spec: FileSpec, dest: Path, manifest: Manifest, *, progress: bool
                 digest, size = check_bytes(part, spec, entry)
             except _TransferError as exc:
                 reasons.append(f"{url}: {exc}")
-                log.info("%s failed for %s: %s", _host(url), spec.filename, exc)
+                log.debug("%s failed for %s: %s", _host(url), spec.filename, exc)
                 break
             except IntegrityError as exc:
                 _restart(part, meta_path)
