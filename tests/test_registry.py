@@ -257,17 +257,3 @@ def test_another_installs_embedded_weights_are_read_from_this_one(tmp_path, monk
     for path in (str(tmp_path / "old-venv" / "vqclip" / "mini" / "weights" / "other.json"),
                  str(tmp_path / "elsewhere" / "weights" / "clip.json"), "ViT-B-32", None):
         assert registry.local_embedded(path) == path
-
-
-def test_mini_picker_clip_in_its_defaults_resolves_inside_the_package(tmp_path, monkeypatch):
-    monkeypatch.setattr(registry, "MINI_DIR", tmp_path)
-    for name in ("vqgan.yaml", "vqgan.safetensors", "clip.json", "clip.safetensors", "picker.json"):
-        (tmp_path / name).write_bytes(b"x")
-    (tmp_path / "defaults.yaml").write_text(
-        "candidates: {n: 6, clip: [{model: picker.json, pretrained: picker.safetensors, weight: 1.0}]}\n")
-    with pytest.raises(VqclipError, match="picker CLIP is missing: .*picker.safetensors"):
-        resolve_preset("mini")
-    (tmp_path / "picker.safetensors").write_bytes(b"x")
-    r = resolve_preset("mini")
-    assert r.defaults["candidates"] == {"n": 6, "clip": [{"model": str(tmp_path / "picker.json"), "weight": 1.0,
-                                                          "pretrained": str(tmp_path / "picker.safetensors")}]}

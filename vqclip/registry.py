@@ -315,16 +315,6 @@ def local_embedded(path: str | None) -> str | None:
     return str(here) if here.is_file() else path
 
 
-def _embedded_clip_spec(preset: Preset, spec) -> dict:
-    """A CLIP entry of an embedded preset's defaults (`{model: picker.json, pretrained: picker.safetensors}`) with its
-    files inside the package, checked to exist."""
-    if not isinstance(spec, dict) or not isinstance(spec.get("model"), str):
-        raise VqclipError(f"{MINI_DIR / 'defaults.yaml'}: candidates.clip entries need a model file; reinstall vqclip")
-    names = [spec["model"]] + ([spec["pretrained"]] if spec.get("pretrained") else [])
-    files = _embedded_files(preset, [MINI_DIR / n for n in names], "picker CLIP is missing:")
-    return {**spec, "model": str(files[0]), **({"pretrained": str(files[1])} if len(files) > 1 else {})}
-
-
 def _resolve_embedded(preset: Preset) -> ResolvedPreset:
     """The embedded (mini) preset's files inside the package, or a clear error when they are not there."""
     files = [*preset_paths(preset), MINI_DIR / preset.clip_model]
@@ -341,9 +331,6 @@ def _resolve_embedded(preset: Preset) -> ResolvedPreset:
         if not isinstance(extra, dict):
             raise VqclipError(f"{defaults_file}: expected a mapping of job settings; reinstall vqclip")
         defaults.update(extra)
-    cand = defaults.get("candidates")
-    if isinstance(cand, dict) and isinstance(cand.get("clip"), list):  # its picker CLIP ships beside it
-        defaults["candidates"] = {**cand, "clip": [_embedded_clip_spec(preset, c) for c in cand["clip"]]}
     return ResolvedPreset(config, checkpoint, clip_json, clip_weights, defaults, name=preset.name,
                           clip_weights=Path(clip_weights) if clip_weights else None)
 

@@ -180,15 +180,14 @@ def train_clip(out_dir: Path, seed: int = 0, steps: int = 900, batch_size: int =
     return figures
 
 
-def _load_vqgan(out_dir: Path, needed_by: str = "CLIP stages 3 and 4 generate with"):
-    """The mini VQGAN in out_dir (stages 3 and 4 generate with it, the picker sees through it); a clear error when it
-    is not there."""
+def _load_vqgan(out_dir: Path):
+    """The mini VQGAN stages 3 and 4 generate with (the one in out_dir); a clear error when it is not there."""
     from vqclip.errors import VqclipError
     from vqclip.models import load_vqgan
 
     files = out_dir / "vqgan.yaml", out_dir / "vqgan.safetensors"
     if not all(f.is_file() for f in files):
-        raise VqclipError(f"{needed_by} the mini VQGAN, which is not in {out_dir}; run "
+        raise VqclipError(f"CLIP stages 3 and 4 generate with the mini VQGAN, which is not in {out_dir}; run "
                           f"`python -m vqclip.mini.train vqgan --out {out_dir}` first")
     return load_vqgan(*files)
 
