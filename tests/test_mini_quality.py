@@ -11,7 +11,8 @@ from vqclip.cli import main as vqclip_main
 from vqclip.mini import WEIGHTS_DIR, judge, world
 from vqclip.models import load_clip, load_vqgan, vqgan_spec
 
-SHIPPED = {"vqgan.yaml", "vqgan.safetensors", "clip.json", "clip.safetensors", "MODEL_CARD.md", "defaults.yaml"}
+SHIPPED = {"vqgan.yaml", "vqgan.safetensors", "clip.json", "clip.safetensors", "guide.json", "guide.safetensors",
+           "MODEL_CARD.md", "defaults.yaml"}
 
 
 def _tensors(path):
@@ -34,7 +35,8 @@ def test_weights_are_in_the_formats_of_real_checkpoints():
     clip = _tensors(WEIGHTS_DIR / "clip.safetensors")
     assert all(t.dtype == torch.float16 for t in clip.values())
     assert "token_embedding.weight" in clip and "visual.conv1.weight" in clip
-    size = sum((WEIGHTS_DIR / n).stat().st_size for n in ("vqgan.safetensors", "clip.safetensors"))
+    assert all(t.dtype == torch.float16 for t in _tensors(WEIGHTS_DIR / "guide.safetensors").values())
+    size = sum((WEIGHTS_DIR / n).stat().st_size for n in ("vqgan.safetensors", "clip.safetensors", "guide.safetensors"))
     assert size <= 40 * 2**20
 
 
@@ -64,6 +66,25 @@ def test_mini_clip_prefers_one_object_to_copies(mini_clip):
     with torch.no_grad():
         s = mini_clip.encode_image(x) @ mini_clip.encode_text(["a red circle on a blue background"]).t()
     assert s[0, 0] > s[1, 0]
+
+
+def test_mini_guide_tells_the_kinds_from_near_misses():
+    """The shipped guide, on held-out scenes as generation shows them (through the VQGAN): kinds right, near misses
+    (lumpy outlines, rectangles) called near misses far more often than proper shapes are."""
+    from vqclip.guide import load_guide
+    from vqclip.mini import train_guide as tg
+
+    guide = load_guide(WEIGHTS_DIR / "guide.json", WEIGHTS_DIR / "guide.safetensors")
+    vq = load_vqgan(WEIGHTS_DIR / "vqgan.yaml", WEIGHTS_DIR / "vqgan.safetensors")
+    imgs, _, scenes = world.make_dataset(60, seed=2025)
+    rng = np.random.default_rng(2025)
+    near = np.stack([tg.lumpy_scene(rng) for _ in range(30)] + [tg.rectangle_scene(rng) for _ in range(30)])
+    with torch.no_grad():
+        x = torch.from_numpy(np.concatenate([imgs, near])).permute(0, 3, 1, 2).float() / 255
+        pred = guide(vq.decode(vq.encode(x)).clamp(0, 1)).argmax(1)
+    kinds = torch.tensor([world.SHAPES.index(s.shapes[0].kind) for s in scenes])
+    assert (pred[:60] == kinds).float().mean() >= 0.9
+    assert (pred[60:] == tg.NONE).float().mean() >= (pred[:60] == tg.NONE).float().mean() + 0.3
 
 
 def test_mini_vqgan_reconstructs_held_out_scenes():

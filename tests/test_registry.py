@@ -221,6 +221,15 @@ def test_mini_resolves_inside_the_package_with_its_defaults(tmp_path, monkeypatc
     assert not (tmp_path / "unused").exists(), "the embedded model never downloads or writes anything"
 
 
+def test_mini_guide_files_are_named_inside_the_package(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "MINI_DIR", tmp_path)
+    for name in ("vqgan.yaml", "vqgan.safetensors", "clip.json", "clip.safetensors"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "defaults.yaml").write_text("guide: {model: guide.json, weights: /abs/g.safetensors, weight: 0.2}\n")
+    guide = resolve_preset("mini").defaults["guide"]
+    assert guide == {"model": str(tmp_path / "guide.json"), "weights": "/abs/g.safetensors", "weight": 0.2}
+
+
 def test_mini_missing_files_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "MINI_DIR", tmp_path)
     (tmp_path / "vqgan.yaml").write_text("model: {}\n")
@@ -233,6 +242,8 @@ def test_shipped_mini_model_resolves_when_built():
         pytest.skip("the embedded mini model has not been trained into vqclip/mini/weights yet")
     r = resolve_preset("mini")
     assert r.vqgan_checkpoint.is_file() and Path(r.clip_model).is_file() and Path(r.clip_pretrained).is_file()
+    guide = r.defaults["guide"]
+    assert Path(guide["model"]).is_file() and Path(guide["weights"]).is_file() and guide["weight"] > 0
 
 
 def test_pinned_checksum_in_user_preset_is_enforced(server, tmp_path):

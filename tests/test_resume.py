@@ -216,6 +216,9 @@ def test_a_job_from_another_vqclip_install_finds_the_embedded_clip(tiny_job, tmp
     cfg = build_config(job)
     assert (cfg.clip[0].model, cfg.clip[0].pretrained) == (str(here / Path(clip["model"]).name),
                                                            str(here / Path(clip["pretrained"]).name))
+    (here / "guide.json").write_text("{}")  # the guide's files are found the same way
+    guide = build_config({**job, "guide": {"model": str(elsewhere / "guide.json"), "weights": str(here / "gone.pt")}})
+    assert (guide.guide.model, guide.guide.weights) == (str(here / "guide.json"), str(here / "gone.pt"))
     run = run_job(cfg, extra_callbacks=[StopAfter(1)])
     (run.dir / "job.yaml").write_text((run.dir / "job.yaml").read_text().replace(str(here), str(elsewhere)))
     assert resume_run(run.dir).final.is_file()  # a run folder copied from the other install resumes here

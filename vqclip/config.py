@@ -84,6 +84,14 @@ class CandidatesConfig:
 
 
 @dataclass
+class GuideConfig:
+    model: Optional[str] = None  # a guide classifier's architecture JSON (vqclip/guide.py); null = no guidance
+    weights: Optional[str] = None  # its weights (.safetensors, or a torch file read without running code)
+    weight: float = 0.1  # share of its cross-entropy (for the label the prompt names) in the loss
+    views: int = 4  # augmented views of the image it scores per step
+
+
+@dataclass
 class GenerateConfig:
     prompt: str = ""  # "text:weight|text:weight"; a negative weight pushes away
     negative: list[str] = field(default_factory=list)  # texts to push away (weight -1 each unless text:weight)
@@ -105,6 +113,7 @@ class GenerateConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     init: InitConfig = field(default_factory=InitConfig)
     candidates: CandidatesConfig = field(default_factory=CandidatesConfig)
+    guide: GuideConfig = field(default_factory=GuideConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     # animation (issue 7; classes at the end of this file): story prompts, zoom video, restyle, resume
     story: list[StoryKeyframe] = field(default_factory=list)  # [{at: step, prompt: ..., weight: 1}]
@@ -289,6 +298,11 @@ def check(cfg: GenerateConfig) -> None:
     if c.n > 1 and (cfg.animation.mode != "none" or cfg.restyle.input):
         raise VqclipError("candidates.n > 1 picks the best start of a still image; it cannot be combined with "
                           "animation.mode: zoom or restyle.input (set candidates.n: 1)")
+    g = cfg.guide
+    if bool(g.model) != bool(g.weights):
+        raise VqclipError("guide: give both model (the architecture JSON) and weights, or neither (no guidance)")
+    _require("guide.weight", g.weight, g.weight >= 0, ">= 0 (0 = no guidance)")
+    _require("guide.views", g.views, g.views >= 1, ">= 1")
     _check_animation(cfg)
     from .prompts import parse_job_prompts  # imported here so that config itself stays torch-free
 
@@ -303,10 +317,11 @@ def check_inputs(cfg: GenerateConfig) -> None:
     from .prompts import check_has_target, parse_image_prompt, parse_job_prompts
     from .schedules import story_keyframes
 
-    absent = [f"vqgan.{key}: {missing(path, 'file')}" for key, path in
-              (("config", cfg.vqgan.config), ("checkpoint", cfg.vqgan.checkpoint)) if path and not Path(path).is_file()]
-    if absent:  # both named at once, before any download is tried for the CLIP
-        raise VqclipError("; ".join(absent) + "; check the VQGAN paths")
+    for section, name, files in (("vqgan", "VQGAN", (("config", cfg.vqgan.config), ("checkpoint", cfg.vqgan.checkpoint))),
+                                 ("guide", "guide", (("model", cfg.guide.model), ("weights", cfg.guide.weights)))):
+        absent = [f"{section}.{key}: {missing(path, 'file')}" for key, path in files if path and not Path(path).is_file()]
+        if absent:  # both named at once, before any download is tried for the CLIP
+            raise VqclipError("; ".join(absent) + f"; check the {name} paths")
     wanted = [("init.image", cfg.init.image, "image")] if cfg.init.kind == "image" else []
     wanted += [("image_prompts", parse_image_prompt(item).text, "image") for item in cfg.image_prompts]
     wanted += [("restyle.input", cfg.restyle.input, "video")] if cfg.restyle.input else []

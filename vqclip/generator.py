@@ -19,6 +19,7 @@ from .candidates import first_generation
 from .config import GenerateConfig, check_device
 from .cutouts import Cutouts
 from .errors import VqclipError
+from .guide import Guide, GuideTerm
 from .init import initial_image, load_image, random_codes
 from .models import ClipModel, VQGAN
 from .prompts import Prompt, check_has_target, parse_job_prompts, prompt_loss, tv_loss, weights_tensor
@@ -39,6 +40,7 @@ class Models:
     vqgan: VQGAN
     clips: list[tuple[ClipModel, float]]
     judges: list[tuple[ClipModel, float]] = field(default_factory=list)  # score best-of-n starts (default: clips)
+    guide: Optional[Guide] = None  # classifier guidance (vqclip.guide), when the job names one
 
 
 @dataclass
@@ -146,6 +148,8 @@ class Generation:
         self.targets = self.embed_targets(self.prompts)
         self.weights = weights_tensor(self.prompts, device)
         self.weight_schedule: Optional[Callable[[int], Tensor]] = None
+        self.guide = GuideTerm(models.guide, cfg.guide.views) if models.guide and cfg.guide.weight > 0 else None
+        self._aim_guide()
         # 2. Cutout samplers, one per CLIP input size
         c = cfg.cutouts
         self.cutouts = {size: Cutouts(size, c.n, c.pow, c.min_size, c.augments, c.noise)
@@ -205,6 +209,16 @@ class Generation:
         check_has_target(prompts)
         self.prompts, self.targets = prompts, self.embed_targets(prompts)
         self.weights = weights_tensor(prompts, self.device)
+        self._aim_guide()
+
+    def _aim_guide(self) -> None:
+        """Point classifier guidance at the label the text prompts name (none named: no guidance, with a notice)."""
+        if self.guide is None:
+            return
+        self.guide.aim([p.text for p in self.prompts if not p.image and p.weight > 0])
+        if self.guide.label is None:
+            log.info("guide: the prompt names none of %s; no classifier guidance",
+                     ", ".join(x for x in self.guide.guide.labels if not x.startswith("_")))
 
     @torch.no_grad()
     def _initial_latent(self) -> Tensor:
@@ -273,6 +287,8 @@ class Generation:
             parts["init"] = self.cfg.init.weight * F.mse_loss(self.z, self.z_init)
         if self.cfg.tv_weight > 0:
             parts["tv"] = self.cfg.tv_weight * tv_loss(image)
+        if self.guide is not None and self.guide.label is not None:
+            parts["guide"] = self.cfg.guide.weight * self.guide(image, self.amp)
         return parts
 
     def _micro_batched_loss(self, clip: ClipModel, batch: Tensor, targets: Tensor, weights: Tensor) -> Tensor:

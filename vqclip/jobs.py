@@ -13,6 +13,7 @@ from .callbacks import ProgressBar, SaveFrames, StopOnFlag, frame_path
 from .config import GenerateConfig, check_inputs, merge_layers, to_dict, to_yaml
 from .errors import VqclipError
 from .generator import Callback, GenerateResult, Models, pick_device, resolve_seed
+from .guide import Guide, load_guide
 from .jobyaml import load_yaml
 from .models import ClipModel, VQGAN, load_clip, load_vqgan
 from .outputs import (atomic_write_text, check_run_dir, claim_run_dir, default_run_dir, read_metadata, release_run_dir,
@@ -74,12 +75,13 @@ def build_config(cli: Optional[dict] = None, yaml_files: Iterable[str | Path] = 
 
 
 def local_weights(cfg: GenerateConfig) -> GenerateConfig:
-    """`cfg` with CLIP files of the embedded preset recorded by another vqclip install (a job.yaml or PNG made
+    """`cfg` with CLIP and guide files of the embedded preset recorded by another vqclip install (a job.yaml or PNG made
     elsewhere, or before an upgrade moved the package) read from this install's copy."""
     from .registry import local_embedded
 
     for clip in (*cfg.clip, *cfg.candidates.clip):
         clip.model, clip.pretrained = local_embedded(clip.model), local_embedded(clip.pretrained)
+    cfg.guide.model, cfg.guide.weights = local_embedded(cfg.guide.model), local_embedded(cfg.guide.weights)
     return cfg
 
 
@@ -98,6 +100,7 @@ class ModelCache:
 
     vqgans: dict = field(default_factory=dict)
     clips: dict = field(default_factory=dict)
+    guides: dict = field(default_factory=dict)
 
     def vqgan(self, config: str, checkpoint: str, device: torch.device) -> VQGAN:
         key = (str(config), str(checkpoint), str(device))
@@ -115,9 +118,15 @@ class ModelCache:
             self.clips[key] = load_clip(model, pretrained, device, cache_dir, like=like)
         return self.clips[key]
 
+    def guide(self, model: str, weights: str, device: torch.device) -> Guide:
+        key = (str(model), str(weights), str(device))
+        if key not in self.guides:
+            self.guides[key] = load_guide(model, weights, device)
+        return self.guides[key]
+
 
 def load_models(cfg: GenerateConfig, device: torch.device, cache: Optional[ModelCache] = None) -> Models:
-    """The VQGAN (named files, else the preset's, fetched once) and the weighted CLIP models of a job."""
+    """The VQGAN (named files, else the preset's, fetched once), the weighted CLIP models and the guide of a job."""
     from . import registry
 
     cache = cache or ModelCache()
@@ -127,7 +136,9 @@ def load_models(cfg: GenerateConfig, device: torch.device, cache: Optional[Model
     vqgan = cache.vqgan(vq_config, vq_ckpt, device)
     clips = [(cache.clip(c.model, c.pretrained, device, clip_cache), c.weight) for c in cfg.clip]
     judges = [(cache.clip(c.model, c.pretrained, device, clip_cache), c.weight) for c in scorers]
-    return Models(vqgan, clips, judges)
+    g = cfg.guide
+    guide = cache.guide(g.model, g.weights, device) if g.model and g.weights and g.weight > 0 else None
+    return Models(vqgan, clips, judges, guide)
 
 
 def _fetch_files(cfg: GenerateConfig, clips: list) -> tuple[str, str]:

@@ -331,6 +331,10 @@ def _resolve_embedded(preset: Preset) -> ResolvedPreset:
         if not isinstance(extra, dict):
             raise VqclipError(f"{defaults_file}: expected a mapping of job settings; reinstall vqclip")
         defaults.update(extra)
+    guide = defaults.get("guide")
+    if isinstance(guide, dict):  # the guide's files are named inside the package folder
+        defaults["guide"] = {**guide, **{k: str(MINI_DIR / guide[k]) for k in ("model", "weights")
+                                         if isinstance(guide.get(k), str) and Path(guide[k]).name == guide[k]}}
     return ResolvedPreset(config, checkpoint, clip_json, clip_weights, defaults, name=preset.name,
                           clip_weights=Path(clip_weights) if clip_weights else None)
 

@@ -1,5 +1,5 @@
-"""Reproduce the shipped mini weights: `python -m vqclip.mini.train vqgan|clip --seed 0 [--out DIR]` (VQGAN first:
-the last CLIP stages generate with it). Weights go to ./mini-weights unless --out says otherwise, never over the
+"""Reproduce the shipped mini weights: `python -m vqclip.mini.train vqgan|clip|guide --seed 0 [--out DIR]` (VQGAN
+first: the last CLIP stages generate with it, and the guide learns from its reconstructions). Weights go to ./mini-weights unless --out says otherwise, never over the
 shipped ones unless --out names their folder."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from vqclip.mini import WEIGHTS_DIR
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, train one model, print its measured figures as JSON."""
     p = argparse.ArgumentParser(prog="python -m vqclip.mini.train", description=__doc__)
-    p.add_argument("which", choices=["clip", "vqgan"])
+    p.add_argument("which", choices=["clip", "vqgan", "guide"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the shipped recipe)")
     p.add_argument("--out", type=Path, default=Path("mini-weights"),
@@ -49,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
             from vqclip.mini.train_clip import train_clip
 
             figures = train_clip(args.out, stage=args.stage, **kw)
+        elif args.which == "guide":
+            from vqclip.mini.train_guide import train_guide
+
+            figures = train_guide(args.out, **kw)
         else:
             from vqclip.mini.train_vqgan import train_vqgan
 

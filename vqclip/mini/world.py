@@ -79,7 +79,8 @@ class Attributes:
     clutter: bool = False
 
 
-def _other_color(rng: np.random.Generator, exclude: str) -> str:
+def other_color(rng: np.random.Generator, exclude: str) -> str:
+    """A colour name other than `exclude`, drawn at random."""
     names = [c for c in COLORS if c != exclude]
     return names[int(rng.integers(len(names)))]
 
@@ -88,7 +89,7 @@ def sample_scene(rng: np.random.Generator, size: int = SIZE) -> Scene:
     """A proper scene: one shape of half-extent 9-22 px (at 64 px), fully inside the canvas."""
     kind = SHAPES[int(rng.integers(len(SHAPES)))]
     color = list(COLORS)[int(rng.integers(len(COLORS)))]
-    bg = _other_color(rng, color)
+    bg = other_color(rng, color)
     return Scene(bg, (_placed(rng, kind, color, size),), 1)
 
 
@@ -109,7 +110,7 @@ def scene_for(attrs: Attributes, rng: np.random.Generator, size: int = SIZE) -> 
 def sample_negative(rng: np.random.Generator, size: int = SIZE) -> Scene:
     """A training-only negative: 2-4 separate copies of one shape, or 4-9 scattered fragments of one colour."""
     color = list(COLORS)[int(rng.integers(len(COLORS)))]
-    bg = _other_color(rng, color)
+    bg = other_color(rng, color)
     s = size / SIZE
     if rng.random() < 0.5:
         kind = SHAPES[int(rng.integers(len(SHAPES)))]
@@ -137,7 +138,7 @@ def sample_clutter(rng: np.random.Generator, size: int = SIZE) -> Scene:
 def sample_blob(rng: np.random.Generator, size: int = SIZE) -> Scene:
     """A training-only negative: one irregular blob (2-4 overlapping shapes of one colour), "a red blob on ..."."""
     color = list(COLORS)[int(rng.integers(len(COLORS)))]
-    bg = _other_color(rng, color)
+    bg = other_color(rng, color)
     s = size / SIZE
     cx, cy = (float(rng.uniform(20, 44)) * s for _ in range(2))
     parts = []
