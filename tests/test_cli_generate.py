@@ -357,3 +357,12 @@ def test_run_names_the_file_and_job_of_a_bad_value(tmp_path, tiny_job, capsys):
     assert main(["run", str(tmp_path / "neg.yaml")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {tmp_path / 'neg.yaml'} job 2: steps: must be >= 0, got -5"]
+
+
+def test_notes_do_not_tear_the_progress_bar(tmp_path, tiny_args, capsys):
+    args = [a for a in tiny_args if a != "--quiet"]
+    assert main(["generate", "a red circle", *args, "--init", "background", "--steps", "2", "--no-video",
+                 "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    notes = [line for line in err.split("\n") if "init background:" in line]
+    assert notes and all(line.split("\r")[-1].startswith("note: init background:") for line in notes), err

@@ -22,6 +22,18 @@ class _OneLine(logging.Formatter):
         return f"{prefix}: {record.getMessage()}"
 
 
+class _BarSafeHandler(logging.StreamHandler):
+    """Writes each notice on a line of its own through tqdm, so that a progress bar being drawn is not torn."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # noqa: BLE001 - logging's own convention: never raise from a handler
+            self.handleError(record)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (`error: ...; see --help`) and exit code 2, like every other bad input."""
 
@@ -51,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _route_logging(quiet: bool) -> logging.Handler:
     """Send vqclip's notices to stderr for this run (undone on exit, so nothing global lingers)."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _BarSafeHandler(sys.stderr)
     handler.setFormatter(_OneLine())
     logger = logging.getLogger("vqclip")
     logger.addHandler(handler)

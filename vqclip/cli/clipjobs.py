@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import time
@@ -113,15 +112,6 @@ def load_clips_for(args: argparse.Namespace) -> list:
     return clips
 
 
-@contextlib.contextmanager
-def _bar_safe_logging():
-    """Route vqclip's warnings through tqdm while a bar is drawn, so they do not tear it."""
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    with logging_redirect_tqdm(loggers=[log]):
-        yield
-
-
 def _read_lines(path: str, what: str) -> list[str]:
     """Non-empty, non-comment lines of a text file."""
     from ..errors import VqclipError
@@ -158,8 +148,7 @@ def _embed(args, clips, paths):
 
     kept, embs = list(paths), []
     for clip in clips:
-        with _bar_safe_logging():
-            got, emb = embed_image_files(clip, kept, args.batch_size, progress=not args.quiet)
+        got, emb = embed_image_files(clip, kept, args.batch_size, progress=not args.quiet)
         if not got:
             raise VqclipError(f"none of the {len(paths)} images could be read; check the files")
         if len(got) != len(kept):  # a file that became unreadable meanwhile drops out for every CLIP
@@ -251,8 +240,7 @@ def run_search(args: argparse.Namespace) -> int:
             index.entries.clear()
             index.vectors.clear()
         t0 = time.perf_counter()
-        with _bar_safe_logging():
-            index.update(batch_size=args.batch_size, progress=not args.quiet)
+        index.update(batch_size=args.batch_size, progress=not args.quiet)
         wall = time.perf_counter() - t0
         if not len(index):
             skipped = f" ({len(index.skipped)} could not be read)" if index.skipped else ""
