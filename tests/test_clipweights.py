@@ -132,3 +132,30 @@ def test_a_hand_placed_file_keeps_its_tags_preprocessing(tmp_path, monkeypatch):
     from vqclip.cli.clipjobs import _resolved  # classify, search, score and rank load it the same way
 
     assert _resolved("ViT-B-16-SigLIP", "webli") == ("ViT-B-16-SigLIP", str(placed), placed.parent, "webli")
+
+
+def test_a_tag_fetched_before_loads_from_its_cached_file_without_asking_the_hub(tmp_path, monkeypatch, offline_hub):
+    """Once open_clip's downloader put a tag's weights in <home>/clip, loading reads that file: no second lookup."""
+    import open_clip
+    import torch
+
+    from vqclip.jobs import ModelCache
+
+    home = tmp_path / "home"
+    snapshot = home / "clip" / "models--timm--vit_base_patch32_clip_224.openai" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc")
+    (snapshot / "open_clip_model.safetensors").write_bytes(b"w")
+    monkeypatch.setenv("VQCLIP_HOME", str(home))
+    seen = {}
+
+    def create_model(name, pretrained=None, **kwargs):
+        seen.update(name=name, pretrained=pretrained, **kwargs)
+        raise RuntimeError("stop here: the arguments are what is checked")
+
+    monkeypatch.setattr(open_clip, "create_model", create_model)
+    with pytest.raises(VqclipError):
+        ModelCache().clip("ViT-B-32", "openai", torch.device("cpu"), home / "clip")
+    assert seen["pretrained"] == str(snapshot / "open_clip_model.safetensors")
+    assert seen["name"] == "ViT-B-32-quickgelu"  # the openai tag's QuickGELU, kept for the file

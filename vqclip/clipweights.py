@@ -46,8 +46,13 @@ def hand_placed_clip(model: str, tag: str, home_dir: Path) -> tuple[str, str] | 
 
     cfg = open_clip.get_pretrained_cfg(model, tag)
     path = clip_manual_path(model, tag, home_dir) if cfg else None
-    if path is None or not path.is_file():
-        return None
+    return _as_file(model, cfg, path) if path is not None and path.is_file() else None
+
+
+def _as_file(model: str, cfg: dict, path: Path) -> tuple[str, str]:
+    """(model, path) that load a tag's weights file as the tag would (QuickGELU tags use the `-quickgelu` model)."""
+    import open_clip
+
     quick = f"{model}-quickgelu"
     if cfg.get("quick_gelu") and not model.endswith("-quickgelu") and quick in open_clip.list_models():
         model = quick
@@ -55,10 +60,17 @@ def hand_placed_clip(model: str, tag: str, home_dir: Path) -> tuple[str, str] | 
 
 
 def placed_or_tag(model: str, pretrained: str | None, home_dir: Path) -> tuple[str, str | None, str | None]:
-    """(model, pretrained, like) to load: a hand-placed file stands in for its tag, and `like` then names the tag
-    (so load_clip applies its preprocessing); otherwise the values as given and `like` None."""
-    placed = hand_placed_clip(model, pretrained, home_dir) if pretrained else None
-    return (*placed, pretrained) if placed else (model, pretrained, None)
+    """(model, pretrained, like) to load: a local file of the tag (placed by hand, else fetched earlier into
+    open_clip's cache under `<home>/clip`) stands in for it, so that loading asks no server again, and `like` then
+    names the tag (so load_clip applies its preprocessing); otherwise the values as given and `like` None."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(model, pretrained) if pretrained else None
+    if not cfg:
+        return model, pretrained, None
+    cached = _in_clip_cache(cfg, Path(home_dir).absolute() / "clip")
+    local = hand_placed_clip(model, pretrained, home_dir) or (_as_file(model, cfg, cached) if cached else None)
+    return (*local, pretrained) if local else (model, pretrained, None)
 
 
 def _in_clip_cache(cfg: dict, cache: Path) -> Path | None:

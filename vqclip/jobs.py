@@ -112,7 +112,7 @@ class ModelCache:
         from . import registry
         from .clipweights import placed_or_tag
 
-        model, pretrained, like = placed_or_tag(model, pretrained, registry.home())  # a hand-placed file wins
+        model, pretrained, like = placed_or_tag(model, pretrained, registry.home())  # a local file of the tag wins
         key = (model, pretrained, str(device))
         if key not in self.clips:
             self.clips[key] = load_clip(model, pretrained, device, cache_dir, like=like)

@@ -78,7 +78,7 @@ def _resolved(model: str, pretrained: str | None) -> tuple[str, str | None, Path
     if pretrained and not Path(model).suffix.lower() == ".json" and not Path(pretrained).is_file():
         from ..clipweights import placed_or_tag
 
-        model, pretrained, like = placed_or_tag(model, pretrained, registry.home())  # a file put there by hand wins
+        model, pretrained, like = placed_or_tag(model, pretrained, registry.home())  # a local file of the tag wins
     return model, pretrained, registry.home() / "clip", like
 
 
