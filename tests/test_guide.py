@@ -194,3 +194,10 @@ def test_a_job_naming_a_guide_loads_it_records_it_and_resumes_with_it(tiny_job, 
     recorded = (run.dir / "job.yaml").read_text()
     assert f"model: {model}" in recorded and "weight: 0.5" in recorded
     assert resume_run(run.dir).final.is_file()
+
+
+def test_a_torch_file_of_the_whole_module_loads_too(tiny_guide, tmp_path):
+    model, _, original = tiny_guide
+    torch.save(original.state_dict(), tmp_path / "guide.pt")  # keys 'net.0.weight', ...: the module, not its net
+    x = torch.rand(1, 3, 32, 32)
+    torch.testing.assert_close(load_guide(model, tmp_path / "guide.pt")(x), original(x))
