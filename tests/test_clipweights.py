@@ -12,6 +12,31 @@ from vqclip.download import DownloadError
 from vqclip.errors import VqclipError
 
 
+@pytest.fixture
+def create_model_args(monkeypatch) -> dict:
+    """open_clip.create_model replaced by a recorder of its arguments that stops the load there."""
+    import open_clip
+
+    seen = {}
+
+    def create_model(name, pretrained=None, **kwargs):
+        seen.update(name=name, pretrained=pretrained, **kwargs)
+        raise RuntimeError("stop here: the arguments are what is checked")
+
+    monkeypatch.setattr(open_clip, "create_model", create_model)
+    return seen
+
+
+def _hub_snapshot(cache: Path) -> Path:
+    """The OpenAI ViT-B-32 weights as open_clip's hub downloader leaves them in `cache`; their path."""
+    snapshot = cache / "models--timm--vit_base_patch32_clip_224.openai" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc")
+    (snapshot / "open_clip_model.safetensors").write_bytes(b"w")
+    return snapshot / "open_clip_model.safetensors"
+
+
 def test_fetch_clip_uses_open_clip_cache_under_home(tmp_path, monkeypatch):
     from open_clip import pretrained
 
@@ -74,12 +99,8 @@ def test_fetch_clip_offline_fails_at_once_naming_the_host(tmp_path, offline_hub)
 
 
 def test_fetch_clip_finds_open_clip_cache_offline(tmp_path, offline_hub):
-    snapshot = tmp_path / "clip" / "models--timm--vit_base_patch32_clip_224.openai" / "snapshots" / "abc"
-    snapshot.mkdir(parents=True)
-    (snapshot.parents[1] / "refs").mkdir()
-    (snapshot.parents[1] / "refs" / "main").write_text("abc")
-    (snapshot / "open_clip_model.safetensors").write_bytes(b"w")
-    assert fetch_clip("ViT-B-32", "openai", tmp_path) == snapshot / "open_clip_model.safetensors"
+    weights = _hub_snapshot(tmp_path / "clip")
+    assert fetch_clip("ViT-B-32", "openai", tmp_path) == weights
 
 
 def test_a_host_that_resolves_but_refuses_is_reported():
@@ -106,9 +127,8 @@ def test_clips_missing_lists_each_missing_file_once(tmp_path, offline_hub, tiny_
     assert [m.filename for m in missing] == ["CLIP ViT-B-32 (openai) weights", "CLIP ViT-B-16 (openai) weights"]
 
 
-def test_a_hand_placed_file_keeps_its_tags_preprocessing(tmp_path, monkeypatch):
+def test_a_hand_placed_file_keeps_its_tags_preprocessing(tmp_path, monkeypatch, create_model_args):
     """SigLIP's tag normalises with mean 0.5, not OpenAI's: loading its weights from a file must not lose that."""
-    import open_clip
     import torch
 
     from vqclip.jobs import ModelCache
@@ -117,45 +137,27 @@ def test_a_hand_placed_file_keeps_its_tags_preprocessing(tmp_path, monkeypatch):
     placed.parent.mkdir(parents=True)
     placed.write_bytes(b"weights")
     monkeypatch.setenv("VQCLIP_HOME", str(tmp_path / "home"))
-    seen = {}
-
-    def create_model(name, pretrained=None, **kwargs):
-        seen.update(name=name, pretrained=pretrained, **kwargs)
-        raise RuntimeError("stop here: the arguments are what is checked")
-
-    monkeypatch.setattr(open_clip, "create_model", create_model)
     with pytest.raises(VqclipError):
         ModelCache().clip("ViT-B-16-SigLIP", "webli", torch.device("cpu"), tmp_path / "home" / "clip")
-    assert seen["pretrained"] == str(placed)
-    assert seen["force_preprocess_cfg"]["mean"] == (0.5, 0.5, 0.5)
-    assert seen["force_preprocess_cfg"]["resize_mode"] == "squash"
+    assert create_model_args["pretrained"] == str(placed)
+    assert create_model_args["force_preprocess_cfg"]["mean"] == (0.5, 0.5, 0.5)
+    assert create_model_args["force_preprocess_cfg"]["resize_mode"] == "squash"
     from vqclip.cli.clipjobs import _resolved  # classify, search, score and rank load it the same way
 
     assert _resolved("ViT-B-16-SigLIP", "webli") == ("ViT-B-16-SigLIP", str(placed), placed.parent, "webli")
 
 
-def test_a_tag_fetched_before_loads_from_its_cached_file_without_asking_the_hub(tmp_path, monkeypatch, offline_hub):
+def test_a_tag_fetched_before_loads_from_its_cached_file_without_asking_the_hub(tmp_path, monkeypatch, offline_hub,
+                                                                                create_model_args):
     """Once open_clip's downloader put a tag's weights in <home>/clip, loading reads that file: no second lookup."""
-    import open_clip
     import torch
 
     from vqclip.jobs import ModelCache
 
     home = tmp_path / "home"
-    snapshot = home / "clip" / "models--timm--vit_base_patch32_clip_224.openai" / "snapshots" / "abc"
-    snapshot.mkdir(parents=True)
-    (snapshot.parents[1] / "refs").mkdir()
-    (snapshot.parents[1] / "refs" / "main").write_text("abc")
-    (snapshot / "open_clip_model.safetensors").write_bytes(b"w")
+    weights = _hub_snapshot(home / "clip")
     monkeypatch.setenv("VQCLIP_HOME", str(home))
-    seen = {}
-
-    def create_model(name, pretrained=None, **kwargs):
-        seen.update(name=name, pretrained=pretrained, **kwargs)
-        raise RuntimeError("stop here: the arguments are what is checked")
-
-    monkeypatch.setattr(open_clip, "create_model", create_model)
     with pytest.raises(VqclipError):
         ModelCache().clip("ViT-B-32", "openai", torch.device("cpu"), home / "clip")
-    assert seen["pretrained"] == str(snapshot / "open_clip_model.safetensors")
-    assert seen["name"] == "ViT-B-32-quickgelu"  # the openai tag's QuickGELU, kept for the file
+    assert create_model_args["pretrained"] == str(weights)
+    assert create_model_args["name"] == "ViT-B-32-quickgelu"  # the openai tag's QuickGELU, kept for the file

@@ -68,9 +68,9 @@ def placed_or_tag(model: str, pretrained: str | None, home_dir: Path) -> tuple[s
     cfg = open_clip.get_pretrained_cfg(model, pretrained) if pretrained else None
     if not cfg:
         return model, pretrained, None
-    cached = _in_clip_cache(cfg, Path(home_dir).absolute() / "clip")
-    local = hand_placed_clip(model, pretrained, home_dir) or (_as_file(model, cfg, cached) if cached else None)
-    return (*local, pretrained) if local else (model, pretrained, None)
+    manual = clip_manual_path(model, pretrained, home_dir)
+    local = manual if manual.is_file() else _in_clip_cache(cfg, Path(home_dir).absolute() / "clip")
+    return (*_as_file(model, cfg, local), pretrained) if local else (model, pretrained, None)
 
 
 def _in_clip_cache(cfg: dict, cache: Path) -> Path | None:

@@ -1,6 +1,6 @@
 """Reproduce the shipped mini weights: `python -m vqclip.mini.train vqgan|clip|guide --seed 0 [--out DIR]` (VQGAN
-first: the last CLIP stages generate with it, and the guide learns from its reconstructions). Weights go to ./mini-weights unless --out says otherwise, never over the
-shipped ones unless --out names their folder."""
+first: the last CLIP stages generate with it, and the guide learns from its reconstructions). Weights go to
+./mini-weights unless --out says otherwise, never over the shipped ones unless --out names their folder."""
 from __future__ import annotations
 
 import argparse

@@ -74,21 +74,19 @@ def clipped_scene(rng: np.random.Generator) -> np.ndarray:
     return img
 
 
+#: how each near miss of NEAR_MISSES is drawn
+NEAR_MISS_SCENES = {"lumpy": lumpy_scene, "blob": lambda rng: world.render(world.sample_blob(rng)),
+                    "rectangle": rectangle_scene, "clipped": clipped_scene,
+                    "copies": lambda rng: world.render(world.sample_negative(rng))}
+
+
 def sample(rng: np.random.Generator) -> tuple[np.ndarray, int]:
     """One training image (uint8 [64,64,3]) and its label index."""
     u, edge = rng.random(), 0.0
     for name, share in NEAR_MISSES.items():
         edge += share
         if u < edge:
-            if name == "lumpy":
-                return lumpy_scene(rng), NONE
-            if name == "blob":
-                return world.render(world.sample_blob(rng)), NONE
-            if name == "rectangle":
-                return rectangle_scene(rng), NONE
-            if name == "clipped":
-                return clipped_scene(rng), NONE
-            return world.render(world.sample_negative(rng)), NONE
+            return NEAR_MISS_SCENES[name](rng), NONE
     scene = world.sample_scene(rng)
     return world.render(scene), world.SHAPES.index(scene.shapes[0].kind)
 
