@@ -110,11 +110,21 @@ class MakeCutouts(nn.Module):
         self.augs = nn.Sequential(*[table[a] for a in AUGMENTS if a in table])
         self.av_pool = nn.AdaptiveAvgPool2d((cut_size, cut_size))
 
-    def forward(self, input):
+    def forward(self, input, fixed=None):
+        """`fixed` = (boxes [cutn,4] as x0, y0, x1, y1; Kornia's parameters, one per augment; noise [cutn,3,S,S])
+        replays given views instead of drawing them (the tests compare a vqclip step with this one that way)."""
         side_y, side_x = input.shape[2:4]
         max_size = min(side_x, side_y)
         min_size = min(side_x, side_y, self.cut_size)
         cutouts = []
+        if fixed is not None:
+            boxes, aug_params, noise = fixed
+            for x0, y0, x1, y1 in boxes.long().tolist():
+                cutouts.append(self.av_pool(input[:, :, y0:y1, x0:x1]))
+            batch = torch.cat(cutouts, dim=0)
+            for aug, params in zip(self.augs, aug_params):
+                batch = aug(batch, params=params)
+            return batch + noise.to(batch)
         for _ in range(self.cutn):
             size = int(torch.rand([]) ** self.cut_pow * (max_size - min_size) + min_size)
             offsetx = torch.randint(0, side_x - size + 1, ())
@@ -143,6 +153,19 @@ def build(vqgan_name: str, clip_name: str, device: torch.device, seed: int = 0):
     return model, perceptor, tokenizer
 
 
+def textbook_loss(model, perceptor, z, prompts, make_cutouts, mean, std, fixed=None, z_orig=None, init_weight=0.0):
+    """The notebook's loss of latent z [1,E,h,w]: straight-through quantize, decode, clamp with gradient, cutouts,
+    CLIP, the prompts' spherical distances; plus `init_weight` x MSE to `z_orig` / 2 as the notebook writes it."""
+    codebook = model.embedding.weight
+    z_q = vector_quantize(z.movedim(1, 3), codebook).movedim(3, 1)
+    out = clamp_with_grad(model.decode(z_q).add(1).div(2), 0, 1)
+    iii = perceptor.encode_image((make_cutouts(out, fixed) - mean) / std).float()
+    loss = sum(prompt(iii) for prompt in prompts)
+    if init_weight:
+        loss = loss + F.mse_loss(z, z_orig) * init_weight / 2
+    return loss
+
+
 def make_loop(model, perceptor, tokenizer, size: int, cutn: int, device: torch.device, lr: float = 0.1):
     """The setup of the scripts (random one-hot z, cached text embedding, Adam), returning one `train()` step."""
     mean = torch.tensor([0.48145466, 0.4578275, 0.40821073], device=device).view(1, 3, 1, 1)
@@ -164,15 +187,9 @@ def make_loop(model, perceptor, tokenizer, size: int, cutn: int, device: torch.d
         embed = perceptor.encode_text(tokenizer([BENCH_PROMPT]).to(device)).float()
     prompts = [Prompt(embed, 1.0).to(device)]
 
-    def synth(z):
-        z_q = vector_quantize(z.movedim(1, 3), codebook).movedim(3, 1)
-        return clamp_with_grad(model.decode(z_q).add(1).div(2), 0, 1)
-
     def train():
         opt.zero_grad(set_to_none=True)
-        out = synth(z)
-        iii = perceptor.encode_image((make_cutouts(out) - mean) / std).float()
-        loss = sum(prompt(iii) for prompt in prompts)
+        loss = textbook_loss(model, perceptor, z, prompts, make_cutouts, mean, std)
         loss.backward()
         opt.step()
         with torch.no_grad():

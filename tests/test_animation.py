@@ -224,3 +224,27 @@ def test_zoom_command_rejects_bad_values(tiny_args, tmp_path, capsys):
     assert "animation.zoom" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
+
+
+def test_a_zoom_move_sets_the_latent_and_its_init_target_to_the_moved_image(tiny_job, tiny_models):
+    """After the update of a move step, z is the VQGAN encoding of the moved decoded image, and so is z_init (the
+    target `init.weight` holds the next frames to); Adam restarts."""
+    from vqclip.generator import Generation
+
+    cfg = merge_layers([("tiny", tiny_job), ("t", {"prompt": "x", "steps": 6, "seed": 2, "init": {"weight": 0.5},
+                                                   "animation": {"mode": "zoom", "every": 3, "zoom": 1.3,
+                                                                 "rotate": 10}})])
+    gen = Generation(cfg, tiny_models, torch.device("cpu"), 2)
+    motion = Motion.from_config(cfg.animation)
+    moves = ZoomCallback(motion, 3)
+    for _ in range(4):
+        event = gen.step()
+        before = gen.decode().detach()
+        moves(event)
+        if event.step % 3 == 0:
+            expected = tiny_models.vqgan.encode(motion.apply(before, event.step))
+            assert torch.equal(gen.z.detach(), expected) and torch.equal(gen.z_init, expected)
+            assert not gen.optimizer.state  # restarted
+        else:
+            assert not torch.equal(gen.z.detach(), gen.z_init)  # moved on from it by the updates
+    assert moves.transforms == 2

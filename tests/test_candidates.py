@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from tiny import write_clip
-from vqclip.candidates import best_start, start_score
+from vqclip.candidates import best_start, start_scores
 from vqclip.cli import main
 from vqclip.config import merge_layers
 from vqclip.cutouts import Cutouts
@@ -66,9 +66,59 @@ def test_best_start_goes_on_from_the_lowest_scored_start(tiny_job, tiny_models):
     assert torch.equal(batch.z[winner.start:winner.start + 1], winner.z)
     clip, c = tiny_models.clips[0][0], cfg.cutouts
     views = {clip.image_size: Cutouts(clip.image_size, 4, c.pow, c.min_size, c.augments, c.noise)}
-    again = start_score(winner.decode().detach(), tiny_models.clips, batch.targets, batch.weights, views, device,
-                        view_seed=3)
+    again = start_scores(winner.decode().detach(), tiny_models.clips, batch.targets, batch.weights, views, device,
+                         view_seed=3)[0]
     assert again == pytest.approx(min(scores), rel=1e-5)
+
+
+def _views(clip, cfg, n):
+    c = cfg.cutouts
+    return {clip.image_size: Cutouts(clip.image_size, n, c.pow, c.min_size, c.augments, c.noise)}
+
+
+def test_every_start_is_scored_on_the_same_views(tiny_job, tiny_models):
+    """The same image as two starts scores the same; the views are one draw replayed, not one draw per start."""
+    cfg, device = job(tiny_job), torch.device("cpu")
+    clip = tiny_models.clips[0][0]
+    gen = Generation(cfg, tiny_models, device, 3, starts=2)
+    a, b = gen.decode().detach().split(1)
+    scores = start_scores(torch.cat([a, b, a, b]), tiny_models.clips, gen.targets, gen.weights, _views(clip, cfg, 6),
+                          device, view_seed=5)
+    assert scores[0] == scores[2] and scores[1] == scores[3] and scores[0] != scores[1]
+
+
+def test_a_starts_score_is_its_mean_spherical_distance_on_the_views(tiny_job, tiny_models):
+    """Independently of vqclip's loss code: the score is the mean over the views of arccos(cos)^2 / 2 to the prompt
+    (weight 1), on the views the replayed draw gives."""
+    cfg, device = job(tiny_job), torch.device("cpu")
+    clip = tiny_models.clips[0][0]
+    gen = Generation(cfg, tiny_models, device, 3)
+    image, views = gen.decode().detach(), _views(clip, cfg, 5)
+    with seeded(device, 9):
+        draw = views[clip.image_size].draw(1, 32, 32)
+    cosine = clip.encode_image(views[clip.image_size].apply(image, draw)) @ clip.encode_text(["a red circle"]).T
+    expected = (cosine.clamp(-1, 1).arccos() ** 2 / 2).mean().item()
+    got = start_scores(image, tiny_models.clips, gen.targets, gen.weights, views, device, view_seed=9)[0]
+    assert got == pytest.approx(expected, rel=1e-4)
+
+
+def test_the_pick_is_the_start_with_the_lowest_independent_score(tiny_job, tiny_models):
+    cfg = job(tiny_job, candidates={"n": 4, "steps": 2, "views": 6})
+    device, clip = torch.device("cpu"), tiny_models.clips[0][0]
+    with seeded(device, 3):
+        winner, _ = best_start(cfg, tiny_models, device, 3, Generation)
+    with seeded(device, 3):  # the same four starts, run by hand to the pick
+        trial = Generation(cfg, tiny_models, device, 3, starts=4)
+        for _ in range(2):
+            trial.step()
+    finals = trial.decode().detach()
+    text = clip.encode_text(["a red circle"])
+    views = _views(clip, cfg, 6)[clip.image_size]
+    with seeded(device, 3):
+        draw = views.draw(1, 32, 32)
+    independent = [(clip.encode_image(views.apply(finals[k:k + 1], draw)) @ text.T).clamp(-1, 1).arccos().pow(2)
+                   .mean().item() for k in range(4)]
+    assert winner.start == int(np.argmin(independent)) and len(set(independent)) == 4
 
 
 def test_generate_with_candidates_is_repeatable_and_n1_is_the_plain_run(tiny_job, tiny_models):

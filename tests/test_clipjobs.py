@@ -81,7 +81,10 @@ def test_zero_shot_is_a_softmax_of_scaled_cosines(clip):
     probs = zero_shot(clip, images, ["red", "green", "blue", "dog"], ["{}"])
     assert probs.shape == (3, 4)
     torch.testing.assert_close(probs.sum(-1), torch.ones(3))
-    emb = clip.encode_image(clip.prepare(images))
+    from open_clip.transform import image_transform_v2
+
+    transform = image_transform_v2(clip.preprocess_cfg, is_train=False)  # open_clip's eval transform of the model
+    emb = clip.encode_normalized(torch.stack([transform(im) for im in images]))
     want = (logit_scale(clip) * emb @ clip.encode_text(["red", "green", "blue", "dog"]).t()).softmax(-1)
     torch.testing.assert_close(probs, want)
     assert 1 < logit_scale(clip) <= 100
@@ -134,16 +137,19 @@ def test_mini_classifies_every_shape(mini, color):
 
 # ---- image files ------------------------------------------------------------------------------------------------
 
-def test_load_image_file_resizes_short_side_and_centre_crops(tmp_path):
+def test_image_files_are_prepared_by_open_clips_transform_of_the_model(clip, tmp_path):
+    from open_clip.transform import image_transform_v2
+
     img = np.zeros((40, 80, 3), np.uint8)
-    img[:, :20] = 255  # the left quarter is cropped away, the rest is black
+    img[:, :20] = 255  # the left quarter is cropped away by the centre crop, the rest is black
     img[:, 60:] = (0, 255, 0)
     p = save(img, tmp_path / "wide.png")
-    out = load_image_file(p, 20)
-    assert out.shape == (20, 20, 3) and out.dtype == np.uint8
-    assert out[:, 3:17].max() < 20  # the centre of the wide image
+    kept, emb = embed_image_files(clip, [p])
+    transform = image_transform_v2(clip.preprocess_cfg, is_train=False)
+    torch.testing.assert_close(emb, clip.encode_normalized(transform(Image.open(p).convert("RGB"))[None]))
+    assert load_image_file(p, 20).size == (80, 40)  # decoded whole: the transform resizes and crops
     Image.fromarray(img).convert("L").save(tmp_path / "grey.jpg")
-    assert load_image_file(tmp_path / "grey.jpg", 16).shape == (16, 16, 3)
+    assert load_image_file(tmp_path / "grey.jpg", 16).mode == "RGB"
 
 
 def test_embed_files_skips_bad_images_with_a_warning(clip, tmp_path, caplog):
@@ -257,7 +263,7 @@ def test_corrupt_image_is_skipped_and_the_rest_indexed(clip, folder, caplog):
 
 def test_interrupted_indexing_keeps_finished_batches(clip, folder, monkeypatch):
     calls = {"n": 0}
-    real = clip.encode_image
+    real = clip.encode_normalized
 
     def flaky(x):
         calls["n"] += 1
@@ -265,7 +271,7 @@ def test_interrupted_indexing_keeps_finished_batches(clip, folder, monkeypatch):
             raise KeyboardInterrupt
         return real(x)
 
-    monkeypatch.setattr(clip, "encode_image", flaky)
+    monkeypatch.setattr(clip, "encode_normalized", flaky)
     with pytest.raises(KeyboardInterrupt):
         ImageIndex(folder, clip).update(batch_size=4)
     monkeypatch.undo()

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from vqclip.cutouts import Cutouts, build_augments, make_cutouts, sample_boxes
 from vqclip.errors import VqclipError
@@ -45,3 +46,51 @@ def test_gradient_reaches_image_and_batch_shape():
 def test_unknown_augment_is_an_error():
     with pytest.raises(VqclipError, match="unknown augment 'blur'"):
         build_augments(["affine", "blur"])
+
+
+# ---- against the reference ops ---------------------------------------------------------------------------------
+
+def _crop_reference(image, boxes, size):
+    """The notebook's cutouts: each box cropped alone, shrunk by adaptive average pooling (or enlarged bilinearly)."""
+    out = []
+    n = len(boxes) // len(image)
+    for k, (x0, y0, x1, y1) in enumerate(boxes.long().tolist()):
+        crop = image[k // n:k // n + 1, :, y0:y1, x0:x1]
+        out.append(F.adaptive_avg_pool2d(crop, size) if x1 - x0 >= size else
+                   F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False))
+    return torch.cat(out)
+
+
+@pytest.mark.parametrize("size, min_frac, kinds", [(16, 0.0, {True}), (24, 0.2, {True, False}), (45, 0.1, {False})])
+def test_cutouts_are_adaptive_average_pools_of_their_crops(size, min_frac, kinds):
+    g = torch.Generator().manual_seed(size)
+    image = torch.rand(2, 3, 40, 57, generator=g)
+    boxes = sample_boxes(12, 40, 57, size, min_frac=min_frac, generator=g)
+    assert set((boxes[:, 2] - boxes[:, 0] >= size).tolist()) == kinds  # shrunk (area), enlarged (bilinear), or both
+    torch.testing.assert_close(make_cutouts(image, boxes, size), _crop_reference(image, boxes, size),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_cutout_gradient_is_the_reference_gradient():
+    g = torch.Generator().manual_seed(3)
+    image, weights = torch.rand(1, 3, 30, 30, generator=g), torch.rand(6, 3, 12, 12, generator=g)
+    boxes = sample_boxes(6, 30, 30, 12, min_frac=0.2, generator=g)
+    grads = []
+    for fn in (make_cutouts, _crop_reference):
+        x = image.clone().requires_grad_(True)
+        (fn(x, boxes, 12) * weights).sum().backward()
+        grads.append(x.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-6)
+
+
+def test_a_draw_replays_the_same_views_on_any_image():
+    cut = Cutouts(16, 5, augments=["affine", "perspective", "flip", "noise"], noise=0.2)
+    a, b = torch.rand(1, 3, 40, 40), torch.rand(1, 3, 40, 40)
+    torch.manual_seed(0)
+    draw = cut.draw(1, 40, 40, torch.Generator().manual_seed(1))
+    assert torch.equal(cut.apply(a, draw), cut.apply(a, draw))
+    torch.manual_seed(0)
+    torch.testing.assert_close(cut(a, torch.Generator().manual_seed(1)), cut.apply(a, draw))  # a fresh draw, same RNG
+    # the views are a linear function of the image: replaying them on a + b gives the sum (noise counted once)
+    torch.testing.assert_close(cut.apply(a + b, draw) + draw.noise, cut.apply(a, draw) + cut.apply(b, draw),
+                               rtol=1e-4, atol=1e-4)

@@ -4,6 +4,7 @@ import logging
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tiny import write_clip, write_vqgan
 from vqclip.callbacks import StopAfter
@@ -20,7 +21,7 @@ def job(tiny_job, **over):
 
 
 def similarity(clip, image, text):
-    return (clip.encode_image(clip.prepare(image)) @ clip.encode_text([text]).T).item()
+    return (clip.embed_images(image) @ clip.encode_text([text]).T).item()
 
 
 def test_optimisation_raises_clip_similarity(tiny_job, tiny_models):
@@ -155,6 +156,84 @@ def test_lr_schedules_decay(tiny_job, tiny_models, schedule):
     assert gen.lr_at(0) > gen.lr_at(5) > gen.lr_at(10)
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "constant"])
+def test_lr_schedules_are_torchs_schedulers(tiny_job, tiny_models, schedule):
+    """cosine = CosineAnnealingLR down to lr * min_factor over `steps`; linear = LinearLR to the same floor."""
+    steps, lr, floor = 12, 0.2, 0.25
+    gen = Generation(job(tiny_job, steps=steps, optimizer={"lr": lr, "schedule": schedule, "min_factor": floor}),
+                     tiny_models, torch.device("cpu"), 1)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    sched = {"cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * floor),
+             "linear": lambda: torch.optim.lr_scheduler.LinearLR(opt, 1.0, floor, total_iters=steps),
+             "constant": lambda: torch.optim.lr_scheduler.ConstantLR(opt, 1.0)}[schedule]()
+    for step in range(steps + 1):
+        assert gen.lr_at(step) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-9), step
+        opt.step()
+        sched.step()
+
+
+def test_the_step_uses_the_scheduled_lr_and_keeps_z_in_the_codebooks_box(tiny_job, tiny_models):
+    gen = Generation(job(tiny_job, steps=4, optimizer={"name": "sgd", "lr": 1e4, "schedule": "linear"}), tiny_models,
+                     torch.device("cpu"), 1)
+    codebook = tiny_models.vqgan.codebook
+    lo, hi = codebook.min(0).values.view(1, -1, 1, 1), codebook.max(0).values.view(1, -1, 1, 1)
+    for step in range(3):
+        gen.step()
+        assert gen.optimizer.param_groups[0]["lr"] == pytest.approx(gen.lr_at(step))
+        assert (gen.z >= lo).all() and (gen.z <= hi).all()
+    at_bound = (gen.z == lo) | (gen.z == hi)
+    assert at_bound.float().mean() > 0.2  # a huge step: the box clamp held many values
+
+
+def test_the_init_term_is_the_notebooks_with_twice_its_weight(tiny_job, tiny_models):
+    """vqclip's init.weight w adds w * MSE(z, z_init); the notebook adds init_weight * MSE / 2: w = init_weight / 2.
+    Its gradient pulls z back towards where it started."""
+    gen = Generation(job(tiny_job, init={"weight": 0.3}), tiny_models, torch.device("cpu"), 1)
+    with torch.no_grad():
+        gen.z.add_(torch.randn(gen.z.shape, generator=torch.Generator().manual_seed(0)))
+    z = gen.z.detach().clone()
+    term = gen.losses(gen.decode())["init"]
+    torch.testing.assert_close(term, F.mse_loss(z, gen.z_init) * 0.6 / 2)
+    gen.z.grad = None
+    term.backward()
+    assert (gen.z.grad * (z - gen.z_init)).sum() > 0  # descent moves z towards z_init
+    torch.testing.assert_close(gen.z.grad, 0.3 * 2 * (z - gen.z_init) / z.numel())
+
+
+def test_micro_batches_give_the_one_pass_gradient_with_two_clips_and_starts(tmp_path, tiny_job, tiny_models):
+    """Two CLIPs of unequal weight (their shares scale each injected gradient) and two starts (the loss is scaled by
+    the number of starts): scoring the cutouts in chunks gives the gradient of one pass."""
+    other = load_clip(*map(str, write_clip(tmp_path, seed=4)))
+    models = Models(tiny_models.vqgan, [tiny_models.clips[0], (other, 0.4)])
+    grads = []
+    for micro in (0, 3):
+        cfg = job(tiny_job, micro_batch=micro, cutouts={"n": 7}, precision="fp32")
+        gen = Generation(cfg, models, torch.device("cpu"), 1, starts=2)
+        image = gen.decode()
+        torch.manual_seed(0)  # Kornia draws its parameters from torch's RNG
+        views = [gen.cutouts[32].draw(2, 32, 32, torch.Generator().manual_seed(k)) for k in range(2)]
+        loss = torch.stack(list(gen.losses(image, views).values())).sum()
+        (loss * 2).backward()
+        grads.append((loss.item(), gen.z.grad.clone()))
+    assert len(gen.clip_terms) == len(set(gen.clip_terms)) == 2  # both named 'clip': each term counts
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-5)
+    torch.testing.assert_close(grads[1][1], grads[0][1], rtol=1e-4, atol=1e-7)
+
+
+def test_the_micro_batched_loss_has_the_true_gradient_for_any_incoming_gradient(tiny_job, tiny_models):
+    """gradcheck (float64) of the chunked loss as a function of the cutouts, scaled by 3 after it so that the
+    incoming gradient is not 1."""
+    import copy
+
+    clip = copy.deepcopy(tiny_models.clips[0][0]).double()
+    gen = Generation(job(tiny_job, micro_batch=2, precision="fp32"), Models(tiny_models.vqgan, [(clip, 1.0)]),
+                     torch.device("cpu"), 1)
+    targets, weights = gen.targets[0].double(), torch.tensor([1.0], dtype=torch.float64)
+    batch = torch.rand(5, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    fn = lambda b: 3 * gen._micro_batched_loss(clip, b, targets, weights)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (batch.requires_grad_(True),), eps=1e-6, atol=1e-5, fast_mode=True)
+
+
 def test_a_cuda_device_that_is_not_there_is_one_line(monkeypatch):
     from vqclip.generator import pick_device
 
@@ -163,3 +242,19 @@ def test_a_cuda_device_that_is_not_there_is_one_line(monkeypatch):
     assert pick_device("cuda:0") == torch.device("cuda:0")
     with pytest.raises(VqclipError, match="'cuda:7' asked for but this machine has 1 CUDA device"):
         pick_device("cuda:7")  # before any run folder is made, not a CUDA error mid-run
+
+
+def test_the_loss_is_the_weighted_sum_of_its_terms(tiny_job, tiny_models):
+    """tv = tv_weight x the mean squared neighbour difference (torch.diff); init = init.weight x MSE(z, z_init); the
+    step minimises their sum with the CLIP term."""
+    gen = Generation(job(tiny_job, tv_weight=0.7, init={"weight": 0.2}), tiny_models, torch.device("cpu"), 1)
+    with torch.no_grad():
+        gen.z.add_(0.3)
+    image = gen.decode()
+    parts = gen.losses(image)
+    diff = torch.diff(image, dim=-1).pow(2).mean() + torch.diff(image, dim=-2).pow(2).mean()
+    torch.testing.assert_close(parts["tv"], 0.7 * diff)
+    torch.testing.assert_close(parts["init"], 0.2 * (gen.z - gen.z_init).pow(2).mean())
+    assert set(parts) == {"clip:clip", "tv", "init"}
+    event = gen.step()
+    assert event.loss == pytest.approx(sum(event.losses.values()), rel=1e-6)

@@ -161,6 +161,11 @@ def test_a_run_adds_the_guide_term_for_the_label_its_prompt_names(tiny_job, tiny
     assert gen.guide.label == 1 and "guide" in parts  # the negative prompt's 'circle' is not the aim
     expected = 2.0 * guide_loss(guide(gen.decode().detach().repeat_interleave(4, 0)), 1)
     assert 0.5 * expected.item() < parts["guide"].item() < 2 * expected.item()  # the same loss, on augmented views
+    image, terms = gen.decode().detach(), []
+    for g in (gen, _generation(tiny_job, tiny_models, guide, "a red square:1|a circle:-1", weight=0.5)):
+        torch.manual_seed(3)
+        terms.append(g.losses(image)["guide"].item())
+    assert terms[0] == pytest.approx(4 * terms[1], rel=1e-5)  # guide.weight scales the term
     event = gen.step()
     assert "guide" in event.losses and abs(sum(event.losses.values()) - event.loss) < 1e-4  # it is minimised
     off = _generation(tiny_job, tiny_models, guide, "a red square", weight=0.0)
@@ -201,3 +206,64 @@ def test_a_torch_file_of_the_whole_module_loads_too(tiny_guide, tmp_path):
     torch.save(original.state_dict(), tmp_path / "guide.pt")  # keys 'net.0.weight', ...: the module, not its net
     x = torch.rand(1, 3, 32, 32)
     torch.testing.assert_close(load_guide(model, tmp_path / "guide.pt")(x), original(x))
+
+
+def test_the_guide_scores_affine_augmented_noisy_views(tiny_guide):
+    """Each image is seen as `views` views: Kornia's RandomAffine of it (from torch's RNG, as Kornia draws) plus
+    per-view noise; the loss is the cross-entropy of the aimed label averaged over them."""
+    import kornia.augmentation as K
+
+    _, _, guide = tiny_guide
+    term = GuideTerm(guide, views=6, noise=0.1)
+    term.aim(["a square"])
+    image = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    seen = []
+    handle = guide.net.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    try:
+        torch.manual_seed(7)
+        loss = term(image)
+    finally:
+        handle.remove()
+    torch.manual_seed(7)
+    affine = K.AugmentationSequential(K.RandomAffine(degrees=15, translate=0.1, p=0.7, padding_mode="border"))
+    views = affine(image.repeat_interleave(6, 0))
+    views = views + torch.rand(12, 1, 1, 1) * 0.1 * torch.randn(views.shape)
+    torch.testing.assert_close(seen[0], views * 2 - 1)  # the guide takes [-1, 1]
+    torch.testing.assert_close(loss, guide_loss(guide(views), 1))
+    moved = (views[:6] - image[:1]).abs().flatten(1).mean(1)
+    assert (moved > 0.05).sum() >= 2  # the views differ from the image by more than the noise
+
+
+def _story_generation(tiny_job, tiny_models, guide, layer):
+    from vqclip.animation import make_generation
+
+    cfg = merge_layers([("d", tiny_job), ("j", {"steps": 10, **layer, "guide": {"model": "g", "weights": "w"}})])
+    return make_generation(cfg, Models(tiny_models.vqgan, tiny_models.clips, guide=guide), torch.device("cpu"), 0)
+
+
+def test_a_story_re_aims_the_guide_at_the_prompt_of_each_step(tiny_job, tiny_models, tiny_guide):
+    _, _, guide = tiny_guide
+    gen = _story_generation(tiny_job, tiny_models, guide, {"prompt": "a red circle ^ a blue square"})
+    labels = []
+    for _ in range(10):
+        event = gen.step()
+        labels.append(gen.guide.label)
+        assert "guide" in event.losses
+    assert labels == [0] * 5 + [1] * 5  # circle for the first half, square for the second
+    gen = _story_generation(tiny_job, tiny_models, guide, {"story": [{"at": 0, "prompt": "a blue square"}, {
+        "at": 3, "prompt": "a blue square:-1|a red circle"}]})
+    gen.step_count = 4
+    gen.losses(gen.decode())
+    assert gen.guide.label == 0  # the keyframe pushes away from the square: it aims at the circle it pulls to
+
+
+def test_in_a_blend_the_guide_follows_the_strongest_prompt(tiny_job, tiny_models, tiny_guide):
+    _, _, guide = tiny_guide
+    gen = _story_generation(tiny_job, tiny_models, guide, {"story_mode": "blend", "story": [
+        {"at": 0, "prompt": "a circle"}, {"at": 8, "prompt": "a square"}]})
+    seen = {}
+    for step in (0, 3, 5, 8):
+        gen.step_count = step
+        gen.losses(gen.decode())
+        seen[step] = gen.guide.label
+    assert seen == {0: 0, 3: 0, 5: 1, 8: 1}

@@ -4,11 +4,13 @@ import json
 import logging
 import os
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
 from tiny import CLIP_CFG, DDCONFIG, vqgan_yaml, write_clip, write_vqgan
+from vqclip.config import merge_layers
 from vqclip.errors import VqclipError
 from vqclip.models import load_clip, load_vqgan
 from vqclip.quantize import vector_quantize
@@ -236,3 +238,86 @@ sys.exit(main(["score", sys.argv[1], "--prompt", "x", "--device", "cpu"]))
     assert proc.returncode == 2 and err[0].startswith("error: could not download 1 file"), proc.stderr
     assert not any(word in proc.stderr for word in ("Retrying", "Parsing", "Failed to download")), proc.stderr
     assert "CLIP ViT-B-32 (openai) weights" in err[1] and "Name or service not known" in err[2]
+
+
+# ---- images are prepared as open_clip prepares them for the model -------------------------------------------------
+
+def _hf_clip(folder, weights, preprocess):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": CLIP_CFG, "preprocess_cfg": preprocess}))
+    (folder / "open_clip_model.safetensors").write_bytes(weights.read_bytes())
+    return load_clip(str(folder))
+
+
+def _wide_image(path):
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    pixels = (torch.rand(40, 90, 3, generator=g) * 255).byte().numpy()
+    pixels[:, :30] = (255, 0, 0)  # a red band that a centre crop drops and a squash keeps
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+@pytest.mark.parametrize("preprocess", [{}, {"resize_mode": "squash", "interpolation": "bilinear"},
+                                        {"resize_mode": "longest", "fill_color": 255, "mean": [0.5] * 3,
+                                         "std": [0.25] * 3}])
+def test_image_embeddings_use_open_clips_own_transform(tmp_path, preprocess):
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+    from PIL import Image
+
+    _, weights = write_clip(tmp_path / "src", seed=3)
+    clip = _hf_clip(tmp_path / "hf", weights, preprocess)
+    path = _wide_image(tmp_path / "wide.png")
+    transform = image_transform_v2(PreprocessCfg(size=32, **preprocess), is_train=False)
+    expected = clip.encode_normalized(transform(Image.open(path).convert("RGB"))[None])
+    torch.testing.assert_close(clip.embed_images([Image.open(path).convert("RGB")]), expected)
+    tensor = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1) / 255
+    if preprocess.get("resize_mode") != "longest":  # open_clip's 'longest' transform takes PIL images only
+        torch.testing.assert_close(clip.embed_images(tensor), clip.encode_normalized(transform(tensor)[None]))
+    else:
+        torch.testing.assert_close(clip.embed_images(tensor), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_an_image_prompt_is_embedded_through_the_models_preprocessing(tmp_path, tiny_job, tiny_vqgan):
+    """A squash model sees the whole image prompt; a shortest-side model its centre (open_clip's default)."""
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+    from PIL import Image
+
+    from vqclip.generator import Generation, Models
+
+    _, weights = write_clip(tmp_path / "src", seed=3)
+    path = _wide_image(tmp_path / "wide.png")
+    embeds = {}
+    for mode in ("squash", "shortest"):
+        clip = _hf_clip(tmp_path / mode, weights, {"resize_mode": mode})
+        cfg = merge_layers([("tiny", tiny_job), ("t", {"prompt": "", "image_prompts": [f"{path}:0.5"]})])
+        gen = Generation(cfg, Models(load_vqgan(*tiny_vqgan), [(clip, 1.0)]), torch.device("cpu"), 0)
+        transform = image_transform_v2(PreprocessCfg(size=32, resize_mode=mode), is_train=False)
+        expected = clip.encode_normalized(transform(Image.open(path).convert("RGB"))[None])
+        torch.testing.assert_close(gen.targets[0], expected)
+        embeds[mode] = expected
+    assert not torch.allclose(embeds["squash"], embeds["shortest"], atol=1e-3)
+
+
+def test_a_tags_preprocessing_is_the_one_open_clip_sets_on_the_model(monkeypatch, tmp_path):
+    """For a pretrained tag, open_clip.create_model records the tag's preprocessing on `model.visual`; vqclip takes
+    that (here a model set up as open_clip sets up a 'squash', bilinear tag)."""
+    import open_clip
+    from open_clip.model import CLIP
+
+    def create_model(name, pretrained=None, **kwargs):
+        model = CLIP(**CLIP_CFG)
+        model.visual.preprocess_cfg = {"size": 32, "mode": "RGB", "mean": (0.1, 0.2, 0.3), "std": (0.5, 0.5, 0.5),
+                                       "interpolation": "bilinear", "resize_mode": "squash", "fill_color": 0}
+        return model
+
+    monkeypatch.setattr(open_clip, "create_model", create_model)
+    monkeypatch.setattr(open_clip, "get_pretrained_cfg", lambda name, tag: {"hf_hub": "x/y/", "mean": (0.9,) * 3})
+    monkeypatch.setattr(open_clip, "get_tokenizer", lambda name: open_clip.tokenizer.SimpleTokenizer(context_length=16))
+    from vqclip.models import _clip_by_name
+
+    clip = _clip_by_name("ViT-B-32", "some-tag", None)
+    pre = clip.preprocess_cfg
+    assert (pre.resize_mode, pre.interpolation, tuple(pre.mean)) == ("squash", "bilinear", (0.1, 0.2, 0.3))
+    torch.testing.assert_close(clip.mean.flatten(), torch.tensor([0.1, 0.2, 0.3]))

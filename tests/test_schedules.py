@@ -1,5 +1,6 @@
 """Story prompts: keyframes switch or blend the prompt weights at the right steps; key-framed scalars interpolate."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,46 @@ def test_blend_moves_linearly_between_neighbours():
     assert s.weights_at(50) == pytest.approx([0.5, 1.0, 0.0])
     assert s.weights_at(150) == pytest.approx([0.0, 1.5, -0.5])
     assert s.weights_at(250) == pytest.approx([0.0, 1.0, -1.0])
+
+
+@pytest.mark.parametrize("layer, words", [
+    ({"story": [{"at": 0, "prompt": "a cat"}, {"at": 5, "prompt": "a dog:-1"}]}, "step 5 ('a dog:-1', weight 1)"),
+    ({"story": [{"at": 0, "prompt": "a cat"}, {"at": 5, "prompt": "a dog", "weight": -1}]}, "step 5 ('a dog', weight -1)"),
+    ({"story": [{"at": 0, "prompt": "a cat", "weight": 0}]}, "step 0 ('a cat', weight 0)"),
+    ({"prompt": "a cat ^ a dog:-1"}, "nothing to aim at"),
+    ({"story_mode": "blend", "story": [{"at": 0, "prompt": "a:1|b:-1"}, {"at": 10, "prompt": "a:-1|b:1"}]},
+     "leaves nothing with a positive weight at step 5"),
+])
+def test_every_step_of_a_story_needs_something_to_aim_at(layer, words):
+    with pytest.raises(VqclipError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        merge_layers([("job", {"steps": 10, **layer})])
+
+
+def test_a_prompt_beside_the_story_covers_its_steps():
+    for layer in ({"prompt": "a lamp"}, {"image_prompts": ["x.png"]}):  # pull throughout: a keyframe may push only
+        cfg = merge_layers([("job", {"story": [{"at": 0, "prompt": "a cat"}, {"at": 5, "prompt": "a dog:-1"}],
+                                     **layer})])
+        assert len(cfg.story) == 2
+    merge_layers([("job", {"story_mode": "blend", "story": [{"at": 0, "prompt": "a:1|b:-1"},
+                                                            {"at": 10, "prompt": "a:0.5|b:1"}]})])  # a stays > 0
+
+
+def test_the_loss_at_a_story_step_is_the_loss_of_that_steps_prompt(tiny_job, tiny_models):
+    """The story's weight schedule is what the loss uses: at a step of part 'b', the CLIP term of 'a ^ b' equals the
+    CLIP term of a plain run of 'b' on the same image and the same views."""
+    cpu = torch.device("cpu")
+    over = {"steps": 10, "seed": 3, "negative": ["blurry"]}
+    story = make_generation(merge_layers([("tiny", tiny_job), ("t", {"prompt": "a red cat ^ a blue dog", **over})]),
+                            tiny_models, cpu, 3)
+    plain = make_generation(merge_layers([("tiny", tiny_job), ("t", {"prompt": "a blue dog", **over})]),
+                            tiny_models, cpu, 3)
+    clip = tiny_models.clips[0][0]
+    image = story.decode().detach()
+    views = [story.cutouts[clip.image_size].draw(1, *image.shape[-2:], torch.Generator().manual_seed(0))]
+    for step, same in ((7, True), (2, False)):
+        story.step_count = plain.step_count = step
+        a, b = story.losses(image, views)[story.clip_terms[0]], plain.losses(image, views)[plain.clip_terms[0]]
+        assert torch.isclose(a, b, rtol=1e-6) == same, step
 
 
 def test_keyframe_errors_are_one_line():

@@ -29,24 +29,30 @@ log = logging.getLogger("vqclip")
 
 
 @torch.no_grad()
-def start_score(image: Tensor, judges: list[tuple[ClipModel, float]], targets: list[Tensor], weights: Tensor,
-                views: dict[int, Cutouts], device: torch.device, amp: Optional[torch.dtype] = None,
-                view_seed: int = 0) -> float:
-    """The weighted prompt loss of an image [1,3,H,W] in [0,1] under the judges (lower is better). The views come
-    from `view_seed`, so every start is scored on the same crops and augments."""
+def start_scores(images: Tensor, judges: list[tuple[ClipModel, float]], targets: list[Tensor], weights: Tensor,
+                 views: dict[int, Cutouts], device: torch.device, amp: Optional[torch.dtype] = None,
+                 view_seed: int = 0) -> list[float]:
+    """The weighted prompt loss of each start's image (images [n,3,H,W] in [0,1]) under the judges, lower is better.
+    The views are drawn once from `view_seed` (one draw per judge) and replayed on every start, so all starts are
+    scored on the same crops, augments and noise."""
     from .generator import seeded
     from .speed import amp_autocast
 
     total = sum(w for _, w in judges if w > 0)
-    score = 0.0
+    _, _, h, w = images.shape
     with seeded(device, view_seed):
-        for (clip, weight), target in zip(judges, targets):
-            if weight <= 0:
+        draws = [views[clip.image_size].draw(1, h, w) if weight > 0 else None for clip, weight in judges]
+    scores = []
+    for k in range(len(images)):
+        score = 0.0
+        for (clip, weight), target, draw in zip(judges, targets, draws):
+            if draw is None:
                 continue
             with amp_autocast(device.type, amp):
-                embeds = clip.encode_image(views[clip.image_size](image))
+                embeds = clip.encode_image(views[clip.image_size].apply(images[k:k + 1], draw))
             score += weight / total * prompt_loss(embeds.float(), target, weights).item()
-    return score
+        scores.append(score)
+    return scores
 
 
 def trial_steps(cfg: GenerateConfig) -> int:
@@ -77,9 +83,7 @@ def best_start(cfg: GenerateConfig, models: Models, device: torch.device, seed: 
     gen = make(cfg, models, device, seed, starts=c.n)
     trial = gen.run(callbacks, until=steps, trial=c.n)
     targets = gen.targets if judges is models.clips else gen.embed_targets(gen.prompts, judges)
-    weights = gen.weight_schedule(gen.step_count) if gen.weight_schedule else gen.weights
-    scores = [start_score(trial.image[k:k + 1], judges, targets, weights, views, device, gen.amp, seed)
-              for k in range(c.n)]
+    scores = start_scores(trial.image, judges, targets, gen.weights_at(gen.step_count), views, device, gen.amp, seed)
     best = min(range(len(scores)), key=scores.__getitem__)
     log.info("start %d of %d scored best (%s)", best + 1, c.n, ", ".join(f"{s:.4f}" for s in scores))
     if trial.stopped:

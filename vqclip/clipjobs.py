@@ -10,7 +10,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -73,14 +72,12 @@ def classify_embeddings(image_emb: Tensor, classes: Tensor, scale: float) -> Ten
 
 
 def encode_images(clip: ClipModel, images: Tensor) -> Tensor:
-    """Images [B,3,H,W] in [0,1], any size -> unit embeddings [B,D] (resized and centre-cropped for CLIP)."""
+    """Images [B,3,H,W] in [0,1], any size -> unit embeddings [B,D], prepared by open_clip's eval transform of the
+    model (its resize mode and interpolation)."""
     if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
         raise VqclipError(f"images must be a [B,3,H,W] tensor in [0,1], got {getattr(images, 'shape', type(images))}")
     with torch.inference_mode():
-        x = images.to(clip.mean.device, torch.float32)
-        if x.shape[-2:] != (clip.image_size, clip.image_size):
-            x = clip.prepare(x)
-        return clip.encode_image(x)
+        return clip.embed_images(images.to(clip.mean.device, torch.float32))
 
 
 def zero_shot(clip: ClipModel, images: Tensor, labels: Sequence[str],
@@ -140,31 +137,26 @@ def prompt_scores(clip: ClipModel, image_emb: Tensor, prompts: Sequence[str]) ->
 
 # ---- image files ------------------------------------------------------------------------------------------------
 
-def load_image_file(path: str | Path, size: int) -> np.ndarray:
-    """An image file as uint8 [size,size,3] RGB (short side resized to `size`, centre crop); raises on a bad file."""
+def load_image_file(path: str | Path, size: int):
+    """An image file as an RGB PIL image, EXIF orientation applied; a JPEG is decoded at a reduced scale that keeps
+    its short side >= `size` (the later resize to `size` is what open_clip would do). Raises on a bad file."""
     from PIL import Image, ImageOps
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)  # a bomb is a bad file, not a warning
         with Image.open(path) as im:
             im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale (never below `size`)
-            im = ImageOps.exif_transpose(im)
-            im = im.convert("RGB")
-            w, h = im.size
-            if min(w, h) < 1:
+            im = ImageOps.exif_transpose(im).convert("RGB")
+            if min(im.size) < 1:
                 raise ValueError("empty image")
-            k = size / min(w, h)
-            nw, nh = max(size, round(w * k)), max(size, round(h * k))
-            im = im.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=3.0)
-            left, top = (nw - size) // 2, (nh - size) // 2
-            im = im.crop((left, top, left + size, top + size))
-            return np.asarray(im, dtype=np.uint8).copy()
+            return im
 
 
-def _try_load(path: Path, size: int) -> np.ndarray | None:
-    """`load_image_file`, or None with a one-line warning when the file cannot be read as an image."""
+def _try_load(path: Path, clip: ClipModel) -> Tensor | None:
+    """The file prepared for `clip` by open_clip's eval transform ([3,S,S], normalised), or None with a one-line
+    warning when the file cannot be read as an image."""
     try:
-        return load_image_file(path, size)
+        return clip.transform(load_image_file(path, clip.image_size))
     except Exception as exc:  # PIL raises OSError, ValueError, SyntaxError, DecompressionBombError, ...
         log.warning("skipping %s: not a readable image (%s)", path, reason(exc, 160, whole=True))
         return None
@@ -186,11 +178,10 @@ def iter_image_embeddings(clip: ClipModel, paths: Iterable[str | Path], batch_si
     if batch_size < 1:
         raise VqclipError(f"batch size must be >= 1, got {batch_size}")
     paths = [Path(p) for p in paths]
-    size = clip.image_size
     workers = max(1, min(4, os.cpu_count() or 1))
     batches = [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)]
     with ThreadPoolExecutor(max_workers=workers) as pool, _progress(len(paths), progress, desc) as bar:
-        submit = lambda chunk: [pool.submit(_try_load, p, size) for p in chunk]  # noqa: E731
+        submit = lambda chunk: [pool.submit(_try_load, p, clip) for p in chunk]  # noqa: E731
         pending = submit(batches[0]) if batches else []
         for i, chunk in enumerate(batches):
             arrays = [f.result() for f in pending]
@@ -199,10 +190,9 @@ def iter_image_embeddings(clip: ClipModel, paths: Iterable[str | Path], batch_si
             bar.update(len(chunk))
             if not kept:
                 continue
-            x = torch.from_numpy(np.stack([a for _, a in kept])).to(clip.mean.device)
-            x = x.permute(0, 3, 1, 2).float().div_(255)
+            x = torch.stack([a for _, a in kept]).to(clip.mean.device)
             with torch.inference_mode():
-                emb = clip.encode_image(x).cpu()
+                emb = clip.encode_normalized(x).cpu()
             yield [p for p, _ in kept], emb
 
 

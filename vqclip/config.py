@@ -389,7 +389,12 @@ def _check_animation(cfg: GenerateConfig) -> None:
     _require("state_every", cfg.state_every, cfg.state_every >= 0, ">= 0 (0 = state.pt only at the end)")
     keyframes = story_keyframes(cfg.prompt, cfg.story, cfg.steps, cfg.change_every)
     if keyframes:
-        PromptSchedule(keyframes, cfg.story_mode)  # raises on repeated steps or bad prompts
+        schedule = PromptSchedule(keyframes, cfg.story_mode)  # raises on repeated steps or bad prompts
+        from .prompts import parse_job_prompts
+
+        beside = parse_job_prompts("" if "^" in cfg.prompt else cfg.prompt, cfg.negative, cfg.image_prompts)
+        if not any(p.weight > 0 for p in beside):  # a prompt or image prompt that pulls throughout covers every step
+            schedule.check_targets()
     a = cfg.animation
     _one_of(a.mode, ("none", "zoom"), "animation.mode")
     _one_of(a.padding, ("reflection", "border", "zeros"), "animation.padding")

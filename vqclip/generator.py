@@ -17,13 +17,14 @@ from torch import Tensor
 
 from .candidates import first_generation
 from .config import GenerateConfig, check_device
-from .cutouts import Cutouts
+from .cutouts import CutoutDraw, Cutouts
 from .errors import VqclipError
 from .guide import Guide, GuideTerm
-from .init import initial_image, load_image, random_codes
+from .init import initial_image, open_rgb, random_codes
 from .models import ClipModel, VQGAN
 from .prompts import Prompt, check_has_target, parse_job_prompts, prompt_loss, tv_loss, weights_tensor
 from .quantize import clamp_with_grad, vector_quantize
+from .schedules import learning_rate
 from .speed import amp_autocast, compiled, cpu_native_bf16, decode_latent, is_frozen, plan_memory
 
 log = logging.getLogger("vqclip")
@@ -115,6 +116,12 @@ def decode_image(vqgan: VQGAN, z: Tensor, amp: Optional[torch.dtype] = None,
     return clamp_with_grad(image.float(), 0, 1)
 
 
+def clip_term_names(names: list[str]) -> list[str]:
+    """The loss-term name of each CLIP model: `clip:NAME`, or `clip:NAME#i` (its position) for a name given twice
+    (two tags of one architecture), so that no term replaces another in the sum."""
+    return [f"clip:{n}" if names.count(n) == 1 else f"clip:{n}#{i}" for i, n in enumerate(names)]
+
+
 def rounded_size(size: list[int], factor: int) -> tuple[int, int]:
     """(width, height) rounded to multiples of the VQGAN factor, with a notice when that changes them."""
     w, h = (max(factor, round(s / factor) * factor) for s in size)
@@ -149,13 +156,15 @@ class Generation:
         self.weights = weights_tensor(self.prompts, device)
         self.weight_schedule: Optional[Callable[[int], Tensor]] = None
         self.guide = GuideTerm(models.guide, cfg.guide.views) if models.guide and cfg.guide.weight > 0 else None
-        self._aim_guide()
+        self._aimed: Optional[tuple[str, ...]] = None  # the texts the guide was last aimed from (see `_aim_guide`)
+        self._aim_guide(self.weights)  # a story's schedule, set after this, re-aims it at every step it changes
         # 2. Cutout samplers, one per CLIP input size
         c = cfg.cutouts
         self.cutouts = {size: Cutouts(size, c.n, c.pow, c.min_size, c.augments, c.noise)
                         for size in {clip.image_size for clip, _ in models.clips}}
         total = sum(w for _, w in models.clips if w > 0)
         self.clip_weights = [w / total for _, w in models.clips]
+        self.clip_terms = clip_term_names([clip.name for clip, _ in models.clips])
         # 3. Initial latent
         self.z = self._initial_latent().requires_grad_(True)
         self.z_init = self.z.detach().clone()
@@ -196,9 +205,8 @@ class Generation:
         for clip, _ in self.models.clips if clips is None else clips:
             rows = []
             for p in prompts:
-                if p.image:
-                    img = load_image(p.text).to(self.device)
-                    rows.append(clip.encode_image(clip.prepare(img)))
+                if p.image:  # prepared as open_clip prepares images for this model (its resize mode, interpolation)
+                    rows.append(clip.embed_images([open_rgb(p.text)]))
                 else:
                     rows.append(clip.encode_text([p.text]))
             out.append(torch.cat(rows))
@@ -209,16 +217,29 @@ class Generation:
         check_has_target(prompts)
         self.prompts, self.targets = prompts, self.embed_targets(prompts)
         self.weights = weights_tensor(prompts, self.device)
-        self._aim_guide()
+        self._aimed = None
+        self._aim_guide(self.weights_at(self.step_count))
 
-    def _aim_guide(self) -> None:
-        """Point classifier guidance at the label the text prompts name (none named: no guidance, with a notice)."""
+    def weights_at(self, step: int) -> Tensor:
+        """The prompt weights [M] in effect at a step: the story's schedule, else the prompts' own weights."""
+        return self.weight_schedule(step) if self.weight_schedule else self.weights
+
+    def _aim_guide(self, weights: Tensor) -> None:
+        """Point classifier guidance at the label named by the text prompts that pull at this step (positive weight,
+        the strongest first), so a story re-aims it as its prompts change; none named: no guidance, with a notice."""
         if self.guide is None:
             return
-        self.guide.aim([p.text for p in self.prompts if not p.image and p.weight > 0])
+        pulling = sorted(((-w, i) for i, (p, w) in enumerate(zip(self.prompts, weights.tolist()))
+                          if not p.image and w > 0))
+        texts = tuple(self.prompts[i].text for _, i in pulling)
+        if texts == self._aimed:
+            return
+        self._aimed = texts
+        self.guide.aim(list(texts))
         if self.guide.label is None:
-            log.info("guide: the prompt names none of %s; no classifier guidance",
-                     ", ".join(x for x in self.guide.guide.labels if not x.startswith("_")))
+            log.info("guide: the prompt names none of %s; no classifier guidance%s",
+                     ", ".join(x for x in self.guide.guide.labels if not x.startswith("_")),
+                     f" while '{texts[0]}' leads" if self.weight_schedule and texts else "")
 
     @torch.no_grad()
     def _initial_latent(self) -> Tensor:
@@ -235,13 +256,8 @@ class Generation:
 
     def lr_at(self, step: int) -> float:
         """Learning rate at a step under the configured schedule."""
-        opt, total = self.cfg.optimizer, max(1, self.cfg.steps)
-        t = min(step / total, 1.0)
-        if opt.schedule == "cosine":
-            return opt.lr * (opt.min_factor + (1 - opt.min_factor) * 0.5 * (1 + torch.cos(torch.tensor(t * torch.pi)).item()))
-        if opt.schedule == "linear":
-            return opt.lr * (1 - (1 - opt.min_factor) * t)
-        return opt.lr
+        opt = self.cfg.optimizer
+        return learning_rate(opt.schedule, opt.lr, opt.min_factor, step, self.cfg.steps)
 
     def set_latent(self, z: Tensor, reset_optimizer: bool = False) -> None:
         """Replace the latent in place (zoom videos re-encode the transformed image); optionally restart Adam."""
@@ -268,21 +284,25 @@ class Generation:
         """The images [B,3,H,W] in [0,1] of a latent (default: the current one), quantized straight-through."""
         return decode_image(self.models.vqgan, self.z if z is None else z, self.amp, self._decode)
 
-    def losses(self, image: Tensor) -> dict[str, Tensor]:
-        """Named loss terms for images [B,3,H,W] in [0,1], each the mean over the B starts; their sum is what is
-        minimised."""
-        weights = self.weight_schedule(self.step_count) if self.weight_schedule else self.weights
+    def losses(self, image: Tensor, views: Optional[list[CutoutDraw]] = None) -> dict[str, Tensor]:
+        """Named loss terms for images [B,3,H,W] in [0,1] at the current step, each the mean over the B starts; their
+        sum is what is minimised. `views` (one `CutoutDraw` per CLIP model) replays given cutouts instead of drawing
+        new ones (tests compare a step with the reference loop this way)."""
+        weights = self.weights_at(self.step_count)
+        self._aim_guide(weights)
         parts = {}
-        for (clip, _), share, targets in zip(self.models.clips, self.clip_weights, self.targets):
+        b, _, h, w = image.shape
+        for k, ((clip, _), share, targets) in enumerate(zip(self.models.clips, self.clip_weights, self.targets)):
             if share <= 0:
                 continue
-            batch = self.cutouts[clip.image_size](image)
+            cut = self.cutouts[clip.image_size]
+            batch = cut.apply(image, views[k] if views is not None else cut.draw(b, h, w))
             if 0 < self.micro_batch < len(batch):
-                parts[f"clip:{clip.name}"] = share * self._micro_batched_loss(clip, batch, targets, weights)
+                parts[self.clip_terms[k]] = share * self._micro_batched_loss(clip, batch, targets, weights)
                 continue
             with amp_autocast(self.device.type, self.amp):
                 embeds = self._encode[id(clip)](batch)
-            parts[f"clip:{clip.name}"] = share * prompt_loss(embeds, targets, weights)
+            parts[self.clip_terms[k]] = share * prompt_loss(embeds, targets, weights)
         if self.cfg.init.weight > 0:
             parts["init"] = self.cfg.init.weight * F.mse_loss(self.z, self.z_init)
         if self.cfg.tv_weight > 0:
@@ -306,12 +326,12 @@ class Generation:
         grad = leaf.grad if leaf.grad is not None else torch.zeros_like(batch)
         return _InjectGrad.apply(batch, total, grad) if leaf.requires_grad else total
 
-    def step(self) -> StepEvent:
-        """One update of z; returns the event for the image that was scored."""
+    def step(self, views: Optional[list[CutoutDraw]] = None) -> StepEvent:
+        """One update of z; returns the event for the image that was scored (`views`: see `losses`)."""
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.step_count)
         image = self.decode()
-        parts = self.losses(image)
+        parts = self.losses(image, views)
         loss = torch.stack(list(parts.values())).sum()
         self.optimizer.zero_grad(set_to_none=True)
         (loss * self.starts).backward()  # the sum over starts: each start gets the gradient it would get alone

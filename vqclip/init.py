@@ -56,10 +56,9 @@ def prompt_background(prompt: str) -> list[float] | None:
     return None
 
 
-def load_image(path: str | Path, size: tuple[int, int] | None = None) -> Tensor:
-    """An image file as [1,3,H,W] in [0,1]; with size=(W,H) resized to cover it and centre-cropped."""
-    import numpy as np
-
+def open_rgb(path: str | Path) -> Image.Image:
+    """An image file as an RGB PIL image (decoded now, file closed); a one-line error for a missing, unreadable or
+    decompression-bomb file."""
     path = Path(path)
     if not path.is_file():
         raise VqclipError(missing(path, "image file"))
@@ -67,18 +66,24 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> Tensor:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # a bomb is a bad file, not a warning
             with Image.open(path) as im:
-                im = im.convert("RGB")
-                if size is not None:
-                    w, h = size
-                    scale = max(w / im.width, h / im.height)
-                    im = im.resize((max(w, round(im.width * scale)), max(h, round(im.height * scale))),
-                                   Image.LANCZOS)
-                    left, top = (im.width - w) // 2, (im.height - h) // 2
-                    im = im.crop((left, top, left + w, top + h))
-                array = np.asarray(im, dtype=np.float32) / 255.0
+                return im.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as exc:
         raise VqclipError(f"{path}: not a readable image ({reason(exc)})") from None
+
+
+def load_image(path: str | Path, size: tuple[int, int] | None = None) -> Tensor:
+    """An image file as [1,3,H,W] in [0,1]; with size=(W,H) resized to cover it and centre-cropped."""
+    import numpy as np
+
+    im = open_rgb(path)
+    if size is not None:
+        w, h = size
+        scale = max(w / im.width, h / im.height)
+        im = im.resize((max(w, round(im.width * scale)), max(h, round(im.height * scale))), Image.LANCZOS)
+        left, top = (im.width - w) // 2, (im.height - h) // 2
+        im = im.crop((left, top, left + w, top + h))
+    array = np.asarray(im, dtype=np.float32) / 255.0
     return torch.from_numpy(array).permute(2, 0, 1)[None].contiguous()
 
 

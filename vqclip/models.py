@@ -138,18 +138,35 @@ OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-class ClipModel(nn.Module):
-    """A frozen open_clip model with its tokenizer and normalisation: texts and [0,1] images in, unit vectors out."""
+def _unit(feats: Tensor) -> Tensor:
+    """Rows scaled to unit length, in float32 at least (bf16 and fp16 autocast outputs are promoted)."""
+    return nn.functional.normalize(feats.to(torch.promote_types(feats.dtype, torch.float32)), dim=-1)
 
-    def __init__(self, model: nn.Module, tokenizer, name: str, mean=OPENAI_MEAN, std=OPENAI_STD):
+
+PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode", "fill_color")  # of open_clip's PreprocessCfg
+
+
+class ClipModel(nn.Module):
+    """A frozen open_clip model with its tokenizer and preprocessing: texts and images in, unit vectors out.
+
+    `preprocess` holds open_clip's own settings for the model (mean, std, interpolation, resize_mode: the tag's, or
+    the architecture JSON's `preprocess_cfg`); images of any size are prepared by open_clip's eval transform built
+    from them, as open_clip's `create_model_and_transforms` would prepare them."""
+
+    def __init__(self, model: nn.Module, tokenizer, name: str, preprocess: dict | None = None):
         super().__init__()
+        from open_clip.transform import PreprocessCfg, image_transform_v2
+
         from .speed import pack_attention  # same function, plain matmuls instead of per-token weight copies
 
         self.model, self.tokenizer, self.name = pack_attention(model), tokenizer, name
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         size = model.visual.image_size
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
+        given = {k: v for k, v in (preprocess or {}).items() if k in PREPROCESS_KEYS and v is not None}
+        self.preprocess_cfg = PreprocessCfg(size=self.image_size, **given)
+        self.transform = image_transform_v2(self.preprocess_cfg, is_train=False)
+        self.register_buffer("mean", torch.tensor(self.preprocess_cfg.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(self.preprocess_cfg.std).view(1, 3, 1, 1), persistent=False)
         self.context_length = int(getattr(tokenizer, "context_length", 77))
 
     def tokenize(self, texts: list[str]) -> Tensor:
@@ -162,20 +179,36 @@ class ClipModel(nn.Module):
         return self.tokenizer(texts).to(self.mean.device)
 
     def encode_text(self, texts: list[str]) -> Tensor:
-        """Texts -> unit embeddings [N,D], float32."""
-        feats = self.model.encode_text(self.tokenize(list(texts)))
-        return nn.functional.normalize(feats.float(), dim=-1)
+        """Texts -> unit embeddings [N,D], float32 (float64 for a float64 model)."""
+        return _unit(self.model.encode_text(self.tokenize(list(texts))))
 
     def encode_image(self, images: Tensor) -> Tensor:
-        """Images [B,3,S,S] in [0,1] at `image_size` -> unit embeddings [B,D], float32."""
-        feats = self.model.encode_image((images - self.mean.to(images.dtype)) / self.std.to(images.dtype))
-        return nn.functional.normalize(feats.float(), dim=-1)
+        """Images [B,3,S,S] in [0,1] at `image_size` (cutouts) -> unit embeddings [B,D], float32."""
+        return self.encode_normalized((images - self.mean.to(images.dtype)) / self.std.to(images.dtype))
 
-    def prepare(self, images: Tensor) -> Tensor:
-        """Any images [B,3,H,W] in [0,1] -> resized (short side) and centre-cropped to [B,3,S,S] for `encode_image`."""
-        from torchvision.transforms.v2.functional import center_crop, resize
+    def encode_normalized(self, x: Tensor) -> Tensor:
+        """Images [B,3,S,S] already normalised by `preprocess` -> unit embeddings [B,D], float32 (float64 for a float64
+        model and input: gradcheck)."""
+        return _unit(self.model.encode_image(x))
 
-        return center_crop(resize(images, self.image_size, antialias=True), [self.image_size, self.image_size])
+    def preprocess(self, images) -> Tensor:
+        """PIL images, or [3,H,W] / [B,3,H,W] tensors in [0,1] of any size -> [B,3,S,S] normalised as open_clip's eval
+        transform of this model does it (its resize mode and interpolation), ready for `encode_normalized`. Tensors go
+        through it as tensors, except for resize_mode 'longest', whose transform takes PIL images only (8-bit)."""
+        if isinstance(images, Tensor):
+            images = list(images) if images.dim() == 4 else [images]
+        elif not isinstance(images, (list, tuple)):
+            images = [images]
+        if self.preprocess_cfg.resize_mode == "longest":
+            from torchvision.transforms.v2.functional import to_pil_image
+
+            images = [to_pil_image(im.detach().float().clamp(0, 1).mul(255).round().byte().cpu())
+                      if isinstance(im, Tensor) else im for im in images]
+        return torch.stack([self.transform(im) for im in images]).to(self.mean.device)
+
+    def embed_images(self, images) -> Tensor:
+        """PIL images or tensors in [0,1] of any size (see `preprocess`) -> unit embeddings [B,D], float32."""
+        return self.encode_normalized(self.preprocess(images))
 
 
 def _clip_from_json(path: Path, pretrained: str | None) -> ClipModel:
@@ -222,9 +255,9 @@ def _clip_from_cfg(cfg: dict, pre: dict, pretrained: str | None, name: str, sour
                               "it needs the transformers package and the tokenizer in the local HF cache") from None
     else:
         tokenizer = SimpleTokenizer(context_length=cfg["text_cfg"].get("context_length", 77))
-    mean = pre.get("mean") or cfg["vision_cfg"].get("image_mean") or OPENAI_MEAN
-    std = pre.get("std") or cfg["vision_cfg"].get("image_std") or OPENAI_STD
-    return ClipModel(model, tokenizer, name, mean, std)
+    pre = {**pre, "mean": pre.get("mean") or cfg["vision_cfg"].get("image_mean") or OPENAI_MEAN,
+           "std": pre.get("std") or cfg["vision_cfg"].get("image_std") or OPENAI_STD}
+    return ClipModel(model, tokenizer, name, pre)
 
 
 def _weights_problem(weights: Path, source: str, exc: Exception) -> VqclipError:
@@ -278,9 +311,10 @@ def _clip_by_name(name: str, pretrained: str | None, cache_dir: str | None, like
             f"could not load CLIP {name} weights '{pretrained}': {reason(exc)}; check the "
             "connection, or run `vqclip models download`, or pass a local weights file as the pretrained value"
         ) from None
-    mean = getattr(model.visual, "image_mean", None) or tag_cfg.get("mean") or OPENAI_MEAN
-    std = getattr(model.visual, "image_std", None) or tag_cfg.get("std") or OPENAI_STD
-    return ClipModel(model, open_clip.get_tokenizer(name), name, mean, std)
+    pre = {**preprocess, **(getattr(model.visual, "preprocess_cfg", None) or {})}  # open_clip's, as it would use it
+    pre["mean"] = pre.get("mean") or getattr(model.visual, "image_mean", None) or OPENAI_MEAN
+    pre["std"] = pre.get("std") or getattr(model.visual, "image_std", None) or OPENAI_STD
+    return ClipModel(model, open_clip.get_tokenizer(name), name, pre)
 
 
 WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "open_clip_pytorch_model.bin",

@@ -27,7 +27,9 @@ def vector_quantize(z: Tensor, codebook: Tensor) -> Tensor:
 
 
 class _ClampWithGrad(torch.autograd.Function):
-    """Clamp whose backward lets gradients through wherever they push the value back into range."""
+    """Clamp whose backward keeps the gradient of an out-of-range value when a descent step along it moves the value
+    back towards the range (`grad * (x - clamp(x)) >= 0`, as Crowson's notebook's `ClampWithGrad`), and drops it when
+    it would push the value further out; in range it is the identity's gradient."""
 
     @staticmethod
     def forward(ctx, x: Tensor, lo: float, hi: float) -> Tensor:
@@ -38,10 +40,11 @@ class _ClampWithGrad(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         (x,) = ctx.saved_tensors
-        blocked = ((x < ctx.lo) & (grad < 0)) | ((x > ctx.hi) & (grad > 0))
-        return grad * (~blocked), None, None
+        keep = grad * (x - x.clamp(ctx.lo, ctx.hi)) >= 0  # descent x - lr * grad heads back into [lo, hi]
+        return grad * keep, None, None
 
 
 def clamp_with_grad(x: Tensor, lo: float = 0.0, hi: float = 1.0) -> Tensor:
-    """`x.clamp(lo, hi)` that does not kill the gradient of out-of-range pixels (so they can come back)."""
+    """`x.clamp(lo, hi)` whose gradient still reaches out-of-range values in the direction that brings them back
+    (plain clamp gives them none, so a pixel that left [lo, hi] could never return): any shape, same shape out."""
     return _ClampWithGrad.apply(x, lo, hi)

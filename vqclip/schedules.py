@@ -18,6 +18,7 @@ from .errors import VqclipError
 from .prompts import Prompt, parse_prompts
 
 STORY_MODES = ("switch", "blend")
+LR_SCHEDULES = ("constant", "cosine", "linear")
 STORY_SEPARATOR = "^"
 
 
@@ -93,6 +94,27 @@ class PromptSchedule:
             return list(self._rows[i])
         t = (step - self._ats[i]) / (self._ats[i + 1] - self._ats[i])
         return [(1 - t) * a + t * b for a, b in zip(self._rows[i], self._rows[i + 1])]
+
+    def check_targets(self, where: str = "story") -> None:
+        """Every step must have a prompt with a positive weight to aim at: each keyframe, and in blend mode every
+        point between two keyframes (the largest of the blended weights is convex between them, so it is checked
+        at the keyframes and where two prompts' weight lines cross). A one-line error names the step otherwise."""
+        for i, k in enumerate(self.keyframes):
+            if max(self._rows[i], default=0.0) <= 0:
+                raise VqclipError(f"{where}: the keyframe at step {k.at} ('{k.prompt}', weight {k.weight:g}) has "
+                                  "nothing to aim at; give it a prompt with a positive weight")
+        if self.mode != "blend":
+            return
+        for i in range(len(self._ats) - 1):
+            a, b = self._rows[i], self._rows[i + 1]
+            ts = [(a[p] - a[q]) / ((a[p] - a[q]) - (b[p] - b[q])) for p in range(len(a)) for q in range(p)
+                  if (a[p] - a[q]) != (b[p] - b[q])]
+            for t in (t for t in ts if 0 < t < 1):
+                if max((1 - t) * x + t * y for x, y in zip(a, b)) <= 1e-12:
+                    at = self._ats[i] + t * (self._ats[i + 1] - self._ats[i])
+                    raise VqclipError(f"{where}: blending the keyframes at steps {self._ats[i]} and {self._ats[i + 1]} "
+                                      f"leaves nothing with a positive weight at step {at:g}; use story_mode: "
+                                      "switch, or keep a prompt positive in both keyframes")
 
     def active(self, step: float) -> dict[str, float]:
         """The prompts with a non-zero weight at a step, as {text: weight} (for logs and tests)."""
@@ -174,3 +196,18 @@ def value_at(pairs: Sequence[tuple[float, float]], step: float) -> float:
         return pairs[-1][1]
     (s0, v0), (s1, v1) = pairs[i], pairs[i + 1]
     return v0 + (v1 - v0) * (step - s0) / (s1 - s0)
+
+
+# ---- learning-rate schedules ----
+
+def learning_rate(schedule: str, lr: float, min_factor: float, step: int, steps: int) -> float:
+    """The learning rate at `step` of `steps`: constant; cosine (torch's CosineAnnealingLR) or linear (LinearLR) decay
+    from `lr` to `lr * min_factor` at the last step, held after it."""
+    t = min(step / max(1, steps), 1.0)
+    if schedule == "cosine":
+        return lr * (min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * t)))
+    if schedule == "linear":
+        return lr * (1 - (1 - min_factor) * t)
+    if schedule == "constant":
+        return lr
+    raise VqclipError(f"optimizer.schedule: unknown value '{schedule}'; use one of {', '.join(LR_SCHEDULES)}")

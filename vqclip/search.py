@@ -28,7 +28,9 @@ FORMAT = "vqclip-image-index/1"
 def clip_fingerprint(clip: ClipModel) -> str:
     """A key that changes with the CLIP's weights and preprocessing: readable name + hash of shapes and samples."""
     h = hashlib.sha256()
-    h.update(f"{clip.name}|{clip.image_size}|{clip.mean.flatten().tolist()}|{clip.std.flatten().tolist()}".encode())
+    pre = clip.preprocess_cfg  # open_clip's eval transform: embeddings made with another one are stale
+    h.update(f"{clip.name}|{clip.image_size}|{list(pre.mean)}|{list(pre.std)}|{pre.interpolation}|{pre.resize_mode}|"
+             f"{pre.fill_color}".encode())
     with torch.inference_mode():
         for name, t in clip.model.state_dict().items():
             h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())

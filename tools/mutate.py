@@ -1,0 +1,214 @@
+"""Mutation check of the math: each mutation below breaks one formula or rule on purpose, in a scratch copy of the
+package; the tests named beside it must then fail. A mutation they survive is a hole in the suite.
+
+    python tools/mutate.py                 # all mutations; prints a markdown table, exit 1 if any survives
+    python tools/mutate.py --only clamp    # those whose name contains 'clamp'
+    python tools/mutate.py --list
+
+Each mutation is (name, file, the exact text it replaces, the replacement, the test files to run). A text that is no
+longer in its file is reported as stale (exit 2): update the table when the code moves, never drop a row silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+M = Mutation
+MUTATIONS = [
+    # --- quantize: the clamp's gradient and the straight-through quantizer
+    M("clamp keeps the gradient that pushes further out (the old inverted rule)", "vqclip/quantize.py",
+      "keep = grad * (x - x.clamp(ctx.lo, ctx.hi)) >= 0", "keep = grad * (x - x.clamp(ctx.lo, ctx.hi)) <= 0",
+      ("tests/test_quantize.py",)),
+    M("clamp passes every gradient", "vqclip/quantize.py",
+      "keep = grad * (x - x.clamp(ctx.lo, ctx.hi)) >= 0", "keep = torch.ones_like(grad, dtype=torch.bool)",
+      ("tests/test_quantize.py",)),
+    M("clamp blocks every out-of-range gradient", "vqclip/quantize.py",
+      "keep = grad * (x - x.clamp(ctx.lo, ctx.hi)) >= 0", "keep = (x >= ctx.lo) & (x <= ctx.hi)",
+      ("tests/test_quantize.py",)),
+    M("nearest code is the farthest", "vqclip/quantize.py", "return d.argmin(1)", "return d.argmax(1)",
+      ("tests/test_quantize.py",)),
+    M("quantizer without the straight-through gradient", "vqclip/quantize.py",
+      "return z + (z_q - z).detach()", "return z_q + 0 * z", ("tests/test_quantize.py",)),
+    M("decoded image not clamped", "vqclip/generator.py", "return clamp_with_grad(image.float(), 0, 1)",
+      "return image.float()", ("tests/test_perf_equivalence.py",)),
+    # --- prompts: distance, loss, TV, syntax
+    M("chord distance instead of the spherical one", "vqclip/prompts.py",
+      "(x[:, None, :] - y[None, :, :]).norm(dim=-1).div(2).clamp(max=1).arcsin().pow(2).mul(2)",
+      "(x[:, None, :] - y[None, :, :]).norm(dim=-1).pow(2)", ("tests/test_prompts.py",)),
+    M("prompt weights lose their sign", "vqclip/prompts.py", ".mean(0) * weights).sum()",
+      ".mean(0) * weights.abs()).sum()", ("tests/test_prompts.py",)),
+    M("worst cutout instead of the mean", "vqclip/prompts.py", ".mean(0) * weights).sum()",
+      ".amax(0) * weights).sum()", ("tests/test_prompts.py",)),
+    M("tv without its vertical term", "vqclip/prompts.py", "return dx.pow(2).mean() + dy.pow(2).mean()",
+      "return dx.pow(2).mean()", ("tests/test_prompts.py",)),
+    M("negative prompts pull", "vqclip/prompts.py", "out.append(Prompt(p.text, -abs(p.weight)))",
+      "out.append(Prompt(p.text, abs(p.weight)))", ("tests/test_prompts.py",)),
+    # --- cutouts
+    M("point-sampled cutouts instead of the area average", "vqclip/cutouts.py",
+      "area = inside.float() / (hi - lo)[..., None].float()", "area = (rel == lo[..., None]).float()",
+      ("tests/test_cutouts.py",)),
+    M("bilinear enlarging with its weights swapped", "vqclip/cutouts.py",
+      "lin = (rel == i0[..., None]) * (1 - frac)[..., None] + (rel == i1[..., None]) * frac[..., None]",
+      "lin = (rel == i0[..., None]) * frac[..., None] + (rel == i1[..., None]) * (1 - frac)[..., None]",
+      ("tests/test_cutouts.py",)),
+    M("cut_pow ignored", "vqclip/cutouts.py", "sizes = (r[:, 0] ** cut_pow *", "sizes = (r[:, 0] *",
+      ("tests/test_cutouts.py",)),
+    M("replayed views drop their augments", "vqclip/cutouts.py",
+      "batch = self.augment(batch, params=draw.augment)", "batch = batch",
+      ("tests/test_cutouts.py",)),
+    # --- schedules
+    M("a wrong cosine LR curve", "vqclip/schedules.py", "0.5 * (1 + math.cos(math.pi * t))",
+      "0.5 * (1 + math.cos(math.pi * t / 2))", ("tests/test_generator.py",)),
+    M("linear LR decays to zero", "vqclip/schedules.py", "return lr * (1 - (1 - min_factor) * t)",
+      "return lr * (1 - t)", ("tests/test_generator.py",)),
+    M("story switches one step late", "vqclip/schedules.py",
+      "i = bisect.bisect_right(self._ats, step) - 1\n        if i < 0:\n            return list(self._rows[0])",
+      "i = bisect.bisect_left(self._ats, step) - 1\n        if i < 0:\n            return list(self._rows[0])",
+      ("tests/test_schedules.py",)),
+    M("blend jumps halfway", "vqclip/schedules.py",
+      "t = (step - self._ats[i]) / (self._ats[i + 1] - self._ats[i])", "t = 0.5", ("tests/test_schedules.py",)),
+    M("a keyframe with nothing to aim at is accepted", "vqclip/schedules.py",
+      "if max(self._rows[i], default=0.0) <= 0:", "if False:", ("tests/test_schedules.py",)),
+    M("key-framed values not interpolated", "vqclip/schedules.py",
+      "return v0 + (v1 - v0) * (step - s0) / (s1 - s0)", "return v0", ("tests/test_schedules.py",)),
+    # --- the loss assembly and the step
+    M("the loss ignores the story's weight schedule", "vqclip/generator.py",
+      "weights = self.weights_at(self.step_count)\n        self._aim_guide(weights)",
+      "weights = self.weights\n        self._aim_guide(weights)", ("tests/test_schedules.py",)),
+    M("init term with its sign flipped", "vqclip/generator.py",
+      'parts["init"] = self.cfg.init.weight * F.mse_loss(self.z, self.z_init)',
+      'parts["init"] = -self.cfg.init.weight * F.mse_loss(self.z, self.z_init)', ("tests/test_generator.py",)),
+    M("tv weight ignored", "vqclip/generator.py", 'parts["tv"] = self.cfg.tv_weight * tv_loss(image)',
+      'parts["tv"] = tv_loss(image)', ("tests/test_generator.py", "tests/test_perf_equivalence.py")),
+    M("z no longer clamped to the codebook's box", "vqclip/generator.py",
+      "self.z.copy_(self.z.maximum(self.z_min).minimum(self.z_max))", "pass", ("tests/test_generator.py",)),
+    M("the scheduled lr is not applied", "vqclip/generator.py", 'group["lr"] = self.lr_at(self.step_count)',
+      "pass", ("tests/test_generator.py",)),
+    M("two CLIPs of one name: one term replaces the other", "vqclip/generator.py",
+      'return [f"clip:{n}" if names.count(n) == 1 else f"clip:{n}#{i}" for i, n in enumerate(names)]',
+      'return [f"clip:{n}" for n in names]', ("tests/test_generator.py",)),
+    M("micro-batch gradient ignores the incoming gradient", "vqclip/generator.py",
+      "return grad * grad_out, None, None", "return grad, None, None", ("tests/test_generator.py",)),
+    M("micro-batch chunks not weighted by their size", "vqclip/generator.py",
+      "part = prompt_loss(embeds, targets, weights) * (len(chunk) / len(leaf))",
+      "part = prompt_loss(embeds, targets, weights)", ("tests/test_generator.py",)),
+    M("starts get 1/n of their gradient", "vqclip/generator.py", "(loss * self.starts).backward()",
+      "loss.backward()", ("tests/test_candidates.py",)),
+    M("image prompts skip the model's preprocessing", "vqclip/generator.py",
+      "rows.append(clip.embed_images([open_rgb(p.text)]))",
+      "rows.append(clip.encode_image(__import__('vqclip.init').init.load_image(p.text, (clip.image_size,) * 2)))",
+      ("tests/test_models.py",)),
+    # --- best of n
+    M("best-of-n keeps the worst start", "vqclip/candidates.py",
+      "best = min(range(len(scores)), key=scores.__getitem__)",
+      "best = max(range(len(scores)), key=scores.__getitem__)", ("tests/test_candidates.py",)),
+    M("each start scored on views of its own", "vqclip/candidates.py",
+      "    for k in range(len(images)):\n        score = 0.0",
+      "    for k in range(len(images)):\n        draws = [views[clip.image_size].draw(1, h, w) if weight > 0 else None"
+      " for clip, weight in judges]\n        score = 0.0", ("tests/test_candidates.py",)),
+    M("a start's score negated", "vqclip/candidates.py",
+      "score += weight / total * prompt_loss(embeds.float(), target, weights).item()",
+      "score -= weight / total * prompt_loss(embeds.float(), target, weights).item()", ("tests/test_candidates.py",)),
+    M("the kept start takes another start's Adam state", "vqclip/generator.py",
+      "values[key] = v[start:start + 1].clone()", "values[key] = v[0:1].clone()", ("tests/test_candidates.py",)),
+    # --- zoom
+    M("zoom no longer moves z_init", "vqclip/animation.py", "        gen.z_init.copy_(z)\n", "",
+      ("tests/test_animation.py",)),
+    M("zoom rotates the other way", "vqclip/animation.py", "rot_t = torch.tensor([[c, -s], [s, c]]",
+      "rot_t = torch.tensor([[c, s], [-s, c]]", ("tests/test_animation.py",)),
+    M("zoom scales the other way", "vqclip/animation.py", "m = torch.diag(1 / d) @ rot_t @ torch.diag(d) / zoom",
+      "m = torch.diag(1 / d) @ rot_t @ torch.diag(d) * zoom", ("tests/test_animation.py",)),
+    # --- the guide
+    M("guide views not augmented", "vqclip/guide.py",
+      "views = add_noise(self.augment(image.float().repeat_interleave(self.views, 0)), self.noise)",
+      "views = add_noise(image.float().repeat_interleave(self.views, 0), self.noise)", ("tests/test_guide.py",)),
+    M("guide aimed at the weakest prompt", "vqclip/generator.py", "pulling = sorted(((-w, i)",
+      "pulling = sorted(((w, i)", ("tests/test_guide.py",)),
+    M("guide aimed once, never re-aimed by a story", "vqclip/generator.py", "        if texts == self._aimed:\n",
+      "        if self._aimed is not None:\n", ("tests/test_guide.py",)),
+    M("guide aims at a pushed-away prompt", "vqclip/generator.py", "if not p.image and w > 0))",
+      "if not p.image and w != 0))", ("tests/test_guide.py",)),
+    M("guide weight ignored", "vqclip/generator.py", 'parts["guide"] = self.cfg.guide.weight * self.guide(',
+      'parts["guide"] = self.guide(', ("tests/test_guide.py",)),
+]
+
+
+def apply(tree: Path, m: Mutation) -> None:
+    path = tree / m.path
+    text = path.read_text()
+    if text.count(m.old) != 1:
+        raise LookupError(f"{m.path}: the text of '{m.name}' occurs {text.count(m.old)} times (expected once)")
+    path.write_text(text.replace(m.old, m.new))
+
+
+def run(m: Mutation, timeout: float) -> tuple[str, str, float]:
+    """('caught' | 'survived' | 'stale' | 'timeout', the first failing test or the reason, seconds)."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp)
+        for part in ("vqclip", "tests", "benchmarks", "configs", "pyproject.toml"):
+            src = ROOT / part
+            (shutil.copytree if src.is_dir() else shutil.copy)(src, tree / part)
+        try:
+            apply(tree, m)
+        except LookupError as exc:
+            return "stale", str(exc), 0.0
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *m.tests]
+        try:
+            done = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return "timeout", f"over {timeout:.0f} s", time.perf_counter() - t0
+    failed = [line.split(" ")[1] for line in done.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
+    if done.returncode == 0:
+        return "survived", "", time.perf_counter() - t0
+    return "caught", (failed[0] if failed else f"pytest exit {done.returncode}"), time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", default="", help="run the mutations whose name contains this text")
+    p.add_argument("--list", action="store_true", help="list the mutations and exit")
+    p.add_argument("--timeout", type=float, default=600, help="seconds per mutation")
+    args = p.parse_args(argv)
+    chosen = [m for m in MUTATIONS if args.only in m.name]
+    if args.list:
+        for m in chosen:
+            print(f"{m.name}  ({m.path}; {', '.join(m.tests)})")
+        return 0
+    print("| mutation | file | result | caught by |\n|---|---|---|---|", flush=True)
+    results = []
+    for m in chosen:
+        state, detail, seconds = run(m, args.timeout)
+        results.append(state)
+        print(f"| {m.name} | `{m.path}` | {state} | {f'`{detail}`' if detail else ''} |", flush=True)
+    caught = results.count("caught")
+    print(f"\n{caught} of {len(results)} caught; survived {results.count('survived')}, stale {results.count('stale')},"
+          f" timed out {results.count('timeout')}")
+    if "stale" in results:
+        return 2
+    return 0 if caught == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
