@@ -4,7 +4,7 @@ Written from the structure of Katherine Crowson's notebook as nerdyrodent/VQGAN-
 frozen models, cutouts cropped one by one in a Python loop and resized with adaptive average pooling, Kornia
 augments on the batch plus per-cutout noise, CLIP on the batch, spherical-distance prompt loss, Adam on z,
 straight-through vector quantization, clamp-with-gradient, fp32 everywhere, no checkpointing, no compile.
-The models are built straight from taming modules and open_clip (not through vqclip's generator), and the augments
+The models are built straight from taming modules and open_clip (not through vqclip's own modules), and the augments
 match vqclip's defaults so both do the same work per step.
 
     python benchmarks/textbook_loop.py --size 256 --cutn 16 --steps 5 --json
@@ -25,7 +25,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vqclip.bench import (AUGMENTS, BENCH_PROMPT, VQGAN_ARCHS, count_gflop, format_result,  # noqa: E402
+from vqclip.tools.bench import (AUGMENTS, BENCH_PROMPT, VQGAN_ARCHS, count_gflop, format_result,  # noqa: E402
                           peak_memory, reset_peak, summarise, time_steps)
 
 

@@ -67,8 +67,9 @@ def tiny_args(tiny_vqgan, tiny_clip) -> list[str]:
 @pytest.fixture(scope="session")
 def tiny_models(tiny_vqgan, tiny_clip):
     """Loaded tiny models (shared; they are frozen)."""
-    from vqclip.generator import Models
-    from vqclip.models import load_clip, load_vqgan
+    from vqclip.nets.load import Models
+    from vqclip.nets.clip import load_clip
+    from vqclip.nets.vqgan import load_vqgan
 
     return Models(load_vqgan(*tiny_vqgan), [(load_clip(str(tiny_clip[0]), str(tiny_clip[1])), 1.0)])
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from vqclip import speed
-from vqclip.bench import count_gflop, format_result, run_bench, time_steps
+from vqclip.nets import memory as speed
+from vqclip.tools.bench import count_gflop, format_result, run_bench, time_steps
 from vqclip.cli import main
 from vqclip.config import merge_layers
 from vqclip.errors import VqclipError
-from vqclip.generator import autocast_dtype
+from vqclip.nets.device import autocast_dtype
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,19 +59,19 @@ def test_bench_of_a_downloadable_preset_asks_for_its_clip(monkeypatch):
     (vqclip's CLIP cache), not open_clip's own download."""
     import open_clip
 
-    import vqclip.bench as bench
+    import vqclip.tools.bench as bench
 
     monkeypatch.setattr(open_clip, "create_model", lambda *a, **k: pytest.fail("reached for open_clip's weights"))
     asked = []
 
-    def preset_clip(name, device):
-        asked.append(name)
+    def load_models(cfg, device, cache=None):  # the one loader of every job: the preset's files, fetched once
+        asked.append((cfg.model, [(c.model, c.pretrained) for c in cfg.clip]))
         raise VqclipError("stop here")
 
-    monkeypatch.setattr(bench, "preset_clip", preset_clip)
+    monkeypatch.setattr(bench, "load_models", load_models)
     with pytest.raises(VqclipError, match="stop here"):
         run_bench(vqgan="imagenet-16384", random_weights=False, device="cpu")
-    assert asked == ["imagenet-16384"]
+    assert asked == [("imagenet-16384", [("ViT-B-32", "openai")])]
 
 
 def test_cli_bench_unknown_architecture_is_one_line(capsys):
@@ -141,21 +141,21 @@ def test_auto_precision(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert autocast_dtype("auto", cuda) == torch.bfloat16 and autocast_dtype("fp32", cuda) is None
     assert autocast_dtype("bf16", cpu) == torch.bfloat16
-    monkeypatch.setattr("vqclip.generator.cpu_native_bf16", lambda: True)
+    monkeypatch.setattr("vqclip.nets.device.cpu_native_bf16", lambda: True)
     assert autocast_dtype("auto", cpu, 256 * 256) == torch.bfloat16
     assert autocast_dtype("auto", cpu, 32 * 32) is None
-    monkeypatch.setattr("vqclip.generator.cpu_native_bf16", lambda: False)
+    monkeypatch.setattr("vqclip.nets.device.cpu_native_bf16", lambda: False)
     assert autocast_dtype("auto", cpu, 256 * 256) is None
 
 
 def test_auto_precision_counts_every_start_of_a_batch(monkeypatch, tiny_job, tiny_models):
     """Best of n runs n images per step: on a CPU with native bf16, 16 starts of 32 x 32 are 128^2 pixels a step."""
-    from vqclip.generator import Generation
+    from runs import Run
 
-    monkeypatch.setattr("vqclip.generator.cpu_native_bf16", lambda: True)
+    monkeypatch.setattr("vqclip.nets.device.cpu_native_bf16", lambda: True)
     cfg = merge_layers([("tiny", tiny_job), ("t", {"prompt": "x", "size": [32, 32], "precision": "auto"})])
-    assert Generation(cfg, tiny_models, torch.device("cpu"), 0).amp is None
-    assert Generation(cfg, tiny_models, torch.device("cpu"), 0, starts=16).amp == torch.bfloat16
+    assert Run(cfg, tiny_models, torch.device("cpu"), 0).amp is None
+    assert Run(cfg, tiny_models, torch.device("cpu"), 0, starts=16).amp == torch.bfloat16
 
 
 def test_compile_falls_back_to_eager_with_a_notice(monkeypatch, caplog):
@@ -163,7 +163,9 @@ def test_compile_falls_back_to_eager_with_a_notice(monkeypatch, caplog):
         raise RuntimeError("no backend here")
 
     monkeypatch.setattr(torch, "compile", broken)
-    fn = speed.compiled(lambda x: x * 2, "doubler")
+    from vqclip.nets.device import compiled
+
+    fn = compiled(lambda x: x * 2, "doubler")
     with caplog.at_level(logging.INFO, logger="vqclip"):
         assert fn(torch.tensor(3.0)).item() == 6.0
         assert fn(torch.tensor(4.0)).item() == 8.0
@@ -173,7 +175,7 @@ def test_compile_falls_back_to_eager_with_a_notice(monkeypatch, caplog):
 @pytest.mark.slow
 def test_compiled_generation_matches_eager(tiny_job, tiny_models):
     base = [("tiny", tiny_job), ("p", {"prompt": "a red circle", "steps": 2, "seed": 3, "precision": "fp32"})]
-    from vqclip.generator import generate
+    from vqclip.runs.pipeline import generate
 
     eager = generate(merge_layers(base), tiny_models)
     fast = generate(merge_layers(base + [("c", {"compile": True})]), tiny_models)

@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from vqclip.checkpoints import load_state_dict, torch_load_safe
+from vqclip.nets.checkpoints import load_state_dict, torch_load_safe
 from vqclip.errors import UnsafeCheckpointError, VqclipError
 
 
@@ -71,7 +71,7 @@ def test_safetensors_cache_written_once_and_reused(tiny_vqgan, tmp_path, monkeyp
     first = load_state_dict(ckpt, cache=True)
     cached = tmp_path / "model.cache.safetensors"
     assert cached.is_file()
-    monkeypatch.setattr("vqclip.checkpoints.torch_load_safe", lambda p: pytest.fail("unpickled again"))
+    monkeypatch.setattr("vqclip.nets.checkpoints.torch_load_safe", lambda p: pytest.fail("unpickled again"))
     second = load_state_dict(ckpt, cache=True)
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)

@@ -12,7 +12,7 @@ from PIL import Image, PngImagePlugin
 
 from vqclip.cli import main
 from vqclip.mini import world
-from vqclip.search import INDEX_NAME
+from vqclip.tools.search import INDEX_NAME
 
 MINI_DIR = Path(world.__file__).resolve().parent / "weights"
 needs_mini = pytest.mark.skipif(not (MINI_DIR / "clip.safetensors").is_file() or not (MINI_DIR / "clip.json").is_file(),
@@ -222,11 +222,11 @@ def test_model_options(capsys, images):
 
 
 def test_embedded_preset_loads_only_its_clip_files(capsys, tiny_clip, images, tmp_path, monkeypatch):
-    from vqclip import registry
+    from vqclip.models import presets as registry
 
     weights = tmp_path / "weights"
     weights.mkdir()
-    monkeypatch.setattr(registry, "MINI_DIR", weights)  # an empty package folder: the CLIP files are missing
+    monkeypatch.setattr(registry, "EMBEDDED_DIR", weights)  # an empty package folder: the CLIP files are missing
     code, _, err = run(capsys, "score", images / "0.png", "--prompt", "x", "--model", "mini")
     assert code == 2 and "embedded 'mini' CLIP is missing" in err
     for src, name in zip(tiny_clip, ("clip.json", "clip.safetensors")):  # CLIP only: no VQGAN files needed

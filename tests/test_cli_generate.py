@@ -12,8 +12,9 @@ import yaml
 from PIL import Image
 
 from vqclip.cli import main
-from vqclip.outputs import read_metadata
-from vqclip.video import read_video_frames
+from vqclip.files.atomic import TEMP_GLOB
+from vqclip.files.images import read_metadata
+from vqclip.files.video import read_video_frames
 
 
 def pixels(path):
@@ -172,9 +173,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, tiny_args, tiny_vqgan, capsy
 
 
 def test_a_run_folder_that_cannot_be_made_is_one_line_before_models_load(tmp_path, tiny_args, capsys, monkeypatch):
-    import vqclip.jobs
+    import vqclip.runs.pipeline
 
-    monkeypatch.setattr(vqclip.jobs, "load_models", lambda *a, **k: pytest.fail("models loaded first"))
+    monkeypatch.setattr(vqclip.runs.pipeline, "load_models", lambda *a, **k: pytest.fail("models loaded first"))
     (tmp_path / "file.txt").write_text("a file, not a folder")
     assert main(["generate", "x", *tiny_args, "--out", str(tmp_path / "file.txt" / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -183,7 +184,7 @@ def test_a_run_folder_that_cannot_be_made_is_one_line_before_models_load(tmp_pat
 
 
 def test_out_of_memory_is_one_line(tmp_path, tiny_args, capsys, monkeypatch):
-    import vqclip.jobs as gen  # the command looks run_job up there when it runs
+    import vqclip.runs.pipeline as gen  # the command looks run_job up there when it runs
 
     def failing(message):
         def run_job(cfg, **kwargs):
@@ -244,7 +245,7 @@ def test_ctrl_c_keeps_frames_writes_final_and_exits_130(tmp_path, tiny_args):
     frames = sorted((out / "frames").iterdir())
     assert len(frames) == meta["steps_done"] + 1
     assert len(read_video_frames(out / "progress.mp4")[0]) == len(frames)
-    assert not list(out.rglob("*.tmp")) and not list(out.rglob("*.part*"))
+    assert not list(out.rglob(TEMP_GLOB)) and not list(out.rglob("*.part*"))
 
 
 def test_help_and_option_errors_do_not_load_torch():
@@ -290,7 +291,7 @@ def test_closed_pipe_is_quiet(monkeypatch, capsys):
 def test_threads_option_is_recorded_and_restored(tmp_path, tiny_args, capsys, monkeypatch):
     import torch
 
-    import vqclip.jobs as gen
+    import vqclip.runs.pipeline as gen
 
     before, seen, real = torch.get_num_threads(), [], gen.run_job
 
@@ -330,25 +331,28 @@ def test_argument_errors_are_one_line(argv, expected, capsys):
     assert info.value.code == 2 and len(err) == 1 and expected in err[0] and "--help" in err[0]
 
 
-def test_a_run_that_fails_before_making_anything_leaves_no_folder(tiny_job, tmp_path):
+def test_a_run_that_fails_before_making_anything_leaves_no_folder(tiny_job, tmp_path, monkeypatch):
     """A failure mid-run (out of memory, a bug) must not leave a job.yaml-only folder that blocks the same --out;
     a folder that already holds frames is kept."""
-    from vqclip.jobs import build_config, run_job
+    import vqclip.runs.pipeline as pipeline
+    from vqclip.runs.jobs import build_config
 
-    def fails(cfg, models, callbacks, device):
+    def fails(cfg, models, callbacks, device, **kw):
         raise RuntimeError("boom")
 
-    def fails_after_a_frame(cfg, models, callbacks, device):
+    def fails_after_a_frame(cfg, models, callbacks, device, **kw):
         (out / "frames" / "000000.png").write_bytes(b"frame")
         raise RuntimeError("boom")
 
     out = tmp_path / "run"
     cfg = build_config({**tiny_job, "prompt": "a cat", "steps": 2, "output": {"dir": str(out), "progress": False}})
+    monkeypatch.setattr(pipeline, "generate", fails)
     with pytest.raises(RuntimeError, match="boom"):
-        run_job(cfg, runner=fails)
+        pipeline.run_job(cfg)
     assert not out.exists()
+    monkeypatch.setattr(pipeline, "generate", fails_after_a_frame)
     with pytest.raises(RuntimeError, match="boom"):
-        run_job(cfg, runner=fails_after_a_frame)
+        pipeline.run_job(cfg)
     assert (out / "job.yaml").is_file() and (out / "frames" / "000000.png").is_file()
 
 
@@ -366,3 +370,57 @@ def test_notes_do_not_tear_the_progress_bar(tmp_path, tiny_args, capsys):
     err = capsys.readouterr().err
     notes = [line for line in err.split("\n") if "init background:" in line]
     assert notes and all(line.split("\r")[-1].startswith("note: init background:") for line in notes), err
+
+
+@pytest.mark.parametrize("command", ["generate", "zoom", "restyle"])
+def test_help_shows_every_default_and_key(command, capsys):
+    """--help is generated from the config fields: each job option's line names its YAML key and its default."""
+    from vqclip.cli.options import JOB_SECTIONS, describe, job_options
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = "".join(capsys.readouterr().out.split())  # argparse wraps lines, at hyphens too
+    include = {"zoom": ["animation."], "restyle": ["restyle."]}.get(command, [])
+    options = job_options(include=include, skip=() if command == "generate" else ("--save-every", "--candidates"))
+    assert len(options) >= 30
+    for o in options:
+        if command == "restyle" and o.flag in ("--steps", "--fps"):
+            continue  # they mean per-frame steps and the output rate there, and say so
+        line = describe(o)
+        assert f"[{o.key.replace('[]', '[i]')}" in line and o.flag in text
+        assert "(default: " in line or "default true" in line or "default" in o.help or o.key.startswith(
+            ("clip[]", "negative", "image_prompts")), line
+        assert "".join(line.split()) in text, line
+    assert "(default:300)[steps]" in text or command == "restyle"
+    assert not any(o.key.startswith(JOB_SECTIONS) for o in job_options())  # zoom's and restyle's keys: theirs
+
+
+def test_every_job_flag_sets_its_key(tiny_args):
+    """The flag-to-key map is the fields' own: each flag given on the command line lands on its key."""
+    from vqclip.cli import build_parser
+    from vqclip.cli.options import cli_overrides
+
+    argv = ["generate", "p", "--steps", "7", "--cutn", "3", "--augments", "affine,noise", "--no-video", "--quiet",
+            "--init-image", "x.png", "--clip-model", "a.json", "--clip-model", "ViT-B-32", "--clip-pretrained", "w.pt",
+            "--clip-weight", "2", "--size", "40", "24", "--negative", "n1", "--negative", "n2:-0.5", "--set", "tv_weight=3"]
+    args = build_parser().parse_args(argv)
+    cli = cli_overrides(args)
+    assert cli == {"prompt": "p", "steps": 7, "cutouts": {"n": 3, "augments": ["affine", "noise"]},
+                   "output": {"video": False, "progress": False}, "init": {"image": "x.png", "kind": "image"},
+                   "clip": [{"model": "a.json", "pretrained": "w.pt", "weight": 2.0},
+                            {"model": "ViT-B-32", "pretrained": None}],
+                   "size": [40, 24], "negative": ["n1", "n2:-0.5"], "tv_weight": 3}
+
+
+def test_docs_options_lists_every_key_and_is_up_to_date():
+    """docs/options.md is generated from the config fields; a key missing from it (or a stale line) fails here."""
+    from pathlib import Path
+
+    from vqclip.cli.options_doc import options_markdown
+    from vqclip.config import GenerateConfig
+    from vqclip.config.fields import walk
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "options.md").read_text()
+    assert text == options_markdown(), "run: python -m vqclip.cli.options_doc > docs/options.md"
+    for o in walk(GenerateConfig):
+        assert f"| `{o.key.replace('[]', '[i]')}` |" in text

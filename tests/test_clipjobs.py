@@ -12,12 +12,12 @@ import torch
 from PIL import Image
 
 from tiny import write_clip
-from vqclip.clipjobs import (check_templates, embed_image_files, encode_images, load_image_file,
-                             logit_scale, prompt_scores, scan_images, score, text_classifier, zero_shot)
+from vqclip.tools.clipjobs import check_templates, embed_image_files, encode_images, load_image_file, logit_scale, prompt_scores, scan_images, score, text_classifier, zero_shot
 from vqclip.errors import VqclipError
+from vqclip.files.atomic import TEMP_GLOB
 from vqclip.mini import world
-from vqclip.models import load_clip
-from vqclip.search import INDEX_NAME, ImageIndex, clip_fingerprint
+from vqclip.nets.clip import load_clip
+from vqclip.tools.search import INDEX_NAME, ImageIndex, clip_fingerprint
 
 MINI_DIR = Path(world.__file__).resolve().parent / "weights"
 MINI_CLIP = MINI_DIR / "clip.safetensors"
@@ -194,7 +194,7 @@ def folder(tmp_path):
 def test_index_embeds_once_and_reuses_the_cache(clip, folder):
     first = ImageIndex(folder, clip)
     assert first.update(batch_size=4) == 6 and first.embedded == 6 and len(first) == 6
-    assert (folder / INDEX_NAME).is_file() and not list(folder.glob("*.tmp"))
+    assert (folder / INDEX_NAME).is_file() and not list(folder.glob(TEMP_GLOB))
     second = ImageIndex(folder, clip)
     assert second.update() == 0 and second.embedded == 0 and len(second) == 6
     paths, mat = second.matrix()
@@ -275,7 +275,7 @@ def test_interrupted_indexing_keeps_finished_batches(clip, folder, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         ImageIndex(folder, clip).update(batch_size=4)
     monkeypatch.undo()
-    assert not list(folder.glob("*.tmp"))
+    assert not list(folder.glob(TEMP_GLOB))
     resumed = ImageIndex(folder, clip)
     assert len(resumed) == 4 and resumed.update() == 2
 
@@ -290,12 +290,12 @@ def test_failed_save_leaves_the_old_index_intact(clip, folder, monkeypatch, capl
         Path(filename).write_bytes(b"partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("safetensors.torch.save_file", full_disk)
+    monkeypatch.setattr("vqclip.tools.search.save_file", full_disk)
     with caplog.at_level(logging.WARNING, logger="vqclip"):
         index = ImageIndex(folder, clip)
         assert index.update(batch_size=1, save_every=1) == 3
     assert caplog.text.count("could not write the search index") == 1
-    assert (folder / INDEX_NAME).read_bytes() == before and not list(folder.glob("*.tmp"))
+    assert (folder / INDEX_NAME).read_bytes() == before and not list(folder.glob(TEMP_GLOB))
 
 
 def test_search_ranks_by_cosine(clip, folder):

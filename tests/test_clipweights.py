@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from vqclip.clipweights import clips_missing, fetch_clip, hand_placed_clip, unreachable_host
-from vqclip.download import DownloadError
+from vqclip.models.clipweights import clips_missing, fetch_clip, hand_placed_clip, unreachable_host
+from vqclip.models.download import DownloadError
 from vqclip.errors import VqclipError
 
 
@@ -49,7 +49,7 @@ def test_fetch_clip_uses_open_clip_cache_under_home(tmp_path, monkeypatch):
         return str(target)
 
     monkeypatch.setattr(pretrained, "download_pretrained", fake_download)
-    monkeypatch.setattr("vqclip.clipweights.unreachable_host", lambda url: None)  # as if online
+    monkeypatch.setattr("vqclip.models.clipweights.unreachable_host", lambda url: None)  # as if online
     path = fetch_clip("ViT-B-32", "openai", tmp_path)
     assert seen["cache_dir"] == str(tmp_path / "clip") and path == tmp_path / "clip" / "weights.safetensors"
 
@@ -61,7 +61,7 @@ def test_fetch_clip_failure_is_a_download_error_with_manual_path(tmp_path, monke
         raise OSError("Temporary failure in name resolution")
 
     monkeypatch.setattr(pretrained, "download_pretrained", offline)
-    monkeypatch.setattr("vqclip.clipweights.unreachable_host", lambda url: None)  # as if online
+    monkeypatch.setattr("vqclip.models.clipweights.unreachable_host", lambda url: None)  # as if online
     with pytest.raises(DownloadError) as info:
         fetch_clip("ViT-B-32", "openai", tmp_path)
     message = str(info.value)
@@ -131,20 +131,26 @@ def test_a_hand_placed_file_keeps_its_tags_preprocessing(tmp_path, monkeypatch, 
     """SigLIP's tag normalises with mean 0.5, not OpenAI's: loading its weights from a file must not lose that."""
     import torch
 
-    from vqclip.jobs import ModelCache
+    from vqclip.models.resolve import resolve_clip
+    from vqclip.nets.load import ModelCache
 
     placed = tmp_path / "home" / "clip" / "ViT-B-16-SigLIP-webli.safetensors"
     placed.parent.mkdir(parents=True)
     placed.write_bytes(b"weights")
     monkeypatch.setenv("VQCLIP_HOME", str(tmp_path / "home"))
     with pytest.raises(VqclipError):
-        ModelCache().clip("ViT-B-16-SigLIP", "webli", torch.device("cpu"), tmp_path / "home" / "clip")
+        ModelCache().clip(resolve_clip("ViT-B-16-SigLIP", "webli"), torch.device("cpu"))
     assert create_model_args["pretrained"] == str(placed)
     assert create_model_args["force_preprocess_cfg"]["mean"] == (0.5, 0.5, 0.5)
     assert create_model_args["force_preprocess_cfg"]["resize_mode"] == "squash"
-    from vqclip.cli.clipjobs import _resolved  # classify, search, score and rank load it the same way
+    import argparse
 
-    assert _resolved("ViT-B-16-SigLIP", "webli") == ("ViT-B-16-SigLIP", str(placed), placed.parent, "webli")
+    from vqclip.cli.clipjobs import clip_specs  # classify, search, score and rank load it the same way
+
+    args = argparse.Namespace(model=None, clip_model=["ViT-B-16-SigLIP"], clip_pretrained=["webli"])
+    (files,) = clip_specs(args)
+    assert (files.model, files.pretrained, files.cache_dir, files.like) == ("ViT-B-16-SigLIP", str(placed),
+                                                                           placed.parent, "webli")
 
 
 def test_a_tag_fetched_before_loads_from_its_cached_file_without_asking_the_hub(tmp_path, monkeypatch, offline_hub,
@@ -152,12 +158,13 @@ def test_a_tag_fetched_before_loads_from_its_cached_file_without_asking_the_hub(
     """Once open_clip's downloader put a tag's weights in <home>/clip, loading reads that file: no second lookup."""
     import torch
 
-    from vqclip.jobs import ModelCache
+    from vqclip.models.resolve import resolve_clip
+    from vqclip.nets.load import ModelCache
 
     home = tmp_path / "home"
     weights = _hub_snapshot(home / "clip")
     monkeypatch.setenv("VQCLIP_HOME", str(home))
     with pytest.raises(VqclipError):
-        ModelCache().clip("ViT-B-32", "openai", torch.device("cpu"), home / "clip")
+        ModelCache().clip(resolve_clip("ViT-B-32", "openai"), torch.device("cpu"))
     assert create_model_args["pretrained"] == str(weights)
     assert create_model_args["name"] == "ViT-B-32-quickgelu"  # the openai tag's QuickGELU, kept for the file

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from vqclip.config import GenerateConfig, check_inputs, merge_layers, to_yaml
-from vqclip.jobyaml import load_yaml
+from vqclip.files.jobyaml import load_yaml
 from vqclip.errors import VqclipError
 
 
@@ -137,7 +137,7 @@ def test_strings_stay_as_written(tmp_path, monkeypatch):
 def test_omegaconf_errors_without_text_or_with_not_int_stay_one_clear_line():
     from omegaconf.errors import ValidationError
 
-    from vqclip.config import _explain
+    from vqclip.config.layers import _explain
 
     assert str(_explain(ValidationError(""), "job.yaml")) == "job.yaml: ?: ValidationError"
     assert "unknown key" not in str(_explain(ValidationError("Value 'x' is not int"), "job.yaml"))

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from vqclip.config import ClipConfig, VQGANConfig
-from vqclip.jobs import build_config, jobs_from_file, run_job
+from vqclip.runs.jobs import build_config, jobs_from_file
+from vqclip.runs.pipeline import run_job
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 MINI = Path(__file__).parent.parent / "vqclip" / "mini" / "weights" / "clip.safetensors"

@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vqclip.cutouts import Cutouts, build_augments, make_cutouts, sample_boxes
+from vqclip.optim.cutouts import Cutouts, make_cutouts, sample_boxes
+from vqclip.optim.augments import build_augments
 from vqclip.errors import VqclipError
 
 
@@ -91,6 +92,11 @@ def test_a_draw_replays_the_same_views_on_any_image():
     assert torch.equal(cut.apply(a, draw), cut.apply(a, draw))
     torch.manual_seed(0)
     torch.testing.assert_close(cut(a, torch.Generator().manual_seed(1)), cut.apply(a, draw))  # a fresh draw, same RNG
+    # a view is Kornia's augment (its drawn parameters) of the resampled crop, plus the drawn noise
+    crops = make_cutouts(a, draw.boxes, 16)
+    torch.testing.assert_close(cut.apply(a, draw), cut.augment(crops, params=draw.augment) + draw.noise)
+    moved = (cut.apply(a, draw) - draw.noise - crops).flatten(1).abs().mean(1)
+    assert (moved > 0.01).sum() >= 2  # most of the 5 are moved by the affine or perspective augment
     # the views are a linear function of the image: replaying them on a + b gives the sum (noise counted once)
     torch.testing.assert_close(cut.apply(a + b, draw) + draw.noise, cut.apply(a, draw) + cut.apply(b, draw),
                                rtol=1e-4, atol=1e-4)

@@ -9,10 +9,10 @@ import pytest
 
 from fileserver import STALL_LIMIT_S, dead_url, payload, sha
 
-from vqclip.download import DownloadError, fetch
-from vqclip.integrity import CorruptFileError, Manifest, verify_file
+from vqclip.models.download import DownloadError, fetch
+from vqclip.models.integrity import CorruptFileError, Manifest, verify_file
 from vqclip.errors import VqclipError
-from vqclip.registry import FileSpec
+from vqclip.models.presets import FileSpec
 
 def test_download_shows_progress_and_records_sha256(server, tmp_path, capsys):
     data = payload()

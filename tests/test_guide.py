@@ -14,8 +14,10 @@ from safetensors.torch import save_file
 
 from vqclip.config import check_inputs, merge_layers
 from vqclip.errors import VqclipError
-from vqclip.generator import Generation, Models
-from vqclip.guide import Guide, GuideSpec, GuideTerm, guide_loss, load_guide, prompt_label, read_spec
+from runs import Run
+from vqclip.nets.load import Models
+from vqclip.nets.guide import Guide, GuideSpec, load_guide, prompt_label, read_spec
+from vqclip.optim.guidance import GuideTerm, guide_loss
 
 SPEC = GuideSpec(labels=("circle", "square", "_none"), widths=(8, 8), strides=(2, 2), groups=4, image_size=32)
 
@@ -151,7 +153,7 @@ def test_missing_guide_files_are_named_before_anything_runs(tiny_job, tmp_path):
 def _generation(tiny_job, tiny_models, guide, prompt, **guide_cfg):
     cfg = merge_layers([("d", tiny_job), ("j", {"prompt": prompt, "guide": {"model": "g", "weights": "w", **guide_cfg}})])
     models = Models(tiny_models.vqgan, tiny_models.clips, guide=guide)
-    return Generation(cfg, models, torch.device("cpu"), seed=0)
+    return Run(cfg, models, torch.device("cpu"), seed=0)
 
 
 def test_a_run_adds_the_guide_term_for_the_label_its_prompt_names(tiny_job, tiny_models, tiny_guide):
@@ -168,6 +170,8 @@ def test_a_run_adds_the_guide_term_for_the_label_its_prompt_names(tiny_job, tiny
     assert terms[0] == pytest.approx(4 * terms[1], rel=1e-5)  # guide.weight scales the term
     event = gen.step()
     assert "guide" in event.losses and abs(sum(event.losses.values()) - event.loss) < 1e-4  # it is minimised
+    pushed = _generation(tiny_job, tiny_models, guide, "a red blob:1|a circle:-1")
+    assert pushed.guide.label is None  # a prompt pushed away from is never aimed at, even when nothing else is
     off = _generation(tiny_job, tiny_models, guide, "a red square", weight=0.0)
     assert off.guide is None and "guide" not in off.losses(off.decode())
 
@@ -178,16 +182,17 @@ def test_a_prompt_without_a_label_runs_unguided_with_a_notice(tiny_job, tiny_mod
         gen = _generation(tiny_job, tiny_models, guide, "a red blob")
     assert gen.guide.label is None and "guide" not in gen.losses(gen.decode())
     assert "names none of circle, square" in caplog.text and "_none" not in caplog.text
-    from vqclip.prompts import parse_job_prompts
+    from vqclip.optim.prompts import parse_job_prompts
 
     gen.set_prompts(parse_job_prompts("now a circle", [], []))  # a story's next prompt re-aims it
     assert gen.guide.label == 0 and "guide" in gen.losses(gen.decode())
 
 
 def test_a_job_naming_a_guide_loads_it_records_it_and_resumes_with_it(tiny_job, tiny_guide, tmp_path):
-    from vqclip.callbacks import StopAfter
-    from vqclip.jobs import build_config, run_job
-    from vqclip.resume import resume_run
+    from vqclip.runs.callbacks import StopAfter
+    from vqclip.runs.jobs import build_config
+    from vqclip.runs.pipeline import run_job
+    from vqclip.runs.resume import resume_run
 
     model, weights, _ = tiny_guide
     seen = []
@@ -235,10 +240,10 @@ def test_the_guide_scores_affine_augmented_noisy_views(tiny_guide):
 
 
 def _story_generation(tiny_job, tiny_models, guide, layer):
-    from vqclip.animation import make_generation
+    from runs import Run
 
     cfg = merge_layers([("d", tiny_job), ("j", {"steps": 10, **layer, "guide": {"model": "g", "weights": "w"}})])
-    return make_generation(cfg, Models(tiny_models.vqgan, tiny_models.clips, guide=guide), torch.device("cpu"), 0)
+    return Run(cfg, Models(tiny_models.vqgan, tiny_models.clips, guide=guide), torch.device("cpu"), 0)
 
 
 def test_a_story_re_aims_the_guide_at_the_prompt_of_each_step(tiny_job, tiny_models, tiny_guide):

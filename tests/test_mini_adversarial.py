@@ -7,12 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from vqclip.errors import VqclipError
-from vqclip.generator import decode_image
+from vqclip.optim.objective import decode_image
 from vqclip.mini import WEIGHTS_DIR, judge, world
-from vqclip.mini.adversarial import GeneratorPool, reconstruct
-from vqclip.mini.train_clip import _train, consistent, contrastive_loss, paired_loss, training_model
-from vqclip.models import load_clip, load_vqgan
-from vqclip.quantize import clamp_with_grad, vector_quantize
+from vqclip.mini.train.adversarial import GeneratorPool, reconstruct
+from vqclip.mini.train.clip import _train, consistent, contrastive_loss, paired_loss, training_model
+from vqclip.nets.clip import load_clip
+from vqclip.nets.vqgan import load_vqgan
+from vqclip.nets.quantize import clamp_with_grad, vector_quantize
 
 
 @pytest.fixture(scope="module")

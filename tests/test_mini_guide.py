@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from vqclip.guide import load_guide
-from vqclip.mini import judge, train, world
-from vqclip.mini import train_guide as tg
+from vqclip.nets.guide import load_guide
+from vqclip.mini import judge, world
+from vqclip.mini.train import cli as train
+from vqclip.mini.train import guide as tg
 
 
 @pytest.mark.parametrize("seed", range(5))

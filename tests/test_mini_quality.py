@@ -9,7 +9,8 @@ from safetensors import safe_open
 
 from vqclip.cli import main as vqclip_main
 from vqclip.mini import WEIGHTS_DIR, judge, world
-from vqclip.models import load_clip, load_vqgan, vqgan_spec
+from vqclip.nets.clip import load_clip
+from vqclip.nets.vqgan import load_vqgan, vqgan_spec
 
 SHIPPED = {"vqgan.yaml", "vqgan.safetensors", "clip.json", "clip.safetensors", "guide.json", "guide.safetensors",
            "MODEL_CARD.md", "defaults.yaml"}
@@ -71,8 +72,8 @@ def test_mini_clip_prefers_one_object_to_copies(mini_clip):
 def test_mini_guide_tells_the_kinds_from_near_misses():
     """The shipped guide, on held-out scenes as generation shows them (through the VQGAN): kinds right, near misses
     (lumpy outlines, rectangles) called near misses far more often than proper shapes are."""
-    from vqclip.guide import load_guide
-    from vqclip.mini import train_guide as tg
+    from vqclip.nets.guide import load_guide
+    from vqclip.mini.train import guide as tg
 
     guide = load_guide(WEIGHTS_DIR / "guide.json", WEIGHTS_DIR / "guide.safetensors")
     vq = load_vqgan(WEIGHTS_DIR / "vqgan.yaml", WEIGHTS_DIR / "vqgan.safetensors")

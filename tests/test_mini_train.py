@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 
 from vqclip.mini import WEIGHTS_DIR
-from vqclip.mini import train
+from vqclip.mini.train import cli as train
 
 
 @pytest.fixture
 def recorded(monkeypatch):
     """train_vqgan / train_clip replaced by recorders of the folder they were given."""
     seen = {}
-    import vqclip.mini.train_clip as tc
-    import vqclip.mini.train_vqgan as tv
+    import vqclip.mini.train.clip as tc
+    import vqclip.mini.train.vqgan as tv
 
     monkeypatch.setattr(tv, "train_vqgan", lambda out, **kw: seen.update(out=Path(out), kw=kw) or {"psnr": 1.0})
     monkeypatch.setattr(tc, "train_clip", lambda out, **kw: seen.update(out=Path(out), kw=kw) or {"acc": 1.0})

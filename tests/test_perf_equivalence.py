@@ -14,11 +14,14 @@ import torch.nn.functional as F
 
 from reference import textbook
 from tiny import CLIP_CFG, write_clip, write_vqgan
-from vqclip.checkpoints import load_state_dict
+from vqclip.nets.checkpoints import load_state_dict
 from vqclip.config import merge_layers
-from vqclip.generator import Generation, Models, generate
-from vqclip.models import load_clip, load_vqgan, vqgan_spec
-from vqclip.speed import decode_latent, frozen_conv, lean_decode, norm_swish
+from runs import Run
+from vqclip.nets.load import Models
+from vqclip.runs.pipeline import generate
+from vqclip.nets.clip import load_clip
+from vqclip.nets.vqgan import load_vqgan, vqgan_spec
+from vqclip.nets.lean import decode_latent, frozen_conv, lean_decode, norm_swish
 
 JOB = {"prompt": "a red circle:1|blurry:-0.3", "steps": 6, "seed": 11, "size": [64, 48], "precision": "fp32",
        "device": "cpu", "cutouts": {"n": 6, "augments": ["affine", "perspective", "noise"]}, "optimizer": {"lr": 0.2},
@@ -71,7 +74,7 @@ def textbook_models(ref_files, ref_models):
 def test_one_fp32_step_is_the_textbook_step(ref_models, textbook_models, one_thread, over):
     model, perceptor, tokenizer = textbook_models
     cfg = merge_layers([("ref", {**JOB, "tv_weight": 0.0}), ("test", over)])  # the notebook has no TV term
-    gen = Generation(cfg, ref_models, torch.device("cpu"), 11)
+    gen = Run(cfg, ref_models, torch.device("cpu"), 11)
     clip = ref_models.clips[0][0]
     torch.manual_seed(0)
     draw = gen.cutouts[clip.image_size].draw(1, gen.height, gen.width, torch.Generator().manual_seed(1))
@@ -169,10 +172,10 @@ def test_frozen_conv_and_norm_swish_gradients_are_exact():
 def test_trainable_decoder_weights_fall_back_to_taming(ref_models):
     vq = ref_models.vqgan
     cfg = merge_layers([("ref", JOB), ("t", {"steps": 1})])
-    assert Generation(cfg, ref_models, torch.device("cpu"), 0).lean
+    assert Run(cfg, ref_models, torch.device("cpu"), 0).lean
     vq.decoder.conv_out.weight.requires_grad_(True)
     try:
-        assert not Generation(cfg, ref_models, torch.device("cpu"), 0).lean
+        assert not Run(cfg, ref_models, torch.device("cpu"), 0).lean
     finally:
         vq.decoder.conv_out.weight.requires_grad_(False)
 
@@ -181,7 +184,7 @@ def test_bf16_stays_within_tolerance_of_fp32(ref_models, one_thread):
     job = JOB
     out = {}
     for precision in ("fp32", "bf16"):
-        gen = Generation(merge_layers([("ref", job), ("t", {"precision": precision})]), ref_models,
+        gen = Run(merge_layers([("ref", job), ("t", {"precision": precision})]), ref_models,
                          torch.device("cpu"), 11)
         torch.manual_seed(0)
         image = gen.decode()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from reference import textbook
-from vqclip.quantize import clamp_with_grad, codes_to_latent, nearest_codes, vector_quantize
+from vqclip.nets.quantize import clamp_with_grad, codes_to_latent, nearest_codes, vector_quantize
 
 
 def test_clamp_gradient_is_the_notebooks_on_every_case():

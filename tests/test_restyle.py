@@ -9,14 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vqclip.callbacks import StopAfter
+from vqclip.runs.callbacks import StopAfter
 from vqclip.cli import main
-from vqclip.jobyaml import load_yaml
+from vqclip.files.jobyaml import load_yaml
 from vqclip.errors import VqclipError
-from vqclip.jobs import build_config, run_job
-from vqclip.restyle import fit_size, frame_to_tensor, mux_audio
-from vqclip.resume import resume_run
-from vqclip.video import read_video_frames, write_mp4
+from vqclip.runs.jobs import build_config
+from vqclip.runs.pipeline import run_job
+from vqclip.modes.restyle import fit_size, frame_to_tensor
+from vqclip.files.video import mux_audio
+from vqclip.runs.resume import resume_run
+from vqclip.files.video import read_video_frames, write_mp4
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TONE_HZ, RATE = 660, 16000

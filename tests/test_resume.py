@@ -15,11 +15,14 @@ import pytest
 import torch
 from PIL import Image
 
-from vqclip.callbacks import StopAfter
+from vqclip.runs.callbacks import StopAfter
 from vqclip.cli import main
 from vqclip.errors import VqclipError
-from vqclip.jobs import build_config, run_job
-from vqclip.resume import STATE_KEYS, load_state, resume_run, state_path
+from vqclip.runs.jobs import build_config
+from vqclip.runs.pipeline import run_job
+from vqclip.optim.state import STATE_KEYS
+from vqclip.runs.statefile import load_state
+from vqclip.runs.resume import resume_run, state_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +32,8 @@ import json, sys, time
 from pathlib import Path
 import torch
 torch.set_num_threads(1)
-from vqclip.jobs import build_config, run_job
+from vqclip.runs.jobs import build_config
+from vqclip.runs.pipeline import run_job
 job, marker, hang_at = json.loads(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 def hang(event):
     if event.step == hang_at:
@@ -53,22 +57,46 @@ def story_zoom_job(tiny_job, out: Path, **over) -> dict:
             "output": {"dir": str(out), "progress": False}, **over}
 
 
-@pytest.fixture(scope="module")
-def reference(tiny_job, tmp_path_factory):
-    """The uninterrupted run of `story_zoom_job` (one thread, like every run compared with it)."""
+def story_job(tiny_job, out: Path, **over) -> dict:
+    """A story alone (switched keyframes, no zoom)."""
+    job = story_zoom_job(tiny_job, out, **over)
+    job.pop("animation")
+    job["output"]["save_every"] = 2  # the frames a zoom every 2 steps has
+    return job
+
+
+def zoom_job(tiny_job, out: Path, **over) -> dict:
+    """Zoom moves alone (a plain prompt)."""
+    return story_zoom_job(tiny_job, out, prompt="a red cat", change_every=0, **over)
+
+
+JOBS = {"story+zoom": story_zoom_job, "story": story_job, "zoom": zoom_job}
+
+
+def uninterrupted(tiny_job, out: Path, make) -> object:
+    """The uninterrupted run of a job (one thread, like every run compared with it)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return run_job(build_config(story_zoom_job(tiny_job, tmp_path_factory.mktemp("resume") / "whole")))
+        return run_job(build_config(make(tiny_job, out)))
     finally:
         torch.set_num_threads(before)
 
 
-def test_resume_after_sigkill_is_bit_identical(tiny_job, reference, tmp_path):
+@pytest.fixture(scope="module")
+def reference(tiny_job, tmp_path_factory):
+    """The uninterrupted run of `story_zoom_job`."""
+    return uninterrupted(tiny_job, tmp_path_factory.mktemp("resume") / "whole", story_zoom_job)
+
+
+@pytest.mark.parametrize("kind", list(JOBS))
+def test_resume_after_sigkill_is_bit_identical(tiny_job, reference, tmp_path, kind):
+    make = JOBS[kind]
+    reference = reference if kind == "story+zoom" else uninterrupted(tiny_job, tmp_path / "whole", make)
     killed = tmp_path / "killed"
     marker = tmp_path / "hanging"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, json.dumps(story_zoom_job(tiny_job, killed)),
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, json.dumps(make(tiny_job, killed)),
                              str(marker), "9"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 180
@@ -88,6 +116,7 @@ def test_resume_after_sigkill_is_bit_identical(tiny_job, reference, tmp_path):
     assert torch.equal(load_state(state_path(killed))["z"], load_state(state_path(reference.dir))["z"])
     names = sorted(p.name for p in (killed / "frames").iterdir())
     assert names == sorted(p.name for p in (reference.dir / "frames").iterdir()) and len(names) == 9
+    assert not np.array_equal(pixels(killed / "frames" / names[1]), pixels(killed / "frames" / names[-1]))
     for name in names:
         assert np.array_equal(pixels(killed / "frames" / name), pixels(reference.dir / "frames" / name))
 
@@ -131,18 +160,18 @@ def test_finished_run_refuses_then_goes_on_with_more_steps(tiny_job, tmp_path, c
 
 
 def test_resume_runs_on_the_jobs_thread_count_unless_told(tiny_job, tmp_path, monkeypatch):
-    import vqclip.resume
+    import vqclip.runs.resume
 
     job = {**tiny_job, "prompt": "a red circle", "steps": 2, "seed": 3, "threads": 2,
            "output": {"dir": str(tmp_path / "run"), "progress": False}}
     run = run_job(build_config(job))
-    before, seen, real = torch.get_num_threads(), [], vqclip.resume.resume_run
+    before, seen, real = torch.get_num_threads(), [], vqclip.runs.resume.resume_run
 
     def spy(*args, **kwargs):
         seen.append(torch.get_num_threads())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(vqclip.resume, "resume_run", spy)
+    monkeypatch.setattr(vqclip.runs.resume, "resume_run", spy)
     assert main(["resume", str(run.dir), "--steps", "3", "--quiet"]) == 0
     assert main(["resume", str(run.dir), "--steps", "4", "--quiet", "--threads", "1"]) == 0
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -200,14 +229,14 @@ def test_a_state_that_does_not_fit_the_job_is_one_line_and_keeps_the_frames(tiny
 
 
 def test_a_job_from_another_vqclip_install_finds_the_embedded_clip(tiny_job, tmp_path, monkeypatch):
-    from vqclip import registry
+    from vqclip.models import presets as registry
 
     here = tmp_path / "new" / "vqclip" / "mini" / "weights"
     here.mkdir(parents=True)
     clip = tiny_job["clip"][0]
     for key in ("model", "pretrained"):
         (here / Path(clip[key]).name).write_bytes(Path(clip[key]).read_bytes())
-    monkeypatch.setattr(registry, "MINI_DIR", here)
+    monkeypatch.setattr(registry, "EMBEDDED_DIR", here)
     elsewhere = tmp_path / "old" / "vqclip" / "mini" / "weights"  # the install that wrote the job, gone
     moved = [{**clip, "model": str(elsewhere / Path(clip["model"]).name),
               "pretrained": str(elsewhere / Path(clip["pretrained"]).name)}]

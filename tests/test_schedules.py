@@ -6,13 +6,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from vqclip.animation import make_generation, run_generation
+from runs import Run
+from vqclip.runs.pipeline import generate
 from vqclip.config import merge_layers
-from vqclip.jobyaml import load_yaml
+from vqclip.files.jobyaml import load_yaml
 from vqclip.errors import VqclipError
-from vqclip.jobs import build_config, run_job
-from vqclip.schedules import (Keyframe, PromptSchedule, parse_keyframed, split_story, story_from_shorthand,
-                              value_at)
+from vqclip.runs.jobs import build_config
+from vqclip.runs.pipeline import run_job
+from vqclip.optim.schedules import Keyframe, PromptSchedule, parse_keyframed, split_story, story_from_shorthand, value_at
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -56,7 +57,7 @@ def test_blend_moves_linearly_between_neighbours():
      "leaves nothing with a positive weight at step 5"),
 ])
 def test_every_step_of_a_story_needs_something_to_aim_at(layer, words):
-    with pytest.raises(VqclipError, match=words.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(VqclipError, match=re.escape(words)):
         merge_layers([("job", {"steps": 10, **layer})])
 
 
@@ -74,9 +75,9 @@ def test_the_loss_at_a_story_step_is_the_loss_of_that_steps_prompt(tiny_job, tin
     CLIP term of a plain run of 'b' on the same image and the same views."""
     cpu = torch.device("cpu")
     over = {"steps": 10, "seed": 3, "negative": ["blurry"]}
-    story = make_generation(merge_layers([("tiny", tiny_job), ("t", {"prompt": "a red cat ^ a blue dog", **over})]),
+    story = Run(merge_layers([("tiny", tiny_job), ("t", {"prompt": "a red cat ^ a blue dog", **over})]),
                             tiny_models, cpu, 3)
-    plain = make_generation(merge_layers([("tiny", tiny_job), ("t", {"prompt": "a blue dog", **over})]),
+    plain = Run(merge_layers([("tiny", tiny_job), ("t", {"prompt": "a blue dog", **over})]),
                             tiny_models, cpu, 3)
     clip = tiny_models.clips[0][0]
     image = story.decode().detach()
@@ -121,16 +122,23 @@ def test_config_validates_story_settings():
         merge_layers([("u", {"story": [{"at": 3, "prompt": "c"}, {"at": 3, "prompt": "d"}]})])
 
 
-def test_generation_uses_the_scheduled_weights_at_each_step(tiny_job, tiny_models):
+def test_generation_uses_the_scheduled_weights_at_each_step(tiny_job, tiny_models, monkeypatch):
     """A real run: the weights the loss uses switch (shorthand) or blend (story list) at the asserted steps."""
-    seen: dict[int, list[float]] = {}
+    from vqclip.optim.objective import Objective
 
-    def record(event):
-        seen[event.step] = event.generation.weight_schedule(event.step).tolist()
+    seen: dict[int, list[float]] = {}
+    real = Objective.weights_at
+
+    def spy(self, step):  # what the loss asks for at each step
+        weights = real(self, step)
+        seen[step] = weights.tolist()
+        return weights
+
+    monkeypatch.setattr(Objective, "weights_at", spy)
 
     cfg = merge_layers([("tiny", tiny_job), ("t", {"prompt": "a red cat ^ a blue dog", "change_every": 3,
                                                    "negative": ["blurry"], "steps": 6, "seed": 3})])
-    result = run_generation(cfg, tiny_models, [record], torch.device("cpu"))
+    result = generate(cfg, tiny_models, [], torch.device("cpu"))
     assert result.steps == 6
     assert seen[0] == seen[2] == [1.0, 0.0, -1.0]  # cat, dog, negative "blurry" throughout
     assert seen[3] == seen[5] == [0.0, 1.0, -1.0]
@@ -139,9 +147,9 @@ def test_generation_uses_the_scheduled_weights_at_each_step(tiny_job, tiny_model
     cfg = merge_layers([("tiny", tiny_job), ("t", {"story": [{"at": 0, "prompt": "cat"},
                                                              {"at": 4, "prompt": "dog", "weight": 2}],
                                                    "story_mode": "blend", "steps": 6, "seed": 3})])
-    gen = make_generation(cfg, tiny_models, torch.device("cpu"), 3)
+    gen = Run(cfg, tiny_models, torch.device("cpu"), 3)
     assert [p.text for p in gen.prompts] == ["cat", "dog"]
-    run_generation(cfg, tiny_models, [record], torch.device("cpu"))
+    generate(cfg, tiny_models, [], torch.device("cpu"))
     assert seen[1] == pytest.approx([0.75, 0.5])
     assert seen[2] == pytest.approx([0.5, 1.0])
     assert seen[5] == pytest.approx([0.0, 2.0])
@@ -153,8 +161,8 @@ def test_story_changes_the_image_but_stays_reproducible(tiny_job, tiny_models):
     story = merge_layers([("tiny", tiny_job), ("t", {"prompt": "a red cat ^ a blue dog", "change_every": 2, **over})])
     plain = merge_layers([("tiny", tiny_job), ("t", {"prompt": "a red cat", **over})])
     cpu = torch.device("cpu")
-    a, b = run_generation(story, tiny_models, [], cpu), run_generation(story, tiny_models, [], cpu)
-    c = run_generation(plain, tiny_models, [], cpu)
+    a, b = generate(story, tiny_models, [], cpu), generate(story, tiny_models, [], cpu)
+    c = generate(plain, tiny_models, [], cpu)
     assert torch.equal(a.image, b.image)
     assert not torch.equal(a.image, c.image)
 

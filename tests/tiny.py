@@ -62,7 +62,7 @@ def vqgan_yaml(gumbel: bool = False, ddconfig: dict | None = None, n_embed: int 
 
 def write_vqgan(folder: Path, gumbel: bool = False, fmt: str = "ckpt", seed: int = 0, name: str = "vqgan") -> tuple[Path, Path]:
     """Write `<name>.yaml` + a Lightning-1.x `.ckpt` (or `.safetensors`) of a tiny random VQGAN; return both paths."""
-    from vqclip.models import VQGAN, vqgan_spec
+    from vqclip.nets.vqgan import VQGAN, vqgan_spec
 
     folder.mkdir(parents=True, exist_ok=True)
     cfg_path = folder / f"{name}.yaml"

@@ -1,3 +1,22 @@
-"""vqclip: text-to-image with VQGAN+CLIP, and CLIP's other jobs."""
+"""vqclip: text-to-image with VQGAN+CLIP, and CLIP's other jobs.
 
-__version__ = "0.1.0"
+    import vqclip
+    pipe = vqclip.Pipeline.from_preset("mini", device="cpu")
+    pipe("a red circle on a blue background", seed=1).images[0]
+
+The Python API (`Pipeline`, `PipelineOutput`, `Stream`) is imported on first use, so that `vqclip --help` and the
+config stay free of torch.
+"""
+
+from ._version import __version__
+from .errors import VqclipError
+
+__all__ = ["Pipeline", "PipelineOutput", "Stream", "VqclipError", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in ("Pipeline", "PipelineOutput", "Stream"):
+        from . import api  # here: importing vqclip must not import torch (the CLI's --help, the config)
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'vqclip' has no attribute {name!r}")

@@ -9,7 +9,11 @@ import os
 import re
 import sys
 
+from tqdm import tqdm
+
+from .._version import __version__
 from ..errors import VqclipError
+from .options import quiet_flag
 
 COMMAND_MODULES = ("generate", "models", "clipjobs", "animate", "bench")
 
@@ -26,8 +30,6 @@ class _BarSafeHandler(logging.StreamHandler):
     """Writes each notice on a line of its own through tqdm, so that a progress bar being drawn is not torn."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        from tqdm import tqdm
-
         try:
             tqdm.write(self.format(record), file=self.stream)
         except Exception:  # noqa: BLE001 - logging's own convention: never raise from a handler
@@ -43,8 +45,6 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every available subcommand."""
-    from .. import __version__
-
     parser = _Parser(
         prog="vqclip", description="Text-to-image with VQGAN+CLIP, and CLIP's other jobs (classify, search, score).")
     parser.add_argument("--version", action="version", version=f"vqclip {__version__}")
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    handler = _route_logging(getattr(args, "quiet", False))
+    handler = _route_logging(getattr(args, "quiet", False) or quiet_flag(args))
     try:
         return int(args.func(args) or 0)
     except VqclipError as exc:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..nets.device import PRECISIONS
+from ..nets.memory import MEMORY_MODES
+
 EPILOG = """examples:
   vqclip bench --random-weights                       # 256x256, 16 cutouts, ImageNet f16 VQGAN + ViT-B/32
   vqclip bench --random-weights --size 512 --memory low --json
@@ -28,8 +31,8 @@ def register(subparsers) -> None:
            "taming YAML with --random-weights; an installed preset name without it")
     a("--random-weights", action="store_true", help="random weights: nothing is downloaded or loaded")
     a("--device", default="auto", metavar="D", help="auto, cpu, cuda, cuda:N, mps")
-    a("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="autocast precision (default auto)")
-    a("--memory", choices=["auto", "normal", "low"], default="auto",
+    a("--precision", choices=list(PRECISIONS), default="auto", help="autocast precision (default auto)")
+    a("--memory", choices=list(MEMORY_MODES), default="auto",
       help="low: decoder checkpointing + cutout micro-batches; auto: only when memory is short")
     a("--micro-batch", type=int, default=None, metavar="N", help="cutouts per CLIP pass (0 = all)")
     a("--compile", action="store_true", help="torch.compile the decoder and CLIP (falls back to eager on failure)")
@@ -43,7 +46,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build, time and print."""
-    from ..bench import format_result, run_bench
+    from ..tools.bench import format_result, run_bench  # torch: here for a fast --help
 
     result = run_bench(size=args.size, cutn=args.cutn, clip=args.clip, vqgan=args.vqgan,
                        random_weights=args.random_weights, device=args.device, precision=args.precision,

@@ -8,6 +8,15 @@ import logging
 import time
 from pathlib import Path
 
+from ..errors import VqclipError, reason
+from ..files.images import read_png_json
+from ..models.clipweights import clips_missing
+from ..models.download import DownloadError
+from ..models.presets import DEFAULT_CLIP, get_preset, home
+from ..models.resolve import preset_clip, resolve_clip
+from ..models.spec import ClipSpec
+from ..nets.device import pick_device
+
 log = logging.getLogger("vqclip")
 
 RANK_IMAGE = "final.png"
@@ -43,78 +52,46 @@ def _common(p: argparse.ArgumentParser, top_help: str) -> None:
     o.add_argument("--quiet", action="store_true", help="no progress bar or notices, only warnings and results")
 
 
-def clip_specs(args: argparse.Namespace) -> list[tuple[str, str | None, Path, str | None]]:
-    """(model, pretrained, cache dir, like) for load_clip, per CLIP the options name (--model / --clip-model /
-    --clip-pretrained; several --clip-model give several CLIPs, each with its own --clip-pretrained)."""
-    from .. import registry
-    from ..errors import VqclipError
-
+def clip_specs(args: argparse.Namespace) -> list:
+    """The CLIPs the options name (--model / --clip-model / --clip-pretrained; several --clip-model give several
+    CLIPs, each with its own --clip-pretrained), resolved to what `load_clip` takes (`ClipFiles`)."""
     models, tags = list(args.clip_model or []), list(args.clip_pretrained or [])
     if len(tags) > max(len(models), 1) or (len(models) > 1 and tags and len(tags) != len(models)):
         raise VqclipError("--clip-pretrained: give one per --clip-model, in the same order")
     if not models:
-        model, pretrained = registry.DEFAULT_CLIP
-        if args.model:
-            preset = registry.get_preset(args.model)
-            model, pretrained = preset.clip_model, preset.clip_pretrained
-            if preset.embedded:  # only the CLIP files are needed here, not the preset's VQGAN
-                model, pretrained = registry.embedded_clip(preset)
+        model, pretrained = preset_clip(get_preset(args.model)) if args.model else DEFAULT_CLIP
         pairs = [(model, tags[0] if tags else pretrained)]
     else:
-        default = registry.DEFAULT_CLIP[1]
-        pairs = [(m, tags[i] if tags else (None if m.lower().endswith(".json") else default))
+        pairs = [(m, tags[i] if tags else (DEFAULT_CLIP[1] if ClipSpec.parse(m).form == "name" else None))
                  for i, m in enumerate(models)]
-    return [_resolved(model, pretrained) for model, pretrained in pairs]
+    return [resolve_clip(model, pretrained) for model, pretrained in pairs]
 
 
-def _resolved(model: str, pretrained: str | None) -> tuple[str, str | None, Path, str | None]:
-    """One CLIP's (model, pretrained, cache dir, like): 'none' means random weights; a hand-placed file wins a tag
-    (`like` then names that tag, whose preprocessing applies)."""
-    from .. import registry
-
-    like = None
-    if pretrained and pretrained.lower() in ("none", "null", "random"):
-        pretrained = None
-    if pretrained and not Path(model).suffix.lower() == ".json" and not Path(pretrained).is_file():
-        from ..clipweights import placed_or_tag
-
-        model, pretrained, like = placed_or_tag(model, pretrained, registry.home())  # a local file of the tag wins
-    return model, pretrained, registry.home() / "clip", like
-
-
-def _embedded_preset(args: argparse.Namespace) -> bool:
-    """Whether the CLIP comes from an embedded preset (mini), whose text side knows only its training captions."""
-    from .. import registry
-
-    return bool(args.model) and not args.clip_model and registry.get_preset(args.model).embedded
+def preset_templates(args: argparse.Namespace) -> list[str]:
+    """The prompt templates the preset's CLIP knows (the mini CLIP: its own captions only), or [] for the usual."""
+    return list(get_preset(args.model).clip_templates) if args.model and not args.clip_model else []
 
 
 def load_clips_for(args: argparse.Namespace) -> list:
-    """The CLIP models the options name, on the chosen device."""
-    from .. import registry
-    from ..clipweights import clips_missing
-    from ..download import DownloadError
-    from ..generator import pick_device
-    from ..models import load_clip
-
+    """The CLIP models the options name, on the chosen device (fetched first, one error naming every missing file)."""
+    from ..nets.load import ModelCache  # torch comes with it: imported here so that --help is instant
     device = pick_device(args.device)
     specs = clip_specs(args)
-    missing = clips_missing([spec[:2] for spec in specs], registry.home())
+    missing = clips_missing([(c.model, c.pretrained) for c in specs if c.like is None], home())
     if missing:
         raise DownloadError(missing)
-    clips = []
-    for model, pretrained, cache_dir, like in specs:
-        clips.append(load_clip(model, pretrained, device=device, cache_dir=cache_dir, like=like))
+    cache, clips = ModelCache(), []
+    for files in specs:
+        clips.append(cache.clip(files, device))
         if args.model and not args.clip_model:
-            log.info("CLIP of preset %s (%s) on %s", args.model, Path(model).name, device)
+            log.info("CLIP of preset %s (%s) on %s", args.model, Path(files.model).name, device)
         else:
-            log.info("CLIP %s on %s", Path(model).name if model.lower().endswith(".json") else model, device)
+            log.info("CLIP %s on %s", clips[-1].name, device)
     return clips
 
 
 def _read_lines(path: str, what: str) -> list[str]:
     """Non-empty, non-comment lines of a text file."""
-    from ..errors import VqclipError
 
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -139,13 +116,10 @@ def _emit(args: argparse.Namespace, data, headers: list[str], rows: list[list[st
     elif rows:
         print(_table(headers, rows, right))
 
-
 def _embed(args, clips, paths):
     """(readable paths, one embedding matrix per CLIP) of image files, skipping bad ones (warned about once); an
     error when none is readable."""
-    from ..clipjobs import embed_image_files
-    from ..errors import VqclipError
-
+    from ..tools.clipjobs import embed_image_files  # torch: here for a fast --help
     kept, embs = list(paths), []
     for clip in clips:
         got, emb = embed_image_files(clip, kept, args.batch_size, progress=not args.quiet)
@@ -167,10 +141,8 @@ def _averaged(clips, embs, score):
 
 def run_classify(args: argparse.Namespace) -> int:
     """Zero-shot classification of each image among the labels."""
-    from ..clipjobs import DEFAULT_TEMPLATES, check_templates, classify_embeddings, expand_image_args, logit_scale, \
-        text_classifier
-    from ..errors import VqclipError
-
+    from ..tools.clipjobs import (DEFAULT_TEMPLATES, check_templates,  # torch: here for a fast --help
+                                  classify_embeddings, expand_image_args, logit_scale, text_classifier)
     if args.labels_file:
         labels = _read_lines(args.labels_file, "labels")
     else:
@@ -182,10 +154,10 @@ def run_classify(args: argparse.Namespace) -> int:
         templates = _read_lines(args.templates_file, "templates")
     elif args.templates is not None:
         templates = [t.strip() for t in args.templates.split(";") if t.strip()]
-    elif _embedded_preset(args):
+    elif preset_templates(args):
+        templates = preset_templates(args)
         log.info("the '%s' CLIP knows only its own caption grammar: labels are used as written, e.g. 'a red circle' "
-                 "(--templates '{}')", args.model)
-        templates = ["{}"]
+                 "(--templates '%s')", args.model, ";".join(templates))
     else:
         templates = list(DEFAULT_TEMPLATES)
     templates = check_templates(templates)
@@ -215,10 +187,8 @@ def run_classify(args: argparse.Namespace) -> int:
 
 def run_search(args: argparse.Namespace) -> int:
     """Rank a folder's images by similarity to a text or an image, using the folder's embedding cache."""
-    from ..clipjobs import IMAGE_SUFFIXES, embed_image_files, load_image_file
-    from ..errors import VqclipError, reason
-    from ..search import ImageIndex, search_all
-
+    from ..tools.clipjobs import IMAGE_SUFFIXES, embed_image_files, load_image_file  # torch: here for a fast --help
+    from ..tools.search import ImageIndex, search_all  # torch: here for a fast --help
     if (args.query is None) == (args.image is None):
         raise VqclipError("search needs exactly one query: a text (vqclip search FOLDER 'a red car') or --image FILE")
     if args.query is not None and not args.query.strip():
@@ -281,8 +251,7 @@ def _ranked(records: list[dict], top: int | None) -> list[dict]:
 
 def run_score(args: argparse.Namespace) -> int:
     """CLIP similarity of each image to one prompt, best first."""
-    from ..clipjobs import expand_image_args, parse_score_prompt, prompt_scores
-
+    from ..tools.clipjobs import expand_image_args, parse_score_prompt, prompt_scores  # torch: here for a fast --help
     parse_score_prompt(args.prompt)  # a malformed prompt fails before any model is loaded
     paths = expand_image_args(args.images)
     clips = load_clips_for(args)
@@ -296,9 +265,7 @@ def run_score(args: argparse.Namespace) -> int:
 
 def read_run_prompt(path: Path) -> str | None:
     """The text prompt a vqclip run recorded in its PNG (`vqclip` text chunk, JSON with 'prompt'), or None."""
-    from ..clipjobs import parse_score_prompt
-    from ..errors import VqclipError
-    from ..outputs import read_png_json
+    from ..tools.clipjobs import parse_score_prompt  # torch: here for a fast --help
 
     try:
         prompt = read_png_json(path).get("prompt")
@@ -318,9 +285,7 @@ def read_run_prompt(path: Path) -> str | None:
 
 def run_rank(args: argparse.Namespace) -> int:
     """Rank runs under a folder by how well each final.png matches its own recorded prompt."""
-    from ..clipjobs import prompt_scores, scan_images
-    from ..errors import VqclipError
-
+    from ..tools.clipjobs import prompt_scores, scan_images  # torch: here for a fast --help
     finals = [p for p in scan_images(args.folder) if p.name == RANK_IMAGE]
     if not finals:
         raise VqclipError(f"{args.folder}: no runs found (no {RANK_IMAGE} below it); give an outputs folder")

@@ -6,12 +6,12 @@ import argparse
 import shutil
 from pathlib import Path
 
-from ..clipweights import fetch_clip, hand_placed_clip
-from ..download import DownloadError, fetch, human_size
 from ..errors import VqclipError
-from ..integrity import CorruptFileError, Manifest, verify_file
-from ..registry import (DEFAULT_PRESET, MANIFEST_NAME, MINI_DIR, Preset, get_preset, home, list_presets, model_folder,
-                        preset_paths)
+from ..models.clipweights import fetch_clip, hand_placed_clip
+from ..models.download import DownloadError, fetch, human_size
+from ..models.integrity import CorruptFileError, Manifest, verify_file
+from ..models.presets import (DEFAULT_PRESET, MANIFEST_NAME, Preset, get_preset, home, list_presets, model_folder)
+from ..models.resolve import preset_paths
 
 
 def register(subparsers) -> None:
@@ -74,7 +74,7 @@ def _disk_state(preset: Preset, home_dir: Path) -> str:
 def _size(preset: Preset) -> str:
     """Download size for display: exact when pinned, '~' when approximate, '?' when unknown."""
     if preset.embedded:
-        sizes = [p.stat().st_size for p in MINI_DIR.glob("*") if p.is_file()]
+        sizes = [p.stat().st_size for p in preset.folder().glob("*") if p.is_file()]
         return human_size(sum(sizes)) if sizes else "?"
     total = preset.approx_size
     exact = all(f.size is not None for f in preset.files)
@@ -120,7 +120,8 @@ def _download(args, home_dir: Path, presets_file) -> int:
         if preset.embedded:
             state = _disk_state(preset, home_dir)
             if state != "built-in":
-                raise VqclipError(f"the embedded '{preset.name}' model is missing from {MINI_DIR}; reinstall vqclip")
+                raise VqclipError(f"the embedded '{preset.name}' model is missing from {preset.folder()}; reinstall "
+                                  "vqclip")
             print(f"{preset.name}: built in, nothing to download")
             continue
         failed = len(problems)

@@ -1,0 +1,188 @@
+"""The Python API, as diffusers users would expect it: a `Pipeline` of loaded models that makes images from prompts.
+
+    import vqclip
+    pipe = vqclip.Pipeline.from_preset("mini", device="cpu")
+    out = pipe("a red circle on a blue background", steps=100, seed=1)    # any job key as a keyword
+    out.images[0]                                                          # a PIL image
+    for event in pipe.stream("a ^ b", steps=60, seed=3): ...              # live StepEvents; .stop() ends the run
+    run = pipe.run("configs/story.yaml", out="outputs/x")                  # a run folder, as `vqclip run` writes it
+
+It drives the same run path as the command line (vqclip.runs.pipeline), so the same job gives the same pixels.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional
+
+from PIL import Image
+from torch import Tensor
+
+from .config import GenerateConfig, check_inputs
+from .errors import VqclipError
+from .files.images import to_pil
+from .modes.base import GenerateResult
+from .nets.device import pick_device
+from .nets.load import ModelCache, Models, load_models
+from .optim.loop import Callback, StepEvent
+from .runs.callbacks import StopOnFlag, with_trials
+from .runs.jobs import build_config, jobs_from_file
+from .runs.pipeline import RunResult, generate, run_job
+
+
+@dataclass
+class PipelineOutput:
+    """What a call returns: `images` (PIL; one per run), the final latents [1,E,h,w], the loss curve, the seed (drawn
+    when none was given), the steps done, whether a callback stopped the run, and the resolved job."""
+
+    images: list[Image.Image]
+    latents: Tensor
+    losses: list[float]
+    seed: int
+    steps: int
+    stopped: bool
+    config: GenerateConfig
+    result: GenerateResult  # with the image as a tensor [1,3,H,W] in [0,1]
+
+    @classmethod
+    def of(cls, result: GenerateResult, cfg: GenerateConfig) -> "PipelineOutput":
+        return cls([to_pil(result.image)], result.z, result.losses, result.seed, result.steps, result.stopped,
+                   cfg, result)
+
+    def _repr_png_(self) -> bytes:
+        """Notebooks show the image inline."""
+        import io
+
+        buffer = io.BytesIO()
+        self.images[0].save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+class Stream:
+    """A run in a background thread, seen as its live `StepEvent`s (best-of-n's trial steps too): iterate over it;
+    `stop()` ends the run at the end of its step (the result is kept); `result` is the `PipelineOutput` once the
+    iteration is over. An error of the run is raised by the iteration."""
+
+    _END = object()
+
+    def __init__(self, pipe: "Pipeline", cfg: GenerateConfig, callbacks: list[Callback]):
+        self._events: queue.Queue = queue.Queue()
+        self._flag = threading.Event()
+        self.result: Optional[PipelineOutput] = None
+        self._error: Optional[BaseException] = None
+        feed = with_trials(lambda event: self._events.put(event))
+        self._thread = threading.Thread(target=self._work, args=(pipe, cfg, [feed, *callbacks, StopOnFlag(self._flag)]),
+                                        daemon=True, name="vqclip-stream")
+        self._thread.start()
+
+    def _work(self, pipe: "Pipeline", cfg: GenerateConfig, callbacks: list[Callback]) -> None:
+        try:
+            self.result = pipe._generate(cfg, callbacks)
+        except BaseException as exc:  # handed to the iterating thread, which raises it
+            self._error = exc
+        finally:
+            self._events.put(self._END)
+
+    def __iter__(self) -> Iterator[StepEvent]:
+        while True:
+            event = self._events.get()
+            if event is self._END:
+                break
+            yield event
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def stop(self) -> None:
+        """End the run at the end of its current step."""
+        self._flag.set()
+
+
+class Pipeline:
+    """Loaded models and the job layers they come with (a preset's defaults, or named files), ready to run jobs.
+
+    Args:
+        layers: config layers beneath each call's keywords, e.g. [("preset", {"model": "mini"})].
+        device: auto, cpu, cuda, cuda:N or mps.
+        cache: loaded models to share (each network is loaded once per device).
+    """
+
+    def __init__(self, layers: list[tuple[str, dict]], device: str = "auto", cache: Optional[ModelCache] = None):
+        self.device = pick_device(device)
+        self.layers = [*layers, ("Pipeline", {"device": str(self.device)})]
+        self.cache = cache or ModelCache()
+
+    @classmethod
+    def from_preset(cls, name: str, device: str = "auto") -> "Pipeline":
+        """A pipeline of a preset's models (fetched once if needed) and its job defaults; `mini` runs offline."""
+        pipe = cls([("preset", {"model": name})], device)
+        pipe.models()  # load now: a missing model is an error here, not at the first call
+        return pipe
+
+    @classmethod
+    def from_files(cls, vqgan_config: str | Path, vqgan_checkpoint: str | Path, clip: Any = None,
+                   device: str = "auto") -> "Pipeline":
+        """A pipeline of a taming VQGAN (YAML + checkpoint) and CLIP models: `clip` is an open_clip name, a mapping
+        {model, pretrained, weight}, or a list of them (default ViT-B-32 / openai)."""
+        layer: dict = {"vqgan": {"config": str(vqgan_config), "checkpoint": str(vqgan_checkpoint)}}
+        if clip is not None:
+            layer["clip"] = clip
+        pipe = cls([("files", layer)], device)
+        pipe.models()
+        return pipe
+
+    def config(self, prompt: Optional[str] = None, **job: Any) -> GenerateConfig:
+        """The resolved job of a call: the pipeline's layers, then `prompt` and the keywords (nested as dicts, e.g.
+        cutouts={"n": 16}); no progress bar unless output={"progress": True}."""
+        keys = dict(job)
+        if prompt is not None:
+            keys["prompt"] = prompt
+        quiet = [("Pipeline", {"output": {"progress": False}})]
+        return build_config(keys, base=[*self.layers[:1], *quiet, *self.layers[1:]])
+
+    def models(self, cfg: Optional[GenerateConfig] = None) -> Models:
+        """The loaded models of a job (default: of the pipeline's own layers)."""
+        return load_models(cfg or self.config(), self.device, self.cache)
+
+    def _generate(self, cfg: GenerateConfig, callbacks: Iterable[Callback] = ()) -> PipelineOutput:
+        check_inputs(cfg)
+        result = generate(cfg, self.models(cfg), callbacks, self.device)
+        return PipelineOutput.of(result, cfg)
+
+    def __call__(self, prompt: Optional[str] = None, *, callbacks: Iterable[Callback] = (), **job: Any
+                 ) -> PipelineOutput:
+        """Make an image: `prompt` ("text:weight|text:weight", or a story "a ^ b") and any job key as a keyword
+        (steps=100, seed=1, size=[128, 96], cutouts={"n": 16}, ...). `callbacks` see each `StepEvent` and may
+        stop the run."""
+        return self._generate(self.config(prompt, **job), callbacks)
+
+    def stream(self, prompt: Optional[str] = None, *, callbacks: Iterable[Callback] = (), **job: Any) -> Stream:
+        """Run in the background and yield live `StepEvent`s (step, total, loss, losses, image; `.preview` is a PIL
+        image); `stop()` on the stream ends the run. Keep torch's global RNG to the stream while it runs."""
+        return Stream(self, self.config(prompt, **job), list(callbacks))
+
+    def run(self, job: str | Path | dict, out: Optional[str | Path] = None, *, callbacks: Iterable[Callback] = (),
+            stop: Optional[threading.Event] = None) -> RunResult | list[RunResult]:
+        """Run a job file (one job, or a `jobs:` list) or a job dict into run folders as `vqclip run` does: job.yaml,
+        frames, video, state.pt and final.png. `out` names the run folder (one job) or the folder the jobs' run
+        folders go in (several)."""
+        jobs = [job] if isinstance(job, dict) else jobs_from_file(job)
+        runs = []
+        for i, keys in enumerate(jobs):
+            over = {}
+            if out is not None:
+                over = {"output": {"dir": str(Path(out) if len(jobs) == 1 else Path(out) / f"job-{i + 1}")}}
+            cfg = build_config(over, base=[*self.layers[:1], (str(job) if not isinstance(job, dict) else "job", keys),
+                                           *self.layers[1:]])
+            runs.append(run_job(cfg, cache=self.cache, stop=stop, extra_callbacks=callbacks))
+            if runs[-1].interrupted:
+                break
+        if isinstance(job, dict) or len(jobs) == 1:
+            return runs[0]
+        return runs
+
+
+__all__ = ["Pipeline", "PipelineOutput", "Stream", "VqclipError"]

@@ -1,0 +1,163 @@
+"""The value checks of a job: impossible values are refused up front with one line naming the key, the rule and
+the fix (`check`), and the files a job reads must exist and be readable before anything heavy runs
+(`check_inputs`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import VqclipError, missing
+from ..files.images import open_rgb
+from ..files.video import VIDEO_FORMATS
+from ..nets.device import PRECISIONS, check_device
+from ..nets.memory import MEMORY_MODES
+from ..optim.augments import AUGMENTS
+from ..optim.inits import INITS
+from ..optim.optimizers import OPTIMIZERS
+from ..optim.prompts import check_has_target, parse_image_prompt, parse_job_prompts
+from ..optim.schedules import LR_SCHEDULES, STORY_MODES, PromptSchedule, parse_keyframed, story_keyframes
+from ..models.spec import ClipSpec
+from .job import ANIMATION_MODES, MAX_SIDE, PADDINGS, GenerateConfig
+
+
+def _require(key: str, value, ok: bool, rule: str) -> None:
+    """`KEY: must be RULE, got VALUE` unless `ok`: one line naming the key, the rule and the value."""
+    if not ok:
+        raise VqclipError(f"{key}: must be {rule}, got {value}")
+
+
+def _one_of(value: str, allowed: tuple[str, ...], key: str) -> None:
+    if value not in allowed:
+        raise VqclipError(f"{key}: unknown value '{value}'; use one of {', '.join(allowed)}")
+
+
+def _check_finite(obj: Any, prefix: str = "") -> None:
+    """No NaN or infinity in any number of a config section (they ruin the image silently, or crash mid-run)."""
+    for f in fields(obj):
+        value, key = getattr(obj, f.name), prefix + f.name
+        for i, item in enumerate(value if isinstance(value, list) else [value]):
+            if is_dataclass(item):
+                _check_finite(item, f"{key}[{i}]." if isinstance(value, list) else f"{key}.")
+            elif isinstance(item, float) and not math.isfinite(item):
+                raise VqclipError(f"{key}: must be a finite number, got {item}")
+
+
+def check(cfg: GenerateConfig) -> None:
+    """Reject impossible values up front, with the key and the fix."""
+    _check_finite(cfg)
+    _require("seed", cfg.seed, cfg.seed is None or -2**63 <= cfg.seed < 2**63, "a 64-bit integer (-2**63 to 2**63 - 1)")
+    _require("threads", cfg.threads, cfg.threads >= 0, ">= 0 (0 = torch's choice)")
+    _require("steps", cfg.steps, cfg.steps >= 0, ">= 0")
+    if len(cfg.size) != 2 or not all(0 < s <= MAX_SIDE for s in cfg.size):
+        raise VqclipError(f"size: expected two sides (width height) in 1..{MAX_SIDE}, got {list(cfg.size)}")
+    for key, value, meaning in (("tv_weight", cfg.tv_weight, "0 = no smoothness prior"),
+                                ("init.weight", cfg.init.weight, "0 = the latent may leave its start freely"),
+                                ("cutouts.noise", cfg.cutouts.noise, "0 = no noise"),
+                                ("optimizer.min_factor", cfg.optimizer.min_factor, "the share of lr decayed to")):
+        _require(key, value, value >= 0, f">= 0 ({meaning})")
+    for key, clips in (("clip", cfg.clip), ("candidates.clip", cfg.candidates.clip)):
+        for i, c in enumerate(clips):
+            try:
+                ClipSpec.parse(c.model, c.pretrained)
+            except VqclipError as exc:
+                raise VqclipError(f"{key}[{i}]: {str(exc).split(': ', 1)[-1]}") from None
+            if c.weight < 0:
+                raise VqclipError(f"{key}[{i}].weight: must be >= 0 (to push away from a text, give the prompt a "
+                                  f"negative weight: 'text:-1'), got {c.weight}")
+    _require("cutouts.n", cfg.cutouts.n, cfg.cutouts.n >= 1, ">= 1")
+    _require("cutouts.pow", cfg.cutouts.pow, cfg.cutouts.pow > 0, "> 0 (1 = cutout sizes uniform)")
+    _require("cutouts.min_size", cfg.cutouts.min_size, 0 <= cfg.cutouts.min_size <= 1, "in [0, 1]")
+    for name in cfg.cutouts.augments:
+        _one_of(name, AUGMENTS, "cutouts.augments")
+    _one_of(cfg.optimizer.name.lower(), tuple(OPTIMIZERS), "optimizer.name")
+    _one_of(cfg.optimizer.schedule, LR_SCHEDULES, "optimizer.schedule")
+    _require("optimizer.lr", cfg.optimizer.lr, cfg.optimizer.lr > 0, "> 0")
+    _one_of(cfg.init.kind, tuple(INITS), "init.kind")
+    if cfg.init.kind == "image" and not cfg.init.image:
+        raise VqclipError("init.kind is 'image' but init.image is not set; pass --init-image PATH")
+    if cfg.init.color is not None and (len(cfg.init.color) != 3 or not all(0 <= c <= 1 for c in cfg.init.color)):
+        raise VqclipError(f"init.color: expected three values in [0, 1], got {cfg.init.color}")
+    _one_of(cfg.precision, PRECISIONS, "precision")
+    _one_of(cfg.memory, MEMORY_MODES, "memory")
+    _require("micro_batch", cfg.micro_batch, cfg.micro_batch >= 0, ">= 0 (0 = all cutouts in one pass)")
+    check_device(cfg.device)
+    _one_of(cfg.output.video_format, VIDEO_FORMATS, "output.video_format")
+    _require("output.save_every", cfg.output.save_every, cfg.output.save_every >= 0, ">= 0 (0 = no frames)")
+    _require("output.fps", cfg.output.fps, cfg.output.fps >= 1, ">= 1")
+    if not cfg.clip:
+        raise VqclipError("clip: at least one CLIP model is needed")
+    if not any(c.weight > 0 for c in cfg.clip):
+        raise VqclipError("clip: at least one CLIP model needs a positive weight")
+    c = cfg.candidates
+    if c.n < 1 or c.steps < 1 or c.views < 1:
+        raise VqclipError(f"candidates: n, steps and views must be >= 1, got n={c.n}, steps={c.steps}, views={c.views}")
+    if c.clip and not any(j.weight > 0 for j in c.clip):
+        raise VqclipError("candidates.clip: at least one scoring model needs a positive weight")
+    if c.n > 1 and (cfg.animation.mode != "none" or cfg.restyle.input):
+        raise VqclipError("candidates.n > 1 picks the best start of a still image; it cannot be combined with "
+                          "animation.mode: zoom or restyle.input (set candidates.n: 1)")
+    g = cfg.guide
+    if bool(g.model) != bool(g.weights):
+        raise VqclipError("guide: give both model (the architecture JSON) and weights, or neither (no guidance)")
+    _require("guide.weight", g.weight, g.weight >= 0, ">= 0 (0 = no guidance)")
+    _require("guide.views", g.views, g.views >= 1, ">= 1")
+    _check_animation(cfg)
+    parse_job_prompts(cfg.prompt, cfg.negative, cfg.image_prompts)  # as the run will: a bad prompt fails before it
+
+
+def _check_animation(cfg: GenerateConfig) -> None:
+    """Reject impossible story, zoom, restyle and resume settings, with the key and the fix."""
+    _one_of(cfg.story_mode, STORY_MODES, "story_mode")
+    _require("change_every", cfg.change_every, cfg.change_every >= 0, ">= 0 (0 = story parts spread over the steps)")
+    _require("state_every", cfg.state_every, cfg.state_every >= 0, ">= 0 (0 = state.pt only at the end)")
+    keyframes = story_keyframes(cfg.prompt, cfg.story, cfg.steps, cfg.change_every)
+    if keyframes:
+        schedule = PromptSchedule(keyframes, cfg.story_mode)  # raises on repeated steps or bad prompts
+        beside = parse_job_prompts("" if "^" in cfg.prompt else cfg.prompt, cfg.negative, cfg.image_prompts)
+        if not any(p.weight > 0 for p in beside):  # a prompt or image prompt that pulls throughout covers every step
+            schedule.check_targets()
+    a = cfg.animation
+    _one_of(a.mode, ANIMATION_MODES, "animation.mode")
+    _one_of(a.padding, PADDINGS, "animation.padding")
+    _require("animation.every", a.every, a.every >= 1, ">= 1")
+    for name in ("zoom", "rotate", "shift_x", "shift_y"):
+        pairs = parse_keyframed(getattr(a, name), f"animation.{name}")
+        if name == "zoom" and any(v <= 0 for _, v in pairs):
+            raise VqclipError("animation.zoom: the scale must be > 0 (1 = no zoom, 1.05 = 5% closer per frame)")
+    r = cfg.restyle
+    if r.input is not None:
+        if a.mode != "none":
+            raise VqclipError("restyle.input and animation.mode: zoom cannot be combined; pick one")
+        _require("restyle.steps_per_frame", r.steps_per_frame, r.steps_per_frame >= 1, ">= 1")
+        _require("restyle.blend", r.blend, 0 <= r.blend < 1, "in [0, 1) (0 = independent frames)")
+        _require("restyle.max_frames", r.max_frames, r.max_frames >= 0, ">= 0 (0 = all frames)")
+        _require("restyle.fps", r.fps, r.fps is None or r.fps > 0, "> 0 (unset = the input's rate)")
+    o = cfg.output
+    _require("output.video_length", o.video_length, o.video_length is None or o.video_length > 0, "> 0 seconds")
+    _require("output.gif_max_side", o.gif_max_side, o.gif_max_side is None or o.gif_max_side >= 8, ">= 8 pixels")
+def check_inputs(cfg: GenerateConfig) -> None:
+    """The job can run: it has something to aim at, and the files it reads (init image, image prompts, restyle video)
+    exist, the images readable. Checked before any model loads or run folder is made; separate from `check`, so an
+    example job stays valid where its files are not."""
+    for section, name, files in (("vqgan", "VQGAN", (("config", cfg.vqgan.config), ("checkpoint", cfg.vqgan.checkpoint))),
+                                 ("guide", "guide", (("model", cfg.guide.model), ("weights", cfg.guide.weights)))):
+        absent = [f"{section}.{key}: {missing(path, 'file')}" for key, path in files if path and not Path(path).is_file()]
+        if absent:  # both named at once, before any download is tried for the CLIP
+            raise VqclipError("; ".join(absent) + f"; check the {name} paths")
+    wanted = [("init.image", cfg.init.image, "image")] if cfg.init.kind == "image" else []
+    wanted += [("image_prompts", parse_image_prompt(item).text, "image") for item in cfg.image_prompts]
+    wanted += [("restyle.input", cfg.restyle.input, "video")] if cfg.restyle.input else []
+    for key, path, kind in wanted:
+        head, _, weight = str(path).rpartition(":")
+        if key == "image_prompts" and not Path(path).is_file() and head and Path(head).is_file():
+            raise VqclipError(f"image_prompts: '{path}': the weight '{weight}' after the image is not a number; "
+                              f"write PATH:WEIGHT, e.g. {head}:0.5")
+        if not Path(path).is_file():
+            raise VqclipError(f"{key}: {missing(path, kind + ' file')}; check the path")
+        if kind == "image":
+            open_rgb(path)  # a corrupt image fails here, not after its run folder is made
+    if not story_keyframes(cfg.prompt, cfg.story, cfg.steps, cfg.change_every):  # a story's keyframes are its targets
+        check_has_target(parse_job_prompts(cfg.prompt, cfg.negative, cfg.image_prompts))

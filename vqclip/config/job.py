@@ -1,0 +1,195 @@
+"""The job: every option of a run as a typed field with its default, help, flag and allowed values (see `option`).
+
+Layers fill it in this order: these defaults, a preset's defaults, a PNG's job (`--from`), YAML files, the command
+line (vqclip.config.layers). The allowed names come from the modules that implement them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from ..files.video import VIDEO_FORMATS
+from ..nets.device import PRECISIONS
+from ..nets.memory import MEMORY_MODES
+from ..optim.augments import AUGMENTS
+from ..optim.inits import INITS
+from ..optim.optimizers import OPTIMIZERS
+from ..optim.schedules import LR_SCHEDULES, STORY_MODES
+from .fields import option
+
+ANIMATION_MODES = ("none", "zoom")
+PADDINGS = ("reflection", "border", "zeros")  # torch grid_sample's padding modes
+MAX_SIDE = 4096
+
+
+@dataclass
+class VQGANConfig:
+    config: Optional[str] = option(None, help="taming model YAML", flag="--vqgan-config", metavar="YAML")
+    checkpoint: Optional[str] = option(None, help="VQGAN weights: Lightning .ckpt or .safetensors",
+                                       flag="--vqgan-checkpoint", metavar="CKPT")
+
+
+@dataclass
+class ClipConfig:
+    model: str = option("ViT-B-32", help="open_clip name, architecture JSON, model folder, hf-hub:ORG/REPO or "
+                                         "local-dir:PATH", metavar="NAME|JSON")
+    pretrained: Optional[str] = option("openai", help="open_clip tag, a weights file, or null for random weights",
+                                       metavar="TAG|FILE")
+    weight: float = option(1.0, help="share of this model in the loss", metavar="W")
+
+
+CLIP_FLAGS = {"model": "--clip-model", "pretrained": "--clip-pretrained", "weight": "--clip-weight"}
+
+
+@dataclass
+class CutoutsConfig:
+    n: int = option(32, help="cutouts per step", flag="--cutn", metavar="N")
+    pow: float = option(1.0, help="cutout size skew: >1 favours small cutouts, <1 large ones", flag="--cut-pow",
+                        metavar="P")
+    min_size: float = option(0.0, help="smallest cutout as a share of the short side (0: CLIP's input size)")
+    augments: list[str] = option(help="Kornia augments of the cutouts, in order", flag="--augments", metavar="A,B",
+                                 choices=AUGMENTS, split=",", factory=lambda: ["affine", "perspective", "noise"])
+    noise: float = option(0.1, help="largest std of the per-cutout noise augment")
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = option("adam", help="optimiser (torch.optim)", flag="--optimizer", metavar="NAME",
+                       choices=tuple(OPTIMIZERS))
+    lr: float = option(0.1, help="learning rate", flag="--lr", metavar="LR")
+    schedule: str = option("constant", help="learning-rate decay to lr * min_factor at the last step",
+                           flag="--schedule", choices=LR_SCHEDULES)
+    min_factor: float = option(0.1, help="the share of lr a schedule decays to")
+
+
+@dataclass
+class InitConfig:
+    kind: str = option("random", help="how to start; background = flat in the colour the prompt names after 'on'",
+                       flag="--init", choices=tuple(INITS))
+    image: Optional[str] = option(None, help="start from this image (sets init.kind: image)", flag="--init-image",
+                                  metavar="PATH", implies=("init.kind", "image"))
+    weight: float = option(0.0, help="keep the latent near its start: adds weight x MSE(z, z_start)",
+                           flag="--init-weight", metavar="W")
+    color: Optional[list[float]] = option(None, help="RGB in [0,1] for init.kind flat (random when unset)")
+
+
+@dataclass
+class OutputConfig:
+    dir: Optional[str] = option(None, help="run folder (default: outputs/<time>-<prompt>)", flag="--out",
+                                metavar="DIR")
+    save_every: int = option(50, help="save a frame every K steps, step 0 included; 0: no frames",
+                             flag="--save-every", metavar="K")
+    video: bool = option(True, help="write the progress video", flag="--no-video", negate=True,
+                         flag_help="do not write the progress video")
+    video_format: str = option("mp4", help="progress video format", flag="--video-format", choices=VIDEO_FORMATS)
+    fps: int = option(30, help="frames per second of the video", flag="--fps", metavar="N")
+    progress: bool = option(True, help="progress bar and notices on stderr", flag="--quiet", negate=True,
+                            flag_help="no progress bar or notices")
+    video_length: Optional[float] = option(None, help="video seconds: picks the fps from the frame count",
+                                           flag="--video-length", metavar="SECONDS")
+    gif_max_side: Optional[int] = option(None, help="shrink GIF frames so no side exceeds this",
+                                         flag="--gif-max-side", metavar="PX")
+
+
+@dataclass
+class CandidatesConfig:
+    n: int = option(1, help="best of N starts, run together; the best-scored after candidates.steps goes on (1: off)",
+                    flag="--candidates", metavar="N")
+    steps: int = option(30, help="steps the starts run together before the pick")
+    views: int = option(32, help="augmented views each start is scored on (the same for every start)")
+    clip: list[ClipConfig] = option(help="models that score the starts (empty: the job's CLIP)", factory=list,
+                                    item=ClipConfig)
+
+
+@dataclass
+class GuideConfig:
+    model: Optional[str] = option(None, help="guide classifier architecture JSON (null: no guidance)")
+    weights: Optional[str] = option(None, help="its weights (.safetensors, or a torch file read without running code)")
+    weight: float = option(0.1, help="share of its cross-entropy for the label the prompt names")
+    views: int = option(4, help="augmented views of the image it scores per step")
+
+
+@dataclass
+class StoryKeyframe:
+    at: int = option(0, help="step (in a restyle: input frame) from which this prompt is the target")
+    prompt: str = option("", help="'text:weight|text:weight'")
+    weight: float = option(1.0, help="scales every weight of this keyframe's prompt")
+
+
+@dataclass
+class AnimationConfig:
+    mode: str = option("none", help="zoom: move the image every `every` steps, one video frame each",
+                       choices=ANIMATION_MODES)
+    every: int = option(10, help="steps per move = per video frame (replaces output.save_every in zoom mode)",
+                        flag="--every", metavar="K")
+    zoom: Any = option(1.0, help="scale per frame (>1 zooms in): a number, {step: value} or '0:1.0, 100:1.05'",
+                       flag="--zoom", metavar="Z|KEYS")
+    rotate: Any = option(0.0, help="degrees per frame, counter-clockwise; constant or key-framed",
+                         flag="--rotate", metavar="DEG|KEYS")
+    shift_x: Any = option(0.0, help="pixels per frame, content moves right; constant or key-framed",
+                          flag="--shift-x", metavar="PX|KEYS")
+    shift_y: Any = option(0.0, help="pixels per frame, content moves down; constant or key-framed",
+                          flag="--shift-y", metavar="PX|KEYS")
+    padding: str = option("reflection", help="what fills the uncovered border", flag="--padding", choices=PADDINGS)
+    reset_optimizer: bool = option(True, help="restart the optimiser after each move (no stale momentum)",
+                                   flag="--keep-optimizer", negate=True,
+                                   flag_help="keep the optimiser's momentum across moves")
+
+
+@dataclass
+class RestyleConfig:
+    input: Optional[str] = option(None, help="the video to restyle; set = this job is a restyle job")
+    steps_per_frame: int = option(30, help="optimisation steps per input frame")
+    blend: float = option(0.5, help="share of the previous output in each frame's start image, in [0, 1)",
+                          flag="--blend", metavar="B")
+    keep_aspect: bool = option(True, help="keep the video's aspect, long side max(size); false: exactly size")
+    max_frames: int = option(0, help="restyle only the first N frames (0: all)", flag="--max-frames", metavar="N")
+    fps: Optional[float] = option(None, help="output frame rate (default: the input's)")
+    audio: bool = option(True, help="carry the input's audio track over", flag="--no-audio", negate=True,
+                         flag_help="do not carry the audio over")
+
+
+@dataclass
+class GenerateConfig:
+    prompt: str = option("", help="'text:weight|text:weight' (a negative weight pushes away); 'a ^ b' tells a story")
+    negative: list[str] = option(help="text to push away from (weight -1 unless text:weight)", flag="--negative",
+                                 metavar="TEXT", repeat=True, factory=list)
+    image_prompts: list[str] = option(help="image to aim at, PATH[:weight]", flag="--image-prompt",
+                                      metavar="PATH[:W]", repeat=True, factory=list)
+    model: Optional[str] = option(None, help="preset: VQGAN + CLIP + defaults (see `vqclip models`); none named and no "
+                                       "VQGAN files: imagenet-16384", flag="--model", metavar="NAME")
+    steps: int = option(300, help="optimisation steps", flag="--steps", metavar="N")
+    size: list[int] = option(help="image width and height; rounded to the VQGAN's factor", flag="--size",
+                             metavar=("W", "H"), nargs=2, factory=lambda: [256, 256])
+    seed: Optional[int] = option(None, help="random seed; drawn and recorded when unset or -1", flag="--seed",
+                                 metavar="S")
+    device: str = option("auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps", flag="--device", metavar="D")
+    precision: str = option("auto", help="autocast: auto = bf16 on CUDA and on CPUs with native bf16 from 128x128",
+                            flag="--precision", choices=PRECISIONS)
+    memory: str = option("auto", help="low: decoder checkpointing + cutout micro-batches; auto: only when short",
+                         choices=MEMORY_MODES)
+    micro_batch: int = option(0, help="cutouts per CLIP pass (0: all at once, unless memory picks a number)")
+    compile: bool = option(False, help="torch.compile the decoder and CLIP (falls back to eager on failure)")
+    threads: int = option(0, help="CPU threads for torch (0: torch's choice); 1 is fastest on a busy machine",
+                          flag="--threads", metavar="N")
+    tv_weight: float = option(0.0, help="total-variation prior on the image (smoothness)", flag="--tv-weight",
+                              metavar="W")
+    vqgan: VQGANConfig = option(help="VQGAN files (or a preset via model)", factory=VQGANConfig)
+    clip: list[ClipConfig] = option(help="CLIP models, each with its loss weight", factory=lambda: [ClipConfig()],
+                                    item=ClipConfig, item_flags=CLIP_FLAGS)
+    cutouts: CutoutsConfig = option(help="cutouts", factory=CutoutsConfig)
+    optimizer: OptimizerConfig = option(help="optimiser", factory=OptimizerConfig)
+    init: InitConfig = option(help="start", factory=InitConfig)
+    candidates: CandidatesConfig = option(help="best of n starts", factory=CandidatesConfig)
+    guide: GuideConfig = option(help="classifier guidance", factory=GuideConfig)
+    output: OutputConfig = option(help="outputs", factory=OutputConfig)
+    story: list[StoryKeyframe] = option(help="story keyframes: [{at: step, prompt: ..., weight: 1}]", factory=list,
+                                        item=StoryKeyframe)
+    story_mode: str = option("switch", help="switch: one keyframe at a time; blend: linear between neighbours",
+                             choices=STORY_MODES)
+    change_every: int = option(0, help="for 'a ^ b' prompts: steps per part (0: spread evenly over steps)",
+                               flag="--change-every", metavar="N")
+    animation: AnimationConfig = option(help="zoom, rotate and pan videos", factory=AnimationConfig)
+    restyle: RestyleConfig = option(help="restyle a video", factory=RestyleConfig)
+    state_every: int = option(50, help="save state.pt (for `vqclip resume`) every K steps; 0: only at the end")

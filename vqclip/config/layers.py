@@ -1,0 +1,130 @@
+"""Config layers: (source, mapping) layers merged strictly over the job's defaults into one `GenerateConfig`; unknown
+keys (with a "did you mean"), wrong types and impossible values are one-line errors naming the source and the key.
+Values are taken as written: `${...}` in a prompt is text (no OmegaConf interpolation)."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import asdict, fields
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from ..errors import VqclipError, reason
+from ..models.spec import ClipSpec
+from .checks import check
+from .fields import default_of, keys, section_of
+from .job import GenerateConfig
+
+
+def _normalise(raw: dict, source: str) -> dict:
+    """Accept the friendly shorthands: `clip:` as one mapping, `size: 256`, `negative:`/`image_prompts:` as a string."""
+    raw = dict(raw)
+    if isinstance(raw.get("clip"), (dict, str)):
+        raw["clip"] = [raw["clip"]]
+    if isinstance(raw.get("clip"), list):
+        raw["clip"] = [{"model": c} if isinstance(c, str) else c for c in raw["clip"]]
+    if isinstance(raw.get("size"), int) and not isinstance(raw.get("size"), bool):
+        raw["size"] = [raw["size"], raw["size"]]
+    for key in ("negative", "image_prompts"):
+        if isinstance(raw.get(key), str):
+            raw[key] = [raw[key]]
+    cand = raw.get("candidates")
+    if isinstance(cand, dict) and cand.get("clip") is not None:
+        clips = cand["clip"] if isinstance(cand["clip"], list) else [cand["clip"]]
+        raw["candidates"] = {**cand, "clip": [{"model": c} if isinstance(c, str) else c for c in clips]}
+        raw["candidates"]["clip"] = [_own_weights(c) for c in raw["candidates"]["clip"]]
+    if isinstance(raw.get("clip"), list):
+        raw["clip"] = [_own_weights(c) for c in raw["clip"]]
+    return raw
+
+
+def _own_weights(clip: Any) -> Any:
+    """A CLIP that brings its own weights (a model folder, local-dir:, hf-hub:) takes no pretrained tag unless one is
+    given: the default 'openai' names the weights of an open_clip architecture only."""
+    if not isinstance(clip, dict) or "pretrained" in clip or not isinstance(clip.get("model"), str):
+        return clip
+    try:
+        form = ClipSpec.parse(clip["model"]).form
+    except VqclipError:
+        return clip  # a bad name is reported by the checks, with its key
+    return {**clip, "pretrained": None} if form in ("dir", "hub") else clip
+
+
+def _literal(value: Any) -> Any:
+    """Strings escaped for OmegaConf so they stay as written: `${...}` in a prompt is text, never interpolated."""
+    if isinstance(value, str):
+        return re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", value)
+    if isinstance(value, dict):
+        return {k: _literal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_literal(v) for v in value]
+    return value
+
+
+def _check_sections(raw: dict, cls: type, source: str, prefix: str = "") -> None:
+    """Sections must be mappings and lists lists, checked before OmegaConf (whose messages here are cryptic)."""
+    for f in fields(cls):
+        value = raw.get(f.name)
+        if value is None:
+            continue
+        default, section = default_of(f), section_of(f)
+        key = prefix + f.name
+        if section is not None and not f.metadata.get("item"):
+            if not isinstance(value, dict):
+                raise VqclipError(f"{source}: {key}: expected a section (a mapping of keys), got {value!r}")
+            _check_sections(value, section, source, key + ".")
+        elif isinstance(default, list) and not isinstance(value, list):
+            what = "{model: ..., pretrained: ...} or a list of them" if key == "clip" else "a list"
+            raise VqclipError(f"{source}: {key}: expected {what}, got {value!r}")
+    clips = raw.get("clip") if prefix in ("", "candidates.") else None  # the two lists of CLIP models
+    for i, item in enumerate(clips if isinstance(clips, list) else []):
+        if not isinstance(item, dict):
+            raise VqclipError(f"{source}: {prefix}clip[{i}]: expected a mapping like "
+                              "{model: ViT-B-32, pretrained: openai}")
+
+
+def _explain(exc: OmegaConfBaseException, source: str) -> VqclipError:
+    """OmegaConf's multi-line error as one line naming the key, the problem and the fix."""
+    key = getattr(exc, "full_key", None) or "?"
+    message = reason(exc)  # the first line, or the type's name when OmegaConf says nothing
+    if isinstance(exc, ConfigKeyError) or re.search(r"\bnot in\b", message):
+        bad = re.search(r"Key '([^']+)'", message)
+        name = key if key != "?" else (bad.group(1) if bad else "?")
+        close = difflib.get_close_matches(name, keys(GenerateConfig), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else "; see `vqclip generate --help` for the keys"
+        return VqclipError(f"{source}: unknown key '{name}'{hint}")
+    return VqclipError(f"{source}: {key}: {message}")
+
+
+def merge_layers(layers: list[tuple[str, dict]]) -> GenerateConfig:
+    """Merge (source, mapping) layers over the defaults, strictly: unknown keys and wrong types are errors."""
+    merged = OmegaConf.structured(GenerateConfig)
+    for source, raw in layers:
+        if not isinstance(raw, dict):
+            raise VqclipError(f"{source}: expected a mapping of job keys, got {type(raw).__name__}")
+        raw = _literal(_normalise(raw, source))
+        _check_sections(raw, GenerateConfig, source)
+        try:
+            merged = OmegaConf.merge(merged, raw)
+        except OmegaConfBaseException as exc:
+            raise _explain(exc, source) from None
+    try:
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise _explain(exc, "config") from None
+    check(cfg)
+    return cfg
+
+
+def to_dict(cfg: GenerateConfig) -> dict[str, Any]:
+    """The resolved config as plain data (for job.yaml and the PNG metadata)."""
+    return asdict(cfg)
+
+
+def to_yaml(cfg: GenerateConfig) -> str:
+    """The resolved config as YAML text."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)

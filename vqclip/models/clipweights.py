@@ -1,0 +1,191 @@
+"""Where CLIP weights come from: open_clip's own downloader and cache under `<home>/clip`, or a file put there by
+hand; offline, a DownloadError naming every missing file at once, without the hub client's minute of retries."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import urllib.parse
+from pathlib import Path
+from typing import Iterable
+
+from .download import DownloadError, MissingFile
+from ..errors import VqclipError, reason
+
+log = logging.getLogger("vqclip")
+
+
+@contextlib.contextmanager
+def quiet_hub_logs():
+    """While open_clip fetches weights: no huggingface_hub retry warnings, and no root logger set up by open_clip's
+    `logging.info()` calls (it would print every library's log lines); a failure is reported once, as a VqclipError."""
+    hub, root, mute = logging.getLogger("huggingface_hub"), logging.getLogger(), logging.NullHandler()
+    level = hub.level
+    hub.setLevel(logging.ERROR)
+    root.addHandler(mute)  # root has a handler: logging.info() and friends no longer call basicConfig()
+    try:
+        yield
+    finally:
+        hub.setLevel(level)
+        root.removeHandler(mute)
+
+
+def clip_weights_url(cfg: dict) -> tuple[str, str]:
+    """(download URL, file name) of an open_clip pretrained config, preferring the Hugging Face safetensors copy."""
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        repo, filename = os.path.split(hub)
+        if not filename or filename == "open_clip_pytorch_model.bin":
+            filename = "open_clip_model.safetensors"
+        return f"https://huggingface.co/{repo}/resolve/main/{filename}", filename
+    url = cfg.get("url", "")
+    return url, os.path.basename(urllib.parse.urlsplit(url).path)
+
+
+def clip_manual_path(model: str, tag: str, home_dir: Path) -> Path:
+    """Where a hand-downloaded CLIP weights file goes: `<home>/clip/<model>-<tag><suffix>`."""
+    import open_clip  # here: the CLI imports this module for --help, which needs no torch
+
+    _, filename = clip_weights_url(open_clip.get_pretrained_cfg(model, tag))
+    return Path(home_dir).absolute() / "clip" / f"{model}-{tag}{Path(filename).suffix or '.safetensors'}"
+
+
+def hand_placed_clip(model: str, tag: str, home_dir: Path) -> tuple[str, str] | None:
+    """(model, weights path) that load a hand-placed CLIP file exactly as the tag would, or None if none is there.
+
+    A file path loses the tag's settings, so a QuickGELU tag (OpenAI weights) maps to open_clip's `-quickgelu`
+    architecture of the same model.
+    """
+    import open_clip  # here: the CLI imports this module for --help, which needs no torch
+
+    cfg = open_clip.get_pretrained_cfg(model, tag)
+    path = clip_manual_path(model, tag, home_dir) if cfg else None
+    return _as_file(model, cfg, path) if path is not None and path.is_file() else None
+
+
+def _as_file(model: str, cfg: dict, path: Path) -> tuple[str, str]:
+    """(model, path) that load a tag's weights file as the tag would (QuickGELU tags use the `-quickgelu` model)."""
+    import open_clip  # here: the CLI imports this module for --help, which needs no torch
+
+    quick = f"{model}-quickgelu"
+    if cfg.get("quick_gelu") and not model.endswith("-quickgelu") and quick in open_clip.list_models():
+        model = quick
+    return model, str(path)
+
+
+def placed_or_tag(model: str, pretrained: str | None, home_dir: Path) -> tuple[str, str | None, str | None]:
+    """(model, pretrained, like) to load: a local file of the tag (placed by hand, else fetched earlier into
+    open_clip's cache under `<home>/clip`) stands in for it, so that loading asks no server again, and `like` then
+    names the tag (so load_clip applies its preprocessing); otherwise the values as given and `like` None."""
+    import open_clip  # here: the CLI imports this module for --help, which needs no torch
+
+    cfg = open_clip.get_pretrained_cfg(model, pretrained) if pretrained else None
+    if not cfg:
+        return model, pretrained, None
+    manual = clip_manual_path(model, pretrained, home_dir)
+    local = manual if manual.is_file() else _in_clip_cache(cfg, Path(home_dir).absolute() / "clip")
+    return (*_as_file(model, cfg, local), pretrained) if local else (model, pretrained, None)
+
+
+def _in_clip_cache(cfg: dict, cache: Path) -> Path | None:
+    """The weights open_clip would load for a pretrained config, if its downloader already put them in `cache`."""
+    from huggingface_hub import try_to_load_from_cache
+
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        repo, filename = os.path.split(hub)
+        for name in dict.fromkeys([clip_weights_url(cfg)[1], filename or "open_clip_pytorch_model.bin"]):
+            found = try_to_load_from_cache(repo, name, cache_dir=str(cache))
+            if isinstance(found, str) and Path(found).is_file():
+                return Path(found).absolute()
+        return None
+    url = cfg.get("url", "")
+    local = cache / os.path.basename(urllib.parse.urlsplit(url).path) if url else None
+    return local.absolute() if local is not None and local.is_file() else None
+
+
+def _hub_endpoint() -> str:
+    """The Hugging Face host open_clip downloads from (HF_ENDPOINT, else huggingface.co)."""
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
+def unreachable_host(url: str, timeout: float = 5.0) -> str | None:
+    """Why `url`'s host cannot be reached (its name does not resolve, or it refuses or ignores a connection for
+    `timeout` seconds), else None; None behind a proxy, which reaches hosts itself, and under HF_HUB_OFFLINE, where
+    huggingface_hub fails fast on its own."""
+    if any(os.environ.get(k) for k in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "HF_HUB_OFFLINE")):
+        return None
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname:
+        return None
+    try:
+        socket.create_connection((parts.hostname, parts.port or (80 if parts.scheme == "http" else 443)),
+                                 timeout=timeout).close()
+    except OSError as exc:
+        return f"{parts.hostname}: {exc.strerror or reason(exc)}"
+    return None
+
+
+def fetch_clip(model: str, tag: str, home_dir: Path) -> Path:
+    """The local file of open_clip's weights for (model, tag), fetched by open_clip's own downloader if needed.
+
+    Looks first for a hand-placed file (`clip_manual_path`), then lets open_clip download into, or find in, its
+    cache `<home>/clip` (pass that as `cache_dir` when loading by tag). A tag that is a file path is returned as
+    is. Failures raise DownloadError in the same style as VQGAN files.
+    """
+    import open_clip  # here: the CLI imports this module for --help, which needs no torch
+    from open_clip import pretrained as oc_pretrained
+
+    cfg = oc_pretrained.get_pretrained_cfg(model, tag)
+    if not cfg:
+        if Path(tag).expanduser().is_file():
+            return Path(tag).expanduser().absolute()
+        known = ", ".join(open_clip.list_pretrained_tags_by_model(model)) or "none"
+        raise VqclipError(f"CLIP {model} has no pretrained weights called '{tag}' (known: {known}); "
+                          "see open_clip.list_pretrained()")
+    manual = clip_manual_path(model, tag, home_dir)
+    if manual.is_file():
+        return manual
+    cache = Path(home_dir).absolute() / "clip"
+    url, _ = clip_weights_url(cfg)
+    cached = _in_clip_cache(cfg, cache)
+    if cached is not None:
+        return cached
+
+    def failed(why: str) -> DownloadError:
+        return DownloadError([MissingFile(f"CLIP {model} ({tag}) weights", (url,), manual, (f"{url}: {why}",))])
+
+    down = unreachable_host(_hub_endpoint() if cfg.get("hf_hub") else url)
+    if down:  # offline: say so now, not after huggingface_hub's ten retries (about 50 s)
+        raise failed(down)
+    cache.mkdir(parents=True, exist_ok=True)
+    log.info("fetching CLIP %s (%s) weights with open_clip into %s", model, tag, cache)
+    try:
+        with quiet_hub_logs():
+            target = oc_pretrained.download_pretrained(cfg, cache_dir=str(cache))
+    except Exception as exc:  # open_clip and huggingface_hub raise anything from OSError to their own errors
+        raise failed(reason(exc)) from None
+    if not target or not Path(target).is_file():
+        raise failed("open_clip returned no file")
+    return Path(target).absolute()
+
+
+def clips_missing(specs: Iterable[tuple[str, str | None]], home_dir: Path) -> list[MissingFile]:
+    """Fetch the weights of every (model, pretrained tag) among `specs`; what could not be fetched, once each.
+
+    Specs whose pretrained value is not an open_clip tag (a file, None) need nothing fetched and are passed over.
+    """
+    import open_clip  # here: the CLI imports this module for --help, which needs no torch
+
+    missing: dict[Path, MissingFile] = {}
+    for model, tag in dict.fromkeys(specs):
+        if tag and open_clip.get_pretrained_cfg(model, tag):
+            try:
+                fetch_clip(model, tag, home_dir)
+            except DownloadError as exc:
+                missing.update((m.dest, m) for m in exc.missing)
+    return list(missing.values())

@@ -1,0 +1,140 @@
+"""Restyle a video: each input frame (blended with the previous output, for temporal smoothness) starts a short run
+of the one loop towards the prompt; the outputs become a video at the input's fps, with its audio carried over.
+
+Frame i is seeded with seed + i and starts from the previous output as saved (8-bit PNG), so a stopped or killed
+restyle resumes at the first missing frame and still gives the same frames. A story's clock is the frame index.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from ..errors import VqclipError
+from ..files.images import cover, load_image, to_tensor
+from ..files.video import count_frames, open_video
+from ..optim.loop import run_steps
+from ..optim.objective import Objective
+from ..optim.state import RunState
+from .base import GenerateResult, Mode, RunContext
+from .story import story_targets
+
+log = logging.getLogger("vqclip")
+
+
+def fit_size(width: int, height: int, long_side: int, factor: int) -> tuple[int, int]:
+    """(w, h) with the aspect of width x height, the long side `long_side`, both multiples of `factor`."""
+    scale = long_side / max(width, height)
+    return tuple(max(factor, round(side * scale / factor) * factor) for side in (width, height))  # type: ignore
+
+
+def frame_to_tensor(frame: np.ndarray, size: tuple[int, int]) -> Tensor:
+    """A uint8 frame [h,w,3] as [1,3,H,W] in [0,1] for size (W, H): resized to cover it, centre-cropped."""
+    return to_tensor(cover(Image.fromarray(frame), size))
+
+
+def frames_done(frames: list[Path]) -> int:
+    """How many input frames are restyled: frames 0, 1, ... present without a gap."""
+    names, done = {p.name for p in frames}, 0
+    while f"{done:06d}.png" in names:
+        done += 1
+    return done
+
+
+class Restyle(Mode):
+    """One short run per input frame of `restyle.input`; one output frame each, written as it is made."""
+
+    name = "restyle"
+    video_name = "restyled"
+    saves_state = False  # resumes at the first missing frame instead
+    final_frame = False  # the final image is the last frame, already written
+
+    def __init__(self):
+        self.frames_total = 0
+        self.meta: dict = {}
+
+    def frame_every(self, cfg) -> int:
+        return 0  # the frames are the restyled input frames, written by `run`
+
+    def prepare(self, cfg, models):
+        """Read the video's size, rate and frame count; keep its aspect (long side max(size)) unless told not to."""
+        reader, _, self.meta = open_video(Path(cfg.restyle.input))  # a missing or unreadable video fails here
+        reader.close()
+        total = count_frames(Path(cfg.restyle.input))
+        self.frames_total = min(total, cfg.restyle.max_frames) if cfg.restyle.max_frames else total
+        if cfg.restyle.keep_aspect:
+            cfg = replace(cfg, size=list(fit_size(*self.meta["size"], max(cfg.size), models.vqgan.factor)))
+        return cfg
+
+    def total(self, cfg) -> int:
+        return self.frames_total * cfg.restyle.steps_per_frame
+
+    def steps_done(self, cfg, frames: list[Path]) -> int:
+        return frames_done(frames) * cfg.restyle.steps_per_frame
+
+    def fps(self, cfg, frames: int) -> float:
+        """The output frame rate: frames / video_length when that is set, else restyle.fps, else the input's."""
+        if cfg.output.video_length:
+            return frames / cfg.output.video_length
+        return cfg.restyle.fps or float(self.meta["fps"])
+
+    def audio(self, cfg):
+        """The video whose audio track the output carries, or None."""
+        return Path(cfg.restyle.input) if cfg.restyle.audio and self.meta.get("audio_codec") else None
+
+    def run(self, ctx: RunContext) -> GenerateResult:
+        cfg, r, n = ctx.cfg, ctx.cfg.restyle, self.frames_total
+        if ctx.frames is None:
+            raise VqclipError("a restyle writes its frames into a run folder: run it with `vqclip restyle`, `vqclip run` "
+                              "or Pipeline.run(job, out=DIR)")
+        existing = {p.name: p for p in ctx.frames.existing()}
+        done = frames_done(list(existing.values()))
+        audio = self.audio(cfg)
+        log.info("restyling %d frames of %s at %.3g fps%s%s", n, r.input, r.fps or self.meta["fps"],
+                 ", with its audio" if audio else "", f", from frame {done}" if done else "")
+        current = [0]  # the story's clock: the input frame being made
+        story = story_targets(cfg, ctx.device, length=n, clock=lambda _step: current[0])
+        objective = Objective(cfg, ctx.models, ctx.device, story.prompts if story else None,
+                              story.weights if story else None)
+        state = RunState.initial(cfg, ctx.models.vqgan, objective.width, objective.height, ctx.device, ctx.seed)
+        saved: list[Path] = []
+        prev, stopped, curve = None, False, []
+        reader, frames, _ = open_video(Path(r.input))
+        try:
+            for i, frame in enumerate(frames):
+                if i >= n:
+                    break
+                if i < done:  # made before an interruption: kept, it is the next frame's predecessor
+                    saved.append(existing[f"{i:06d}.png"])
+                    prev = load_image(saved[-1]) if i == done - 1 else None
+                    continue
+                current[0] = i
+                image = frame_to_tensor(frame, (objective.width, objective.height))
+                start = image if prev is None else (1 - r.blend) * image + r.blend * prev
+                torch.manual_seed(ctx.seed + i)
+                with torch.no_grad():
+                    z = ctx.models.vqgan.encode(start.to(ctx.device))
+                state.restart(z.to(state.z.dtype), ctx.seed + i)
+                curve, stopped = run_steps(state, objective, lambda s: ctx.lr_at(s, r.steps_per_frame),
+                                           r.steps_per_frame, r.steps_per_frame, ctx.callbacks, frame=i)
+                if stopped and state.step < r.steps_per_frame:
+                    break  # a half-made frame is dropped; resume makes it again
+                with torch.no_grad():
+                    out = objective.decode(state.z).detach()
+                saved.append(ctx.frames.write(i, out))
+                prev = load_image(saved[-1])  # the 8-bit frame, exactly as a resumed run will see it
+                if stopped:
+                    break
+        finally:
+            reader.close()
+        if not saved:
+            raise VqclipError(f"{r.input}: no frame was restyled" + (" (stopped before the first one finished)"
+                                                                     if stopped else "; is the video empty?"))
+        return GenerateResult(load_image(saved[-1]), state.z.detach().clone(), ctx.seed, r.steps_per_frame * len(saved),
+                              curve, stopped, frames=saved, info={"frames_done": len(saved)})

@@ -1,0 +1,102 @@
+"""Zoom, rotate and pan videos: every `animation.every` steps the image is decoded, moved, re-encoded into the
+latent and optimised on; each move is one video frame.
+
+The move runs after the update of step s (s % every == 0), so each video frame (saved at the same steps) is `every`
+updates on from the moved previous frame. The moved latent also becomes the init target, so `init.weight` keeps
+frames close to their predecessor.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..optim.loop import StepEvent
+from ..optim.objective import Objective
+from ..optim.schedules import parse_keyframed, value_at
+from ..optim.state import RunState
+from .still import Still
+
+
+# ---- the transform: pure math on images ----
+
+def affine_theta(width: int, height: int, zoom: float = 1.0, angle: float = 0.0, shift_x: float = 0.0,
+                 shift_y: float = 0.0) -> Tensor:
+    """The `affine_grid` matrix [1,2,3] (output -> input, normalised coords) of: scale by `zoom` about the centre,
+    rotate `angle` degrees counter-clockwise, then move by (shift_x, shift_y) pixels (right, down)."""
+    a = math.radians(angle)
+    c, s = math.cos(a), math.sin(a)
+    d = torch.tensor([width / 2, height / 2], dtype=torch.float64)  # normalised -> pixels from the centre
+    rot_t = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)  # inverse of R = [[c, s], [-s, c]] (y down)
+    m = torch.diag(1 / d) @ rot_t @ torch.diag(d) / zoom
+    b = -(torch.diag(1 / d) @ rot_t @ torch.tensor([shift_x, shift_y], dtype=torch.float64)) / zoom
+    return torch.cat([m, b[:, None]], 1)[None].float()
+
+
+def transform_image(image: Tensor, zoom: float = 1.0, angle: float = 0.0, shift_x: float = 0.0, shift_y: float = 0.0,
+                    padding: str = "reflection") -> Tensor:
+    """Zoom, rotate and shift an image [B,3,H,W] in [0,1] (see `affine_theta`); uncovered borders are padded."""
+    _, _, h, w = image.shape
+    theta = affine_theta(w, h, zoom, angle, shift_x, shift_y).to(image.device, image.dtype).expand(image.shape[0], 2, 3)
+    grid = F.affine_grid(theta, list(image.shape), align_corners=False)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode=padding, align_corners=False).clamp(0, 1)
+
+
+@dataclass(frozen=True)
+class Motion:
+    """The per-frame camera motion of a zoom video: each of zoom, rotate, shift_x, shift_y key-framed over steps."""
+
+    zoom: list[tuple[float, float]]
+    rotate: list[tuple[float, float]]
+    shift_x: list[tuple[float, float]]
+    shift_y: list[tuple[float, float]]
+    padding: str = "reflection"
+
+    @classmethod
+    def from_config(cls, a) -> "Motion":
+        """The motion of a job's `animation:` section."""
+        return cls(*(parse_keyframed(getattr(a, k), f"animation.{k}") for k in ("zoom", "rotate", "shift_x", "shift_y")),
+                   padding=a.padding)
+
+    def at(self, step: float) -> tuple[float, float, float, float]:
+        """(zoom, degrees, shift_x, shift_y) of the transform at a step."""
+        return tuple(value_at(track, step) for track in (self.zoom, self.rotate, self.shift_x, self.shift_y))
+
+    def apply(self, image: Tensor, step: float) -> Tensor:
+        """The image [1,3,H,W] in [0,1] moved by the transform at `step`."""
+        return transform_image(image, *self.at(step), padding=self.padding)
+
+
+class ZoomMoves:
+    """The after-step hook of a zoom run: every `every` steps, decode the latent, move the image (`Motion`),
+    re-encode it, and go on from there (`RunState.move_to`)."""
+
+    def __init__(self, motion: Motion, every: int, objective: Objective, reset_optimizer: bool = True):
+        self.motion, self.every, self.objective, self.reset = motion, every, objective, reset_optimizer
+        self.moves = 0
+
+    @torch.no_grad()
+    def __call__(self, state: RunState, event: StepEvent) -> None:
+        if event.step % self.every or event.trial:
+            return None
+        moved = self.motion.apply(self.objective.decode(state.z).float(), event.step)
+        state.move_to(self.objective.models.vqgan.encode(moved).to(state.z.dtype), self.reset)
+        self.moves += 1
+        return None
+
+
+class Zoom(Still):
+    """A still run whose latent is moved every `animation.every` steps; one frame per move."""
+
+    name = "zoom"
+
+    def frame_every(self, cfg) -> int:
+        return cfg.animation.every
+
+    def hooks(self, cfg, objective: Objective) -> list:
+        a = cfg.animation
+        return [ZoomMoves(Motion.from_config(a), a.every, objective, a.reset_optimizer)]

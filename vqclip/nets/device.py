@@ -1,0 +1,118 @@
+"""Devices and precision: the device a job names, bf16 autocast where it pays off, CPU threads, torch.compile with
+an eager fallback.
+
+torch is imported inside the functions, so that the config checks `device` and `precision` without it."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ..errors import VqclipError, reason
+
+log = logging.getLogger("vqclip")
+
+PRECISIONS = ("auto", "fp32", "bf16")
+AUTO_BF16_CPU_PIXELS = 128 * 128  # on CPUs with native bf16, 'auto' uses it from this image size (measured faster)
+
+
+def check_device(name: str) -> None:
+    """A device name vqclip knows (auto, cpu, mps, cuda, cuda:N), else one line saying which ones it knows."""
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(name)):
+        raise VqclipError(f"device: unknown device '{name}'; use auto, cpu, cuda, cuda:N or mps")
+
+
+def pick_device(name: str):
+    """'auto' -> cuda, else mps, else cpu; an explicit device must exist (a one-line error naming what there is)."""
+    import torch  # here: see the module docstring
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    check_device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise VqclipError(f"device: '{name}' asked for but CUDA is not available here; use --device cpu or auto")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise VqclipError(f"device: '{name}' asked for but this machine has {torch.cuda.device_count()} CUDA "
+                          f"device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise VqclipError(f"device: '{name}' asked for but MPS is not available here; use --device cpu or auto")
+    return device
+
+
+def autocast_dtype(precision: str, device, pixels: int = 0):
+    """The autocast dtype for a precision setting: bf16 on CUDA, and on CPUs with native bf16 (AVX512-BF16/AMX) when
+    a step decodes at least 128x128 pixels (all starts together); fp32 (None) elsewhere unless asked."""
+    import torch  # here: see the module docstring
+
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    if precision == "auto" and device.type == "cpu" and pixels >= AUTO_BF16_CPU_PIXELS and cpu_native_bf16():
+        return torch.bfloat16
+    return None
+
+
+def amp_autocast(device_type: str, amp=None):
+    """Autocast to `amp` on `device_type`, or a no-op context for fp32 (amp None)."""
+    import torch  # here: see the module docstring
+
+    return torch.autocast(device_type, dtype=amp or torch.float32, enabled=amp is not None)
+
+
+def usable_threads(n: int) -> int:
+    """`n` torch CPU threads, at most the CPUs this process may run on (more only slow every step down); 0 stays 0."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if n > cpus:
+        log.info("threads %d is more than the %d CPUs here: using %d", n, cpus, cpus)
+        return cpus
+    return n
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_native_bf16() -> bool:
+    """True when this CPU does bf16 dot products in hardware (AVX512-BF16 or AMX), where bf16 autocast pays off."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+
+
+def compiled(fn: Callable, name: str) -> Callable:
+    """`torch.compile(fn)`, falling back to `fn` (with a notice) if compiling or running the compiled code fails."""
+    import torch  # here: see the module docstring
+
+    state: dict = {"fn": None}
+
+    def run(*args, **kwargs):
+        if state["fn"] is None:
+            try:
+                state["fn"] = torch.compile(fn)
+                return state["fn"](*args, **kwargs)
+            except Exception as exc:  # backends fail in many ways (no compiler, unsupported op, ...)
+                log.info("torch.compile of the %s failed (%s); running it eagerly", name,
+                         reason(exc, 160))
+                state["fn"] = fn
+        return state["fn"](*args, **kwargs)
+
+    return run
+
+
+@contextlib.contextmanager
+def seeded(device, seed: int) -> Iterator[None]:
+    """Fork the global RNG (CPU, and CUDA when used) and seed it: what runs inside is repeatable, the caller's RNG
+    untouched."""
+    import torch  # here: see the module docstring
+
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
+        torch.manual_seed(seed)
+        yield

@@ -1,0 +1,216 @@
+"""What a run minimises: images decoded from the latents, cut into augmented cutouts and scored by each CLIP against
+the prompts (the weights of the step's story keyframe, or the prompts' own), plus the TV, init and guide terms.
+
+Built once per job from the loaded models (prompt embeddings are computed once here); it holds no run state: the
+latents and the step come in with each call. No file I/O happens in the loss.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..files.images import open_rgb
+from ..nets.device import amp_autocast, autocast_dtype, compiled
+from ..nets.lean import decode_latent, is_frozen
+from ..nets.load import Models
+from ..nets.memory import plan_memory
+from ..nets.quantize import clamp_with_grad, vector_quantize
+from .cutouts import CutoutDraw, Cutouts
+from .guidance import GuideTerm
+from .losses import prompt_loss, tv_loss, weights_tensor
+from .prompts import Prompt, check_has_target, parse_job_prompts
+
+log = logging.getLogger("vqclip")
+
+WeightSchedule = Callable[[int], Tensor]  # step -> prompt weights [M]
+
+
+def decode_image(vqgan, z: Tensor, amp: Optional[torch.dtype] = None,
+                 decode: Optional[Callable[[Tensor], Tensor]] = None) -> Tensor:
+    """Latent [B,E,h,w] -> image [B,3,H,W] in [0,1] as generation sees it: nearest codes in fp32 (straight-through
+    gradient), then `decode` (default: the lean decoder) under autocast `amp`, clamped with gradient."""
+    z_q = vector_quantize(z, vqgan.codebook)
+    with amp_autocast(z_q.device.type, amp):
+        image = decode(z_q) if decode else decode_latent(vqgan, z_q)
+    return clamp_with_grad(image.float(), 0, 1)
+
+
+def rounded_size(size: list[int], factor: int) -> tuple[int, int]:
+    """(width, height) rounded to multiples of the VQGAN factor, with a notice when that changes them."""
+    w, h = (max(factor, round(s / factor) * factor) for s in size)
+    if (w, h) != tuple(size):
+        log.info("size %dx%d rounded to %dx%d (a multiple of the VQGAN's factor %d)", size[0], size[1], w, h, factor)
+    return w, h
+
+
+def clip_term_names(names: list[str]) -> list[str]:
+    """The loss-term name of each CLIP model: `clip:NAME`, or `clip:NAME#i` (its position) for a name given twice
+    (two tags of one architecture), so that no term replaces another in the sum."""
+    return [f"clip:{n}" if names.count(n) == 1 else f"clip:{n}#{i}" for i, n in enumerate(names)]
+
+
+class Objective:
+    """The loss of a job for latents of `batch` starts at a time.
+
+    Args:
+        cfg: the resolved job (`GenerateConfig`).
+        models: its loaded networks.
+        device: where they run.
+        prompts: the targets (default: the job's prompt, negatives and image prompts); a story gives the union of
+            its keyframes' texts and `schedule`, the weights [M] of each step.
+        batch: how many starts are optimised together (best of n); sets the precision and the memory plan.
+    """
+
+    def __init__(self, cfg, models: Models, device: torch.device, prompts: Optional[list[Prompt]] = None,
+                 schedule: Optional[WeightSchedule] = None, batch: int = 1):
+        self.cfg, self.models, self.device = cfg, models, device
+        vq = models.vqgan
+        # the precision of the whole job, decided by the pixels of a step with all of best-of-n's starts: the same
+        # for the trials, the chosen start going on alone, and a resume of it
+        self.amp = autocast_dtype(cfg.precision, device, max(batch, cfg.candidates.n) * cfg.size[0] * cfg.size[1])
+        self.width, self.height = rounded_size(cfg.size, vq.factor)
+        # 1. Targets: text and image prompts, embedded once per CLIP model
+        self.prompts = prompts if prompts is not None else parse_job_prompts(cfg.prompt, cfg.negative,
+                                                                             cfg.image_prompts)
+        check_has_target(self.prompts)
+        self.targets = self.embed_targets(self.prompts)
+        self.weights = weights_tensor(self.prompts, device)
+        self.schedule = schedule
+        self.guide = GuideTerm(models.guide, cfg.guide.views) if models.guide and cfg.guide.weight > 0 else None
+        self._aimed: Optional[tuple[str, ...]] = None  # the texts the guide was last aimed from (see `_aim_guide`)
+        self._aim_guide(self.weights_at(0))
+        # 2. Cutout samplers, one per CLIP input size, and each CLIP's share of the loss
+        c = cfg.cutouts
+        self.cutouts = {size: Cutouts(size, c.n, c.pow, c.min_size, c.augments, c.noise)
+                        for size in {clip.image_size for clip, _ in models.clips}}
+        total = sum(w for _, w in models.clips if w > 0)
+        self.clip_weights = [w / total for _, w in models.clips]
+        self.clip_terms = clip_term_names([clip.name for clip, _ in models.clips])
+        # 3. The latents' box: each channel within the codebook's range
+        self.z_min = vq.codebook.min(0).values.view(1, -1, 1, 1).to(device)
+        self.z_max = vq.codebook.max(0).values.view(1, -1, 1, 1).to(device)
+        # 4. Speed and memory: lean decoder (frozen weights), checkpointing/micro-batches when short, compile
+        self.lean = is_frozen(vq)
+        self.checkpoint, self.micro_batch = plan_memory(
+            cfg.memory, vq.decoder, (self.height // vq.factor, self.width // vq.factor),
+            [clip for clip, _ in models.clips], c.n, cfg.micro_batch, 2 if self.amp else 4, device, batch=batch)
+        self._decode = compiled(vq.decode, "VQGAN decoder") if cfg.compile else self._decode_eager
+        self._encode = {id(clip): compiled(clip.encode_image, f"CLIP {clip.name}") if cfg.compile else clip.encode_image
+                        for clip, _ in models.clips}
+
+    def speed_options(self) -> dict:
+        """The speed/memory choices in effect (for benchmarks and logs)."""
+        return {"precision": "bf16" if self.amp == torch.bfloat16 else "fp32", "lean_decoder": self.lean,
+                "checkpoint": self.checkpoint, "micro_batch": self.micro_batch, "compile": self.cfg.compile}
+
+    def _decode_eager(self, z_q: Tensor) -> Tensor:
+        vq = self.models.vqgan
+        return decode_latent(vq, z_q, self.checkpoint) if self.lean else vq.decode(z_q)
+
+    @torch.no_grad()
+    def embed_targets(self, prompts: list[Prompt], clips: Optional[list] = None) -> list[Tensor]:
+        """Per CLIP model (default: the run's), the unit embeddings [M,D] of every prompt (texts and images)."""
+        out = []
+        for clip, _ in self.models.clips if clips is None else clips:
+            rows = []
+            for p in prompts:
+                if p.image:  # prepared as open_clip prepares images for this model (its resize mode, interpolation)
+                    rows.append(clip.embed_images([open_rgb(p.text)]))
+                else:
+                    rows.append(clip.encode_text([p.text]))
+            out.append(torch.cat(rows))
+        return out
+
+    def set_prompts(self, prompts: list[Prompt]) -> None:
+        """Replace the targets (their weights become the prompts' own); embeddings are computed once here."""
+        check_has_target(prompts)
+        self.prompts, self.targets = prompts, self.embed_targets(prompts)
+        self.weights, self.schedule, self._aimed = weights_tensor(prompts, self.device), None, None
+        self._aim_guide(self.weights)
+
+    def weights_at(self, step: int) -> Tensor:
+        """The prompt weights [M] in effect at a step: the story's schedule, else the prompts' own weights."""
+        return self.schedule(step) if self.schedule else self.weights
+
+    def _aim_guide(self, weights: Tensor) -> None:
+        """Point classifier guidance at the label named by the text prompts that pull at this step (positive weight,
+        the strongest first), so a story re-aims it as its prompts change; none named: no guidance, with a notice."""
+        if self.guide is None:
+            return
+        pulling = sorted(((-w, i) for i, (p, w) in enumerate(zip(self.prompts, weights.tolist()))
+                          if not p.image and w > 0))
+        texts = tuple(self.prompts[i].text for _, i in pulling)
+        if texts == self._aimed:
+            return
+        self._aimed = texts
+        self.guide.aim(list(texts))
+        if self.guide.label is None:
+            log.info("guide: the prompt names none of %s; no classifier guidance%s",
+                     ", ".join(x for x in self.guide.guide.labels if not x.startswith("_")),
+                     f" while '{texts[0]}' leads" if self.schedule and texts else "")
+
+    def decode(self, z: Tensor) -> Tensor:
+        """The images [B,3,H,W] in [0,1] of latents z [B,E,h,w], quantized straight-through."""
+        return decode_image(self.models.vqgan, z, self.amp, self._decode)
+
+    def losses(self, image: Tensor, z: Tensor, z_init: Tensor, step: int,
+               views: Optional[list[CutoutDraw]] = None) -> dict[str, Tensor]:
+        """Named loss terms at `step` for images [B,3,H,W] in [0,1] decoded from z [B,E,h,w], each the mean over the B
+        starts; their sum is what is minimised. `views` (one `CutoutDraw` per CLIP model) replays given cutouts
+        instead of drawing new ones (tests compare a step with the reference loop this way)."""
+        weights = self.weights_at(step)
+        self._aim_guide(weights)
+        parts = {}
+        b, _, h, w = image.shape
+        for k, ((clip, _), share, targets) in enumerate(zip(self.models.clips, self.clip_weights, self.targets)):
+            if share <= 0:
+                continue
+            cut = self.cutouts[clip.image_size]
+            batch = cut.apply(image, views[k] if views is not None else cut.draw(b, h, w))
+            if 0 < self.micro_batch < len(batch):
+                parts[self.clip_terms[k]] = share * self._micro_batched_loss(clip, batch, targets, weights)
+                continue
+            with amp_autocast(self.device.type, self.amp):
+                embeds = self._encode[id(clip)](batch)
+            parts[self.clip_terms[k]] = share * prompt_loss(embeds, targets, weights)
+        if self.cfg.init.weight > 0:
+            parts["init"] = self.cfg.init.weight * F.mse_loss(z, z_init)
+        if self.cfg.tv_weight > 0:
+            parts["tv"] = self.cfg.tv_weight * tv_loss(image)
+        if self.guide is not None and self.guide.label is not None:
+            parts["guide"] = self.cfg.guide.weight * self.guide(image, self.amp)
+        return parts
+
+    def _micro_batched_loss(self, clip, batch: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
+        """`prompt_loss` of cutouts [N,3,S,S] scored `micro_batch` at a time, each chunk back-propagated at once, so
+        only one chunk's CLIP activations are alive; the returned loss carries the summed gradient to `batch`."""
+        leaf = batch.detach().requires_grad_(batch.requires_grad and torch.is_grad_enabled())
+        total = batch.new_zeros(())
+        for chunk in leaf.split(self.micro_batch):
+            with amp_autocast(self.device.type, self.amp):
+                embeds = self._encode[id(clip)](chunk)
+            part = prompt_loss(embeds, targets, weights) * (len(chunk) / len(leaf))
+            if leaf.requires_grad:
+                part.backward()
+            total = total + part.detach()
+        grad = leaf.grad if leaf.grad is not None else torch.zeros_like(batch)
+        return _InjectGrad.apply(batch, total, grad) if leaf.requires_grad else total
+
+
+class _InjectGrad(torch.autograd.Function):
+    """Returns a precomputed loss whose gradient with respect to `source` is the precomputed `grad`."""
+
+    @staticmethod
+    def forward(ctx, source: Tensor, loss: Tensor, grad: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(grad)
+        return loss.clone()
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+        (grad,) = ctx.saved_tensors
+        return grad * grad_out, None, None

@@ -1,0 +1,132 @@
+"""The run's mutable state: the latents z [B,E,h,w] (B starts), their init targets, the optimiser, the step and the
+RNG. It is saved and restored whole (`state_dict`), and changed only through its own methods: a zoom move, a
+restyle frame and best-of-n's pick ask the state to change; nothing writes into it from outside."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from ..errors import VqclipError
+from ..nets.quantize import codes_to_latent
+from .inits import initial_image
+from .optimizers import make_optimizer
+
+STATE_KEYS = ("z", "z_init", "step", "optimizer", "rng", "torch_rng", "seed")
+
+
+def random_codes(codebook: Tensor, h: int, w: int, generator: torch.Generator) -> Tensor:
+    """Uniformly random codebook entries: codebook [N,E] -> latent [1,E,h,w]."""
+    codes = torch.randint(codebook.shape[0], (1, h, w), generator=generator)
+    return codes_to_latent(codes.to(codebook.device), codebook)
+
+
+def initial_latent(cfg, vqgan, width: int, height: int, device: torch.device, rng: torch.Generator,
+                   starts: int = 1) -> Tensor:
+    """The job's start latent [starts,E,h,w]: each start its own random codes, or the init image through the encoder
+    (the starts then part through their own cutouts)."""
+    init = cfg.init
+    h, w = height // vqgan.factor, width // vqgan.factor
+    with torch.no_grad():
+        image = initial_image(init.kind, width, height, rng, init.image, init.color, cfg.prompt)
+        if image is None:
+            return torch.cat([random_codes(vqgan.codebook, h, w, rng) for _ in range(starts)]).to(device)
+        return vqgan.encode(image.to(device)).repeat(starts, 1, 1, 1)
+
+
+class RunState:
+    """Latents z [B,E,h,w] being optimised, z_init (the target of the init term), the optimiser over z, the number of
+    updates done, the run's seed and its generator; `start` is which best-of-n start this run went on with."""
+
+    def __init__(self, z: Tensor, optimizer: str, lr: float, seed: int, rng: Optional[torch.Generator] = None):
+        self.optimizer_name, self.lr, self.seed = optimizer, lr, seed
+        self.z = z.detach().clone().requires_grad_(True)
+        self.z_init = z.detach().clone()
+        self.optimizer = make_optimizer(optimizer, [self.z], lr)
+        self.rng = rng if rng is not None else torch.Generator().manual_seed(seed)
+        self.step = 0
+        self.start = 0
+
+    @classmethod
+    def initial(cls, cfg, vqgan, width: int, height: int, device: torch.device, seed: int,
+                starts: int = 1) -> "RunState":
+        """The state a job starts from (`initial_latent`), its generator seeded with `seed`."""
+        rng = torch.Generator().manual_seed(seed)
+        z = initial_latent(cfg, vqgan, width, height, device, rng, starts)
+        return cls(z, cfg.optimizer.name, cfg.optimizer.lr, seed, rng)
+
+    @property
+    def starts(self) -> int:
+        """How many latents are optimised together (best of n), 1 otherwise."""
+        return self.z.shape[0]
+
+    def set_lr(self, lr: float) -> None:
+        """The learning rate of the next update."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def update(self, lo: Tensor, hi: Tensor) -> None:
+        """Apply the optimiser to the gradient in z.grad, keep z inside the codebook's box [lo, hi] (per channel, as
+        the notebook does), and count the step."""
+        self.optimizer.step()
+        with torch.no_grad():
+            self.z.copy_(self.z.maximum(lo).minimum(hi))
+        self.step += 1
+
+    def move_to(self, z: Tensor, reset_optimizer: bool = True) -> None:
+        """Go on from latent z [B,E,h,w], which also becomes the init target (a zoom move); optionally restart the
+        optimiser (no stale momentum)."""
+        with torch.no_grad():
+            self.z.copy_(z)
+            self.z_init.copy_(z)
+        if reset_optimizer:
+            self.optimizer = make_optimizer(self.optimizer_name, [self.z], self.lr)
+
+    def restart(self, z: Tensor, seed: int) -> None:
+        """Start over from latent z at step 0 with a fresh optimiser and the generator seeded with `seed` (each frame
+        of a restyle)."""
+        self.move_to(z, reset_optimizer=True)
+        self.step = 0
+        self.rng.manual_seed(seed)
+
+    def keep(self, start: int) -> None:
+        """Go on with one of the starts alone: its latent, its init target and its rows of the optimiser's state."""
+        rows = self.z.shape[0]
+        state = self.optimizer.state_dict()
+        for values in state["state"].values():
+            for key, v in values.items():
+                if torch.is_tensor(v) and v.dim() and v.shape[0] == rows:
+                    values[key] = v[start:start + 1].clone()
+        self.z = self.z.detach()[start:start + 1].clone().requires_grad_(True)
+        self.z_init = self.z_init[start:start + 1].clone()
+        self.optimizer = make_optimizer(self.optimizer_name, [self.z], self.lr)
+        self.optimizer.load_state_dict(state)
+        self.start += start
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue this run bit-exactly: latents, optimiser, step and RNG states (torch's global
+        RNG too: Kornia draws the augment parameters from it)."""
+        return {"z": self.z.detach().cpu().clone(), "z_init": self.z_init.cpu().clone(), "step": self.step,
+                "optimizer": self.optimizer.state_dict(), "rng": self.rng.get_state(),
+                "torch_rng": torch.get_rng_state(), "seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from `state_dict()`; a state from another size, model or optimiser is a one-line error."""
+        if tuple(state["z"].shape) != tuple(self.z.shape):
+            raise VqclipError(f"the saved state's latent is {list(state['z'].shape)} but this job's is "
+                              f"{list(self.z.shape)} (size or model changed since it was saved); "
+                              "restore them, or delete state.pt to start over")
+        with torch.no_grad():
+            self.z.copy_(state["z"].to(self.z.device))
+            self.z_init.copy_(state["z_init"].to(self.z.device))
+        saved, own = state["optimizer"]["param_groups"], self.optimizer.state_dict()["param_groups"]
+        if [set(g) for g in saved] != [set(g) for g in own]:  # torch would fail only at the next step, on a KeyError
+            raise VqclipError(f"the saved optimizer state is not one of this job's optimizer "
+                              f"({self.optimizer_name}); restore optimizer.name in job.yaml, or delete state.pt "
+                              "to start over")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.rng.set_state(state["rng"])
+        torch.set_rng_state(state["torch_rng"])

@@ -1,0 +1,202 @@
+"""The one run path: a resolved job and its models, run by its mode on the one loop, into a run folder or in memory.
+
+Every entry point uses it: each CLI command (generate, run, zoom, restyle, resume), the Python API
+(`vqclip.Pipeline`) and bench; a resume is the same run given a saved state. `generate` runs a job in memory;
+`run_job` adds the run folder: job.yaml, frames, state.pt, final.png (with the job inside) and the video.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterable, Optional
+
+import open_clip
+import torch
+
+from .._version import __version__
+from ..config import GenerateConfig, check_inputs, to_dict, to_yaml
+from ..files.images import save_png
+from ..files.runfolder import RunFolder, run_folder
+from ..files.video import mux_audio, write_video
+from ..modes.base import GenerateResult, Mode, RunContext
+from ..modes.restyle import Restyle
+from ..modes.still import Still
+from ..modes.zoom import Zoom
+from ..nets.device import pick_device, seeded
+from ..nets.load import ModelCache, Models, load_models
+from ..optim.loop import AfterStep, Callback
+from .callbacks import ProgressBar, SaveFrames, StopOnFlag, wants_trials
+from .statefile import StateSaver, save_state
+
+
+def resolve_seed(seed: Optional[int]) -> int:
+    """The given seed, or for none (or -1, as in other generators) a fresh random one, recorded with the outputs so
+    the run can be repeated."""
+    return int(seed) if seed is not None and seed != -1 else secrets.randbelow(2**31)
+
+
+def mode_for(cfg: GenerateConfig) -> Mode:
+    """The mode a job runs in: a restyle, a zoom video, or a still image (story and best of n included)."""
+    if cfg.restyle.input:
+        return Restyle()
+    return Zoom() if cfg.animation.mode == "zoom" else Still()
+
+
+def versions() -> dict[str, str]:
+    """Versions of vqclip and the libraries that shape its output."""
+    return {"vqclip": __version__, "torch": torch.__version__, "open_clip": open_clip.__version__}
+
+
+def generate(cfg: GenerateConfig, models: Models, callbacks: Iterable[Callback] = (),
+             device: Optional[torch.device] = None, *, saved: Optional[dict] = None, frames=None,
+             after: Iterable[AfterStep] = (), mode: Optional[Mode] = None) -> GenerateResult:
+    """Run one job in memory with the global RNG forked and seeded, so the same seed gives the same image.
+
+    Args:
+        cfg: the resolved job; a seed of None or -1 is drawn (and returned in the result).
+        models: its loaded networks (`vqclip.nets.load.load_models`).
+        callbacks: see each step's `StepEvent` and may stop the run; those with `trials = True` also see best-of-n's
+            trial steps.
+        device: default: the job's.
+        saved: a `RunState.state_dict()` to continue from (resume).
+        frames: where frames go (`FrameSink`); None keeps none.
+        after: hooks `(state, event)` after each update (the state saver).
+        mode: default: the job's (`mode_for`).
+    """
+    device = device or pick_device(cfg.device)
+    seed = resolve_seed(cfg.seed)
+    mode = mode or mode_for(cfg)
+    cfg = mode.prepare(replace(cfg, seed=seed), models)
+    callbacks = list(callbacks)
+    every = mode.frame_every(cfg)
+    own = [SaveFrames(frames.write, every)] if frames is not None and every > 0 else []
+    ctx = RunContext(cfg, models, device, seed, [*own, *callbacks], [cb for cb in callbacks if wants_trials(cb)],
+                     frames, list(after), saved)
+    with seeded(device, seed):
+        result = mode.run(ctx)
+        if result.state is not None:  # the state to resume from, with the run's own RNG states (not the caller's)
+            result.saved = result.state.state_dict()
+    return result
+
+
+class FolderFrames:
+    """A run folder's frames: written atomically as frames/NNNNNN.png. On a resume, the frames from before the saved
+    step are kept, those after it are made again, and any not made again are removed at the end (`clean`)."""
+
+    def __init__(self, folder: RunFolder, keep_before: Optional[int] = None):
+        self.folder = folder
+        found = folder.frames()
+        self.saved = [p for i, p in found if keep_before is not None and i < keep_before]
+        self.stale = [p for i, p in found if keep_before is not None and i >= keep_before]
+
+    def write(self, index: int, image) -> Path:
+        path = save_png(image, self.folder.frame(index))
+        if path not in self.saved:
+            self.saved.append(path)
+        return path
+
+    def existing(self) -> list[Path]:
+        return [p for _, p in self.folder.frames()]
+
+    def clean(self) -> None:
+        for path in set(self.stale) - set(self.saved):
+            path.unlink(missing_ok=True)
+
+
+@dataclass
+class RunResult:
+    """A finished (or stopped) run: its folder, files and the generation result."""
+
+    dir: Path
+    final: Path
+    video: Optional[Path]
+    frames: list[Path]
+    config: GenerateConfig
+    result: GenerateResult
+
+    @property
+    def interrupted(self) -> bool:
+        return self.result.stopped
+
+
+def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Optional[threading.Event] = None,
+            extra_callbacks: Iterable[Callback] = (), folder: Optional[RunFolder] = None,
+            saved: Optional[dict] = None) -> RunResult:
+    """Run one job into its run folder; frames are kept and final.png + video written even when stopped early.
+
+    Args:
+        cfg: the job (`vqclip.runs.jobs.build_config`).
+        cache: loaded models shared across jobs.
+        stop: an event that stops the run at the end of its step (Ctrl-C, a page's Stop button).
+        extra_callbacks: more callbacks (see `generate`).
+        folder: an existing run folder to continue (resume, with `saved` its state.pt); default: a new one at
+            output.dir (or outputs/<time>-<prompt>), never overwriting a run.
+    """
+    check_inputs(cfg)
+    # 1. Device, seed and folder (before loading anything heavy, so bad input fails fast)
+    device = pick_device(cfg.device)
+    resumed = folder is not None
+    if not resumed:
+        cfg = replace(cfg, seed=resolve_seed(cfg.seed))
+        folder = run_folder(cfg.output.dir, cfg.prompt)
+        cfg = replace(cfg, output=replace(cfg.output, dir=str(folder.path)))
+    # 2. Models (before the folder is made, so a failed download leaves no empty run behind), then the mode's job
+    models = load_models(cfg, device, cache)
+    mode = mode_for(cfg)
+    cfg = mode.prepare(cfg, models)
+    if not resumed:
+        folder.claim(to_yaml(cfg))
+    # 3. Run, saving frames and state as it goes
+    start = int(saved["step"]) if saved else 0
+    frames = FolderFrames(folder, start if mode.saves_state else None)
+    callbacks: list[Callback] = list(extra_callbacks)
+    bar = None
+    if cfg.output.progress:
+        done = start if mode.saves_state else mode.steps_done(cfg, frames.existing())
+        bar = ProgressBar(mode.total(cfg), initial=done, desc=mode.name if mode.name == "restyle" else
+                          "resume" if resumed else "generate")
+        callbacks.append(bar)
+    if stop is not None:
+        callbacks.append(StopOnFlag(stop))
+    after = [StateSaver(folder.state, cfg.state_every, cfg.steps)] if mode.saves_state else []
+    try:
+        result = generate(cfg, models, callbacks, device, saved=saved, frames=frames, after=after, mode=mode)
+    except BaseException:
+        if not resumed:
+            folder.release()  # failed before making anything: leave no folder that blocks this --out
+        raise
+    finally:
+        if bar:
+            bar.close()
+    if mode.saves_state and not result.trials_cut:  # a pick cut short is no state to resume: start over
+        save_state(result.saved, folder.state, cfg.steps)
+    return finish(cfg, folder, result, mode, frames)
+
+
+def finish(cfg: GenerateConfig, folder: RunFolder, result: GenerateResult, mode: Mode,
+           frames: FolderFrames) -> RunResult:
+    """final.png (with its job inside), the last frame and the video of a run whose frames so far are `frames`."""
+    metadata = {"prompt": cfg.prompt, "seed": cfg.seed, "steps_done": result.steps, "stopped": result.stopped,
+                **result.info, "config": to_dict(cfg), "versions": versions()}
+    final = save_png(result.image, folder.final, metadata)
+    saved = list(result.frames or frames.saved)
+    if mode.final_frame and mode.frame_every(cfg) > 0:  # the final image is the last frame (it follows the last update)
+        saved.append(frames.write(result.steps, result.image))
+    frames.clean()
+    video = None
+    if cfg.output.video and saved:
+        fmt, fps, audio = cfg.output.video_format, mode.fps(cfg, len(saved)), mode.audio(cfg)
+        video = folder.video(mode.video_name, fmt)
+        if fmt == "mp4" and audio is not None:  # the frames, then the input's audio muxed in (both atomic)
+            silent = folder.path / f".{mode.video_name}.noaudio.mp4"
+            try:
+                write_video(saved, silent, fps, fmt)
+                mux_audio(silent, audio, video, len(saved) / fps)
+            finally:
+                silent.unlink(missing_ok=True)
+        else:
+            write_video(saved, video, fps, fmt, cfg.output.gif_max_side)
+    return RunResult(folder.path, final, video, saved, cfg, result)

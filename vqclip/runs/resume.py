@@ -1,0 +1,80 @@
+"""Resume: a killed or stopped run continues in its own folder as the same run given its saved state (state.pt,
+written every `state_every` steps); a restyle continues at its first missing frame. The result is the image of the
+uninterrupted run."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterable, Optional
+
+from ..config import merge_layers, to_yaml
+from ..errors import VqclipError
+from ..files.atomic import write_text
+from ..files.images import read_metadata
+from ..files.jobyaml import load_yaml
+from ..files.runfolder import STATE_FILE, RunFolder
+from ..files.video import count_frames
+from ..modes.restyle import frames_done
+from ..nets.load import ModelCache
+from ..optim.loop import Callback
+from .jobs import local_weights
+from .pipeline import RunResult, run_job
+from .statefile import load_state
+
+log = logging.getLogger("vqclip")
+
+
+def state_path(run_dir: Path) -> Path:
+    """Where a run keeps its resumable state."""
+    return RunFolder(run_dir).state
+
+
+def read_job(run_dir: Path, overrides: Optional[dict] = None):
+    """The resolved job of a run folder (its job.yaml), with `overrides` (e.g. more steps) on top."""
+    folder = RunFolder(run_dir).open_existing()
+    cfg = merge_layers([(str(folder.job), load_yaml(folder.job))] + ([("command line", overrides)] if overrides else []))
+    cfg = local_weights(cfg)
+    if cfg.seed is None:
+        raise VqclipError(f"{folder.job}: records no seed, so the run cannot be continued exactly")
+    return replace(cfg, output=replace(cfg.output, dir=str(folder.path)))
+
+
+def resume_run(run_dir: str | Path, *, overrides: Optional[dict] = None, cache: Optional[ModelCache] = None,
+               stop: Optional[threading.Event] = None, extra_callbacks: Iterable[Callback] = ()) -> RunResult:
+    """Continue a killed or stopped run in its own folder from its state.pt (from step 0 when there is none); a
+    restyle from its first missing frame."""
+    folder = RunFolder(run_dir)
+    cfg = read_job(folder.path, overrides)
+    saved = None
+    if cfg.restyle.input:
+        total = count_frames(Path(cfg.restyle.input)) if Path(cfg.restyle.input).is_file() else -1
+        n = min(total, cfg.restyle.max_frames) if cfg.restyle.max_frames else total
+        if folder.final.is_file() and frames_done([p for _, p in folder.frames()]) >= n:
+            raise VqclipError(f"{folder.path}: all {n} frames are already restyled")
+    else:
+        saved = load_state(folder.state) if folder.state.is_file() else None
+        start = int(saved["step"]) if saved else 0
+        if saved and int(saved["seed"]) != cfg.seed:
+            raise VqclipError(f"{folder.state}: belongs to seed {saved['seed']}, job.yaml says {cfg.seed}")
+        if start > cfg.steps:
+            raise VqclipError(f"{folder.path}: the saved state is at step {start}, past steps={cfg.steps}; pass more "
+                              "--steps")
+        if start == cfg.steps and folder.final.is_file() and not _was_stopped(folder):
+            raise VqclipError(f"{folder.path}: already finished all {cfg.steps} steps; pass --steps N to go on further")
+        if saved:
+            log.info("resuming %s at step %d of %d", folder.path, start, cfg.steps)
+        else:
+            log.info("%s has no %s yet: starting over from step 0 with seed %d", folder.path, STATE_FILE, cfg.seed)
+    if overrides:
+        write_text(folder.job, to_yaml(cfg))
+    return run_job(cfg, cache=cache, stop=stop, extra_callbacks=extra_callbacks, folder=folder, saved=saved)
+
+
+def _was_stopped(folder: RunFolder) -> bool:
+    try:
+        return bool(read_metadata(folder.final).get("stopped"))
+    except VqclipError:
+        return True
