@@ -7,6 +7,8 @@ package; the tests named beside it must then fail. A mutation they survive is a 
 
 Each mutation is (name, file, the exact text it replaces, the replacement, the test files to run). A text that is no
 longer in its file is reported as stale (exit 2): update the table when the code moves, never drop a row silently.
+Only a failing test counts as a catch: a pytest that cannot run the tests (an import error, a test that is not there)
+is an error (exit 2), and so is an unmutated baseline whose tests do not pass (checked first; --no-baseline skips it).
 """
 
 from __future__ import annotations
@@ -161,7 +163,8 @@ def apply(tree: Path, m: Mutation) -> None:
 
 
 def run(m: Mutation, timeout: float) -> tuple[str, str, float]:
-    """('caught' | 'survived' | 'stale' | 'timeout', the first failing test or the reason, seconds)."""
+    """('caught' | 'survived' | 'stale' | 'timeout' | 'error', the first failing test or the reason, seconds); a
+    pytest that could not run the tests (exit 2-5: import error, no such test) is an error, never a catch."""
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp)
@@ -169,7 +172,8 @@ def run(m: Mutation, timeout: float) -> tuple[str, str, float]:
             src = ROOT / part
             (shutil.copytree if src.is_dir() else shutil.copy)(src, tree / part)
         try:
-            apply(tree, m)
+            if m.path:  # the baseline mutates nothing
+                apply(tree, m)
         except LookupError as exc:
             return "stale", str(exc), 0.0
         env = {**os.environ, "PYTHONPATH": str(tree)}
@@ -181,13 +185,17 @@ def run(m: Mutation, timeout: float) -> tuple[str, str, float]:
     failed = [line.split(" ")[1] for line in done.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
     if done.returncode == 0:
         return "survived", "", time.perf_counter() - t0
-    return "caught", (failed[0] if failed else f"pytest exit {done.returncode}"), time.perf_counter() - t0
+    if done.returncode == 1 and failed:  # a test failed: only that counts as caught
+        return "caught", failed[0], time.perf_counter() - t0
+    last = (done.stdout + done.stderr).strip().splitlines()[-1:] or [""]
+    return "error", f"pytest exit {done.returncode}: {last[0][:120]}", time.perf_counter() - t0
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", default="", help="run the mutations whose name contains this text")
     p.add_argument("--list", action="store_true", help="list the mutations and exit")
+    p.add_argument("--no-baseline", action="store_true", help="skip the run of the unmutated tests")
     p.add_argument("--timeout", type=float, default=600, help="seconds per mutation")
     args = p.parse_args(argv)
     chosen = [m for m in MUTATIONS if args.only in m.name]
@@ -195,6 +203,12 @@ def main(argv: list[str] | None = None) -> int:
         for m in chosen:
             print(f"{m.name}  ({m.path}; {', '.join(m.tests)})")
         return 0
+    if not args.no_baseline:  # a test that fails unmutated would make every mutation look caught
+        state, detail, _ = run(Mutation("baseline", "", "", "", tuple(sorted({t for m in chosen for t in m.tests}))),
+                               args.timeout * 2)
+        if state != "survived":
+            print(f"the unmutated tests do not pass ({state}: {detail}); fix them first", file=sys.stderr)
+            return 2
     print("| mutation | file | result | caught by |\n|---|---|---|---|", flush=True)
     results = []
     for m in chosen:
@@ -203,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {m.name} | `{m.path}` | {state} | {f'`{detail}`' if detail else ''} |", flush=True)
     caught = results.count("caught")
     print(f"\n{caught} of {len(results)} caught; survived {results.count('survived')}, stale {results.count('stale')},"
-          f" timed out {results.count('timeout')}")
-    if "stale" in results:
+          f" timed out {results.count('timeout')}, errors {results.count('error')}")
+    if "stale" in results or "error" in results:
         return 2
     return 0 if caught == len(results) else 1
 
