@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
 from ..errors import VqclipError
-from .prompts import Prompt, parse_prompts
+from .prompts import Prompt, parse_negatives, parse_prompts
 
 STORY_MODES = ("switch", "blend")
 LR_SCHEDULES = ("constant", "cosine", "linear")
@@ -132,6 +132,14 @@ def story_keyframes(prompt: str, story: Iterable[Any], steps: int, change_every:
     if STORY_SEPARATOR in prompt:
         return story_from_shorthand(prompt, steps, change_every)
     return []
+
+
+def job_texts(cfg) -> list[str]:
+    """Every text a job's CLIP embeds: the parts of its prompt (each part of a story), its story keyframes' and its
+    negatives (not its image prompts)."""
+    keyframes = story_keyframes(cfg.prompt, cfg.story, max(cfg.steps, 1), cfg.change_every)
+    specs = [k.prompt for k in keyframes] + ([] if STORY_SEPARATOR in cfg.prompt else [cfg.prompt])
+    return [p.text for spec in specs for p in parse_prompts(spec)] + [p.text for p in parse_negatives(cfg.negative)]
 
 
 # ---- key-framed scalars: a constant, {step: value}, [[step, value], ...] or "0:1.0, 50:(1.05)" ----
