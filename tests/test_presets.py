@@ -283,16 +283,20 @@ def test_another_installs_embedded_weights_are_read_from_this_one(tmp_path, monk
 
 def test_the_mini_vocabulary_is_the_mini_worlds_caption_words():
     """presets.yaml lists the mini CLIP's words (models/ does not read the world): they must be the words of the
-    world's captions, and its grammar line must name every colour and shape."""
+    world's captions, proper and negative (its CLIP learnt both), and its grammar line must name every colour and
+    shape."""
+    import numpy as np
+
     from vqclip.mini import world
 
     vocabulary = get_preset("mini").vocabulary
-    spoken = {w for caption in world.all_prompts() for w in caption.split()}
-    assert vocabulary.words == spoken
+    rng = np.random.default_rng(0)
+    captions = [world.caption(world.sample_any(rng, 0.3, 0.2, blobs=0.2), rng) for _ in range(2000)]
+    assert vocabulary.words == {w for caption in captions for w in caption.split()}
     assert all(word in vocabulary.grammar for word in (*world.COLORS, *world.SHAPES))
     world.parse_caption(vocabulary.example)  # the example is a caption of the world
-    assert vocabulary.unknown(["A Red circle.", "toaster forest:2", "two red circles on blue"]) == [
-        "toaster", "forest", "2", "two", "circles"]
+    assert vocabulary.unknown(["A Red circle.", "toaster forest:2", "two red circles on blue", "a red cat"]) == [
+        "toaster", "forest", "2", "cat"]
     assert all(get_preset(n).vocabulary is None for n in REQUIRED - {"mini"})  # real CLIPs know any word
 
 
@@ -325,7 +329,7 @@ def test_words_outside_a_presets_vocabulary_get_one_notice(caplog):
     assert "'toaster', 'forest' are not among its words" in note
     assert get_preset("mini").vocabulary.grammar in note and "'a red circle on a blue background'" in note
     assert _vocabulary_notes(caplog, prompt="a red circle on a blue background:1:0.5|a blue square:-1") == []
-    assert _vocabulary_notes(caplog, prompt="A Yellow triangle on purple.", negative=["a red square"]) == []
+    assert _vocabulary_notes(caplog, prompt="A Yellow triangle on purple.", negative=["two yellow triangles"]) == []
     (note,) = _vocabulary_notes(caplog, prompt="a red circle ^ a dragon ^ a blue square")
     assert "'dragon' is not among" in note
     (note,) = _vocabulary_notes(caplog, prompt="", story=[{"at": 0, "prompt": "a red circle"},
