@@ -183,16 +183,17 @@ def test_prompts_as_yaml_mappings_become_the_string_form_and_round_trip(tmp_path
     assert merge_layers([("job.yaml", load_yaml(tmp_path / "job.yaml"))]) == cfg
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("prompt:\n  - {text: a cat, wieght: 1}\n", "job.yaml: prompt[0]: unknown key 'wieght'; did you mean "
-                                                 "'weight'?"),
+BAD_PROMPT_MAPPINGS = [
+    ("prompt:\n  - {text: a cat, wieght: 1}\n", "job.yaml: prompt[0]: unknown key 'wieght'; did you mean 'weight'?"),
     ("prompt:\n  - {text: a cat, stop: low}\n", "job.yaml: prompt[0].stop: expected a number, got 'low'"),
-    ("prompt: x\nstory:\n  - {at: 0, prompt: [{txt: a}]}\n", "job.yaml: story[0].prompt[0]: unknown key 'txt'; "
-                                                               "did you mean 'text'?"),
-    ("prompt: x\nnegative:\n  - {text: a, stp: -1}\n", "job.yaml: negative[0]: unknown key 'stp'; did you "
-                                                       "mean 'stop'?"),
+    ("prompt: x\nstory:\n  - {at: 0, prompt: [{txt: a}]}\n",
+     "job.yaml: story[0].prompt[0]: unknown key 'txt'; did you mean 'text'?"),
+    ("prompt: x\nnegative:\n  - {text: a, stp: -1}\n", "job.yaml: negative[0]: unknown key 'stp'; did you mean 'stop'?"),
     ("prompt: 'a cat:1:'\n", "empty stop after ':'; write 'a cat:1:-0.5'"),
-])
+]
+
+
+@pytest.mark.parametrize("text,expected", BAD_PROMPT_MAPPINGS)
 def test_bad_prompt_mappings_are_one_line_and_exit_2(tmp_path, tiny_args, capsys, text, expected):
     from vqclip.cli import main
 
