@@ -161,3 +161,44 @@ def test_a_value_out_of_range_names_its_key_and_value(layer, expected):
     with pytest.raises(VqclipError) as info:
         merge_layers([("job", {"prompt": "x", **layer})])
     assert str(info.value).startswith(expected)
+
+
+def test_prompts_as_yaml_mappings_become_the_string_form_and_round_trip(tmp_path):
+    """`prompt:`, a story keyframe's `prompt:` and `negative:` entries written as {text, weight, stop} mappings are
+    stored as the one string syntax, which job.yaml keeps and reads back to the same job and the same prompts."""
+    from vqclip.optim.prompts import Prompt, parse_job_prompts, parse_prompts
+
+    (tmp_path / "in.yaml").write_text(
+        "prompt:\n  - {text: a cat, weight: 1, stop: -0.5}\n  - {text: 'ratio 16:9', weight: 0.5}\n  - fur:2\n"
+        "negative:\n  - {text: blurry, weight: 0.5, stop: -1.2}\n  - text:-1\n"
+        "story:\n  - {at: 0, prompt: [{text: a dog, stop: 0.25}, b:2]}\n  - {at: 5, prompt: c}\n")
+    cfg = merge_layers([("in.yaml", load_yaml(tmp_path / "in.yaml"))])
+    assert parse_job_prompts(cfg.prompt, cfg.negative, []) == [
+        Prompt("a cat", 1.0, stop=-0.5), Prompt("ratio 16:9", 0.5), Prompt("fur", 2.0),
+        Prompt("blurry", -0.5, stop=-1.2), Prompt("text", -1.0)]
+    assert isinstance(cfg.prompt, str) and all(isinstance(n, str) for n in cfg.negative)
+    assert parse_prompts(cfg.story[0].prompt) == [Prompt("a dog", 1.0, stop=0.25), Prompt("b", 2.0)]
+    assert cfg.story[1].prompt == "c"
+    (tmp_path / "job.yaml").write_text(to_yaml(cfg))
+    assert merge_layers([("job.yaml", load_yaml(tmp_path / "job.yaml"))]) == cfg
+
+
+BAD_PROMPT_MAPPINGS = [
+    ("prompt:\n  - {text: a cat, wieght: 1}\n", "job.yaml: prompt[0]: unknown key 'wieght'; did you mean 'weight'?"),
+    ("prompt:\n  - {text: a cat, stop: low}\n", "job.yaml: prompt[0].stop: expected a number, got 'low'"),
+    ("prompt: x\nstory:\n  - {at: 0, prompt: [{txt: a}]}\n",
+     "job.yaml: story[0].prompt[0]: unknown key 'txt'; did you mean 'text'?"),
+    ("prompt: x\nnegative:\n  - {text: a, stp: -1}\n", "job.yaml: negative[0]: unknown key 'stp'; did you mean 'stop'?"),
+    ("prompt: 'a cat:1:'\n", "empty stop after ':'; write 'a cat:1:-0.5'"),
+]
+
+
+@pytest.mark.parametrize("text,expected", BAD_PROMPT_MAPPINGS)
+def test_bad_prompt_mappings_are_one_line_and_exit_2(tmp_path, tiny_args, capsys, text, expected):
+    from vqclip.cli import main
+
+    (tmp_path / "job.yaml").write_text(text)
+    assert main(["generate", "--config", str(tmp_path / "job.yaml"), *tiny_args, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
+    assert not (tmp_path / "o").exists()

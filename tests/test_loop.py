@@ -261,3 +261,37 @@ def test_the_loss_is_the_weighted_sum_of_its_terms(tiny_job, tiny_models):
     assert set(parts) == {"clip:clip", "tv", "init"}
     event = gen.step()
     assert event.loss == pytest.approx(sum(event.losses.values()), rel=1e-6)
+
+
+def test_a_prompt_stopped_above_every_distance_adds_its_loss_but_no_gradient(tiny_job, tiny_models):
+    """A stop of 5 is above every spherical distance (at most pi^2/2): the stopped prompt's term is in the loss, its
+    gradient is not, so z's gradient is that of the other prompt alone; without the stop the gradient differs. Also
+    through the micro-batched loss and a story keyframe."""
+    def grad(micro=0, **over):
+        gen = Run(job(tiny_job, precision="fp32", micro_batch=micro, cutouts={"n": 5}, **over), tiny_models,
+                  torch.device("cpu"), 1)
+        image = gen.decode()
+        torch.manual_seed(0)
+        views = [gen.cutouts[32].draw(1, 32, 32, torch.Generator().manual_seed(3))]
+        loss = torch.stack(list(gen.losses(image, views).values())).sum()
+        loss.backward()
+        return loss.item(), gen.z.grad.clone()
+
+    alone, g_alone = grad(prompt="a red circle")
+    stopped, g_stopped = grad(prompt="a red circle|a blue square:1:5")
+    _, g_pushed = grad(prompt="a red circle|a blue square:-1:5")  # a pushed prompt's signed distance -d < 5 too
+    _, g_low = grad(prompt="a red circle|a blue square:-1:-5")  # -d > -5 everywhere: never cut
+    _, g_free = grad(prompt="a red circle|a blue square:-1")
+    plain, g_plain = grad(prompt="a red circle|a blue square")
+    story, g_story = grad(prompt="", story=[{"at": 0, "prompt": "a red circle|a blue square:1:5"}])
+    chunked, g_chunked = grad(micro=2, prompt="a red circle|a blue square:1:5")
+    torch.testing.assert_close(g_stopped, g_alone, rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(g_story, g_alone, rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(g_chunked, g_alone, rtol=1e-4, atol=1e-7)
+    assert stopped == pytest.approx(plain, rel=1e-6) == pytest.approx(story, rel=1e-6)  # the value is kept
+    assert chunked == pytest.approx(plain, rel=1e-5)
+    assert stopped > alone + 1e-3
+    assert not torch.allclose(g_plain, g_alone, rtol=1e-3, atol=1e-7)
+    torch.testing.assert_close(g_pushed, g_alone, rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(g_low, g_free, rtol=1e-5, atol=1e-9)
+    assert not torch.allclose(g_free, g_alone, rtol=1e-3, atol=1e-7)

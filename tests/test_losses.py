@@ -63,3 +63,66 @@ def test_tv_loss_is_the_mean_squared_difference_along_both_axes():
     rows = torch.arange(8.0).view(1, 1, 8, 1).expand(1, 3, 8, 8) / 8  # varies down the image only
     torch.testing.assert_close(tv_loss(rows), torch.tensor(1 / 64))
     torch.testing.assert_close(tv_loss(rows.transpose(-1, -2)), torch.tensor(1 / 64))
+
+
+class _ReplaceGrad(torch.autograd.Function):
+    """The notebook's replace_grad: the value of `fwd`, the gradient of `bwd`."""
+
+    @staticmethod
+    def forward(ctx, fwd, bwd):
+        return fwd
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, grad
+
+
+def _notebook_prompt(embeds, embed, weight, stop):
+    """Crowson's / nerdyrodent's Prompt.forward for one target embed [1,D], written as there."""
+    input_normed = torch.nn.functional.normalize(embeds.unsqueeze(1), dim=2)
+    embed_normed = torch.nn.functional.normalize(embed.unsqueeze(0), dim=2)
+    dists = input_normed.sub(embed_normed).norm(dim=2).div(2).arcsin().pow(2).mul(2)
+    dists = dists * weight.sign()
+    return weight.abs() * _ReplaceGrad.apply(dists, torch.maximum(dists, stop)).mean()
+
+
+def test_stops_cut_the_gradient_as_the_notebook_and_keep_the_value():
+    """Random embeddings, targets with stops that cut some cutouts' gradient and not others (signed distances of these
+    unit vectors lie near 2.4; the stops sit inside that range), against the notebook's formula."""
+    from vqclip.optim.losses import stops_tensor
+    from vqclip.optim.prompts import Prompt
+
+    raw, targets = _unit(12, 16, 7), _unit(4, 16, 8)
+    weights = torch.tensor([1.0, -0.5, 2.0, 1.5], dtype=torch.float64)
+    d = spherical_distance(raw, targets) * weights.sign()
+    mid = d.sort(0).values[5:7].mean(0)  # between two cutouts' distances: no ties (where `maximum` splits)
+    stops = torch.stack([mid[0], mid[1], torch.tensor(-10.0, dtype=torch.float64),
+                         d[:, 3].max() - 1e-9])  # half cut, half cut, none cut, all but one cut
+    hit = d < stops
+    assert 0 < hit.sum() < hit.numel() and not hit[:, 2].any() and hit[:, 0].any() and not hit[:, 0].all()
+
+    def grad_of(loss_fn):
+        x = raw.clone().requires_grad_(True)
+        loss = loss_fn(x)
+        loss.backward()
+        return loss.detach(), x.grad
+
+    ours, g_ours = grad_of(lambda x: prompt_loss(torch.nn.functional.normalize(x, dim=-1), targets, weights, stops))
+    ref, g_ref = grad_of(lambda x: sum(_notebook_prompt(x, targets[j:j + 1], weights[j], stops[j]) for j in range(4)))
+    plain, g_plain = grad_of(lambda x: prompt_loss(torch.nn.functional.normalize(x, dim=-1), targets, weights))
+    torch.testing.assert_close(ours, ref, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(g_ours, g_ref, rtol=1e-7, atol=1e-10)
+    torch.testing.assert_close(ours, plain, rtol=0, atol=0)  # a stop changes no value
+    assert not torch.allclose(g_ours, g_plain)  # but it changes the gradient
+    # the prompts' own stops, as the objective builds them: -inf where none
+    prompts = [Prompt("a", stop=0.5), Prompt("b"), Prompt("c", -1.0, stop=-2.0)]
+    assert stops_tensor(prompts, torch.device("cpu")).tolist() == [0.5, -math.inf, -2.0]
+    assert stops_tensor([Prompt("a"), Prompt("b")], torch.device("cpu")) is None
+
+
+def test_a_stop_above_every_distance_leaves_no_gradient():
+    x = _unit(6, 16, 9).requires_grad_(True)
+    targets = _unit(2, 16, 10)
+    prompt_loss(x, targets, torch.tensor([1.0, -1.0], dtype=torch.float64),
+                torch.tensor([5.0, 5.0], dtype=torch.float64)).backward()
+    assert torch.count_nonzero(x.grad) == 0

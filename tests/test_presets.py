@@ -157,6 +157,7 @@ def test_valid_user_file_round_trips_all_fields(tmp_path):
                            size: 1234, sha256: {"ab" * 32}, approx_size: 1.5 GB}}
             clip: {{model: ViT-B-16, pretrained: laion2b_s34b_b88k}}
             defaults: {{steps: 300, optimizer: {{lr: 0.2}}}}
+            vocabulary: {{words: [a, big, "on", cat, dog], grammar: a big (cat|dog), example: a big dog}}
         """))
     p = load_presets_file(path)["mine"]
     assert p.vqgan_config.urls == (u1,)
@@ -164,6 +165,8 @@ def test_valid_user_file_round_trips_all_fields(tmp_path):
     assert (p.clip_model, p.clip_pretrained, p.licence, p.aliases) == ("ViT-B-16", "laion2b_s34b_b88k", "CC-BY",
                                                                        ("my-alias",))
     assert p.defaults == {"steps": 300, "optimizer": {"lr": 0.2}}
+    assert p.vocabulary == registry.Vocabulary(frozenset({"a", "big", "on", "cat", "dog"}), "a big (cat|dog)",
+                                               "a big dog")
 
 
 def test_resolve_downloads_once_then_verifies_offline(server, tmp_path):
@@ -276,3 +279,74 @@ def test_another_installs_embedded_weights_are_read_from_this_one(tmp_path, monk
     for path in (str(tmp_path / "old-venv" / "vqclip" / "mini" / "weights" / "other.json"),
                  str(tmp_path / "elsewhere" / "weights" / "clip.json"), "ViT-B-32", None):
         assert local_embedded(path) == path
+
+
+def test_the_mini_vocabulary_is_the_mini_worlds_caption_words():
+    """presets.yaml lists the mini CLIP's words (models/ does not read the world): they must be the words of the
+    world's captions, proper and negative (its CLIP learnt both), and its grammar line must name every colour and
+    shape."""
+    import numpy as np
+
+    from vqclip.mini import world
+
+    vocabulary = get_preset("mini").vocabulary
+    rng = np.random.default_rng(0)
+    captions = [world.caption(world.sample_any(rng, 0.3, 0.2, blobs=0.2), rng) for _ in range(2000)]
+    assert vocabulary.words == {w for caption in captions for w in caption.split()}
+    assert all(word in vocabulary.grammar for word in (*world.COLORS, *world.SHAPES))
+    world.parse_caption(vocabulary.example)  # the example is a caption of the world
+    assert vocabulary.unknown(["A Red circle.", "toaster forest:2", "two red circles on blue", "a red cat"]) == [
+        "toaster", "forest", "2", "cat"]
+    assert all(get_preset(n).vocabulary is None for n in REQUIRED - {"mini"})  # real CLIPs know any word
+
+
+@pytest.mark.parametrize("vocabulary,expected", [
+    ({"words": ["a", "b"], "grammar": "a b"}, "vocabulary: missing required key 'example'"),
+    ({"words": ["a", "B"], "grammar": "a b", "example": "a"}, "vocabulary.words: expected a list of lowercase"),
+    ({"words": ["a", "b"], "grammar": "a b", "example": "a c"}, "vocabulary.example: uses c, not in its words"),
+    ({"words": ["a"], "grammar": "a", "example": "a", "extra": 1}, "vocabulary: unknown key 'extra'"),
+])
+def test_a_bad_vocabulary_is_one_line(tmp_path, vocabulary, expected):
+    path = write_presets(tmp_path / "p.yaml", {"x": local_preset([], [], vocabulary=vocabulary)})
+    with pytest.raises(VqclipError, match=re.escape(expected)):
+        load_presets_file(path)
+
+
+def _vocabulary_notes(caplog, **job) -> list[str]:
+    from vqclip.runs.jobs import build_config
+    from vqclip.runs.pipeline import note_vocabulary
+
+    caplog.clear()
+    with caplog.at_level("INFO", logger="vqclip"):
+        note_vocabulary(build_config({"model": "mini", **job}))
+    return [r.getMessage() for r in caplog.records if "preset knows only" in r.getMessage()]
+
+
+def test_words_outside_a_presets_vocabulary_get_one_notice(caplog):
+    """Text prompts, every part of a story and negatives are checked, image prompts not; a job whose CLIP is not the
+    preset's gets none."""
+    (note,) = _vocabulary_notes(caplog, prompt="toaster forest|a red circle:0.5")
+    assert "'toaster', 'forest' are not among its words" in note
+    assert get_preset("mini").vocabulary.grammar in note and "'a red circle on a blue background'" in note
+    assert _vocabulary_notes(caplog, prompt="a red circle on a blue background:1:0.5|a blue square:-1") == []
+    assert _vocabulary_notes(caplog, prompt="A Yellow triangle on purple.", negative=["two yellow triangles"]) == []
+    (note,) = _vocabulary_notes(caplog, prompt="a red circle ^ a dragon ^ a blue square")
+    assert "'dragon' is not among" in note
+    (note,) = _vocabulary_notes(caplog, prompt="", story=[{"at": 0, "prompt": "a red circle"},
+                                                          {"at": 5, "prompt": "a green moon:1"}])
+    assert "'moon' is not among" in note
+    (note,) = _vocabulary_notes(caplog, prompt="a red circle", negative=["blurry"])
+    assert "'blurry' is not among" in note
+    assert _vocabulary_notes(caplog, prompt="a toaster", clip=[{"model": "ViT-B-32", "pretrained": "openai"}]) == []
+
+
+@pytest.mark.slow
+def test_the_cli_notes_an_out_of_grammar_mini_prompt_once_and_goes_on(tmp_path, capsys):
+    from vqclip.cli import main
+
+    assert main(["generate", "toaster forest", "--model", "mini", "--steps", "1", "--size", "32", "32", "--candidates",
+                 "1", "--cutn", "2", "--no-video", "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    notes = [line for line in err if "preset knows only" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: the mini preset knows only its captions"), err
+    assert "'toaster', 'forest'" in notes[0] and (tmp_path / "run" / "final.png").is_file()

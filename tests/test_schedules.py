@@ -178,3 +178,13 @@ def test_story_config_runs(tiny_job, tmp_path):
     run = run_job(cfg)
     assert run.final.is_file() and run.video.is_file() and len(run.frames) == 4
     assert (run.dir / "state.pt").is_file()
+
+
+def test_keyframe_stops_are_kept_per_text_and_stop():
+    """A keyframe's 'text:w:stop' keeps its stop on the story's target; the same text with another stop is a target
+    of its own (each keyframe's stop is what it asked for), with its weight in its own keyframe only."""
+    from vqclip.optim.prompts import Prompt
+
+    s = PromptSchedule([Keyframe(0, "a cat:1:-0.5|fur"), Keyframe(10, "a cat:2:0.5|fur:1")])
+    assert s.prompts == [Prompt("a cat", stop=-0.5), Prompt("fur"), Prompt("a cat", stop=0.5)]
+    assert s.weights_at(0) == [1.0, 1.0, 0.0] and s.weights_at(10) == [0.0, 1.0, 2.0]

@@ -113,7 +113,7 @@ class GuideConfig:
 @dataclass
 class StoryKeyframe:
     at: int = option(0, help="step (in a restyle: input frame) from which this prompt is the target")
-    prompt: str = option("", help="'text:weight|text:weight'")
+    prompt: str = option("", help="'text:weight[:stop]|text:weight'")
     weight: float = option(1.0, help="scales every weight of this keyframe's prompt")
 
 
@@ -152,10 +152,11 @@ class RestyleConfig:
 
 @dataclass
 class GenerateConfig:
-    prompt: str = option("", help="'text:weight|text:weight' (a negative weight pushes away); 'a ^ b' tells a story")
+    prompt: str = option("", help="'text:weight[:stop]|text:weight' (a negative weight pushes away; below its stop a "
+                                  "cutout stops pulling); 'a ^ b' tells a story")
     negative: list[str] = option(help="text to push away from (weight -1 unless text:weight)", flag="--negative",
                                  metavar="TEXT", repeat=True, factory=list)
-    image_prompts: list[str] = option(help="image to aim at, PATH[:weight]", flag="--image-prompt",
+    image_prompts: list[str] = option(help="image to aim at, PATH[:weight[:stop]]", flag="--image-prompt",
                                       metavar="PATH[:W]", repeat=True, factory=list)
     model: Optional[str] = option(None, help="preset: VQGAN + CLIP + defaults (see `vqclip models`); none named and no "
                                        "VQGAN files: imagenet-16384", flag="--model", metavar="NAME")

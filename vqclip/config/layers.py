@@ -15,6 +15,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from ..errors import VqclipError, reason
 from ..models.spec import ClipSpec
+from ..optim.prompts import prompt_item, prompt_items
 from .checks import check
 from .fields import default_of, keys, section_of
 from .job import GenerateConfig
@@ -32,6 +33,7 @@ def _normalise(raw: dict, source: str) -> dict:
     for key in ("negative", "image_prompts"):
         if isinstance(raw.get(key), str):
             raw[key] = [raw[key]]
+    _prompt_strings(raw, source)
     cand = raw.get("candidates")
     if isinstance(cand, dict) and cand.get("clip") is not None:
         clips = cand["clip"] if isinstance(cand["clip"], list) else [cand["clip"]]
@@ -40,6 +42,23 @@ def _normalise(raw: dict, source: str) -> dict:
     if isinstance(raw.get("clip"), list):
         raw["clip"] = [_own_weights(c) for c in raw["clip"]]
     return raw
+
+
+def _prompt_strings(raw: dict, source: str) -> None:
+    """Prompts written as lists of `{text, weight, stop}` mappings (`prompt:`, a story keyframe's `prompt:`, a
+    `negative:` entry) as their canonical strings, so job.yaml and the PNG keep the one syntax."""
+    try:
+        if isinstance(raw.get("prompt"), (list, dict)):
+            raw["prompt"] = prompt_items(raw["prompt"], "prompt")
+        if isinstance(raw.get("negative"), list):
+            raw["negative"] = [prompt_item(n, f"negative[{i}]") if isinstance(n, dict) else n
+                               for i, n in enumerate(raw["negative"])]
+        if isinstance(raw.get("story"), list):
+            raw["story"] = [{**k, "prompt": prompt_items(k["prompt"], f"story[{i}].prompt")}
+                            if isinstance(k, dict) and isinstance(k.get("prompt"), (list, dict)) else k
+                            for i, k in enumerate(raw["story"])]
+    except VqclipError as exc:
+        raise VqclipError(f"{source}: {exc}") from None
 
 
 def _own_weights(clip: Any) -> Any:

@@ -14,7 +14,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import yaml
 
@@ -44,6 +44,20 @@ class FileSpec:
 
 
 @dataclass(frozen=True)
+class Vocabulary:
+    """The words a preset's CLIP knows (its caption grammar), for a notice when a prompt goes outside them."""
+
+    words: frozenset[str]
+    grammar: str  # one line
+    example: str
+
+    def unknown(self, texts: Iterable[str]) -> list[str]:
+        """The words of `texts` (case ignored) that are not in the vocabulary, each once, in order of appearance."""
+        found = (w for text in texts for w in re.findall(r"[^\W_]+", text.lower()))
+        return list(dict.fromkeys(w for w in found if w not in self.words))
+
+
+@dataclass(frozen=True)
 class Preset:
     """A named VQGAN (config + checkpoint) with its default CLIP, provenance and job defaults."""
 
@@ -60,6 +74,7 @@ class Preset:
     aliases: tuple[str, ...] = ()
     embedded: bool = False  # files ship inside the package (MINI_DIR), nothing to download
     origin: str = "built-in"  # "built-in" or the user file that defined it
+    vocabulary: Vocabulary | None = None  # the only words its CLIP knows, when it knows few (the mini world's)
 
     @property
     def files(self) -> tuple[FileSpec, FileSpec]:
@@ -177,7 +192,7 @@ def _preset(name: Any, data: Any, source: str, *, builtin: bool) -> Preset:
     if not isinstance(name, str) or not _NAME.match(name):
         raise VqclipError(f"{source}: preset name {name!r} must be lowercase letters, digits, '.', '_' or '-'")
     data = _check_keys(data, where, {"description", "vqgan"},
-                       {"clip", "defaults", "source", "licence", "aliases", "embedded"})
+                       {"clip", "defaults", "source", "licence", "aliases", "embedded", "vocabulary"})
     embedded = data.get("embedded", False)
     if not isinstance(embedded, bool):
         raise VqclipError(f"{where}.embedded: expected true or false, got {embedded!r}")
@@ -215,7 +230,25 @@ def _preset(name: Any, data: Any, source: str, *, builtin: bool) -> Preset:
         aliases=tuple(aliases),
         embedded=embedded,
         origin="built-in" if builtin else source,
+        vocabulary=_vocabulary(data["vocabulary"], f"{where}.vocabulary") if "vocabulary" in data else None,
     )
+
+
+def _vocabulary(data: Any, where: str) -> Vocabulary:
+    """A validated Vocabulary: a list of lowercase words, a one-line grammar and an example made of those words."""
+    data = _check_keys(data, where, {"words", "grammar", "example"}, set())
+    words = data["words"]
+    if not isinstance(words, list) or not words or not all(isinstance(w, str) and re.fullmatch(r"[^\W_A-Z]+", w)
+                                                           for w in words):
+        raise VqclipError(f"{where}.words: expected a list of lowercase words, got {words!r}")
+    grammar, example = _string(data["grammar"], f"{where}.grammar"), _string(data["example"], f"{where}.example")
+    if "\n" in grammar:
+        raise VqclipError(f"{where}.grammar: expected one line")
+    vocabulary = Vocabulary(frozenset(words), grammar, example)
+    outside = vocabulary.unknown([example])
+    if outside:
+        raise VqclipError(f"{where}.example: uses {', '.join(outside)}, not in its words")
+    return vocabulary
 
 
 def load_presets_file(path: str | os.PathLike, *, builtin: bool = False) -> dict[str, Preset]:

@@ -34,7 +34,8 @@ log = logging.getLogger("vqclip")
 def start_scores(images: Tensor, judges: list[tuple[ClipModel, float]], targets: list[Tensor], weights: Tensor,
                  views: dict[int, Cutouts], device: torch.device, amp: Optional[torch.dtype] = None,
                  view_seed: int = 0) -> list[float]:
-    """The weighted prompt loss of each start's image (images [n,3,H,W] in [0,1]) under the judges, lower is better.
+    """The weighted prompt loss of each start's image (images [n,3,H,W] in [0,1]) under the judges, lower is better
+    (prompts' stops cut gradients only, never the loss's value, so they take no part in the score).
     The views are drawn once from `view_seed` (one draw per judge) and replayed on every start, so all starts are
     scored on the same crops, augments and noise."""
     total = sum(w for _, w in judges if w > 0)

@@ -16,8 +16,8 @@ from ..optim.schedules import PromptSchedule, story_keyframes
 
 @dataclass
 class StoryTargets:
-    """A story's prompts (the keyframes' texts first, weight 1 each, then the job's constant prompts), the weights
-    [M] of each step, and the schedule behind them."""
+    """A story's prompts (the keyframes' texts with their stops first, weight 1 each, then the job's constant
+    prompts), the weights [M] of each step, and the schedule behind them."""
 
     prompts: list[Prompt]
     weights: WeightSchedule
@@ -34,11 +34,8 @@ def story_targets(cfg, device: torch.device, length: Optional[int] = None,
         return None
     schedule = PromptSchedule(keyframes, cfg.story_mode)
     constant = "" if "^" in cfg.prompt else cfg.prompt.strip()  # a prompt beside a story: list holds throughout
-    union = "|".join(f"{p.text}:1" for p in schedule.prompts)  # parses back to exactly these texts
-    prompts = parse_job_prompts(union + (f"|{constant}" if constant else ""), cfg.negative, cfg.image_prompts)
     n = len(schedule.prompts)
-    if [p.text for p in prompts[:n]] != [p.text for p in schedule.prompts]:
-        raise RuntimeError("story prompts did not parse back to themselves")  # an invariant, not user input
+    prompts = list(schedule.prompts) + parse_job_prompts(constant, cfg.negative, cfg.image_prompts)
     fixed = weights_tensor(prompts, device)[n:]
     clock = clock or (lambda step: step)
 

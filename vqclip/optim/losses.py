@@ -3,6 +3,9 @@ total-variation prior."""
 
 from __future__ import annotations
 
+import math
+from typing import Optional
+
 import torch
 from torch import Tensor
 
@@ -14,9 +17,14 @@ def spherical_distance(x: Tensor, y: Tensor) -> Tensor:
     return (x[:, None, :] - y[None, :, :]).norm(dim=-1).div(2).clamp(max=1).arcsin().pow(2).mul(2)
 
 
-def prompt_loss(embeds: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
-    """Weighted mean distance of cutout embeddings [N,D] to targets [M,D] with weights [M] (negative pushes away)."""
-    return (spherical_distance(embeds, targets).mean(0) * weights).sum()
+def prompt_loss(embeds: Tensor, targets: Tensor, weights: Tensor, stops: Optional[Tensor] = None) -> Tensor:
+    """Weighted mean distance of cutout embeddings [N,D] to targets [M,D] with weights [M] (negative pushes away).
+    `stops` [M] (-inf: none) cut the gradient of each cutout whose signed distance (the weight's sign times the
+    distance) is below its prompt's stop; the value is unchanged (the notebook's `replace_grad` with `maximum`)."""
+    dists = spherical_distance(embeds, targets)
+    if stops is not None:
+        dists = torch.where(dists * weights.sign() < stops, dists.detach(), dists)
+    return (dists.mean(0) * weights).sum()
 
 
 def tv_loss(image: Tensor) -> Tensor:
@@ -29,3 +37,10 @@ def tv_loss(image: Tensor) -> Tensor:
 def weights_tensor(prompts: list[Prompt], device: torch.device) -> Tensor:
     """The prompts' weights as a float32 tensor [M]."""
     return torch.tensor([p.weight for p in prompts], dtype=torch.float32, device=device)
+
+
+def stops_tensor(prompts: list[Prompt], device: torch.device) -> Optional[Tensor]:
+    """The prompts' stops as a float32 tensor [M] (-inf where a prompt has none), or None when none has one."""
+    if all(p.stop is None for p in prompts):
+        return None
+    return torch.tensor([-math.inf if p.stop is None else p.stop for p in prompts], dtype=torch.float32, device=device)

@@ -22,7 +22,7 @@ from ..nets.memory import plan_memory
 from ..nets.quantize import clamp_with_grad, vector_quantize
 from .cutouts import CutoutDraw, Cutouts
 from .guidance import GuideTerm
-from .losses import prompt_loss, tv_loss, weights_tensor
+from .losses import prompt_loss, stops_tensor, tv_loss, weights_tensor
 from .prompts import Prompt, check_has_target, parse_job_prompts
 
 log = logging.getLogger("vqclip")
@@ -80,6 +80,7 @@ class Objective:
         check_has_target(self.prompts)
         self.targets = self.embed_targets(self.prompts)
         self.weights = weights_tensor(self.prompts, device)
+        self.stops = stops_tensor(self.prompts, device)  # [M] or None: where a prompt stops pulling
         self.schedule = schedule
         self.guide = GuideTerm(models.guide, cfg.guide.views) if models.guide and cfg.guide.weight > 0 else None
         self._aimed: Optional[tuple[str, ...]] = None  # the texts the guide was last aimed from (see `_aim_guide`)
@@ -127,10 +128,11 @@ class Objective:
         return out
 
     def set_prompts(self, prompts: list[Prompt]) -> None:
-        """Replace the targets (their weights become the prompts' own); embeddings are computed once here."""
+        """Replace the targets (their weights and stops become the prompts' own); embeddings are computed once here."""
         check_has_target(prompts)
         self.prompts, self.targets = prompts, self.embed_targets(prompts)
         self.weights, self.schedule, self._aimed = weights_tensor(prompts, self.device), None, None
+        self.stops = stops_tensor(prompts, self.device)
         self._aim_guide(self.weights)
 
     def weights_at(self, step: int) -> Tensor:
@@ -177,7 +179,7 @@ class Objective:
                 continue
             with amp_autocast(self.device.type, self.amp):
                 embeds = self._encode[id(clip)](batch)
-            parts[self.clip_terms[k]] = share * prompt_loss(embeds, targets, weights)
+            parts[self.clip_terms[k]] = share * prompt_loss(embeds, targets, weights, self.stops)
         if self.cfg.init.weight > 0:
             parts["init"] = self.cfg.init.weight * F.mse_loss(z, z_init)
         if self.cfg.tv_weight > 0:
@@ -194,7 +196,7 @@ class Objective:
         for chunk in leaf.split(self.micro_batch):
             with amp_autocast(self.device.type, self.amp):
                 embeds = self._encode[id(clip)](chunk)
-            part = prompt_loss(embeds, targets, weights) * (len(chunk) / len(leaf))
+            part = prompt_loss(embeds, targets, weights, self.stops) * (len(chunk) / len(leaf))
             if leaf.requires_grad:
                 part.backward()
             total = total + part.detach()

@@ -1,6 +1,6 @@
 """Prompt schedules (a story of keyframes, switched or blended) and key-framed scalars; pure functions, no torch.
 
-A story is a list of keyframes `(at, prompt, weight)`: from step `at` on, `prompt` ("text:w|text:w") is the target,
+A story is a list of keyframes `(at, prompt, weight)`: from step `at` on, `prompt` ("text:w:stop|text:w") is the target,
 scaled by `weight`. In "switch" mode the last keyframe at or before a step is active alone; in "blend" mode the
 weights move linearly from one keyframe to the next. Before the first keyframe the first one holds, after the last
 one the last holds. The `^` shorthand ("a ^ b ^ c") becomes keyframes every `change_every` steps (or spread evenly).
@@ -12,10 +12,10 @@ import bisect
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 from ..errors import VqclipError
-from .prompts import Prompt, parse_prompts
+from .prompts import Prompt, parse_negatives, parse_prompts
 
 STORY_MODES = ("switch", "blend")
 LR_SCHEDULES = ("constant", "cosine", "linear")
@@ -65,7 +65,8 @@ def check_keyframes(keyframes: Sequence[Keyframe], where: str = "story") -> list
 
 
 class PromptSchedule:
-    """The union of all keyframe prompts (`prompts`, weights 1) and their weights at any step."""
+    """The union of all keyframe prompts (`prompts`, weights 1, each text with its stop) and their weights at any
+    step."""
 
     def __init__(self, keyframes: Sequence[Keyframe], mode: str = "switch"):
         if mode not in STORY_MODES:
@@ -73,15 +74,15 @@ class PromptSchedule:
         if not keyframes:
             raise VqclipError("story: no keyframes; give at least one {at: STEP, prompt: TEXT}")
         self.keyframes, self.mode = check_keyframes(keyframes), mode
-        index: dict[str, int] = {}
+        index: dict[tuple[str, Optional[float]], int] = {}
         rows: list[dict[int, float]] = []
-        for k in self.keyframes:  # each keyframe as a sparse vector over the union of texts
+        for k in self.keyframes:  # each keyframe as a sparse vector over the union of (text, stop) targets
             row: dict[int, float] = {}
             for p in parse_prompts(k.prompt):
-                i = index.setdefault(p.text, len(index))
+                i = index.setdefault((p.text, p.stop), len(index))
                 row[i] = row.get(i, 0.0) + p.weight * k.weight
             rows.append(row)
-        self.prompts = [Prompt(text) for text in index]
+        self.prompts = [Prompt(text, stop=stop) for text, stop in index]
         self._rows = [[row.get(i, 0.0) for i in range(len(index))] for row in rows]
         self._ats = [k.at for k in self.keyframes]
 
@@ -131,6 +132,14 @@ def story_keyframes(prompt: str, story: Iterable[Any], steps: int, change_every:
     if STORY_SEPARATOR in prompt:
         return story_from_shorthand(prompt, steps, change_every)
     return []
+
+
+def job_texts(cfg) -> list[str]:
+    """Every text a job's CLIP embeds: the parts of its prompt (each part of a story), its story keyframes' and its
+    negatives (not its image prompts)."""
+    keyframes = story_keyframes(cfg.prompt, cfg.story, max(cfg.steps, 1), cfg.change_every)
+    specs = [k.prompt for k in keyframes] + ([] if STORY_SEPARATOR in cfg.prompt else [cfg.prompt])
+    return [p.text for spec in specs for p in parse_prompts(spec)] + [p.text for p in parse_negatives(cfg.negative)]
 
 
 # ---- key-framed scalars: a constant, {step: value}, [[step, value], ...] or "0:1.0, 50:(1.05)" ----

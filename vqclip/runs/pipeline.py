@@ -7,6 +7,7 @@ Every entry point uses it: each CLI command (generate, run, zoom, restyle, resum
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 from dataclasses import dataclass, replace
@@ -18,9 +19,12 @@ import torch
 
 from .._version import __version__
 from ..config import GenerateConfig, check_inputs, to_dict, to_yaml
+from ..errors import VqclipError
 from ..files.images import save_png
 from ..files.runfolder import RunFolder, run_folder
 from ..files.video import mux_audio, write_video
+from ..models.presets import get_preset
+from ..models.resolve import preset_clip
 from ..modes.base import GenerateResult, Mode, RunContext
 from ..modes.restyle import Restyle
 from ..modes.still import Still
@@ -28,8 +32,11 @@ from ..modes.zoom import Zoom
 from ..nets.device import pick_device, seeded
 from ..nets.load import ModelCache, Models, load_models
 from ..optim.loop import AfterStep, Callback
+from ..optim.schedules import job_texts
 from .callbacks import ProgressBar, SaveFrames, StopOnFlag, wants_trials
 from .statefile import StateSaver, save_state
+
+log = logging.getLogger("vqclip")
 
 
 def resolve_seed(seed: Optional[int]) -> int:
@@ -66,6 +73,7 @@ def generate(cfg: GenerateConfig, models: Models, callbacks: Iterable[Callback] 
         after: hooks `(state, event)` after each update (the state saver).
         mode: default: the job's (`mode_for`).
     """
+    note_vocabulary(cfg)
     device = device or pick_device(cfg.device)
     seed = resolve_seed(cfg.seed)
     mode = mode or mode_for(cfg)
@@ -80,6 +88,24 @@ def generate(cfg: GenerateConfig, models: Models, callbacks: Iterable[Callback] 
         if result.state is not None:  # the state to resume from, with the run's own RNG states (not the caller's)
             result.saved = result.state.state_dict()
     return result
+
+
+def note_vocabulary(cfg: GenerateConfig) -> None:
+    """One notice when the job's texts use words that its preset's CLIP does not know (a preset that declares its
+    vocabulary, as `mini` declares its world's caption grammar): the run goes on, but those words will not show."""
+    if not cfg.model:
+        return
+    try:
+        preset = get_preset(cfg.model)
+    except VqclipError:  # a job from elsewhere whose preset is not defined here: nothing to compare with
+        return
+    if preset.vocabulary is None or preset_clip(preset, check=False)[0] not in [c.model for c in cfg.clip]:
+        return
+    unknown = preset.vocabulary.unknown(job_texts(cfg))
+    if unknown:
+        log.info("the %s preset knows only its captions, %s; %s %s not among its words and will not show; try e.g. "
+                 "'%s'", preset.name, preset.vocabulary.grammar, ", ".join(f"'{w}'" for w in unknown),
+                 "is" if len(unknown) == 1 else "are", preset.vocabulary.example)
 
 
 class FolderFrames:
