@@ -86,12 +86,21 @@ def test_aliases_and_case_resolve_to_the_preset():
     assert get_preset("gumbel_8192").name == "openimages-8192"
 
 
-def test_home_is_env_var_else_checkpoints_in_cwd(tmp_path, monkeypatch):
-    monkeypatch.setenv("VQCLIP_HOME", str(tmp_path / "models"))
-    assert home() == tmp_path / "models"
-    monkeypatch.delenv("VQCLIP_HOME")
-    monkeypatch.chdir(tmp_path)
-    assert home() == tmp_path / "checkpoints"
+def test_home_is_env_var_else_checkpoints_with_files_else_the_user_cache(no_chosen_home, monkeypatch):
+    from vqclip.models.presets import home_choice
+
+    cwd, cache = no_chosen_home["cwd"], no_chosen_home["user_cache"]
+    assert home_choice() == (cache, home_choice()[1]) and "per-user cache" in home_choice()[1]
+    (cwd / "checkpoints").mkdir()  # an empty ./checkpoints is not a reason to fetch 1.6 GB into it
+    assert home() == cache
+    (cwd / "checkpoints" / "vqgan_imagenet_f16_16384.ckpt").write_bytes(b"x")  # what the old scripts left there
+    assert home_choice() == (cwd / "checkpoints", "./checkpoints here holds model files")
+    elsewhere = cwd / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # another folder: the same user cache, not a new ./checkpoints
+    assert home() == cache
+    monkeypatch.setenv("VQCLIP_HOME", str(cwd / "models"))
+    assert home_choice() == (cwd / "models", "set by VQCLIP_HOME")
 
 
 def test_user_presets_from_home_env_and_explicit_file(tmp_path, monkeypatch):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import platformdirs
 import yaml
 
 from ..errors import VqclipError
@@ -86,10 +87,41 @@ class Preset:
         return sum(known) if known and sizes[1] is not None else None
 
 
-def home() -> Path:
-    """Where downloaded models live: $VQCLIP_HOME, else ./checkpoints (absolute)."""
+LEGACY_HOME = Path("checkpoints")  # where the VQGAN+CLIP scripts (and vqclip before 0.x) kept models: ./checkpoints
+_MODEL_SUFFIXES = (".ckpt", ".yaml", ".yml", ".safetensors", ".pt", ".pth", ".bin")
+
+
+def chosen_home() -> bool:
+    """True when the user chose the model home ($VQCLIP_HOME); then CLIP weights are kept there too."""
+    return bool(os.environ.get("VQCLIP_HOME", "").strip())
+
+
+def holds_models(folder: Path) -> bool:
+    """True when `folder` holds model files: a manifest, a presets.yaml, a clip/ folder or a model file (.ckpt ...)."""
+    try:
+        return folder.is_dir() and any(p.name in (MANIFEST_NAME, "clip") or p.is_file() and p.suffix in _MODEL_SUFFIXES
+                                       for p in folder.iterdir())
+    except OSError:
+        return False
+
+
+def home_choice() -> tuple[Path, str]:
+    """(model home, why it is used): $VQCLIP_HOME; else ./checkpoints if it holds model files (the old scripts'
+    folder, so their downloads are used); else the per-user cache folder, the same from any folder."""
     env = os.environ.get("VQCLIP_HOME", "").strip()
-    return model_folder((Path(env).expanduser() if env else Path("checkpoints")).absolute(), "VQCLIP_HOME")
+    if env:
+        return model_folder(Path(env).expanduser().absolute(), "VQCLIP_HOME"), "set by VQCLIP_HOME"
+    local = LEGACY_HOME.absolute()
+    if holds_models(local):
+        return local, "./checkpoints here holds model files"
+    cache = Path(platformdirs.user_cache_dir("vqclip", appauthor=False)).absolute()
+    return model_folder(cache, "VQCLIP_HOME"), "the per-user cache folder (no VQCLIP_HOME, no ./checkpoints with files)"
+
+
+def home() -> Path:
+    """Where downloaded models live: $VQCLIP_HOME, else ./checkpoints if it holds model files, else the per-user
+    cache folder (platformdirs' user_cache_dir, ~/.cache/vqclip on Linux); absolute."""
+    return home_choice()[0]
 
 
 def _home_or_default(home_dir: Path | None) -> Path:
