@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hubserver import COMMIT, HubServer
+from hubserver import COMMIT, HubServer, hub_repo, hub_snapshot
 from vqclip.models.clipweights import clip_cache, clips_missing, fetch_clip, hand_placed_clip, unreachable_host
 from vqclip.models.download import DownloadError
 from vqclip.errors import VqclipError
@@ -27,16 +27,6 @@ def create_model_args(monkeypatch) -> dict:
 
     monkeypatch.setattr(open_clip, "create_model", create_model)
     return seen
-
-
-def _hub_snapshot(cache: Path) -> Path:
-    """The OpenAI ViT-B-32 weights as open_clip's hub downloader leaves them in `cache`; their path."""
-    snapshot = cache / "models--timm--vit_base_patch32_clip_224.openai" / "snapshots" / "abc"
-    snapshot.mkdir(parents=True)
-    (snapshot.parents[1] / "refs").mkdir()
-    (snapshot.parents[1] / "refs" / "main").write_text("abc")
-    (snapshot / "open_clip_model.safetensors").write_bytes(b"w")
-    return snapshot / "open_clip_model.safetensors"
 
 
 OPENAI_B32 = "timm/vit_base_patch32_clip_224.openai/open_clip_model.safetensors"  # where open_clip gets ViT-B-32 openai
@@ -102,7 +92,7 @@ def test_a_tag_already_in_the_hugging_face_cache_is_used_with_no_network(no_chos
     from vqclip.models.resolve import resolve_clip
     from vqclip.nets.load import ModelCache
 
-    weights = _hub_snapshot(no_chosen_home["hf"])
+    weights = hub_snapshot(no_chosen_home["hf"])
     assert fetch_clip("ViT-B-32", "openai") == weights
     files = resolve_clip("ViT-B-32", "openai")
     assert (files.pretrained, files.cache_dir, files.like) == (str(weights), no_chosen_home["hf"], "openai")
@@ -114,12 +104,12 @@ def test_a_tag_already_in_the_hugging_face_cache_is_used_with_no_network(no_chos
 
 def test_with_vqclip_home_set_a_copy_in_the_hugging_face_cache_is_still_used(tmp_path, monkeypatch, offline_hub):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
-    weights = _hub_snapshot(tmp_path / "hf")
+    weights = hub_snapshot(tmp_path / "hf")
     assert fetch_clip("ViT-B-32", "openai") == weights  # VQCLIP_HOME is set (conftest): nothing fetched into it
 
 
 def test_hand_placed_file_in_the_default_home_wins_over_the_hugging_face_cache(no_chosen_home, offline_hub):
-    _hub_snapshot(no_chosen_home["hf"])
+    hub_snapshot(no_chosen_home["hf"])
     placed = no_chosen_home["user_cache"] / "clip" / "ViT-B-32-openai.safetensors"
     placed.parent.mkdir(parents=True)
     placed.write_bytes(b"mine")
@@ -188,7 +178,7 @@ def test_fetch_clip_offline_fails_at_once_naming_the_host(tmp_path, offline_hub)
 
 
 def test_fetch_clip_finds_open_clip_cache_offline(tmp_path, offline_hub):
-    weights = _hub_snapshot(tmp_path / "clip")
+    weights = hub_snapshot(tmp_path / "clip")
     assert fetch_clip("ViT-B-32", "openai", tmp_path) == weights
 
 
@@ -251,36 +241,12 @@ def test_a_tag_fetched_before_loads_from_its_cached_file_without_asking_the_hub(
     from vqclip.nets.load import ModelCache
 
     home = tmp_path / "home"
-    weights = _hub_snapshot(home / "clip")
+    weights = hub_snapshot(home / "clip")
     monkeypatch.setenv("VQCLIP_HOME", str(home))
     with pytest.raises(VqclipError):
         ModelCache().clip(resolve_clip("ViT-B-32", "openai"), torch.device("cpu"))
     assert create_model_args["pretrained"] == str(weights)
     assert create_model_args["name"] == "ViT-B-32-quickgelu"  # the openai tag's QuickGELU, kept for the file
-
-
-def _hub_repo(cache: Path, repo: str, tiny_clip) -> Path:
-    """A tiny open_clip model as open_clip's hub push lays it out (open_clip_config.json with model_cfg and
-    preprocess_cfg, open_clip_model.safetensors), in `cache` as huggingface_hub lays a download out: blobs named by
-    hash, a snapshot of symlinks to them, refs/main naming the snapshot. The snapshot folder."""
-    import hashlib
-    import json
-
-    from tiny import CLIP_CFG
-
-    root = cache / f"models--{repo.replace('/', '--')}"
-    snapshot = root / "snapshots" / COMMIT
-    (root / "blobs").mkdir(parents=True)
-    snapshot.mkdir(parents=True)
-    (root / "refs").mkdir()
-    (root / "refs" / "main").write_text(COMMIT)
-    config = {"model_cfg": CLIP_CFG, "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}}
-    for name, data in (("open_clip_config.json", json.dumps(config).encode()),
-                       ("open_clip_model.safetensors", Path(tiny_clip[1]).read_bytes())):
-        blob = root / "blobs" / hashlib.sha256(data).hexdigest()
-        blob.write_bytes(data)
-        (snapshot / name).symlink_to(Path("..", "..", "blobs", blob.name))
-    return snapshot
 
 
 def test_hf_hub_and_local_dir_load_offline_as_open_clip_loads_them(no_chosen_home, offline_hub, tiny_clip):
@@ -292,7 +258,7 @@ def test_hf_hub_and_local_dir_load_offline_as_open_clip_loads_them(no_chosen_hom
     from vqclip.models.resolve import resolve_clip
     from vqclip.nets.load import ModelCache
 
-    snapshot = _hub_repo(no_chosen_home["hf"], "someone/tiny-clip", tiny_clip)
+    snapshot = hub_repo(no_chosen_home["hf"], "someone/tiny-clip", tiny_clip)
     files = resolve_clip("hf-hub:someone/tiny-clip", None)
     assert (files.model, files.cache_dir) == ("hf-hub:someone/tiny-clip", no_chosen_home["hf"])
     hub_clip = ModelCache().clip(files, torch.device("cpu"))

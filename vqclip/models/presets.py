@@ -115,7 +115,7 @@ def home_choice() -> tuple[Path, str]:
     if holds_models(local):
         return local, "./checkpoints here holds model files"
     cache = Path(platformdirs.user_cache_dir("vqclip", appauthor=False)).absolute()
-    return model_folder(cache, "VQCLIP_HOME"), "the per-user cache folder (no VQCLIP_HOME, no ./checkpoints with files)"
+    return model_folder(cache, "VQCLIP_HOME"), "the per-user cache folder: no VQCLIP_HOME, no ./checkpoints with model files here"
 
 
 def home() -> Path:
