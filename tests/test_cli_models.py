@@ -171,8 +171,9 @@ def test_listing_says_which_home_is_used_and_why(no_chosen_home, monkeypatch, ca
     assert rows(out)["imagenet-1024"][1] == "partial, 1 B"  # the old scripts' file is seen (its .yaml is not there)
     monkeypatch.setenv("VQCLIP_HOME", str(cwd / "mine"))
     assert main(["models"]) == 0
-    assert capsys.readouterr().out.startswith(f"Home: {cwd / 'mine'} (set by VQCLIP_HOME)\n"
-                                              f"CLIP weights: downloaded into {cwd / 'mine' / 'clip'} (the chosen home)")
+    mine = cwd / "mine"
+    assert capsys.readouterr().out.startswith(f"Home: {mine} (set by VQCLIP_HOME)\n"
+                                              f"CLIP weights: downloaded into {mine / 'clip'} (the chosen home)")
 
 
 def test_listing_shows_the_clip_file_in_the_hugging_face_cache(no_chosen_home, server, capsys):

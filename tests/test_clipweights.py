@@ -305,7 +305,8 @@ def test_an_unknown_clip_name_is_one_line_with_did_you_mean_before_any_download(
     (tmp_path / "vqclip-home").mkdir(exist_ok=True)
     (tmp_path / "vqclip-home" / "presets.yaml").write_text(
         "presets:\n  far:\n    description: d\n    vqgan:\n"
-        f"      config: {{filename: f.yaml, urls: ['{url}']}}\n      checkpoint: {{filename: f.ckpt, urls: ['{url}']}}\n")
+        f"      config: {{filename: f.yaml, urls: ['{url}']}}\n"
+        f"      checkpoint: {{filename: f.ckpt, urls: ['{url}']}}\n")
     code = main(["generate", "x", "--model", "far", "--clip-model", "ViT-B32", "--steps", "1", "--quiet",
                  "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip().splitlines()

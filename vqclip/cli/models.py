@@ -259,8 +259,8 @@ def _remove(name: str, home_dir: Path, given: Path | None, presets_file) -> int:
                   if p.name != preset.name and not p.embedded and _disk_state(p, home_dir) != "no"
                   and (p.clip_model, p.clip_pretrained) == (preset.clip_model, preset.clip_pretrained)]
         if whose == "shared":
-            print(f"kept {clip}: {path} is in the shared Hugging Face cache, which other tools use too "
-                  "(`hf cache scan` lists it, `hf cache delete` removes it)")
+            print(f"kept {clip}: {path} is in the shared Hugging Face cache, which other tools use too; remove it "
+                  "with `hf cache rm` (`huggingface-cli delete-cache` with older huggingface_hub)")
         elif others:
             print(f"kept {clip}: {path} is also used by {', '.join(others)}")
         elif path.is_relative_to(own_clip_folder(given)):  # never a file outside the home

@@ -1,5 +1,5 @@
 """Where CLIP weights come from: a file put in `<home>/clip` by hand, else open_clip's own downloader and the
-standard Hugging Face cache (shared with open_clip, diffusers and transformers, seen by `hf cache scan`), or
+standard Hugging Face cache (shared with open_clip, diffusers and transformers, listed by `hf cache ls`), or
 `<home>/clip` instead when the user chose a vqclip home (VQCLIP_HOME, --home); offline, a DownloadError naming every
 missing file at once, without the hub client's minute of retries."""
 

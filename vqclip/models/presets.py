@@ -87,7 +87,7 @@ class Preset:
         return sum(known) if known and sizes[1] is not None else None
 
 
-LEGACY_HOME = Path("checkpoints")  # where the VQGAN+CLIP scripts (and vqclip before 0.x) kept models: ./checkpoints
+LEGACY_HOME = Path("checkpoints")  # where the VQGAN+CLIP scripts (and earlier vqclip) kept their model files
 _MODEL_SUFFIXES = (".ckpt", ".yaml", ".yml", ".safetensors", ".pt", ".pth", ".bin")
 
 
@@ -115,7 +115,8 @@ def home_choice() -> tuple[Path, str]:
     if holds_models(local):
         return local, "./checkpoints here holds model files"
     cache = Path(platformdirs.user_cache_dir("vqclip", appauthor=False)).absolute()
-    return model_folder(cache, "VQCLIP_HOME"), "the per-user cache folder: no VQCLIP_HOME, no ./checkpoints with model files here"
+    why = "the per-user cache folder: no VQCLIP_HOME, no ./checkpoints with model files here"
+    return model_folder(cache, "VQCLIP_HOME"), why
 
 
 def home() -> Path:
