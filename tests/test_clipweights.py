@@ -96,6 +96,7 @@ def test_a_tag_already_in_the_hugging_face_cache_is_used_with_no_network(no_chos
     assert fetch_clip("ViT-B-32", "openai") == weights
     files = resolve_clip("ViT-B-32", "openai")
     assert (files.pretrained, files.cache_dir, files.like) == (str(weights), no_chosen_home["hf"], "openai")
+    assert resolve_clip("ViT-B/32", "openai") == files  # OpenAI's name finds the same file
     with pytest.raises(VqclipError):
         ModelCache().clip(files, torch.device("cpu"))
     assert create_model_args["pretrained"] == str(weights)

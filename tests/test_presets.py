@@ -193,6 +193,21 @@ def test_resolve_downloads_once_then_verifies_offline(server, tmp_path):
         resolve_preset("local", home=h, progress=False, fetch_clip_weights=False)
 
 
+def test_resolve_without_a_chosen_home_fetches_into_the_user_cache_from_any_folder(server, no_chosen_home,
+                                                                                 monkeypatch):
+    cache = no_chosen_home["user_cache"]
+    write_presets(cache / "presets.yaml", {"local": local_preset([server.add("/t.yaml", b"model: {}\n")],
+                                                                 [server.add("/t.ckpt", payload())])})
+    r = resolve_preset("local", progress=False, fetch_clip_weights=False, timeout=5)
+    assert r.vqgan_checkpoint == cache / "t.ckpt" and r.clip_cache_dir == no_chosen_home["hf"]
+    elsewhere = no_chosen_home["cwd"] / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    served = len(server.requests)
+    assert resolve_preset("local", progress=False, fetch_clip_weights=False).vqgan_checkpoint == r.vqgan_checkpoint
+    assert len(server.requests) == served and not (elsewhere / "checkpoints").exists()
+
+
 def test_resolve_offline_names_every_missing_file_once(tmp_path):
     h = tmp_path / "home"
     urls = [dead_url("/t.yaml")], [dead_url("/t.ckpt"), dead_url("/mirror.ckpt")]
@@ -285,3 +300,10 @@ def test_another_installs_embedded_weights_are_read_from_this_one(tmp_path, monk
     for path in (str(tmp_path / "old-venv" / "vqclip" / "mini" / "weights" / "other.json"),
                  str(tmp_path / "elsewhere" / "weights" / "clip.json"), "ViT-B-32", None):
         assert local_embedded(path) == path
+
+
+def test_a_user_preset_may_name_its_clip_as_the_old_scripts_did(tmp_path):
+    path = write_presets(tmp_path / "p.yaml", {"old": local_preset([], [], clip={"model": "ViT-L/14@336px",
+                                                                                 "pretrained": "openai"})})
+    preset = load_presets_file(path)["old"]
+    assert (preset.clip_model, preset.clip_pretrained) == ("ViT-L-14-336", "openai")

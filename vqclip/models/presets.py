@@ -20,6 +20,7 @@ import platformdirs
 import yaml
 
 from ..errors import VqclipError
+from .spec import openai_name
 
 DEFAULT_PRESET = "imagenet-16384"
 DEFAULT_CLIP = ("ViT-B-32", "openai")
@@ -224,6 +225,7 @@ def _preset(name: Any, data: Any, source: str, *, builtin: bool) -> Preset:
     if "clip" in data:
         clip = _check_keys(data["clip"], f"{where}.clip", {"model"}, {"pretrained", "templates"})
         clip_model = _string(clip["model"], f"{where}.clip.model")
+        clip_model = openai_name(clip_model) or clip_model  # ViT-B/32, as the old scripts' presets name it
         clip_pretrained = _string(clip.get("pretrained"), f"{where}.clip.pretrained", allow_none=True)
         templates = clip.get("templates", [])
         if not isinstance(templates, list) or not all(isinstance(t, str) and t.count("{}") == 1 for t in templates):

@@ -166,7 +166,8 @@ def resolve_clip(model: str, pretrained: Optional[str], weight: float = 1.0,
     default home (and the Hugging Face cache unless $VQCLIP_HOME is set)."""
     spec = ClipSpec.parse(model, pretrained)
     like = None
-    model, pretrained = (model if spec.form != "hub" else f"hf-hub:{spec.model}"), spec.pretrained
+    model = {"name": spec.model, "hub": f"hf-hub:{spec.model}"}.get(spec.form, model)  # ViT-B/32 as ViT-B-32
+    pretrained = spec.pretrained
     if spec.form == "name" and pretrained and not spec.weights_file:
         model, pretrained, like = placed_or_tag(model, pretrained, home_dir)
     return ClipFiles(model, pretrained, clip_cache(home_dir), like, weight)
