@@ -92,6 +92,7 @@ def test_home_is_env_var_else_checkpoints_with_files_else_the_user_cache(no_chos
     cwd, cache = no_chosen_home["cwd"], no_chosen_home["user_cache"]
     assert home_choice() == (cache, home_choice()[1]) and "per-user cache" in home_choice()[1]
     (cwd / "checkpoints").mkdir()  # an empty ./checkpoints is not a reason to fetch 1.6 GB into it
+    (cwd / "checkpoints" / "epoch=3.ckpt").write_bytes(b"x")  # nor another project's checkpoints
     assert home() == cache
     (cwd / "checkpoints" / "vqgan_imagenet_f16_16384.ckpt").write_bytes(b"x")  # what the old scripts left there
     assert home_choice() == (cwd / "checkpoints", "./checkpoints here holds model files")

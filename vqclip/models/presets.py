@@ -10,6 +10,7 @@ live in its folder (the model home, or inside the package for an `embedded` one 
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -89,7 +90,6 @@ class Preset:
 
 
 LEGACY_HOME = Path("checkpoints")  # where the VQGAN+CLIP scripts (and earlier vqclip) kept their model files
-_MODEL_SUFFIXES = (".ckpt", ".yaml", ".yml", ".safetensors", ".pt", ".pth", ".bin")
 
 
 def chosen_home() -> bool:
@@ -97,11 +97,18 @@ def chosen_home() -> bool:
     return bool(os.environ.get("VQCLIP_HOME", "").strip())
 
 
+@functools.cache
+def _builtin_filenames() -> frozenset[str]:
+    """The file names of the built-in presets' VQGAN files (the names the old scripts' downloads have)."""
+    return frozenset(f.filename for p in load_presets_file(BUILTIN_FILE, builtin=True).values() for f in p.files)
+
+
 def holds_models(folder: Path) -> bool:
-    """True when `folder` holds model files: a manifest, a presets.yaml, a clip/ folder or a model file (.ckpt ...)."""
+    """True when `folder` holds vqclip's model files: a built-in preset's VQGAN file (as the old scripts named
+    them), a manifest.json or a presets.yaml; a folder of other projects' checkpoints does not count."""
+    names = _builtin_filenames() | {MANIFEST_NAME, "presets.yaml"}
     try:
-        return folder.is_dir() and any(p.name in (MANIFEST_NAME, "clip") or p.is_file() and p.suffix in _MODEL_SUFFIXES
-                                       for p in folder.iterdir())
+        return folder.is_dir() and any(p.name in names and p.is_file() for p in folder.iterdir())
     except OSError:
         return False
 
