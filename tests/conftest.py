@@ -105,3 +105,20 @@ def offline_hub(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     monkeypatch.setattr(pretrained, "download_pretrained", no_download)
+
+
+@pytest.fixture
+def no_chosen_home(tmp_path, monkeypatch) -> dict:
+    """As for a user who set no VQCLIP_HOME: run in an empty folder, the per-user cache and the Hugging Face cache
+    in tmp folders, the hub offline. The folders by name: cwd, user_cache (vqclip's default home), hf (hub cache)."""
+    import huggingface_hub.constants
+
+    where = {"cwd": tmp_path / "cwd", "user_cache": tmp_path / "xdg" / "vqclip", "hf": tmp_path / "hf-cache"}
+    where["cwd"].mkdir()
+    monkeypatch.delenv("VQCLIP_HOME", raising=False)
+    monkeypatch.chdir(where["cwd"])
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # platformdirs' user_cache_dir on Linux
+    monkeypatch.setenv("HF_HUB_CACHE", str(where["hf"]))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read once, at import
+    return where

@@ -86,12 +86,22 @@ def test_aliases_and_case_resolve_to_the_preset():
     assert get_preset("gumbel_8192").name == "openimages-8192"
 
 
-def test_home_is_env_var_else_checkpoints_in_cwd(tmp_path, monkeypatch):
-    monkeypatch.setenv("VQCLIP_HOME", str(tmp_path / "models"))
-    assert home() == tmp_path / "models"
-    monkeypatch.delenv("VQCLIP_HOME")
-    monkeypatch.chdir(tmp_path)
-    assert home() == tmp_path / "checkpoints"
+def test_home_is_env_var_else_checkpoints_with_files_else_the_user_cache(no_chosen_home, monkeypatch):
+    from vqclip.models.presets import home_choice
+
+    cwd, cache = no_chosen_home["cwd"], no_chosen_home["user_cache"]
+    assert home_choice() == (cache, home_choice()[1]) and "per-user cache" in home_choice()[1]
+    (cwd / "checkpoints").mkdir()  # an empty ./checkpoints is not a reason to fetch 1.6 GB into it
+    (cwd / "checkpoints" / "epoch=3.ckpt").write_bytes(b"x")  # nor another project's checkpoints
+    assert home() == cache
+    (cwd / "checkpoints" / "vqgan_imagenet_f16_16384.ckpt").write_bytes(b"x")  # what the old scripts left there
+    assert home_choice() == (cwd / "checkpoints", "./checkpoints here holds model files")
+    elsewhere = cwd / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # another folder: the same user cache, not a new ./checkpoints
+    assert home() == cache
+    monkeypatch.setenv("VQCLIP_HOME", str(cwd / "models"))
+    assert home_choice() == (cwd / "models", "set by VQCLIP_HOME")
 
 
 def test_user_presets_from_home_env_and_explicit_file(tmp_path, monkeypatch):
@@ -185,6 +195,21 @@ def test_resolve_downloads_once_then_verifies_offline(server, tmp_path):
     r.vqgan_checkpoint.write_bytes(payload(seed=3))  # swapped for another file of the same size
     with pytest.raises(CorruptFileError, match="t.ckpt"):
         resolve_preset("local", home=h, progress=False, fetch_clip_weights=False)
+
+
+def test_resolve_without_a_chosen_home_fetches_into_the_user_cache_from_any_folder(server, no_chosen_home,
+                                                                                 monkeypatch):
+    cache = no_chosen_home["user_cache"]
+    write_presets(cache / "presets.yaml", {"local": local_preset([server.add("/t.yaml", b"model: {}\n")],
+                                                                 [server.add("/t.ckpt", payload())])})
+    r = resolve_preset("local", progress=False, fetch_clip_weights=False, timeout=5)
+    assert r.vqgan_checkpoint == cache / "t.ckpt" and r.clip_cache_dir == no_chosen_home["hf"]
+    elsewhere = no_chosen_home["cwd"] / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    served = len(server.requests)
+    assert resolve_preset("local", progress=False, fetch_clip_weights=False).vqgan_checkpoint == r.vqgan_checkpoint
+    assert len(server.requests) == served and not (elsewhere / "checkpoints").exists()
 
 
 def test_resolve_offline_names_every_missing_file_once(tmp_path):
@@ -350,3 +375,10 @@ def test_the_cli_notes_an_out_of_grammar_mini_prompt_once_and_goes_on(tmp_path, 
     notes = [line for line in err if "preset knows only" in line]
     assert len(notes) == 1 and notes[0].startswith("note: the mini preset knows only its captions"), err
     assert "'toaster', 'forest'" in notes[0] and (tmp_path / "run" / "final.png").is_file()
+
+
+def test_a_user_preset_may_name_its_clip_as_the_old_scripts_did(tmp_path):
+    path = write_presets(tmp_path / "p.yaml", {"old": local_preset([], [], clip={"model": "ViT-L/14@336px",
+                                                                                 "pretrained": "openai"})})
+    preset = load_presets_file(path)["old"]
+    assert (preset.clip_model, preset.clip_pretrained) == ("ViT-L-14-336", "openai")

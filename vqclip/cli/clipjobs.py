@@ -12,9 +12,9 @@ from ..errors import VqclipError, reason
 from ..files.images import read_png_json
 from ..models.clipweights import clips_missing
 from ..models.download import DownloadError
-from ..models.presets import DEFAULT_CLIP, get_preset, home
+from ..models.presets import DEFAULT_CLIP, get_preset
 from ..models.resolve import preset_clip, resolve_clip
-from ..models.spec import ClipSpec
+from ..models.spec import ClipSpec, canonical_model
 from ..nets.device import pick_device
 
 log = logging.getLogger("vqclip")
@@ -55,7 +55,7 @@ def _common(p: argparse.ArgumentParser, top_help: str) -> None:
 def clip_specs(args: argparse.Namespace) -> list:
     """The CLIPs the options name (--model / --clip-model / --clip-pretrained; several --clip-model give several
     CLIPs, each with its own --clip-pretrained), resolved to what `load_clip` takes (`ClipFiles`)."""
-    models, tags = list(args.clip_model or []), list(args.clip_pretrained or [])
+    models, tags = [canonical_model(m) for m in args.clip_model or []], list(args.clip_pretrained or [])
     if len(tags) > max(len(models), 1) or (len(models) > 1 and tags and len(tags) != len(models)):
         raise VqclipError("--clip-pretrained: give one per --clip-model, in the same order")
     if not models:
@@ -77,7 +77,7 @@ def load_clips_for(args: argparse.Namespace) -> list:
     from ..nets.load import ModelCache  # torch comes with it: imported here so that --help is instant
     device = pick_device(args.device)
     specs = clip_specs(args)
-    missing = clips_missing([(c.model, c.pretrained) for c in specs if c.like is None], home())
+    missing = clips_missing([(c.model, c.pretrained) for c in specs if c.like is None])
     if missing:
         raise DownloadError(missing)
     cache, clips = ModelCache(), []

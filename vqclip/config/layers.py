@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from ..errors import VqclipError, reason
-from ..models.spec import ClipSpec
+from ..models.spec import ClipSpec, canonical_model
 from ..optim.prompts import prompt_item, prompt_items
 from .checks import check
 from .fields import default_of, keys, section_of
@@ -38,9 +38,9 @@ def _normalise(raw: dict, source: str) -> dict:
     if isinstance(cand, dict) and cand.get("clip") is not None:
         clips = cand["clip"] if isinstance(cand["clip"], list) else [cand["clip"]]
         raw["candidates"] = {**cand, "clip": [{"model": c} if isinstance(c, str) else c for c in clips]}
-        raw["candidates"]["clip"] = [_own_weights(c) for c in raw["candidates"]["clip"]]
+        raw["candidates"]["clip"] = [_clip_entry(c) for c in raw["candidates"]["clip"]]
     if isinstance(raw.get("clip"), list):
-        raw["clip"] = [_own_weights(c) for c in raw["clip"]]
+        raw["clip"] = [_clip_entry(c) for c in raw["clip"]]
     return raw
 
 
@@ -61,7 +61,15 @@ def _prompt_strings(raw: dict, source: str) -> None:
         raise VqclipError(f"{source}: {exc}") from None
 
 
-def _own_weights(clip: Any) -> Any:
+def _clip_entry(clip: Any) -> Any:
+    """One CLIP entry as vqclip reads it: an OpenAI name (ViT-B/32) as open_clip's (ViT-B-32), with a notice, and no
+    default tag for a CLIP that brings its own weights."""
+    if isinstance(clip, dict) and isinstance(clip.get("model"), str):
+        clip = {**clip, "model": canonical_model(clip["model"])}
+    return _no_tag_for_own_weights(clip)
+
+
+def _no_tag_for_own_weights(clip: Any) -> Any:
     """A CLIP that brings its own weights (a model folder, local-dir:, hf-hub:) takes no pretrained tag unless one is
     given: the default 'openai' names the weights of an open_clip architecture only."""
     if not isinstance(clip, dict) or "pretrained" in clip or not isinstance(clip.get("model"), str):

@@ -1,5 +1,7 @@
-"""Where CLIP weights come from: open_clip's own downloader and cache under `<home>/clip`, or a file put there by
-hand; offline, a DownloadError naming every missing file at once, without the hub client's minute of retries."""
+"""Where CLIP weights come from: a file put in `<home>/clip` by hand, else open_clip's own downloader and the
+standard Hugging Face cache (shared with open_clip, diffusers and transformers, listed by `hf cache ls`), or
+`<home>/clip` instead when the user chose a vqclip home (VQCLIP_HOME, --home); offline, a DownloadError naming every
+missing file at once, without the hub client's minute of retries."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from pathlib import Path
 from typing import Iterable
 
 from .download import DownloadError, MissingFile
+from .presets import chosen_home, home
+from .spec import ClipSpec, check_model_name
 from ..errors import VqclipError, reason
 
 log = logging.getLogger("vqclip")
@@ -44,15 +48,40 @@ def clip_weights_url(cfg: dict) -> tuple[str, str]:
     return url, os.path.basename(urllib.parse.urlsplit(url).path)
 
 
-def clip_manual_path(model: str, tag: str, home_dir: Path) -> Path:
+def hf_hub_cache() -> Path:
+    """The standard Hugging Face hub cache as huggingface_hub finds it from the environment now: $HF_HUB_CACHE, else
+    $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub (~/.cache/huggingface/hub)."""
+    def expand(text: str) -> str:
+        return os.path.expandvars(os.path.expanduser(text))
+
+    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(name, "").strip():
+            return Path(expand(os.environ[name].strip())).absolute()
+    hf_home = os.environ.get("HF_HOME", "").strip() or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", "").strip() or "~/.cache", "huggingface")
+    return (Path(expand(hf_home)) / "hub").absolute()
+
+
+def own_clip_folder(home_dir: Path | None = None) -> Path:
+    """vqclip's own CLIP folder, `<home>/clip`: hand-placed files, and downloads when the home was chosen."""
+    return (Path(home_dir).expanduser().absolute() if home_dir is not None else home()) / "clip"
+
+
+def clip_cache(home_dir: Path | None = None) -> Path:
+    """Where open_clip downloads hub weights and finds them again: `<home>/clip` when the user chose a vqclip home
+    (`home_dir` given, as by --home, or $VQCLIP_HOME set), else the shared Hugging Face cache."""
+    return own_clip_folder(home_dir) if home_dir is not None or chosen_home() else hf_hub_cache()
+
+
+def clip_manual_path(model: str, tag: str, home_dir: Path | None = None) -> Path:
     """Where a hand-downloaded CLIP weights file goes: `<home>/clip/<model>-<tag><suffix>`."""
     import open_clip  # here: the CLI imports this module for --help, which needs no torch
 
     _, filename = clip_weights_url(open_clip.get_pretrained_cfg(model, tag))
-    return Path(home_dir).absolute() / "clip" / f"{model}-{tag}{Path(filename).suffix or '.safetensors'}"
+    return own_clip_folder(home_dir) / f"{model}-{tag}{Path(filename).suffix or '.safetensors'}"
 
 
-def hand_placed_clip(model: str, tag: str, home_dir: Path) -> tuple[str, str] | None:
+def hand_placed_clip(model: str, tag: str, home_dir: Path | None = None) -> tuple[str, str] | None:
     """(model, weights path) that load a hand-placed CLIP file exactly as the tag would, or None if none is there.
 
     A file path loses the tag's settings, so a QuickGELU tag (OpenAI weights) maps to open_clip's `-quickgelu`
@@ -75,18 +104,40 @@ def _as_file(model: str, cfg: dict, path: Path) -> tuple[str, str]:
     return model, str(path)
 
 
-def placed_or_tag(model: str, pretrained: str | None, home_dir: Path) -> tuple[str, str | None, str | None]:
-    """(model, pretrained, like) to load: a local file of the tag (placed by hand, else fetched earlier into
-    open_clip's cache under `<home>/clip`) stands in for it, so that loading asks no server again, and `like` then
-    names the tag (so load_clip applies its preprocessing); otherwise the values as given and `like` None."""
+def placed_or_tag(model: str, pretrained: str | None,
+                  home_dir: Path | None = None) -> tuple[str, str | None, str | None]:
+    """(model, pretrained, like) to load: a local file of the tag (placed by hand, else fetched earlier into the
+    CLIP cache) stands in for it, so that loading asks no server again, and `like` then names the tag (so load_clip
+    applies its preprocessing); otherwise the values as given and `like` None."""
     import open_clip  # here: the CLI imports this module for --help, which needs no torch
 
     cfg = open_clip.get_pretrained_cfg(model, pretrained) if pretrained else None
     if not cfg:
         return model, pretrained, None
-    manual = clip_manual_path(model, pretrained, home_dir)
-    local = manual if manual.is_file() else _in_clip_cache(cfg, Path(home_dir).absolute() / "clip")
-    return (*_as_file(model, cfg, local), pretrained) if local else (model, pretrained, None)
+    local = clip_on_disk(model, pretrained, home_dir)
+    return (*_as_file(model, cfg, local[0]), pretrained) if local else (model, pretrained, None)
+
+
+def clip_on_disk(model: str, tag: str, home_dir: Path | None = None) -> tuple[Path, str] | None:
+    """The weights file a tag loads from, if on disk, and whose it is: "placed" (by hand, in `<home>/clip`), "own"
+    (vqclip's download cache in `<home>/clip`) or "shared" (the Hugging Face cache); None when not on disk.
+
+    Looks in `<home>/clip` first, so files placed or fetched there by earlier versions keep working, and in the
+    Hugging Face cache even when downloads go to `<home>/clip`: a copy there is never fetched again."""
+    import open_clip  # here: the CLI imports this module for --help, which needs no torch
+
+    cfg = open_clip.get_pretrained_cfg(model, tag)
+    if not cfg:
+        return None
+    manual = clip_manual_path(model, tag, home_dir)
+    if manual.is_file():
+        return manual, "placed"
+    own = own_clip_folder(home_dir)
+    for folder in dict.fromkeys([own, clip_cache(home_dir), hf_hub_cache()]):  # the shared cache read in any case
+        found = _in_clip_cache(cfg, folder)
+        if found is not None:
+            return found, "own" if folder == own else "shared"
+    return None
 
 
 def _in_clip_cache(cfg: dict, cache: Path) -> Path | None:
@@ -130,12 +181,13 @@ def unreachable_host(url: str, timeout: float = 5.0) -> str | None:
     return None
 
 
-def fetch_clip(model: str, tag: str, home_dir: Path) -> Path:
+def fetch_clip(model: str, tag: str, home_dir: Path | None = None) -> Path:
     """The local file of open_clip's weights for (model, tag), fetched by open_clip's own downloader if needed.
 
-    Looks first for a hand-placed file (`clip_manual_path`), then lets open_clip download into, or find in, its
-    cache `<home>/clip` (pass that as `cache_dir` when loading by tag). A tag that is a file path is returned as
-    is. Failures raise DownloadError in the same style as VQGAN files.
+    Looks first for a hand-placed file (`clip_manual_path`), then in the CLIP caches (`clip_on_disk`), then lets
+    open_clip download into `clip_cache(home_dir)` (the Hugging Face cache unless a vqclip home was chosen; pass
+    it as `cache_dir` when loading by tag). A tag that is a file path is returned as is. Failures raise
+    DownloadError in the same style as VQGAN files.
     """
     import open_clip  # here: the CLI imports this module for --help, which needs no torch
     from open_clip import pretrained as oc_pretrained
@@ -148,13 +200,12 @@ def fetch_clip(model: str, tag: str, home_dir: Path) -> Path:
         raise VqclipError(f"CLIP {model} has no pretrained weights called '{tag}' (known: {known}); "
                           "see open_clip.list_pretrained()")
     manual = clip_manual_path(model, tag, home_dir)
-    if manual.is_file():
-        return manual
-    cache = Path(home_dir).absolute() / "clip"
+    on_disk = clip_on_disk(model, tag, home_dir)
+    if on_disk is not None:
+        return on_disk[0]
+    # hub files go to the shared cache in its own layout; a plain URL (no hub copy) to vqclip's folder
+    cache = clip_cache(home_dir) if cfg.get("hf_hub") else own_clip_folder(home_dir)
     url, _ = clip_weights_url(cfg)
-    cached = _in_clip_cache(cfg, cache)
-    if cached is not None:
-        return cached
 
     def failed(why: str) -> DownloadError:
         return DownloadError([MissingFile(f"CLIP {model} ({tag}) weights", (url,), manual, (f"{url}: {why}",))])
@@ -174,15 +225,20 @@ def fetch_clip(model: str, tag: str, home_dir: Path) -> Path:
     return Path(target).absolute()
 
 
-def clips_missing(specs: Iterable[tuple[str, str | None]], home_dir: Path) -> list[MissingFile]:
-    """Fetch the weights of every (model, pretrained tag) among `specs`; what could not be fetched, once each.
+def clips_missing(specs: Iterable[tuple[str, str | None]], home_dir: Path | None = None) -> list[MissingFile]:
+    """Fetch the weights of every (model, pretrained tag) among `specs` (open_clip names, checked first: an unknown
+    one is a one-line error); what could not be fetched, once each.
 
     Specs whose pretrained value is not an open_clip tag (a file, None) need nothing fetched and are passed over.
     """
     import open_clip  # here: the CLI imports this module for --help, which needs no torch
 
     missing: dict[Path, MissingFile] = {}
-    for model, tag in dict.fromkeys(specs):
+    specs = list(dict.fromkeys(specs))
+    for model, _ in specs:
+        if ClipSpec.parse(model).form == "name":
+            check_model_name(model)
+    for model, tag in specs:
         if tag and open_clip.get_pretrained_cfg(model, tag):
             try:
                 fetch_clip(model, tag, home_dir)

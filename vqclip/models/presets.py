@@ -10,15 +10,18 @@ live in its folder (the model home, or inside the package for an `embedded` one 
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+import platformdirs
 import yaml
 
 from ..errors import VqclipError
+from .spec import openai_name
 
 DEFAULT_PRESET = "imagenet-16384"
 DEFAULT_CLIP = ("ViT-B-32", "openai")
@@ -101,10 +104,48 @@ class Preset:
         return sum(known) if known and sizes[1] is not None else None
 
 
-def home() -> Path:
-    """Where downloaded models live: $VQCLIP_HOME, else ./checkpoints (absolute)."""
+LEGACY_HOME = Path("checkpoints")  # where the VQGAN+CLIP scripts (and earlier vqclip) kept their model files
+
+
+def chosen_home() -> bool:
+    """True when the user chose the model home ($VQCLIP_HOME); then CLIP weights are kept there too."""
+    return bool(os.environ.get("VQCLIP_HOME", "").strip())
+
+
+@functools.cache
+def _builtin_filenames() -> frozenset[str]:
+    """The file names of the built-in presets' VQGAN files (the names the old scripts' downloads have)."""
+    return frozenset(f.filename for p in load_presets_file(BUILTIN_FILE, builtin=True).values() for f in p.files)
+
+
+def holds_models(folder: Path) -> bool:
+    """True when `folder` holds vqclip's model files: a built-in preset's VQGAN file (as the old scripts named
+    them), a manifest.json or a presets.yaml; a folder of other projects' checkpoints does not count."""
+    names = _builtin_filenames() | {MANIFEST_NAME, "presets.yaml"}
+    try:
+        return folder.is_dir() and any(p.name in names and p.is_file() for p in folder.iterdir())
+    except OSError:
+        return False
+
+
+def home_choice() -> tuple[Path, str]:
+    """(model home, why it is used): $VQCLIP_HOME; else ./checkpoints if it holds model files (the old scripts'
+    folder, so their downloads are used); else the per-user cache folder, the same from any folder."""
     env = os.environ.get("VQCLIP_HOME", "").strip()
-    return model_folder((Path(env).expanduser() if env else Path("checkpoints")).absolute(), "VQCLIP_HOME")
+    if env:
+        return model_folder(Path(env).expanduser().absolute(), "VQCLIP_HOME"), "set by VQCLIP_HOME"
+    local = LEGACY_HOME.absolute()
+    if holds_models(local):
+        return local, "./checkpoints here holds model files"
+    cache = Path(platformdirs.user_cache_dir("vqclip", appauthor=False)).absolute()
+    why = "the per-user cache folder: no VQCLIP_HOME, no ./checkpoints with model files here"
+    return model_folder(cache, "VQCLIP_HOME"), why
+
+
+def home() -> Path:
+    """Where downloaded models live: $VQCLIP_HOME, else ./checkpoints if it holds model files, else the per-user
+    cache folder (platformdirs' user_cache_dir, ~/.cache/vqclip on Linux); absolute."""
+    return home_choice()[0]
 
 
 def _home_or_default(home_dir: Path | None) -> Path:
@@ -206,6 +247,7 @@ def _preset(name: Any, data: Any, source: str, *, builtin: bool) -> Preset:
     if "clip" in data:
         clip = _check_keys(data["clip"], f"{where}.clip", {"model"}, {"pretrained", "templates"})
         clip_model = _string(clip["model"], f"{where}.clip.model")
+        clip_model = openai_name(clip_model) or clip_model  # ViT-B/32, as the old scripts' presets name it
         clip_pretrained = _string(clip.get("pretrained"), f"{where}.clip.pretrained", allow_none=True)
         templates = clip.get("templates", [])
         if not isinstance(templates, list) or not all(isinstance(t, str) and t.count("{}") == 1 for t in templates):

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import VqclipError
-from .clipweights import clips_missing, fetch_clip, hand_placed_clip, placed_or_tag
+from .clipweights import clip_cache, clips_missing, fetch_clip, hand_placed_clip, placed_or_tag
 from .download import DownloadError, fetch, missing_file
 from .integrity import Manifest, verify_file
 from . import presets
-from .presets import DEFAULT_PRESET, MANIFEST_NAME, Preset, _home_or_default, get_preset, home
-from .spec import ClipSpec
+from .presets import DEFAULT_PRESET, MANIFEST_NAME, Preset, _home_or_default, get_preset
+from .spec import ClipSpec, check_model_name
 
 
 @dataclass(frozen=True)
@@ -130,13 +130,13 @@ def resolve_preset(name: str, *, home: Path | None = None, download: bool = True
                 problems.extend(exc.missing)
     clip_weights = None
     if fetch_clip_weights and clip_pretrained and not ClipSpec.parse(clip_model, clip_pretrained).weights_file:
-        placed = hand_placed_clip(clip_model, clip_pretrained, home_dir)
+        placed = hand_placed_clip(clip_model, clip_pretrained, home)
         if placed is not None:
             clip_model, clip_pretrained = placed
             clip_weights = Path(clip_pretrained)
         elif download:
             try:
-                fetch_clip(clip_model, clip_pretrained, home_dir)
+                fetch_clip(clip_model, clip_pretrained, home)
             except DownloadError as exc:
                 problems.extend(exc.missing)
     if problems:
@@ -144,7 +144,7 @@ def resolve_preset(name: str, *, home: Path | None = None, download: bool = True
         raise DownloadError(problems, None if download else
                             f"model '{preset.name}' needs {n} file{'s' * (n != 1)} not on disk and downloads are off")
     return ResolvedPreset(paths[0], paths[1], clip_model, clip_pretrained, defaults, name=preset.name,
-                          clip_cache_dir=home_dir / "clip", clip_weights=clip_weights)
+                          clip_cache_dir=clip_cache(home), clip_weights=clip_weights)
 
 
 @dataclass(frozen=True)
@@ -161,15 +161,16 @@ class ClipFiles:
 
 def resolve_clip(model: str, pretrained: Optional[str], weight: float = 1.0,
                  home_dir: Optional[Path] = None) -> ClipFiles:
-    """One CLIP's files: a tag's local copy (hand-placed, or fetched earlier into `<home>/clip`) stands in for the
-    tag, so that loading asks no server again; 'none' means random weights."""
-    home_dir = Path(home_dir) if home_dir else home()
+    """One CLIP's files: a tag's local copy (hand-placed in `<home>/clip`, or fetched earlier into the CLIP cache)
+    stands in for the tag, so that loading asks no server again; 'none' means random weights. `home_dir` None: the
+    default home (and the Hugging Face cache unless $VQCLIP_HOME is set)."""
     spec = ClipSpec.parse(model, pretrained)
     like = None
-    model, pretrained = (model if spec.form != "hub" else f"hf-hub:{spec.model}"), spec.pretrained
+    model = {"name": spec.model, "hub": f"hf-hub:{spec.model}"}.get(spec.form, model)  # ViT-B/32 as ViT-B-32
+    pretrained = spec.pretrained
     if spec.form == "name" and pretrained and not spec.weights_file:
         model, pretrained, like = placed_or_tag(model, pretrained, home_dir)
-    return ClipFiles(model, pretrained, home_dir / "clip", like, weight)
+    return ClipFiles(model, pretrained, clip_cache(home_dir), like, weight)
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,10 @@ def job_files(cfg) -> JobFiles:
     if bool(vq_config) != bool(vq_ckpt):
         raise VqclipError("vqgan: give both config (YAML) and checkpoint, or neither and a --model preset")
     judges = cfg.candidates.clip if cfg.candidates.n > 1 else []  # unused at n = 1: not loaded
+    specs = [(c.model, c.pretrained) for c in (*cfg.clip, *judges)]
+    named = [s for s in specs if ClipSpec.parse(*s).form == "name"]
+    for model, _ in named:  # before any download: a misspelt CLIP is one line, not an error after 1 GB
+        check_model_name(model)
     missing = []
     if not vq_config:
         try:
@@ -198,8 +203,7 @@ def job_files(cfg) -> JobFiles:
             vq_config, vq_ckpt = str(resolved.vqgan_config), str(resolved.vqgan_checkpoint)
         except DownloadError as exc:
             missing += exc.missing
-    specs = [(c.model, c.pretrained) for c in (*cfg.clip, *judges)]
-    missing += clips_missing([s for s in specs if ClipSpec.parse(*s).form == "name"], home())
+    missing += clips_missing(named)
     if missing:
         raise DownloadError(missing)
     g = cfg.guide

@@ -4,15 +4,21 @@
     path/arch.json + weights.pt    an open_clip architecture JSON and a weights file (or none: random weights)
     local-dir:PATH, or PATH        a folder holding open_clip_config.json and its weights (a Hugging Face download)
     hf-hub:org/repo                a Hugging Face hub repository in open_clip's layout (open_clip fetches it)
+    ViT-B/32, ViT-L/14@336px       OpenAI's names (as the `clip` package and nerdyrodent / pixray scripts write them),
+                                   read as open_clip's ViT-B-32, ViT-L-14-336, with a notice
 
 The form is read from the text alone: a model with a path separator, a leading '.' or '~' is a path (a `.json` one
 an architecture file, any other a folder); a pretrained value with a path separator or a weights suffix is a file,
-any other a tag. What is on disk is checked afterwards, with an error that names the form.
+any other a tag. An OpenAI name is a name even though it holds a '/' (a folder of that name: write ./ViT-B/32).
+What is on disk is checked afterwards, with an error that names the form.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -21,6 +27,45 @@ from ..errors import VqclipError
 HUB, LOCAL_DIR = "hf-hub:", "local-dir:"
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 RANDOM = ("none", "null", "random")  # pretrained values that mean random weights (the CLIP commands' --clip-pretrained)
+_OPENAI = re.compile(r"(ViT-[A-Za-z]+)/(\d+)(?:@(\d+)px)?", re.IGNORECASE)  # ViT-B/32, ViT-L/14@336px
+
+log = logging.getLogger("vqclip")
+
+
+def openai_name(model: str) -> str | None:
+    """open_clip's name for a CLIP named as OpenAI's `clip` package names it (ViT-B/32 -> ViT-B-32, ViT-L/14@336px ->
+    ViT-L-14-336), else None. RN50, RN101, RN50x4 ... are the same in both."""
+    match = _OPENAI.fullmatch(model.strip()) if isinstance(model, str) else None
+    if not match:
+        return None
+    arch, patch, px = match.groups()
+    arch = "ViT-" + (arch[4:].upper() if len(arch[4:]) == 1 else arch[4:])  # vit-b -> ViT-B; ViT-bigG, ViT-g kept
+    return f"{arch}-{patch}" + (f"-{px}" if px else "")
+
+
+def canonical_model(model):
+    """`model` as vqclip names it: an OpenAI name becomes open_clip's, with a notice; anything else unchanged."""
+    name = openai_name(model)
+    if name is None:
+        return model
+    log.info("CLIP '%s' is OpenAI's name for open_clip's %s; using %s", model.strip(), name, name)
+    return name
+
+
+def check_model_name(name: str) -> None:
+    """A one-line error, with a "did you mean" from open_clip.list_models(), when `name` is no open_clip model."""
+    import open_clip  # here: this module is read for --help, which needs no torch
+
+    names = open_clip.list_models()
+    if name in names:
+        return
+    folded = {n.lower(): n for n in names}
+    close = ([folded[name.lower()]] if name.lower() in folded else
+             [folded[c] for c in difflib.get_close_matches(name.lower(), list(folded), n=3, cutoff=0.6)])
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    here = f"; for the folder or file here, write ./{name}" if os.path.exists(name) else ""
+    raise VqclipError(f"unknown CLIP model '{name}': {hint}see open_clip.list_models(), or give an architecture JSON, "
+                      f"a folder, {HUB}ORG/REPO or {LOCAL_DIR}PATH{here}")
 
 
 def _is_path(text: str) -> bool:
@@ -49,7 +94,7 @@ class ClipSpec:
         if not isinstance(model, str) or not model.strip():
             raise VqclipError(f"clip.model: expected an open_clip name, a JSON or folder path, {HUB}ORG/REPO or "
                               f"{LOCAL_DIR}PATH, got {model!r}")
-        model = model.strip()
+        model = openai_name(model) or model.strip()
         if pretrained is not None and (not isinstance(pretrained, str) or pretrained.strip().lower() in RANDOM
                                        or not pretrained.strip()):
             if pretrained is not None and not isinstance(pretrained, str):

@@ -18,7 +18,7 @@ from torchvision.transforms.v2.functional import to_pil_image
 
 from ..errors import VqclipError, reason
 from ..models.clipweights import quiet_hub_logs
-from ..models.spec import ClipSpec
+from ..models.spec import ClipSpec, canonical_model, check_model_name
 from .attention import pack_attention
 from .checkpoints import TORCH_SUFFIXES, load_state_dict, refuse_torchscript
 
@@ -214,8 +214,8 @@ def load_clip(model: str, pretrained: str | None = None, device: str | torch.dev
     """A frozen CLIP from (model, pretrained) in any form `ClipSpec` reads: an open_clip name with a tag, a weights
     file or None (random weights); an architecture JSON with a weights file; a folder (`local-dir:PATH`) holding
     open_clip_config.json and its weights; `hf-hub:ORG/REPO`. `like` is the tag a weights file stands in for (a
-    hand-placed download), so that the tag's preprocessing applies."""
-    spec = ClipSpec.parse(model, pretrained)
+    hand-placed download), so that the tag's preprocessing applies. OpenAI's names (ViT-B/32) are open_clip's."""
+    spec = ClipSpec.parse(canonical_model(model), pretrained)
     pretrained = spec.pretrained
     if spec.form == "hub":
         clip = _clip_from_hub(spec.model, str(cache_dir) if cache_dir else None)
@@ -234,11 +234,7 @@ def load_clip(model: str, pretrained: str | None = None, device: str | torch.dev
         if not path.is_file():
             raise VqclipError(f"{path}: no such CLIP architecture JSON")
         clip = _clip_from_json(path, pretrained)
-    elif spec.model in open_clip.list_models():
-        clip = _clip_by_name(spec.model, pretrained, str(cache_dir) if cache_dir else None, like)
     else:
-        here = f" (for the folder or file here, write ./{spec.model})" if Path(spec.model).exists() else ""
-        raise VqclipError(f"unknown CLIP model '{spec.model}': use an open_clip name such as ViT-B-32 (see "
-                          f"`open_clip.list_models()`), the path of an architecture JSON or folder, or hf-hub:ORG/REPO"
-                          f"{here}")
+        check_model_name(spec.model)
+        clip = _clip_by_name(spec.model, pretrained, str(cache_dir) if cache_dir else None, like)
     return clip.to(device).eval().requires_grad_(False)
