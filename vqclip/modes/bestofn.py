@@ -5,7 +5,8 @@ How a VQGAN+CLIP run turns out depends a lot on its start, and much of it shows 
 n latents (each its own random codes, or all from the init image, parted by their own cutouts) run together as one
 batch for `candidates.steps` steps, each step counting once; each start's image is then scored on
 `candidates.views` augmented views against the job's prompts (the same loss the run minimises, lower is better),
-and the best start continues alone to `steps`. With `candidates.steps` >= `steps` the pick is of finished images.
+and the best start continues alone to `steps` (`candidates.rank` k: the k-th best; a batch's `candidates.keep`
+images are ranks 0, 1, ...). With `candidates.steps` >= `steps` the pick is of finished images.
 The scoring models are the job's own CLIP models, or `candidates.clip`: a model the starts were not optimised
 against is a fairer judge, since they learn to please the one they are optimised against. Same seed, same pick.
 """
@@ -95,8 +96,9 @@ def best_of_n(ctx, objective: Objective, state: RunState, frame_every: int = 0) 
     targets = objective.targets if judges is models.clips else objective.embed_targets(objective.prompts, judges)
     scores = start_scores(images, judges, targets, objective.weights_at(state.step), views, ctx.device, objective.amp,
                           ctx.seed)
-    best = min(range(len(scores)), key=scores.__getitem__)
-    log.info("start %d of %d scored best (%s)", best + 1, c.n, ", ".join(f"{s:.4f}" for s in scores))
+    best = sorted(range(len(scores)), key=scores.__getitem__)[c.rank]  # rank 0: the best; keep's images go down
+    log.info("start %d of %d scored %s (%s)", best + 1, c.n, "best" if c.rank == 0 else f"#{c.rank + 1}",
+             ", ".join(f"{s:.4f}" for s in scores))
     if stopped:
         log.info("stopped during the trials: the best start at step %d goes on", state.step)
     state.keep(best)
