@@ -69,9 +69,11 @@ def _batch(batch, cache, stop) -> bool:
     from ..runs.batch import run_batch  # torch comes with these: imported here so that --help is instant
     from ..runs.pipeline import run_job
 
+    trials: dict = {}  # candidates.keep: the images of one batch of starts share its trials
+
     def one(cfg):
         with torch_threads(cfg.threads):
-            run = run_job(cfg, cache=cache, stop=stop)
+            run = run_job(cfg, cache=cache, stop=stop, trials=trials)
         _report(run)
         return run
 
