@@ -56,6 +56,10 @@ def test_dry_run_lists_each_job_by_folder_and_values_without_models(tmp_path, ti
                        "prompt='a red circle'"
     assert lines[-1].startswith(f"{tmp_path / 'b'}/seed=3,lr=0.1,prompt=a-blue-square  seed=3 optimizer.lr=0.1")
     assert len({line.split()[0] for line in lines}) == 12
+    seeds = write_job(tmp_path, {**tiny_job, "prompt": "x", "n": 2, "seed": 7}, "n.yaml")  # `n:` in a job file
+    assert main(["run", "--dry-run", str(seeds)]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.strip().splitlines()] == \
+        ["outputs/<time>-x/seed=7", "outputs/<time>-x/seed=8"]
 
 
 def test_dry_run_imports_no_torch(tmp_path, tiny_job):
@@ -223,3 +227,36 @@ def test_bad_batch_input_is_one_line_and_exit_2(tmp_path, tiny_job, capsys, case
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
     assert not (tmp_path / "outputs").exists()
+
+
+def test_a_stopped_batch_writes_the_grid_and_record_of_the_runs_made(tmp_path, tiny_job):
+    """Ctrl-C during the second of three runs: that run stops (its final.png kept), the third is not made, and the
+    grid shows the two made (a square of 2 x 2 cells, the third grey) and batch.yaml says which finished."""
+    import threading
+
+    from vqclip.files.grid import EMPTY
+    from vqclip.runs.batch import images_of, run_batch
+    from vqclip.runs.pipeline import run_job
+
+    flag = threading.Event()
+    out = tmp_path / "b"
+    cfg = merge_layers([("t", {**tiny_job, "prompt": "x", "steps": 3, "seed": 1, "n": 3,
+                               "output": {"dir": str(out), "video": False, "progress": False}})])
+
+    def one(c):
+        run = run_job(c, stop=flag)
+        flag.set()  # as Ctrl-C would, during the next run
+        return run
+
+    root, runs = run_batch(images_of(cfg), one)
+    assert root == out and len(runs) == 2 and not runs[0].interrupted and runs[1].interrupted
+    assert not (out / "seed=3").exists()
+    record = yaml.safe_load((out / "batch.yaml").read_text())
+    assert [r["done"] for r in record["runs"]] == [True, False, False]
+    grid = pixels(out / "grid.png")
+    assert grid.shape[1] == 2 * 32 and grid.shape[0] % 2 == 0
+    cell = grid.shape[0] // 2  # a tile and its caption band
+    assert np.array_equal(grid[:32, :32], pixels(out / "seed=1" / "final.png"))
+    assert np.array_equal(grid[:32, 32:], pixels(out / "seed=2" / "final.png"))
+    assert (grid[cell:cell + 32, :32] == EMPTY[0]).all()
+    assert (grid[32:cell] < 128).any()  # the captions
