@@ -260,3 +260,14 @@ def test_a_stopped_batch_writes_the_grid_and_record_of_the_runs_made(tmp_path, t
     assert np.array_equal(grid[:32, 32:], pixels(out / "seed=2" / "final.png"))
     assert (grid[cell:cell + 32, :32] == EMPTY[0]).all()
     assert (grid[32:cell] < 128).any()  # the captions
+
+
+def test_a_pipeline_call_refuses_a_batch_rather_than_making_one_image(tiny_job):
+    from vqclip.api import Pipeline
+
+    pipe = Pipeline([("tiny", tiny_job)], device="cpu")  # no model is loaded before the job is checked
+    for keys in ({"n": 2}, {"candidates": {"n": 3, "keep": 2}}):
+        with pytest.raises(VqclipError, match="make a batch of images"):
+            pipe("x", **keys)
+        with pytest.raises(VqclipError, match="make a batch of images"):
+            pipe.run({"prompt": "x", **keys})
