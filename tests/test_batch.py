@@ -254,12 +254,13 @@ def test_a_stopped_batch_writes_the_grid_and_record_of_the_runs_made(tmp_path, t
     record = yaml.safe_load((out / "batch.yaml").read_text())
     assert [r["done"] for r in record["runs"]] == [True, False, False]
     grid = pixels(out / "grid.png")
-    assert grid.shape[1] == 2 * 32 and grid.shape[0] % 2 == 0
-    cell = grid.shape[0] // 2  # a tile and its caption band
+    assert grid.shape[1] % 2 == 0 and grid.shape[0] % 2 == 0
+    high, wide = grid.shape[0] // 2, grid.shape[1] // 2  # a cell: a tile and its caption, as wide as the caption
+    assert high > 32 and wide >= 32
     assert np.array_equal(grid[:32, :32], pixels(out / "seed=1" / "final.png"))
-    assert np.array_equal(grid[:32, 32:], pixels(out / "seed=2" / "final.png"))
-    assert (grid[cell:cell + 32, :32] == EMPTY[0]).all()
-    assert (grid[32:cell] < 128).any()  # the captions
+    assert np.array_equal(grid[:32, wide:wide + 32], pixels(out / "seed=2" / "final.png"))
+    assert (grid[high:high + 32, :32] == EMPTY[0]).all()
+    assert (grid[32:high] < 128).any()  # the captions
 
 
 def test_a_pipeline_call_refuses_a_batch_rather_than_making_one_image(tiny_job):
@@ -271,3 +272,14 @@ def test_a_pipeline_call_refuses_a_batch_rather_than_making_one_image(tiny_job):
             pipe("x", **keys)
         with pytest.raises(VqclipError, match="make a batch of images"):
             pipe.run({"prompt": "x", **keys})
+
+
+def test_the_bar_of_an_image_going_on_from_shared_trials_starts_past_them(capsys):
+    from vqclip.optim.loop import StepEvent
+    from vqclip.runs.callbacks import ProgressBar
+
+    bar = ProgressBar(6)
+    for step in (3, 4, 5):  # the trials (steps 0-2) ran for another image of the batch
+        bar(StepEvent(step, 6, 1.0))
+    assert bar.bar.n == bar.bar.total == 6
+    bar.close()

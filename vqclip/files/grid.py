@@ -19,7 +19,8 @@ BACKGROUND, INK, EMPTY = (255, 255, 255), (0, 0, 0), (200, 200, 200)
 @dataclass(frozen=True)
 class Layout:
     """Where a sheet's parts are: the row labels' margin on the left, the title and column labels' band on top, and
-    cells of tile size (the largest image) plus a caption band under each tile when tiles have captions."""
+    cells of tile size (the largest image) plus a caption band under each tile when tiles have captions (and then as
+    wide as the widest caption, up to MAX_ROW_LABEL)."""
 
     left: int
     top: int
@@ -28,15 +29,17 @@ class Layout:
     caption: int
     rows: int
     cols: int
+    cell_w: int = 0  # 0: the tile's width
 
     def box(self, row: int, col: int) -> tuple[int, int, int, int]:
         """The tile's (left, upper, right, lower) in the sheet."""
-        x, y = self.left + col * self.tile_w, self.top + row * (self.tile_h + self.caption)
+        x, y = self.left + col * (self.cell_w or self.tile_w), self.top + row * (self.tile_h + self.caption)
         return x, y, x + self.tile_w, y + self.tile_h
 
     @property
     def size(self) -> tuple[int, int]:
-        return self.left + self.cols * self.tile_w, self.top + self.rows * (self.tile_h + self.caption)
+        return (self.left + self.cols * (self.cell_w or self.tile_w),
+                self.top + self.rows * (self.tile_h + self.caption))
 
 
 def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
@@ -63,7 +66,12 @@ def contact_sheet(tiles: list[list[Optional[Image.Image]]], row_labels: Optional
     if row_labels and any(row_labels):
         left = min(MAX_ROW_LABEL, max(int(probe.textlength(t, font=font)) for t in row_labels) + 2 * PAD)
     top = (line if title else 0) + (line if col_labels and any(col_labels) else 0)
-    layout = Layout(left, top, tile_w, tile_h, line if captions else 0, len(tiles), max(map(len, tiles), default=0))
+    cell_w = tile_w
+    if captions:
+        cell_w = max(tile_w, min(MAX_ROW_LABEL, max(int(probe.textlength(t, font=font)) for t in captions.values())
+                                 + 2 * PAD))
+    layout = Layout(left, top, tile_w, tile_h, line if captions else 0, len(tiles), max(map(len, tiles), default=0),
+                    cell_w)
     sheet = Image.new("RGB", layout.size, BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     if title:
@@ -76,7 +84,7 @@ def contact_sheet(tiles: list[list[Optional[Image.Image]]], row_labels: Optional
             else:
                 sheet.paste(im.convert("RGB"), (x, y))
             if captions and (r, c) in captions:
-                draw.text((x + PAD, lower + PAD), _fit(draw, captions[r, c], font, tile_w - 2 * PAD), fill=INK,
+                draw.text((x + PAD, lower + PAD), _fit(draw, captions[r, c], font, cell_w - 2 * PAD), fill=INK,
                           font=font)
         if left:
             y = layout.box(r, 0)[1]
