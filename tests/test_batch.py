@@ -86,7 +86,6 @@ def test_contact_sheet_places_each_tile_and_labels_the_margins():
     assert bare.size == (90, 20) and (layout.left, layout.top) == (0, 0)
 
 
-@pytest.mark.slow
 def test_a_2x2_sweep_writes_4_runs_and_a_grid_of_their_finals(tmp_path, tiny_job, capsys):
     out = tmp_path / "batch"
     job = {**tiny_job, "prompt": "a red circle", "steps": 2, "output": {"dir": str(out), "video": False,
@@ -124,8 +123,11 @@ def test_a_third_key_makes_one_grid_per_value(tmp_path, tiny_job):
                for (r, c), i in cells.items()) and len(cells) == 6
 
 
-@pytest.mark.slow
-def test_n_3_with_seed_5_makes_seeds_5_6_7(tmp_path, tiny_args):
+def test_n_3_with_seed_5_makes_seeds_5_6_7(tmp_path, tiny_args, monkeypatch):
+    import vqclip.nets.load as load
+
+    loads, real = [], load.load_vqgan
+    monkeypatch.setattr(load, "load_vqgan", lambda *a, **k: loads.append(a) or real(*a, **k))
     out = tmp_path / "b"
     assert main(["generate", "a red circle", *tiny_args, "--steps", "2", "--no-video", "--n", "3", "--seed", "5",
                  "--out", str(out)]) == 0
@@ -134,7 +136,7 @@ def test_n_3_with_seed_5_makes_seeds_5_6_7(tmp_path, tiny_args):
         assert read_metadata(run / "final.png")["seed"] == s
         job = yaml.safe_load((run / "job.yaml").read_text())
         assert job["seed"] == s and job["n"] == 1  # each run is one image: --from it makes that image again
-    assert Image.open(out / "grid.png").width >= 2 * 32
+    assert Image.open(out / "grid.png").width >= 2 * 32 and len(loads) == 1  # the models loaded once for the batch
     images = [pixels(out / f"seed={s}" / "final.png") for s in (5, 6, 7)]
     assert not np.array_equal(images[0], images[1])
 
@@ -148,7 +150,6 @@ def test_n_without_a_seed_draws_one_and_counts_up_from_it(tiny_job):
     assert [m.name for m in batch.members] == [f"seed={s}" for s in seeds]
 
 
-@pytest.mark.slow
 def test_candidates_keep_goes_on_with_the_n_best_starts_of_one_batch(tiny_job, tmp_path):
     """keep 3 of 5 starts: the images go on from the starts ranked 1, 2, 3 by `start_scores`, all of one batch whose
     trials run once, and each image equals a job run alone with that rank (`candidates.rank`)."""
