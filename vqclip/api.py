@@ -141,7 +141,7 @@ class Pipeline:
         if prompt is not None:
             keys["prompt"] = prompt
         quiet = [("Pipeline", {"output": {"progress": False}})]
-        return build_config(keys, base=[*self.layers[:1], *quiet, *self.layers[1:]])
+        return _one_image(build_config(keys, base=[*self.layers[:1], *quiet, *self.layers[1:]]))
 
     def models(self, cfg: Optional[GenerateConfig] = None) -> Models:
         """The loaded models of a job (default: of the pipeline's own layers)."""
@@ -177,12 +177,20 @@ class Pipeline:
                 over = {"output": {"dir": str(Path(out) if len(jobs) == 1 else Path(out) / f"job-{i + 1}")}}
             cfg = build_config(over, base=[*self.layers[:1], (str(job) if not isinstance(job, dict) else "job", keys),
                                            *self.layers[1:]])
-            runs.append(run_job(cfg, cache=self.cache, stop=stop, extra_callbacks=callbacks))
+            runs.append(run_job(_one_image(cfg), cache=self.cache, stop=stop, extra_callbacks=callbacks))
             if runs[-1].interrupted:
                 break
         if isinstance(job, dict) or len(jobs) == 1:
             return runs[0]
         return runs
+
+
+def _one_image(cfg: GenerateConfig) -> GenerateConfig:
+    """A job of one image: a batch (`n`, `candidates.keep`) is refused rather than silently cut to one image."""
+    if cfg.n > 1 or cfg.candidates.keep > 1:
+        raise VqclipError("n and candidates.keep make a batch of images, which a Pipeline call does not; call it once "
+                          "per seed (seed=s, s+1, ...), or run the batch with `vqclip generate --n` / `vqclip run`")
+    return cfg
 
 
 __all__ = ["Pipeline", "PipelineOutput", "Stream", "VqclipError"]

@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import sys
 
-from ..config import check_inputs
 from ..errors import VqclipError
 from ..nets.device import usable_threads
 from .options import add_job_options, cli_overrides, job_options
@@ -15,6 +14,7 @@ EPILOG = """examples:
   vqclip generate "a red circle on a blue background" --model mini
   vqclip generate "toaster forest:1|blurry:-0.5" --steps 500 --size 384 256 --seed 7
   vqclip generate --from outputs/run/final.png --steps 800 --out outputs/longer
+  vqclip generate "a red circle on a blue background" --model mini --n 4     # 4 seeds, grid.png
   vqclip run configs/mini.yaml configs/batch.yaml
 
 Every job option has a YAML key (shown in brackets with its default; --config, --from and --set pick where values
@@ -44,42 +44,70 @@ def _report(run) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    """`vqclip generate`."""
-    from ..runs.callbacks import sigint_flag  # torch comes with these: imported here so that --help is instant
+    """`vqclip generate`: one image, or with --n a batch of them."""
+    from ..nets.load import ModelCache  # torch comes with these: imported here so that --help is instant
+    from ..runs.batch import images_of
+    from ..runs.callbacks import sigint_flag
     from ..runs.jobs import build_config
     from ..runs.pipeline import run_job
 
     if not args.prompt and not args.config and not args.from_png and not args.opt_image_prompts:
         raise VqclipError("give a PROMPT (or --config JOB.yaml, --from PNG, --image-prompt PATH)")
     cfg = build_config(cli_overrides(args, GENERATE), [args.config] if args.config else [], args.from_png)
-    with sigint_flag() as stop, torch_threads(cfg.threads):
-        run = run_job(cfg, stop=stop)
+    batch = images_of(cfg)
+    with sigint_flag() as stop:
+        if batch is not None:
+            return 130 if _batch(batch, ModelCache(), stop) else 0
+        with torch_threads(cfg.threads):
+            run = run_job(cfg, stop=stop)
     _report(run)
     return 130 if run.interrupted else 0
 
 
-def run_jobs(args: argparse.Namespace) -> int:
-    """`vqclip run`: check every job first, then run them in order, loading each model once."""
-    from ..nets.load import ModelCache  # torch comes with these: imported here so that --help is instant
-    from ..runs.callbacks import sigint_flag
-    from ..runs.jobs import build_config, jobs_from_file
+def _batch(batch, cache, stop) -> bool:
+    """Run a batch's jobs with one model cache, each reported as it ends; whether one was stopped (Ctrl-C)."""
+    from ..runs.batch import run_batch  # torch comes with these: imported here so that --help is instant
     from ..runs.pipeline import run_job
 
-    configs = []
+    trials: dict = {}  # candidates.keep: the images of one batch of starts share its trials
+
+    def one(cfg):
+        with torch_threads(cfg.threads):
+            run = run_job(cfg, cache=cache, stop=stop, trials=trials)
+        _report(run)
+        return run
+
+    root, runs = run_batch(batch, one)
+    print(f"batch: {root} ({len(runs)} of {len(batch.members)} runs, grid and batch.yaml)", file=sys.stderr)
+    return any(r.interrupted for r in runs)
+
+
+def run_jobs(args: argparse.Namespace) -> int:
+    """`vqclip run`: expand and check every job first (--dry-run: list them and stop), then run them in order,
+    loading each model once."""
+    from ..runs.batch import Batch, describe, plan_job  # torch-free: a dry run loads no torch
+    from ..runs.jobs import jobs_from_file
+
     overrides = cli_overrides(args, RUN)
-    for path in args.jobs:
-        for i, job in enumerate(jobs_from_file(path)):
-            source = f"{path} job {i + 1}"
-            try:
-                configs.append(build_config(overrides, base=[(source, job)]))
-                check_inputs(configs[-1])
-            except VqclipError as exc:  # say which job of which file, unless the message already does
-                raise exc if str(exc).startswith(source) else VqclipError(f"{source}: {exc}") from None
+    plans = [plan_job(job, f"{path} job {i + 1}", overrides)
+             for path in args.jobs for i, job in enumerate(jobs_from_file(path))]
+    if args.dry_run:
+        for item in plans:
+            print("\n".join(describe(item)))
+        return 0
+    from ..nets.load import ModelCache  # torch comes with these: imported only to run the jobs
+    from ..runs.callbacks import sigint_flag
+    from ..runs.pipeline import run_job
+
     cache = ModelCache()
     with sigint_flag() as stop:
-        for cfg in configs:
-            with torch_threads(cfg.threads):
-                run = run_job(cfg, cache=cache, stop=stop)
+        for item in plans:
+            if isinstance(item, Batch):
+                if _batch(item, cache, stop):
+                    return 130
+                continue
+            with torch_threads(item.threads):
+                run = run_job(item, cache=cache, stop=stop)
             _report(run)
             if run.interrupted:
                 return 130
@@ -102,9 +130,12 @@ def register(sub) -> None:
     p.set_defaults(func=run_generate)
 
     r = sub.add_parser("run", help="run YAML job files", description="Run job files: each holds one job, or "
-                       "`jobs:` with a list of them (other top-level keys are shared by all). All jobs are checked "
+                       "`jobs:` with a list of them (other top-level keys are shared by all); `sweep: {KEY: [values]}` "
+                       "runs every combination, and `n: N` N seeds, each a batch with grid.png. All jobs are checked "
                        "before the first one starts.")
     r.add_argument("jobs", nargs="+", metavar="JOB.yaml")
+    r.add_argument("--dry-run", action="store_true", help="list the jobs (a sweep's expanded: each one's folder and "
+                   "values) and stop; loads no models")
     add_job_options(r, RUN, {"--device": "override every job's device [device]",
                              "--threads": "CPU threads for torch in every job [threads]",
                              "--quiet": "no progress bars or notices [output.progress]"})

@@ -94,6 +94,12 @@ def check(cfg: GenerateConfig) -> None:
     c = cfg.candidates
     if c.n < 1 or c.steps < 1 or c.views < 1:
         raise VqclipError(f"candidates: n, steps and views must be >= 1, got n={c.n}, steps={c.steps}, views={c.views}")
+    _require("n", cfg.n, cfg.n >= 1, ">= 1 (the images of the batch)")
+    _require("candidates.keep", c.keep, 1 <= c.keep <= c.n, f"in 1..candidates.n ({c.n}, the starts tried)")
+    _require("candidates.rank", c.rank, 0 <= c.rank < c.n, f"in 0..candidates.n - 1 ({c.n - 1})")
+    if c.keep > 1 and cfg.n not in (1, c.keep):
+        raise VqclipError(f"candidates.keep ({c.keep}) makes that many images from one batch of starts; n is {cfg.n}: "
+                          "set n to the same number, or leave it at 1")
     if c.clip and not any(j.weight > 0 for j in c.clip):
         raise VqclipError("candidates.clip: at least one scoring model needs a positive weight")
     if c.n > 1 and (cfg.animation.mode != "none" or cfg.restyle.input):

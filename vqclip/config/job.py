@@ -100,6 +100,9 @@ class CandidatesConfig:
     views: int = option(32, help="augmented views each start is scored on (the same for every start)")
     clip: list[ClipConfig] = option(help="models that score the starts (empty: the job's CLIP)", factory=list,
                                     item=ClipConfig)
+    keep: int = option(1, help="with n images: the keep best-scored starts of one batch go on, one image each (1: "
+                               "each image its own seed and pick)")
+    rank: int = option(0, help="which start goes on, by score: 0 the best, 1 the second best, ... (set by keep)")
 
 
 @dataclass
@@ -165,6 +168,8 @@ class GenerateConfig:
                              metavar=("W", "H"), nargs=2, factory=lambda: [256, 256])
     seed: Optional[int] = option(None, help="random seed; drawn and recorded when unset or -1", flag="--seed",
                                  metavar="S")
+    n: int = option(1, help="images of the prompt, seeds s, s+1, ...: a run folder each in one batch folder, and "
+                            "grid.png", flag="--n", metavar="N")
     device: str = option("auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps", flag="--device", metavar="D")
     precision: str = option("auto", help="autocast: auto = bf16 on CUDA and on CPUs with native bf16 from 128x128",
                             flag="--precision", choices=PRECISIONS)

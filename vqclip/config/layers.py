@@ -120,11 +120,15 @@ def _explain(exc: OmegaConfBaseException, source: str) -> VqclipError:
     message = reason(exc)  # the first line, or the type's name when OmegaConf says nothing
     if isinstance(exc, ConfigKeyError) or re.search(r"\bnot in\b", message):
         bad = re.search(r"Key '([^']+)'", message)
-        name = key if key != "?" else (bad.group(1) if bad else "?")
-        close = difflib.get_close_matches(name, keys(GenerateConfig), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else "; see `vqclip generate --help` for the keys"
-        return VqclipError(f"{source}: unknown key '{name}'{hint}")
+        return unknown_key(key if key != "?" else (bad.group(1) if bad else "?"), source)
     return VqclipError(f"{source}: {key}: {message}")
+
+
+def unknown_key(name: str, source: str) -> VqclipError:
+    """`SOURCE: unknown key 'NAME'; did you mean 'KEY'?` (the closest job key), or where the keys are listed."""
+    close = difflib.get_close_matches(name, keys(GenerateConfig), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else "; see `vqclip generate --help` for the keys"
+    return VqclipError(f"{source}: unknown key '{name}'{hint}")
 
 
 def merge_layers(layers: list[tuple[str, dict]]) -> GenerateConfig:

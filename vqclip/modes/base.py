@@ -29,7 +29,8 @@ class FrameSink(Protocol):
 class RunContext:
     """Everything a mode needs to run a job: the resolved job (`GenerateConfig`, seed drawn), its models and device,
     the callbacks of the run's own steps, those that also see best-of-n's trial steps, the frame sink, hooks after
-    each step (the state saver) and a saved state to continue (`RunState.state_dict()`), if any."""
+    each step (the state saver), a saved state to continue (`RunState.state_dict()`), if any, and a memo of best-of-n's
+trials that the `candidates.keep` images of one batch share (the trials run once, each image goes on from its rank)."""
 
     cfg: object
     models: Models
@@ -40,6 +41,7 @@ class RunContext:
     frames: Optional[FrameSink] = None
     after: list[AfterStep] = field(default_factory=list)
     saved: Optional[dict] = None
+    trials: Optional[dict] = None  # shared by the images of one batch of starts (candidates.keep): its trials, run once
 
     def lr_at(self, step: int, steps: Optional[int] = None) -> float:
         """The learning rate of a step under the job's schedule (over `steps`, default the job's)."""

@@ -51,7 +51,8 @@ class ProgressBar:
             self.trial = event.trial
             self.bar.set_description(f"{self.desc} ({event.trial} starts)" if event.trial else self.desc, refresh=False)
         self.bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
-        self.bar.update(1)
+        ahead = event.step + 1 - self.bar.n if event.frame is None else 1  # past trials another image of its batch ran
+        self.bar.update(max(1, ahead))
 
     def close(self) -> None:
         self.bar.close()

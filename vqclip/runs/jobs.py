@@ -34,6 +34,9 @@ def build_config(cli: Optional[dict] = None, yaml_files: Iterable[str | Path] = 
         if isinstance(data, dict) and "jobs" in data:
             raise VqclipError(f"{y}: holds a list of jobs (`jobs:`), which --config cannot take; run it with "
                               f"`vqclip run {y}`")
+        if isinstance(data, dict) and "sweep" in data:
+            raise VqclipError(f"{y}: holds a sweep (`sweep:`), which --config cannot take; run it with "
+                              f"`vqclip run {y}`")
         layers.append((str(y), data))
     if cli:
         layers.append(("command line", cli))

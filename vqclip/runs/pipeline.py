@@ -59,7 +59,8 @@ def versions() -> dict[str, str]:
 
 def generate(cfg: GenerateConfig, models: Models, callbacks: Iterable[Callback] = (),
              device: Optional[torch.device] = None, *, saved: Optional[dict] = None, frames=None,
-             after: Iterable[AfterStep] = (), mode: Optional[Mode] = None) -> GenerateResult:
+             after: Iterable[AfterStep] = (), mode: Optional[Mode] = None,
+             trials: Optional[dict] = None) -> GenerateResult:
     """Run one job in memory with the global RNG forked and seeded, so the same seed gives the same image.
 
     Args:
@@ -72,6 +73,7 @@ def generate(cfg: GenerateConfig, models: Models, callbacks: Iterable[Callback] 
         frames: where frames go (`FrameSink`); None keeps none.
         after: hooks `(state, event)` after each update (the state saver).
         mode: default: the job's (`mode_for`).
+        trials: a memo the images of one batch of starts share (`candidates.keep`): its trials run once.
     """
     note_vocabulary(cfg)
     device = device or pick_device(cfg.device)
@@ -82,7 +84,7 @@ def generate(cfg: GenerateConfig, models: Models, callbacks: Iterable[Callback] 
     every = mode.frame_every(cfg)
     own = [SaveFrames(frames.write, every)] if frames is not None and every > 0 else []
     ctx = RunContext(cfg, models, device, seed, [*own, *callbacks], [cb for cb in callbacks if wants_trials(cb)],
-                     frames, list(after), saved)
+                     frames, list(after), saved, trials)
     with seeded(device, seed):
         result = mode.run(ctx)
         if result.state is not None:  # the state to resume from, with the run's own RNG states (not the caller's)
@@ -150,7 +152,7 @@ class RunResult:
 
 def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Optional[threading.Event] = None,
             extra_callbacks: Iterable[Callback] = (), folder: Optional[RunFolder] = None,
-            saved: Optional[dict] = None) -> RunResult:
+            saved: Optional[dict] = None, trials: Optional[dict] = None) -> RunResult:
     """Run one job into its run folder; frames are kept and final.png + video written even when stopped early.
 
     Args:
@@ -160,6 +162,7 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
         extra_callbacks: more callbacks (see `generate`).
         folder: an existing run folder to continue (resume, with `saved` its state.pt); default: a new one at
             output.dir (or outputs/<time>-<prompt>), never overwriting a run.
+        trials: see `generate`.
     """
     check_inputs(cfg)
     # 1. Device, seed and folder (before loading anything heavy, so bad input fails fast)
@@ -189,7 +192,8 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
         callbacks.append(StopOnFlag(stop))
     after = [StateSaver(folder.state, cfg.state_every, cfg.steps)] if mode.saves_state else []
     try:
-        result = generate(cfg, models, callbacks, device, saved=saved, frames=frames, after=after, mode=mode)
+        result = generate(cfg, models, callbacks, device, saved=saved, frames=frames, after=after, mode=mode,
+                          trials=trials)
     except BaseException:
         if not resumed:
             folder.release()  # failed before making anything: leave no folder that blocks this --out
