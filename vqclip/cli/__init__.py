@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from .._version import __version__
 from ..errors import VqclipError
-from .options import quiet_flag
+from .options import HelpFormatter, quiet_flag
 
 COMMAND_MODULES = ("generate", "models", "clipjobs", "animate", "bench")
 
@@ -37,7 +37,11 @@ class _BarSafeHandler(logging.StreamHandler):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (`error: ...; see --help`) and exit code 2, like every other bad input."""
+    """argparse with one-line errors (`error: ...; see --help`) and exit code 2, like every other bad input, and
+    defaults shown in --help (every subcommand's parser is one of these)."""
+
+    def __init__(self, *args, formatter_class=HelpFormatter, **kwargs):
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"error: {self.prog}: {message}; see `{self.prog} --help`\n")

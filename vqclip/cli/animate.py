@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import VqclipError
 from .generate import torch_threads
-from .options import add_job_options, cli_overrides, job_options
+from .options import RawHelpFormatter, add_job_options, cli_overrides, job_options
 
 FRAME_OPTIONS = ("--save-every", "--candidates")  # zoom and restyle save one frame per move / input frame
 ZOOM = job_options(include=["animation."], skip=FRAME_OPTIONS)
@@ -110,7 +110,7 @@ def run_resume(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     """Add `zoom`, `restyle` and `resume`."""
     z = sub.add_parser("zoom", help="zoom/rotate/pan video from a prompt", epilog=ZOOM_EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       formatter_class=RawHelpFormatter,
                        description="Make a zoom video: the image is moved every few steps and optimised on; "
                                    "writes frames/, progress.mp4 and final.png into a run folder.")
     z.add_argument("prompt", nargs="?", help='"text:weight|text:weight", or a story "a ^ b" [prompt]')
@@ -120,7 +120,7 @@ def register(sub) -> None:
     z.set_defaults(func=run_zoom)
 
     r = sub.add_parser("restyle", help="restyle a video frame by frame", epilog=RESTYLE_EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       formatter_class=RawHelpFormatter,
                        description="Restyle a video towards a prompt; --steps counts steps per frame and --fps "
                                    "overrides the input's frame rate.")
     r.add_argument("input", metavar="INPUT.mp4", help="video to restyle [restyle.input]")
@@ -137,7 +137,7 @@ def register(sub) -> None:
                                    "continue at the first missing frame.")
     s.add_argument("run", metavar="RUN_DIR", help="the run folder (holds job.yaml)")
     add_job_options(s, RESUME, {
-        "--steps": "go on to N steps in all (more than the job had) [steps]",
+        "--steps": "go on to N steps in all, more than the job had (default: the job's) [steps]",
         "--threads": "CPU threads for torch (default: the job's; another count may change the result's last bits) "
                      "[threads]"})
     s.set_defaults(func=run_resume)

@@ -7,6 +7,7 @@ import json
 
 from ..nets.device import PRECISIONS
 from ..nets.memory import MEMORY_MODES
+from .options import RawHelpFormatter
 
 EPILOG = """examples:
   vqclip bench --random-weights                       # 256x256, 16 cutouts, ImageNet f16 VQGAN + ViT-B/32
@@ -20,10 +21,10 @@ Random weights need no download and time exactly the same work as the real weigh
 def register(subparsers) -> None:
     """Add the `bench` subcommand."""
     p = subparsers.add_parser("bench", help="time the generator: s/step, it/s, peak memory, GFLOP/s",
-                              description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__, epilog=EPILOG, formatter_class=RawHelpFormatter)
     a = p.add_argument
-    a("--size", type=int, default=256, metavar="N", help="image side in pixels (default 256)")
-    a("--cutn", type=int, default=16, metavar="N", help="cutouts per step (default 16)")
+    a("--size", type=int, default=256, metavar="N", help="image side in pixels")
+    a("--cutn", type=int, default=16, metavar="N", help="cutouts per step")
     a("--clip", default=None, metavar="NAME",
       help="open_clip architecture (default: the preset's own CLIP when --vqgan names a preset, else ViT-B-32)")
     a("--vqgan", default="imagenet-16384", metavar="NAME",
@@ -31,13 +32,13 @@ def register(subparsers) -> None:
            "taming YAML with --random-weights; an installed preset name without it")
     a("--random-weights", action="store_true", help="random weights: nothing is downloaded or loaded")
     a("--device", default="auto", metavar="D", help="auto, cpu, cuda, cuda:N, mps")
-    a("--precision", choices=list(PRECISIONS), default="auto", help="autocast precision (default auto)")
+    a("--precision", choices=list(PRECISIONS), default="auto", help="autocast precision")
     a("--memory", choices=list(MEMORY_MODES), default="auto",
       help="low: decoder checkpointing + cutout micro-batches; auto: only when memory is short")
-    a("--micro-batch", type=int, default=None, metavar="N", help="cutouts per CLIP pass (0 = all)")
+    a("--micro-batch", type=int, default=None, metavar="N", help="cutouts per CLIP pass, 0 = all (default: chosen by --memory)")
     a("--compile", action="store_true", help="torch.compile the decoder and CLIP (falls back to eager on failure)")
-    a("--steps", type=int, default=5, metavar="N", help="timed steps; the median is reported (default 5)")
-    a("--warmup", type=int, default=2, metavar="N", help="untimed steps first (default 2)")
+    a("--steps", type=int, default=5, metavar="N", help="timed steps; the median is reported")
+    a("--warmup", type=int, default=2, metavar="N", help="untimed steps first")
     a("--threads", type=int, default=None, metavar="N", help="torch CPU threads (default: torch's choice)")
     a("--no-flops", action="store_true", help="skip the FLOP count (one extra step)")
     a("--json", action="store_true", help="print the result as one JSON object")

@@ -48,7 +48,7 @@ def _common(p: argparse.ArgumentParser, top_help: str) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--top", type=_positive_int, metavar="K", help=top_help)
     o.add_argument("--json", action="store_true", help="print JSON on stdout instead of a table")
-    o.add_argument("--batch-size", type=_positive_int, default=32, metavar="N", help="images per CLIP batch (32)")
+    o.add_argument("--batch-size", type=_positive_int, default=32, metavar="N", help="images per CLIP batch")
     o.add_argument("--quiet", action="store_true", help="no progress bar or notices, only warnings and results")
 
 
@@ -331,7 +331,7 @@ def register(subparsers) -> None:
     p.add_argument("query", nargs="?", metavar="TEXT", help="what to look for, e.g. 'a red car'")
     p.add_argument("--image", metavar="QUERY", help="search with this image instead of a text")
     p.add_argument("--rebuild", action="store_true", help="ignore the cached embeddings and embed every image again")
-    _common(p, "show the K best matches (default 10)")
+    _common(p, "show the K best matches (default: 10)")
     p.set_defaults(func=run_search)
 
     p = subparsers.add_parser("score", help="CLIP similarity of images to a prompt, best first",

@@ -8,7 +8,7 @@ import sys
 
 from ..errors import VqclipError
 from ..nets.device import usable_threads
-from .options import add_job_options, cli_overrides, job_options
+from .options import RawHelpFormatter, add_job_options, cli_overrides, job_options
 
 EPILOG = """examples:
   vqclip generate "a red circle on a blue background" --model mini
@@ -122,7 +122,7 @@ def register(sub) -> None:
     """Add `generate` and `run`."""
     p = sub.add_parser("generate", help="make an image from a prompt", description="Make an image from a prompt "
                        "with VQGAN+CLIP; writes final.png, frames/, progress.mp4 and job.yaml into a run folder.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=EPILOG, formatter_class=RawHelpFormatter)
     p.add_argument("prompt", nargs="?", help='"text:weight|text:weight" (negative weight pushes away) [prompt]')
     p.add_argument("--config", metavar="JOB.yaml", help="job file; CLI options override it")
     p.add_argument("--from", dest="from_png", metavar="PNG", help="re-run the job embedded in a vqclip PNG")
@@ -136,7 +136,7 @@ def register(sub) -> None:
     r.add_argument("jobs", nargs="+", metavar="JOB.yaml")
     r.add_argument("--dry-run", action="store_true", help="list the jobs (a sweep's expanded: each one's folder and "
                    "values) and stop; loads no models")
-    add_job_options(r, RUN, {"--device": "override every job's device [device]",
-                             "--threads": "CPU threads for torch in every job [threads]",
+    add_job_options(r, RUN, {"--device": "override every job's device (default: each job's own) [device]",
+                             "--threads": "CPU threads for torch in every job (default: each job's own) [threads]",
                              "--quiet": "no progress bars or notices [output.progress]"})
     r.set_defaults(func=run_jobs)

@@ -36,7 +36,7 @@ def register(subparsers) -> None:
     dl.add_argument("--skip-clip", action="store_true", help="fetch the VQGAN files only, not the CLIP weights")
     dl.add_argument("--force", action="store_true", help="download again even when the files are on disk")
     dl.add_argument("--timeout", type=float, default=30.0, metavar="S",
-                    help="give up on a host after S seconds without data and try the next mirror (default 30)")
+                    help="give up on a host after S seconds without data and try the next mirror")
     dl.add_argument("--no-progress", action="store_true", help="no progress bars")
     vf = actions.add_parser("verify", parents=[common], help="re-hash files on disk: ok, corrupt or missing")
     vf.add_argument("names", nargs="*", metavar="NAME", help="presets to check (default: every preset on disk)")

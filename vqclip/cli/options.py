@@ -15,6 +15,7 @@ from ..errors import VqclipError
 from ..files.jobyaml import load_value
 
 JOB_SECTIONS = ("animation.", "restyle.")  # options of their own commands (zoom, restyle), not of generate
+PRESET_GIVES = ("clip[].model", "clip[].pretrained")  # a preset names its CLIP; these defaults are the fallback
 
 
 def job_options(include: Iterable[str] = (), skip: Iterable[str] = ()) -> list[Option]:
@@ -42,6 +43,26 @@ def _number_or_keys(text: str) -> float | str:
         return text
 
 
+class _Defaults:
+    """Help lines end with `(default: X)` where an option has a default worth saying: not None, not an on/off
+    flag's False, not an empty list, and not where the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text, default = action.help or "", action.default
+        if ("default" in text or default is None or default is argparse.SUPPRESS or isinstance(default, bool)
+                or default == [] or not (action.option_strings or action.nargs in ("?", "*"))):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class HelpFormatter(_Defaults, argparse.HelpFormatter):
+    """Every command's --help: wrapped text, defaults shown."""
+
+
+class RawHelpFormatter(_Defaults, argparse.RawDescriptionHelpFormatter):
+    """A command whose epilog holds examples laid out by hand; defaults shown."""
+
+
 def _shown(value: Any) -> str:
     if value is None:
         return "none"
@@ -65,9 +86,14 @@ def describe(o: Option, helps: Optional[dict] = None) -> str:
     key = o.key.replace("[]", "[i]")
     if o.cli_get("negate"):
         return f"{text} [{key}: false; default true]"
-    said = o.default is None and "default" in text  # the help says what none means
-    default = "" if said or o.key.startswith(("clip[]", "negative", "image_prompts")) else \
-        f" (default: {_shown(o.default)})"
+    if o.default is None and o.cli_get("unset"):
+        default = f" (default: {o.cli_get('unset')})"
+    elif o.default is None or o.default == [] or "default" in text:  # nothing to say, or the help says it
+        default = ""
+    elif o.key in PRESET_GIVES:  # the preset's CLIP comes first
+        default = f" (default: the preset's, else {_shown(o.default)})"
+    else:
+        default = f" (default: {_shown(o.default)})"
     return f"{text}{default} [{key}]"
 
 

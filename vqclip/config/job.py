@@ -25,9 +25,10 @@ MAX_SIDE = 4096
 
 @dataclass
 class VQGANConfig:
-    config: Optional[str] = option(None, help="taming model YAML", flag="--vqgan-config", metavar="YAML")
+    config: Optional[str] = option(None, help="taming model YAML", flag="--vqgan-config", metavar="YAML",
+                                   unset="the preset's")
     checkpoint: Optional[str] = option(None, help="VQGAN weights: Lightning .ckpt or .safetensors",
-                                       flag="--vqgan-checkpoint", metavar="CKPT")
+                                       flag="--vqgan-checkpoint", metavar="CKPT", unset="the preset's")
 
 
 @dataclass
@@ -87,9 +88,9 @@ class OutputConfig:
     progress: bool = option(True, help="progress bar and notices on stderr", flag="--quiet", negate=True,
                             flag_help="no progress bar or notices")
     video_length: Optional[float] = option(None, help="video seconds: picks the fps from the frame count",
-                                           flag="--video-length", metavar="SECONDS")
+                                           flag="--video-length", metavar="SECONDS", unset="--fps decides")
     gif_max_side: Optional[int] = option(None, help="shrink GIF frames so no side exceeds this",
-                                         flag="--gif-max-side", metavar="PX")
+                                         flag="--gif-max-side", metavar="PX", unset="full size")
 
 
 @dataclass

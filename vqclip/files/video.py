@@ -1,9 +1,12 @@
-"""Videos: every ffmpeg call of vqclip, through imageio-ffmpeg's own binary (argument lists, no shell, no system
-ffmpeg); frames to mp4 or GIF, frames out of a video, its audio carried over. Every output is written atomically."""
+"""Videos through imageio's v3 API: mp4 written and read by its FFMPEG plugin (imageio-ffmpeg's own binary, no
+system ffmpeg), GIFs by its pillow plugin; the audio mux calls that same binary (argument lists, no shell). Every
+output is written atomically."""
 
 from __future__ import annotations
 
+import itertools
 import subprocess
+import traceback
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
@@ -14,6 +17,7 @@ from ..errors import VqclipError, reason
 from .atomic import atomic_path
 
 VIDEO_FORMATS = ("mp4", "gif")
+FFMPEG = {"plugin": "FFMPEG", "extension": ".mp4"}  # ffmpeg looks at the content; the plugin, at the name only
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -22,38 +26,45 @@ def _read_rgb(path: Path) -> np.ndarray:
 
 
 def write_mp4(frames: Iterable[np.ndarray], path: Path, fps: float) -> None:
-    """H.264 mp4 from uint8 frames [H,W,3] (even sides), written to `path` atomically."""
-    import imageio_ffmpeg
+    """H.264 mp4 (yuv420p) from uint8 frames [H,W,3] with even sides, streamed to ffmpeg one at a time; atomic."""
+    import imageio.v3 as iio
 
     frames = iter(frames)
     first = next(frames, None)
     if first is None:
         raise VqclipError(f"{path}: no frames to write")
-    h, w = first.shape[:2]
     with atomic_path(path) as tmp:
-        writer = imageio_ffmpeg.write_frames(str(tmp), (w, h), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
-                                             macro_block_size=2, quality=8, ffmpeg_log_level="error")
-        writer.send(None)
         try:
-            writer.send(np.ascontiguousarray(first))
-            for frame in frames:
-                writer.send(np.ascontiguousarray(frame))
-        finally:
-            writer.close()
+            iio.imwrite(tmp, itertools.chain([first], frames), is_batch=True, fps=fps, codec="libx264",
+                        pixelformat="yuv420p", macro_block_size=2, quality=8, ffmpeg_log_level="error", **FFMPEG)
+        except BaseException as exc:  # imageio closes its ffmpeg writer only on success: drop it (ffmpeg ends)
+            traceback.clear_frames(exc.__traceback__)  # before the temporary file is removed, or it comes back
+            raise
+
+
+def gif_durations(n: int, fps: float) -> list[int]:
+    """Per-frame GIF durations in ms, on the format's 10 ms grid, that add up to n / fps seconds (30 fps: 30, 40,
+    30, ... rather than 30 each, which would play at 33 fps)."""
+    ends = [round(100 * (i + 1) / fps) * 10 for i in range(n)]
+    return [max(10, b - a) for a, b in zip([0] + ends, ends)]
 
 
 def write_gif(frames: Iterable[np.ndarray], path: Path, fps: float, max_side: int | None = None) -> None:
-    """Looping GIF from uint8 frames [H,W,3], optionally shrunk so no side exceeds `max_side`; atomic."""
-    images = [Image.fromarray(f) for f in frames]
-    if not images:
+    """Looping GIF from uint8 frames [H,W,3] at `fps`, optionally shrunk so no side exceeds `max_side`; atomic.
+    (Pillow merges a frame identical to the one before it into it, adding up their durations.)"""
+    import imageio.v3 as iio
+
+    frames = list(frames)
+    if not frames:
         raise VqclipError(f"{path}: no frames to write")
-    if max_side and max(images[0].size) > max_side:
-        scale = max_side / max(images[0].size)
-        size = (max(1, round(images[0].width * scale)), max(1, round(images[0].height * scale)))
-        images = [im.resize(size, Image.LANCZOS) for im in images]
+    h, w = frames[0].shape[:2]
+    if max_side and max(w, h) > max_side:
+        scale = max_side / max(w, h)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        frames = [np.asarray(Image.fromarray(f).resize(size, Image.LANCZOS)) for f in frames]
     with atomic_path(path) as tmp:
-        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps),
-                       loop=0)
+        iio.imwrite(tmp, np.stack(frames), plugin="pillow", extension=".gif", is_batch=True,
+                    duration=gif_durations(len(frames), fps), loop=0)
 
 
 def write_video(frame_paths: list[Path], path: Path, fps: float, fmt: str = "mp4",
@@ -71,25 +82,22 @@ def write_video(frame_paths: list[Path], path: Path, fps: float, fmt: str = "mp4
 
 def open_video(path: Path) -> tuple[object, Iterator[np.ndarray], dict]:
     """(reader to close, frame iterator of uint8 [h,w,3], metadata with size, fps and audio_codec when there is
-    audio); a missing or unreadable video is a one-line error."""
-    import imageio_ffmpeg
+    audio); the frames are decoded only once iterated. A missing or unreadable video is a one-line error."""
+    import imageio.v3 as iio
 
     if not path.is_file():
         raise VqclipError(f"{path}: no such video file")
-    reader = imageio_ffmpeg.read_frames(str(path))
     try:
-        meta = next(reader)
-    except (OSError, RuntimeError, StopIteration) as exc:
-        reader.close()
+        meta = iio.immeta(path, **FFMPEG)
+    except Exception as exc:  # noqa: BLE001 - ffmpeg's refusal comes as OSError, RuntimeError or imageio's own
         raise VqclipError(f"{path}: not a readable video ({reason(exc, 160)}); give a video file ffmpeg can read "
                           "(mp4, webm, mov, gif, ...)") from None  # the first line: ffmpeg's log follows it
-    w, h = meta["size"]
-    frames = (np.frombuffer(buf, np.uint8).reshape(h, w, 3) for buf in reader)
-    return reader, frames, meta
+    frames = iio.imiter(path, **FFMPEG)  # a generator: close() stops ffmpeg
+    return frames, frames, meta
 
 
 def count_frames(path: Path) -> int:
-    """The number of frames of a video (decodes it once, without keeping anything)."""
+    """The number of frames of a video (ffmpeg decodes it once to nowhere; imageio's metadata only estimates it)."""
     import imageio_ffmpeg
 
     return imageio_ffmpeg.count_frames_and_secs(str(path))[0]
@@ -112,10 +120,8 @@ def mux_audio(video: Path, source: Path, out: Path, seconds: Optional[float] = N
 
 def read_video_frames(path: Path) -> tuple[list[np.ndarray], float]:
     """All frames of a video as uint8 [H,W,3] arrays, and its fps."""
-    import imageio_ffmpeg
-
-    reader = imageio_ffmpeg.read_frames(str(path))
-    meta = reader.__next__()
-    w, h = meta["size"]
-    frames = [np.frombuffer(buf, np.uint8).reshape(h, w, 3).copy() for buf in reader]
-    return frames, float(meta["fps"])
+    reader, frames, meta = open_video(Path(path))
+    try:
+        return list(frames), float(meta["fps"])
+    finally:
+        reader.close()
