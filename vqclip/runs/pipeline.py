@@ -125,6 +125,10 @@ class RunResult:
     def interrupted(self) -> bool:
         return self.result.stopped
 
+    def _repr_png_(self) -> bytes:
+        """Notebooks show the run's final.png inline."""
+        return Path(self.final).read_bytes()
+
 
 def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Optional[threading.Event] = None,
             extra_callbacks: Iterable[Callback] = (), folder: Optional[RunFolder] = None,
