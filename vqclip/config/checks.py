@@ -78,7 +78,8 @@ def check(cfg: GenerateConfig) -> None:
     for key, path in path_options(cfg):
         bad = path_problem(path)
         if bad:
-            raise VqclipError(f"{key}: {path!r} {bad}; check the path")
+            shown = repr(path) if len(path) <= 80 else repr(path[:60]) + "..."
+            raise VqclipError(f"{key}: {shown} {bad}; check the path")
     _require("seed", cfg.seed, cfg.seed is None or -2**63 <= cfg.seed < 2**63, "a 64-bit integer (-2**63 to 2**63 - 1)")
     _require("threads", cfg.threads, cfg.threads >= 0, ">= 0 (0 = torch's choice)")
     _require("steps", cfg.steps, cfg.steps >= 0, ">= 0")
