@@ -136,6 +136,19 @@ def test_a_full_disk_at_final_png_resumes_to_the_end(tiny_args, uninterrupted, t
     assert np.array_equal(pixels(out / "final.png"), pixels(uninterrupted / "final.png"))
 
 
+def test_a_full_disk_at_the_video_is_not_taken_for_a_finished_run(tiny_args, uninterrupted, tmp_path, faults,
+                                                                    capsys):
+    out = tmp_path / "run"
+    faults.fail("progress.gif")
+    args = [a for a in run_args(tiny_args, out) if a != "--no-video"] + ["--video-format", "gif"]
+    assert main(args) == 2
+    assert f"cannot write {out / 'progress.gif'}: No space left on device" in one_error_line(capsys)
+    assert not (out / "final.png").exists()  # final.png comes last: the run is not done
+    assert main(["resume", str(out), "--quiet"]) == 0
+    assert (out / "progress.gif").is_file()
+    assert np.array_equal(pixels(out / "final.png"), pixels(uninterrupted / "final.png"))
+
+
 def test_permission_denied_is_one_line_naming_the_file_and_fix(tiny_args, tmp_path, faults, capsys):
     out = tmp_path / "run"
     faults.fail("000002.png", errno.EACCES)  # as root, chmod does not stop a write: the error is simulated
@@ -244,3 +257,22 @@ def test_a_real_full_disk_is_one_line_and_resumes_once_there_is_room(tiny_args, 
         assert np.array_equal(pixels(out / "final.png"), pixels(uninterrupted / "final.png"))
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True, timeout=20)
+
+
+def test_a_write_fault_outside_the_atomic_helpers_is_one_line_too(tiny_args, tmp_path, capsys, monkeypatch):
+    import vqclip.runs.pipeline as pipeline
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "somefile"))
+
+    monkeypatch.setattr(pipeline, "run_job", full)
+    assert main(["generate", "x", *tiny_args, "--out", str(tmp_path / "r")]) == 2
+    expected = f"error: cannot write {tmp_path / 'somefile'}: No space left on device; free some space"
+    assert one_error_line(capsys) == expected
+
+    def bug(*args, **kwargs):  # an OSError that is no fault of the disk stays a traceback: it is vqclip's to fix
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(pipeline, "run_job", bug)
+    with pytest.raises(OSError, match="Invalid argument"):
+        main(["generate", "x", *tiny_args, "--out", str(tmp_path / "r")])
