@@ -1,5 +1,7 @@
 """The one exception type that reaches users: a problem with their input, reported as one line."""
 
+import errno
+import os
 from pathlib import Path
 
 
@@ -25,4 +27,52 @@ def reason(exc: BaseException, limit: int = 200, whole: bool = False) -> str:
 def missing(path: str | Path, what: str) -> str:
     """`PATH: no such WHAT`, or `PATH: is a folder, not a WHAT` where a folder stands in for a file."""
     article = "an" if what[0] in "aeiou" else "a"
+    bad = path_problem(path)
+    if bad:
+        return f"{str(path)!r}: {bad}"
     return f"{path}: is a folder, not {article} {what}" if Path(path).is_dir() else f"{path}: no such {what}"
+
+
+def path_problem(path: str | Path) -> str | None:
+    """Why `path` can never name a file (a NUL byte, a name too long for the filesystem), or None."""
+    text = str(path)
+    if "\0" in text:
+        return "contains a NUL byte (\\0), which no file name can hold"
+    try:
+        os.stat(text)
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return "is too long a name for the filesystem"
+    return None
+
+
+class WriteError(VqclipError, OSError):
+    """A file vqclip writes could not be written (a full disk, no permission, its folder removed); what was written
+    before is intact. Still an OSError (`errno`, `filename`), so code that tolerates a failed write goes on doing so."""
+
+    def __init__(self, message: str, path: Path, code: int | None = None):
+        super().__init__(code, message, str(path))
+        self.message, self.path = message, Path(path)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def with_hint(self, hint: str) -> "WriteError":
+        """The same error with more of the fix said (e.g. the resume command), on the same line."""
+        return WriteError(f"{self.message}; {hint}", self.path, self.errno)
+
+
+_WRITE_FIXES = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space (the disk quota is full)",
+                errno.EACCES: "make its folder writable", errno.EPERM: "make its folder writable",
+                errno.EROFS: "the filesystem is read-only; write somewhere else",
+                errno.ENOENT: "its folder was removed", errno.ENOTDIR: "its folder was removed or replaced"}
+
+
+WRITE_FAULTS = frozenset(_WRITE_FIXES)  # errnos that are the world's fault (disk, permissions), not vqclip's
+
+
+def write_error(path: str | Path, exc: OSError) -> WriteError:
+    """`cannot write PATH: No space left on device; free some space` from the OSError of a write to `path`."""
+    fix = _WRITE_FIXES.get(exc.errno or -1)
+    why = exc.strerror or reason(exc)
+    return WriteError(f"cannot write {path}: {why}" + (f"; {fix}" if fix else ""), Path(path), exc.errno)

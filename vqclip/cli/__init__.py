@@ -12,7 +12,7 @@ import sys
 from tqdm import tqdm
 
 from .._version import __version__
-from ..errors import VqclipError
+from ..errors import WRITE_FAULTS, VqclipError, write_error
 from .options import HelpFormatter, quiet_flag
 
 COMMAND_MODULES = ("generate", "models", "clipjobs", "animate", "bench")
@@ -104,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `vqclip search ... | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as exc:  # a write outside the atomic helpers (which raise WriteError): a full disk, no permission
+        if exc.filename is None or exc.errno not in WRITE_FAULTS:
+            raise
+        print(f"error: {write_error(exc.filename, exc)}", file=sys.stderr)
+        return 2
     finally:
         logging.getLogger("vqclip").removeHandler(handler)
 

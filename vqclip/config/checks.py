@@ -9,7 +9,7 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import VqclipError, missing
+from ..errors import VqclipError, missing, path_problem
 from ..files.images import open_rgb
 from ..files.video import VIDEO_FORMATS
 from ..nets.device import PRECISIONS, check_device
@@ -45,9 +45,41 @@ def _check_finite(obj: Any, prefix: str = "") -> None:
                 raise VqclipError(f"{key}: must be a finite number, got {item}")
 
 
+def _check_text(obj: Any, prefix: str = "") -> None:
+    """No NUL byte in any text of a config section: no file name, model name or prompt can hold one (it would end in
+    Python's `embedded null byte` at the first file opened)."""
+    for f in fields(obj):
+        value, key = getattr(obj, f.name), prefix + f.name
+        for i, item in enumerate(value if isinstance(value, list) else [value]):
+            at = f"{key}[{i}]" if isinstance(value, list) else key
+            if is_dataclass(item):
+                _check_text(item, at + ".")
+            elif isinstance(item, str) and "\0" in item:
+                raise VqclipError(f"{at}: {item!r} contains a NUL byte (\\0), which no file name or text can hold")
+
+
+def path_options(cfg: GenerateConfig) -> list[tuple[str, str]]:
+    """(key, path) of every file or folder a job names: the run folder, images, the VQGAN, CLIP and guide files,
+    the video to restyle (CLIP names that are not files are passed over by `path_problem`)."""
+    paths = [("output.dir", cfg.output.dir), ("init.image", cfg.init.image), ("vqgan.config", cfg.vqgan.config),
+             ("vqgan.checkpoint", cfg.vqgan.checkpoint), ("guide.model", cfg.guide.model),
+             ("guide.weights", cfg.guide.weights), ("restyle.input", cfg.restyle.input)]
+    paths += [(f"image_prompts[{i}]", item) for i, item in enumerate(cfg.image_prompts)]
+    for key, clips in (("clip", cfg.clip), ("candidates.clip", cfg.candidates.clip)):
+        for i, c in enumerate(clips):
+            paths += [(f"{key}[{i}].model", c.model), (f"{key}[{i}].pretrained", c.pretrained)]
+    return [(key, path) for key, path in paths if path]
+
+
 def check(cfg: GenerateConfig) -> None:
     """Reject impossible values up front, with the key and the fix."""
     _check_finite(cfg)
+    _check_text(cfg)
+    for key, path in path_options(cfg):
+        bad = path_problem(path)
+        if bad:
+            shown = repr(path) if len(path) <= 80 else repr(path[:60]) + "..."
+            raise VqclipError(f"{key}: {shown} {bad}; check the path")
     _require("seed", cfg.seed, cfg.seed is None or -2**63 <= cfg.seed < 2**63, "a 64-bit integer (-2**63 to 2**63 - 1)")
     _require("threads", cfg.threads, cfg.threads >= 0, ">= 0 (0 = torch's choice)")
     _require("steps", cfg.steps, cfg.steps >= 0, ">= 0")

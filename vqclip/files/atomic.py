@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+from ..errors import WriteError, write_error
+
 TEMP_GLOB = ".*.tmp-*"  # what a write in progress (or one killed mid-way) is called, for cleanup and tests
 
 
@@ -21,7 +23,8 @@ def temp_path(path: Path) -> Path:
 @contextlib.contextmanager
 def atomic_path(path: Path, fsync: bool = False) -> Iterator[Path]:
     """Yield a temporary path to write `path` through; on success it is renamed onto `path` (after an fsync when
-    asked), on any error removed."""
+    asked), on any error removed, the old file left as it was. An OSError of the write (a full disk, no permission,
+    the folder gone) becomes a `WriteError` naming `path` and the fix."""
     path = Path(path)
     tmp = temp_path(path)
     try:
@@ -30,8 +33,11 @@ def atomic_path(path: Path, fsync: bool = False) -> Iterator[Path]:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):  # the folder may be gone or unwritable too
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise write_error(path, exc) from None
         raise
 
 

@@ -1,4 +1,5 @@
-"""Image files: the one image loader, the one resize-to-cover, and PNGs that carry their job as a JSON text chunk.
+"""Image files: the one image loader, the one resize-to-cover, and PNGs that carry their job as a JSON text chunk
+(and as the A1111-style `parameters` chunk other tools read).
 
 torch is imported inside the two functions that make or take tensors, so the config checks read images without it.
 """
@@ -12,10 +13,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from ..errors import VqclipError, missing, reason
+from ..errors import VqclipError, missing, path_problem, reason
 from .atomic import atomic_path
 
 METADATA_KEY = "vqclip"
+MAX_METADATA = 1 << 20  # bytes: a job is a few KB; a chunk beyond this is no vqclip job (and is not parsed)
 
 
 def open_rgb(path: str | Path) -> Image.Image:
@@ -65,31 +67,46 @@ def to_pil(image) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(array))
 
 
-def save_png(image, path: Path, metadata: dict | None = None) -> Path:
+def save_png(image, path: Path, metadata: dict | None = None, parameters: str | None = None) -> Path:
     """Save an image tensor [1,3,H,W] in [0,1] as PNG, atomically, with `metadata` as JSON in the text chunk
-    'vqclip'."""
+    'vqclip' and `parameters` (A1111's infotext, `vqclip.files.infotext`) in the chunk 'parameters'."""
     info = None
-    if metadata is not None:
+    if metadata is not None or parameters is not None:
         info = PngImagePlugin.PngInfo()
+    if metadata is not None:
         info.add_text(METADATA_KEY, json.dumps(metadata, sort_keys=True))
+    if parameters is not None:
+        info.add_text("parameters", parameters)  # tEXt, or iTXt (UTF-8) when it is not Latin-1, as A1111 writes it
     with atomic_path(Path(path)) as tmp:
         to_pil(image).save(tmp, format="PNG", pnginfo=info)
     return Path(path)
 
 
-def read_png_json(path: str | Path) -> dict:
-    """The JSON mapping in a PNG's 'vqclip' text chunk, or a one-line error naming the file and the problem."""
+def read_png_text(path: str | Path) -> dict[str, str]:
+    """A PNG's text chunks {key: text}, or a one-line error for a missing, unreadable or non-PNG file."""
     path = Path(path)
-    if not path.is_file():
+    bad = path_problem(path)
+    if bad or not path.is_file():
         raise VqclipError(missing(path, "file"))
     try:
         with Image.open(path) as im:
-            text = getattr(im, "text", {}).get(METADATA_KEY)
-    except (UnidentifiedImageError, OSError, SyntaxError,  # PIL raises SyntaxError for broken chunks
-            Image.DecompressionBombError) as exc:
+            if im.format != "PNG":
+                raise VqclipError(f"{path}: a {im.format} image, not a PNG; give the final.png of a vqclip run")
+            im.load()  # text chunks after the image data are read too
+            return dict(getattr(im, "text", {}))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,  # PIL: SyntaxError for broken chunks,
+            Image.DecompressionBombError) as exc:                       # ValueError for too much text
         raise VqclipError(f"{path}: not a readable PNG ({reason(exc, 120, whole=True)})") from None
+
+
+def read_png_json(path: str | Path) -> dict:
+    """The JSON mapping in a PNG's 'vqclip' text chunk, or a one-line error naming the file and the problem."""
+    text = read_png_text(path).get(METADATA_KEY)
     if text is None:
         raise VqclipError(f"{path}: carries no vqclip metadata (was it written by vqclip generate?)")
+    if len(text) > MAX_METADATA:
+        raise VqclipError(f"{path}: its vqclip metadata is {len(text) / 1e6:.1f} MB, far more than any job; it was "
+                          "not written by vqclip")
     try:
         data = json.loads(text)
     except ValueError:

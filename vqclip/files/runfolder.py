@@ -1,5 +1,5 @@
-"""The run folder: one place that knows its layout (job.yaml, frames/NNNNNN.png, final.png, the video, state.pt),
-claims it once and never overwrites a run."""
+"""The run folder: one place that knows its layout (job.yaml, frames/NNNNNN.png, latest.png, final.png, the video,
+state.pt), claims it once and never overwrites a run."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from ..errors import VqclipError
-from .atomic import TEMP_GLOB, write_text
+from ..errors import VqclipError, WriteError, path_problem, write_error
+from .atomic import TEMP_GLOB, atomic_path, write_text
 
 JOB_FILE, FINAL_FILE, STATE_FILE, FRAMES_DIR = "job.yaml", "final.png", "state.pt", "frames"
+LATEST_FILE = "latest.png"  # the newest saved frame, replaced atomically: a run can be watched in a file browser
 MARKERS = (FINAL_FILE, JOB_FILE, FRAMES_DIR)  # any of them: the folder holds a run
 
 
@@ -54,6 +55,10 @@ class RunFolder:
         return self.path / STATE_FILE
 
     @property
+    def latest(self) -> Path:
+        return self.path / LATEST_FILE
+
+    @property
     def frames_dir(self) -> Path:
         return self.path / FRAMES_DIR
 
@@ -66,12 +71,26 @@ class RunFolder:
         found = [(int(p.stem), p) for p in self.frames_dir.glob("*.png") if p.stem.isdigit()]
         return sorted(found)
 
+    def show_latest(self, frame: Path) -> Path:
+        """Make latest.png the frame just written, atomically (a hard link where the filesystem has them: no copy, no
+        more space; else a copy), so a viewer never sees half a PNG."""
+        with atomic_path(self.latest) as tmp:
+            try:
+                os.link(frame, tmp)
+            except OSError:  # no hard links here (FAT, some network mounts): copy it
+                tmp.unlink(missing_ok=True)
+                tmp.write_bytes(Path(frame).read_bytes())
+        return self.latest
+
     def video(self, name: str, fmt: str) -> Path:
         return self.path / f"{name}.{fmt}"
 
     def check_new(self) -> "RunFolder":
         """Refuse a folder that is a file or already holds a run (runs are never overwritten), or cannot be made."""
         path = self.path
+        bad = path_problem(path)
+        if bad:
+            raise VqclipError(f"output.dir: {str(path)!r} {bad}; choose another --out")
         if path.exists() and not path.is_dir():
             raise VqclipError(f"{path}: exists and is not a folder; choose another --out")
         if path.is_dir() and any((path / m).exists() for m in MARKERS):
@@ -90,7 +109,11 @@ class RunFolder:
             self.frames_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise VqclipError(f"{self.path}: cannot make the run folder ({exc.strerror}); choose another --out") from None
-        write_text(self.job, job_text)
+        try:
+            write_text(self.job, job_text)
+        except WriteError:
+            self.release()  # nothing of the run was written: leave no folder that blocks this --out
+            raise
         return self
 
     def open_existing(self) -> "RunFolder":
@@ -101,7 +124,10 @@ class RunFolder:
             raise VqclipError(f"{self.path}: {why}")
         if not self.job.is_file():
             raise VqclipError(f"{self.path}: holds no {JOB_FILE}, so it is not a vqclip run folder that can be resumed")
-        self.frames_dir.mkdir(exist_ok=True)
+        try:
+            self.frames_dir.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise write_error(self.frames_dir, exc) from None
         return self
 
     def release(self) -> None:

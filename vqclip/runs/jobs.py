@@ -3,24 +3,62 @@ the jobs of a job file (`jobs:` lists)."""
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 from typing import Iterable, Optional
 
 from ..config import GenerateConfig, merge_layers
 from ..errors import VqclipError
-from ..files.images import read_metadata
+from ..files.images import MAX_METADATA, METADATA_KEY, read_metadata, read_png_text
+from ..files.infotext import PARAMETERS_KEY, parse_parameters
 from ..files.jobyaml import load_yaml
 from ..models.presets import DEFAULT_PRESET
 from ..models.resolve import local_embedded, preset_layer
 
 
+log = logging.getLogger("vqclip")
+
+
 def png_layer(path: str | Path) -> dict:
-    """The config embedded in a vqclip PNG, minus its output folder (a re-run goes to a new one)."""
+    """The config embedded in a vqclip PNG, minus its output folder (a re-run goes to a new one); from a PNG of
+    another tool, what its A1111-style `parameters` chunk says (`parameters_layer`)."""
+    texts = read_png_text(path)
+    if METADATA_KEY not in texts and PARAMETERS_KEY in texts:
+        return parameters_layer(path, texts[PARAMETERS_KEY])
     config = dict(read_metadata(path)["config"])
-    output = dict(config.get("output") or {})
-    output.pop("dir", None)
-    config["output"] = output
+    if isinstance(config.get("output"), dict):  # anything else is reported by the merge, naming the PNG and the key
+        config["output"] = {k: v for k, v in config["output"].items() if k != "dir"}
     return config
+
+
+def parameters_layer(path: str | Path, text: str) -> dict:
+    """The prompt, negative prompt, seed and size of an A1111-style `parameters` chunk (the web UI's, or another
+    tool's) as a job layer; its steps only when vqclip wrote it (a sampler's 20 steps are no VQGAN+CLIP run), the rest
+    (sampler, CFG scale, model) has no meaning here and is left out."""
+    if len(text) > MAX_METADATA:
+        raise VqclipError(f"{path}: its parameters chunk is {len(text) / 1e6:.1f} MB, far more than any job")
+    prompt, negative, params = parse_parameters(text)
+    layer: dict = {"prompt": prompt}
+    if negative:
+        layer["negative"] = [negative]
+    taken = ["prompt"] + (["negative prompt"] if negative else [])
+    wanted = [("Seed", "seed", r"-?\d+")] + ([("Steps", "steps", r"\d+")] if params.get("Version", "").startswith(
+        "vqclip") else [])
+    for key, name, pattern in wanted:
+        if key in params:
+            if not re.fullmatch(pattern, params[key].strip()):
+                raise VqclipError(f"{path}: its parameters say {key}: {params[key][:40]!r}, not a whole number")
+            layer[name] = int(params[key])
+            taken.append(name)
+    if "Size" in params:
+        size = re.fullmatch(r"(\d+)x(\d+)", params["Size"].strip())
+        if not size:
+            raise VqclipError(f"{path}: its parameters say Size: {params['Size'][:40]!r}, not WIDTHxHEIGHT")
+        layer["size"] = [int(size.group(1)), int(size.group(2))]
+        taken.append("size")
+    log.info("%s holds no vqclip job, only A1111-style parameters: took its %s", path, ", ".join(taken))
+    return layer
 
 
 def build_config(cli: Optional[dict] = None, yaml_files: Iterable[str | Path] = (), from_png: str | Path | None = None,

@@ -19,8 +19,9 @@ import torch
 
 from .._version import __version__
 from ..config import GenerateConfig, check_inputs, to_dict, to_yaml
-from ..errors import VqclipError
+from ..errors import VqclipError, WriteError
 from ..files.images import save_png
+from ..files.infotext import job_parameters
 from ..files.runfolder import RunFolder, run_folder
 from ..files.video import mux_audio, write_video
 from ..models.presets import get_preset
@@ -121,9 +122,11 @@ class FolderFrames:
         self.stale = [p for i, p in found if keep_before is not None and i >= keep_before]
 
     def write(self, index: int, image) -> Path:
+        """frames/NNNNNN.png, then latest.png the same image (each atomic)."""
         path = save_png(image, self.folder.frame(index))
         if path not in self.saved:
             self.saved.append(path)
+        self.folder.show_latest(path)
         return path
 
     def existing(self) -> list[Path]:
@@ -148,6 +151,10 @@ class RunResult:
     @property
     def interrupted(self) -> bool:
         return self.result.stopped
+
+    def _repr_png_(self) -> bytes:
+        """Notebooks show the run's final.png inline."""
+        return Path(self.final).read_bytes()
 
 
 def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Optional[threading.Event] = None,
@@ -194,6 +201,13 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
     try:
         result = generate(cfg, models, callbacks, device, saved=saved, frames=frames, after=after, mode=mode,
                           trials=trials)
+        if mode.saves_state and not result.trials_cut:  # a pick cut short is no state to resume: start over
+            save_state(result.saved, folder.state, cfg.steps)  # before final.png and the video, which need room
+        return finish(cfg, folder, result, mode, frames)
+    except WriteError as exc:  # a full disk, no permission, the folder removed: what was written is kept
+        if not resumed:
+            folder.release()
+        raise exc.with_hint(resume_hint(folder)) from None
     except BaseException:
         if not resumed:
             folder.release()  # failed before making anything: leave no folder that blocks this --out
@@ -201,17 +215,19 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
     finally:
         if bar:
             bar.close()
-    if mode.saves_state and not result.trials_cut:  # a pick cut short is no state to resume: start over
-        save_state(result.saved, folder.state, cfg.steps)
-    return finish(cfg, folder, result, mode, frames)
+
+
+def resume_hint(folder: RunFolder) -> str:
+    """How to go on after a failed write: resume the run where its folder still holds one, else start again."""
+    if folder.job.is_file():
+        return f"then `vqclip resume {folder.path}` goes on where it stopped"
+    return f"nothing of the run is left in {folder.path}: run the job again"
 
 
 def finish(cfg: GenerateConfig, folder: RunFolder, result: GenerateResult, mode: Mode,
            frames: FolderFrames) -> RunResult:
-    """final.png (with its job inside), the last frame and the video of a run whose frames so far are `frames`."""
-    metadata = {"prompt": cfg.prompt, "seed": cfg.seed, "steps_done": result.steps, "stopped": result.stopped,
-                **result.info, "config": to_dict(cfg), "versions": versions()}
-    final = save_png(result.image, folder.final, metadata)
+    """The last frame, the video and final.png (with its job inside) of a run whose frames so far are `frames`;
+    final.png last, so that a run whose video could not be written (a full disk) is not taken for a finished one."""
     saved = list(result.frames or frames.saved)
     if mode.final_frame and mode.frame_every(cfg) > 0:  # the final image is the last frame (it follows the last update)
         saved.append(frames.write(result.steps, result.image))
@@ -229,4 +245,7 @@ def finish(cfg: GenerateConfig, folder: RunFolder, result: GenerateResult, mode:
                 silent.unlink(missing_ok=True)
         else:
             write_video(saved, video, fps, fmt, cfg.output.gif_max_side)
+    metadata = {"prompt": cfg.prompt, "seed": cfg.seed, "steps_done": result.steps, "stopped": result.stopped,
+                **result.info, "config": to_dict(cfg), "versions": versions()}
+    final = save_png(result.image, folder.final, metadata, job_parameters(metadata))
     return RunResult(folder.path, final, video, saved, cfg, result)

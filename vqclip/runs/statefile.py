@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
 
 from ..errors import VqclipError
-from ..files.atomic import atomic_path
+from ..files.atomic import write_bytes
 from ..nets.checkpoints import unpickler_reason
 from ..optim.loop import StepEvent
 from ..optim.state import STATE_KEYS, RunState
@@ -17,13 +18,13 @@ STATE_VERSION = 1
 
 
 def save_state(state: RunState | dict, path: Path, steps: int) -> Path:
-    """Write a run's state (or its `state_dict()`, taken inside the run's RNG context) to `path` atomically (a kill
-    mid-write leaves the previous state intact)."""
+    """Write a run's state (or its `state_dict()`, taken inside the run's RNG context) to `path` atomically: a kill or
+    a full disk mid-write leaves the previous state intact (a `WriteError` names the file). Serialised in memory
+    first, so a failed write is the OSError of the file, not torch's stream writer's RuntimeError."""
     data = {**(state if isinstance(state, dict) else state.state_dict()), "version": STATE_VERSION, "steps": steps}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, fsync=True) as tmp:
-        torch.save(data, tmp)
-    return path
+    buffer = io.BytesIO()
+    torch.save(data, buffer)
+    return write_bytes(path, buffer.getvalue(), fsync=True)
 
 
 def load_state(path: Path) -> dict:

@@ -1,0 +1,87 @@
+"""The `parameters` text chunk of AUTOMATIC1111's web UI, which image browsers and prompt readers parse: the prompt, a
+`Negative prompt: ...` line, and one line of `Key: value` pairs (a value with a comma, colon, quote or line break
+written as a JSON string). vqclip writes it beside its own JSON chunk, and reads one from another tool's PNG."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+PARAMETERS_KEY = "parameters"
+_PAIR = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')  # one `Key: value` of the last line
+
+
+def quote(value: Any) -> str:
+    """A value as the pair line holds it: as written, or as a JSON string where it has `,` `:` `"` or a line break."""
+    text = str(value)
+    return json.dumps(text, ensure_ascii=False) if re.search(r'[,:"\n]', text) else text
+
+
+def format_parameters(prompt: str, negative: str, params: dict[str, Any]) -> str:
+    """The chunk's text: the prompt, `Negative prompt: ...` when there is one, then the pairs (None values left out)."""
+    pairs = ", ".join(f"{key}: {quote(value)}" for key, value in params.items() if value is not None)
+    text = prompt.strip() + (f"\nNegative prompt: {negative.strip()}" if negative.strip() else "") + f"\n{pairs}"
+    return text.replace("\0", "").strip()
+
+
+def _names(path: Optional[str]) -> Optional[str]:
+    return Path(path).name if path and ("/" in path or "\\" in path) else path
+
+
+def job_parameters(metadata: dict) -> str:
+    """The chunk of a vqclip run from the metadata of its final.png (the prompt, seed, steps done, config, versions)."""
+    cfg = metadata["config"]
+    clips = "; ".join(f"{_names(c['model'])}" + (f"/{_names(c['pretrained'])}" if c.get("pretrained") else "")
+                      + (f" x{c['weight']:g}" if c.get("weight") != 1 else "") for c in cfg["clip"])
+    vqgan = _names(cfg["vqgan"]["checkpoint"])
+    steps_done = metadata.get("steps_done")
+    params = {
+        "Steps": cfg["steps"],
+        "Steps done": steps_done if steps_done != cfg["steps"] else None,  # stopped early, or frames x steps in a restyle
+        "Seed": metadata.get("seed", cfg["seed"]),
+        "Size": f"{cfg['size'][0]}x{cfg['size'][1]}",
+        "Model": cfg.get("model") or vqgan,  # the preset, or the VQGAN's checkpoint file
+        "VQGAN": vqgan if cfg.get("model") else None,
+        "CLIP models": clips,
+        "Cutouts": cfg["cutouts"]["n"],
+        "Cut pow": f"{cfg['cutouts']['pow']:g}",
+        "Optimizer": cfg["optimizer"]["name"],
+        "LR": f"{cfg['optimizer']['lr']:g}",
+        "LR schedule": cfg["optimizer"]["schedule"] if cfg["optimizer"]["schedule"] != "constant" else None,
+        "Init": cfg["init"]["kind"],
+        "TV weight": f"{cfg['tv_weight']:g}" if cfg["tv_weight"] else None,
+        "Candidates": cfg["candidates"]["n"] if cfg["candidates"]["n"] > 1 else None,
+        "Image prompts": "; ".join(cfg["image_prompts"]) or None,
+        "Story mode": cfg["story_mode"] if "^" in cfg["prompt"] or cfg["story"] else None,
+        "Animation": cfg["animation"]["mode"] if cfg["animation"]["mode"] != "none" else None,
+        "Restyle input": _names(cfg["restyle"]["input"]),
+        "Stopped": "true" if metadata.get("stopped") else None,
+        "Version": f"vqclip {metadata.get('versions', {}).get('vqclip', '')}".strip(),
+    }
+    return format_parameters(cfg["prompt"], ", ".join(cfg["negative"]), params)
+
+
+def parse_parameters(text: str) -> tuple[str, str, dict[str, str]]:
+    """(prompt, negative prompt, {key: value}) of a `parameters` chunk, read the way the web UI reads it: the last line
+    holds the pairs when it has at least three; JSON-quoted values are unquoted."""
+    *lines, last = text.strip().split("\n")
+    if len(_PAIR.findall(last)) < 3:
+        lines.append(last)
+        last = ""
+    prompt, negative, in_negative = [], [], False
+    for line in lines:
+        line = line.strip()
+        if line.startswith("Negative prompt:"):
+            in_negative, line = True, line[len("Negative prompt:"):].strip()
+        (negative if in_negative else prompt).append(line)
+    params = {}
+    for key, value in _PAIR.findall(last):
+        if len(value) > 1 and value[0] == value[-1] == '"':
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        params[key.strip()] = value
+    return "\n".join(prompt), "\n".join(negative), params
