@@ -2,6 +2,7 @@
 line and exit 2; every file written before is intact, and the run resumes once the fault is gone."""
 
 import errno
+import os
 import re
 import shutil
 import subprocess
@@ -39,6 +40,8 @@ class Faults:
         save, write_bytes = Image.Image.save, Path.write_bytes
 
         def fake_save(im, fp, *args, **kwargs):
+            if not isinstance(fp, (str, os.PathLike)):  # encoding into memory (a GIF before its atomic write)
+                return save(im, fp, *args, **kwargs)
             self._write(Path(fp), lambda: save(im, fp, *args, **kwargs))
 
         def fake_write_bytes(path, data):

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import VqclipError, reason
-from .atomic import atomic_path
+from .atomic import atomic_path, write_bytes
 
 VIDEO_FORMATS = ("mp4", "gif")
 FFMPEG = {"plugin": "FFMPEG", "extension": ".mp4"}  # ffmpeg looks at the content; the plugin, at the name only
@@ -62,9 +62,9 @@ def write_gif(frames: Iterable[np.ndarray], path: Path, fps: float, max_side: in
         scale = max_side / max(w, h)
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         frames = [np.asarray(Image.fromarray(f).resize(size, Image.LANCZOS)) for f in frames]
-    with atomic_path(path) as tmp:
-        iio.imwrite(tmp, np.stack(frames), plugin="pillow", extension=".gif", is_batch=True,
-                    duration=gif_durations(len(frames), fps), loop=0)
+    data = iio.imwrite("<bytes>", np.stack(frames), plugin="pillow", extension=".gif", is_batch=True,
+                       duration=gif_durations(len(frames), fps), loop=0)  # encoded in memory: no writer to clean up
+    write_bytes(path, data)
 
 
 def write_video(frame_paths: list[Path], path: Path, fps: float, fmt: str = "mp4",
