@@ -18,7 +18,7 @@ import torch
 
 from .._version import __version__
 from ..config import GenerateConfig, check_inputs, to_dict, to_yaml
-from ..files.images import save_png
+from ..files.images import load_image, save_png
 from ..files.runfolder import RunFolder, run_folder
 from ..files.video import mux_audio, write_video
 from ..modes.base import GenerateResult, Mode, RunContext
@@ -30,6 +30,7 @@ from ..nets.load import ModelCache, Models, load_models
 from ..optim.loop import AfterStep, Callback
 from .callbacks import ProgressBar, SaveFrames, StopOnFlag, wants_trials
 from .statefile import StateSaver, save_state
+from .upscale import prepare_upscaler, upscaled_name, write_upscaled
 
 
 def resolve_seed(seed: Optional[int]) -> int:
@@ -116,6 +117,7 @@ class RunResult:
     frames: list[Path]
     config: GenerateConfig
     result: GenerateResult
+    upscaled: Optional[Path] = None  # final_xN.png when output.upscale.model is set
 
     @property
     def interrupted(self) -> bool:
@@ -143,7 +145,10 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
         cfg = replace(cfg, seed=resolve_seed(cfg.seed))
         folder = run_folder(cfg.output.dir, cfg.prompt)
         cfg = replace(cfg, output=replace(cfg.output, dir=str(folder.path)))
-    # 2. Models (before the folder is made, so a failed download leaves no empty run behind), then the mode's job
+    # 2. Models (before the folder is made, so a failed download leaves no empty run behind), then the mode's job;
+    # the upscaler too, so a missing or wrong one fails now, not after the run
+    up = cfg.output.upscale
+    upscaler = prepare_upscaler(up.model, up.scale, device, cfg.output.progress) if up.model else None
     models = load_models(cfg, device, cache)
     mode = mode_for(cfg)
     cfg = mode.prepare(cfg, models)
@@ -173,15 +178,22 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
             bar.close()
     if mode.saves_state and not result.trials_cut:  # a pick cut short is no state to resume: start over
         save_state(result.saved, folder.state, cfg.steps)
-    return finish(cfg, folder, result, mode, frames)
+    return finish(cfg, folder, result, mode, frames, upscaler)
 
 
 def finish(cfg: GenerateConfig, folder: RunFolder, result: GenerateResult, mode: Mode,
-           frames: FolderFrames) -> RunResult:
-    """final.png (with its job inside), the last frame and the video of a run whose frames so far are `frames`."""
+           frames: FolderFrames, upscaler=None) -> RunResult:
+    """final.png (with its job inside), final_xN.png with an `upscaler`, the last frame and the video of a run whose
+    frames so far are `frames`."""
     metadata = {"prompt": cfg.prompt, "seed": cfg.seed, "steps_done": result.steps, "stopped": result.stopped,
                 **result.info, "config": to_dict(cfg), "versions": versions()}
     final = save_png(result.image, folder.final, metadata)
+    upscaled = None
+    if upscaler is not None:
+        up = cfg.output.upscale
+        scale = up.scale or upscaler.scale
+        upscaled = write_upscaled(upscaler, load_image(final), upscaled_name(final, scale),  # as `vqclip upscale`
+                                  scale=scale, tile=up.tile, metadata=metadata, source=final.name)
     saved = list(result.frames or frames.saved)
     if mode.final_frame and mode.frame_every(cfg) > 0:  # the final image is the last frame (it follows the last update)
         saved.append(frames.write(result.steps, result.image))
@@ -199,4 +211,4 @@ def finish(cfg: GenerateConfig, folder: RunFolder, result: GenerateResult, mode:
                 silent.unlink(missing_ok=True)
         else:
             write_video(saved, video, fps, fmt, cfg.output.gif_max_side)
-    return RunResult(folder.path, final, video, saved, cfg, result)
+    return RunResult(folder.path, final, video, saved, cfg, result, upscaled)
