@@ -38,8 +38,10 @@ class UpscalerPreset:
         return _home_or_default(home_dir) / FOLDER / self.file.filename
 
 
-def load_upscalers_file(path: Path = BUILTIN_FILE) -> dict[str, UpscalerPreset]:
-    """Every upscaler preset of one YAML file, validated strictly (an error names the file and the key)."""
+def load_upscalers_file(path: Path | None = None) -> dict[str, UpscalerPreset]:
+    """Every upscaler preset of one YAML file (default: the built-in one), validated strictly (an error names the
+    file and the key)."""
+    path = BUILTIN_FILE if path is None else path
     data = _check_keys(yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}, str(path), {"upscalers"},
                        {"version"})
     found = {}
