@@ -39,6 +39,7 @@ class Upscaler:
     net: object
     scale: int
     name: str
+    device: torch.device = torch.device("cpu")  # where `net` runs
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         return self.net(image)
@@ -80,7 +81,7 @@ def load_upscaler(path: str | Path, device: torch.device | str = "cpu") -> Upsca
                           f"(scale {described.scale}, {described.input_channels} -> {described.output_channels} "
                           "channels)")
     described.eval().to(torch.device(device))
-    return Upscaler(described, described.scale, f"{described.architecture.name} x{described.scale}")
+    return Upscaler(described, described.scale, f"{described.architecture.name} x{described.scale}", described.device)
 
 
 def _starts(size: int, tile: int, overlap: int) -> list[int]:
@@ -160,6 +161,6 @@ def upscale(upscaler: Upscaler, image: torch.Tensor, scale: int | None = None, t
     if not 1 <= scale <= upscaler.scale:
         raise VqclipError(f"upscale scale {scale}: {upscaler.name} makes {upscaler.scale}x; use a scale from 1 to "
                           f"{upscaler.scale}, or a model that makes {scale}x")
-    out = upscale_tiled(upscaler, image.float().cpu(), tile, overlap, upscaler.net.device)
+    out = upscale_tiled(upscaler, image.float().cpu(), tile, overlap, upscaler.device)
     h, w = image.shape[-2:]
     return resize_to(out, (h * scale, w * scale))
