@@ -9,7 +9,7 @@ The network costs about 36 MFLOP per input pixel (38 TFLOP for 1024²: an hour o
 every tile has the same size and the output and weight buffers are allocated in full at the first tile, so the peak
 is reached with the first tiles; the blending, the division and the PNG are done for the whole image.
 
-    python benchmarks/upscale_memory.py                                   # tile 256 (the default), 1024², all tiles
+    python benchmarks/upscale_memory.py                                   # tile 192 (the default), 1024², all tiles
     python benchmarks/upscale_memory.py --real-tiles 2 --json             # the same peak, minutes instead of hours
 """
 
@@ -70,7 +70,7 @@ def child(weights: str, size: int, tile: int, threads: int, real_tiles: int) -> 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1024)
-    parser.add_argument("--tile", type=int, default=256)
+    parser.add_argument("--tile", type=int, default=192)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--real-tiles", type=int, default=0, metavar="N",
                         help="run the network on the first N tiles only (0: all)")
@@ -94,7 +94,8 @@ def main() -> int:
         sys.exit(done.stderr)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     print(json.dumps(result) if args.json else
-          f"{result['size']}² x{result['scale']} -> {result['output'][0]}x{result['output'][1]} PNG, tile {result['tile']} "
+          f"{result['size']}² x{result['scale']} -> {result['output'][0]}x{result['output'][1]} PNG, "
+          f"tile {result['tile']} "
           f"(overlap {result['overlap']}), {result['tiles']} tiles ({result['real_tiles']} through the network, "
           f"{result['s_per_real_tile']} s each), {result['threads']} threads: {result['seconds']} s, peak RSS "
           f"{result['peak_rss_gib']} GiB (before the upscale: {result['rss_before_upscale_gib']} GiB)")

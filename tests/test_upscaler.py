@@ -52,10 +52,21 @@ def test_bare_and_params_ema_files_are_the_same_network(tmp_path):
     # the network is the published SRVGGNetCompact: conv/PReLU body, pixel shuffle, plus the nearest-upsampled input
     h = x
     for i in range(0, 10, 2):
-        h = F.prelu(F.conv2d(h, state[f"body.{i}.weight"], state[f"body.{i}.bias"], padding=1), state[f"body.{i + 1}.weight"])
+        h = F.conv2d(h, state[f"body.{i}.weight"], state[f"body.{i}.bias"], padding=1)
+        h = F.prelu(h, state[f"body.{i + 1}.weight"])
     h = F.pixel_shuffle(F.conv2d(h, state["body.10.weight"], state["body.10.bias"], padding=1), 4)
     expected = (h + F.interpolate(x, scale_factor=4, mode="nearest")).clamp(0, 1)
     assert torch.allclose(bare(x), expected, atol=1e-5)
+
+
+def test_a_safetensors_upscaler_loads_like_its_pth(tmp_path):
+    from safetensors.torch import save_file
+
+    state = compact_state(seed=4)
+    save_file(state, tmp_path / "c.safetensors")
+    x = torch.rand(1, 3, 8, 8)
+    assert torch.equal(load_upscaler(tmp_path / "c.safetensors")(x),
+                       load_upscaler(save_upscaler(tmp_path / "c.pth", state))(x))
 
 
 @pytest.mark.parametrize("scale", [4, 2])
@@ -145,7 +156,8 @@ def test_the_presets_are_the_published_real_esrgan_files():
     assert set(presets) == {"RealESRGAN_x4plus", "RealESRGAN_x2plus", "RealESRGAN_x4plus_anime_6B",
                             "realesr-general-x4v3"}
     for p in presets.values():
-        assert p.file.urls[0] == f"https://github.com/xinntao/Real-ESRGAN/releases/download/{p.file.urls[0].split('/')[-2]}/{p.file.filename}"
+        release = "https://github.com/xinntao/Real-ESRGAN/releases/download/"
+        assert p.file.urls[0].startswith(release) and p.file.urls[0].endswith("/" + p.file.filename)
         assert p.file.sha256 is None and p.file.approx_size  # nothing published to pin: recorded on first download
     assert presets["RealESRGAN_x2plus"].scale == 2 and registry.get_upscaler("realesrgan_X4PLUS").scale == 4
 
@@ -203,6 +215,7 @@ def _bad_upscales(tmp_path: Path, compact: Path) -> dict:
     torch.save({"encoder.conv_in.weight": torch.zeros(4, 3, 3, 3)}, tmp_path / "vqgan.pth")
     torch.save({"params_ema": compact_state(), "x": _RunsCode(str(tmp_path / "pwned"))}, tmp_path / "evil.pth")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    save_upscaler(tmp_path / "denoise_x1.pth", compact_state(scale=1))
     random_png(tmp_path / "done.png")
     random_png(tmp_path / "done_x4.png")
     return {
@@ -210,6 +223,8 @@ def _bad_upscales(tmp_path: Path, compact: Path) -> dict:
         "unknown preset": ([str(image), "--model", "RealESRGAN_x4plu"], "did you mean 'RealESRGAN_x4plus'"),
         "not weights": ([str(image), "--model", str(tmp_path / "notes.pth")], "not a PyTorch checkpoint"),
         "not an upscaler": ([str(image), "--model", str(tmp_path / "vqgan.pth")], "not an upscaler spandrel knows"),
+        "same-size network": ([str(image), "--model", str(tmp_path / "denoise_x1.pth")], "not an RGB upscaler"),
+        "wrong format": ([str(image), "--model", str(image)], "unknown upscaler weights format '.png'"),
         "hostile pickle": ([str(image), "--model", str(tmp_path / "evil.pth")], "refused"),
         "not an image": ([str(tmp_path / "broken.png"), "--model", str(compact)], "not a readable image"),
         "missing image": ([str(tmp_path / "gone.png"), "--model", str(compact)], "no such image file"),
@@ -220,6 +235,7 @@ def _bad_upscales(tmp_path: Path, compact: Path) -> dict:
 
 
 @pytest.mark.parametrize("case", ["missing upscaler", "unknown preset", "not weights", "not an upscaler",
+                                  "same-size network", "wrong format",
                                   "hostile pickle", "not an image", "missing image", "scale it lacks", "tiny tile",
                                   "would overwrite"])
 def test_bad_upscale_input_is_one_line_and_exit_2(tmp_path, compact, capsys, case):

@@ -29,8 +29,8 @@ def register(subparsers) -> None:
     a("--model", required=True, metavar="NAME|PATH", help="an upscaler preset (see below) or a weights file")
     a("--scale", type=int, default=None, metavar="N", help="output scale (default: the model's own); below the "
       "model's, its output is resized down; above it is an error")
-    a("--tile", type=int, default=256, metavar="PX",
-      help="tile side in input pixels, overlapping and blended (default 256; 0: the whole image at once)")
+    a("--tile", type=int, default=192, metavar="PX",
+      help="tile side in input pixels, overlapping and blended (default 192; 0: the whole image at once)")
     a("--out", default=None, metavar="DIR", help="folder for the results (default: beside each image)")
     a("--device", default="auto", metavar="D", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps")
     a("--force", action="store_true", help="replace results that exist already")

@@ -80,7 +80,7 @@ class UpscaleConfig:
                                         "final_xN.png (needs vqclip[upscale]; null: no upscale)", metavar="NAME|PATH")
     scale: Optional[int] = option(None, help="N of final_xN.png (null: the model's own); below the model's, its "
                                         "output is resized down")
-    tile: int = option(256, help="tile side in input pixels, so memory stays bounded (0: the whole image at once)")
+    tile: int = option(192, help="tile side in input pixels, so memory stays bounded (0: the whole image at once)")
 
 
 @dataclass

@@ -20,7 +20,7 @@ from .checkpoints import TORCH_SUFFIXES, load_state_dict, torch_load_safe
 
 log = logging.getLogger("vqclip.upscale")
 
-TILE, OVERLAP = 256, 48  # input pixels; each tile keeps only pixels >= OVERLAP/4 = 12 px from a neighbour's edge
+TILE, OVERLAP = 192, 48  # input pixels; each tile keeps only pixels >= OVERLAP/4 = 12 px from a neighbour's edge
 
 
 def spandrel_module():

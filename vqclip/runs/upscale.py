@@ -12,7 +12,7 @@ import torch
 from ..errors import VqclipError
 from ..files.images import save_png
 from ..models.upscalers import upscaler_file
-from ..nets.upscaler import Upscaler, load_upscaler, upscale
+from ..nets.upscaler import TILE, Upscaler, load_upscaler, upscale
 
 log = logging.getLogger("vqclip.upscale")
 
@@ -34,7 +34,7 @@ def upscaled_name(path: Path, scale: int) -> Path:
 
 
 def write_upscaled(upscaler: Upscaler, image: torch.Tensor, dest: Path, *, scale: Optional[int] = None,
-                   tile: int = 256, metadata: Optional[dict] = None, source: str = "") -> Path:
+                   tile: int = TILE, metadata: Optional[dict] = None, source: str = "") -> Path:
     """`image` [1,3,H,W] in [0,1] upscaled and saved as PNG at `dest` (atomically), with `metadata` plus an
     `upscaled` record of what made it."""
     scale = upscaler.scale if scale is None else scale
