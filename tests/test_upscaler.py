@@ -271,3 +271,23 @@ def test_a_bad_upscaler_fails_before_the_run(tmp_path, tiny_args, capsys, settin
 def test_overlap_default_keeps_more_margin_than_real_esrgan():
     """Real-ESRGAN's tiler crops 10 px of padding per tile side; the default blend keeps >= OVERLAP/4 px away."""
     assert OVERLAP // 4 >= 10
+
+
+def test_a_stopped_run_is_not_upscaled_and_a_finished_one_reports_its_file(tmp_path, compact, tiny_job):
+    import threading
+
+    from vqclip.config import merge_layers
+    from vqclip.runs.pipeline import run_job
+
+    def job(name):
+        output = {**tiny_job["output"], "dir": str(tmp_path / name), "video": False, "save_every": 0,
+                  "upscale": {"model": str(compact), "tile": 32}}
+        return merge_layers([("tiny", tiny_job), ("test", {"prompt": "a red circle", "steps": 3, "output": output})])
+
+    stop = threading.Event()
+    stop.set()  # as Ctrl-C before the first step ends
+    stopped = run_job(job("stopped"), stop=stop)
+    assert stopped.interrupted and stopped.final.is_file() and stopped.upscaled is None
+    assert not list((tmp_path / "stopped").glob("final_x*.png"))
+    done = run_job(job("done"))
+    assert done.upscaled == tmp_path / "done" / "final_x4.png" and pixels(done.upscaled).shape == (128, 128, 3)

@@ -150,6 +150,8 @@ def upscaler_is_path(name: str) -> bool:
     """True when an upscaler is named by a file path (a folder separator or a weights suffix), not by a preset."""
     name = name.strip()
     return "/" in name or "\\" in name or name.startswith((".", "~")) or name.lower().endswith(UPSCALER_SUFFIXES)
+
+
 def check_inputs(cfg: GenerateConfig) -> None:
     """The job can run: it has something to aim at, and the files it reads (init image, image prompts, restyle video)
     exist, the images readable. Checked before any model loads or run folder is made; separate from `check`, so an

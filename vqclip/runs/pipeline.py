@@ -7,6 +7,7 @@ Every entry point uses it: each CLI command (generate, run, zoom, restyle, resum
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 from dataclasses import dataclass, replace
@@ -31,6 +32,8 @@ from ..optim.loop import AfterStep, Callback
 from .callbacks import ProgressBar, SaveFrames, StopOnFlag, wants_trials
 from .statefile import StateSaver, save_state
 from .upscale import prepare_upscaler, upscaled_name, write_upscaled
+
+log = logging.getLogger("vqclip")
 
 
 def resolve_seed(seed: Optional[int]) -> int:
@@ -188,12 +191,6 @@ def finish(cfg: GenerateConfig, folder: RunFolder, result: GenerateResult, mode:
     metadata = {"prompt": cfg.prompt, "seed": cfg.seed, "steps_done": result.steps, "stopped": result.stopped,
                 **result.info, "config": to_dict(cfg), "versions": versions()}
     final = save_png(result.image, folder.final, metadata)
-    upscaled = None
-    if upscaler is not None:
-        up = cfg.output.upscale
-        scale = up.scale or upscaler.scale
-        upscaled = write_upscaled(upscaler, load_image(final), upscaled_name(final, scale),  # as `vqclip upscale`
-                                  scale=scale, tile=up.tile, metadata=metadata, source=final.name)
     saved = list(result.frames or frames.saved)
     if mode.final_frame and mode.frame_every(cfg) > 0:  # the final image is the last frame (it follows the last update)
         saved.append(frames.write(result.steps, result.image))
@@ -211,4 +208,13 @@ def finish(cfg: GenerateConfig, folder: RunFolder, result: GenerateResult, mode:
                 silent.unlink(missing_ok=True)
         else:
             write_video(saved, video, fps, fmt, cfg.output.gif_max_side)
+    upscaled = None
+    if upscaler is not None and result.stopped:  # stopped by the user: what it has is saved, nothing more starts
+        log.info("the run was stopped: final.png is not upscaled; `vqclip upscale %s --model %s` does it", final,
+                 cfg.output.upscale.model)
+    elif upscaler is not None:  # last, after final.png and the video, so a slow upscale cannot cost them
+        up = cfg.output.upscale
+        scale = up.scale or upscaler.scale
+        upscaled = write_upscaled(upscaler, load_image(final), upscaled_name(final, scale),  # as `vqclip upscale`
+                                  scale=scale, tile=up.tile, metadata=metadata, source=final.name)
     return RunResult(folder.path, final, video, saved, cfg, result, upscaled)
