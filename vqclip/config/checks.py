@@ -176,6 +176,20 @@ def _check_animation(cfg: GenerateConfig) -> None:
     o = cfg.output
     _require("output.video_length", o.video_length, o.video_length is None or o.video_length > 0, "> 0 seconds")
     _require("output.gif_max_side", o.gif_max_side, o.gif_max_side is None or o.gif_max_side >= 8, ">= 8 pixels")
+    u = o.upscale
+    _require("output.upscale.scale", u.scale, u.scale is None or u.scale >= 1, ">= 1 (null = the model's own scale)")
+    _require("output.upscale.tile", u.tile, u.tile == 0 or u.tile >= 32, ">= 32 pixels (0 = the whole image at once)")
+
+
+UPSCALER_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
+
+
+def upscaler_is_path(name: str) -> bool:
+    """True when an upscaler is named by a file path (a folder separator or a weights suffix), not by a preset."""
+    name = name.strip()
+    return "/" in name or "\\" in name or name.startswith((".", "~")) or name.lower().endswith(UPSCALER_SUFFIXES)
+
+
 def check_inputs(cfg: GenerateConfig) -> None:
     """The job can run: it has something to aim at, and the files it reads (init image, image prompts, restyle video)
     exist, the images readable. Checked before any model loads or run folder is made; separate from `check`, so an
@@ -185,6 +199,10 @@ def check_inputs(cfg: GenerateConfig) -> None:
         absent = [f"{section}.{key}: {missing(path, 'file')}" for key, path in files if path and not Path(path).is_file()]
         if absent:  # both named at once, before any download is tried for the CLIP
             raise VqclipError("; ".join(absent) + f"; check the {name} paths")
+    upscaler = cfg.output.upscale.model
+    if upscaler and upscaler_is_path(upscaler) and not Path(upscaler).expanduser().is_file():
+        raise VqclipError(f"output.upscale.model: {missing(upscaler, 'upscaler weights file')}; check the path, or "
+                          "name a preset (see `vqclip upscale --help`)")
     wanted = [("init.image", cfg.init.image, "image")] if cfg.init.kind == "image" else []
     wanted += [("image_prompts", parse_image_prompt(item).text, "image") for item in cfg.image_prompts]
     wanted += [("restyle.input", cfg.restyle.input, "video")] if cfg.restyle.input else []

@@ -76,6 +76,15 @@ class InitConfig:
 
 
 @dataclass
+class UpscaleConfig:
+    model: Optional[str] = option(None, help="upscaler preset or weights file: final.png is also written upscaled as "
+                                        "final_xN.png (needs vqclip[upscale]; null: no upscale)", metavar="NAME|PATH")
+    scale: Optional[int] = option(None, help="N of final_xN.png (null: the model's own); below the model's, its "
+                                        "output is resized down")
+    tile: int = option(192, help="tile side in input pixels, so memory stays bounded (0: the whole image at once)")
+
+
+@dataclass
 class OutputConfig:
     dir: Optional[str] = option(None, help="run folder (default: outputs/<time>-<prompt>)", flag="--out",
                                 metavar="DIR")
@@ -91,6 +100,7 @@ class OutputConfig:
                                            flag="--video-length", metavar="SECONDS", unset="--fps decides")
     gif_max_side: Optional[int] = option(None, help="shrink GIF frames so no side exceeds this",
                                          flag="--gif-max-side", metavar="PX", unset="full size")
+    upscale: UpscaleConfig = option(help="super-resolution of final.png at the end of a run", factory=UpscaleConfig)
 
 
 @dataclass

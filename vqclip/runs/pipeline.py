@@ -20,7 +20,7 @@ import torch
 from .._version import __version__
 from ..config import GenerateConfig, check_inputs, to_dict, to_yaml
 from ..errors import VqclipError, WriteError
-from ..files.images import save_png
+from ..files.images import load_image, save_png
 from ..files.infotext import job_parameters
 from ..files.runfolder import RunFolder, run_folder
 from ..files.video import mux_audio, write_video
@@ -36,6 +36,7 @@ from ..optim.loop import AfterStep, Callback
 from ..optim.schedules import job_texts
 from .callbacks import ProgressBar, SaveFrames, StopOnFlag, wants_trials
 from .statefile import StateSaver, save_state
+from .upscale import prepare_upscaler, upscaled_name, write_upscaled
 
 log = logging.getLogger("vqclip")
 
@@ -147,6 +148,7 @@ class RunResult:
     frames: list[Path]
     config: GenerateConfig
     result: GenerateResult
+    upscaled: Optional[Path] = None  # final_xN.png when output.upscale.model is set
 
     @property
     def interrupted(self) -> bool:
@@ -179,7 +181,10 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
         cfg = replace(cfg, seed=resolve_seed(cfg.seed))
         folder = run_folder(cfg.output.dir, cfg.prompt)
         cfg = replace(cfg, output=replace(cfg.output, dir=str(folder.path)))
-    # 2. Models (before the folder is made, so a failed download leaves no empty run behind), then the mode's job
+    # 2. Models (before the folder is made, so a failed download leaves no empty run behind), then the mode's job;
+    # the upscaler too, so a missing or wrong one fails now, not after the run
+    up = cfg.output.upscale
+    upscaler = prepare_upscaler(up.model, up.scale, device, cfg.output.progress) if up.model else None
     models = load_models(cfg, device, cache)
     mode = mode_for(cfg)
     cfg = mode.prepare(cfg, models)
@@ -203,7 +208,7 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
                           trials=trials)
         if mode.saves_state and not result.trials_cut:  # a pick cut short is no state to resume: start over
             save_state(result.saved, folder.state, cfg.steps)  # before final.png and the video, which need room
-        return finish(cfg, folder, result, mode, frames)
+        return finish(cfg, folder, result, mode, frames, upscaler)
     except WriteError as exc:  # a full disk, no permission, the folder removed: what was written is kept
         if not resumed:
             folder.release()
@@ -225,9 +230,10 @@ def resume_hint(folder: RunFolder) -> str:
 
 
 def finish(cfg: GenerateConfig, folder: RunFolder, result: GenerateResult, mode: Mode,
-           frames: FolderFrames) -> RunResult:
-    """The last frame, the video and final.png (with its job inside) of a run whose frames so far are `frames`;
-    final.png last, so that a run whose video could not be written (a full disk) is not taken for a finished one."""
+           frames: FolderFrames, upscaler=None) -> RunResult:
+    """The last frame, the video, final.png (with its job inside) and, with an `upscaler`, final_xN.png of a run
+    whose frames so far are `frames`; final.png after the video, so that a run whose video could not be written (a
+    full disk) is not taken for a finished one, and the upscale last, so that a slow one cannot cost the others."""
     saved = list(result.frames or frames.saved)
     if mode.final_frame and mode.frame_every(cfg) > 0:  # the final image is the last frame (it follows the last update)
         saved.append(frames.write(result.steps, result.image))
@@ -248,4 +254,13 @@ def finish(cfg: GenerateConfig, folder: RunFolder, result: GenerateResult, mode:
     metadata = {"prompt": cfg.prompt, "seed": cfg.seed, "steps_done": result.steps, "stopped": result.stopped,
                 **result.info, "config": to_dict(cfg), "versions": versions()}
     final = save_png(result.image, folder.final, metadata, job_parameters(metadata))
-    return RunResult(folder.path, final, video, saved, cfg, result)
+    upscaled = None
+    if upscaler is not None and result.stopped:  # stopped by the user: what it has is saved, nothing more starts
+        log.info("the run was stopped: final.png is not upscaled; `vqclip upscale %s --model %s` does it", final,
+                 cfg.output.upscale.model)
+    elif upscaler is not None:
+        up = cfg.output.upscale
+        scale = up.scale or upscaler.scale
+        upscaled = write_upscaled(upscaler, load_image(final), upscaled_name(final, scale),  # as `vqclip upscale`
+                                  scale=scale, tile=up.tile, metadata=metadata, source=final.name)
+    return RunResult(folder.path, final, video, saved, cfg, result, upscaled)
