@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..config.job import UpscaleConfig
 from ..errors import VqclipError
+from .options import RawHelpFormatter
 
 EPILOG = """examples:
   vqclip upscale outputs/run/final.png --model RealESRGAN_x4plus        # -> outputs/run/final_x4.png
@@ -23,14 +25,14 @@ A run can end with the same step: --set output.upscale.model=NAME (final.png sta
 def register(subparsers) -> None:
     """Add the `upscale` subcommand."""
     p = subparsers.add_parser("upscale", help="upscale images with an ESRGAN-style network (vqclip[upscale])",
-                              description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__, epilog=EPILOG, formatter_class=RawHelpFormatter)
     a = p.add_argument
     a("images", nargs="+", metavar="IMG", help="images to upscale (each written as <name>_xN.png)")
     a("--model", required=True, metavar="NAME|PATH", help="an upscaler preset (see below) or a weights file")
     a("--scale", type=int, default=None, metavar="N", help="output scale (default: the model's own); below the "
       "model's, its output is resized down; above it is an error")
-    a("--tile", type=int, default=192, metavar="PX",
-      help="tile side in input pixels, overlapping and blended (default 192; 0: the whole image at once)")
+    a("--tile", type=int, default=UpscaleConfig().tile, metavar="PX",  # the one default, output.upscale.tile's
+      help="tile side in input pixels, overlapping and blended (0: the whole image at once)")
     a("--out", default=None, metavar="DIR", help="folder for the results (default: beside each image)")
     a("--device", default="auto", metavar="D", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps")
     a("--force", action="store_true", help="replace results that exist already")
