@@ -106,11 +106,13 @@ def plan(job: dict, upload: Callable[[str], str], *, allow_paths: bool = False,
 
 def field_of(message: str) -> Optional[str]:
     """The job key a one-line error is about (for showing it next to its field), or None."""
-    text = re.sub(r"^(job|command line|yaml)( [^:]*)?: ", "", message)
+    if message.startswith("yaml:"):
+        return "yaml"
+    text = re.sub(r"^(job|command line)( [^:]*)?: ", "", message)
     for key in KEYS:
         if re.match(re.escape(key) + r"(\[\d*\])?(\.|:|\s|$)", text) or re.search(
                 r"(?<![\w.])" + re.escape(key) + r"(\[\d*\])?:", text):
             return key
     if "model preset" in text:
         return "model"
-    return "yaml" if message.startswith("yaml:") else None
+    return None

@@ -48,6 +48,7 @@ def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional[M
     outputs = Path(outputs).resolve()
     outputs.mkdir(parents=True, exist_ok=True)
     uploads = outputs / UPLOADS
+    limit = f"{max_upload / 2**20:g} MB" if max_upload >= 2**20 else f"{max_upload / 2**10:g} KB"
     queue = RunQueue(outputs, cache)
 
     @contextlib.asynccontextmanager
@@ -90,8 +91,8 @@ def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional[M
     async def upload(file: UploadFile):
         data = await file.read(max_upload + 1)
         if len(data) > max_upload:
-            return fail(413, f"upload: {file.filename or 'the file'} is over {max_upload >> 20} MB; upload a "
-                        "smaller image")
+            return fail(413, f"upload: {file.filename or 'the file'} is over the {limit} limit; upload a smaller "
+                        "image")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
