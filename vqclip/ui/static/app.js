@@ -165,6 +165,9 @@ function watch(id) {
   if (state.source) state.source.close();
   state.watching = id; state.curve = [];
   $("#w-job").textContent = id; $("#result").hidden = true; $("#stop").disabled = false;
+  for (const k of ["#w-step", "#w-total"]) $(k).textContent = "0";
+  for (const k of ["#w-loss", "#w-rate", "#w-eta"]) $(k).textContent = "–";
+  $("#w-state").textContent = "queued"; drawCurve();
   $("#preview").hidden = true; $("#w-empty").hidden = false; $("#w-empty").textContent = "waiting for its turn…";
   const es = new EventSource(`/api/jobs/${id}/events`);
   state.source = es;
