@@ -26,10 +26,10 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("ui", help="a local web page to make, watch and browse runs (vqclip[ui])",
                               description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
-    a("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    a("--port", type=int, default=0, help="port (default 0: a free one, printed)")
+    a("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    a("--port", type=int, default=0, help="port (default: 0, a free one, printed)")
     a("--outputs", default="outputs", metavar="DIR", help="the runs folder the page writes to and shows "
-      "(default: outputs, as the other commands)")
+      "(default: outputs, as for the other commands)")
     a("--device", default=None, metavar="D", help="device for the page's runs: auto (cuda, mps, cpu), cpu, cuda, "
       "cuda:N or mps (default: auto)")
     a("--quiet", action="store_true", help="no notices")
