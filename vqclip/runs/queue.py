@@ -1,6 +1,7 @@
 """A run queue for servers: jobs run one at a time per device (a worker thread each, first in, first out) through the
 one run path (`run_job`, or `run_batch` for a sweep or `n` images), with live progress for watchers; a queued job is
-cancelled without leaving a folder, a running one is stopped at the end of its step and keeps what it made."""
+cancelled without leaving a folder, a running one is stopped at the end of its step and keeps what it made. torch is
+imported with the first job (or `warm_up`), so a server that holds a queue starts in a moment."""
 
 from __future__ import annotations
 
@@ -11,16 +12,18 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from ..config import GenerateConfig
 from ..errors import VqclipError
 from ..files.runfolder import default_run_dir
 from ..nets.device import pick_device
-from ..nets.load import ModelCache
-from ..optim.loop import StepEvent
 from .batch import Batch, run_batch
-from .pipeline import RunResult, run_job
+
+if TYPE_CHECKING:
+    from ..nets.load import ModelCache
+    from ..optim.loop import StepEvent
+    from .pipeline import RunResult
 
 log = logging.getLogger("vqclip.queue")
 
@@ -76,7 +79,7 @@ class Progress:
         self.s0 = 0
         self.shown = 0.0
 
-    def __call__(self, event: StepEvent) -> None:
+    def __call__(self, event: "StepEvent") -> None:
         job, now = self.job, time.perf_counter()
         if self.t0 is None or event.step < self.s0:  # first step (or a new frame of a restyle, a new batch member)
             self.t0, self.s0 = now, event.step
@@ -103,11 +106,13 @@ class RunQueue:
         run: the function that runs one job (default `run_job`; a benchmark or test may wrap it).
     """
 
-    def __init__(self, outputs: Path, cache: Optional[ModelCache] = None, run: Callable[..., RunResult] = run_job):
+    def __init__(self, outputs: Path, cache: Optional["ModelCache"] = None,
+                 run: Optional[Callable[..., "RunResult"]] = None):
         self.outputs = Path(outputs)
-        self.cache = cache or ModelCache()
+        self.cache = cache
         self._run = run
         self._lock = threading.Condition()
+        self._warm = threading.Lock()
         self._jobs: dict[str, Job] = {}
         self._workers: dict[str, threading.Thread] = {}
         self._ids = itertools.count(1)
@@ -179,6 +184,15 @@ class RunQueue:
         for worker in workers:
             worker.join(timeout)
 
+    def warm_up(self) -> None:
+        """Import the run path and make the model cache now (seconds of torch imports), not at the first job."""
+        from ..nets.load import ModelCache  # torch: imported when runs are near, so the server answers at once
+        from .pipeline import run_job  # (the same)
+
+        with self._warm:  # not the queue's lock: listings and submissions go on meanwhile
+            self.cache = self.cache or ModelCache()
+            self._run = self._run or run_job
+
     def _changed(self, job: Job) -> None:
         job.version += 1
         self._lock.notify_all()
@@ -210,6 +224,7 @@ class RunQueue:
 
     def _execute(self, job: Job) -> tuple[Path, bool]:
         """Run the job into a new folder under the outputs folder (named now, so a cancelled job leaves none)."""
+        self.warm_up()
         feed = Progress(job, lambda: self._notify(job))
         root = default_run_dir(job.prompt or "run", self.outputs)
         if isinstance(job.plan, Batch):

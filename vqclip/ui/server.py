@@ -9,9 +9,10 @@ import contextlib
 import io
 import json
 import secrets
+import threading
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from fastapi import FastAPI, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -21,11 +22,13 @@ from PIL import Image, UnidentifiedImageError
 from starlette.exceptions import HTTPException
 
 from ..errors import VqclipError
-from ..nets.load import ModelCache
 from ..runs.queue import ENDED, Job, RunQueue
 from .gallery import UPLOADS, edit_job, list_runs, run_files, safe_file
 from .jobs import field_of, from_yaml, plan
 from .options import form_options, presets
+
+if TYPE_CHECKING:
+    from ..nets.load import ModelCache
 
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD = 20 << 20  # bytes of an uploaded image
@@ -37,7 +40,7 @@ def fail(status: int, message: str, field: Optional[str] = None) -> JSONResponse
     return JSONResponse({"error": message, **({"field": field} if field else {})}, status_code=status)
 
 
-def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional[ModelCache] = None,
+def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional["ModelCache"] = None,
                allow_paths: bool = False, max_upload: int = MAX_UPLOAD) -> FastAPI:
     """The app serving the page for runs under `outputs`, on `device` (default: each job's, auto).
 
@@ -53,6 +56,7 @@ def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional[M
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        threading.Thread(target=queue.warm_up, daemon=True, name="vqclip-warm-up").start()  # torch, while the page loads
         yield
         await asyncio.to_thread(queue.close)
 
