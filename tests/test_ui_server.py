@@ -209,6 +209,9 @@ def test_uploads_are_capped_checked_and_used_only_by_id(page_server):
     ({"job": {**MINI, "vqgan": {"checkpoint": "/etc/passwd"}}}, "vqgan.checkpoint", "cannot name files"),
     ({"job": {**MINI, "clip": [{"model": "/etc/passwd"}]}}, "clip", "is not a model name"),
     ({"job": {**MINI, "clip": [{"model": "ViT-B-32", "pretrained": "../../w.pt"}]}}, "clip", "not a model name"),
+    ({"job": {**MINI, "clip": ["/srv/clip.json"]}}, "clip", "is not a model name"),
+    ({"job": {**MINI, "candidates": {"clip": [{"model": "local-dir:/srv"}]}}}, "candidates.clip", "not a model name"),
+    ({"job": {**MINI, "output": {"upscale": {"model": "/srv/4x.pth"}}}}, "output.upscale.model", "not a model name"),
     ({"job": {**MINI, "guide": {"weights": "/root/x.safetensors"}}}, "guide.weights", "cannot name files"),
     ({"job": {**MINI, "output": {"dir": "/tmp/elsewhere"}}}, "output.dir", "outputs folder"),
     ({"job": {**MINI, "restyle": {"input": "/etc/passwd"}}}, "restyle.input", "cannot name files"),
@@ -229,6 +232,21 @@ def test_malformed_and_path_naming_jobs_are_refused_with_one_line(page_server, b
     assert status == 400 and message in answer["error"] and "\n" not in answer["error"], answer
     assert answer.get("field") == field
     assert alive(page_server) and page_server.queue.jobs() == [] and not run_folders(page_server.outputs)
+
+
+def test_a_batch_from_the_page_makes_its_grid_and_is_browsed_as_one(tiny_server, tiny_job):
+    status, job = tiny_server.request("POST", "/api/jobs", {"job": tiny(tiny_job, n=2, seed=7, steps=2)})
+    assert status == 200 and job["batch"] is True, job
+    done = tiny_server.wait(job["id"])
+    assert done["state"] == "done"
+    root = tiny_server.outputs / done["dir"]
+    assert (root / "grid.png").is_file() and (root / "batch.yaml").is_file()
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["seed=7", "seed=8"]
+    status, [batch] = tiny_server.request("GET", "/api/runs")
+    assert batch["kind"] == "batch" and batch["thumb"] == f"/files/{done['dir']}/grid.png"
+    assert [r["seed"] for r in batch["runs"]] == [7, 8]
+    status, again = tiny_server.request("GET", "/api/runs/" + batch["runs"][1]["name"])
+    assert status == 200 and again["job"]["seed"] == 8 and again["job"].get("n", 1) == 1
 
 
 def test_not_json_and_oversized_bodies_are_refused(page_server):

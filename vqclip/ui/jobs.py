@@ -70,6 +70,8 @@ def _value(key: str, value: Any, upload: Callable[[str], str]) -> Any:
                           "outputs folder; leave it unset")
     if base in ("clip", "candidates.clip") and isinstance(value, list):
         return [_value(f"{key}[{i}]", v, upload) for i, v in enumerate(value)]
+    if base in ("clip", "candidates.clip"):  # a CLIP entry given as its bare name
+        base = base + ".model"
     if base in ("clip.model", "clip.pretrained", "candidates.clip.model", "candidates.clip.pretrained",
                 "output.upscale.model", "model"):
         if value is not None and (not isinstance(value, str) or not NAME.fullmatch(value) or FILE_SUFFIX.search(value)):
