@@ -274,7 +274,7 @@ $("#refresh").onclick = refreshGallery;
 $("#f-yaml-file").onchange = async (ev) => { const f = ev.target.files[0]; if (f) $("#f-yaml").value = await f.text(); };
 $("#yaml-check").onclick = async () => {
   const res = await api("POST", "/api/jobs", { yaml: $("#f-yaml").value, check: true });
-  if (!res.ok) showError({ ...res.data, field: res.data.field && document.querySelector(`.err[data-for="${res.data.field}"]`) ? "yaml" : "yaml" });
+  if (!res.ok) showError({ ...res.data, field: "yaml" });  // shown in the YAML box, whichever key it is about
   else { clearErrors(); document.querySelector('.err[data-for="yaml"]').textContent = "✓ a valid job"; }
 };
 $("#yaml-run").onclick = async () => {
