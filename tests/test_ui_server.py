@@ -304,3 +304,13 @@ def test_cli_ui_warns_off_loopback_and_prints_the_url(monkeypatch, capsys, tmp_p
     assert "anyone who can reach this machine" in capsys.readouterr().err
     assert loopback("::1") and loopback("localhost") and not loopback("192.168.1.2")
     assert main(["ui", "--port", "70000"]) == 2
+
+
+def test_one_queue_per_physical_device(monkeypatch):
+    import torch
+
+    from vqclip.runs.queue import device_key
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert device_key(torch.device("cuda")) == device_key(torch.device("cuda:0")) == "cuda:0"
+    assert device_key(torch.device("cuda:1")) == "cuda:1" and device_key(torch.device("cpu")) == "cpu"

@@ -32,6 +32,15 @@ ENDED = (DONE, STOPPED, FAILED, CANCELLED)
 PREVIEW_EVERY = 0.5  # seconds between preview PNGs at most (a PNG per step would cost a fast run time)
 
 
+def device_key(device) -> str:
+    """One name per physical device ('cuda' and 'cuda:0' are one), so that no device runs two jobs at once."""
+    if device.type == "cuda" and device.index is None:
+        import torch  # already imported by pick_device; torch-free at module level like the rest of this module
+
+        return f"cuda:{torch.cuda.current_device()}"
+    return str(device)
+
+
 @dataclass
 class Job:
     """One submitted job: its config (or batch), state, live progress and, once ended, its folder or error."""
@@ -121,7 +130,7 @@ class RunQueue:
     def submit(self, plan: GenerateConfig | Batch) -> Job:
         """Queue a checked job (or batch) on its device; returns it at once."""
         first = plan.members[0].cfg if isinstance(plan, Batch) else plan
-        device = str(pick_device(first.device))
+        device = device_key(pick_device(first.device))
         with self._lock:
             if self._closed:
                 raise RuntimeError("the queue is closed")

@@ -131,7 +131,7 @@ def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional["
             planned = await asyncio.to_thread(plan, job, upload_path, allow_paths=allow_paths, device=device)
             if data.get("check"):  # validate only (the YAML box's check button)
                 return {"ok": True}
-            queued = queue.submit(planned)
+            queued = await asyncio.to_thread(queue.submit, planned)  # the first may import torch
         except VqclipError as exc:
             message = str(exc)
             return fail(400, message, field_of(message))
