@@ -314,3 +314,19 @@ def test_one_queue_per_physical_device(monkeypatch):
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     assert device_key(torch.device("cuda")) == device_key(torch.device("cuda:0")) == "cuda:0"
     assert device_key(torch.device("cuda:1")) == "cuda:1" and device_key(torch.device("cpu")) == "cpu"
+
+
+def test_edit_and_run_again_keeps_uploads_and_drops_other_files(page_server, tiny_server, tiny_job, tmp_path):
+    _, up = page_server.upload(png_bytes(), "red.png")
+    _, job = page_server.request("POST", "/api/jobs", {"job": {**MINI, "prompt": "a red circle",
+                                                             "init": {"image": up["id"]}}})
+    name = page_server.wait(job["id"])["dir"]
+    _, again = page_server.request("GET", f"/api/runs/{name}")
+    assert again["job"]["init"]["image"] == up["id"] and again["dropped"] == []
+    assert page_server.request("POST", "/api/jobs", {"job": again["job"], "check": True}) == (200, {"ok": True})
+    elsewhere = tmp_path / "elsewhere.png"
+    elsewhere.write_bytes(png_bytes())
+    _, job = tiny_server.request("POST", "/api/jobs", {"job": tiny(tiny_job, init={"image": str(elsewhere)})})
+    name = tiny_server.wait(job["id"])["dir"]
+    _, again = tiny_server.request("GET", f"/api/runs/{name}")
+    assert again["dropped"] == ["init.image"] and "image" not in again["job"].get("init", {})
