@@ -15,7 +15,7 @@ from .._version import __version__
 from ..errors import WRITE_FAULTS, VqclipError, write_error
 from .options import HelpFormatter, quiet_flag
 
-COMMAND_MODULES = ("generate", "models", "clipjobs", "animate", "bench", "upscale")
+COMMAND_MODULES = ("generate", "models", "clipjobs", "animate", "bench", "upscale", "ui")
 
 
 class _OneLine(logging.Formatter):

@@ -1,0 +1,250 @@
+"""A run queue for servers: jobs run one at a time per device (a worker thread each, first in, first out) through the
+one run path (`run_job`, or `run_batch` for a sweep or `n` images), with live progress for watchers; a queued job is
+cancelled without leaving a folder, a running one is stopped at the end of its step and keeps what it made. torch is
+imported with the first job (or `warm_up`), so a server that holds a queue starts in a moment."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import logging
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Optional
+
+from ..config import GenerateConfig
+from ..errors import VqclipError
+from ..files.runfolder import default_run_dir
+from ..nets.device import pick_device
+from .batch import Batch, run_batch
+
+if TYPE_CHECKING:
+    from ..nets.load import ModelCache
+    from ..optim.loop import StepEvent
+    from .pipeline import RunResult
+
+log = logging.getLogger("vqclip.queue")
+
+QUEUED, RUNNING, DONE, STOPPED, FAILED, CANCELLED = "queued", "running", "done", "stopped", "failed", "cancelled"
+ENDED = (DONE, STOPPED, FAILED, CANCELLED)
+PREVIEW_EVERY = 0.5  # seconds between preview PNGs at most (a PNG per step would cost a fast run time)
+
+
+def device_key(device) -> str:
+    """One name per physical device ('cuda' and 'cuda:0' are one), so that no device runs two jobs at once."""
+    if device.type == "cuda" and device.index is None:
+        import torch  # already imported by pick_device; torch-free at module level like the rest of this module
+
+        return f"cuda:{torch.cuda.current_device()}"
+    return str(device)
+
+
+@dataclass
+class Job:
+    """One submitted job: its config (or batch), state, live progress and, once ended, its folder or error."""
+
+    id: str
+    seq: int  # submission order
+    plan: GenerateConfig | Batch
+    device: str
+    prompt: str
+    state: str = QUEUED
+    submitted: float = field(default_factory=time.time)
+    started: Optional[float] = None
+    ended: Optional[float] = None
+    step: int = 0
+    total: int = 0
+    loss: Optional[float] = None
+    rate: Optional[float] = None  # steps per second
+    eta: Optional[float] = None  # seconds left
+    curve: list[float] = field(default_factory=list)
+    preview: Optional[bytes] = None  # PNG of the latest image
+    preview_step: int = -1
+    dir: Optional[Path] = None  # the run (or batch) folder, once it ran
+    error: Optional[str] = None
+    trial: int = 0  # the starts of best-of-n trial steps being run, 0 for the run's own steps
+    version: int = 0  # bumped on every change, so watchers send only what is new
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def summary(self) -> dict:
+        """What a listing shows of the job (no preview bytes, no curve)."""
+        return {"id": self.id, "state": self.state, "prompt": self.prompt, "device": self.device,
+                "step": self.step, "total": self.total, "loss": self.loss, "trial": self.trial, "rate": self.rate, "eta": self.eta,
+                "dir": self.dir.name if self.dir else None, "error": self.error, "submitted": self.submitted,
+                "started": self.started, "ended": self.ended, "batch": isinstance(self.plan, Batch)}
+
+
+class Progress:
+    """The callback that feeds a job's live progress: step, loss, it/s, time left and a preview PNG at most every
+    `PREVIEW_EVERY` seconds (and at the last step); best-of-n's trial steps too, shown as such."""
+
+    trials = True
+
+    def __init__(self, job: Job, changed: Callable[[], None]):
+        self.job, self.changed = job, changed
+        self.t0: Optional[float] = None
+        self.s0 = 0
+        self.shown = 0.0
+
+    def __call__(self, event: "StepEvent") -> None:
+        job, now = self.job, time.perf_counter()
+        if self.t0 is None or event.step < self.s0:  # first step (or a new frame of a restyle, a new batch member)
+            self.t0, self.s0 = now, event.step
+        elif event.step > self.s0:
+            job.rate = (event.step - self.s0) / (now - self.t0)
+            job.eta = max(0, event.total - event.step - 1) / job.rate if job.rate > 0 else None
+        if event.trial != job.trial:
+            job.trial, self.t0, self.s0 = event.trial, now, event.step
+        job.step, job.total, job.loss = event.step + 1, event.total, event.loss
+        job.curve.append(event.loss)
+        if event.image is not None and (now - self.shown >= PREVIEW_EVERY or event.step + 1 >= event.total):
+            buffer = io.BytesIO()
+            event.preview.save(buffer, format="PNG")
+            job.preview, job.preview_step, self.shown = buffer.getvalue(), event.step, now
+        self.changed()
+
+
+class RunQueue:
+    """Jobs per device, each device's run one at a time in submission order, with a shared model cache.
+
+    Args:
+        outputs: the folder every run (or batch) folder is made in, as outputs/<time>-<prompt>.
+        cache: loaded models shared by all jobs (each network loads once per device).
+        run: the function that runs one job (default `run_job`; a benchmark or test may wrap it).
+    """
+
+    def __init__(self, outputs: Path, cache: Optional["ModelCache"] = None,
+                 run: Optional[Callable[..., "RunResult"]] = None):
+        self.outputs = Path(outputs)
+        self.cache = cache
+        self._run = run
+        self._lock = threading.Condition()
+        self._warm = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+        self._workers: dict[str, threading.Thread] = {}
+        self._ids = itertools.count(1)
+        self._closed = False
+
+    def submit(self, plan: GenerateConfig | Batch) -> Job:
+        """Queue a checked job (or batch) on its device; returns it at once."""
+        first = plan.members[0].cfg if isinstance(plan, Batch) else plan
+        device = device_key(pick_device(first.device))
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the queue is closed")
+            seq = next(self._ids)
+            job = Job(f"j{seq}", seq, plan, device, plan.prompt)
+            self._jobs[job.id] = job
+            if device not in self._workers:
+                worker = threading.Thread(target=self._work, args=(device,), daemon=True, name=f"vqclip-{device}")
+                self._workers[device] = worker
+                worker.start()
+            self._lock.notify_all()
+        return job
+
+    def get(self, job_id: str) -> Optional[Job]:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def jobs(self) -> list[Job]:
+        """Every job, in submission order."""
+        with self._lock:
+            return list(self._jobs.values())
+
+    def position(self, job: Job) -> int:
+        """Jobs ahead of this one on its device (the running one included); 0 when running or ended."""
+        with self._lock:
+            if job.state != QUEUED:
+                return 0
+            return sum(1 for j in self._jobs.values() if j.device == job.device and j.seq < job.seq
+                       and j.state in (QUEUED, RUNNING))
+
+    def cancel(self, job_id: str) -> Optional[Job]:
+        """Cancel a queued job (it never starts) or stop a running one at the end of its step; None if unknown."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return None
+            if job.state == QUEUED:
+                job.state, job.ended = CANCELLED, time.time()
+                self._changed(job)
+            elif job.state == RUNNING:
+                job.stop.set()
+            return job
+
+    def wait(self, job: Job, timeout: Optional[float] = None) -> bool:
+        """Block until the job has ended (or `timeout` seconds passed); whether it ended."""
+        with self._lock:
+            return self._lock.wait_for(lambda: job.state in ENDED, timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Cancel what is queued, stop what runs, and wait for the workers."""
+        with self._lock:
+            self._closed = True
+            for job in self._jobs.values():
+                if job.state == QUEUED:
+                    job.state, job.ended = CANCELLED, time.time()
+                elif job.state == RUNNING:
+                    job.stop.set()
+            self._lock.notify_all()
+            workers = list(self._workers.values())
+        for worker in workers:
+            worker.join(timeout)
+
+    def warm_up(self) -> None:
+        """Import the run path and make the model cache now (seconds of torch imports), not at the first job."""
+        from ..nets.load import ModelCache  # torch: imported when runs are near, so the server answers at once
+        from .pipeline import run_job  # (the same)
+
+        with self._warm:  # not the queue's lock: listings and submissions go on meanwhile
+            self.cache = self.cache or ModelCache()
+            self._run = self._run or run_job
+
+    def _changed(self, job: Job) -> None:
+        job.version += 1
+        self._lock.notify_all()
+
+    def _next(self, device: str) -> Optional[Job]:
+        with self._lock:
+            while True:
+                job = next((j for j in self._jobs.values() if j.device == device and j.state == QUEUED), None)
+                if job is not None:
+                    job.state, job.started = RUNNING, time.time()
+                    self._changed(job)
+                    return job
+                if self._closed:
+                    return None
+                self._lock.wait()
+
+    def _work(self, device: str) -> None:
+        while (job := self._next(device)) is not None:
+            try:
+                job.dir, stopped = self._execute(job)
+                state, error = (STOPPED if stopped else DONE), None
+            except Exception as exc:  # noqa: BLE001 - a failed job is reported on its page; the worker goes on
+                state, error = FAILED, str(exc) or type(exc).__name__
+                if not isinstance(exc, VqclipError):  # a bug, worth its traceback in the server log
+                    log.exception("job %s failed", job.id)
+            with self._lock:
+                job.state, job.error, job.ended = state, error, time.time()
+                self._changed(job)
+
+    def _execute(self, job: Job) -> tuple[Path, bool]:
+        """Run the job into a new folder under the outputs folder (named now, so a cancelled job leaves none)."""
+        self.warm_up()
+        feed = Progress(job, lambda: self._notify(job))
+        root = default_run_dir(job.prompt or "run", self.outputs)
+        if isinstance(job.plan, Batch):
+            batch = replace(job.plan, dir=str(root))
+            folder, runs = run_batch(batch, lambda cfg: self._run(cfg, cache=self.cache, stop=job.stop,
+                                                                  extra_callbacks=[feed]))
+            return folder, any(r.interrupted for r in runs)
+        cfg = replace(job.plan, output=replace(job.plan.output, dir=str(root)))
+        result = self._run(cfg, cache=self.cache, stop=job.stop, extra_callbacks=[feed])
+        return result.dir, result.interrupted
+
+    def _notify(self, job: Job) -> None:
+        with self._lock:
+            self._changed(job)

@@ -1,0 +1,166 @@
+"""The outputs folder as the page sees it: its runs and batches newest first, each run's files, its job for "edit and
+run again", and the one check every served path passes (inside the folder, a known file type, no way out)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from starlette.exceptions import HTTPException
+
+from ..config import to_dict
+from ..errors import VqclipError
+from ..files.images import read_metadata
+from ..files.runfolder import FINAL_FILE, JOB_FILE, LATEST_FILE
+from ..runs.batch import GRID, RECORD
+from ..runs.jobs import build_config, png_layer
+from .jobs import UPLOAD
+
+UPLOADS = ".uploads"  # uploaded images, inside the outputs folder, named by their random id
+SERVED = {".png": "image/png", ".mp4": "video/mp4", ".gif": "image/gif", ".yaml": "text/yaml"}
+VIDEOS = ("*.mp4", "*.gif")
+SKIP = {"clip", "vqgan", "guide", "device", "output.dir", "output.progress"}  # the preset's, or the server's
+
+
+def safe_file(outputs: Path, name: str, *, folder: bool = False) -> Path:
+    """The file (or run folder) `name` under `outputs`; HTTP 400/404 for anything else: `..`, an absolute path, a
+    NUL byte, a symlink leading out, a file type the page does not show."""
+    parts = name.replace("\\", "/").split("/")
+    if "\x00" in name or name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in parts:
+        raise HTTPException(400, f"{name[:80]!r}: not a path inside the outputs folder")
+    path = (outputs / name).resolve()
+    if path != outputs and outputs not in path.parents:
+        raise HTTPException(400, f"{name[:80]!r}: leads out of the outputs folder")
+    if folder:
+        if not path.is_dir() or path == outputs:
+            raise HTTPException(404, f"{name[:80]!r}: no such run")
+        return path
+    if path.suffix.lower() not in SERVED:
+        raise HTTPException(400, f"{name[:80]!r}: only images, videos and job files are served")
+    if not path.is_file():
+        raise HTTPException(404, f"{name[:80]!r}: no such file")
+    return path
+
+
+def url(outputs: Path, path: Path) -> str:
+    return "/files/" + path.relative_to(outputs).as_posix()
+
+
+def run_files(outputs: Path, folder: Path) -> dict[str, Any]:
+    """URLs of a run's (or batch's) final image, latest frame, video, grids and job."""
+    out: dict[str, Any] = {"name": folder.relative_to(outputs).as_posix()}
+    for key, file in (("final", FINAL_FILE), ("latest", LATEST_FILE), ("job", JOB_FILE), ("grid", GRID),
+                      ("batch", RECORD)):
+        if (folder / file).is_file():
+            out[key] = url(outputs, folder / file)
+    videos = sorted(p for pattern in VIDEOS for p in folder.glob(pattern) if not p.name.startswith("."))
+    if videos:
+        out["video"] = url(outputs, videos[0])
+    grids = sorted(folder.glob("grid-*.png"))
+    if grids:
+        out["grids"] = [url(outputs, g) for g in grids]
+    return out
+
+
+def _summary(outputs: Path, folder: Path) -> Optional[dict]:
+    files = run_files(outputs, folder)
+    if not any(k in files for k in ("final", "job", "grid", "batch")):
+        return None
+    info: dict[str, Any] = {**files, "date": folder.stat().st_mtime, "kind": "batch" if "batch" in files else "run"}
+    try:
+        if "final" in files:
+            meta = read_metadata(folder / FINAL_FILE)
+            info.update(prompt=meta.get("prompt"), seed=meta.get("seed"), steps=meta.get("steps_done"),
+                        stopped=meta.get("stopped"))
+        elif "job" in files:
+            job = yaml.safe_load((folder / JOB_FILE).read_text()) or {}
+            info.update(prompt=job.get("prompt"), seed=job.get("seed"), steps=job.get("steps"), running=True)
+        else:
+            record = yaml.safe_load((folder / RECORD).read_text()) or {}
+            info.update(prompt=folder.name, keys=record.get("keys"),
+                        members=[r.get("folder") or r.get("name") for r in record.get("runs", [])
+                                 if isinstance(r, dict)])
+    except (VqclipError, OSError, yaml.YAMLError, AttributeError):  # a damaged run is listed, without its details
+        pass
+    info["thumb"] = files.get("final") or files.get("grid") or files.get("latest")
+    return info
+
+
+def list_runs(outputs: Path) -> list[dict]:
+    """The runs and batches directly in `outputs`, newest first (a batch's own runs are listed with it)."""
+    found = []
+    for folder in outputs.iterdir():
+        if folder.name.startswith(".") or not folder.is_dir() or folder.is_symlink():
+            continue
+        info = _summary(outputs, folder)
+        if info is not None:
+            if info["kind"] == "batch":
+                info["runs"] = [s for s in (_summary(outputs, f) for f in sorted(folder.iterdir())
+                                            if f.is_dir() and not f.is_symlink()) if s]
+            found.append(info)
+    return sorted(found, key=lambda i: i["date"], reverse=True)
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out = {}
+        for k, v in data.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+def _nest(flat: dict[str, Any]) -> dict:
+    out: dict = {}
+    for key, value in flat.items():
+        *parents, last = key.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return out
+
+
+def edit_job(outputs: Path, folder: Path) -> dict:
+    """A run's job as the page's keys (what differs from its preset's defaults; its uploads as upload ids), for "edit
+    and run again", as `--from` reads it; with the run's files."""
+    if (folder / FINAL_FILE).is_file():
+        config = png_layer(folder / FINAL_FILE)
+    elif (folder / JOB_FILE).is_file():
+        config = yaml.safe_load((folder / JOB_FILE).read_text()) or {}
+    else:
+        raise VqclipError(f"{folder.name}: holds no job (a batch: open one of its runs)")
+    model = config.get("model")
+    base = _flat(to_dict(build_config({"model": model} if model else {"vqgan": config.get("vqgan")})))
+    uploads = (outputs / UPLOADS).resolve()
+    flat, dropped = {}, []
+    for key, value in _flat(config).items():
+        if key in SKIP or key.split(".")[0] in SKIP or base.get(key) == value:
+            continue
+        if key == "init.image" or key == "image_prompts":
+            value = _as_uploads(value, uploads)
+            if value is None:
+                dropped.append(key)
+                continue
+        flat[key] = value
+    if model:
+        flat["model"] = model
+    return {"job": _nest(flat), "dropped": dropped, "files": run_files(outputs, folder)}
+
+
+def _as_uploads(value: Any, uploads: Path) -> Any:
+    """Image paths inside the uploads folder as upload ids; None if any is a file from elsewhere."""
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        if item is None:
+            out.append(None)
+            continue
+        path, _, rest = str(item).partition(".png")
+        upload = Path(path + ".png")
+        if upload.parent.resolve() != uploads or not UPLOAD.fullmatch(f"upload:{upload.stem}"):
+            return None
+        out.append(f"upload:{upload.stem}{rest}")
+    return out if isinstance(value, list) else out[0]

@@ -1,0 +1,120 @@
+"""Jobs from the page: JSON keys or a YAML text, checked like `vqclip run` and refused where they name a file of the
+server (models, outputs, inputs) other than an upload, so the page can reach only the presets and its uploads."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Optional
+
+import yaml
+
+from ..config import GenerateConfig
+from ..config.fields import keys as config_keys
+from ..config.job import GenerateConfig as JobConfig
+from ..errors import VqclipError
+from ..files.jobyaml import load_value
+from ..runs.batch import Batch, plan_job
+
+MAX_YAML = 64_000  # characters of a pasted job; any real job is far smaller
+UPLOAD = re.compile(r"upload:([0-9a-f]{32})((?::[^:]*){0,2})")  # upload:ID[:weight[:stop]]
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")  # an open_clip name or tag, a preset: no path
+FILE_SUFFIX = re.compile(r"\.(json|safetensors|pt|pth|bin|ckpt|yaml|yml)$", re.IGNORECASE)
+NO_FILES = ("vqgan", "guide", "restyle.input", "output.dir")  # keys that name files and have no upload form
+KEYS = sorted(config_keys(JobConfig), key=len, reverse=True)
+
+
+def from_yaml(text: str) -> dict:
+    """A job mapping from a pasted or uploaded YAML text, read as a job file is read."""
+    if len(text) > MAX_YAML:
+        raise VqclipError(f"yaml: the job is {len(text)} characters; a job is at most {MAX_YAML}")
+    try:
+        data = load_value(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise VqclipError(f"yaml: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(data, dict):
+        raise VqclipError("yaml: a job is a mapping of keys (prompt: ..., steps: ...), got "
+                          f"{type(data).__name__}")
+    if "jobs" in data:
+        raise VqclipError("yaml: holds a list of jobs (`jobs:`); the page runs one job (or a sweep) at a time")
+    return data
+
+
+def check_safe(job: dict, upload: Callable[[str], str]) -> dict:
+    """The job with upload ids (`upload:ID[:weight]`) as their files (`upload(id)` -> path); any key that would
+    name a server file is refused with a one-line message naming the key."""
+    job = dict(job)
+    for key in list(job):
+        if not isinstance(key, str):
+            raise VqclipError(f"{key!r}: job keys are names such as prompt or steps")
+    sweep = job.get("sweep")
+    if isinstance(sweep, dict):
+        job["sweep"] = {k: [_value(str(k), v, upload) for v in vs] if isinstance(vs, list) else _value(str(k), vs, upload)
+                        for k, vs in sweep.items()}
+    for key in [k for k in job if k != "sweep"]:
+        job[key] = _value(key, job[key], upload)
+    return job
+
+
+def _value(key: str, value: Any, upload: Callable[[str], str]) -> Any:
+    """One (possibly nested) value at dotted `key`, checked and with uploads resolved."""
+    if isinstance(value, dict):
+        return {k: _value(f"{key}.{k}", v, upload) for k, v in value.items()}
+    base = re.sub(r"\[\d*\]", "", key)
+    if any(base == k or base.startswith(k + ".") for k in NO_FILES):
+        if value in (None, "", [], {}):
+            return value
+        raise VqclipError(f"{key}: the page cannot name files of the server; choose a preset (model) instead"
+                          if not base.startswith("output") else f"{key}: runs from the page go into the server's "
+                          "outputs folder; leave it unset")
+    if base in ("clip", "candidates.clip") and isinstance(value, list):
+        return [_value(f"{key}[{i}]", v, upload) for i, v in enumerate(value)]
+    if base in ("clip", "candidates.clip"):  # a CLIP entry given as its bare name
+        base = base + ".model"
+    if base in ("clip.model", "clip.pretrained", "candidates.clip.model", "candidates.clip.pretrained",
+                "output.upscale.model", "model"):
+        if value is not None and (not isinstance(value, str) or not NAME.fullmatch(value) or FILE_SUFFIX.search(value)):
+            raise VqclipError(f"{key}: {str(value)[:60]!r} is not a model name; the page can use presets and "
+                              "open_clip names, not files of the server")
+        return value
+    if base == "init.image":
+        return None if value in (None, "") else _upload(key, value, upload)
+    if base == "image_prompts":
+        items = value if isinstance(value, list) else [value]
+        return [_upload(f"{key}[{i}]", v, upload) for i, v in enumerate(items)]
+    return value
+
+
+def _upload(key: str, value: Any, upload: Callable[[str], str]) -> str:
+    match = UPLOAD.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise VqclipError(f"{key}: the page can use only images uploaded to it (upload:ID), not "
+                          f"{str(value)[:60]!r}")
+    return upload(match.group(1)) + match.group(2)
+
+
+def plan(job: dict, upload: Callable[[str], str], *, allow_paths: bool = False,
+         device: Optional[str] = None) -> GenerateConfig | Batch:
+    """The checked job (or batch) of a page's job, quiet (no progress bar on the server's terminal), on the server's
+    device unless it names one."""
+    job = dict(job) if allow_paths else check_safe(job, upload)
+    job["output"] = {**(job.get("output") or {}), "progress": False} if isinstance(job.get("output") or {}, dict) \
+        else job.get("output")
+    if device and "device" not in job:
+        job["device"] = device
+    return plan_job(job, "job")
+
+
+def field_of(message: str) -> Optional[str]:
+    """The job key a one-line error is about (for showing it next to its field), or None."""
+    if message.startswith("yaml:"):
+        return "yaml"
+    text = re.sub(r"^(job|command line)( [^:]*)?: ", "", message)
+    for key in KEYS:
+        if re.match(re.escape(key) + r"(\[\d*\])?(\.|:|\s|$)", text) or re.search(
+                r"(?<![\w.])" + re.escape(key) + r"(\[\d*\])?:", text):
+            return key
+    if "model preset" in text:
+        return "model"
+    return None

@@ -1,0 +1,200 @@
+"""The web page's server (FastAPI): a JSON API over the run queue, live progress as server-sent events, the gallery
+of the outputs folder, and the files under it; nothing else of the machine is served (see docs/ui.md, Safety)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import io
+import json
+import secrets
+import threading
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+from fastapi import FastAPI, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from PIL import Image, UnidentifiedImageError
+from starlette.exceptions import HTTPException
+
+from ..errors import VqclipError
+from ..runs.queue import ENDED, Job, RunQueue
+from .gallery import UPLOADS, edit_job, list_runs, run_files, safe_file
+from .jobs import field_of, from_yaml, plan
+from .options import form_options, presets
+
+if TYPE_CHECKING:
+    from ..nets.load import ModelCache
+
+STATIC = Path(__file__).parent / "static"
+MAX_UPLOAD = 20 << 20  # bytes of an uploaded image
+MAX_BODY = 256 << 10  # bytes of a job request
+MAX_PIXELS = 4096 * 4096
+
+
+def fail(status: int, message: str, field: Optional[str] = None) -> JSONResponse:
+    return JSONResponse({"error": message, **({"field": field} if field else {})}, status_code=status)
+
+
+def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional["ModelCache"] = None,
+               allow_paths: bool = False, max_upload: int = MAX_UPLOAD) -> FastAPI:
+    """The app serving the page for runs under `outputs`, on `device` (default: each job's, auto).
+
+    Args:
+        allow_paths: let jobs name files of the server (tests with tiny model files; never for a served page).
+        max_upload: the largest accepted upload, in bytes.
+    """
+    outputs = Path(outputs).resolve()
+    outputs.mkdir(parents=True, exist_ok=True)
+    uploads = outputs / UPLOADS
+    limit = f"{max_upload / 2**20:g} MB" if max_upload >= 2**20 else f"{max_upload / 2**10:g} KB"
+    queue = RunQueue(outputs, cache)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        threading.Thread(target=queue.warm_up, daemon=True, name="vqclip-warm-up").start()  # torch, while the page loads
+        yield
+        await asyncio.to_thread(queue.close)
+
+    app = FastAPI(title="vqclip", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.queue, app.state.outputs = queue, outputs
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        return fail(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError):
+        return fail(400, "malformed request: " + "; ".join(str(e.get("msg")) for e in exc.errors())[:300])
+
+    def upload_path(upload_id: str) -> str:
+        path = uploads / f"{upload_id}.png"
+        if not path.is_file():
+            raise VqclipError(f"upload:{upload_id}: no such upload; upload the image again")
+        return str(path)
+
+    @app.get("/")
+    async def index():
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/api/presets")
+    async def get_presets():
+        return presets()
+
+    @app.get("/api/options")
+    async def get_options():
+        return form_options()
+
+    @app.post("/api/uploads")
+    async def upload(file: UploadFile):
+        data = await file.read(max_upload + 1)
+        if len(data) > max_upload:
+            return fail(413, f"upload: {file.filename or 'the file'} is over the {limit} limit; upload a smaller "
+                        "image")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(data)) as im:
+                    im.verify()
+                with Image.open(io.BytesIO(data)) as im:
+                    if im.width * im.height > MAX_PIXELS:
+                        return fail(400, f"upload: {im.width}x{im.height} is too large an image")
+                    rgb = im.convert("RGB")
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+                Image.DecompressionBombWarning):
+            return fail(400, f"upload: {file.filename or 'the file'} is not an image (PNG, JPEG, WebP ...)")
+        upload_id = secrets.token_hex(16)
+        uploads.mkdir(exist_ok=True)
+        rgb.save(uploads / f"{upload_id}.png")  # re-encoded: nothing of the uploaded bytes but the pixels is kept
+        return {"id": f"upload:{upload_id}", "width": rgb.width, "height": rgb.height,
+                "url": f"/files/{UPLOADS}/{upload_id}.png"}
+
+    @app.post("/api/jobs")
+    async def submit(request: Request):
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return fail(413, f"job: the request is over {MAX_BODY >> 10} KB")
+        try:
+            data = json.loads(body or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return fail(400, f"job: not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})")
+        if not isinstance(data, dict) or not (isinstance(data.get("job"), dict) or isinstance(data.get("yaml"), str)):
+            return fail(400, 'job: send {"job": {...keys...}} or {"yaml": "...text..."}')
+        try:
+            job = data["job"] if isinstance(data.get("job"), dict) else from_yaml(data["yaml"])
+            planned = await asyncio.to_thread(plan, job, upload_path, allow_paths=allow_paths, device=device)
+            if data.get("check"):  # validate only (the YAML box's check button)
+                return {"ok": True}
+            queued = await asyncio.to_thread(queue.submit, planned)  # the first may import torch
+        except VqclipError as exc:
+            message = str(exc)
+            return fail(400, message, field_of(message))
+        return describe(queued)
+
+    def describe(job: Job) -> dict:
+        out = {**job.summary(), "position": queue.position(job)}
+        if job.dir is not None:
+            out["files"] = run_files(outputs, job.dir)
+        return out
+
+    @app.get("/api/jobs")
+    async def list_jobs():
+        return [describe(j) for j in queue.jobs()]
+
+    @app.delete("/api/jobs/{job_id}")
+    async def cancel(job_id: str):
+        job = queue.cancel(job_id)
+        if job is None:
+            return fail(404, f"no job {job_id[:40]!r}")
+        return describe(job)
+
+    @app.get("/api/jobs/{job_id}/events")
+    async def events(job_id: str, request: Request):
+        job = queue.get(job_id)
+        if job is None:
+            return fail(404, f"no job {job_id[:40]!r}")
+
+        async def stream():
+            seen, sent_curve, sent_preview = -1, 0, -2
+            while True:
+                if job.version != seen:
+                    seen = job.version
+                    event = describe(job)
+                    event["curve_from"], event["curve"] = sent_curve, job.curve[sent_curve:]
+                    sent_curve = len(event["curve"]) + sent_curve
+                    if job.preview is not None and job.preview_step != sent_preview:
+                        sent_preview = job.preview_step
+                        event["preview"] = "data:image/png;base64," + base64.b64encode(job.preview).decode()
+                        event["preview_step"] = job.preview_step
+                    yield f"data: {json.dumps(event)}\n\n"
+                    if job.state in ENDED:
+                        return
+                if await request.is_disconnected():
+                    return
+                await asyncio.sleep(0.1)
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/runs")
+    async def runs():
+        return await asyncio.to_thread(list_runs, outputs)
+
+    @app.get("/api/runs/{name:path}")
+    async def run(name: str):
+        folder = safe_file(outputs, name, folder=True)
+        try:
+            return await asyncio.to_thread(edit_job, outputs, folder)
+        except VqclipError as exc:
+            return fail(400, str(exc))
+
+    @app.get("/files/{name:path}")
+    async def files(name: str):
+        return FileResponse(safe_file(outputs, name), headers={"Cache-Control": "no-cache"})
+
+    return app
