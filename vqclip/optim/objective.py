@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..files.images import open_rgb
-from ..nets.device import amp_autocast, autocast_dtype, compiled
+from ..nets.device import amp_autocast, autocast_dtype, channels_last_decoder, compiled
 from ..nets.lean import decode_latent, is_frozen
 from ..nets.load import Models
 from ..nets.memory import plan_memory
@@ -97,6 +97,7 @@ class Objective:
         self.z_max = vq.codebook.max(0).values.view(1, -1, 1, 1).to(device)
         # 4. Speed and memory: lean decoder (frozen weights), checkpointing/micro-batches when short, compile
         self.lean = is_frozen(vq)
+        self.channels_last = channels_last_decoder(cfg.decoder_layout, device)
         self.checkpoint, self.micro_batch = plan_memory(
             cfg.memory, vq.decoder, (self.height // vq.factor, self.width // vq.factor),
             [clip for clip, _ in models.clips], c.n, cfg.micro_batch, 2 if self.amp else 4, device, batch=batch)
@@ -107,11 +108,15 @@ class Objective:
     def speed_options(self) -> dict:
         """The speed/memory choices in effect (for benchmarks and logs)."""
         return {"precision": "bf16" if self.amp == torch.bfloat16 else "fp32", "lean_decoder": self.lean,
-                "checkpoint": self.checkpoint, "micro_batch": self.micro_batch, "compile": self.cfg.compile}
+                "checkpoint": self.checkpoint, "micro_batch": self.micro_batch, "compile": self.cfg.compile,
+                "decoder_layout": "channels_last" if self.channels_last else "nchw"}
 
     def _decode_eager(self, z_q: Tensor) -> Tensor:
         vq = self.models.vqgan
-        return decode_latent(vq, z_q, self.checkpoint) if self.lean else vq.decode(z_q)
+        if self.lean:
+            return decode_latent(vq, z_q, self.checkpoint, self.channels_last)
+        return vq.decode(z_q.contiguous(memory_format=torch.channels_last if self.channels_last
+                                        else torch.contiguous_format))
 
     @torch.no_grad()
     def embed_targets(self, prompts: list[Prompt], clips: Optional[list] = None) -> list[Tensor]:
