@@ -57,7 +57,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Build, time and print (or run the GPU check)."""
     if args.suite == "gpu":
-        from ..tools.gpuargs import DEFAULT_OUT
+        from ..tools.gpuargs import DEFAULT_OUT  # here: the check loads torch, models and the pipeline
         from ..tools.gpusuite import run_check
 
         if args.budget <= 0:

@@ -14,15 +14,19 @@ import time
 from typing import Callable, Optional
 
 import torch
+from open_clip.model import CLIP
+from open_clip.tokenizer import SimpleTokenizer
 
+from ..config.job import GenerateConfig
+from ..nets.clip import ClipModel
 from ..nets.device import cudnn_benchmark, seeded
 from ..nets.load import Models
+from ..nets.vqgan import VQGAN
 from ..optim.loop import take_step
 from ..optim.objective import Objective
 from ..optim.state import RunState
+from .bench import bench_config, bench_models, count_gflop, peak_memory, reset_peak, time_steps
 from .gpuargs import ROOT
-from .bench import (bench_config, bench_models, count_gflop, peak_memory, reset_peak,
-                    time_steps)
 
 TINY_DD = {"double_z": False, "z_channels": 8, "resolution": 32, "in_channels": 3, "out_ch": 3, "ch": 32,
            "ch_mult": [1, 1, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
@@ -66,11 +70,7 @@ class Budget:
 
 def tiny_clip():
     """A tiny random open_clip CLIP (raw) and its tokenizer, for the CPU test of the check."""
-    import open_clip
-    from open_clip.model import CLIP
-    from open_clip.tokenizer import SimpleTokenizer
-
-    return CLIP(**TINY_CLIP), SimpleTokenizer(context_length=TINY_CLIP["text_cfg"]["context_length"]), open_clip
+    return CLIP(**TINY_CLIP), SimpleTokenizer(context_length=TINY_CLIP["text_cfg"]["context_length"])
 
 
 def vqclip_models(arch: str, device: torch.device, real_weights: bool) -> tuple[Models, str]:
@@ -79,15 +79,12 @@ def vqclip_models(arch: str, device: torch.device, real_weights: bool) -> tuple[
     if arch == "imagenet":
         models, clip = bench_models("imagenet-16384", None if real_weights else "ViT-B-32", not real_weights, device)
         return models, f"imagenet-16384 + {clip}" + ("" if real_weights else " (random weights)")
-    from ..nets.clip import ClipModel
-    from ..nets.vqgan import VQGAN
-
     torch.manual_seed(0)
     with contextlib.redirect_stdout(io.StringIO()):
         vq = VQGAN(dict(TINY_DD), 64, TINY_DD["z_channels"], False)
     with torch.no_grad():
         vq.codebook.normal_(0, 1)
-    model, tokenizer, _ = tiny_clip()
+    model, tokenizer = tiny_clip()
     clip = ClipModel(model, tokenizer, "tiny").to(device).eval().requires_grad_(False)
     return Models(vq.to(device).eval().requires_grad_(False), [(clip, 1.0)]), "tiny VQGAN + tiny CLIP (random)"
 
@@ -111,7 +108,7 @@ def textbook_step(tb, arch: str, size: int, cutn: int, device: torch.device) -> 
         torch.manual_seed(0)
         with contextlib.redirect_stdout(io.StringIO()):
             model = tb.TextbookVQGAN(dict(TINY_DD), 64, TINY_DD["z_channels"])
-        perceptor, tokenizer, _ = tiny_clip()
+        perceptor, tokenizer = tiny_clip()
         model = model.to(device).eval().requires_grad_(False)
         perceptor = perceptor.to(device).eval().requires_grad_(False)
     torch.manual_seed(0)
@@ -202,13 +199,18 @@ def measure(impl: str, tb, models: Models, arch: str, size: int, cutn: int, devi
             "gflop_per_step": round(gflop, 1) if gflop else None, **extra}
 
 
+def two_steps(models: Models, size: int, cutn: int, device: torch.device) -> None:
+    """Two steps of a still run at size² with `cutn` cutouts and `memory: auto` (its tensors die on return)."""
+    with seeded(device, 0):
+        _, _, step = vqclip_run(models, size, cutn, "auto", device, memory="auto")
+        step()
+        step()
+
+
 def fits(models: Models, size: int, cutn: int, device: torch.device) -> bool:
     """Whether two steps at size² with `cutn` cutouts and `memory: auto` run without running out of memory."""
     try:
-        with seeded(device, 0):
-            _, _, step = vqclip_run(models, size, cutn, "auto", device, memory="auto")
-            step()
-            step()
+        two_steps(models, size, cutn, device)
         return True
     except oom_errors():
         return False
@@ -256,8 +258,6 @@ def largest_size(models: Models, cfg: dict, device: torch.device, budget: Budget
 
 def devices_section() -> str:
     """The multi-GPU speed-up of issue 12, when it can be measured."""
-    from ..config.job import GenerateConfig
-
     if torch.cuda.device_count() < 2:
         return f"skipped: {torch.cuda.device_count()} GPU(s) here; the --devices speed-up needs two or more"
     if "devices" not in getattr(GenerateConfig, "__dataclass_fields__", {}):

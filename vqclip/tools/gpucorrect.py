@@ -21,6 +21,9 @@ import torch
 
 from ..nets.device import seeded
 from ..nets.load import Models
+from ..runs.jobs import build_config
+from ..runs.pipeline import run_job
+from ..runs.resume import resume_run
 from .gpucheck import Budget, free_memory, vqclip_run
 
 # a run that hangs at a step (after state.pt of the step before was written) until it is killed
@@ -29,6 +32,7 @@ import json, sys, time
 from pathlib import Path
 import torch
 torch.use_deterministic_algorithms(True, warn_only=True)
+torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
 from vqclip.runs.jobs import build_config
 from vqclip.runs.pipeline import run_job
 job, marker, hang_at = json.loads(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
@@ -109,10 +113,6 @@ def pixels(path: Path) -> np.ndarray:
 def resume_after_kill(device: torch.device, steps: int, budget: Budget) -> dict:
     """The mini preset run whole, then run in a subprocess killed (SIGKILL) mid-run after its state.pt was written,
     then `vqclip resume`d: the same final image bit for bit? (deterministic mode in all three)."""
-    from ..runs.jobs import build_config
-    from ..runs.pipeline import run_job
-    from ..runs.resume import resume_run
-
     every = max(1, steps // 3)
     hang_at = 2 * every + 1
     with tempfile.TemporaryDirectory(prefix="vqclip-gpucheck-") as tmp:
@@ -121,7 +121,7 @@ def resume_after_kill(device: torch.device, steps: int, budget: Budget) -> dict:
                     "device": str(device), "cutouts": {"n": 8}, "candidates": {"n": 1},
                     "output": {"dir": str(Path(tmp) / name), "progress": False}}
 
-        with deterministic(device):
+        with deterministic(device) as flagged:
             whole = run_job(build_config(job("whole")))
         marker = Path(tmp) / "hanging"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
@@ -145,4 +145,4 @@ def resume_after_kill(device: torch.device, steps: int, budget: Budget) -> dict:
         a, b = pixels(whole.final), pixels(resumed.final)
         return {"model": "mini", "steps": steps, "killed_at_step": hang_at, "state_every": every,
                 "identical": bool(np.array_equal(a, b)),
-                "max_abs_diff_8bit": int(np.abs(a.astype(int) - b.astype(int)).max())}
+                "max_abs_diff_8bit": int(np.abs(a.astype(int) - b.astype(int)).max()), "nondeterministic_ops": flagged}
