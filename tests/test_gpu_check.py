@@ -56,6 +56,7 @@ def test_budget_stops_cleanly_and_says_what_was_skipped(tmp_path):
     assert_complete(saved)
     assert isinstance(saved["device"], dict) and saved["device"]["device"] == "cpu"
     assert saved["resume_after_kill"] == "skipped: budget spent" and results["elapsed_s"] < 30
+    assert saved["devices"].startswith("skipped: 0 GPU(s)")  # instant sections still report
 
 
 class FakeModels:
@@ -95,9 +96,11 @@ def test_cli_suite_gpu_and_script_share_the_check(tmp_path, monkeypatch):
 
     seen = []
     monkeypatch.setattr(suite, "run_check", lambda *a, **k: seen.append(a) or {})
-    assert main(["bench", "--suite", "gpu", "--device", "cpu", "--quick", "--budget", "5", "--models", "tiny",
+    assert main(["bench", "--suite", "gpu", "--device", "cpu", "--quick", "--budget", "5",
                  "--out", str(tmp_path / "x.json")]) == 0
-    assert seen == [("cpu", True, 5.0, tmp_path / "x.json", "tiny", False)]
+    assert main(["bench", "--suite", "gpu", "--budget", "9", "--models", "imagenet", "--real-weights"]) == 0
+    assert seen == [("cpu", True, 5.0, tmp_path / "x.json", "tiny", False),  # --quick: tiny models unless told
+                    ("auto", False, 9.0, suite.DEFAULT_OUT, "imagenet", True)]
     assert main(["bench", "--suite", "gpu", "--budget", "0"]) == 2
     help_text = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--help"], cwd=ROOT,
                                capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": ""})

@@ -58,11 +58,11 @@ def run(args: argparse.Namespace) -> int:
     """Build, time and print (or run the GPU check)."""
     if args.suite == "gpu":
         from ..tools.gpuargs import DEFAULT_OUT  # here: the check loads torch, models and the pipeline
-        from ..tools.gpusuite import run_check
+        from ..tools.gpusuite import check_models, run_check
 
         if args.budget <= 0:
             raise VqclipError("--budget: need a positive number of seconds")
-        run_check(args.device, args.quick, args.budget, args.out or DEFAULT_OUT, args.models, args.real_weights)
+        run_check(args.device, args.quick, args.budget, args.out or DEFAULT_OUT, check_models(args), args.real_weights)
         return 0
     from ..tools.bench import format_result, run_bench  # torch: here for a fast --help
 

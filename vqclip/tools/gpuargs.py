@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser, device_flag: bool = True) -> None:
                    help="stop cleanly after this many seconds and report what was measured")
     p.add_argument("--out", type=Path, default=None, metavar="FILE",
                    help=f"the JSON results (default: {DEFAULT_OUT.relative_to(ROOT)} in the source checkout)")
-    p.add_argument("--models", choices=("imagenet", "tiny"), default="imagenet",
-                   help="imagenet: the ImageNet f16 16384 VQGAN + ViT-B/32; tiny: tiny random models (tests)")
+    p.add_argument("--models", choices=("imagenet", "tiny"), default=None,
+                   help="imagenet: the ImageNet f16 16384 VQGAN + ViT-B/32 (default); tiny: tiny random models "
+                        "(the default with --quick)")
     p.add_argument("--real-weights", action="store_true",
                    help="vqclip's rows use the installed imagenet-16384 preset's weights (random otherwise)")

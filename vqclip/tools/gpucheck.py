@@ -196,7 +196,7 @@ def measure(impl: str, tb, models: Models, arch: str, size: int, cutn: int, devi
     median = wall[len(wall) // 2]
     return {"it_s": round(1 / median, 3), "median_s": round(median, 4), "steps": len(wall),
             "peak_mem_gib": round(mem / 2**30, 3), "mem_kind": kind, "resident_before_gib": round(before / 2**30, 3),
-            "gflop_per_step": round(gflop, 1) if gflop else None, **extra}
+            "gflop_per_step": float(f"{gflop:.4g}") if gflop else None, **extra}
 
 
 def two_steps(models: Models, size: int, cutn: int, device: torch.device) -> None:
