@@ -142,7 +142,7 @@ def speed_rows(cfg: dict, models: Models, arch: str, device: torch.device, budge
     """it/s, peak memory and GFLOP/step of the textbook loop and vqclip fp32 / bf16 / bf16 + compile per case."""
     tb, rows = textbook_module(), []
     for size, cutn in cfg["cases"]:
-        gflop = None
+        counted: dict = {}  # GFLOP/step counted once per case for each implementation: the textbook's, vqclip's
         for impl in IMPLS:
             row = {"size": size, "cutn": cutn, "impl": impl}
             rows.append(row)
@@ -159,8 +159,9 @@ def speed_rows(cfg: dict, models: Models, arch: str, device: torch.device, budge
                 row["skipped"] = "skipped: benchmarks/textbook_loop.py not found (run from a source checkout)"
                 continue
             try:
-                row.update(measure(impl, tb, models, arch, size, cutn, device, cfg, gflop))
-                gflop = gflop or row.get("gflop_per_step")
+                family = "textbook" if impl == "textbook" else "vqclip"
+                row.update(measure(impl, tb, models, arch, size, cutn, device, cfg, counted.get(family)))
+                counted[family] = counted.get(family) or row.get("gflop_per_step")
                 if row.get("gflop_per_step") and peak_tflops:
                     row["share_of_bf16_peak"] = round(row["gflop_per_step"] * row["it_s"] / (peak_tflops * 1e3), 4)
             except oom_errors():
@@ -173,8 +174,8 @@ def speed_rows(cfg: dict, models: Models, arch: str, device: torch.device, budge
 
 def measure(impl: str, tb, models: Models, arch: str, size: int, cutn: int, device: torch.device, cfg: dict,
             gflop: Optional[float]) -> dict:
-    """Time one implementation: median it/s after warm-up, peak memory, GFLOP/step (counted once per case: the
-    vqclip variants do the same FLOPs, compile included)."""
+    """Time one implementation: median it/s after warm-up, peak memory, GFLOP/step (`gflop`: counted already for
+    this case; vqclip's variants do the same FLOPs, compile included)."""
     reset_peak(device)
     before = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0  # vqclip's models, resident all along
     with seeded(device, 0):
@@ -190,8 +191,8 @@ def measure(impl: str, tb, models: Models, arch: str, size: int, cutn: int, devi
         with cudnn_benchmark(impl == "bf16+cudnn_benchmark"):
             wall, _ = time_steps(step, warmup, cfg["steps"], device)
         mem, kind = peak_memory(device)
-        if impl == "textbook" or gflop is None:
-            gflop = count_gflop(step) if not impl.endswith("compile") else None
+        if gflop is None and not impl.endswith("compile"):  # FlopCounterMode counts eager ops only
+            gflop = count_gflop(step)
     wall.sort()
     median = wall[len(wall) // 2]
     return {"it_s": round(1 / median, 3), "median_s": round(median, 4), "steps": len(wall),
