@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from .._version import __version__
 from ..errors import WRITE_FAULTS, VqclipError, write_error
+from ..nets.device import MPS_FALLBACK, enable_mps_fallback
 from .options import HelpFormatter, quiet_flag
 
 COMMAND_MODULES = ("generate", "models", "clipjobs", "animate", "bench", "upscale", "ui")
@@ -86,10 +87,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     handler = _route_logging(getattr(args, "quiet", False) or quiet_flag(args))
+    enable_mps_fallback()
     try:
         return int(args.func(args) or 0)
     except VqclipError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except NotImplementedError as exc:  # an op without an MPS kernel, with torch's CPU fallback turned off
+        if "MPS" not in str(exc):
+            raise
+        op = re.search(r"operator '([^']+)'", str(exc))
+        print(f"error: {op.group(1) if op else 'an operator'} is not implemented on MPS; set "
+              f"{MPS_FALLBACK}=1 (it then runs on the CPU) or use --device cpu", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -99,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         asked = re.search(r"tried to allocate [\d.]+ ?\w+", str(exc), re.IGNORECASE)
         print(f"error: out of memory{f' ({asked.group(0)})' if asked else ''}; try a smaller --size, --cutn or "
-              "--batch-size, or --set memory=low", file=sys.stderr)
+              "--batch-size, or --set memory=low or --set micro_batch=4", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `vqclip search ... | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -7,6 +7,7 @@ import json
 
 from ..nets.device import PRECISIONS
 from ..nets.memory import MEMORY_MODES
+from ..errors import VqclipError
 from .options import RawHelpFormatter
 
 EPILOG = """examples:
@@ -14,6 +15,8 @@ EPILOG = """examples:
   vqclip bench --random-weights --size 512 --memory low --json
   vqclip bench --vqgan mini --size 64 --cutn 8         # the embedded mini preset, its own CLIP, offline
   python benchmarks/compare.py                         # vqclip against the textbook loop, as a table
+  vqclip bench --suite gpu                             # the GPU check: speed, memory, correctness (8 minutes)
+  vqclip bench --suite gpu --device cpu --quick        # the same check on tiny sizes (about a minute)
 
 Random weights need no download and time exactly the same work as the real weights."""
 
@@ -23,6 +26,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("bench", help="time the generator: s/step, it/s, peak memory, GFLOP/s",
                               description=__doc__, epilog=EPILOG, formatter_class=RawHelpFormatter)
     a = p.add_argument
+    a("--suite", choices=("step", "gpu"), default="step",
+      help="step: time one configuration (the options below); gpu: the whole GPU check (benchmarks/gpu_check.py: "
+           "the options from --quick on)")
     a("--size", type=int, default=256, metavar="N", help="image side in pixels")
     a("--cutn", type=int, default=16, metavar="N", help="cutouts per step")
     a("--clip", default=None, metavar="NAME",
@@ -42,11 +48,22 @@ def register(subparsers) -> None:
     a("--threads", type=int, default=None, metavar="N", help="torch CPU threads (default: torch's choice)")
     a("--no-flops", action="store_true", help="skip the FLOP count (one extra step)")
     a("--json", action="store_true", help="print the result as one JSON object")
+    from ..tools.gpuargs import add_arguments  # torch-free: the check's own options
+
+    add_arguments(p, device_flag=False)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build, time and print."""
+    """Build, time and print (or run the GPU check)."""
+    if args.suite == "gpu":
+        from ..tools.gpuargs import DEFAULT_OUT  # here: the check loads torch, models and the pipeline
+        from ..tools.gpusuite import check_models, run_check
+
+        if args.budget <= 0:
+            raise VqclipError("--budget: need a positive number of seconds")
+        run_check(args.device, args.quick, args.budget, args.out or DEFAULT_OUT, check_models(args), args.real_weights)
+        return 0
     from ..tools.bench import format_result, run_bench  # torch: here for a fast --help
 
     result = run_bench(size=args.size, cutn=args.cutn, clip=args.clip, vqgan=args.vqgan,

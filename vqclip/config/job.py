@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from ..files.video import VIDEO_FORMATS
-from ..nets.device import PRECISIONS
+from ..nets.device import DECODER_LAYOUTS, PRECISIONS
 from ..nets.memory import MEMORY_MODES
 from ..optim.augments import AUGMENTS
 from ..optim.inits import INITS
@@ -188,6 +188,10 @@ class GenerateConfig:
                          choices=MEMORY_MODES)
     micro_batch: int = option(0, help="cutouts per CLIP pass (0: all at once, unless memory picks a number)")
     compile: bool = option(False, help="torch.compile the decoder and CLIP (falls back to eager on failure)")
+    decoder_layout: str = option("auto", help="memory layout of the decoder's activations: auto = nchw on CPU "
+                                 "(measured faster), channels_last elsewhere", choices=DECODER_LAYOUTS)
+    cudnn_benchmark: bool = option(False, help="let cuDNN time its convolution algorithms on the first steps "
+                                   "(faster later steps on CUDA; not bit-repeatable)")
     threads: int = option(0, help="CPU threads for torch (0: torch's choice); 1 is fastest on a busy machine",
                           flag="--threads", metavar="N")
     tv_weight: float = option(0.0, help="total-variation prior on the image (smoothness)", flag="--tv-weight",

@@ -43,4 +43,6 @@ def story_targets(cfg, device: torch.device, length: Optional[int] = None,
         story = torch.tensor(schedule.weights_at(clock(step)), dtype=torch.float32, device=device)
         return torch.cat([story, fixed])
 
+    fixed_host = [float(p.weight) for p in prompts[n:]]
+    weights.host = lambda step: [float(w) for w in schedule.weights_at(clock(step))] + fixed_host  # as numbers
     return StoryTargets(prompts, weights, schedule)

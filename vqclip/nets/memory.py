@@ -6,6 +6,7 @@ torch is imported inside the functions, so that the config checks `memory` again
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -74,3 +75,24 @@ def plan_memory(mode: str, decoder, latent_hw: tuple[int, int], clips: list, cut
     return True, chosen
 
 
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether an exception is an allocation failure: torch.OutOfMemoryError (CUDA, MPS), MemoryError, or the CPU
+    allocator's RuntimeError."""
+    import torch  # here: see the module docstring
+
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", MemoryError)
+    if isinstance(exc, (oom, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and bool(re.search(r"out of memory|can't allocate memory", str(exc)))
+
+
+def out_of_memory_message(width: int, height: int, cutn: int, exc: BaseException, mode: str = "auto") -> str:
+    """One line for a run that ran out of memory: what it tried, its size and cutouts, and the options that lower
+    the memory a step needs."""
+    asked = re.search(r"tried to allocate [\d.]+ ?\w+", str(exc), re.IGNORECASE)
+    where = "CUDA " if "CUDA" in str(exc) else ""
+    low = "" if mode == "low" else "--set memory=low, "
+    return (f"{where}out of memory{f' ({asked.group(0)})' if asked else ''} at {width}x{height} with {cutn} "
+            f"cutouts; lower it with {low}--set micro_batch=4, a smaller --size or fewer --cutn")

@@ -4,8 +4,9 @@ the event, and any of them may stop the run at the end of the step."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
+import functools
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable, Optional, Union
 
 import torch
 from torch import Tensor
@@ -19,20 +20,43 @@ from .state import RunState
 @dataclass(frozen=True)
 class StepEvent:
     """What a callback sees after each update: `image` [B,3,H,W] in [0,1] is the one scored at `step` (B = 1, or the
-    number of starts during best-of-n trials, when `trial` = B)."""
+    number of starts during best-of-n trials, when `trial` = B). The loss stays a device tensor until `loss` or
+    `losses` is read: only a callback that asks for the number waits for the GPU (no host sync inside a step)."""
 
     step: int  # updates done before this image was scored (0 = the initial image)
     total: int  # the steps of this run (a restyle: of this frame)
-    loss: float
-    losses: dict[str, float] = field(default_factory=dict)
+    loss_value: Union[float, Tensor]  # the summed loss: a float, or a detached 0-d tensor read when asked
+    loss_terms: dict[str, Union[float, Tensor]] = field(default_factory=dict)  # the named terms, likewise
     image: Optional[Tensor] = None
     trial: int = 0  # n >= 1: a trial step of n starts run together (best of n), not yet the run's
     frame: Optional[int] = None  # a restyle's input frame
+
+    @functools.cached_property
+    def loss(self) -> float:
+        """The summed loss as a number (waits for the device the first time it is read)."""
+        return float(self.loss_value)
+
+    @functools.cached_property
+    def losses(self) -> dict[str, float]:
+        """The named loss terms as numbers (one transfer for all of them)."""
+        names, values = list(self.loss_terms), list(self.loss_terms.values())
+        if values and all(torch.is_tensor(v) for v in values):
+            values = torch.stack([v.float() for v in values]).tolist()
+        return {k: float(v) for k, v in zip(names, values)}
 
     @property
     def preview(self):
         """The (first) image as an 8-bit PIL image."""
         return to_pil(self.image[:1])
+
+
+def loss_numbers(curve: list[Union[float, Tensor]]) -> list[float]:
+    """A loss curve of floats and/or 0-d tensors as floats, with one device transfer for the tensors."""
+    tensors = [x for x in curve if torch.is_tensor(x)]
+    if not tensors:
+        return [float(x) for x in curve]
+    read = iter(torch.stack([t.float().reshape(()) for t in tensors]).cpu().tolist())
+    return [next(read) if torch.is_tensor(x) else float(x) for x in curve]
 
 
 Callback = Callable[[StepEvent], Optional[bool]]  # returns True to stop the run at the end of this step
@@ -51,20 +75,21 @@ def take_step(state: RunState, objective: Objective, lr: float, total: int = 0,
     (loss * state.starts).backward()  # the sum over starts: each start gets the gradient it would get alone
     step = state.step
     state.update(objective.z_min, objective.z_max)
-    return StepEvent(step, total, loss.item(), {k: v.item() for k, v in parts.items()}, image.detach())
+    return StepEvent(step, total, loss.detach(), {k: v.detach() for k, v in parts.items()}, image.detach())
 
 
 def run_steps(state: RunState, objective: Objective, lr_at: Callable[[int], float], until: int, total: int,
               callbacks: Iterable[Callback] = (), after: Iterable[AfterStep] = (), trial: int = 0,
               frame: Optional[int] = None) -> tuple[list[float], bool]:
     """Step until `state.step` reaches `until` or a callback or hook returns True; every callback and hook runs on
-    each step (the stopping step included). Returns the loss curve of these steps and whether it was stopped."""
+    each step (the stopping step included). Returns the loss curve of these steps (read from the device once, at
+    the end) and whether it was stopped."""
     callbacks, after, curve, stopped = list(callbacks), list(after), [], False
     while state.step < until and not stopped:
         event = take_step(state, objective, lr_at(state.step), total)
         if trial or frame is not None:
-            event = StepEvent(event.step, event.total, event.loss, event.losses, event.image, trial, frame)
-        curve.append(event.loss)
+            event = replace(event, trial=trial, frame=frame)
+        curve.append(event.loss_value)
         stops = [bool(cb(event)) for cb in callbacks] + [bool(hook(state, event)) for hook in after]
         stopped = any(stops)
-    return curve, stopped
+    return loss_numbers(curve), stopped

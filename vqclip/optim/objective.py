@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..files.images import open_rgb
-from ..nets.device import amp_autocast, autocast_dtype, compiled
+from ..nets.device import amp_autocast, autocast_dtype, channels_last_decoder, compiled
 from ..nets.lean import decode_latent, is_frozen
 from ..nets.load import Models
 from ..nets.memory import plan_memory
@@ -84,7 +84,7 @@ class Objective:
         self.schedule = schedule
         self.guide = GuideTerm(models.guide, cfg.guide.views) if models.guide and cfg.guide.weight > 0 else None
         self._aimed: Optional[tuple[str, ...]] = None  # the texts the guide was last aimed from (see `_aim_guide`)
-        self._aim_guide(self.weights_at(0))
+        self._aim_guide(self.host_weights_at(0))
         # 2. Cutout samplers, one per CLIP input size, and each CLIP's share of the loss
         c = cfg.cutouts
         self.cutouts = {size: Cutouts(size, c.n, c.pow, c.min_size, c.augments, c.noise)
@@ -97,6 +97,7 @@ class Objective:
         self.z_max = vq.codebook.max(0).values.view(1, -1, 1, 1).to(device)
         # 4. Speed and memory: lean decoder (frozen weights), checkpointing/micro-batches when short, compile
         self.lean = is_frozen(vq)
+        self.channels_last = channels_last_decoder(cfg.decoder_layout, device)
         self.checkpoint, self.micro_batch = plan_memory(
             cfg.memory, vq.decoder, (self.height // vq.factor, self.width // vq.factor),
             [clip for clip, _ in models.clips], c.n, cfg.micro_batch, 2 if self.amp else 4, device, batch=batch)
@@ -107,11 +108,15 @@ class Objective:
     def speed_options(self) -> dict:
         """The speed/memory choices in effect (for benchmarks and logs)."""
         return {"precision": "bf16" if self.amp == torch.bfloat16 else "fp32", "lean_decoder": self.lean,
-                "checkpoint": self.checkpoint, "micro_batch": self.micro_batch, "compile": self.cfg.compile}
+                "checkpoint": self.checkpoint, "micro_batch": self.micro_batch, "compile": self.cfg.compile,
+                "decoder_layout": "channels_last" if self.channels_last else "nchw"}
 
     def _decode_eager(self, z_q: Tensor) -> Tensor:
         vq = self.models.vqgan
-        return decode_latent(vq, z_q, self.checkpoint) if self.lean else vq.decode(z_q)
+        if self.lean:
+            return decode_latent(vq, z_q, self.checkpoint, self.channels_last)
+        return vq.decode(z_q.contiguous(memory_format=torch.channels_last if self.channels_last
+                                        else torch.contiguous_format))
 
     @torch.no_grad()
     def embed_targets(self, prompts: list[Prompt], clips: Optional[list] = None) -> list[Tensor]:
@@ -133,18 +138,26 @@ class Objective:
         self.prompts, self.targets = prompts, self.embed_targets(prompts)
         self.weights, self.schedule, self._aimed = weights_tensor(prompts, self.device), None, None
         self.stops = stops_tensor(prompts, self.device)
-        self._aim_guide(self.weights)
+        self._aim_guide(self.host_weights_at(0))
 
     def weights_at(self, step: int) -> Tensor:
         """The prompt weights [M] in effect at a step: the story's schedule, else the prompts' own weights."""
         return self.schedule(step) if self.schedule else self.weights
 
-    def _aim_guide(self, weights: Tensor) -> None:
+    def host_weights_at(self, step: int) -> list[float]:
+        """The prompt weights at a step as numbers, computed on the host (a story's schedule gives them as `host`):
+        aiming the guide never waits for the device."""
+        if self.schedule is None:
+            return [float(p.weight) for p in self.prompts]
+        host = getattr(self.schedule, "host", None)
+        return list(host(step)) if host is not None else self.schedule(step).tolist()
+
+    def _aim_guide(self, weights: list[float]) -> None:
         """Point classifier guidance at the label named by the text prompts that pull at this step (positive weight,
         the strongest first), so a story re-aims it as its prompts change; none named: no guidance, with a notice."""
         if self.guide is None:
             return
-        pulling = sorted(((-w, i) for i, (p, w) in enumerate(zip(self.prompts, weights.tolist()))
+        pulling = sorted(((-w, i) for i, (p, w) in enumerate(zip(self.prompts, weights))
                           if not p.image and w > 0))
         texts = tuple(self.prompts[i].text for _, i in pulling)
         if texts == self._aimed:
@@ -166,7 +179,8 @@ class Objective:
         starts; their sum is what is minimised. `views` (one `CutoutDraw` per CLIP model) replays given cutouts
         instead of drawing new ones (tests compare a step with the reference loop this way)."""
         weights = self.weights_at(step)
-        self._aim_guide(weights)
+        if self.guide is not None:
+            self._aim_guide(self.host_weights_at(step))
         parts = {}
         b, _, h, w = image.shape
         for k, ((clip, _), share, targets) in enumerate(zip(self.models.clips, self.clip_weights, self.targets)):

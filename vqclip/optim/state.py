@@ -15,6 +15,28 @@ from .inits import initial_image
 from .optimizers import make_optimizer
 
 STATE_KEYS = ("z", "z_init", "step", "optimizer", "rng", "torch_rng", "seed")
+# device RNG states, saved when the run is on that device (a state from another device type ignores them)
+DEVICE_RNG_KEYS = {"cuda": "cuda_rng", "mps": "mps_rng"}
+
+
+def device_rng_state(device: torch.device) -> dict:
+    """The generator state of the run's accelerator: {"cuda_rng": ...} on CUDA, {"mps_rng": ...} on MPS, else {}."""
+    if device.type == "cuda":
+        return {"cuda_rng": torch.cuda.get_rng_state(device)}
+    if device.type == "mps" and hasattr(getattr(torch, "mps", None), "get_rng_state"):
+        return {"mps_rng": torch.mps.get_rng_state()}
+    return {}
+
+
+def set_device_rng_state(device: torch.device, state: dict) -> None:
+    """Restore what `device_rng_state` saved, when the state was saved on this kind of device."""
+    saved = state.get(DEVICE_RNG_KEYS.get(device.type, ""))
+    if saved is None:
+        return
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(saved, device)
+    elif device.type == "mps" and hasattr(getattr(torch, "mps", None), "set_rng_state"):
+        torch.mps.set_rng_state(saved)
 
 
 def random_codes(codebook: Tensor, h: int, w: int, generator: torch.Generator) -> Tensor:
@@ -107,10 +129,10 @@ class RunState:
 
     def state_dict(self) -> dict:
         """Everything needed to continue this run bit-exactly: latents, optimiser, step and RNG states (torch's global
-        RNG too: Kornia draws the augment parameters from it)."""
+        RNG too: Kornia draws the augment parameters from it; and the CUDA or MPS generator of the run's device)."""
         return {"z": self.z.detach().cpu().clone(), "z_init": self.z_init.cpu().clone(), "step": self.step,
                 "optimizer": self.optimizer.state_dict(), "rng": self.rng.get_state(),
-                "torch_rng": torch.get_rng_state(), "seed": self.seed}
+                "torch_rng": torch.get_rng_state(), "seed": self.seed, **device_rng_state(self.z.device)}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from `state_dict()`; a state from another size, model or optimiser is a one-line error."""
@@ -130,3 +152,4 @@ class RunState:
         self.step = int(state["step"])
         self.rng.set_state(state["rng"])
         torch.set_rng_state(state["torch_rng"])
+        set_device_rng_state(self.z.device, state)

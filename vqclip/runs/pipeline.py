@@ -30,8 +30,9 @@ from ..modes.base import GenerateResult, Mode, RunContext
 from ..modes.restyle import Restyle
 from ..modes.still import Still
 from ..modes.zoom import Zoom
-from ..nets.device import pick_device, seeded
+from ..nets.device import cudnn_benchmark, pick_device, seeded
 from ..nets.load import ModelCache, Models, load_models
+from ..nets.memory import is_out_of_memory, out_of_memory_message
 from ..optim.loop import AfterStep, Callback
 from ..optim.schedules import job_texts
 from .callbacks import ProgressBar, SaveFrames, StopOnFlag, wants_trials
@@ -87,7 +88,7 @@ def generate(cfg: GenerateConfig, models: Models, callbacks: Iterable[Callback] 
     own = [SaveFrames(frames.write, every)] if frames is not None and every > 0 else []
     ctx = RunContext(cfg, models, device, seed, [*own, *callbacks], [cb for cb in callbacks if wants_trials(cb)],
                      frames, list(after), saved, trials)
-    with seeded(device, seed):
+    with seeded(device, seed), cudnn_benchmark(cfg.cudnn_benchmark and device.type == "cuda"):
         result = mode.run(ctx)
         if result.state is not None:  # the state to resume from, with the run's own RNG states (not the caller's)
             result.saved = result.state.state_dict()
@@ -213,9 +214,13 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
         if not resumed:
             folder.release()
         raise exc.with_hint(resume_hint(folder)) from None
-    except BaseException:
+    except BaseException as exc:
         if not resumed:
             folder.release()  # failed before making anything: leave no folder that blocks this --out
+        if is_out_of_memory(exc):  # frames and state.pt written so far stay; say what to lower
+            w, h = cfg.size
+            kept = f"; what was written is kept ({resume_hint(folder)})" if folder.path.is_dir() else ""
+            raise VqclipError(out_of_memory_message(w, h, cfg.cutouts.n, exc, cfg.memory) + kept) from None
         raise
     finally:
         if bar:
