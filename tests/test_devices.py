@@ -53,3 +53,20 @@ def test_what_cannot_run_across_devices_is_one_line_and_exit_2(tiny_args, tmp_pa
             "--out", str(tmp_path / "o")]
     assert main(args) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == message
+
+
+def test_a_lost_device_process_ends_the_run_with_one_error(tiny_job, tmp_path):
+    import multiprocessing
+
+    from vqclip.errors import VqclipError
+
+    def kill_the_others(event):  # rank 1 (spawned by this process) dies after step 2, as a lost device would
+        if event.step == 2:
+            for child in multiprocessing.active_children():
+                child.kill()
+
+    job = {**tiny_job, "prompt": "a red circle", "seed": 1, "steps": 6, "threads": 1, "state_every": 1,
+           "output": {"dir": str(tmp_path / "two"), "video": False, "progress": False}, "devices": ["cpu", "cpu"]}
+    with pytest.raises(VqclipError, match=r"^devices: a device process ended mid-run .*`vqclip resume` goes on$"):
+        run_job(build_config(base=[("job", job)]), extra_callbacks=[kill_the_others])
+    assert (tmp_path / "two" / "state.pt").is_file() and (tmp_path / "two" / "frames" / "000000.png").is_file()

@@ -11,7 +11,7 @@ import datetime
 import logging
 import socket
 from dataclasses import replace
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 import torch.distributed as dist
@@ -20,6 +20,7 @@ import torch.multiprocessing as mp
 from ..config import GenerateConfig
 from ..errors import VqclipError
 from ..nets.device import pick_device
+from ..nets.load import load_models
 
 log = logging.getLogger("vqclip")
 TIMEOUT = datetime.timedelta(minutes=10)  # a process lost mid-step: gloo's wait for it
@@ -51,11 +52,11 @@ def _backend(cfg: GenerateConfig) -> str:
 
 
 @contextlib.contextmanager
-def across_devices(cfg: GenerateConfig, saved: Optional[dict] = None) -> Iterator[torch.device]:
-    """Start the other devices' processes, each running the job in memory, and join this one as rank 0; yields its
-    device. A process that fails ends the run with one error naming it."""
+def across_devices(cfg: GenerateConfig, saved: Optional[dict], generate: Callable) -> Iterator[torch.device]:
+    """Start the other devices' processes, each running the job in memory with `generate` (the pipeline's), and join
+    this one as rank 0; yields its device. A process that fails ends the run with one error."""
     port, world = _free_port(), len(cfg.devices)
-    procs = mp.start_processes(_rank, args=(cfg, saved, port), nprocs=world - 1, join=False, start_method="spawn")
+    procs = mp.start_processes(_rank, args=(cfg, saved, port, generate), nprocs=world - 1, join=False, start_method="spawn")
     try:
         dist.init_process_group(_backend(cfg), init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=world,
                                 timeout=TIMEOUT)
@@ -78,10 +79,8 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
-def _rank(index: int, cfg: GenerateConfig, saved: Optional[dict], port: int) -> None:
+def _rank(index: int, cfg: GenerateConfig, saved: Optional[dict], port: int, generate: Callable) -> None:
     """Rank index+1: the job in memory on its device, its share of the cutouts at each step; writes nothing."""
-    from ..nets.load import load_models  # here: a spawned process imports what it runs
-    from .pipeline import generate
 
     rank = index + 1
     if cfg.threads > 0:

@@ -184,7 +184,7 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
         folder = run_folder(cfg.output.dir, cfg.prompt)
         cfg = replace(cfg, output=replace(cfg.output, dir=str(folder.path)))
     if len(cfg.devices) > 1:  # one run across devices: the others' processes run it beside this one (rank 0)
-        with across_devices(cfg, saved):
+        with across_devices(cfg, saved, generate):
             return _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials)
     return _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials)
 
