@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from vqclip.cli import main
+from vqclip.files.images import read_metadata
 from vqclip.runs.jobs import build_config
 from vqclip.runs.pipeline import run_job
 
@@ -70,3 +71,14 @@ def test_a_lost_device_process_ends_the_run_with_one_error(tiny_job, tmp_path):
     with pytest.raises(VqclipError, match=r"^devices: a device process ended mid-run .*`vqclip resume` goes on$"):
         run_job(build_config(base=[("job", job)]), extra_callbacks=[kill_the_others])
     assert (tmp_path / "two" / "state.pt").is_file() and (tmp_path / "two" / "frames" / "000000.png").is_file()
+
+
+def test_a_run_stopped_on_two_devices_resumes_on_one_as_the_uninterrupted_run(tiny_job, tmp_path, tiny_args):
+    job = {**tiny_job, "prompt": "a red circle", "seed": 1, "steps": 6, "threads": 1,
+           "output": {"dir": str(tmp_path / "two"), "video": False, "progress": False}, "devices": ["cpu", "cpu"]}
+    stopped = run_job(build_config(base=[("job", job)]), extra_callbacks=[lambda e: e.step == 3])
+    assert stopped.interrupted and (tmp_path / "two" / "state.pt").is_file()
+    assert main(["resume", str(tmp_path / "two"), "--devices", "cpu", "--quiet"]) == 0
+    one = _run(tiny_job, tmp_path / "one", [], 6)
+    diff = np.abs(pixels(one.final).astype(float) - pixels(tmp_path / "two" / "final.png").astype(float)).mean()
+    assert diff < 1 and not read_metadata(tmp_path / "two" / "final.png")["stopped"]  # below 1/255 of the range

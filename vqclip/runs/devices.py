@@ -56,7 +56,8 @@ def across_devices(cfg: GenerateConfig, saved: Optional[dict], generate: Callabl
     """Start the other devices' processes, each running the job in memory with `generate` (the pipeline's), and join
     this one as rank 0; yields its device. A process that fails ends the run with one error."""
     port, world = _free_port(), len(cfg.devices)
-    procs = mp.start_processes(_rank, args=(cfg, saved, port, generate), nprocs=world - 1, join=False, start_method="spawn")
+    procs = mp.start_processes(_rank, args=(cfg, saved, port, generate), nprocs=world - 1, join=False,
+                               start_method="spawn")
     try:
         dist.init_process_group(_backend(cfg), init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=world,
                                 timeout=TIMEOUT)
@@ -67,12 +68,12 @@ def across_devices(cfg: GenerateConfig, saved: Optional[dict], generate: Callabl
                               "state.pt of the last saved step are kept: `vqclip resume` goes on") from None
         finally:
             dist.destroy_process_group()
-        procs.join()
-    except BaseException:
+    finally:  # rank 0's run is over (done, stopped or failed): the others have nothing more to give it
         for p in procs.processes:
+            p.join(timeout=30)
             if p.is_alive():
                 p.terminate()
-        raise
+                p.join()
 
 
 def _first_line(exc: BaseException) -> str:

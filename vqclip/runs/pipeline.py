@@ -177,7 +177,7 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
     check_inputs(cfg)
     check_devices(cfg)
     # 1. Device, seed and folder (before loading anything heavy, so bad input fails fast)
-    device = pick_device(cfg.devices[0] if len(cfg.devices) > 1 else cfg.device)
+    device = pick_device(cfg.devices[0] if cfg.devices else cfg.device)
     resumed = folder is not None
     if not resumed:
         cfg = replace(cfg, seed=resolve_seed(cfg.seed))
