@@ -167,3 +167,39 @@ def test_without_ray_the_flag_says_how_to_install_it(tmp_path, tiny_job, monkeyp
     assert main(["run", str(path), "--ray"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: --ray needs Ray: pip install 'vqclip[ray]'"]
+
+
+def test_a_restyle_with_blend_0_spreads_its_frames_and_makes_the_video_of_vqclip_run(
+        ray_cluster, tiny_job, tmp_path, capsys):
+    from test_restyle import make_video
+
+    from vqclip.files.video import count_frames
+
+    video = make_video(tmp_path, n=5, audio=True)
+    job = {**tiny_job, "prompt": "a red circle", "seed": 1, "threads": 1,
+           "restyle": {"input": str(video), "blend": 0.0, "steps_per_frame": 2},
+           "output": {"dir": "restyled", "progress": False}}
+    path = write_job(tmp_path, job)
+    for name in ("plain", "ray"):
+        (tmp_path / name).mkdir()
+    cwd = os.getcwd()
+    os.chdir(tmp_path / "plain")
+    try:
+        assert main(["run", str(path)]) == 0
+    finally:
+        os.chdir(cwd)
+    capsys.readouterr()
+    report, err = cluster_run(tmp_path / "ray", path, capsys)
+    assert report.code == 0 and err.count("done: ") == 1
+    assert report.loads == 2 and len(report.jobs[0].chunks) == 2  # the frames in two shares, one per worker
+    plain, ray = tmp_path / "plain" / "restyled", tmp_path / "ray" / "restyled"
+    frames = sorted(p.name for p in (plain / "frames").iterdir())
+    assert len(frames) == 5 and sorted(p.name for p in (ray / "frames").iterdir()) == frames
+    for name in frames:  # the frames made on two workers are the frames made in order on one
+        assert np.array_equal(pixels(plain / "frames" / name), pixels(ray / "frames" / name)), name
+    assert np.array_equal(pixels(plain / "final.png"), pixels(ray / "final.png"))
+    videos = [p.name for p in ray.iterdir() if p.suffix == ".mp4"]
+    assert videos and count_frames(ray / videos[0]) == 5
+    probe = subprocess.run([__import__("imageio_ffmpeg").get_ffmpeg_exe(), "-i", str(ray / videos[0])],
+                           capture_output=True, text=True)
+    assert "Audio:" in probe.stderr  # the input's audio, muxed in

@@ -39,6 +39,9 @@ class ClusterJob:
     attempts: int = 0
     error: str = ""
     result: dict = field(default_factory=dict)
+    frames: Optional[tuple[int, int]] = None  # a share of a restyle's frames [lo, hi), for `parent`
+    parent: Optional["ClusterJob"] = None
+    chunks: list["ClusterJob"] = field(default_factory=list)  # a restyle's shares of its frames
 
 
 @dataclass
@@ -100,10 +103,9 @@ def plan_jobs(plans: Iterable[GenerateConfig | Batch]) -> tuple[list[ClusterJob]
     for job in jobs:
         if folder_state(job.dest) == NEW:
             RunFolder(job.dest).check_new()
-        if job.cfg.restyle.input:
-            log.info("%s: a restyle runs its frames in order on one worker%s", job.key,
-                     f" (blend {job.cfg.restyle.blend} starts each frame from the one before)"
-                     if job.cfg.restyle.blend > 0 else "")
+        if job.cfg.restyle.input and job.cfg.restyle.blend > 0:
+            log.info("%s: its frames run in order on one worker: blend %g starts each frame from the one before",
+                     job.key, job.cfg.restyle.blend)
     return jobs, batches
 
 
@@ -126,16 +128,16 @@ def one_line(exc: BaseException) -> str:
     return text[:300]
 
 
-def write_back(dest: Path, files: dict[str, bytes]) -> None:
+def write_back(dest: Path, files: dict[str, bytes], keep_frames: bool = False) -> None:
     """A run's files into its folder here, each atomically, final.png last (a folder with it is a finished run);
-    frames not among them (made again after a resumed state) removed."""
+    frames not among them (made again after a resumed state) removed, unless they are a share of a restyle's."""
     dest.mkdir(parents=True, exist_ok=True)
     for rel in sorted(files, key=lambda r: r == FINAL_FILE):
         path = dest / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             tmp.write_bytes(files[rel])
-    for path in (dest / FRAMES_DIR).glob("*.png"):
+    for path in [] if keep_frames else (dest / FRAMES_DIR).glob("*.png"):
         if f"{FRAMES_DIR}/{path.name}" not in files:
             path.unlink()
 
@@ -188,13 +190,15 @@ def _dispatch(ray, jobs: list[ClusterJob], cpus_per_job: int, shared: bool, call
     gpus = int(ray.cluster_resources().get("GPU", 0))
     cpus = int(ray.cluster_resources().get("CPU", 1))
     options = {"num_gpus": 1} if gpus else {"num_cpus": cpus_per_job}
-    count = min(len(jobs), gpus or max(1, cpus // cpus_per_job))
+    capacity = gpus or max(1, cpus // cpus_per_job)
+    queue = collections.deque(_spread_frames(jobs, capacity))
+    count = min(len(queue), capacity)
     remote_worker = ray.remote(**options)(Worker)
     board = ray.remote(num_cpus=0)(Progress).remote()
     idle = [remote_worker.remote(cpus_per_job) for _ in range(count)]
     workers = list(idle)
-    queue, pending, lost_loads = collections.deque(jobs), {}, 0
-    bar = tqdm(total=len(jobs), desc="jobs", unit="job", file=out, dynamic_ncols=True, mininterval=1)
+    pending, lost_loads = {}, 0
+    bar = tqdm(total=len(queue), desc="jobs", unit="job", file=out, dynamic_ncols=True, mininterval=1)
     try:
         while queue or pending:
             while queue and idle:
@@ -221,12 +225,18 @@ def _dispatch(ray, jobs: list[ClusterJob], cpus_per_job: int, shared: bool, call
                             continue
                     job.state, job.error = "failed", one_line(exc)
                     bar.write(f"failed: {job.key}: {job.error}", file=out)
+                    if job.parent is not None and job.parent.state == "waiting":
+                        job.parent.state, job.parent.error = "failed", f"{job.key}: {job.error}"
                 else:
                     if job.result["files"] is not None:
-                        write_back(job.dest, job.result["files"])
+                        write_back(job.dest, job.result["files"], keep_frames=job.frames is not None)
                     job.state = "done"
-                    bar.write(f"done: {job.dest / FINAL_FILE} (seed {job.result['seed']}, {job.result['steps']} "
-                              "steps)", file=out)
+                    if job.parent is None:
+                        bar.write(f"done: {job.dest / FINAL_FILE} (seed {job.result['seed']}, "
+                                  f"{job.result['steps']} steps)", file=out)
+                    elif job.parent.state == "waiting" and all(c.state == "done" for c in job.parent.chunks):
+                        queue.append(job.parent)  # every frame is back: the video and final.png, on one worker
+                        bar.total += 1
                 idle.append(worker)
                 bar.update(1)
             steps = ray.get(board.snapshot.remote())
@@ -241,8 +251,34 @@ def _dispatch(ray, jobs: list[ClusterJob], cpus_per_job: int, shared: bool, call
         ray.kill(board, no_restart=True)
 
 
+def _spread_frames(jobs: list[ClusterJob], workers: int) -> list[ClusterJob]:
+    """The queue: each new restyle with blend 0 (frames independent) as `workers` shares of its frames, then itself
+    (once they are back: its video and final.png, made from the frames as a resume makes them); the others as they
+    are."""
+    from ..files.video import count_frames  # here: only a restyle asks
+
+    out = []
+    for job in jobs:
+        r = job.cfg.restyle
+        if not r.input or r.blend != 0 or workers < 2 or folder_state(job.dest) != NEW:
+            out.append(job)
+            continue
+        total = count_frames(Path(r.input))
+        n = min(total, r.max_frames) if r.max_frames else total
+        cuts = [n * k // workers for k in range(workers + 1)]
+        job.chunks = [ClusterJob(f"{job.key} frames {lo}-{hi - 1}", job.cfg, job.dest, frames=(lo, hi), parent=job)
+                      for lo, hi in zip(cuts, cuts[1:]) if hi > lo]
+        out += job.chunks
+        log.info("%s: its %d frames are independent (blend 0): spread over %d workers", job.key, n, len(job.chunks))
+    return out
+
+
 def _task(job: ClusterJob, shared: bool, callbacks: list, board) -> Task:
     """The job as a worker's task, as its folder stands now: a run to resume sends its files along."""
+    if job.frames is not None:
+        return Task(job.key, job.cfg, str(job.dest), str(job.dest.resolve()), False, False, {}, job.frames,
+                    callbacks, board)
     resume = folder_state(job.dest) == RESUME
     files = folder_files(job.dest) if resume and not shared else {}
-    return Task(job.key, job.cfg, str(job.dest), str(job.dest.resolve()), resume, shared, files, callbacks, board)
+    return Task(job.key, job.cfg, str(job.dest), str(job.dest.resolve()), resume, shared, files, None, callbacks,
+                board)

@@ -11,9 +11,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
+from PIL import Image
+
 from ..config import GenerateConfig, to_yaml
 from ..files.atomic import write_text
-from ..files.runfolder import JOB_FILE
+from ..files.runfolder import FRAMES_DIR, JOB_FILE, RunFolder
 from ..nets.load import ModelCache
 from .pipeline import RunResult, run_job
 from .resume import resume_run
@@ -31,6 +33,7 @@ class Task:
     resume: bool = False
     shared: bool = False
     files: dict[str, bytes] = field(default_factory=dict)
+    frames: Optional[tuple[int, int]] = None  # a restyle with blend 0: restyle only input frames [lo, hi)
     callbacks: list = field(default_factory=list)  # more step callbacks (picklable), run on the worker
     progress: Any = None  # a handle of the driver's `Progress` board (a Ray actor), or None
 
@@ -94,11 +97,32 @@ class Worker:
             for rel, data in task.files.items():
                 (folder / rel).parent.mkdir(parents=True, exist_ok=True)
                 (folder / rel).write_bytes(data)
+            if task.frames:
+                return self._frames(folder, task, callbacks)
             run = self._run(folder, task, callbacks)
             # job.yaml names the folder the results land in on the driver, as `vqclip run` would write it
             write_text(folder / JOB_FILE, to_yaml(replace(run.config, output=replace(run.config.output,
                                                                                        dir=task.dest))))
             return {"files": folder_files(folder), **_summary(run)}
+
+    def _frames(self, folder: Path, task: Task, callbacks: list) -> dict:
+        """Frames [lo, hi) of a restyle whose frames are independent (blend 0): the frames before lo stand in as
+        done (1-pixel placeholders, unused with blend 0), so the restyle starts at lo; back come those frames and
+        job.yaml, as the whole job's (the driver's last task makes its video and final.png)."""
+        lo, hi = task.frames
+        r = task.cfg.restyle
+        cfg = replace(task.cfg, output=replace(task.cfg.output, dir=str(folder), video=False),
+                      restyle=replace(r, max_frames=hi))
+        (folder / FRAMES_DIR).mkdir(parents=True)
+        placeholder = Image.new("RGB", (1, 1))
+        for i in range(lo):
+            placeholder.save(folder / FRAMES_DIR / f"{i:06d}.png")
+        write_text(folder / JOB_FILE, to_yaml(cfg))
+        run = run_job(cfg, cache=self.cache, extra_callbacks=callbacks, folder=RunFolder(folder))
+        whole = replace(run.config, output=replace(run.config.output, dir=task.dest, video=task.cfg.output.video),
+                        restyle=replace(run.config.restyle, max_frames=r.max_frames))
+        files = {f"{FRAMES_DIR}/{i:06d}.png": (folder / FRAMES_DIR / f"{i:06d}.png").read_bytes() for i in range(lo, hi)}
+        return {"files": {**files, JOB_FILE: to_yaml(whole).encode()}, **_summary(run)}
 
     def _run(self, folder: Path, task: Task, callbacks: list) -> RunResult:
         if task.resume:
