@@ -41,7 +41,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vqclip-ray-bench-") as tmp:
         tmp = Path(tmp)
-        job = {"model": "mini", "steps": args.steps, "candidates": {"n": 1}, "threads": 1, "output": {"video": False, "progress": False},
+        job = {"model": "mini", "steps": args.steps, "candidates": {"n": 1}, "threads": 1,
+               "output": {"video": False, "progress": False},
                "jobs": [{"prompt": PROMPTS[i % 4], "seed": i + 1, "output": {"dir": f"job{i}"}}
                         for i in range(args.jobs)]}
         (tmp / "jobs.yaml").write_text(yaml.safe_dump(job))

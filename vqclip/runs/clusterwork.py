@@ -121,7 +121,8 @@ class Worker:
         run = run_job(cfg, cache=self.cache, extra_callbacks=callbacks, folder=RunFolder(folder))
         whole = replace(run.config, output=replace(run.config.output, dir=task.dest, video=task.cfg.output.video),
                         restyle=replace(run.config.restyle, max_frames=r.max_frames))
-        files = {f"{FRAMES_DIR}/{i:06d}.png": (folder / FRAMES_DIR / f"{i:06d}.png").read_bytes() for i in range(lo, hi)}
+        files = {f"{FRAMES_DIR}/{i:06d}.png": (folder / FRAMES_DIR / f"{i:06d}.png").read_bytes()
+                 for i in range(lo, hi)}
         return {"files": {**files, JOB_FILE: to_yaml(whole).encode()}, **_summary(run)}
 
     def _run(self, folder: Path, task: Task, callbacks: list) -> RunResult:
