@@ -155,11 +155,12 @@ def run_cluster(plans: Iterable[GenerateConfig | Batch], *, address: Optional[st
         if folder_state(job.dest) == DONE:
             job.state = "skipped"
             print(f"skipped: {job.dest} is complete", file=out)
-    started = not ray.is_initialized()
+    waiting = [j for j in jobs if j.state == "waiting"]
+    started = bool(waiting) and not ray.is_initialized()  # all complete: no cluster needed
     if started:
         ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
     try:
-        loads = _dispatch(ray, [j for j in jobs if j.state == "waiting"], cpus_per_job, shared, list(callbacks), out)
+        loads = _dispatch(ray, waiting, cpus_per_job, shared, list(callbacks), out)
     finally:
         if started:
             ray.shutdown()
