@@ -17,7 +17,8 @@ from .options import RawHelpFormatter, add_job_options, cli_overrides, job_optio
 FRAME_OPTIONS = ("--save-every", "--candidates")  # zoom and restyle save one frame per move / input frame
 ZOOM = job_options(include=["animation."], skip=FRAME_OPTIONS)
 RESTYLE = job_options(include=["restyle."], skip=FRAME_OPTIONS)
-RESUME = [o for o in job_options() if o.flag in ("--steps", "--device", "--threads", "--quiet")]
+RESUME = [o for o in job_options() if o.flag in ("--steps", "--device", "--devices", "--threads",
+                                                "--quiet")]  # --devices: a state resumes on any number of them
 
 ZOOM_EPILOG = """examples:
   vqclip zoom "an endless staircase" --model mini --zoom 1.04 --rotate 1 --every 10 --frames 60 --fps 12

@@ -95,6 +95,11 @@ def run_jobs(args: argparse.Namespace) -> int:
         for item in plans:
             print("\n".join(describe(item)))
         return 0
+    if args.ray is not None:
+        from ..runs.cluster import run_cluster  # here: Ray (and torch) only for --ray
+
+        return run_cluster(plans, address=args.ray or None, cpus_per_job=args.ray_cpus_per_job,
+                           shared=args.shared_outputs).code
     from ..nets.load import ModelCache  # torch comes with these: imported only to run the jobs
     from ..runs.callbacks import sigint_flag
     from ..runs.pipeline import run_job
@@ -136,6 +141,14 @@ def register(sub) -> None:
     r.add_argument("jobs", nargs="+", metavar="JOB.yaml")
     r.add_argument("--dry-run", action="store_true", help="list the jobs (a sweep's expanded: each one's folder and "
                    "values) and stop; loads no models")
+    r.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS", help="run the jobs on a Ray cluster "
+                   "(pip install 'vqclip[ray]'): no ADDRESS starts a local one, `auto` joins a running one; one worker "
+                   "per GPU (or per --ray-cpus-per-job CPUs) keeps its models for all its jobs; exit code 0 only when "
+                   "every job succeeded (default: off, the jobs run here in order)")
+    r.add_argument("--ray-cpus-per-job", type=int, default=1, metavar="N", help="with --ray on nodes without GPUs: "
+                   "the CPUs (and torch threads) of each worker (default: 1)")
+    r.add_argument("--shared-outputs", action="store_true", help="with --ray: the output folders are mounted on every "
+                   "node, so workers write the run folders there instead of sending their files back (default: off)")
     add_job_options(r, RUN, {"--device": "override every job's device (default: each job's own) [device]",
                              "--threads": "CPU threads for torch in every job (default: each job's own) [threads]",
                              "--quiet": "no progress bars or notices [output.progress]"})

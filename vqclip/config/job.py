@@ -182,6 +182,9 @@ class GenerateConfig:
     n: int = option(1, help="images of the prompt, seeds s, s+1, ...: a run folder each in one batch folder, and "
                             "grid.png", flag="--n", metavar="N")
     device: str = option("auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps", flag="--device", metavar="D")
+    devices: list[str] = option(help="one run across several devices (cuda:0,cuda:1; cpu,cpu to try it): a process "
+                                "each, each scoring its share of the cutouts (torch.distributed; a still image)",
+                                flag="--devices", metavar="D,D", split=",", factory=list)
     precision: str = option("auto", help="autocast: auto = bf16 on CUDA and on CPUs with native bf16 from 128x128",
                             flag="--precision", choices=PRECISIONS)
     memory: str = option("auto", help="low: decoder checkpointing + cutout micro-batches; auto: only when short",

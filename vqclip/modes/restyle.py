@@ -116,7 +116,7 @@ class Restyle(Mode):
                     continue
                 current[0] = i
                 image = frame_to_tensor(frame, (objective.width, objective.height))
-                start = image if prev is None else (1 - r.blend) * image + r.blend * prev
+                start = image if prev is None or r.blend == 0 else (1 - r.blend) * image + r.blend * prev
                 torch.manual_seed(ctx.seed + i)
                 with torch.no_grad():
                     z = ctx.models.vqgan.encode(start.to(ctx.device))

@@ -102,6 +102,9 @@ class Objective:
             cfg.memory, vq.decoder, (self.height // vq.factor, self.width // vq.factor),
             [clip for clip, _ in models.clips], c.n, cfg.micro_batch, 2 if self.amp else 4, device, batch=batch)
         self._decode = compiled(vq.decode, "VQGAN decoder") if cfg.compile else self._decode_eager
+        # 5. One run across devices (torch.distributed started by vqclip.runs.devices): this process scores its share
+        # of every step's cutouts, all drawn here as on one device; `all_reduce` sums the shares
+        self.rank, self.world = shard_of()
         self._encode = {id(clip): compiled(clip.encode_image, f"CLIP {clip.name}") if cfg.compile else clip.encode_image
                         for clip, _ in models.clips}
 
@@ -188,19 +191,29 @@ class Objective:
                 continue
             cut = self.cutouts[clip.image_size]
             batch = cut.apply(image, views[k] if views is not None else cut.draw(b, h, w))
+            if self.world > 1:  # this device's cutouts, weighted by their share: the shares sum to the mean
+                lo, hi = len(batch) * self.rank // self.world, len(batch) * (self.rank + 1) // self.world
+                share, batch = share * (hi - lo) / len(batch), batch[lo:hi]
             if 0 < self.micro_batch < len(batch):
                 parts[self.clip_terms[k]] = share * self._micro_batched_loss(clip, batch, targets, weights)
                 continue
             with amp_autocast(self.device.type, self.amp):
                 embeds = self._encode[id(clip)](batch)
             parts[self.clip_terms[k]] = share * prompt_loss(embeds, targets, weights, self.stops)
+        rest = 1 / self.world  # the terms every device computes alike: a share each, summed by `all_reduce`
         if self.cfg.init.weight > 0:
-            parts["init"] = self.cfg.init.weight * F.mse_loss(z, z_init)
+            parts["init"] = rest * self.cfg.init.weight * F.mse_loss(z, z_init)
         if self.cfg.tv_weight > 0:
-            parts["tv"] = self.cfg.tv_weight * tv_loss(image)
+            parts["tv"] = rest * self.cfg.tv_weight * tv_loss(image)
         if self.guide is not None and self.guide.label is not None:
-            parts["guide"] = self.cfg.guide.weight * self.guide(image, self.amp)
+            parts["guide"] = rest * self.cfg.guide.weight * self.guide(image, self.amp)
         return parts
+
+    def all_reduce(self, *tensors: Tensor) -> None:
+        """Sum each tensor over the devices of a run across devices, in place (nothing on one device)."""
+        if self.world > 1:
+            for t in tensors:
+                torch.distributed.all_reduce(t)
 
     def _micro_batched_loss(self, clip, batch: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
         """`prompt_loss` of cutouts [N,3,S,S] scored `micro_batch` at a time, each chunk back-propagated at once, so
@@ -216,6 +229,14 @@ class Objective:
             total = total + part.detach()
         grad = leaf.grad if leaf.grad is not None else torch.zeros_like(batch)
         return _InjectGrad.apply(batch, total, grad) if leaf.requires_grad else total
+
+
+def shard_of() -> tuple[int, int]:
+    """(rank, world size) of this process in a run across devices; (0, 1) otherwise."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 class _InjectGrad(torch.autograd.Function):

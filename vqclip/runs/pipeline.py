@@ -36,6 +36,7 @@ from ..nets.memory import is_out_of_memory, out_of_memory_message
 from ..optim.loop import AfterStep, Callback
 from ..optim.schedules import job_texts
 from .callbacks import ProgressBar, SaveFrames, StopOnFlag, wants_trials
+from .devices import across_devices, check_devices
 from .statefile import StateSaver, save_state
 from .upscale import prepare_upscaler, upscaled_name, write_upscaled
 
@@ -175,13 +176,22 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
         trials: see `generate`.
     """
     check_inputs(cfg)
+    check_devices(cfg)
     # 1. Device, seed and folder (before loading anything heavy, so bad input fails fast)
-    device = pick_device(cfg.device)
+    device = pick_device(cfg.devices[0] if cfg.devices else cfg.device)
     resumed = folder is not None
     if not resumed:
         cfg = replace(cfg, seed=resolve_seed(cfg.seed))
         folder = run_folder(cfg.output.dir, cfg.prompt)
         cfg = replace(cfg, output=replace(cfg.output, dir=str(folder.path)))
+    if len(cfg.devices) > 1:  # one run across devices: the others' processes run it beside this one (rank 0)
+        with across_devices(cfg, saved, generate):
+            return _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials)
+    return _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials)
+
+
+def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials) -> RunResult:
+    """`run_job` from its models on, the folder chosen."""
     # 2. Models (before the folder is made, so a failed download leaves no empty run behind), then the mode's job;
     # the upscaler too, so a missing or wrong one fails now, not after the run
     up = cfg.output.upscale

@@ -1,0 +1,84 @@
+"""One run across devices (`devices: [cpu, cpu]`): two gloo processes on CPU, each scoring half of every step's
+cutouts, give the one-device image and loss curve (up to float summation order)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vqclip.cli import main
+from vqclip.files.images import read_metadata
+from vqclip.runs.jobs import build_config
+from vqclip.runs.pipeline import run_job
+
+from test_batch import pixels
+
+pytestmark = pytest.mark.slow
+
+
+def _run(tiny_job, out, devices, steps):
+    job = {**tiny_job, "prompt": "a red circle", "seed": 1, "steps": steps, "threads": 1,
+           "output": {"dir": str(out), "video": False, "progress": False}, "devices": devices}
+    return run_job(build_config(base=[("job", job)]))
+
+
+def test_two_gloo_processes_give_the_one_device_image_and_loss_curve(tiny_job, tmp_path):
+    # 10 steps: past ~13 the summation order's 1e-7 flips a code of the tiny VQGAN and the runs part (see docs)
+    one, two = _run(tiny_job, tmp_path / "one", [], 10), _run(tiny_job, tmp_path / "two", ["cpu", "cpu"], 10)
+    assert len(two.result.losses) == 10
+    assert np.allclose(one.result.losses, two.result.losses, atol=1e-4, rtol=0)
+    diff = np.abs(pixels(one.final).astype(float) - pixels(two.final).astype(float)).mean() / 255
+    assert diff < 1 / 255
+    assert (tmp_path / "two" / "state.pt").is_file() and [p.name for p in (tmp_path / "two" / "frames").iterdir()]
+
+
+def test_the_shards_are_the_cutouts_not_copies_of_them(tiny_job, tmp_path, monkeypatch):
+    """Were each process to score all cutouts (or the same half), the sum would be twice the one-device loss."""
+    from vqclip.optim import objective
+
+    calls = []
+    score = objective.prompt_loss
+    monkeypatch.setattr(objective, "prompt_loss", lambda embeds, *a: calls.append(len(embeds)) or score(embeds, *a))
+    two = _run(tiny_job, tmp_path / "two", ["cpu", "cpu"], 2)
+    one = _run(tiny_job, tmp_path / "one", [], 2)
+    assert calls[:2] == [tiny_job["cutouts"]["n"] // 2] * 2  # this process (rank 0): its half at each step
+    assert abs(one.result.losses[0] - two.result.losses[0]) < 1e-5
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--candidates", "2"], "error: devices: best of n runs on one device; give one --device, or run a still image"),
+    (["--cutn", "1"], "error: devices: 2 devices need at least as many cutouts (cutouts.n is 1)"),
+])
+def test_what_cannot_run_across_devices_is_one_line_and_exit_2(tiny_args, tmp_path, capsys, extra, message):
+    args = ["generate", "a red circle", *tiny_args, "--steps", "1", "--devices", "cpu,cpu", *extra,
+            "--out", str(tmp_path / "o")]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == message
+
+
+def test_a_lost_device_process_ends_the_run_with_one_error(tiny_job, tmp_path):
+    import multiprocessing
+
+    from vqclip.errors import VqclipError
+
+    def kill_the_others(event):  # rank 1 (spawned by this process) dies after step 2, as a lost device would
+        if event.step == 2:
+            for child in multiprocessing.active_children():
+                child.kill()
+
+    job = {**tiny_job, "prompt": "a red circle", "seed": 1, "steps": 6, "threads": 1, "state_every": 1,
+           "output": {"dir": str(tmp_path / "two"), "video": False, "progress": False}, "devices": ["cpu", "cpu"]}
+    with pytest.raises(VqclipError, match=r"^devices: a device process ended mid-run .*`vqclip resume` goes on$"):
+        run_job(build_config(base=[("job", job)]), extra_callbacks=[kill_the_others])
+    assert (tmp_path / "two" / "state.pt").is_file() and (tmp_path / "two" / "frames" / "000000.png").is_file()
+
+
+def test_a_run_stopped_on_two_devices_resumes_on_one_as_the_uninterrupted_run(tiny_job, tmp_path, tiny_args):
+    job = {**tiny_job, "prompt": "a red circle", "seed": 1, "steps": 6, "threads": 1,
+           "output": {"dir": str(tmp_path / "two"), "video": False, "progress": False}, "devices": ["cpu", "cpu"]}
+    stopped = run_job(build_config(base=[("job", job)]), extra_callbacks=[lambda e: e.step == 3])
+    assert stopped.interrupted and (tmp_path / "two" / "state.pt").is_file()
+    assert main(["resume", str(tmp_path / "two"), "--devices", "cpu", "--quiet"]) == 0
+    one = _run(tiny_job, tmp_path / "one", [], 6)
+    diff = np.abs(pixels(one.final).astype(float) - pixels(tmp_path / "two" / "final.png").astype(float)).mean()
+    assert diff < 1 and not read_metadata(tmp_path / "two" / "final.png")["stopped"]  # below 1/255 of the range
