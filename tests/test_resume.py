@@ -23,25 +23,9 @@ from vqclip.runs.pipeline import run_job
 from vqclip.optim.state import STATE_KEYS
 from vqclip.runs.statefile import load_state
 from vqclip.runs.resume import resume_run, state_path
+from vqclip.tools.gpucorrect import killed_run_script
 
 ROOT = Path(__file__).resolve().parents[1]
-
-# A run that hangs (sleeps) at a given step and waits there to be killed; it says so through a marker file.
-KILLED_RUN = """
-import json, sys, time
-from pathlib import Path
-import torch
-torch.set_num_threads(1)
-from vqclip.runs.jobs import build_config
-from vqclip.runs.pipeline import run_job
-job, marker, hang_at = json.loads(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-def hang(event):
-    if event.step == hang_at:
-        marker.write_text(str(event.step))
-        time.sleep(300)
-run_job(build_config(job), extra_callbacks=[hang])
-"""
-
 
 
 def pixels(path: Path) -> np.ndarray:
@@ -96,7 +80,7 @@ def test_resume_after_sigkill_is_bit_identical(tiny_job, reference, tmp_path, ki
     killed = tmp_path / "killed"
     marker = tmp_path / "hanging"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, json.dumps(make(tiny_job, killed)),
+    proc = subprocess.Popen([sys.executable, "-c", killed_run_script(False), json.dumps(make(tiny_job, killed)),
                              str(marker), "9"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 180

@@ -26,13 +26,15 @@ from ..runs.pipeline import run_job
 from ..runs.resume import resume_run
 from .gpucheck import Budget, free_memory, vqclip_run
 
-# a run that hangs at a step (after state.pt of the step before was written) until it is killed
+# a run that hangs at a step (after state.pt of the step before was written) until it is killed; it says so through a
+# marker file (argv: job JSON, marker path, step); also the resume tests' run to kill
 KILLED_RUN = """
 import json, sys, time
 from pathlib import Path
 import torch
-torch.use_deterministic_algorithms(True, warn_only=True)
-torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+if DETERMINISTIC:
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
 from vqclip.runs.jobs import build_config
 from vqclip.runs.pipeline import run_job
 job, marker, hang_at = json.loads(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
@@ -42,6 +44,11 @@ def hang(event):
         time.sleep(600)
 run_job(build_config(job), extra_callbacks=[hang])
 """
+
+
+def killed_run_script(deterministic: bool) -> str:
+    """`python -c` source of the run to kill, in torch's deterministic mode or not."""
+    return f"DETERMINISTIC = {deterministic}\n" + KILLED_RUN
 
 
 @contextlib.contextmanager
@@ -126,7 +133,7 @@ def resume_after_kill(device: torch.device, steps: int, budget: Budget) -> dict:
         marker = Path(tmp) / "hanging"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
                                                              os.environ.get("PYTHONPATH", "")])}
-        proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, json.dumps(job("killed")), str(marker),
+        proc = subprocess.Popen([sys.executable, "-c", killed_run_script(True), json.dumps(job("killed")), str(marker),
                                  str(hang_at)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             while not marker.exists():
