@@ -73,10 +73,6 @@ def take_step(state: RunState, objective: Objective, lr: float, total: int = 0,
     loss = torch.stack(list(parts.values())).sum()
     state.optimizer.zero_grad(set_to_none=True)
     (loss * state.starts).backward()  # the sum over starts: each start gets the gradient it would get alone
-    if objective.world > 1:  # a run across devices: each scored its share, the sums are the one-device values
-        values = torch.stack([v.detach() for v in parts.values()])
-        objective.all_reduce(state.z.grad, values)
-        parts, loss = dict(zip(parts, values)), values.sum()
     step = state.step
     state.update(objective.z_min, objective.z_max)
     return StepEvent(step, total, loss.detach(), {k: v.detach() for k, v in parts.items()}, image.detach())

@@ -103,7 +103,7 @@ class Objective:
             [clip for clip, _ in models.clips], c.n, cfg.micro_batch, 2 if self.amp else 4, device, batch=batch)
         self._decode = compiled(vq.decode, "VQGAN decoder") if cfg.compile else self._decode_eager
         # 5. One run across devices (torch.distributed started by vqclip.runs.devices): this process scores its share
-        # of every step's cutouts, all drawn here as on one device; `all_reduce` sums the shares
+        # of every step's cutouts, all drawn here as on one device; `_sharded_loss` sums the shares' gradients
         self.rank, self.world = shard_of()
         self._encode = {id(clip): compiled(clip.encode_image, f"CLIP {clip.name}") if cfg.compile else clip.encode_image
                         for clip, _ in models.clips}
@@ -191,29 +191,50 @@ class Objective:
                 continue
             cut = self.cutouts[clip.image_size]
             batch = cut.apply(image, views[k] if views is not None else cut.draw(b, h, w))
-            if self.world > 1:  # this device's cutouts, weighted by their share: the shares sum to the mean
-                lo, hi = len(batch) * self.rank // self.world, len(batch) * (self.rank + 1) // self.world
-                share, batch = share * (hi - lo) / len(batch), batch[lo:hi]
+            if self.world > 1:  # this device scores its share of the cutouts; all get the whole batch's gradient
+                parts[self.clip_terms[k]] = share * self._sharded_loss(clip, batch, targets, weights)
+                continue
             if 0 < self.micro_batch < len(batch):
                 parts[self.clip_terms[k]] = share * self._micro_batched_loss(clip, batch, targets, weights)
                 continue
             with amp_autocast(self.device.type, self.amp):
                 embeds = self._encode[id(clip)](batch)
             parts[self.clip_terms[k]] = share * prompt_loss(embeds, targets, weights, self.stops)
-        rest = 1 / self.world  # the terms every device computes alike: a share each, summed by `all_reduce`
+        # the other terms every device computes alike (same image, same random stream), in full
         if self.cfg.init.weight > 0:
-            parts["init"] = rest * self.cfg.init.weight * F.mse_loss(z, z_init)
+            parts["init"] = self.cfg.init.weight * F.mse_loss(z, z_init)
         if self.cfg.tv_weight > 0:
-            parts["tv"] = rest * self.cfg.tv_weight * tv_loss(image)
+            parts["tv"] = self.cfg.tv_weight * tv_loss(image)
         if self.guide is not None and self.guide.label is not None:
-            parts["guide"] = rest * self.cfg.guide.weight * self.guide(image, self.amp)
+            parts["guide"] = self.cfg.guide.weight * self.guide(image, self.amp)
         return parts
 
-    def all_reduce(self, *tensors: Tensor) -> None:
-        """Sum each tensor over the devices of a run across devices, in place (nothing on one device)."""
-        if self.world > 1:
-            for t in tensors:
-                torch.distributed.all_reduce(t)
+    def _sharded_loss(self, clip, batch: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
+        """`prompt_loss` of cutouts [N,3,S,S] in a run across devices: this device scores and back-propagates its rows
+        lo:hi (as one micro-batch of a one-device run would), then the rows' gradients and the shares' losses are
+        summed over the devices. Each device fills only its own rows, so that sum is exact: every device holds the
+        gradient of the one-device run with `micro_batch = N / devices`, bit for bit, and back-propagates it through
+        the same decoder, so the latents never part."""
+        lo, hi = len(batch) * self.rank // self.world, len(batch) * (self.rank + 1) // self.world
+        needs = batch.requires_grad and torch.is_grad_enabled()
+        leaf = batch.detach().requires_grad_(needs)
+        shard = leaf[lo:hi]
+        if 0 < self.micro_batch < len(shard):
+            part = self._micro_batched_loss(clip, shard, targets, weights)
+        else:
+            with amp_autocast(self.device.type, self.amp):
+                embeds = self._encode[id(clip)](shard)
+            part = prompt_loss(embeds, targets, weights, self.stops)
+        part = part * ((hi - lo) / len(leaf))
+        if needs:
+            part.backward()
+        total = part.detach().clone()
+        torch.distributed.all_reduce(total)
+        if not needs:
+            return total
+        grad = leaf.grad if leaf.grad is not None else torch.zeros_like(batch)
+        torch.distributed.all_reduce(grad)
+        return _InjectGrad.apply(batch, total, grad)
 
     def _micro_batched_loss(self, clip, batch: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
         """`prompt_loss` of cutouts [N,3,S,S] scored `micro_batch` at a time, each chunk back-propagated at once, so
