@@ -80,6 +80,10 @@ def test_a_lost_device_process_ends_the_run_with_one_error(tiny_job, tmp_path):
     with pytest.raises(VqclipError, match=r"^devices: a device process ended mid-run .*`vqclip resume` goes on$"):
         run_job(build_config(base=[("job", job)]), extra_callbacks=[kill_the_others])
     assert (tmp_path / "two" / "state.pt").is_file() and (tmp_path / "two" / "frames" / "000000.png").is_file()
+    meta = read_metadata(tmp_path / "two" / "final.png")  # the image of the last step scored, marked stopped
+    assert meta["stopped"] is True and 2 <= meta["steps_done"] < 6
+    assert main(["resume", str(tmp_path / "two"), "--devices", "cpu", "--quiet"]) == 0
+    assert read_metadata(tmp_path / "two" / "final.png")["steps_done"] == 6
 
 
 def test_a_run_stopped_on_two_devices_resumes_on_one_as_the_uninterrupted_run(tiny_job, tmp_path, tiny_args):

@@ -65,8 +65,8 @@ def across_devices(cfg: GenerateConfig, saved: Optional[dict], generate: Callabl
         try:
             yield pick_device(cfg.devices[0])
         except RuntimeError as exc:  # a lost peer shows here as gloo's or NCCL's error in a collective
-            raise VqclipError(f"devices: a device process ended mid-run ({_first_line(exc)}); the frames and "
-                              "state.pt of the last saved step are kept: `vqclip resume` goes on") from None
+            raise VqclipError(f"devices: a device process ended mid-run ({_first_line(exc)}); the frames, "
+                              "state.pt and final.png of the last step are kept: `vqclip resume` goes on") from None
         finally:
             dist.destroy_process_group()
     finally:  # rank 0's run is over (done, stopped or failed): the others have nothing more to give it

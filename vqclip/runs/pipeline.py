@@ -213,6 +213,12 @@ def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, 
         callbacks.append(bar)
     if stop is not None:
         callbacks.append(StopOnFlag(stop))
+    last: list = []  # across devices: the newest scored image, for final.png should a device be lost mid-run
+    if len(cfg.devices) > 1:
+        def keep_last(event) -> None:
+            if event.image is not None and not event.trial:
+                last[:] = [event]
+        callbacks.append(keep_last)
     after = [StateSaver(folder.state, cfg.state_every, cfg.steps)] if mode.saves_state else []
     try:
         result = generate(cfg, models, callbacks, device, saved=saved, frames=frames, after=after, mode=mode,
@@ -225,6 +231,11 @@ def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, 
             folder.release()
         raise exc.with_hint(resume_hint(folder)) from None
     except BaseException as exc:
+        if last and isinstance(exc, RuntimeError) and folder.path.is_dir():  # a device lost mid-run (gloo, NCCL)
+            event = last[0]
+            metadata = {"prompt": cfg.prompt, "seed": cfg.seed, "steps_done": event.step, "stopped": True,
+                        "config": to_dict(cfg), "versions": versions()}  # stopped: `vqclip resume` goes on
+            save_png(event.image[:1], folder.final, metadata, job_parameters(metadata))
         if not resumed:
             folder.release()  # failed before making anything: leave no folder that blocks this --out
         if is_out_of_memory(exc):  # frames and state.pt written so far stay; say what to lower
