@@ -232,10 +232,7 @@ def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, 
         raise exc.with_hint(resume_hint(folder)) from None
     except BaseException as exc:
         if last and isinstance(exc, RuntimeError) and folder.path.is_dir():  # a device lost mid-run (gloo, NCCL)
-            event = last[0]
-            metadata = {"prompt": cfg.prompt, "seed": cfg.seed, "steps_done": event.step, "stopped": True,
-                        "config": to_dict(cfg), "versions": versions()}  # stopped: `vqclip resume` goes on
-            save_png(event.image[:1], folder.final, metadata, job_parameters(metadata))
+            write_final(cfg, folder, last[0].image[:1], last[0].step, stopped=True)  # `vqclip resume` goes on
         if not resumed:
             folder.release()  # failed before making anything: leave no folder that blocks this --out
         if is_out_of_memory(exc):  # frames and state.pt written so far stay; say what to lower
@@ -253,6 +250,15 @@ def resume_hint(folder: RunFolder) -> str:
     if folder.job.is_file():
         return f"then `vqclip resume {folder.path}` goes on where it stopped"
     return f"nothing of the run is left in {folder.path}: run the job again"
+
+
+def write_final(cfg: GenerateConfig, folder: RunFolder, image, steps: int, stopped: bool,
+                info: Optional[dict] = None) -> tuple[Path, dict]:
+    """final.png of image [1,3,H,W] after `steps` steps, with the job inside (JSON) and A1111's parameters; returns
+    its path and that metadata."""
+    metadata = {"prompt": cfg.prompt, "seed": cfg.seed, "steps_done": steps, "stopped": stopped, **(info or {}),
+                "config": to_dict(cfg), "versions": versions()}
+    return save_png(image, folder.final, metadata, job_parameters(metadata)), metadata
 
 
 def finish(cfg: GenerateConfig, folder: RunFolder, result: GenerateResult, mode: Mode,
@@ -277,9 +283,7 @@ def finish(cfg: GenerateConfig, folder: RunFolder, result: GenerateResult, mode:
                 silent.unlink(missing_ok=True)
         else:
             write_video(saved, video, fps, fmt, cfg.output.gif_max_side)
-    metadata = {"prompt": cfg.prompt, "seed": cfg.seed, "steps_done": result.steps, "stopped": result.stopped,
-                **result.info, "config": to_dict(cfg), "versions": versions()}
-    final = save_png(result.image, folder.final, metadata, job_parameters(metadata))
+    final, metadata = write_final(cfg, folder, result.image, result.steps, result.stopped, result.info)
     upscaled = None
     if upscaler is not None and result.stopped:  # stopped by the user: what it has is saved, nothing more starts
         log.info("the run was stopped: final.png is not upscaled; `vqclip upscale %s --model %s` does it", final,
