@@ -197,9 +197,7 @@ class Objective:
             if 0 < self.micro_batch < len(batch):
                 parts[self.clip_terms[k]] = share * self._micro_batched_loss(clip, batch, targets, weights)
                 continue
-            with amp_autocast(self.device.type, self.amp):
-                embeds = self._encode[id(clip)](batch)
-            parts[self.clip_terms[k]] = share * prompt_loss(embeds, targets, weights, self.stops)
+            parts[self.clip_terms[k]] = share * self._score(clip, batch, targets, weights)
         # the other terms every device computes alike (same image, same random stream), in full
         if self.cfg.init.weight > 0:
             parts["init"] = self.cfg.init.weight * F.mse_loss(z, z_init)
@@ -208,6 +206,12 @@ class Objective:
         if self.guide is not None and self.guide.label is not None:
             parts["guide"] = self.cfg.guide.weight * self.guide(image, self.amp)
         return parts
+
+    def _score(self, clip, cutouts: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
+        """`prompt_loss` of cutouts [N,3,S,S] embedded by `clip` under the run's autocast."""
+        with amp_autocast(self.device.type, self.amp):
+            embeds = self._encode[id(clip)](cutouts)
+        return prompt_loss(embeds, targets, weights, self.stops)
 
     def _sharded_loss(self, clip, batch: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
         """`prompt_loss` of cutouts [N,3,S,S] in a run across devices: this device scores and back-propagates its rows
@@ -222,9 +226,7 @@ class Objective:
         if 0 < self.micro_batch < len(shard):
             part = self._micro_batched_loss(clip, shard, targets, weights)
         else:
-            with amp_autocast(self.device.type, self.amp):
-                embeds = self._encode[id(clip)](shard)
-            part = prompt_loss(embeds, targets, weights, self.stops)
+            part = self._score(clip, shard, targets, weights)
         part = part * ((hi - lo) / len(leaf))
         if needs:
             part.backward()
@@ -242,9 +244,7 @@ class Objective:
         leaf = batch.detach().requires_grad_(batch.requires_grad and torch.is_grad_enabled())
         total = batch.new_zeros(())
         for chunk in leaf.split(self.micro_batch):
-            with amp_autocast(self.device.type, self.amp):
-                embeds = self._encode[id(clip)](chunk)
-            part = prompt_loss(embeds, targets, weights, self.stops) * (len(chunk) / len(leaf))
+            part = self._score(clip, chunk, targets, weights) * (len(chunk) / len(leaf))
             if leaf.requires_grad:
                 part.backward()
             total = total + part.detach()
