@@ -1,0 +1,12 @@
+"""The mutation tables, one module per area of the package; `MUTATIONS` is all of them in order."""
+
+from __future__ import annotations
+
+from . import config, files, math, models, modes, nets, optim, runs, ui
+from ._table import M, Mutation
+
+TABLES = {"math": math, "optim": optim, "modes": modes, "runs": runs, "config": config, "files": files, "nets": nets,
+          "ui": ui, "models": models}
+MUTATIONS: list[Mutation] = [m for table in TABLES.values() for m in table.MUTATIONS]
+
+__all__ = ["M", "MUTATIONS", "Mutation", "TABLES"]

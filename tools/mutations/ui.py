@@ -1,0 +1,6 @@
+"""Mutations of vqclip/ui/: what a user would notice if it broke (the machinery, not only the math)."""
+
+from ._table import M
+
+MUTATIONS = [
+]
