@@ -196,6 +196,8 @@ def test_a_state_that_does_not_fit_the_job_is_one_line_and_keeps_the_frames(tiny
            "output": {"dir": str(tmp_path / "run"), "progress": False, "save_every": 2}}
     cut = run_job(build_config(job), extra_callbacks=[StopAfter(3)])
     frames = sorted(p.name for p in (cut.dir / "frames").iterdir())
+    legacy = {k: v for k, v in load_state(state_path(cut.dir)).items() if k != "job"}
+    torch.save(legacy, state_path(cut.dir))  # a state that records no job: the state itself must not fit
     job_yaml = cut.dir / "job.yaml"
     job_yaml.write_text(job_yaml.read_text().replace("size:\n- 32\n- 32", "size:\n- 64\n- 64"))
     assert main(["resume", str(cut.dir), "--quiet"]) == 2

@@ -1,5 +1,5 @@
 """The run folder: one place that knows its layout (job.yaml, frames/NNNNNN.png, latest.png, final.png, the video,
-state.pt), claims it once and never overwrites a run."""
+state.pt), claims it once, never overwrites a run, and is locked while a run writes it (`.lock`: one run at a time)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,17 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from filelock import FileLock, Timeout
+
 from ..errors import VqclipError, WriteError, path_problem, write_error
 from .atomic import TEMP_GLOB, atomic_path, write_text
 
 JOB_FILE, FINAL_FILE, STATE_FILE, FRAMES_DIR = "job.yaml", "final.png", "state.pt", "frames"
 LATEST_FILE = "latest.png"  # the newest saved frame, replaced atomically: a run can be watched in a file browser
 MARKERS = (FINAL_FILE, JOB_FILE, FRAMES_DIR)  # any of them: the folder holds a run
+# held (an OS file lock: released by the system when its process ends, however it ends) while a run writes the folder
+LOCK_FILE = ".lock"
+SILENT_GLOB = ".*.noaudio.mp4"  # a video before its audio is muxed in (removed after; a kill may leave it)
 
 
 def slug(text: str, limit: int = 40) -> str:
@@ -38,6 +43,8 @@ class RunFolder:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._lock: Optional[FileLock] = None
+        self.claimed = False  # this object made the run in it (`claim`), so `release` may undo that
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
@@ -85,6 +92,35 @@ class RunFolder:
     def video(self, name: str, fmt: str) -> Path:
         return self.path / f"{name}.{fmt}"
 
+    def silent_video(self, name: str) -> Path:
+        """Where the video is written before the audio is muxed in."""
+        return self.path / f".{name}.noaudio.mp4"
+
+    @property
+    def locked(self) -> bool:
+        """Whether this object holds the folder's lock."""
+        return self._lock is not None and self._lock.is_locked
+
+    def lock(self) -> "RunFolder":
+        """Hold the folder's lock while a run writes it (again from the same object: counted, as many `unlock`s
+        release it); held by another run (a second `vqclip resume`, a run of the same --out), a one-line error. A run
+        that was killed holds nothing: the system released its lock, and the file it left is taken over."""
+        if self._lock is None:
+            self._lock = FileLock(str(self.path / LOCK_FILE), timeout=0)
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise VqclipError(f"{self.path}: another vqclip run is writing this folder now; wait until it ends (or "
+                              "stop it), then try again") from None
+        except OSError as exc:
+            raise write_error(self.path / LOCK_FILE, exc) from None
+        return self
+
+    def unlock(self) -> None:
+        """Release one `lock` of this object (none held: nothing to do)."""
+        if self.locked:
+            self._lock.release()
+
     def check_new(self) -> "RunFolder":
         """Refuse a folder that is a file or already holds a run (runs are never overwritten), or cannot be made."""
         path = self.path
@@ -103,12 +139,24 @@ class RunFolder:
         return self
 
     def claim(self, job_text: str) -> "RunFolder":
-        """Create the folder with frames/ and write job.yaml, after `check_new`."""
+        """Create the folder, lock it (`lock`: held until `unlock`), and make frames/ and job.yaml, after
+        `check_new` (again under the lock, so that two runs of the same --out cannot both claim it)."""
         self.check_new()
         try:
-            self.frames_dir.mkdir(parents=True, exist_ok=True)
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.lock()
+            try:
+                self.check_new()
+                self.frames_dir.mkdir(exist_ok=True)
+            except BaseException:
+                self.unlock()
+                raise
         except OSError as exc:
-            raise VqclipError(f"{self.path}: cannot make the run folder ({exc.strerror}); choose another --out") from None
+            if isinstance(exc, VqclipError):
+                raise
+            raise VqclipError(f"{self.path}: cannot make the run folder ({exc.strerror}); choose another "
+                              "--out") from None
+        self.claimed = True
         try:
             write_text(self.job, job_text)
         except WriteError:
@@ -131,21 +179,36 @@ class RunFolder:
         return self
 
     def release(self) -> None:
-        """Undo `claim` for a run that failed before making anything (only job.yaml and an empty frames/), so the
-        failure leaves no folder that blocks the same --out; anything more is kept."""
+        """Undo this object's `claim` for a run that failed before making anything (only job.yaml and an empty
+        frames/), so the failure leaves no folder that blocks the same --out, and release its lock; anything more is
+        kept, and so is a folder this object did not claim."""
         path = self.path
-        if not path.is_dir() or {p.name for p in path.iterdir()} - {JOB_FILE, FRAMES_DIR}:
+        if not self.claimed or not path.is_dir() or {p.name for p in path.iterdir()} - {JOB_FILE, FRAMES_DIR,
+                                                                                      LOCK_FILE}:
             return
         if self.frames_dir.is_dir() and any(self.frames_dir.iterdir()):
             return
         self.job.unlink(missing_ok=True)
         if self.frames_dir.is_dir():
             self.frames_dir.rmdir()
+        (path / LOCK_FILE).unlink(missing_ok=True)  # still held: no other run takes it before the folder is gone
+        while self.locked:
+            self.unlock()
         path.rmdir()
+        self.claimed = False
 
     def leftovers(self) -> list[Path]:
-        """Temporary files of writes that were killed mid-way."""
-        return [*self.path.glob(TEMP_GLOB), *self.frames_dir.glob(TEMP_GLOB)]
+        """Temporary files of writes that were killed mid-way (an atomic write's temp, a video before its audio)."""
+        return [*self.path.glob(TEMP_GLOB), *self.path.glob(SILENT_GLOB), *self.frames_dir.glob(TEMP_GLOB)]
+
+    def remove_leftovers(self) -> list[Path]:
+        """Remove `leftovers`, under the lock (no write of another run is in progress); returns what was removed."""
+        if not self.locked:
+            raise RuntimeError("remove_leftovers needs the folder's lock")
+        gone = self.leftovers()
+        for p in gone:
+            p.unlink(missing_ok=True)
+        return gone
 
 
 def run_folder(out: Optional[str], prompt: str) -> RunFolder:

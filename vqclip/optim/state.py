@@ -128,11 +128,13 @@ class RunState:
         self.start += start
 
     def state_dict(self) -> dict:
-        """Everything needed to continue this run bit-exactly: latents, optimiser, step and RNG states (torch's global
-        RNG too: Kornia draws the augment parameters from it; and the CUDA or MPS generator of the run's device)."""
+        """Everything needed to continue this run bit-exactly: latents, init targets, optimiser, step, the best-of-n
+        start and RNG states (torch's global RNG too: Kornia draws the augment parameters from it; and the CUDA or
+        MPS generator of the run's device)."""
         return {"z": self.z.detach().cpu().clone(), "z_init": self.z_init.cpu().clone(), "step": self.step,
                 "optimizer": self.optimizer.state_dict(), "rng": self.rng.get_state(),
-                "torch_rng": torch.get_rng_state(), "seed": self.seed, **device_rng_state(self.z.device)}
+                "torch_rng": torch.get_rng_state(), "seed": self.seed, "start": self.start,
+                **device_rng_state(self.z.device)}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from `state_dict()`; a state from another size, model or optimiser is a one-line error."""
@@ -150,6 +152,7 @@ class RunState:
                               "to start over")
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
+        self.start = int(state.get("start", 0))  # which best-of-n start this is (a state from before: not recorded)
         self.rng.set_state(state["rng"])
         torch.set_rng_state(state["torch_rng"])
         set_device_rng_state(self.z.device, state)

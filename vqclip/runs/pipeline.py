@@ -37,7 +37,7 @@ from ..optim.loop import AfterStep, Callback
 from ..optim.schedules import job_texts
 from .callbacks import ProgressBar, SaveFrames, StopOnFlag, wants_trials
 from .devices import across_devices, check_devices
-from .statefile import StateSaver, save_state
+from .statefile import StateSaver, job_settings, save_state
 from .upscale import prepare_upscaler, upscaled_name, write_upscaled
 
 log = logging.getLogger("vqclip")
@@ -172,7 +172,8 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
         stop: an event that stops the run at the end of its step (Ctrl-C, a page's Stop button).
         extra_callbacks: more callbacks (see `generate`).
         folder: an existing run folder to continue (resume, with `saved` its state.pt); default: a new one at
-            output.dir (or outputs/<time>-<prompt>), never overwriting a run.
+            output.dir (or outputs/<time>-<prompt>), never overwriting a run. The folder is locked while the run
+            writes it (`RunFolder.lock`): another run of it meanwhile is a one-line error.
         trials: see `generate`.
     """
     check_inputs(cfg)
@@ -184,10 +185,15 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
         cfg = replace(cfg, seed=resolve_seed(cfg.seed))
         folder = run_folder(cfg.output.dir, cfg.prompt)
         cfg = replace(cfg, output=replace(cfg.output, dir=str(folder.path)))
-    if len(cfg.devices) > 1:  # one run across devices: the others' processes run it beside this one (rank 0)
-        with across_devices(cfg, saved, generate):
-            return _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials)
-    return _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials)
+    if resumed:
+        folder.lock()  # a new folder is locked when it is claimed, once the models are loaded
+    try:
+        if len(cfg.devices) > 1:  # one run across devices: the others' processes run it beside this one (rank 0)
+            with across_devices(cfg, saved, generate):
+                return _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials)
+        return _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials)
+    finally:
+        folder.unlock()  # on any exit: an error, Ctrl-C, the end
 
 
 def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials) -> RunResult:
@@ -219,17 +225,19 @@ def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, 
             if event.image is not None and not event.trial:
                 last[:] = [event]
         callbacks.append(keep_last)
-    after = [StateSaver(folder.state, cfg.state_every, cfg.steps)] if mode.saves_state else []
+    job = job_settings(cfg)  # recorded in state.pt: a resume of another job is refused
+    every = cfg.state_every if mode.saves_state else None  # for the hint after a failed write
+    after = [StateSaver(folder.state, cfg.state_every, cfg.steps, job)] if mode.saves_state else []
     try:
         result = generate(cfg, models, callbacks, device, saved=saved, frames=frames, after=after, mode=mode,
                           trials=trials)
         if mode.saves_state and not result.trials_cut:  # a pick cut short is no state to resume: start over
-            save_state(result.saved, folder.state, cfg.steps)  # before final.png and the video, which need room
+            save_state(result.saved, folder.state, cfg.steps, job)  # before final.png and the video, which need room
         return finish(cfg, folder, result, mode, frames, upscaler)
     except WriteError as exc:  # a full disk, no permission, the folder removed: what was written is kept
         if not resumed:
             folder.release()
-        raise exc.with_hint(resume_hint(folder)) from None
+        raise exc.with_hint(resume_hint(folder, every)) from None
     except BaseException as exc:
         if last and isinstance(exc, RuntimeError) and folder.path.is_dir():  # a device lost mid-run (gloo, NCCL)
             write_final(cfg, folder, last[0].image[:1], last[0].step, stopped=True)  # `vqclip resume` goes on
@@ -237,7 +245,7 @@ def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, 
             folder.release()  # failed before making anything: leave no folder that blocks this --out
         if is_out_of_memory(exc):  # frames and state.pt written so far stay; say what to lower
             w, h = cfg.size
-            kept = f"; what was written is kept ({resume_hint(folder)})" if folder.path.is_dir() else ""
+            kept = f"; what was written is kept ({resume_hint(folder, every)})" if folder.path.is_dir() else ""
             raise VqclipError(out_of_memory_message(w, h, cfg.cutouts.n, exc, cfg.memory) + kept) from None
         raise
     finally:
@@ -245,11 +253,20 @@ def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, 
             bar.close()
 
 
-def resume_hint(folder: RunFolder) -> str:
-    """How to go on after a failed write: resume the run where its folder still holds one, else start again."""
-    if folder.job.is_file():
-        return f"then `vqclip resume {folder.path}` goes on where it stopped"
-    return f"nothing of the run is left in {folder.path}: run the job again"
+def resume_hint(folder: RunFolder, state_every: Optional[int]) -> str:
+    """How to go on after a failed write: what `vqclip resume` will do with what the folder holds (go on from its
+    state.pt; with none saved yet, start over from step 0; a restyle, whose `state_every` is None: go on at its first
+    missing frame), or to run the job again when nothing is left."""
+    if not folder.job.is_file():
+        return f"nothing of the run is left in {folder.path}: run the job again"
+    command = f"`vqclip resume {folder.path}`"
+    if state_every is None:
+        return f"then {command} goes on at the first missing frame"
+    if folder.state.is_file():
+        return f"then {command} goes on from the last saved state ({folder.state.name})"
+    when = "only at the end of a run" if state_every == 0 else f"first after step {state_every}"
+    return (f"then {command} starts the run over from step 0 (no {folder.state.name} yet: state_every {state_every} "
+            f"saves it {when})")
 
 
 def write_final(cfg: GenerateConfig, folder: RunFolder, image, steps: int, stopped: bool,
@@ -275,7 +292,7 @@ def finish(cfg: GenerateConfig, folder: RunFolder, result: GenerateResult, mode:
         fmt, fps, audio = cfg.output.video_format, mode.fps(cfg, len(saved)), mode.audio(cfg)
         video = folder.video(mode.video_name, fmt)
         if fmt == "mp4" and audio is not None:  # the frames, then the input's audio muxed in (both atomic)
-            silent = folder.path / f".{mode.video_name}.noaudio.mp4"
+            silent = folder.silent_video(mode.video_name)
             try:
                 write_video(saved, silent, fps, fmt)
                 mux_audio(silent, audio, video, len(saved) / fps)

@@ -1,6 +1,6 @@
 """Resume: a killed or stopped run continues in its own folder as the same run given its saved state (state.pt,
-written every `state_every` steps); a restyle continues at its first missing frame. The result is the image of the
-uninterrupted run."""
+written every `state_every` steps, with the job settings it was saved under); a restyle continues at its first
+missing frame. The result is the image of the uninterrupted run."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from ..nets.load import ModelCache
 from ..optim.loop import Callback
 from .jobs import local_weights
 from .pipeline import RunResult, run_job
-from .statefile import load_state
+from .statefile import check_job, load_state
 
 log = logging.getLogger("vqclip")
 
@@ -45,32 +45,52 @@ def read_job(run_dir: Path, overrides: Optional[dict] = None):
 def resume_run(run_dir: str | Path, *, overrides: Optional[dict] = None, cache: Optional[ModelCache] = None,
                stop: Optional[threading.Event] = None, extra_callbacks: Iterable[Callback] = ()) -> RunResult:
     """Continue a killed or stopped run in its own folder from its state.pt (from step 0 when there is none); a
-    restyle from its first missing frame."""
+    restyle from its first missing frame. The folder is locked throughout (a second resume of it meanwhile is a
+    one-line error); the temporary files of writes a kill cut short are removed first; a state.pt saved by another
+    job than job.yaml's (`statefile.check_job`) is refused."""
     folder = RunFolder(run_dir)
     cfg = read_job(folder.path, overrides)
-    saved = None
+    folder.lock()
+    try:
+        gone = folder.remove_leftovers()
+        if gone:
+            log.info("removed %d temporary file%s of writes cut short in %s", len(gone), "s" * (len(gone) > 1),
+                     folder.path)
+        saved = _saved_state(folder, cfg)
+        if overrides:
+            write_text(folder.job, to_yaml(cfg))
+        return run_job(cfg, cache=cache, stop=stop, extra_callbacks=extra_callbacks, folder=folder, saved=saved)
+    finally:
+        folder.unlock()
+
+
+def _saved_state(folder: RunFolder, cfg) -> Optional[dict]:
+    """The state to go on from (None: from step 0, or a restyle), after the checks that it belongs to this job and
+    that there is something left to do."""
     if cfg.restyle.input:
         total = count_frames(Path(cfg.restyle.input)) if Path(cfg.restyle.input).is_file() else -1
         n = min(total, cfg.restyle.max_frames) if cfg.restyle.max_frames else total
         if folder.final.is_file() and frames_done([p for _, p in folder.frames()]) >= n:
             raise VqclipError(f"{folder.path}: all {n} frames are already restyled")
+        return None
+    saved = load_state(folder.state) if folder.state.is_file() else None
+    start = int(saved["step"]) if saved else 0
+    if saved and int(saved["seed"]) != cfg.seed:
+        raise VqclipError(f"{folder.state}: belongs to seed {saved['seed']}, job.yaml says {cfg.seed}; set seed: "
+                          f"{saved['seed']} back in job.yaml to go on, or delete state.pt to start the run over")
+    if saved and not check_job(saved, cfg, folder.state):
+        log.info("%s records no job settings (saved by an older vqclip): job.yaml is taken as it is; if it was "
+                 "changed since, the result is not the uninterrupted run's", folder.state)
+    if start > cfg.steps:
+        raise VqclipError(f"{folder.path}: the saved state is at step {start}, past steps={cfg.steps}; pass more "
+                          "--steps")
+    if start == cfg.steps and folder.final.is_file() and not _was_stopped(folder):
+        raise VqclipError(f"{folder.path}: already finished all {cfg.steps} steps; pass --steps N to go on further")
+    if saved:
+        log.info("resuming %s at step %d of %d", folder.path, start, cfg.steps)
     else:
-        saved = load_state(folder.state) if folder.state.is_file() else None
-        start = int(saved["step"]) if saved else 0
-        if saved and int(saved["seed"]) != cfg.seed:
-            raise VqclipError(f"{folder.state}: belongs to seed {saved['seed']}, job.yaml says {cfg.seed}")
-        if start > cfg.steps:
-            raise VqclipError(f"{folder.path}: the saved state is at step {start}, past steps={cfg.steps}; pass more "
-                              "--steps")
-        if start == cfg.steps and folder.final.is_file() and not _was_stopped(folder):
-            raise VqclipError(f"{folder.path}: already finished all {cfg.steps} steps; pass --steps N to go on further")
-        if saved:
-            log.info("resuming %s at step %d of %d", folder.path, start, cfg.steps)
-        else:
-            log.info("%s has no %s yet: starting over from step 0 with seed %d", folder.path, STATE_FILE, cfg.seed)
-    if overrides:
-        write_text(folder.job, to_yaml(cfg))
-    return run_job(cfg, cache=cache, stop=stop, extra_callbacks=extra_callbacks, folder=folder, saved=saved)
+        log.info("%s has no %s yet: starting over from step 0 with seed %d", folder.path, STATE_FILE, cfg.seed)
+    return saved
 
 
 def _was_stopped(folder: RunFolder) -> bool:
