@@ -149,10 +149,11 @@ def state_problem(state: dict) -> Optional[str]:
             and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in opt["param_groups"])):
         return f"optimizer is {_what(opt)}, not an optimizer's state_dict"
     for values in opt["state"].values():
-        bad = [k for k, v in (values.items() if isinstance(values, dict) else [("state", values)])
-               if not isinstance(values, dict) or (torch.is_tensor(v) and v.dim() and v.shape != z.shape)]
+        if not isinstance(values, dict):
+            return f"the optimizer's state of z is {_what(values)}, which does not fit z"
+        bad = [k for k, v in values.items() if torch.is_tensor(v) and v.dim() and v.shape != z.shape]
         if bad:
-            return f"optimizer state {bad[0]} does not fit z {list(z.shape)}"
+            return f"optimizer state {bad[0]} is {_what(values[bad[0]])}, which does not fit z {list(z.shape)}"
     if JOB_KEY in state and not (isinstance(state[JOB_KEY], dict) and all(isinstance(k, str) for k in state[JOB_KEY])):
         return f"{JOB_KEY} is {_what(state[JOB_KEY])}, not a mapping of job settings"
     return None
