@@ -4,6 +4,7 @@ restyle frame and best-of-n's pick ask the state to change; nothing writes into 
 
 from __future__ import annotations
 
+import copy
 from typing import Optional
 
 import torch
@@ -128,16 +129,17 @@ class RunState:
         self.start += start
 
     def state_dict(self) -> dict:
-        """Everything needed to continue this run bit-exactly: latents, init targets, optimiser, step, the best-of-n
-        start and RNG states (torch's global RNG too: Kornia draws the augment parameters from it; and the CUDA or
-        MPS generator of the run's device)."""
+        """Everything needed to continue this run bit-exactly, as a copy (the run going on changes none of it):
+        latents, init targets, optimiser, step, the best-of-n start and RNG states (torch's global RNG too: Kornia
+        draws the augment parameters from it; and the CUDA or MPS generator of the run's device)."""
         return {"z": self.z.detach().cpu().clone(), "z_init": self.z_init.cpu().clone(), "step": self.step,
-                "optimizer": self.optimizer.state_dict(), "rng": self.rng.get_state(),
+                "optimizer": copy.deepcopy(self.optimizer.state_dict()), "rng": self.rng.get_state(),
                 "torch_rng": torch.get_rng_state(), "seed": self.seed, "start": self.start,
                 **device_rng_state(self.z.device)}
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue from `state_dict()`; a state from another size, model or optimiser is a one-line error."""
+        """Continue from `state_dict()` (a copy of it: the same state may be loaded again); a state from another
+        size, model or optimiser is a one-line error."""
         if tuple(state["z"].shape) != tuple(self.z.shape):
             raise VqclipError(f"the saved state's latent is {list(state['z'].shape)} but this job's is "
                               f"{list(self.z.shape)} (size or model changed since it was saved); "
@@ -150,7 +152,7 @@ class RunState:
             raise VqclipError(f"the saved optimizer state is not one of this job's optimizer "
                               f"({self.optimizer_name}); restore optimizer.name in job.yaml, or delete state.pt "
                               "to start over")
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))  # torch keeps the given tensors
         self.step = int(state["step"])
         self.start = int(state.get("start", 0))  # which best-of-n start this is (a state from before: not recorded)
         self.rng.set_state(state["rng"])
