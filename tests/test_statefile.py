@@ -276,3 +276,17 @@ def test_the_saver_skips_trial_steps_and_saves_nothing_for_state_every_0(tmp_pat
     StateSaver(tmp_path / "s.pt", 0, 8)(state, event)
     StateSaver(tmp_path / "s.pt", 3, 8)(state, event)
     assert saved == [4]
+
+
+def test_a_run_whose_final_png_is_unreadable_or_says_stopped_at_its_last_step_goes_on(runs, tmp_path, capsys):
+    """At its last step, a run is finished only when final.png says so: a damaged one (killed mid-write by an older
+    vqclip) or a stopped one is written again; a job.yaml without a seed cannot be continued."""
+    done = Path(shutil.copytree(runs[1], tmp_path / "done"))
+    assert main(["resume", str(done), "--quiet"]) == 2
+    assert "already finished all 6 steps" in one_error_line(capsys)
+    (done / "final.png").write_bytes(b"\x89PNG half")
+    assert main(["resume", str(done), "--quiet"]) == 0
+    assert np.array_equal(pixels(done / "final.png"), pixels(runs[1] / "final.png"))
+    edit_job(done, seed=None)
+    assert main(["resume", str(done), "--quiet"]) == 2
+    assert "job.yaml: records no seed, so the run cannot be continued exactly" in one_error_line(capsys)
