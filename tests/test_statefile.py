@@ -287,6 +287,7 @@ def test_a_run_whose_final_png_is_unreadable_or_says_stopped_at_its_last_step_go
     (done / "final.png").write_bytes(b"\x89PNG half")
     assert main(["resume", str(done), "--quiet"]) == 0
     assert np.array_equal(pixels(done / "final.png"), pixels(runs[1] / "final.png"))
+    capsys.readouterr()
     edit_job(done, seed=None)
     assert main(["resume", str(done), "--quiet"]) == 2
     assert "job.yaml: records no seed, so the run cannot be continued exactly" in one_error_line(capsys)
