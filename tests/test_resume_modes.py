@@ -89,6 +89,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_one(tiny_job, tmp_path, name)
     whole, killed = whole_and_killed(tiny_job, tmp_path, over, step)
     saved = load_state(killed / "state.pt")
     assert saved["step"] <= step and not (killed / "final.png").exists()
+    assert saved["job"] == load_state(whole.dir / "state.pt")["job"]  # the periodic saves record the job too
     if name == "zoom":  # the init target the state holds is the latent moved at step 3, not z of step 6
         assert not torch.equal(saved["z_init"], saved["z"])
     if name.startswith("best"):

@@ -17,7 +17,7 @@ from PIL import Image
 from test_write_faults import Faults
 from vqclip.cli import main
 from vqclip.errors import VqclipError, WriteError
-from vqclip.files.runfolder import LOCK_FILE, MARKERS, RunFolder
+from vqclip.files.runfolder import LOCK_FILE, MARKERS, RunFolder, default_run_dir
 from vqclip.runs.callbacks import StopAfter
 from vqclip.nets.load import ModelCache
 from vqclip.runs.jobs import build_config
@@ -125,6 +125,26 @@ def test_a_second_resume_during_a_resume_is_refused_and_the_first_ends_as_the_un
     resume_run(cut, extra_callbacks=[second])
     assert codes[0] == 2 and "another vqclip run is writing this folder now" in codes[1]
     assert np.array_equal(pixels(cut / "final.png"), pixels(runs[1] / "final.png"))
+
+
+def test_a_run_given_a_folder_to_go_on_in_takes_its_lock_too(cut, tiny_job):
+    """`run_job(folder=...)` (the library's resume) refuses a folder another process writes, before loading models."""
+    holder = Holder(cut)
+    try:
+        with pytest.raises(VqclipError, match="another vqclip run is writing this folder now"):
+            run_job(build_config(job(tiny_job, cut)), folder=RunFolder(cut), saved=load_state(cut / "state.pt"))
+    finally:
+        holder.end()
+
+
+def test_default_folders_of_one_prompt_in_one_second_are_numbered(tmp_path, monkeypatch):
+    monkeypatch.setattr("time.strftime", lambda fmt: "20240101-120000")
+    first = default_run_dir("A red circle!", tmp_path)
+    assert first == tmp_path / "20240101-120000-a-red-circle"
+    first.mkdir()
+    second = default_run_dir("a red circle", tmp_path)
+    second.mkdir()
+    assert second.name == first.name + "-2" and default_run_dir("a red circle", tmp_path).name == first.name + "-3"
 
 
 def test_a_new_run_cannot_claim_a_folder_another_run_holds(tiny_job, tmp_path):

@@ -156,6 +156,8 @@ def test_a_resume_may_change_the_steps_the_device_and_how_it_runs(cut, capsys):
     edit_job(cut, memory="low", micro_batch=2, **{"output.progress": True})
     assert main(["resume", str(cut), "--quiet", "--steps", "7", "--threads", "1", "--device", "cpu"]) == 0
     assert load_state(cut / "state.pt")["step"] == 7
+    recorded = yaml.safe_load((cut / "job.yaml").read_text())  # what it last ran with
+    assert (recorded["steps"], recorded["threads"], recorded["device"]) == (7, 1, "cpu")
 
 
 def test_the_settings_the_state_records_are_those_it_resumed_under(cut, runs):
@@ -229,6 +231,12 @@ DAMAGED = {
 def test_a_state_with_the_right_keys_and_wrong_values_is_one_line(cut):
     good = torch.load(cut / "state.pt", weights_only=True)
     assert load_state(cut / "state.pt")["step"] == 3
+    edit_state(cut, lambda s: s.update(step=0, seed=0, version=1))  # each limit: still a state
+    assert load_state(cut / "state.pt")["seed"] == 0
+    edit_state(cut, lambda s: s.update(version=2))  # the first version past this vqclip's
+    with pytest.raises(VqclipError, match="written by a newer vqclip \\(state version 2\\); upgrade vqclip"):
+        load_state(cut / "state.pt")
+    torch.save(good, cut / "state.pt")
     for case, (change, said) in DAMAGED.items():
         edit_state(cut, change)
         with pytest.raises(VqclipError) as err:
