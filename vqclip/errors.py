@@ -2,6 +2,7 @@
 
 import errno
 import os
+import reprlib
 from pathlib import Path
 
 
@@ -24,13 +25,40 @@ def reason(exc: BaseException, limit: int = 200, whole: bool = False) -> str:
     return text
 
 
+SHOWN = 80  # the longest value an error message echoes whole; a longer one is cut to its first CUT_TO characters
+CUT_TO = 60
+
+
+def cut(text: str) -> str:
+    """`text` whole when it is at most SHOWN characters, else its first CUT_TO and '...': an error message echoes a
+    value, but a 5,000-character value must not make a 5,000-character line."""
+    return text if len(text) <= SHOWN else text[:CUT_TO] + "..."
+
+
+_REPR = reprlib.Repr()  # containers written in part (6 items, 3 levels deep): no huge value is written out whole
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxdict = 6
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, SHOWN, SHOWN, SHOWN
+
+
+def shown(value) -> str:
+    """A value as an error message echoes it: text quoted ('abc'), anything else as Python writes it; a text of
+    over SHOWN characters as its first CUT_TO and '...', anything else cut the same way (`cut`)."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= SHOWN else repr(value[:CUT_TO]) + "..."
+    try:
+        return cut(_REPR.repr(value))
+    except ValueError:  # an integer of over 4,300 digits, which Python will not write out
+        return "an integer too large to write out"
+
+
 def missing(path: str | Path, what: str) -> str:
-    """`PATH: no such WHAT`, or `PATH: is a folder, not a WHAT` where a folder stands in for a file."""
+    """`PATH: no such WHAT`, or `PATH: is a folder, not a WHAT` where a folder stands in for a file (PATH cut)."""
     article = "an" if what[0] in "aeiou" else "a"
     bad = path_problem(path)
     if bad:
-        return f"{str(path)!r}: {bad}"
-    return f"{path}: is a folder, not {article} {what}" if Path(path).is_dir() else f"{path}: no such {what}"
+        return f"{shown(str(path))}: {bad}"
+    name = cut(str(path))
+    return f"{name}: is a folder, not {article} {what}" if Path(path).is_dir() else f"{name}: no such {what}"
 
 
 def path_problem(path: str | Path) -> str | None:

@@ -12,7 +12,7 @@ import sys
 from tqdm import tqdm
 
 from .._version import __version__
-from ..errors import WRITE_FAULTS, VqclipError, write_error
+from ..errors import SHOWN, WRITE_FAULTS, VqclipError, cut, shown, write_error
 from ..nets.device import MPS_FALLBACK, enable_mps_fallback
 from .options import HelpFormatter, quiet_flag
 
@@ -45,6 +45,8 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, formatter_class=formatter_class, **kwargs)
 
     def error(self, message: str):
+        message = re.sub(r"'([^'\n]{%d,})'" % (SHOWN + 1), lambda m: shown(m.group(1)), message)  # argparse echoes
+        message = re.sub(r"[^\s']{%d,}" % (SHOWN + 1), lambda m: cut(m.group()), message)  # values whole: cut them
         self.exit(2, f"error: {self.prog}: {message}; see `{self.prog} --help`\n")
 
 

@@ -11,7 +11,7 @@ import yaml
 
 from ..config import GenerateConfig
 from ..config.fields import Option, walk
-from ..errors import VqclipError
+from ..errors import VqclipError, shown
 from ..files.jobyaml import load_value
 
 JOB_SECTIONS = ("animation.", "restyle.")  # options of their own commands (zoom, restyle), not of generate
@@ -178,11 +178,11 @@ def cli_overrides(args: argparse.Namespace, options: Optional[list[Option]] = No
     for item in getattr(args, "set", []) or []:
         key, eq, raw = item.partition("=")
         if not eq or not key.strip():
-            raise VqclipError(f"--set '{item}': expected KEY=VALUE, e.g. --set cutouts.noise=0.05")
+            raise VqclipError(f"--set {shown(item)}: expected KEY=VALUE, e.g. --set cutouts.noise=0.05")
         try:
-            value = load_value(raw)
+            value = load_value(raw, f"--set {shown(key.strip())}")
         except yaml.YAMLError:
-            raise VqclipError(f"--set '{item}': the value is not valid YAML") from None
+            raise VqclipError(f"--set {shown(item)}: the value is not valid YAML") from None
         set_key(out, key.strip(), value)
     return out
 

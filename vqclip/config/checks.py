@@ -9,7 +9,7 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import VqclipError, missing, path_problem
+from ..errors import VqclipError, missing, path_problem, shown
 from ..files.images import open_rgb
 from ..files.video import VIDEO_FORMATS
 from ..nets.device import PRECISIONS, check_device
@@ -26,12 +26,12 @@ from .job import ANIMATION_MODES, MAX_SIDE, PADDINGS, GenerateConfig
 def _require(key: str, value, ok: bool, rule: str) -> None:
     """`KEY: must be RULE, got VALUE` unless `ok`: one line naming the key, the rule and the value."""
     if not ok:
-        raise VqclipError(f"{key}: must be {rule}, got {value}")
+        raise VqclipError(f"{key}: must be {rule}, got {shown(value)}")
 
 
 def _one_of(value: str, allowed: tuple[str, ...], key: str) -> None:
     if value not in allowed:
-        raise VqclipError(f"{key}: unknown value '{value}'; use one of {', '.join(allowed)}")
+        raise VqclipError(f"{key}: unknown value {shown(value)}; use one of {', '.join(allowed)}")
 
 
 def _check_finite(obj: Any, prefix: str = "") -> None:
@@ -55,7 +55,7 @@ def _check_text(obj: Any, prefix: str = "") -> None:
             if is_dataclass(item):
                 _check_text(item, at + ".")
             elif isinstance(item, str) and "\0" in item:
-                raise VqclipError(f"{at}: {item!r} contains a NUL byte (\\0), which no file name or text can hold")
+                raise VqclipError(f"{at}: {shown(item)} contains a NUL byte (\\0), which no file name or text can hold")
 
 
 def path_options(cfg: GenerateConfig) -> list[tuple[str, str]]:
@@ -78,13 +78,12 @@ def check(cfg: GenerateConfig) -> None:
     for key, path in path_options(cfg):
         bad = path_problem(path)
         if bad:
-            shown = repr(path) if len(path) <= 80 else repr(path[:60]) + "..."
-            raise VqclipError(f"{key}: {shown} {bad}; check the path")
+            raise VqclipError(f"{key}: {shown(path)} {bad}; check the path")
     _require("seed", cfg.seed, cfg.seed is None or -2**63 <= cfg.seed < 2**63, "a 64-bit integer (-2**63 to 2**63 - 1)")
     _require("threads", cfg.threads, cfg.threads >= 0, ">= 0 (0 = torch's choice)")
     _require("steps", cfg.steps, cfg.steps >= 0, ">= 0")
     if len(cfg.size) != 2 or not all(0 < s <= MAX_SIDE for s in cfg.size):
-        raise VqclipError(f"size: expected two sides (width height) in 1..{MAX_SIDE}, got {list(cfg.size)}")
+        raise VqclipError(f"size: expected two sides (width height) in 1..{MAX_SIDE}, got {shown(list(cfg.size))}")
     for key, value, meaning in (("tv_weight", cfg.tv_weight, "0 = no smoothness prior"),
                                 ("init.weight", cfg.init.weight, "0 = the latent may leave its start freely"),
                                 ("cutouts.noise", cfg.cutouts.noise, "0 = no noise"),
@@ -110,8 +109,11 @@ def check(cfg: GenerateConfig) -> None:
     _one_of(cfg.init.kind, tuple(INITS), "init.kind")
     if cfg.init.kind == "image" and not cfg.init.image:
         raise VqclipError("init.kind is 'image' but init.image is not set; pass --init-image PATH")
+    if cfg.init.image and cfg.init.kind != "image":  # merged layers never hold this (`layers._init_kind`); built ones may
+        raise VqclipError(f"init.kind is {shown(cfg.init.kind)} but init.image is set: give one of them (init.image "
+                          "alone starts from the image)")
     if cfg.init.color is not None and (len(cfg.init.color) != 3 or not all(0 <= c <= 1 for c in cfg.init.color)):
-        raise VqclipError(f"init.color: expected three values in [0, 1], got {cfg.init.color}")
+        raise VqclipError(f"init.color: expected three values in [0, 1], got {shown(cfg.init.color)}")
     _one_of(cfg.precision, PRECISIONS, "precision")
     _one_of(cfg.memory, MEMORY_MODES, "memory")
     _require("micro_batch", cfg.micro_batch, cfg.micro_batch >= 0, ">= 0 (0 = all cutouts in one pass)")
@@ -125,13 +127,14 @@ def check(cfg: GenerateConfig) -> None:
         raise VqclipError("clip: at least one CLIP model needs a positive weight")
     c = cfg.candidates
     if c.n < 1 or c.steps < 1 or c.views < 1:
-        raise VqclipError(f"candidates: n, steps and views must be >= 1, got n={c.n}, steps={c.steps}, views={c.views}")
+        raise VqclipError(f"candidates: n, steps and views must be >= 1, got n={shown(c.n)}, "
+                          f"steps={shown(c.steps)}, views={shown(c.views)}")
     _require("n", cfg.n, cfg.n >= 1, ">= 1 (the images of the batch)")
-    _require("candidates.keep", c.keep, 1 <= c.keep <= c.n, f"in 1..candidates.n ({c.n}, the starts tried)")
-    _require("candidates.rank", c.rank, 0 <= c.rank < c.n, f"in 0..candidates.n - 1 ({c.n - 1})")
+    _require("candidates.keep", c.keep, 1 <= c.keep <= c.n, f"in 1..candidates.n ({shown(c.n)}, the starts tried)")
+    _require("candidates.rank", c.rank, 0 <= c.rank < c.n, f"in 0..candidates.n - 1 ({shown(c.n - 1)})")
     if c.keep > 1 and cfg.n not in (1, c.keep):
-        raise VqclipError(f"candidates.keep ({c.keep}) makes that many images from one batch of starts; n is {cfg.n}: "
-                          "set n to the same number, or leave it at 1")
+        raise VqclipError(f"candidates.keep ({shown(c.keep)}) makes that many images from one batch of starts; n is "
+                          f"{shown(cfg.n)}: set n to the same number, or leave it at 1")
     if c.clip and not any(j.weight > 0 for j in c.clip):
         raise VqclipError("candidates.clip: at least one scoring model needs a positive weight")
     if c.n > 1 and (cfg.animation.mode != "none" or cfg.restyle.input):

@@ -68,7 +68,8 @@ class OptimizerConfig:
 class InitConfig:
     kind: str = option("random", help="how to start; background = flat in the colour the prompt names after 'on'",
                        flag="--init", choices=tuple(INITS))
-    image: Optional[str] = option(None, help="start from this image (sets init.kind: image)", flag="--init-image",
+    image: Optional[str] = option(None, help="start from this image: sets init.kind: image wherever it is given "
+                                  "(another init.kind beside it is an error)", flag="--init-image",
                                   metavar="PATH", implies=("init.kind", "image"))
     weight: float = option(0.0, help="keep the latent near its start: adds weight x MSE(z, z_start)",
                            flag="--init-weight", metavar="W")

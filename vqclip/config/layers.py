@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import typing
 from dataclasses import asdict, fields
 from typing import Any
 
@@ -13,11 +14,11 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from ..errors import VqclipError, reason
+from ..errors import SHOWN, VqclipError, cut, reason, shown
 from ..models.spec import ClipSpec, canonical_model
 from ..optim.prompts import prompt_item, prompt_items
 from .checks import check
-from .fields import default_of, keys, section_of
+from .fields import keys, section_of
 from .job import GenerateConfig
 
 
@@ -81,6 +82,24 @@ def _no_tag_for_own_weights(clip: Any) -> Any:
     return {**clip, "pretrained": None} if form in ("dir", "hub") else clip
 
 
+def _init_kind(raw: dict, source: str) -> dict:
+    """A layer's start as the user means it: `init.image` without `init.kind` sets kind image (as --init-image does);
+    a kind other than image beside an image is an error; a kind other than image alone drops the image of a layer
+    beneath (a later layer wins, and job.yaml never records an image that was not used)."""
+    init = raw.get("init")
+    if not isinstance(init, dict) or not isinstance(init.get("kind", "image"), (str, type(None))):
+        return raw  # not a section, or a kind of the wrong type: the checks below say so
+    image, kind = init.get("image"), init.get("kind")
+    if image not in (None, ""):
+        if kind in (None, "image"):
+            return {**raw, "init": {**init, "kind": "image"}}
+        raise VqclipError(f"{source}: init.kind is {shown(kind)} but init.image is set: give one of them (init.image "
+                          "alone starts from the image)")
+    if kind is not None and kind != "image" and "image" not in init:
+        return {**raw, "init": {**init, "image": None}}
+    return raw
+
+
 def _literal(value: Any) -> Any:
     """Strings escaped for OmegaConf so they stay as written: `${...}` in a prompt is text, never interpolated."""
     if isinstance(value, str):
@@ -92,21 +111,27 @@ def _literal(value: Any) -> Any:
     return value
 
 
+def _is_list(hint: Any) -> bool:
+    """Is a field's type a list, or an Optional list (init.color)?"""
+    return typing.get_origin(hint) is list or any(typing.get_origin(a) is list for a in typing.get_args(hint))
+
+
 def _check_sections(raw: dict, cls: type, source: str, prefix: str = "") -> None:
     """Sections must be mappings and lists lists, checked before OmegaConf (whose messages here are cryptic)."""
+    hints = typing.get_type_hints(cls)
     for f in fields(cls):
         value = raw.get(f.name)
         if value is None:
             continue
-        default, section = default_of(f), section_of(f)
+        section = section_of(f)
         key = prefix + f.name
         if section is not None and not f.metadata.get("item"):
             if not isinstance(value, dict):
-                raise VqclipError(f"{source}: {key}: expected a section (a mapping of keys), got {value!r}")
+                raise VqclipError(f"{source}: {key}: expected a section (a mapping of keys), got {shown(value)}")
             _check_sections(value, section, source, key + ".")
-        elif isinstance(default, list) and not isinstance(value, list):
+        elif _is_list(hints[f.name]) and not isinstance(value, list):
             what = "{model: ..., pretrained: ...} or a list of them" if key == "clip" else "a list"
-            raise VqclipError(f"{source}: {key}: expected {what}, got {value!r}")
+            raise VqclipError(f"{source}: {key}: expected {what}, got {shown(value)}")
     clips = raw.get("clip") if prefix in ("", "candidates.") else None  # the two lists of CLIP models
     for i, item in enumerate(clips if isinstance(clips, list) else []):
         if not isinstance(item, dict):
@@ -117,18 +142,25 @@ def _check_sections(raw: dict, cls: type, source: str, prefix: str = "") -> None
 def _explain(exc: OmegaConfBaseException, source: str) -> VqclipError:
     """OmegaConf's multi-line error as one line naming the key, the problem and the fix."""
     key = getattr(exc, "full_key", None) or "?"
-    message = reason(exc)  # the first line, or the type's name when OmegaConf says nothing
+    text = str(exc)
+    try:
+        value = str(getattr(exc, "value", None))
+    except ValueError:  # an integer too long to write out
+        value = ""
+    if len(value) > SHOWN:  # OmegaConf echoes the whole value: cut it as every message does
+        text = text.replace(value, cut(value))
+    message = reason(exc if text == str(exc) else ValueError(text))  # the first line, or the type's name if empty
     if isinstance(exc, ConfigKeyError) or re.search(r"\bnot in\b", message):
         bad = re.search(r"Key '([^']+)'", message)
         return unknown_key(key if key != "?" else (bad.group(1) if bad else "?"), source)
     return VqclipError(f"{source}: {key}: {message}")
 
 
-def unknown_key(name: str, source: str) -> VqclipError:
+def unknown_key(name: Any, source: str) -> VqclipError:
     """`SOURCE: unknown key 'NAME'; did you mean 'KEY'?` (the closest job key), or where the keys are listed."""
-    close = difflib.get_close_matches(name, keys(GenerateConfig), n=1)
+    close = difflib.get_close_matches(name, keys(GenerateConfig), n=1) if isinstance(name, str) else []
     hint = f"; did you mean '{close[0]}'?" if close else "; see `vqclip generate --help` for the keys"
-    return VqclipError(f"{source}: unknown key '{name}'{hint}")
+    return VqclipError(f"{source}: unknown key {shown(name)}{hint}")
 
 
 def merge_layers(layers: list[tuple[str, dict]]) -> GenerateConfig:
@@ -137,7 +169,7 @@ def merge_layers(layers: list[tuple[str, dict]]) -> GenerateConfig:
     for source, raw in layers:
         if not isinstance(raw, dict):
             raise VqclipError(f"{source}: expected a mapping of job keys, got {type(raw).__name__}")
-        raw = _literal(_normalise(raw, source))
+        raw = _literal(_init_kind(_normalise(raw, source), source))
         _check_sections(raw, GenerateConfig, source)
         try:
             merged = OmegaConf.merge(merged, raw)

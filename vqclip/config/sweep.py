@@ -9,7 +9,7 @@ import itertools
 import re
 from typing import Any
 
-from ..errors import VqclipError
+from ..errors import VqclipError, shown
 from .fields import keys
 from .job import GenerateConfig
 from .layers import unknown_key
@@ -26,16 +26,16 @@ def check_sweep(sweep: Any, source: str) -> dict[str, list]:
     mean"), every value a non-empty list; one line naming the source and the key otherwise."""
     if not isinstance(sweep, dict) or not sweep:
         raise VqclipError(f"{source}: sweep: expected a mapping of job keys to lists of values, e.g. "
-                          f"sweep: {{seed: [1, 2], optimizer.lr: [0.05, 0.1]}}; got {sweep!r}")
+                          f"sweep: {{seed: [1, 2], optimizer.lr: [0.05, 0.1]}}; got {shown(sweep)}")
     known = set(keys(GenerateConfig))
     for key, values in sweep.items():
         if not isinstance(key, str) or key not in known:
-            raise unknown_key(str(key), f"{source}: sweep")
+            raise unknown_key(key, f"{source}: sweep")
         if key in NOT_SWEPT:
             raise VqclipError(f"{source}: sweep: {key} cannot be swept: {NOT_SWEPT[key]}")
         if not isinstance(values, list) or not values:
             raise VqclipError(f"{source}: sweep.{key}: expected a non-empty list of values, e.g. [1, 2], got "
-                              f"{values!r}")
+                              f"{shown(values)}")
     return sweep
 
 

@@ -114,7 +114,8 @@ def mux_audio(video: Path, source: Path, out: Path, seconds: Optional[float] = N
                "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", "192k", str(tmp)]
         done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True)
         if done.returncode != 0:
-            raise VqclipError(f"{source}: could not carry its audio over ({done.stderr.strip()[:200]}); "
+            why = reason(RuntimeError(done.stderr), 200, whole=True)  # ffmpeg's lines folded into one
+            raise VqclipError(f"{source}: could not carry its audio over ({why}); "
                               "set restyle.audio: false (--no-audio) to skip it")
 
 

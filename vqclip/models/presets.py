@@ -21,6 +21,7 @@ import platformdirs
 import yaml
 
 from ..errors import VqclipError
+from ..files.jobyaml import load_value
 from .spec import openai_name
 
 DEFAULT_PRESET = "imagenet-16384"
@@ -301,7 +302,7 @@ def load_presets_file(path: str | os.PathLike, *, builtin: bool = False) -> dict
     except OSError as exc:
         raise VqclipError(f"{path}: cannot read presets file ({exc.strerror or exc})") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_value(text, str(path))  # bounded: no alias bomb
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from ..errors import VqclipError
+from ..errors import VqclipError, cut, shown
 
 HUB, LOCAL_DIR = "hf-hub:", "local-dir:"
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
@@ -93,19 +93,19 @@ class ClipSpec:
         pretrained value the form cannot take."""
         if not isinstance(model, str) or not model.strip():
             raise VqclipError(f"clip.model: expected an open_clip name, a JSON or folder path, {HUB}ORG/REPO or "
-                              f"{LOCAL_DIR}PATH, got {model!r}")
+                              f"{LOCAL_DIR}PATH, got {shown(model)}")
         model = openai_name(model) or model.strip()
         if pretrained is not None and (not isinstance(pretrained, str) or pretrained.strip().lower() in RANDOM
                                        or not pretrained.strip()):
             if pretrained is not None and not isinstance(pretrained, str):
-                raise VqclipError(f"clip.pretrained: expected a tag or a weights file, got {pretrained!r}")
+                raise VqclipError(f"clip.pretrained: expected a tag or a weights file, got {shown(pretrained)}")
             pretrained = None
         pretrained = pretrained.strip() if pretrained else None
         if model.startswith(HUB):
             if pretrained:
-                raise VqclipError(f"clip: {model} brings its own weights; drop pretrained '{pretrained}'")
+                raise VqclipError(f"clip: {cut(model)} brings its own weights; drop pretrained {shown(pretrained)}")
             if not model[len(HUB):].strip("/"):
-                raise VqclipError(f"clip.model: '{model}' names no repository; write {HUB}ORG/REPO")
+                raise VqclipError(f"clip.model: {shown(model)} names no repository; write {HUB}ORG/REPO")
             return cls("hub", model[len(HUB):].strip("/"), None)
         if model.startswith(LOCAL_DIR):
             return cls("dir", os.path.expanduser(model[len(LOCAL_DIR):]), pretrained)

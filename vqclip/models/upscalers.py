@@ -10,10 +10,9 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from ..config.checks import upscaler_is_path as looks_like_path
 from ..errors import VqclipError, missing
+from ..files.jobyaml import read_yaml
 from .download import fetch
 from .integrity import Manifest
 from .presets import MANIFEST_NAME, FileSpec, _check_keys, _file_spec, _home_or_default, _string
@@ -42,7 +41,7 @@ def load_upscalers_file(path: Path | None = None) -> dict[str, UpscalerPreset]:
     """Every upscaler preset of one YAML file (default: the built-in one), validated strictly (an error names the
     file and the key)."""
     path = BUILTIN_FILE if path is None else path
-    data = _check_keys(yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}, str(path), {"upscalers"},
+    data = _check_keys(read_yaml(path, "upscalers file") or {}, str(path), {"upscalers"},
                        {"version"})
     found = {}
     for name, body in (data["upscalers"] or {}).items():

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..errors import VqclipError, reason
+from ..errors import VqclipError, reason, shown
 
 log = logging.getLogger("vqclip")
 
@@ -36,7 +36,7 @@ AUTO_BF16_CPU_PIXELS = 128 * 128  # on CPUs with native bf16, 'auto' uses it fro
 def check_device(name: str) -> None:
     """A device name vqclip knows (auto, cpu, mps, cuda, cuda:N), else one line saying which ones it knows."""
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(name)):
-        raise VqclipError(f"device: unknown device '{name}'; use auto, cpu, cuda, cuda:N or mps")
+        raise VqclipError(f"device: unknown device {shown(name)}; use auto, cpu, cuda, cuda:N or mps")
 
 
 def pick_device(name: str):

@@ -9,12 +9,13 @@ import logging
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
+import yaml
 from taming.modules.diffusionmodules.model import Decoder, Encoder
 from taming.modules.vqvae.quantize import GumbelQuantize, VectorQuantizer2
 from torch import Tensor, nn
 
 from ..errors import VqclipError, missing, reason
+from ..files.jobyaml import load_value
 from .checkpoints import load_state_dict
 from .quantize import codes_to_latent, nearest_codes
 
@@ -73,8 +74,8 @@ def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise VqclipError(f"{missing(path, 'file')}; check the VQGAN config path")
     try:
-        data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    except Exception as exc:  # omegaconf and yaml raise many types
+        data = load_value(path.read_text(encoding="utf-8"), str(path))  # bounded: no alias bomb
+    except (yaml.YAMLError, ValueError, OSError) as exc:
         raise VqclipError(f"{path}: not valid YAML ({reason(exc)})") from None
     if not isinstance(data, dict):
         raise VqclipError(f"{path}: expected a taming model YAML with a top-level `model:` mapping")

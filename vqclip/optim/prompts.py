@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ..errors import VqclipError
+from ..errors import VqclipError, shown
 
 ITEM_KEYS = ("text", "weight", "stop")  # the keys of a prompt written as a YAML mapping
 
@@ -46,10 +46,11 @@ def _split_weight(item: str, what: str) -> Prompt:
         if tail.strip() == "" and head.strip():
             _, colon, before = head.rpartition(":")
             if not numbers and colon and _number(before) is not None:
-                raise VqclipError(f"{what} '{item}' has an empty stop after ':'; write '{head.strip()}:-0.5' or drop "
-                                  "the colon")
+                raise VqclipError(f"{what} {shown(item)} has an empty stop after ':'; write "
+                                  f"{shown(head.strip() + ':-0.5')} or drop the colon")
             fix = ":".join([head.strip(), "1", *map(_num, numbers)])
-            raise VqclipError(f"{what} '{item}' has an empty weight after ':'; write '{fix}' or drop the colon")
+            raise VqclipError(f"{what} {shown(item)} has an empty weight after ':'; write {shown(fix)} or drop the "
+                              "colon")
         value = _number(tail)
         if value is None:
             break
@@ -57,11 +58,11 @@ def _split_weight(item: str, what: str) -> Prompt:
         body = head
     weight, stop = (numbers + [1.0])[0], numbers[1] if len(numbers) == 2 else None
     if not math.isfinite(weight):
-        raise VqclipError(f"{what} '{item}': weight must be a finite number")
+        raise VqclipError(f"{what} {shown(item)}: weight must be a finite number")
     if stop is not None and (math.isnan(stop) or stop == math.inf):
-        raise VqclipError(f"{what} '{item}': stop must be a finite number (or -inf: no stop)")
+        raise VqclipError(f"{what} {shown(item)}: stop must be a finite number (or -inf: no stop)")
     if not body.strip():
-        raise VqclipError(f"{what} '{item}' has no text before the weight")
+        raise VqclipError(f"{what} {shown(item)} has no text before the weight")
     return Prompt(body.strip(), weight, stop=None if stop == -math.inf else stop)
 
 
@@ -71,7 +72,7 @@ def parse_prompts(spec: str) -> list[Prompt]:
         return []
     parts = spec.split("|")
     if any(not p.strip() for p in parts):
-        raise VqclipError(f"prompt '{spec}' has an empty part between '|'; write 'a:1|b:0.5'")
+        raise VqclipError(f"prompt {shown(spec)} has an empty part between '|'; write 'a:1|b:0.5'")
     return [_split_weight(p.strip(), "prompt") for p in parts]
 
 
@@ -131,20 +132,20 @@ def prompt_item(item: Any, where: str) -> str:
         return item
     if not isinstance(item, dict):
         raise VqclipError(f"{where}: expected a text or a mapping like {{text: a red circle, weight: 1, stop: -0.5}}, "
-                          f"got {item!r}")
+                          f"got {shown(item)}")
     for name in item:
         if name not in ITEM_KEYS:
             close = difflib.get_close_matches(str(name), ITEM_KEYS, n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"the keys are {', '.join(ITEM_KEYS)}"
-            raise VqclipError(f"{where}: unknown key '{name}'; {hint}")
+            raise VqclipError(f"{where}: unknown key {shown(name)}; {hint}")
     text = item.get("text")
     if not isinstance(text, str) or not text.strip():
-        raise VqclipError(f"{where}.text: expected a non-empty text, got {text!r}")
+        raise VqclipError(f"{where}.text: expected a non-empty text, got {shown(text)}")
     numbers = []
     for name, default in (("weight", 1.0), ("stop", None)):
         x = item.get(name, default)
         if x is not None and (isinstance(x, bool) or not isinstance(x, (int, float))):
-            raise VqclipError(f"{where}.{name}: expected a number, got {x!r}")
+            raise VqclipError(f"{where}.{name}: expected a number, got {shown(x)}")
         numbers.append(None if x is None or (name == "stop" and x == -math.inf) else float(x))
     if not math.isfinite(numbers[0]) or (numbers[1] is not None and not math.isfinite(numbers[1])):
         raise VqclipError(f"{where}: weight and stop must be finite numbers, got {numbers[0]} and {numbers[1]}")
@@ -155,6 +156,6 @@ def prompt_item(item: Any, where: str) -> str:
     except VqclipError:
         back = []
     if back != [p]:
-        raise VqclipError(f"{where}.text: '{text}' cannot be written in the prompt syntax ('|' separates prompts, a "
-                          "trailing ':' starts a weight); give each part as its own entry")
+        raise VqclipError(f"{where}.text: {shown(text)} cannot be written in the prompt syntax ('|' separates prompts, "
+                          "a trailing ':' starts a weight); give each part as its own entry")
     return out

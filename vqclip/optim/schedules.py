@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
-from ..errors import VqclipError
+from ..errors import VqclipError, shown
 from .prompts import Prompt, parse_negatives, parse_prompts
 
 STORY_MODES = ("switch", "blend")
@@ -35,7 +35,8 @@ def split_story(prompt: str) -> list[str]:
     """'a ^ b ^ c' -> ['a', 'b', 'c']; an empty part is an error."""
     parts = [p.strip() for p in prompt.split(STORY_SEPARATOR)]
     if any(not p for p in parts):
-        raise VqclipError(f"prompt '{prompt}' has an empty story part between '^'; write 'first scene ^ second scene'")
+        raise VqclipError(f"prompt {shown(prompt)} has an empty story part between '^'; write 'first scene ^ second "
+                          "scene'")
     return parts
 
 
@@ -70,7 +71,7 @@ class PromptSchedule:
 
     def __init__(self, keyframes: Sequence[Keyframe], mode: str = "switch"):
         if mode not in STORY_MODES:
-            raise VqclipError(f"story_mode: unknown value '{mode}'; use one of {', '.join(STORY_MODES)}")
+            raise VqclipError(f"story_mode: unknown value {shown(mode)}; use one of {', '.join(STORY_MODES)}")
         if not keyframes:
             raise VqclipError("story: no keyframes; give at least one {at: STEP, prompt: TEXT}")
         self.keyframes, self.mode = check_keyframes(keyframes), mode
@@ -102,7 +103,7 @@ class PromptSchedule:
         at the keyframes and where two prompts' weight lines cross). A one-line error names the step otherwise."""
         for i, k in enumerate(self.keyframes):
             if max(self._rows[i], default=0.0) <= 0:
-                raise VqclipError(f"{where}: the keyframe at step {k.at} ('{k.prompt}', weight {k.weight:g}) has "
+                raise VqclipError(f"{where}: the keyframe at step {k.at} ({shown(k.prompt)}, weight {k.weight:g}) has "
                                   "nothing to aim at; give it a prompt with a positive weight")
         if self.mode != "blend":
             return
@@ -151,7 +152,7 @@ def parse_keyframed(value: Any, name: str) -> list[tuple[float, float]]:
     """Sorted (step, value) pairs of a constant or key-framed setting; one-line error naming `name` otherwise."""
     hint = f"{name}: expected a number, {{step: value}}, [[step, value], ...] or '0:1.0, 50:1.05'"
     if isinstance(value, bool):
-        raise VqclipError(f"{hint}, got {value!r}")
+        raise VqclipError(f"{hint}, got {shown(value)}")
     if isinstance(value, (int, float)):
         pairs = [(0.0, _number(value, hint))]
     elif isinstance(value, dict):
@@ -164,13 +165,13 @@ def parse_keyframed(value: Any, name: str) -> list[tuple[float, float]]:
             elif isinstance(item, (list, tuple)) and len(item) == 2:
                 pairs.append((_number(item[0], hint), _number(item[1], hint)))
             else:
-                raise VqclipError(f"{hint}, got the entry {item!r}")
+                raise VqclipError(f"{hint}, got the entry {shown(item)}")
     elif isinstance(value, str):
         pairs = []
         for part in filter(str.strip, value.split(",")):
             m = _PAIR.match(part)
             if not m:
-                raise VqclipError(f"{hint}, got the part '{part.strip()}'")
+                raise VqclipError(f"{hint}, got the part {shown(part.strip())}")
             pairs.append((_number(m.group(1), hint), _number(m.group(2), hint)))
     else:
         raise VqclipError(f"{hint}, got {type(value).__name__}")
@@ -179,19 +180,19 @@ def parse_keyframed(value: Any, name: str) -> list[tuple[float, float]]:
     pairs.sort()
     steps = [s for s, _ in pairs]
     if len(set(steps)) != len(steps) or steps[0] < 0:
-        raise VqclipError(f"{name}: keyframe steps must be >= 0 and each given once, got {steps}")
+        raise VqclipError(f"{name}: keyframe steps must be >= 0 and each given once, got {shown(steps)}")
     return pairs
 
 
 def _number(x: Any, hint: str) -> float:
     if isinstance(x, bool):
-        raise VqclipError(f"{hint}, got {x!r}")
+        raise VqclipError(f"{hint}, got {shown(x)}")
     try:
         out = float(x)
     except (TypeError, ValueError):
-        raise VqclipError(f"{hint}, got {x!r}") from None
+        raise VqclipError(f"{hint}, got {shown(x)}") from None
     if not math.isfinite(out):
-        raise VqclipError(f"{hint}, got a non-finite {x!r}")
+        raise VqclipError(f"{hint}, got a non-finite {shown(x)}")
     return out
 
 
@@ -219,4 +220,4 @@ def learning_rate(schedule: str, lr: float, min_factor: float, step: int, steps:
         return lr * (1 - (1 - min_factor) * t)
     if schedule == "constant":
         return lr
-    raise VqclipError(f"optimizer.schedule: unknown value '{schedule}'; use one of {', '.join(LR_SCHEDULES)}")
+    raise VqclipError(f"optimizer.schedule: unknown value {shown(schedule)}; use one of {', '.join(LR_SCHEDULES)}")

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from ..config import to_dict
 from ..errors import VqclipError
 from ..files.images import read_metadata
+from ..files.jobyaml import read_yaml
 from ..files.runfolder import FINAL_FILE, JOB_FILE, LATEST_FILE
 from ..runs.batch import GRID, RECORD
 from ..runs.jobs import build_config, png_layer
@@ -75,10 +76,10 @@ def _summary(outputs: Path, folder: Path) -> Optional[dict]:
             info.update(prompt=meta.get("prompt"), seed=meta.get("seed"), steps=meta.get("steps_done"),
                         stopped=meta.get("stopped"))
         elif "job" in files:
-            job = yaml.safe_load((folder / JOB_FILE).read_text()) or {}
+            job = read_yaml(folder / JOB_FILE, "job file") or {}
             info.update(prompt=job.get("prompt"), seed=job.get("seed"), steps=job.get("steps"), running=True)
         else:
-            record = yaml.safe_load((folder / RECORD).read_text()) or {}
+            record = read_yaml(folder / RECORD, "batch record") or {}
             info.update(prompt=folder.name, keys=record.get("keys"),
                         members=[r.get("folder") or r.get("name") for r in record.get("runs", [])
                                  if isinstance(r, dict)])
@@ -129,7 +130,7 @@ def edit_job(outputs: Path, folder: Path) -> dict:
     if (folder / FINAL_FILE).is_file():
         config = png_layer(folder / FINAL_FILE)
     elif (folder / JOB_FILE).is_file():
-        config = yaml.safe_load((folder / JOB_FILE).read_text()) or {}
+        config = read_yaml(folder / JOB_FILE, "job file") or {}
     else:
         raise VqclipError(f"{folder.name}: holds no job (a batch: open one of its runs)")
     model = config.get("model")
