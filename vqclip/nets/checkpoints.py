@@ -152,12 +152,13 @@ def refuse_torchscript(path: Path) -> None:
 
 
 def unpickler_reason(exc: BaseException) -> str:
-    """The one informative line of torch's long weights-only error."""
+    """The one informative line of torch's long weights-only error, without its advice to allowlist the global (which
+    would let the file run the call it names)."""
     cause = exc.__context__ or exc
-    for ln in str(cause).splitlines():
-        if "WeightsUnpickler error:" in ln:
-            return ln.split("WeightsUnpickler error:", 1)[1].strip()[:200]
-    return reason(cause)
+    line = next((ln.split("WeightsUnpickler error:", 1)[1] for ln in str(cause).splitlines()
+                 if "WeightsUnpickler error:" in ln), None)
+    text = reason(cause) if line is None else line.strip()
+    return text.split(" Please use `torch.serialization")[0]
 
 
 def _state_dict_of(obj: object, path: Path) -> dict[str, torch.Tensor]:
