@@ -293,13 +293,13 @@ def test_threads_option_is_recorded_and_restored(tmp_path, tiny_args, capsys, mo
 
     import vqclip.runs.pipeline as gen
 
-    before, seen, real = torch.get_num_threads(), [], gen.run_job
+    before, seen, real = torch.get_num_threads(), [], gen.generate
 
-    def spy(cfg, **kwargs):
+    def spy(cfg, *args, **kwargs):  # the run itself, inside run_job
         seen.append(torch.get_num_threads())
-        return real(cfg, **kwargs)
+        return real(cfg, *args, **kwargs)
 
-    monkeypatch.setattr(gen, "run_job", spy)
+    monkeypatch.setattr(gen, "generate", spy)
     assert main(["generate", "x", *tiny_args, "--steps", "1", "--threads", "2", "--out", str(tmp_path / "t")]) == 0
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     assert seen == [min(2, cpus)] and torch.get_num_threads() == before

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ..errors import VqclipError
-from .generate import torch_threads
 from .options import RawHelpFormatter, add_job_options, cli_overrides, job_options
 
 FRAME_OPTIONS = ("--save-every", "--candidates")  # zoom and restyle save one frame per move / input frame
@@ -48,7 +46,7 @@ def _run(cfg) -> int:
     from ..runs.callbacks import sigint_flag  # torch comes with these: imported here so that --help is instant
     from ..runs.pipeline import run_job
 
-    with sigint_flag() as stop, torch_threads(cfg.threads):
+    with sigint_flag() as stop:
         run = run_job(cfg, stop=stop)
     frames = f"{len(run.frames)} frames" if run.frames else f"{run.result.steps} steps"
     _report(run, frames)
@@ -98,11 +96,10 @@ def run_restyle(args: argparse.Namespace) -> int:
 def run_resume(args: argparse.Namespace) -> int:
     """`vqclip resume`."""
     from ..runs.callbacks import sigint_flag  # torch comes with these: imported here so that --help is instant
-    from ..runs.resume import read_job, resume_run
+    from ..runs.resume import resume_run
 
     overrides = cli_overrides(args, RESUME)
-    threads = read_job(Path(args.run), overrides or None).threads  # the job's own count keeps the result bit-exact
-    with sigint_flag() as stop, torch_threads(threads):
+    with sigint_flag() as stop:  # on the job's own threads (as job.yaml records them): the result stays bit-exact
         run = resume_run(args.run, overrides=overrides or None, stop=stop)
     _report(run, f"{run.result.steps} steps")
     return 130 if run.interrupted else 0

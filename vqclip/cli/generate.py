@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 
 from ..errors import VqclipError
-from ..nets.device import usable_threads
 from .options import RawHelpFormatter, add_job_options, cli_overrides, job_options
 
 EPILOG = """examples:
@@ -21,20 +19,6 @@ Every job option has a YAML key (shown in brackets with its default; --config, -
 come from); CLI values override the YAML, which overrides the preset's defaults. A file with a `jobs:` list runs
 with `vqclip run`. Ctrl-C stops at the end of the current step and still writes final.png and the video (exit
 code 130)."""
-
-
-@contextlib.contextmanager
-def torch_threads(n: int):
-    """Use n CPU threads for torch while a job runs (0: leave torch's choice); restored afterwards."""
-    import torch  # here: --help imports this module without torch
-
-    before = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(usable_threads(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _report(run) -> None:
@@ -58,8 +42,7 @@ def run_generate(args: argparse.Namespace) -> int:
     with sigint_flag() as stop:
         if batch is not None:
             return 130 if _batch(batch, ModelCache(), stop) else 0
-        with torch_threads(cfg.threads):
-            run = run_job(cfg, stop=stop)
+        run = run_job(cfg, stop=stop)
     _report(run)
     return 130 if run.interrupted else 0
 
@@ -72,8 +55,7 @@ def _batch(batch, cache, stop) -> bool:
     trials: dict = {}  # candidates.keep: the images of one batch of starts share its trials
 
     def one(cfg):
-        with torch_threads(cfg.threads):
-            run = run_job(cfg, cache=cache, stop=stop, trials=trials)
+        run = run_job(cfg, cache=cache, stop=stop, trials=trials)
         _report(run)
         return run
 
@@ -111,8 +93,7 @@ def run_jobs(args: argparse.Namespace) -> int:
                 if _batch(item, cache, stop):
                     return 130
                 continue
-            with torch_threads(item.threads):
-                run = run_job(item, cache=cache, stop=stop)
+            run = run_job(item, cache=cache, stop=stop)
             _report(run)
             if run.interrupted:
                 return 130

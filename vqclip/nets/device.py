@@ -10,6 +10,7 @@ import functools
 import logging
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -86,6 +87,44 @@ def usable_threads(n: int) -> int:
         log.info("threads %d is more than the %d CPUs here: using %d", n, cpus, cpus)
         return cpus
     return n
+
+
+class _Held:
+    """The runs holding torch's thread count now (`threads`), and the count the process had before the first began."""
+
+    lock = threading.Lock()
+    runs = 0
+    base = 0
+    depth = threading.local()  # per Python thread: how many `threads` blocks it is inside
+
+
+@contextlib.contextmanager
+def threads(n: int) -> Iterator[None]:
+    """torch's CPU threads `n` while a run is inside (0: left as they are), as every entry point runs a job (CLI, API,
+    the page's workers, Ray workers, --devices processes). torch's count belongs to the Python thread that sets it and
+    seeds threads started later, so on leaving, a block inside another of the same thread restores that one's count and
+    any other the count from before the first of the runs that overlap began: runs in the page's worker threads never
+    leave theirs behind. Overlapping runs each keep their own count (torch's OpenMP count is per thread)."""
+    if n <= 0:
+        yield
+        return
+    import torch  # here: see the module docstring
+
+    with _Held.lock:
+        if _Held.runs == 0:
+            _Held.base = torch.get_num_threads()
+        _Held.runs += 1
+        outer = getattr(_Held.depth, "n", 0)
+        _Held.depth.n = outer + 1
+        before = torch.get_num_threads()
+        torch.set_num_threads(usable_threads(n))
+    try:
+        yield
+    finally:
+        with _Held.lock:
+            _Held.runs -= 1
+            _Held.depth.n = outer
+            torch.set_num_threads(before if outer else _Held.base)
 
 
 @functools.lru_cache(maxsize=1)

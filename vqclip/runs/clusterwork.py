@@ -16,6 +16,7 @@ from PIL import Image
 from ..config import GenerateConfig, to_yaml
 from ..files.atomic import write_text
 from ..files.runfolder import FRAMES_DIR, JOB_FILE, RunFolder
+from ..nets.device import threads
 from ..nets.load import ModelCache
 from .pipeline import RunResult, run_job
 from .resume import resume_run
@@ -85,9 +86,10 @@ class Worker:
 
     def run(self, task: Task) -> dict:
         """Run the task; its outputs' files (unless shared), seed, steps and whether it was stopped."""
-        import torch  # the worker's threads: the job's own, else the CPUs the worker was given
+        with threads(task.cfg.threads or self.threads):  # the job's own, else the CPUs the worker was given
+            return self._task(task)
 
-        torch.set_num_threads(max(1, task.cfg.threads or self.threads))
+    def _task(self, task: Task) -> dict:
         callbacks = list(task.callbacks) + ([StepReport(task.progress, task.key)] if task.progress else [])
         if task.shared:
             run = self._run(Path(task.abs_dest), task, callbacks)

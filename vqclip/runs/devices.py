@@ -83,10 +83,7 @@ def _first_line(exc: BaseException) -> str:
 
 def _rank(index: int, cfg: GenerateConfig, saved: Optional[dict], port: int, generate: Callable) -> None:
     """Rank index+1: the job in memory on its device, its share of the cutouts at each step; writes nothing."""
-
-    rank = index + 1
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+    rank = index + 1  # the job's CPU threads: `generate` sets them, as in every run
     device = pick_device(cfg.devices[rank])
     dist.init_process_group(_backend(cfg), init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=len(cfg.devices), timeout=TIMEOUT)

@@ -30,7 +30,7 @@ from ..modes.base import GenerateResult, Mode, RunContext
 from ..modes.restyle import Restyle
 from ..modes.still import Still
 from ..modes.zoom import Zoom
-from ..nets.device import cudnn_benchmark, pick_device, seeded
+from ..nets.device import cudnn_benchmark, pick_device, seeded, threads
 from ..nets.load import ModelCache, Models, load_models
 from ..nets.memory import is_out_of_memory, out_of_memory_message
 from ..optim.loop import AfterStep, Callback
@@ -65,7 +65,8 @@ def generate(cfg: GenerateConfig, models: Models, callbacks: Iterable[Callback] 
              device: Optional[torch.device] = None, *, saved: Optional[dict] = None, frames=None,
              after: Iterable[AfterStep] = (), mode: Optional[Mode] = None,
              trials: Optional[dict] = None) -> GenerateResult:
-    """Run one job in memory with the global RNG forked and seeded, so the same seed gives the same image.
+    """Run one job in memory with the global RNG forked and seeded, so the same seed gives the same image, on the job's
+    CPU threads (`threads`, restored after).
 
     Args:
         cfg: the resolved job; a seed of None or -1 is drawn (and returned in the result).
@@ -89,7 +90,7 @@ def generate(cfg: GenerateConfig, models: Models, callbacks: Iterable[Callback] 
     own = [SaveFrames(frames.write, every)] if frames is not None and every > 0 else []
     ctx = RunContext(cfg, models, device, seed, [*own, *callbacks], [cb for cb in callbacks if wants_trials(cb)],
                      frames, list(after), saved, trials)
-    with seeded(device, seed), cudnn_benchmark(cfg.cudnn_benchmark and device.type == "cuda"):
+    with threads(cfg.threads), seeded(device, seed), cudnn_benchmark(cfg.cudnn_benchmark and device.type == "cuda"):
         result = mode.run(ctx)
         if result.state is not None:  # the state to resume from, with the run's own RNG states (not the caller's)
             result.saved = result.state.state_dict()
@@ -188,10 +189,11 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
     if resumed:
         folder.lock()  # a new folder is locked when it is claimed, once the models are loaded
     try:
-        if len(cfg.devices) > 1:  # one run across devices: the others' processes run it beside this one (rank 0)
-            with across_devices(cfg, saved, generate):
-                return _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials)
-        return _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials)
+        with threads(cfg.threads):  # the job's CPU threads for all of it (the upscale too), as `generate` runs them
+            if len(cfg.devices) > 1:  # one run across devices: the others' processes run it beside this one (rank 0)
+                with across_devices(cfg, saved, generate):
+                    return _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials)
+            return _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials)
     finally:
         folder.unlock()  # on any exit: an error, Ctrl-C, the end
 

@@ -23,26 +23,42 @@ UPLOADS = ".uploads"  # uploaded images, inside the outputs folder, named by the
 SERVED = {".png": "image/png", ".mp4": "video/mp4", ".gif": "image/gif", ".yaml": "text/yaml"}
 VIDEOS = ("*.mp4", "*.gif")
 SKIP = {"clip", "vqgan", "guide", "device", "output.dir", "output.progress"}  # the preset's, or the server's
+MAX_NAME = 1024  # characters of a path asked for; no file of a run has a longer one
 
 
 def safe_file(outputs: Path, name: str, *, folder: bool = False) -> Path:
     """The file (or run folder) `name` under `outputs`; HTTP 400/404 for anything else: `..`, an absolute path, a
-    NUL byte, a symlink leading out, a file type the page does not show."""
+    NUL byte, a name too long, a symlink leading out (or in a loop), a file type the page does not show."""
+    if len(name) > MAX_NAME:
+        raise HTTPException(400, f"{name[:80]!r}...: too long a path ({len(name)} characters; at most {MAX_NAME})")
     parts = name.replace("\\", "/").split("/")
     if "\x00" in name or name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in parts:
         raise HTTPException(400, f"{name[:80]!r}: not a path inside the outputs folder")
-    path = (outputs / name).resolve()
-    if path != outputs and outputs not in path.parents:
+    try:
+        path = (outputs / name).resolve()
+        inside = path == outputs or outputs in path.parents
+        kind = "folder" if path.is_dir() else "file" if path.is_file() else None
+    except (OSError, RuntimeError):  # a name too long for the file system, a loop of symlinks: nothing to serve
+        path, inside, kind = outputs / name, True, None
+    if not inside:
         raise HTTPException(400, f"{name[:80]!r}: leads out of the outputs folder")
     if folder:
-        if not path.is_dir() or path == outputs:
+        if kind != "folder" or path == outputs:
             raise HTTPException(404, f"{name[:80]!r}: no such run")
         return path
     if path.suffix.lower() not in SERVED:
         raise HTTPException(400, f"{name[:80]!r}: only images, videos and job files are served")
-    if not path.is_file():
+    if kind != "file":
         raise HTTPException(404, f"{name[:80]!r}: no such file")
     return path
+
+
+def shown(outputs: Path, path: Path) -> bool:
+    """Whether the page may show (and read) `path`: a file that resolves inside `outputs`, not through a symlink out."""
+    try:
+        return path.is_file() and outputs in path.resolve().parents
+    except (OSError, RuntimeError):
+        return False
 
 
 def url(outputs: Path, path: Path) -> str:
@@ -54,12 +70,13 @@ def run_files(outputs: Path, folder: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"name": folder.relative_to(outputs).as_posix()}
     for key, file in (("final", FINAL_FILE), ("latest", LATEST_FILE), ("job", JOB_FILE), ("grid", GRID),
                       ("batch", RECORD)):
-        if (folder / file).is_file():
+        if shown(outputs, folder / file):
             out[key] = url(outputs, folder / file)
-    videos = sorted(p for pattern in VIDEOS for p in folder.glob(pattern) if not p.name.startswith("."))
+    videos = sorted(p for pattern in VIDEOS for p in folder.glob(pattern)
+                    if not p.name.startswith(".") and shown(outputs, p))
     if videos:
         out["video"] = url(outputs, videos[0])
-    grids = sorted(folder.glob("grid-*.png"))
+    grids = sorted(p for p in folder.glob("grid-*.png") if shown(outputs, p))
     if grids:
         out["grids"] = [url(outputs, g) for g in grids]
     return out
@@ -126,10 +143,10 @@ def _nest(flat: dict[str, Any]) -> dict:
 
 def edit_job(outputs: Path, folder: Path) -> dict:
     """A run's job as the page's keys (what differs from its preset's defaults; its uploads as upload ids), for "edit
-    and run again", as `--from` reads it; with the run's files."""
-    if (folder / FINAL_FILE).is_file():
+    and run again", as `--from` reads it; with the run's files (none read through a symlink leading out)."""
+    if shown(outputs, folder / FINAL_FILE):
         config = png_layer(folder / FINAL_FILE)
-    elif (folder / JOB_FILE).is_file():
+    elif shown(outputs, folder / JOB_FILE):
         config = read_yaml(folder / JOB_FILE, "job file") or {}
     else:
         raise VqclipError(f"{folder.name}: holds no job (a batch: open one of its runs)")

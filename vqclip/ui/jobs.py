@@ -16,6 +16,8 @@ from ..files.jobyaml import load_value
 from ..runs.batch import Batch, plan_job
 
 MAX_YAML = 64_000  # characters of a pasted job; any real job is far smaller
+MAX_VALUES = 10_000  # values in a job, its YAML's aliases expanded (a few refs can stand for billions)
+MAX_DEPTH = 16  # levels of nesting in a job (a sweep of a story's keyframe's prompt list is 5)
 UPLOAD = re.compile(r"upload:([0-9a-f]{32})((?::[^:]*){0,2})")  # upload:ID[:weight[:stop]]
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")  # an open_clip name or tag, a preset: no path
 FILE_SUFFIX = re.compile(r"\.(json|safetensors|pt|pth|bin|ckpt|yaml|yml)$", re.IGNORECASE)
@@ -33,12 +35,30 @@ def from_yaml(text: str) -> dict:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise VqclipError(f"yaml: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    except RecursionError:
+        raise VqclipError(f"yaml: nested too deeply; a job is at most {MAX_DEPTH} levels deep") from None
     if not isinstance(data, dict):
         raise VqclipError("yaml: a job is a mapping of keys (prompt: ..., steps: ...), got "
                           f"{type(data).__name__}")
     if "jobs" in data:
         raise VqclipError("yaml: holds a list of jobs (`jobs:`); the page runs one job (or a sweep) at a time")
     return data
+
+
+def check_size(job: Any, what: str = "job") -> None:
+    """A one-line error for a job of more than MAX_VALUES values (aliases counted as often as they stand) or MAX_DEPTH
+    levels, found without recursion and stopping at the limit: what passes is safe to walk and check."""
+    stack, count = [(job, 1)], 0
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise VqclipError(f"{what}: holds over {MAX_VALUES} values (YAML aliases counted as often as they are "
+                              "used); a job is far smaller")
+        if depth > MAX_DEPTH:
+            raise VqclipError(f"{what}: nested over {MAX_DEPTH} levels deep; a job is far flatter")
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((v, depth + 1) for v in items)
 
 
 def check_safe(job: dict, upload: Callable[[str], str]) -> dict:
@@ -98,6 +118,7 @@ def plan(job: dict, upload: Callable[[str], str], *, allow_paths: bool = False,
          device: Optional[str] = None) -> GenerateConfig | Batch:
     """The checked job (or batch) of a page's job, quiet (no progress bar on the server's terminal), on the server's
     device unless it names one."""
+    check_size(job)
     job = dict(job) if allow_paths else check_safe(job, upload)
     job["output"] = {**(job.get("output") or {}), "progress": False} if isinstance(job.get("output") or {}, dict) \
         else job.get("output")

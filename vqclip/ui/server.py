@@ -14,11 +14,12 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from fastapi import FastAPI, Request, UploadFile
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from ..errors import VqclipError
@@ -34,10 +35,37 @@ STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD = 20 << 20  # bytes of an uploaded image
 MAX_BODY = 256 << 10  # bytes of a job request
 MAX_PIXELS = 4096 * 4096
+FORM_SLACK = 64 << 10  # bytes of a multipart form around its file
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")  # what Pillow may parse of an upload (not EPS: Ghostscript)
 
 
 def fail(status: int, message: str, field: Optional[str] = None) -> JSONResponse:
     return JSONResponse({"error": message, **({"field": field} if field else {})}, status_code=status)
+
+
+def file_name(name: Optional[str]) -> str:
+    """An uploaded file's name as a message shows it: one line, at most 60 characters."""
+    return " ".join((name or "the file").split())[:60] or "the file"
+
+
+def content_length(request: Request) -> Optional[int]:
+    """The length the request says its body has, or None."""
+    try:
+        return int(request.headers["content-length"])
+    except (KeyError, ValueError):
+        return None
+
+
+async def capped_body(request: Request, cap: int) -> Optional[bytes]:
+    """The request's body, or None once it is over `cap` bytes (read no further: a huge body never sits in memory)."""
+    if (content_length(request) or 0) > cap:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > cap:
+            return None
+    return bytes(body)
 
 
 def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional["ModelCache"] = None,
@@ -92,23 +120,35 @@ def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional["
         return form_options()
 
     @app.post("/api/uploads")
-    async def upload(file: UploadFile):
+    async def upload(request: Request):
+        too_big = f"is over the {limit} limit; upload a smaller image"
+        length = content_length(request)
+        if length is None:
+            return fail(411, "upload: send the image with its length (a form, as a browser sends it)")
+        if length > max_upload + FORM_SLACK:  # refused before a byte of it is read
+            return fail(413, f"upload: the request {too_big}")
+        form = await request.form(max_files=1, max_fields=1)
+        file = form.get("file")
+        if not isinstance(file, UploadFile):
+            return fail(400, "upload: send the image as the form's `file` field")
+        name = file_name(file.filename)
         data = await file.read(max_upload + 1)
         if len(data) > max_upload:
-            return fail(413, f"upload: {file.filename or 'the file'} is over the {limit} limit; upload a smaller "
-                        "image")
+            return fail(413, f"upload: {name} {too_big}")
+        too_large = f"upload: {name} is too large an image (at most {MAX_PIXELS:,} pixels, e.g. 4096x4096)"
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(data)) as im:
+                with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
                     im.verify()
-                with Image.open(io.BytesIO(data)) as im:
-                    if im.width * im.height > MAX_PIXELS:
-                        return fail(400, f"upload: {im.width}x{im.height} is too large an image")
+                with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
+                    if im.width * im.height > MAX_PIXELS:  # before a pixel of it is decoded
+                        return fail(400, f"{too_large}: it is {im.width}x{im.height}")
                     rgb = im.convert("RGB")
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-                Image.DecompressionBombWarning):
-            return fail(400, f"upload: {file.filename or 'the file'} is not an image (PNG, JPEG, WebP ...)")
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # Pillow's own, far larger limit
+            return fail(400, too_large)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            return fail(400, f"upload: {name} is not an image (PNG, JPEG, WebP, GIF or BMP)")
         upload_id = secrets.token_hex(16)
         uploads.mkdir(exist_ok=True)
         rgb.save(uploads / f"{upload_id}.png")  # re-encoded: nothing of the uploaded bytes but the pixels is kept
@@ -117,13 +157,15 @@ def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional["
 
     @app.post("/api/jobs")
     async def submit(request: Request):
-        body = await request.body()
-        if len(body) > MAX_BODY:
+        body = await capped_body(request, MAX_BODY)
+        if body is None:
             return fail(413, f"job: the request is over {MAX_BODY >> 10} KB")
         try:
             data = json.loads(body or b"null")
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             return fail(400, f"job: not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})")
+        except RecursionError:
+            return fail(400, "job: nested too deeply to be a job")
         if not isinstance(data, dict) or not (isinstance(data.get("job"), dict) or isinstance(data.get("yaml"), str)):
             return fail(400, 'job: send {"job": {...keys...}} or {"yaml": "...text..."}')
         try:
