@@ -33,6 +33,8 @@ def test_background_init_is_flat_in_the_named_colour(caplog):
         fallback = initial_image("background", 4, 4, g, color=[0.1, 0.2, 0.3], prompt="toaster forest")
     assert "names no background colour" in caplog.text
     assert torch.allclose(fallback[0, :, 0, 0], torch.tensor([0.1, 0.2, 0.3]))
+    named = initial_image("background", 4, 4, g, color=[0.1, 0.2, 0.3], prompt="a cat on a red background")
+    assert torch.equal(named[0, :, 0, 0], torch.tensor([1.0, 0.0, 0.0]))  # the prompt's colour before init.color
 
 
 def test_other_inits_shapes_and_ranges():
