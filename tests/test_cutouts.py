@@ -100,3 +100,46 @@ def test_a_draw_replays_the_same_views_on_any_image():
     # the views are a linear function of the image: replaying them on a + b gives the sum (noise counted once)
     torch.testing.assert_close(cut.apply(a + b, draw) + draw.noise, cut.apply(a, draw) + cut.apply(b, draw),
                                rtol=1e-4, atol=1e-4)
+
+
+# ---- the random draw: boxes, noise, views per image ------------------------------------------------------------
+
+@pytest.mark.parametrize("n, h, w, cut, cut_pow, min_frac", [
+    (50, 40, 70, 16, 1.0, 0.0), (50, 40, 70, 16, 2.5, 0.0),  # sizes from cut_size to the short side, skewed
+    (50, 40, 70, 16, 1.0, 0.5), (50, 70, 40, 16, 1.0, 0.2),  # from min_frac of the short side (20, 8 px)
+    (20, 24, 30, 64, 1.0, 0.0)])  # a CLIP input larger than the image: every box is the short side
+def test_boxes_are_drawn_as_the_notebook_draws_them(n, h, w, cut, cut_pow, min_frac):
+    """Three uniform numbers per box: size = floor(r0^cut_pow * (short - min) + min), min = cut_size (or min_frac of
+    the short side, at least 1 px; at most the short side); corner = floor(r * (positions that keep it inside))."""
+    boxes = sample_boxes(n, h, w, cut, cut_pow, min_frac, generator=torch.Generator().manual_seed(4))
+    r = torch.rand(n, 3, generator=torch.Generator().manual_seed(4))
+    short = min(h, w)
+    low = min(short, max(1, int(min_frac * short)) if min_frac > 0 else cut)
+    size = (r[:, 0] ** cut_pow * (short - low) + low).floor()
+    x0, y0 = (r[:, 1] * (w - size + 1)).floor(), (r[:, 2] * (h - size + 1)).floor()
+    assert torch.equal(boxes, torch.stack([x0, y0, x0 + size, y0 + size], 1))
+    assert (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all() and (size >= low).all()
+
+
+def test_noise_is_gaussian_per_cutout_with_a_uniform_strength_up_to_the_scale():
+    from vqclip.optim.cutouts import add_noise, draw_noise
+
+    shape = (6, 3, 4, 4)
+    g = torch.Generator().manual_seed(2)
+    strength = torch.rand(6, 1, 1, 1, generator=g) * 0.3
+    expected = strength * torch.randn(shape, generator=g)
+    assert torch.equal(draw_noise(shape, 0.3, torch.Generator().manual_seed(2)), expected)
+    batch = torch.rand(shape)
+    assert torch.equal(add_noise(batch, 0.3, torch.Generator().manual_seed(2)), batch + expected)
+    assert draw_noise(shape, 0.0) is None and add_noise(batch, 0.0) is batch
+
+
+def test_noise_is_added_only_when_named_and_each_image_gets_its_own_n_views():
+    plain = Cutouts(8, 3, augments=["flip"], noise=0.5).draw(2, 16, 20, torch.Generator().manual_seed(0))
+    assert plain.noise is None and plain.augment is not None and plain.boxes.shape == (6, 4)
+    cut = Cutouts(8, 3, augments=["noise"], noise=0.5)
+    image = torch.rand(2, 3, 16, 20, generator=torch.Generator().manual_seed(1))
+    draw = cut.draw(2, 16, 20, torch.Generator().manual_seed(0))
+    assert draw.augment is None and draw.noise.shape == (6, 3, 8, 8) and draw.noise.abs().sum() > 0
+    torch.testing.assert_close(cut.apply(image, draw), _crop_reference(image, draw.boxes, 8) + draw.noise)
+    torch.testing.assert_close(cut(image, torch.Generator().manual_seed(0)), cut.apply(image, draw))

@@ -33,6 +33,8 @@ def test_background_init_is_flat_in_the_named_colour(caplog):
         fallback = initial_image("background", 4, 4, g, color=[0.1, 0.2, 0.3], prompt="toaster forest")
     assert "names no background colour" in caplog.text
     assert torch.allclose(fallback[0, :, 0, 0], torch.tensor([0.1, 0.2, 0.3]))
+    named = initial_image("background", 4, 4, g, color=[0.1, 0.2, 0.3], prompt="a cat on a red background")
+    assert torch.equal(named[0, :, 0, 0], torch.tensor([1.0, 0.0, 0.0]))  # the prompt's colour before init.color
 
 
 def test_other_inits_shapes_and_ranges():
@@ -69,3 +71,26 @@ def test_an_image_too_large_to_decode_safely_is_one_line(tmp_path, monkeypatch):
             warnings.simplefilter("error")
             with pytest.raises(VqclipError, match="not a readable image.*decompression bomb"):
                 load_image(tmp_path / f"{side}.png")
+
+
+def test_each_init_kind_is_drawn_from_the_runs_generator_as_documented(tmp_path):
+    """pixels: uniform noise; gradient: a + (b - a) t, t = clamp((x cos θ + y sin θ) / 2 + 1/2) over x, y in [-1, 1],
+    colours a, b and angle θ uniform; flat: the colour given, else a uniform one; image: the file covering the size."""
+    import math
+
+    def g():
+        return torch.Generator().manual_seed(5)
+
+    assert torch.equal(initial_image("pixels", 12, 6, g()), torch.rand(1, 3, 6, 12, generator=g()))
+    r = g()
+    a, b = torch.rand(2, 3, 1, 1, generator=r)
+    angle = torch.rand((), generator=r).item() * 2 * math.pi
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, 6), torch.linspace(-1, 1, 12), indexing="ij")
+    t = ((xs * math.cos(angle) + ys * math.sin(angle)) / 2 + 0.5).clamp(0, 1)
+    torch.testing.assert_close(initial_image("gradient", 12, 6, g()), (a + (b - a) * t)[None], rtol=0, atol=1e-6)
+    flat = initial_image("flat", 12, 6, g(), color=[0.1, 0.5, 0.9])
+    assert torch.equal(flat, torch.tensor([0.1, 0.5, 0.9]).view(1, 3, 1, 1).expand(1, 3, 6, 12))
+    assert torch.equal(initial_image("flat", 4, 4, g())[0, :, 2, 3], torch.rand(3, generator=g()))
+    save_png(torch.rand(1, 3, 20, 40), tmp_path / "wide.png")
+    assert torch.equal(initial_image("image", 10, 10, g(), image=str(tmp_path / "wide.png")),
+                       load_image(tmp_path / "wide.png", (10, 10)))

@@ -82,3 +82,24 @@ def test_yaml_items_round_trip_through_the_string_form(items):
 def test_bad_yaml_items(items, match):
     with pytest.raises(VqclipError, match=match):
         prompt_items(items, "prompt")
+
+
+def test_a_job_needs_a_positive_target():
+    from vqclip.optim.prompts import check_has_target, parse_job_prompts
+
+    prompts = parse_job_prompts("a cat:0.5|a dog:-1", ["blurry"], ["x.png:2"])
+    assert prompts == [Prompt("a cat", 0.5), Prompt("a dog", -1.0), Prompt("blurry", -1.0),
+                       Prompt("x.png", 2.0, image=True)]  # the prompt's, then the negatives, then the images
+    check_has_target(prompts)
+    check_has_target([Prompt("a cat", 1e-9)])
+    check_has_target([Prompt("x.png", 0.1, image=True)])
+    for nothing in ([], [Prompt("a cat", 0.0)], [Prompt("a cat", -1.0), Prompt("x.png", 0.0, image=True)]):
+        with pytest.raises(VqclipError, match="nothing to aim at"):
+            check_has_target(nothing)
+    assert parse_prompts("") == parse_prompts("   ") == []
+
+
+def test_the_mapping_form_reads_numbers_and_no_stop():
+    assert prompt_items([{"text": " a cat ", "weight": 2, "stop": float("-inf")}], "prompt") == "a cat:2"
+    assert prompt_items({"text": "a cat", "stop": -1}, "prompt") == "a cat:1:-1"
+    assert parse_prompts(prompt_items([{"text": "x:1", "weight": 0.5}], "prompt")) == [Prompt("x:1", 0.5)]

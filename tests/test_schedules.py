@@ -1,5 +1,6 @@
 """Story prompts: keyframes switch or blend the prompt weights at the right steps; key-framed scalars interpolate."""
 
+import math
 import re
 from pathlib import Path
 
@@ -188,3 +189,43 @@ def test_keyframe_stops_are_kept_per_text_and_stop():
     s = PromptSchedule([Keyframe(0, "a cat:1:-0.5|fur"), Keyframe(10, "a cat:2:0.5|fur:1")])
     assert s.prompts == [Prompt("a cat", stop=-0.5), Prompt("fur"), Prompt("a cat", stop=0.5)]
     assert s.weights_at(0) == [1.0, 1.0, 0.0] and s.weights_at(10) == [0.0, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("schedule, curve", [
+    ("constant", lambda t: 1.0),
+    ("linear", lambda t: 1 - 0.8 * t),  # to min_factor 0.2 at the last step
+    ("cosine", lambda t: 0.2 + 0.8 * (1 + math.cos(math.pi * t)) / 2)])
+def test_lr_at_the_start_the_middle_the_end_and_after_it(schedule, curve):
+    """lr x curve(step / steps), held at lr x min_factor from the last step on."""
+    from vqclip.optim.schedules import learning_rate
+
+    for step, t in ((0, 0.0), (5, 0.25), (10, 0.5), (19, 0.95), (20, 1.0), (21, 1.0), (400, 1.0)):
+        assert learning_rate(schedule, 0.5, 0.2, step, 20) == pytest.approx(0.5 * curve(t), rel=1e-12), (step, t)
+    assert learning_rate(schedule, 0.5, 0.2, 0, 0) == pytest.approx(0.5 * curve(0.0))  # zero steps: no division
+    with pytest.raises(VqclipError, match="optimizer.schedule: unknown value 'step'; use one of constant, cosine"):
+        learning_rate("step", 0.5, 0.2, 0, 20)
+
+
+def test_before_the_first_keyframe_it_holds_and_keyframe_weights_scale_their_prompts():
+    s = PromptSchedule([Keyframe(5, "cat:2|fur", 0.5), Keyframe(9, "dog")], "blend")
+    assert s.weights_at(0) == s.weights_at(5) == [1.0, 0.5, 0.0]
+    assert s.weights_at(7) == pytest.approx([0.5, 0.25, 0.5])
+
+
+def test_a_jobs_keyframes_and_texts():
+    """A story list's keyframes as written; the '^' parts spread over steps or every change_every; none for a plain
+    prompt. job_texts: every text CLIP embeds (story parts, keyframes, a prompt beside them, negatives), not images."""
+    from types import SimpleNamespace
+
+    from vqclip.optim.schedules import job_texts, story_keyframes
+
+    story = [SimpleNamespace(at=4, prompt="a dog", weight=2), SimpleNamespace(at=0, prompt="a cat|fur:0.5", weight=1)]
+    assert story_keyframes("a lamp", story, 10, 0) == [Keyframe(4, "a dog", 2.0), Keyframe(0, "a cat|fur:0.5", 1.0)]
+    assert story_keyframes("a ^ b", [], 10, 0) == [Keyframe(0, "a"), Keyframe(5, "b")]
+    assert story_keyframes("a ^ b", [], 10, 3) == [Keyframe(0, "a"), Keyframe(3, "b")]
+    assert story_keyframes("a lamp", [], 10, 3) == []
+    job = SimpleNamespace(prompt="a lamp:2", story=story, steps=10, change_every=0, negative=["blurry:-1"],
+                          image_prompts=["x.png"])
+    assert job_texts(job) == ["a dog", "a cat", "fur", "a lamp", "blurry"]
+    shorthand = SimpleNamespace(prompt="a ^ b:2", story=[], steps=0, change_every=0, negative=[], image_prompts=[])
+    assert job_texts(shorthand) == ["a", "b"]
