@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from typing import Optional
 
 from ..errors import VqclipError
 from ..nets.device import usable_threads
@@ -89,8 +90,9 @@ def run_jobs(args: argparse.Namespace) -> int:
     from ..runs.jobs import jobs_from_file
 
     overrides = cli_overrides(args, RUN)
-    plans = [plan_job(job, f"{path} job {i + 1}", overrides)
-             for path in args.jobs for i, job in enumerate(jobs_from_file(path))]
+    out = (overrides.get("output") or {}).pop("dir", None)
+    jobs = [(f"{path} job {i + 1}", job) for path in args.jobs for i, job in enumerate(jobs_from_file(path))]
+    plans = [plan_job(job, source, _out(overrides, out, i, len(jobs))) for i, (source, job) in enumerate(jobs)]
     if args.dry_run:
         for item in plans:
             print("\n".join(describe(item)))
@@ -119,8 +121,16 @@ def run_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _out(overrides: dict, out: Optional[str], i: int, n: int) -> dict:
+    """`vqclip run`'s options for its i-th of n jobs: --out names the run (or batch) folder of a single job, and the
+    folder that holds job-1, job-2, ... of several (as `Pipeline.run(out=)` does)."""
+    if out is None:
+        return overrides
+    return {**overrides, "output": {**(overrides.get("output") or {}), "dir": out if n == 1 else f"{out}/job-{i + 1}"}}
+
+
 GENERATE = job_options()
-RUN = [o for o in GENERATE if o.flag in ("--quiet", "--device", "--threads")]  # what `vqclip run` sets on every job
+RUN = [o for o in GENERATE if o.flag in ("--quiet", "--device", "--threads", "--out")]  # set on every job by `run`
 
 
 def register(sub) -> None:
@@ -151,5 +161,8 @@ def register(sub) -> None:
                    "node, so workers write the run folders there instead of sending their files back (default: off)")
     add_job_options(r, RUN, {"--device": "override every job's device (default: each job's own) [device]",
                              "--threads": "CPU threads for torch in every job (default: each job's own) [threads]",
-                             "--quiet": "no progress bars or notices [output.progress]"})
+                             "--quiet": "no progress bars or notices [output.progress]",
+                             "--out": "the run (or batch) folder of a file's one job; with several jobs, the folder of "
+                                      "their folders job-1, job-2, ... (default: each job's output.dir, else "
+                                      "outputs/<time>-<prompt>) [output.dir]"})
     r.set_defaults(func=run_jobs)
