@@ -8,10 +8,11 @@ import sys
 from typing import Optional
 
 from ..errors import VqclipError
+from ..models.presets import DEFAULT_PRESET
 from ..nets.device import usable_threads
 from .options import RawHelpFormatter, add_job_options, cli_overrides, job_options
 
-EPILOG = """examples:
+EPILOG = f"""examples:
   vqclip generate "a red circle on a blue background" --model mini
   vqclip generate "toaster forest:1|blurry:-0.5" --steps 500 --size 384 256 --seed 7
   vqclip generate --from outputs/run/final.png --steps 800 --out outputs/longer
@@ -19,9 +20,10 @@ EPILOG = """examples:
   vqclip run configs/mini.yaml configs/batch.yaml
 
 Every job option has a YAML key (shown in brackets with its default; --config, --from and --set pick where values
-come from); CLI values override the YAML, which overrides the preset's defaults. A file with a `jobs:` list runs
-with `vqclip run`. Ctrl-C stops at the end of the current step and still writes final.png and the video (exit
-code 130)."""
+come from); CLI values override the YAML, which overrides the preset's defaults. The defaults listed are those of
+the default preset ({DEFAULT_PRESET}); a preset with defaults of its own replaces them where it sets them, shown as
+"mini: 100" (`vqclip models` lists the presets). A file with a `jobs:` list runs with `vqclip run`. Ctrl-C stops
+at the end of the current step and still writes final.png and the video (exit code 130)."""
 
 
 @contextlib.contextmanager
