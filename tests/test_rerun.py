@@ -69,3 +69,16 @@ def test_out_names_one_jobs_folder_or_holds_several(tmp_path, capsys):
         "here/job-1", "here/job-2/seed=1", "here/job-2/seed=2"]
     assert main(["run", str(one), "--dry-run"]) == 0
     assert capsys.readouterr().out.split()[0] == "elsewhere"  # without --out, the file's own
+
+
+def test_done_goes_to_stderr_from_generate_and_from_run_and_stdout_stays_empty(first, tmp_path, tiny_args, capsys):
+    folder, _ = first
+    capsys.readouterr()
+    assert main(["generate", "a red circle", *tiny_args, "--steps", "1", "--no-video", "--out",
+                 str(tmp_path / "g")]) == 0
+    generated = capsys.readouterr()
+    assert main(["run", str(folder / "job.yaml"), "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    ran = capsys.readouterr()
+    assert generated.out == ran.out == ""
+    assert generated.err.splitlines()[-1].startswith(f"done: {tmp_path / 'g' / 'final.png'} (seed ")
+    assert ran.err.splitlines()[-1].startswith(f"done: {tmp_path / 'r' / 'final.png'} (seed 3, 2 steps)")

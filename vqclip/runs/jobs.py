@@ -63,8 +63,9 @@ def parameters_layer(path: str | Path, text: str) -> dict:
 
 
 def build_config(cli: Optional[dict] = None, yaml_files: Iterable[str | Path] = (), from_png: str | Path | None = None,
-                 base: Optional[list[tuple[str, dict]]] = None) -> GenerateConfig:
-    """Defaults <- preset <- --from PNG <- YAML files <- CLI, strictly checked; the preset is the last one named."""
+                 base: Optional[list[tuple[str, dict]]] = None, source: str = "command line") -> GenerateConfig:
+    """Defaults <- preset <- --from PNG <- YAML files <- CLI, strictly checked; the preset is the last one named.
+    `source` names the `cli` layer in errors (the Python API's keywords are no command line)."""
     layers: list[tuple[str, dict]] = list(base or [])
     if from_png:
         layers.append((str(from_png), png_layer(from_png)))
@@ -78,7 +79,7 @@ def build_config(cli: Optional[dict] = None, yaml_files: Iterable[str | Path] = 
                               f"`vqclip run {y}`")
         layers.append((str(y), data))
     if cli:
-        layers.append(("command line", cli))
+        layers.append((source, cli))
     model = next((l["model"] for _, l in reversed(layers) if isinstance(l, dict) and l.get("model")), None)
     named_files = any(isinstance(l, dict) and isinstance(l.get("vqgan"), dict) and l["vqgan"].get("checkpoint")
                       for _, l in layers)
