@@ -12,7 +12,7 @@ from PIL import Image, PngImagePlugin
 
 from vqclip.cli import main
 from vqclip.mini import world
-from vqclip.tools.search import INDEX_NAME
+from vqclip.tools.search import INDEX_NAME, index_file
 
 MINI_DIR = Path(world.__file__).resolve().parent / "weights"
 needs_mini = pytest.mark.skipif(not (MINI_DIR / "clip.safetensors").is_file() or not (MINI_DIR / "clip.json").is_file(),
@@ -128,7 +128,7 @@ def test_search_caches_and_reembeds_only_changes(capsys, tiny, images):
     code, out, err = run(capsys, "search", images, "a red circle", "--json", *tiny)
     first = json.loads(out)
     assert code == 0 and first["embedded"] == 4 and first["indexed"] == 4 and first["skipped"] == ["sub/broken.png"]
-    assert (images / INDEX_NAME).is_file() and "images/s" in err
+    assert index_file(images).is_file() and not (images / INDEX_NAME).exists() and "images/s" in err
     scores = [r["score"] for r in first["results"]]
     assert scores == sorted(scores, reverse=True) and len(scores) == 4
     code, out, _ = run(capsys, "search", images, "a red circle", "--json", "--quiet", *tiny)

@@ -17,7 +17,7 @@ from vqclip.errors import VqclipError
 from vqclip.files.atomic import TEMP_GLOB
 from vqclip.mini import world
 from vqclip.nets.clip import load_clip
-from vqclip.tools.search import INDEX_NAME, ImageIndex, clip_fingerprint
+from vqclip.tools.search import ImageIndex, clip_fingerprint, index_file
 
 MINI_DIR = Path(world.__file__).resolve().parent / "weights"
 MINI_CLIP = MINI_DIR / "clip.safetensors"
@@ -192,9 +192,10 @@ def folder(tmp_path):
 
 
 def test_index_embeds_once_and_reuses_the_cache(clip, folder):
+    before = sorted(folder.iterdir())  # the user's folder gets nothing new
     first = ImageIndex(folder, clip)
     assert first.update(batch_size=4) == 6 and first.embedded == 6 and len(first) == 6
-    assert (folder / INDEX_NAME).is_file() and not list(folder.glob(TEMP_GLOB))
+    assert index_file(folder).is_file() and not list(folder.glob(TEMP_GLOB)) and sorted(folder.iterdir()) == before
     second = ImageIndex(folder, clip)
     assert second.update() == 0 and second.embedded == 0 and len(second) == 6
     paths, mat = second.matrix()
@@ -232,7 +233,7 @@ def test_index_keeps_one_section_per_model(clip, folder, tmp_path):
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "mismatch"])
 def test_corrupt_index_is_rebuilt_with_one_warning(clip, folder, caplog, damage):
     ImageIndex(folder, clip).update()
-    path = folder / INDEX_NAME
+    path = index_file(folder)
     if damage == "garbage":
         path.write_bytes(b"\x00\xff" * 50)
     elif damage == "truncated":
@@ -271,18 +272,17 @@ def test_interrupted_indexing_keeps_finished_batches(clip, folder, monkeypatch):
             raise KeyboardInterrupt
         return real(x)
 
-    monkeypatch.setattr(clip, "encode_normalized", flaky)
-    with pytest.raises(KeyboardInterrupt):
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):  # undone alone: the test's home stays
+        m.setattr(clip, "encode_normalized", flaky)
         ImageIndex(folder, clip).update(batch_size=4)
-    monkeypatch.undo()
-    assert not list(folder.glob(TEMP_GLOB))
+    assert not list(folder.glob(TEMP_GLOB)) and not list(index_file(folder).parent.glob(TEMP_GLOB))
     resumed = ImageIndex(folder, clip)
     assert len(resumed) == 4 and resumed.update() == 2
 
 
 def test_failed_save_leaves_the_old_index_intact(clip, folder, monkeypatch, caplog):
     ImageIndex(folder, clip).update()
-    before = (folder / INDEX_NAME).read_bytes()
+    before = index_file(folder).read_bytes()
     for i in range(3):
         save(scene("black", "circle", "red", size=32), folder / f"new{i}.png")
 
@@ -295,7 +295,7 @@ def test_failed_save_leaves_the_old_index_intact(clip, folder, monkeypatch, capl
         index = ImageIndex(folder, clip)
         assert index.update(batch_size=1, save_every=1) == 3
     assert caplog.text.count("could not write the search index") == 1
-    assert (folder / INDEX_NAME).read_bytes() == before and not list(folder.glob(TEMP_GLOB))
+    assert index_file(folder).read_bytes() == before and not list(index_file(folder).parent.glob(TEMP_GLOB))
 
 
 def test_search_ranks_by_cosine(clip, folder):

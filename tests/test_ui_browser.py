@@ -95,9 +95,10 @@ def test_make_watch_stop_and_rerun_from_the_gallery(browser_page):
     assert page.get_attribute("#downloads a[href$='final.png']", "href") == f"/files/{first.name}/final.png"
 
     # 2. a second run, stopped midway: what it made is kept
-    make(page, "a blue square on a green background", 100000)
+    make(page, "a blue toaster on a green background", 100000)
     generate(page)
     page.wait_for_function("Number(document.querySelector('#w-step').textContent) >= 4", timeout=60_000)
+    assert "toaster" in page.text_content("#w-notes")  # the vocabulary note, on the page as on a terminal
     page.click("#stop")
     page.wait_for_selector("#result:not([hidden])", timeout=60_000)
     assert page.text_content("#w-state") == "stopped"
@@ -140,7 +141,21 @@ def test_a_typed_error_shows_next_to_its_field_and_the_page_goes_on(browser_page
     make(page, "a red circle", -5)
     page.click("#generate")
     page.wait_for_function("document.querySelector('.err[data-for=steps]').textContent.length > 0")
-    assert page.text_content(".err[data-for=steps]") == "job: steps: must be >= 0, got -5"
+    assert page.text_content(".err[data-for=steps]") == "steps: must be >= 0, got -5"
+    make(page, "", 3)  # an error the form has no field for would read "undefined:job: ..."
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('.err[data-for=prompt]').textContent.length > 0")
+    assert page.text_content(".err[data-for=prompt]") == ("prompt: nothing to aim at: give a prompt (or 'image "
+                                                          "prompt') with a positive weight")
+    assert page.eval_on_selector_all(".err", "es => es.filter(e => !e.dataset.for).length") == 0
+    page.set_viewport_size({"width": 420, "height": 900})  # a phone: every input stays inside its card
+    spill = page.evaluate("""() => [...document.querySelectorAll('#make input, #make select, #make textarea')]
+        .filter(e => e.offsetParent).filter(e => e.getBoundingClientRect().right >
+                                                 document.querySelector('#make').getBoundingClientRect().right)
+        .map(e => e.id)""")
+    assert spill == []
+    page.set_viewport_size({"width": 1280, "height": 1000})
+    make(page, "a red circle", 3)
     assert srv.queue.jobs() == []
     page.set_input_files("#f-init-image", files=[{"name": "x.png", "mimeType": "image/png", "buffer": b"not png"}])
     page.wait_for_function("document.querySelector('.err[data-for=\"init.image\"]').textContent.length > 0")

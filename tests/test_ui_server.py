@@ -218,7 +218,7 @@ def test_uploads_are_capped_checked_and_used_only_by_id(page_server):
     ({"job": {**MINI, "model": "../../presets"}}, "model", "not a model name"),
     ({"job": {**MINI, "sweep": {"init.image": ["/etc/passwd"]}}}, "init.image", "only images uploaded"),
     ({"job": {**MINI, "steps": -1}}, "steps", "steps: must be >= 0"),
-    ({"job": {**MINI, "cutouts": {"n": "many"}}}, "cutouts.n", "cutouts.n"),
+    ({"job": {**MINI, "cutouts": {"n": "many"}}}, "cutouts.n", "number of cutouts: "),  # the field's label
     ({"job": {**MINI, "bogus": 1}}, None, "unknown key 'bogus'"),
     ({"yaml": "prompt: [unclosed"}, "yaml", "not valid YAML at line 1"),
     ({"yaml": "- a\n- b\n"}, "yaml", "a job is a mapping"),

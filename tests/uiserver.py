@@ -13,14 +13,26 @@ from pathlib import Path
 from typing import Any, Optional
 
 
+_CHECKERS: dict = {}
+
+
+def shared_checker():
+    """One set of checking processes for every test server of the session (each new one costs seconds of imports)."""
+    from vqclip.ui.bounded import Checker
+
+    return _CHECKERS.setdefault("shared", Checker())
+
+
 class LiveServer:
-    """`create_app(outputs, **options)` served by uvicorn in a daemon thread; `url` once started."""
+    """`create_app(outputs, **options)` served by uvicorn in a daemon thread; `url` once started. The servers share
+    their checking processes unless `checker=` says otherwise."""
 
     def __init__(self, outputs: Path, **options: Any):
         import uvicorn
 
         from vqclip.ui.server import create_app
 
+        options.setdefault("checker", shared_checker())
         self.app = create_app(outputs, **options)
         self.outputs = Path(outputs).resolve()
         self.sock = socket.socket()

@@ -141,7 +141,8 @@ class Pipeline:
         if prompt is not None:
             keys["prompt"] = prompt
         quiet = [("Pipeline", {"output": {"progress": False}})]
-        return _one_image(build_config(keys, base=[*self.layers[:1], *quiet, *self.layers[1:]]))
+        return _one_image(build_config(keys, base=[*self.layers[:1], *quiet, *self.layers[1:]],
+                                       source="Pipeline keywords"))
 
     def models(self, cfg: Optional[GenerateConfig] = None) -> Models:
         """The loaded models of a job (default: of the pipeline's own layers)."""
@@ -176,7 +177,7 @@ class Pipeline:
             if out is not None:
                 over = {"output": {"dir": str(Path(out) if len(jobs) == 1 else Path(out) / f"job-{i + 1}")}}
             cfg = build_config(over, base=[*self.layers[:1], (str(job) if not isinstance(job, dict) else "job", keys),
-                                           *self.layers[1:]])
+                                           *self.layers[1:]], source="Pipeline.run(out=)")
             runs.append(run_job(_one_image(cfg), cache=self.cache, stop=stop, extra_callbacks=callbacks))
             if runs[-1].interrupted:
                 break

@@ -72,6 +72,7 @@ def _route_logging(quiet: bool) -> logging.Handler:
     """Send vqclip's notices to stderr for this run (undone on exit, so nothing global lingers)."""
     handler = _BarSafeHandler(sys.stderr)
     handler.setFormatter(_OneLine())
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)  # also when a server's queue lets INFO through
     logger = logging.getLogger("vqclip")
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)

@@ -326,7 +326,8 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("search", help="find images in a folder by text or by an example image",
                               description="Rank the images under FOLDER (recursively) by similarity to a text or "
-                                          "an image. Embeddings are cached in FOLDER/.vqclip-index.safetensors.")
+                                          "an image. Embeddings are cached in vqclip's cache (~/.cache/vqclip/search, or "
+                                          "$VQCLIP_HOME/search), not in FOLDER.")
     p.add_argument("folder", type=Path, metavar="FOLDER")
     p.add_argument("query", nargs="?", metavar="TEXT", help="what to look for, e.g. 'a red car'")
     p.add_argument("--image", metavar="QUERY", help="search with this image instead of a text")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Optional
 
 from ..errors import VqclipError
+from ..models.presets import DEFAULT_PRESET
 from .options import RawHelpFormatter, add_job_options, cli_overrides, job_options
 
-EPILOG = """examples:
+EPILOG = f"""examples:
   vqclip generate "a red circle on a blue background" --model mini
   vqclip generate "toaster forest:1|blurry:-0.5" --steps 500 --size 384 256 --seed 7
   vqclip generate --from outputs/run/final.png --steps 800 --out outputs/longer
@@ -16,9 +18,10 @@ EPILOG = """examples:
   vqclip run configs/mini.yaml configs/batch.yaml
 
 Every job option has a YAML key (shown in brackets with its default; --config, --from and --set pick where values
-come from); CLI values override the YAML, which overrides the preset's defaults. A file with a `jobs:` list runs
-with `vqclip run`. Ctrl-C stops at the end of the current step and still writes final.png and the video (exit
-code 130)."""
+come from); CLI values override the YAML, which overrides the preset's defaults. The defaults listed are those of
+the default preset ({DEFAULT_PRESET}); a preset with defaults of its own replaces them where it sets them, shown as
+"mini: 100" (`vqclip models` lists the presets). A file with a `jobs:` list runs with `vqclip run`. Ctrl-C stops
+at the end of the current step and still writes final.png and the video (exit code 130)."""
 
 
 def _report(run) -> None:
@@ -71,8 +74,9 @@ def run_jobs(args: argparse.Namespace) -> int:
     from ..runs.jobs import jobs_from_file
 
     overrides = cli_overrides(args, RUN)
-    plans = [plan_job(job, f"{path} job {i + 1}", overrides)
-             for path in args.jobs for i, job in enumerate(jobs_from_file(path))]
+    out = (overrides.get("output") or {}).pop("dir", None)
+    jobs = [(f"{path} job {i + 1}", job) for path in args.jobs for i, job in enumerate(jobs_from_file(path))]
+    plans = [plan_job(job, source, _out(overrides, out, i, len(jobs))) for i, (source, job) in enumerate(jobs)]
     if args.dry_run:
         for item in plans:
             print("\n".join(describe(item)))
@@ -100,8 +104,16 @@ def run_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _out(overrides: dict, out: Optional[str], i: int, n: int) -> dict:
+    """`vqclip run`'s options for its i-th of n jobs: --out names the run (or batch) folder of a single job, and the
+    folder that holds job-1, job-2, ... of several (as `Pipeline.run(out=)` does)."""
+    if out is None:
+        return overrides
+    return {**overrides, "output": {**(overrides.get("output") or {}), "dir": out if n == 1 else f"{out}/job-{i + 1}"}}
+
+
 GENERATE = job_options()
-RUN = [o for o in GENERATE if o.flag in ("--quiet", "--device", "--threads")]  # what `vqclip run` sets on every job
+RUN = [o for o in GENERATE if o.flag in ("--quiet", "--device", "--threads", "--out")]  # set on every job by `run`
 
 
 def register(sub) -> None:
@@ -132,5 +144,8 @@ def register(sub) -> None:
                    "node, so workers write the run folders there instead of sending their files back (default: off)")
     add_job_options(r, RUN, {"--device": "override every job's device (default: each job's own) [device]",
                              "--threads": "CPU threads for torch in every job (default: each job's own) [threads]",
-                             "--quiet": "no progress bars or notices [output.progress]"})
+                             "--quiet": "no progress bars or notices [output.progress]",
+                             "--out": "the run (or batch) folder of a file's one job; with several jobs, the folder of "
+                                      "their folders job-1, job-2, ... (default: each job's output.dir, else "
+                                      "outputs/<time>-<prompt>) [output.dir]"})
     r.set_defaults(func=run_jobs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import textwrap
 from pathlib import Path
 
 from ..errors import VqclipError
@@ -94,14 +95,15 @@ def _size(preset: Preset) -> str:
 
 
 def _table(rows: list[list[str]], width: int) -> list[str]:
-    """Rows as left-aligned columns; the last column is cut to fit `width`."""
+    """Rows as left-aligned columns; the last column wraps onto lines of its own to fit `width` (at least 24
+    characters of it a line), never cut."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = []
     for row in rows:
         head = "  ".join(cell.ljust(w) for cell, w in zip(row, widths))
-        room = max(width - len(head) - 2, 24)
-        last = row[-1] if len(row[-1]) <= room else row[-1][: room - 3] + "..."
-        lines.append(f"{head}  {last}".rstrip())
+        parts = textwrap.wrap(row[-1], max(width - len(head) - 3, 24), break_on_hyphens=False) or [""]
+        lines.append(f"{head}  {parts[0]}".rstrip())
+        lines.extend(" " * (len(head) + 2) + part for part in parts[1:])
     return lines
 
 

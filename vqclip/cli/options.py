@@ -73,9 +73,29 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def describe(o: Option, helps: Optional[dict] = None) -> str:
-    """The `--help` line of an option: what it does, its choices, its default and its YAML key (`helps`: whole
-    lines for flags that mean something else on a command)."""
+def preset_values() -> dict[str, dict[str, Any]]:
+    """Job key -> {preset: its default} for every key a built-in preset sets beneath the user's values (mini's steps,
+    size, ...), so that --help says where a preset's default replaces the listed one."""
+    from ..models.presets import BUILTIN_FILE, load_presets_file  # here: read when a parser is built, not at import
+
+    out: dict[str, dict[str, Any]] = {}
+
+    def walk_layer(name: str, layer: dict, prefix: str = "") -> None:
+        for key, value in layer.items():
+            if isinstance(value, dict):
+                walk_layer(name, value, f"{prefix}{key}.")
+            else:
+                out.setdefault(prefix + key, {})[name] = value
+
+    for name, preset in load_presets_file(BUILTIN_FILE, builtin=True).items():
+        walk_layer(name, {k: v for k, v in preset.defaults.items() if k != "guide"})  # the guide's files: no flag
+    return out
+
+
+def describe(o: Option, helps: Optional[dict] = None, presets: Optional[dict] = None) -> str:
+    """The `--help` line of an option: what it does, its choices, its default (and the defaults of the presets that
+    set it, from `presets`: see `preset_values`) and its YAML key (`helps`: whole lines for flags that mean something
+    else on a command)."""
     if helps and o.flag in helps:
         return helps[o.flag]
     text = o.cli_get("flag_help") or o.help
@@ -94,14 +114,19 @@ def describe(o: Option, helps: Optional[dict] = None) -> str:
         default = f" (default: the preset's, else {_shown(o.default)})"
     else:
         default = f" (default: {_shown(o.default)})"
+    by_preset = {name: v for name, v in (presets or {}).get(o.key.replace("[]", ""), {}).items() if v != o.default}
+    if by_preset:
+        default = (default[:-1] if default else " (default: " + _shown(o.default)) + "".join(
+            f"; {name}: {_shown(v)}" for name, v in by_preset.items()) + ")"
     return f"{text}{default} [{key}]"
 
 
 def add_job_options(p: argparse.ArgumentParser, options: list[Option], helps: Optional[dict] = None) -> None:
     """Add each option's flag to `p`; `helps` replaces the help of flags that mean something else on a command
     (restyle's --steps counts steps per frame)."""
+    presets = preset_values()
     for o in options:
-        kw: dict[str, Any] = {"dest": _dest(o), "help": describe(o, helps)}
+        kw: dict[str, Any] = {"dest": _dest(o), "help": describe(o, helps, presets)}
         if o.cli_get("negate"):
             kw["action"] = "store_true"
         else:

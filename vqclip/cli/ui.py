@@ -46,6 +46,22 @@ def loopback(host: str) -> bool:
         return False
 
 
+def _server_class(uvicorn):
+    """uvicorn's Server that, at the first Ctrl-C, also tells the app to stop (its event streams end, its checks are
+    killed, its runs stop at the end of their step), so that uvicorn's graceful shutdown has nothing to wait for."""
+
+    class Server(uvicorn.Server):
+        def __init__(self, config, on_exit):
+            super().__init__(config)
+            self.on_exit = on_exit
+
+        def handle_exit(self, sig, frame) -> None:
+            super().handle_exit(sig, frame)
+            self.on_exit()
+
+    return Server
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve the page until Ctrl-C; the port is chosen (and bound) before the URL is printed."""
     try:
@@ -69,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((args.host, args.port))
+        sock.listen(128)  # a browser opened at once waits in the backlog instead of being refused
     except OSError as exc:
         sock.close()
         raise VqclipError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
@@ -77,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     shown = f"[{args.host}]" if family == socket.AF_INET6 else args.host
     print(f"vqclip ui: http://{shown}:{port}/  (runs in {outputs.resolve()}; Ctrl-C stops)", flush=True)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
+    server = _server_class(uvicorn)(config, app.state.stop)
     try:
         server.run(sockets=[sock])
     finally:

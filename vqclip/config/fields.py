@@ -20,7 +20,8 @@ def option(default: Any = MISSING, *, help: str, flag: Optional[str] = None, met
         metavar: the placeholder `--help` shows for the value.
         choices: the allowed values (the names defined beside their implementation, e.g. OPTIMIZERS).
         **cli: how the flag reads its value: `negate=True` (a flag that sets False), `split=","` (a comma list),
-            `repeat=True` (each use adds one), `nargs=N`; `unset="..."`: what a None default means, for --help.
+            `repeat=True` (each use adds one), `nargs=N`; `unset="..."`: what a None default means, for --help;
+            `label="..."`: the web page's name for it, where the key's words do not say it.
     """
     metadata = {"help": help, "flag": flag, "metavar": metavar, "choices": tuple(choices) if choices else None, **cli}
     if factory is not None:

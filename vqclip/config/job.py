@@ -47,7 +47,7 @@ CLIP_FLAGS = {"model": "--clip-model", "pretrained": "--clip-pretrained", "weigh
 class CutoutsConfig:
     n: int = option(32, help="cutouts per step", flag="--cutn", metavar="N")
     pow: float = option(1.0, help="cutout size skew: >1 favours small cutouts, <1 large ones", flag="--cut-pow",
-                        metavar="P")
+                        metavar="P", label="cutout size skew")
     min_size: float = option(0.0, help="smallest cutout as a share of the short side (0: CLIP's input size)")
     augments: list[str] = option(help="Kornia augments of the cutouts, in order", flag="--augments", metavar="A,B",
                                  choices=AUGMENTS, split=",", factory=lambda: ["affine", "perspective", "noise"])
@@ -57,8 +57,8 @@ class CutoutsConfig:
 @dataclass
 class OptimizerConfig:
     name: str = option("adam", help="optimiser (torch.optim)", flag="--optimizer", metavar="NAME",
-                       choices=tuple(OPTIMIZERS))
-    lr: float = option(0.1, help="learning rate", flag="--lr", metavar="LR")
+                       choices=tuple(OPTIMIZERS), label="optimiser")
+    lr: float = option(0.1, help="learning rate", flag="--lr", metavar="LR", label="learning rate")
     schedule: str = option("constant", help="learning-rate decay to lr * min_factor at the last step",
                            flag="--schedule", choices=LR_SCHEDULES)
     min_factor: float = option(0.1, help="the share of lr a schedule decays to")
@@ -70,7 +70,7 @@ class InitConfig:
                        flag="--init", choices=tuple(INITS))
     image: Optional[str] = option(None, help="start from this image: sets init.kind: image wherever it is given "
                                   "(another init.kind beside it is an error)", flag="--init-image",
-                                  metavar="PATH", implies=("init.kind", "image"))
+                                  metavar="PATH", implies=("init.kind", "image"), label="init image")
     weight: float = option(0.0, help="keep the latent near its start: adds weight x MSE(z, z_start)",
                            flag="--init-weight", metavar="W")
     color: Optional[list[float]] = option(None, help="RGB in [0,1] for init.kind flat (random when unset)")
@@ -135,17 +135,17 @@ class StoryKeyframe:
 @dataclass
 class AnimationConfig:
     mode: str = option("none", help="zoom: move the image every `every` steps, one video frame each",
-                       choices=ANIMATION_MODES)
+                       choices=ANIMATION_MODES, label="animation")
     every: int = option(10, help="steps per move = per video frame (replaces output.save_every in zoom mode)",
                         flag="--every", metavar="K")
     zoom: Any = option(1.0, help="scale per frame (>1 zooms in): a number, {step: value} or '0:1.0, 100:1.05'",
-                       flag="--zoom", metavar="Z|KEYS")
+                       flag="--zoom", metavar="Z|KEYS", label="zoom per frame")
     rotate: Any = option(0.0, help="degrees per frame, counter-clockwise; constant or key-framed",
-                         flag="--rotate", metavar="DEG|KEYS")
+                         flag="--rotate", metavar="DEG|KEYS", label="rotation per frame (degrees)")
     shift_x: Any = option(0.0, help="pixels per frame, content moves right; constant or key-framed",
-                          flag="--shift-x", metavar="PX|KEYS")
+                          flag="--shift-x", metavar="PX|KEYS", label="shift right per frame (pixels)")
     shift_y: Any = option(0.0, help="pixels per frame, content moves down; constant or key-framed",
-                          flag="--shift-y", metavar="PX|KEYS")
+                          flag="--shift-y", metavar="PX|KEYS", label="shift down per frame (pixels)")
     padding: str = option("reflection", help="what fills the uncovered border", flag="--padding", choices=PADDINGS)
     reset_optimizer: bool = option(True, help="restart the optimiser after each move (no stale momentum)",
                                    flag="--keep-optimizer", negate=True,
@@ -172,16 +172,16 @@ class GenerateConfig:
     negative: list[str] = option(help="text to push away from (weight -1 unless text:weight)", flag="--negative",
                                  metavar="TEXT", repeat=True, factory=list)
     image_prompts: list[str] = option(help="image to aim at, PATH[:weight[:stop]]", flag="--image-prompt",
-                                      metavar="PATH[:W]", repeat=True, factory=list)
+                                      metavar="PATH[:W]", repeat=True, factory=list, label="image prompt")
     model: Optional[str] = option(None, help="preset: VQGAN + CLIP + defaults (see `vqclip models`); none named and no "
-                                       "VQGAN files: imagenet-16384", flag="--model", metavar="NAME")
+                                       "VQGAN files: imagenet-16384", flag="--model", metavar="NAME", label="preset")
     steps: int = option(300, help="optimisation steps", flag="--steps", metavar="N")
     size: list[int] = option(help="image width and height; rounded to the VQGAN's factor", flag="--size",
                              metavar=("W", "H"), nargs=2, factory=lambda: [256, 256])
     seed: Optional[int] = option(None, help="random seed; drawn and recorded when unset or -1", flag="--seed",
                                  metavar="S")
     n: int = option(1, help="images of the prompt, seeds s, s+1, ...: a run folder each in one batch folder, and "
-                            "grid.png", flag="--n", metavar="N")
+                            "grid.png", flag="--n", metavar="N", label="images")
     device: str = option("auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps", flag="--device", metavar="D")
     devices: list[str] = option(help="one run across several devices (cuda:0,cuda:1; cpu,cpu to try it): a process "
                                 "each, each scoring its share of the cutouts (torch.distributed; a still image)",
@@ -199,7 +199,7 @@ class GenerateConfig:
     threads: int = option(0, help="CPU threads for torch (0: torch's choice); 1 is fastest on a busy machine",
                           flag="--threads", metavar="N")
     tv_weight: float = option(0.0, help="total-variation prior on the image (smoothness)", flag="--tv-weight",
-                              metavar="W")
+                              metavar="W", label="smoothness (TV weight)")
     vqgan: VQGANConfig = option(help="VQGAN files (or a preset via model)", factory=VQGANConfig)
     clip: list[ClipConfig] = option(help="CLIP models, each with its loss weight", factory=lambda: [ClipConfig()],
                                     item=ClipConfig, item_flags=CLIP_FLAGS)

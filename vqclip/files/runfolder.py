@@ -130,7 +130,8 @@ class RunFolder:
         if path.exists() and not path.is_dir():
             raise VqclipError(f"{path}: exists and is not a folder; choose another --out")
         if path.is_dir() and any((path / m).exists() for m in MARKERS):
-            raise VqclipError(f"{path}: already holds a run; choose another --out (runs are never overwritten)")
+            raise VqclipError(f"{path}: already holds a run; choose another --out or output.dir (runs are never "
+                              "overwritten)")
         nearest = next(p for p in (path, *path.parents) if p.exists())  # the folder the run's folders are made in
         if not nearest.is_dir():
             raise VqclipError(f"{path}: {nearest} is not a folder; choose another --out")

@@ -207,8 +207,10 @@ def fetch_clip(model: str, tag: str, home_dir: Path | None = None) -> Path:
     cache = clip_cache(home_dir) if cfg.get("hf_hub") else own_clip_folder(home_dir)
     url, _ = clip_weights_url(cfg)
 
+    note = "" if cache == own_clip_folder(home_dir) else f"read from there first; downloads go to {cache}"
+
     def failed(why: str) -> DownloadError:
-        return DownloadError([MissingFile(f"CLIP {model} ({tag}) weights", (url,), manual, (f"{url}: {why}",))])
+        return DownloadError([MissingFile(f"CLIP {model} ({tag}) weights", (url,), manual, (f"{url}: {why}",), note)])
 
     down = unreachable_host(_hub_endpoint() if cfg.get("hf_hub") else url)
     if down:  # offline: say so now, not after huggingface_hub's ten retries (about 50 s)

@@ -39,12 +39,14 @@ _NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, OSError, Va
 
 @dataclass(frozen=True)
 class MissingFile:
-    """A file that could not be fetched: where it was tried (with why it failed) and where to put it by hand."""
+    """A file that could not be fetched: where it was tried (with why it failed) and where to put it by hand (and,
+    in `note`, what that place is where it is not where downloads go)."""
 
     filename: str
     urls: tuple[str, ...]
     dest: Path
     reasons: tuple[str, ...]
+    note: str = ""
 
 
 def missing_file(spec: FileSpec, dest: Path, reasons: list[str]) -> MissingFile:
@@ -53,24 +55,27 @@ def missing_file(spec: FileSpec, dest: Path, reasons: list[str]) -> MissingFile:
 
 
 class DownloadError(VqclipError):
-    """Files that could not be fetched (offline, every host failed, or every copy failed verification)."""
+    """Files that could not be fetched (offline, every host failed, or every copy failed verification); `instead`:
+    what runs without them, said first (e.g. the built-in preset)."""
 
-    def __init__(self, missing: list[MissingFile], headline: str | None = None):
+    def __init__(self, missing: list[MissingFile], headline: str | None = None, instead: str = ""):
         self.missing = list(missing)
         n = len(self.missing)
         self.headline = headline or f"could not download {n} file{'s' * (n != 1)} (offline, or every host failed)"
+        self.instead = instead
         super().__init__(self._message())
 
     def _message(self) -> str:
         """One message naming each file, every URL tried and why it failed, and the exact path to put it at."""
-        lines = [f"{self.headline}; download by hand and put each at the path shown, then run again:"]
+        lines = [f"{self.headline}; {f'{self.instead}; or ' if self.instead else ''}download by hand and put each at "
+                 "the path shown, then run again:"]
         for item in self.missing:
             lines.append(f"  {item.filename}")
             for url in item.urls:
                 why = next((r[len(url) + 2:] for r in item.reasons if r.startswith(url + ": ")), "")
                 lines.append(f"    from {url}" + (f"  ({why})" if why else ""))
             lines.extend(f"    ({r})" for r in item.reasons if not any(r.startswith(u + ": ") for u in item.urls))
-            lines.append(f"    put it at {item.dest}")
+            lines.append(f"    put it at {item.dest}" + (f" ({item.note})" if item.note else ""))
         return "\n".join(lines)
 
 
@@ -162,11 +167,13 @@ def _stream(resp, part: Path, mode: str, offset: int, total: int | None, progres
     return got, error
 
 
-def _download(url: str, part: Path, spec: FileSpec, *, timeout: float, progress: bool, retries: int) -> None:
-    """Bring `part` to the complete file from `url`, resuming what is there; raises _TransferError/IntegrityError."""
+def _download(url: str, part: Path, spec: FileSpec, *, timeout: float, progress: bool, retries: int,
+              mirror: bool = False) -> None:
+    """Bring `part` to the complete file from `url`, resuming what is there; raises _TransferError/IntegrityError.
+    Says "downloading" once the host has answered (offline, nothing is said before the error)."""
     meta_path = part.with_name(part.name + ".json")
     meta = _read_meta(meta_path)
-    attempts = 0
+    attempts, said = 0, False
     while True:
         offset = part.stat().st_size if part.is_file() else 0
         expected = spec.size if spec.size is not None else meta.get("total")
@@ -200,6 +207,9 @@ def _download(url: str, part: Path, spec: FileSpec, *, timeout: float, progress:
         except _NETWORK_ERRORS as exc:
             raise _TransferError(_reason(exc, timeout)) from None
         with resp:
+            if not said:
+                log.info("downloading %s from %s%s", spec.filename, _host(url), " (mirror)" if mirror else "")
+                said = True
             if resp.status == 206:
                 start, total = _content_range(resp.headers.get("Content-Range"))
                 if start != offset or (meta.get("total") is not None and total != meta["total"]):
@@ -290,11 +300,10 @@ def _fetch_now(spec: FileSpec, dest: Path, manifest: Manifest, *, progress: bool
     meta_path = part.with_name(part.name + ".json")
     reasons = []
     for i, url in enumerate(spec.urls):
-        log.info("downloading %s from %s%s", spec.filename, _host(url), " (mirror)" if i else "")
         for fresh in (False, True):
             resumed = part.is_file() and part.stat().st_size > 0
             try:
-                _download(url, part, spec, timeout=timeout, progress=progress, retries=retries)
+                _download(url, part, spec, timeout=timeout, progress=progress, retries=retries, mirror=i > 0)
                 entry = manifest.entry(dest)
                 digest, size = check_bytes(part, spec, entry)
             except _TransferError as exc:

@@ -173,6 +173,15 @@ def resolve_clip(model: str, pretrained: Optional[str], weight: float = 1.0,
     return ClipFiles(model, pretrained, clip_cache(home_dir), like, weight)
 
 
+def _offline_instead(model: Optional[str]) -> str:
+    """What runs without a download, said first in an offline error: the built-in preset (the first embedded one),
+    unless the job uses it already (then its other CLIPs are what is missing)."""
+    built_in = next((name for name, p in presets.list_presets().items() if p.embedded), None)
+    if built_in is None or model == built_in:
+        return ""
+    return f"the built-in {built_in} preset (--model {built_in}) runs without a download"
+
+
 @dataclass(frozen=True)
 class JobFiles:
     """Every model file a job needs, local: the VQGAN's, each CLIP's (and the best-of-n judges'), the guide's."""
@@ -205,7 +214,7 @@ def job_files(cfg) -> JobFiles:
             missing += exc.missing
     missing += clips_missing(named)
     if missing:
-        raise DownloadError(missing)
+        raise DownloadError(missing, instead=_offline_instead(cfg.model))
     g = cfg.guide
     guide = (g.model, g.weights) if g.model and g.weights and g.weight > 0 else None
     return JobFiles(vq_config, vq_ckpt, [resolve_clip(c.model, c.pretrained, c.weight) for c in cfg.clip],

@@ -99,7 +99,7 @@ def parse_job_prompts(prompt: str, negative: list[str], image_prompts: list[str]
 def check_has_target(prompts: list[Prompt]) -> None:
     """Generation needs at least one positive target to aim at."""
     if not any(p.weight > 0 for p in prompts):
-        raise VqclipError("nothing to aim at: give a prompt (or --image-prompt) with a positive weight")
+        raise VqclipError("prompt: nothing to aim at: give a prompt (or --image-prompt) with a positive weight")
 
 
 # ---- the YAML form: a list of {text, weight, stop} mappings, stored as the canonical string ----

@@ -142,7 +142,8 @@ def run_batch(batch: Batch, run: Callable[[GenerateConfig], Any]) -> tuple[Path,
     for the runs made, also when one fails or is stopped. Returns the batch folder and the runs."""
     root = Path(batch.dir) if batch.dir else default_run_dir(batch.prompt)
     if (root / GRID).exists() or (root / RECORD).exists() or any((root / m).exists() for m in MARKERS):
-        raise VqclipError(f"{root}: already holds a batch or a run; choose another --out (runs are never overwritten)")
+        raise VqclipError(f"{root}: already holds a batch or a run; choose another --out or output.dir (runs are never "
+                          "overwritten)")
     for m in batch.members:
         RunFolder(root / m.name).check_new()
     root.mkdir(parents=True, exist_ok=True)

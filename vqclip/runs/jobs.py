@@ -13,6 +13,7 @@ from ..errors import VqclipError
 from ..files.images import MAX_METADATA, METADATA_KEY, read_metadata, read_png_text
 from ..files.infotext import PARAMETERS_KEY, parse_parameters
 from ..files.jobyaml import load_yaml
+from ..files.runfolder import FINAL_FILE, FRAMES_DIR, JOB_FILE, STATE_FILE
 from ..models.presets import DEFAULT_PRESET
 from ..models.resolve import local_embedded, preset_layer
 
@@ -62,13 +63,14 @@ def parameters_layer(path: str | Path, text: str) -> dict:
 
 
 def build_config(cli: Optional[dict] = None, yaml_files: Iterable[str | Path] = (), from_png: str | Path | None = None,
-                 base: Optional[list[tuple[str, dict]]] = None) -> GenerateConfig:
-    """Defaults <- preset <- --from PNG <- YAML files <- CLI, strictly checked; the preset is the last one named."""
+                 base: Optional[list[tuple[str, dict]]] = None, source: str = "command line") -> GenerateConfig:
+    """Defaults <- preset <- --from PNG <- YAML files <- CLI, strictly checked; the preset is the last one named.
+    `source` names the `cli` layer in errors (the Python API's keywords are no command line)."""
     layers: list[tuple[str, dict]] = list(base or [])
     if from_png:
         layers.append((str(from_png), png_layer(from_png)))
     for y in yaml_files:
-        data = load_yaml(y)
+        data = rerun_layer(y, load_yaml(y))
         if isinstance(data, dict) and "jobs" in data:
             raise VqclipError(f"{y}: holds a list of jobs (`jobs:`), which --config cannot take; run it with "
                               f"`vqclip run {y}`")
@@ -77,7 +79,7 @@ def build_config(cli: Optional[dict] = None, yaml_files: Iterable[str | Path] = 
                               f"`vqclip run {y}`")
         layers.append((str(y), data))
     if cli:
-        layers.append(("command line", cli))
+        layers.append((source, cli))
     model = next((l["model"] for _, l in reversed(layers) if isinstance(l, dict) and l.get("model")), None)
     named_files = any(isinstance(l, dict) and isinstance(l.get("vqgan"), dict) and l["vqgan"].get("checkpoint")
                       for _, l in layers)
@@ -111,9 +113,24 @@ def _is_video(layer) -> bool:
         isinstance(restyle, dict) and bool(restyle.get("input")))
 
 
+def rerun_layer(path: str | Path, data: dict) -> dict:
+    """A job file as a re-run reads it: a run's own job.yaml (in the folder that holds the run) without its
+    output.dir, so that running it again makes a new run folder (outputs/<time>-<prompt>, or --out) instead of
+    meeting the run it came from, as `--from final.png` does; any other job file as it is."""
+    path = Path(path)
+    output = data.get("output") if isinstance(data, dict) else None
+    if path.name != JOB_FILE or not isinstance(output, dict) or not output.get("dir"):
+        return data
+    if not any((path.parent / marker).exists() for marker in (FINAL_FILE, FRAMES_DIR, STATE_FILE)):
+        return data
+    log.info("%s is the job of the run in %s: running it again makes a new run folder", path, path.parent)
+    return {**data, "output": {k: v for k, v in output.items() if k != "dir"}}
+
+
 def jobs_from_file(path: str | Path) -> list[dict]:
-    """The jobs of a YAML file: the file itself, or each entry of its `jobs:` list over the file's other keys."""
-    data = load_yaml(path)
+    """The jobs of a YAML file: the file itself (a run's own job.yaml as `rerun_layer` reads it), or each entry of its
+    `jobs:` list over the file's other keys."""
+    data = rerun_layer(path, load_yaml(path))
     if "jobs" not in data:
         return [data]
     jobs = data.pop("jobs")

@@ -5,6 +5,7 @@ imported with the first job (or `warm_up`), so a server that holds a queue start
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import logging
@@ -12,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional
 
 from ..config import GenerateConfig
 from ..errors import VqclipError
@@ -30,6 +31,7 @@ log = logging.getLogger("vqclip.queue")
 QUEUED, RUNNING, DONE, STOPPED, FAILED, CANCELLED = "queued", "running", "done", "stopped", "failed", "cancelled"
 ENDED = (DONE, STOPPED, FAILED, CANCELLED)
 PREVIEW_EVERY = 0.5  # seconds between preview PNGs at most (a PNG per step would cost a fast run time)
+MAX_NOTES = 50  # notes kept per job (a run says a handful; a runaway one is cut, not stored without end)
 
 
 def device_key(device) -> str:
@@ -64,6 +66,7 @@ class Job:
     preview_step: int = -1
     dir: Optional[Path] = None  # the run (or batch) folder, once it ran
     error: Optional[str] = None
+    notes: list[str] = field(default_factory=list)  # what the run said (vqclip's notes and warnings), in order
     trial: int = 0  # the starts of best-of-n trial steps being run, 0 for the run's own steps
     version: int = 0  # bumped on every change, so watchers send only what is new
     stop: threading.Event = field(default_factory=threading.Event)
@@ -72,7 +75,8 @@ class Job:
         """What a listing shows of the job (no preview bytes, no curve)."""
         return {"id": self.id, "state": self.state, "prompt": self.prompt, "device": self.device,
                 "step": self.step, "total": self.total, "loss": self.loss, "trial": self.trial, "rate": self.rate, "eta": self.eta,
-                "dir": self.dir.name if self.dir else None, "error": self.error, "submitted": self.submitted,
+                "dir": self.dir.name if self.dir else None, "error": self.error, "notes": list(self.notes),
+                "submitted": self.submitted,
                 "started": self.started, "ended": self.ended, "batch": isinstance(self.plan, Batch)}
 
 
@@ -106,6 +110,22 @@ class Progress:
         self.changed()
 
 
+class JobNotes(logging.Handler):
+    """vqclip's notes and warnings logged by the thread that runs a job, kept on the job, so that a page shows what
+    the terminal of a CLI run would (the vocabulary note, a missing background colour, ...)."""
+
+    def __init__(self, job: Job, changed: Callable[[], None]):
+        super().__init__(logging.INFO)
+        self.job, self.changed, self.thread = job, changed, threading.get_ident()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread != self.thread or record.name == log.name or len(self.job.notes) >= MAX_NOTES:
+            return
+        prefix = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+        self.job.notes.append(prefix + record.getMessage())
+        self.changed()
+
+
 class RunQueue:
     """Jobs per device, each device's run one at a time in submission order, with a shared model cache.
 
@@ -126,16 +146,18 @@ class RunQueue:
         self._workers: dict[str, threading.Thread] = {}
         self._ids = itertools.count(1)
         self._closed = False
+        self._listening = 0  # jobs whose notes are being kept (the vqclip logger passes INFO while there are any)
+        self._level = logging.NOTSET
 
-    def submit(self, plan: GenerateConfig | Batch) -> Job:
-        """Queue a checked job (or batch) on its device; returns it at once."""
+    def submit(self, plan: GenerateConfig | Batch, notes: Iterable[str] = ()) -> Job:
+        """Queue a checked job (or batch) on its device, with the notes its check gave; returns it at once."""
         first = plan.members[0].cfg if isinstance(plan, Batch) else plan
         device = device_key(pick_device(first.device))
         with self._lock:
             if self._closed:
-                raise RuntimeError("the queue is closed")
+                raise VqclipError("job: the server is stopping and takes no more jobs")
             seq = next(self._ids)
-            job = Job(f"j{seq}", seq, plan, device, plan.prompt)
+            job = Job(f"j{seq}", seq, plan, device, plan.prompt, notes=list(notes)[:MAX_NOTES])
             self._jobs[job.id] = job
             if device not in self._workers:
                 worker = threading.Thread(target=self._work, args=(device,), daemon=True, name=f"vqclip-{device}")
@@ -218,10 +240,31 @@ class RunQueue:
                     return None
                 self._lock.wait()
 
+    @contextlib.contextmanager
+    def _notes(self, job: Job) -> Iterator[None]:
+        """Keep what vqclip logs in this thread on `job` while it runs (INFO included, whatever the terminal shows)."""
+        logger, handler = logging.getLogger("vqclip"), JobNotes(job, lambda: self._notify(job))
+        with self._lock:
+            if self._listening == 0:
+                self._level = logger.level
+            self._listening += 1
+            if logger.getEffectiveLevel() > logging.INFO:
+                logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
+        try:
+            yield
+        finally:
+            logger.removeHandler(handler)
+            with self._lock:
+                self._listening -= 1
+                if self._listening == 0:
+                    logger.setLevel(self._level)
+
     def _work(self, device: str) -> None:
         while (job := self._next(device)) is not None:
             try:
-                job.dir, stopped = self._execute(job)
+                with self._notes(job):
+                    job.dir, stopped = self._execute(job)
                 state, error = (STOPPED if stopped else DONE), None
             except Exception as exc:  # noqa: BLE001 - a failed job is reported on its page; the worker goes on
                 state, error = FAILED, str(exc) or type(exc).__name__

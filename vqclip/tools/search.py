@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import platformdirs
 import torch
 from torch import Tensor
 
@@ -19,12 +20,24 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from ..errors import VqclipError, reason
 from ..files.atomic import atomic_path
+from ..models.presets import chosen_home, home
 from ..nets.clip import ClipModel
 
 log = logging.getLogger("vqclip")
 
-INDEX_NAME = ".vqclip-index.safetensors"
+INDEX_NAME = ".vqclip-index.safetensors"  # where earlier versions kept a folder's index: inside it (still read)
+INDEX_DIR = "search"  # the indexes' folder in vqclip's cache
 FORMAT = "vqclip-image-index/1"
+
+
+def index_file(folder: str | Path) -> Path:
+    """Where the index of `folder` lives: `<cache>/search/<name>-<hash of its absolute path>.safetensors`, the cache
+    being $VQCLIP_HOME if set, else the per-user cache folder (~/.cache/vqclip), never the image folder itself."""
+    folder = Path(folder).expanduser().resolve()
+    cache = home() if chosen_home() else Path(platformdirs.user_cache_dir("vqclip", appauthor=False))
+    key = hashlib.sha256(str(folder).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", folder.name)[:40] or "root"
+    return cache.absolute() / INDEX_DIR / f"{name}-{key}.safetensors"
 
 
 def clip_fingerprint(clip: ClipModel) -> str:
@@ -55,7 +68,8 @@ class Entry:
 
 
 class ImageIndex:
-    """Embeddings of the images under `folder` for one CLIP model, cached in `<folder>/.vqclip-index.safetensors`.
+    """Embeddings of the images under `folder` for one CLIP model, cached in vqclip's cache (`index_file`); an index
+    an earlier version left in `<folder>/.vqclip-index.safetensors` is read until the new one is written.
 
     Entries are keyed by relative path and checked against (size, mtime_ns); the file holds one section per model
     (tensor `<model key>` [N,D] + JSON metadata). `embedded` counts images embedded by this object (for tests)."""
@@ -66,7 +80,8 @@ class ImageIndex:
         if not self.folder.is_dir():
             raise VqclipError(f"{self.folder}: no such folder; give a folder of images")
         self.clip = clip
-        self.path = Path(index_path) if index_path else self.folder / INDEX_NAME
+        self.path = Path(index_path) if index_path else index_file(self.folder)
+        self.legacy = None if index_path else self.folder / INDEX_NAME
         self.key = model_key or clip_fingerprint(clip)
         self.entries: dict[str, Entry] = {}
         self.vectors: dict[str, Tensor] = {}
@@ -78,13 +93,15 @@ class ImageIndex:
     # -- persistence --------------------------------------------------------------------------------------------
 
     def _read_file(self) -> tuple[dict[str, str], dict[str, Tensor]] | None:
-        """(metadata, tensors) of the index file, None if absent; raises ValueError if it is not a valid index."""
-        if not self.path.exists():
+        """(metadata, tensors) of the index file (or of the folder's own from an earlier version, until the index
+        file exists), None if absent; raises ValueError if it is not a valid index."""
+        path = self.path if self.path.exists() or self.legacy is None or not self.legacy.is_file() else self.legacy
+        if not path.exists():
             return None
         try:
-            with safe_open(str(self.path), framework="pt") as f:
+            with safe_open(str(path), framework="pt") as f:
                 meta = dict(f.metadata() or {})
-            tensors = load_file(str(self.path))
+            tensors = load_file(str(path))
         except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
             raise ValueError(reason(exc, 120, whole=True)) from None
         if meta.get("format") != FORMAT:
@@ -143,8 +160,9 @@ class ImageIndex:
         meta[self.key] = json.dumps({"model": self.clip.name, "paths": names,
                                      "size": [self.entries[n].size for n in names],
                                      "mtime_ns": [self.entries[n].mtime_ns for n in names]})
-        meta["format"] = FORMAT
+        meta["format"], meta["folder"] = FORMAT, str(self.folder.resolve())
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(self.path) as tmp:
                 save_file(tensors, str(tmp), metadata=meta)
             self._corrupt = False

@@ -4,16 +4,19 @@ server (models, outputs, inputs) other than an upload, so the page can reach onl
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import yaml
 
 from ..config import GenerateConfig
-from ..config.fields import keys as config_keys
+from ..config.fields import keys as config_keys, walk
 from ..config.job import GenerateConfig as JobConfig
 from ..errors import VqclipError
 from ..files.jobyaml import load_value
 from ..runs.batch import Batch, plan_job
+from .options import form_options, label_of
 
 MAX_YAML = 64_000  # characters of a pasted job; any real job is far smaller
 MAX_VALUES = 10_000  # values in a job, its YAML's aliases expanded (a few refs can stand for billions)
@@ -23,6 +26,28 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")  # an open_clip name or t
 FILE_SUFFIX = re.compile(r"\.(json|safetensors|pt|pth|bin|ckpt|yaml|yml)$", re.IGNORECASE)
 NO_FILES = ("vqgan", "guide", "restyle.input", "output.dir")  # keys that name files and have no upload form
 KEYS = sorted(config_keys(JobConfig), key=len, reverse=True)
+
+
+@dataclass(frozen=True)
+class Uploads:
+    """The page's uploads folder as the callable `check_safe` takes: an upload id -> its file (picklable, so that a
+    checking process can use it)."""
+
+    folder: Path
+
+    def __call__(self, upload_id: str) -> str:
+        path = Path(self.folder) / f"{upload_id}.png"
+        if not path.is_file():
+            raise VqclipError(f"upload:{upload_id}: no such upload; upload the image again")
+        return str(path)
+
+
+def check_job(data: dict, uploads: Uploads, allow_paths: bool = False,
+              device: Optional[str] = None) -> GenerateConfig | Batch:
+    """The checked job (or batch) of a page's request, `{"job": {...}}` or `{"yaml": "..."}` (run by the server in a
+    checking process with a time and memory limit: see vqclip.ui.bounded)."""
+    job = data["job"] if isinstance(data.get("job"), dict) else from_yaml(data["yaml"])
+    return plan(job, uploads, allow_paths=allow_paths, device=device)
 
 
 def from_yaml(text: str) -> dict:
@@ -125,6 +150,18 @@ def plan(job: dict, upload: Callable[[str], str], *, allow_paths: bool = False,
     if device and "device" not in job:
         job["device"] = device
     return plan_job(job, "job")
+
+
+def page_text(message: str, field: Optional[str], labels: bool = True) -> str:
+    """A one-line error as the page shows it: without the source ("job: "), and naming what the page shows instead of
+    command-line flags: with `labels` (an error of the form) the field's label for the key it starts with and for
+    any flag; without (an error of the YAML box) the job key for any flag."""
+    text = re.sub(r"^(job|command line)( [^:]*)?: ", "", message)
+    names = {o["key"]: o["label"] for o in form_options()}
+    if labels and field in names:
+        text = re.sub(rf"^{re.escape(field)}(?=(\[\d*\])?:)", names[field], text)
+    flags = {o.flag: f"'{label_of(o)}'" if labels else o.key.replace("[]", "") for o in walk(JobConfig) if o.flag}
+    return re.sub(r"(?<![\w-])--[a-z][\w-]*", lambda m: flags.get(m.group(0), m.group(0)), text)
 
 
 def field_of(message: str) -> Optional[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import typing
 from typing import Any
 
-from ..config.fields import walk
+from ..config.fields import Option, walk
 from ..config.job import GenerateConfig
 from ..models.presets import DEFAULT_PRESET, list_presets
 from ..models.resolve import preset_paths
@@ -33,15 +33,27 @@ def type_name(hint: Any) -> str:
     return {int: "int", float: "float", bool: "bool", str: "str"}.get(hint, "any")
 
 
+def label_of(opt: Option) -> str:
+    """The page's name of an option: its `label`, else its key's words ("cutouts.min_size": "min size (cutouts)";
+    a section's `n`: "number of cutouts")."""
+    if opt.cli_get("label"):
+        return opt.cli_get("label")
+    *section, leaf = opt.key.replace("[]", "").split(".")
+    words = leaf.replace("_", " ")
+    if not section:
+        return words
+    return f"number of {section[-1]}" if leaf == "n" else f"{words} ({' '.join(section).replace('_', ' ')})"
+
+
 def form_options() -> list[dict]:
-    """Every option the form offers: key, type, default, help, choices and whether it is in the main part."""
+    """Every option the form offers: key, label, type, default, help, choices and whether it is in the main part."""
     out = []
     for opt in walk(GenerateConfig):
         if opt.key.startswith(HIDDEN) or opt.key in HIDDEN:
             continue
         default = list(opt.default) if isinstance(opt.default, tuple) else opt.default
-        out.append({"key": opt.key, "type": type_name(opt.type), "default": default, "help": opt.help,
-                    "choices": list(opt.choices) if opt.choices else None, "flag": opt.flag,
+        out.append({"key": opt.key, "label": label_of(opt), "type": type_name(opt.type), "default": default,
+                    "help": opt.help, "choices": list(opt.choices) if opt.choices else None, "flag": opt.flag,
                     "main": opt.key in MAIN, "nullable": opt.default is None})
     order = {k: i for i, k in enumerate(MAIN)}
     return sorted(out, key=lambda o: (not o["main"], order.get(o["key"], 0)))

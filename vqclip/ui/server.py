@@ -24,8 +24,9 @@ from starlette.exceptions import HTTPException
 
 from ..errors import VqclipError
 from ..runs.queue import ENDED, Job, RunQueue
+from .bounded import Busy, Checker
 from .gallery import UPLOADS, edit_job, list_runs, run_files, safe_file
-from .jobs import field_of, from_yaml, plan
+from .jobs import Uploads, check_job, field_of, page_text
 from .options import form_options, presets
 
 if TYPE_CHECKING:
@@ -69,27 +70,44 @@ async def capped_body(request: Request, cap: int) -> Optional[bytes]:
 
 
 def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional["ModelCache"] = None,
-               allow_paths: bool = False, max_upload: int = MAX_UPLOAD) -> FastAPI:
+               allow_paths: bool = False, max_upload: int = MAX_UPLOAD, checker: Optional[Checker] = None) -> FastAPI:
     """The app serving the page for runs under `outputs`, on `device` (default: each job's, auto).
 
     Args:
         allow_paths: let jobs name files of the server (tests with tiny model files; never for a served page).
         max_upload: the largest accepted upload, in bytes.
+        checker: the checking processes of submitted jobs, with their time limit (default: a new `Checker()`, closed
+            with the app; one given is shared and left open).
+
+    `app.state.stop()` begins stopping (it only sets a flag: safe in a signal handler): the event streams end, checks
+    are killed and the queue stops its runs at the end of their step, so a server's shutdown waits for nothing else.
     """
     outputs = Path(outputs).resolve()
     outputs.mkdir(parents=True, exist_ok=True)
     uploads = outputs / UPLOADS
     limit = f"{max_upload / 2**20:g} MB" if max_upload >= 2**20 else f"{max_upload / 2**10:g} KB"
     queue = RunQueue(outputs, cache)
+    own_checker, checker = checker is None, checker or Checker()
+    stopping = threading.Event()
+
+    async def stop_when_asked():
+        while not stopping.is_set():
+            await asyncio.sleep(0.1)
+        if own_checker:
+            checker.close()  # a check waiting on its process is answered now
+        queue.close(timeout=0)  # runs stop at the end of their step; the lifespan's end waits for them
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         threading.Thread(target=queue.warm_up, daemon=True, name="vqclip-warm-up").start()  # torch, while the page loads
+        watcher = asyncio.create_task(stop_when_asked())
         yield
+        stopping.set()
+        await watcher
         await asyncio.to_thread(queue.close)
 
     app = FastAPI(title="vqclip", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.queue, app.state.outputs = queue, outputs
+    app.state.queue, app.state.outputs, app.state.stop = queue, outputs, stopping.set
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
@@ -98,12 +116,6 @@ def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional["
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError):
         return fail(400, "malformed request: " + "; ".join(str(e.get("msg")) for e in exc.errors())[:300])
-
-    def upload_path(upload_id: str) -> str:
-        path = uploads / f"{upload_id}.png"
-        if not path.is_file():
-            raise VqclipError(f"upload:{upload_id}: no such upload; upload the image again")
-        return str(path)
 
     @app.get("/")
     async def index():
@@ -168,15 +180,18 @@ def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional["
             return fail(400, "job: nested too deeply to be a job")
         if not isinstance(data, dict) or not (isinstance(data.get("job"), dict) or isinstance(data.get("yaml"), str)):
             return fail(400, 'job: send {"job": {...keys...}} or {"yaml": "...text..."}')
-        try:
-            job = data["job"] if isinstance(data.get("job"), dict) else from_yaml(data["yaml"])
-            planned = await asyncio.to_thread(plan, job, upload_path, allow_paths=allow_paths, device=device)
+        try:  # in a checking process: a job whose check runs away is stopped at the bound, not a server thread
+            request = {k: data[k] for k in ("job", "yaml") if k in data}
+            planned, notes = await asyncio.to_thread(checker.run, "job", check_job, request, Uploads(uploads),
+                                                     allow_paths, device)
             if data.get("check"):  # validate only (the YAML box's check button)
-                return {"ok": True}
-            queued = await asyncio.to_thread(queue.submit, planned)  # the first may import torch
-        except VqclipError as exc:
-            message = str(exc)
-            return fail(400, message, field_of(message))
+                return {"ok": True, **({"notes": notes} if notes else {})}
+            queued = await asyncio.to_thread(queue.submit, planned, notes)  # the first may import torch
+        except Busy as exc:
+            return fail(503, str(exc))
+        except VqclipError as exc:  # named as the page names it (a form's field, not a CLI flag)
+            field = field_of(str(exc))
+            return fail(400, page_text(str(exc), field, labels="yaml" not in request), field)
         return describe(queued)
 
     def describe(job: Job) -> dict:
@@ -204,7 +219,7 @@ def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional["
 
         async def stream():
             seen, sent_curve, sent_preview = -1, 0, -2
-            while True:
+            while not stopping.is_set():  # the server is stopping: end the stream now, not at its grace timeout
                 if job.version != seen:
                     seen = job.version
                     event = describe(job)

@@ -33,8 +33,8 @@ function fieldId(key) { return "f-" + key.replace(/[.\[\]]/g, "-"); }
 function makeField(opt) {
   const wrap = document.createElement("div");
   const label = document.createElement("label");
-  label.htmlFor = fieldId(opt.key); label.textContent = opt.key;
-  label.title = opt.help;
+  label.htmlFor = fieldId(opt.key); label.textContent = opt.label;
+  label.title = `${opt.key} in a job YAML`;
   let input;
   if (opt.type === "bool") { input = document.createElement("input"); input.type = "checkbox"; }
   else if (opt.choices && opt.type !== "list") {
@@ -167,7 +167,7 @@ function watch(id) {
   $("#w-job").textContent = id; $("#result").hidden = true; $("#stop").disabled = false;
   for (const k of ["#w-step", "#w-total"]) $(k).textContent = "0";
   for (const k of ["#w-loss", "#w-rate", "#w-eta"]) $(k).textContent = "–";
-  $("#w-state").textContent = "queued"; drawCurve();
+  $("#w-state").textContent = "queued"; drawCurve(); $("#w-notes").replaceChildren();
   $("#preview").hidden = true; $("#w-empty").hidden = false; $("#w-empty").textContent = "waiting for its turn…";
   const es = new EventSource(`/api/jobs/${id}/events`);
   state.source = es;
@@ -179,6 +179,9 @@ function watch(id) {
     $("#w-loss").textContent = e.loss == null ? "–" : e.loss.toFixed(4);
     $("#w-rate").textContent = e.rate == null ? "–" : e.rate.toFixed(2);
     $("#w-eta").textContent = fmtTime(e.eta);
+    if (e.notes && e.notes.length !== $("#w-notes").children.length) {  // what the run said, as a terminal shows it
+      $("#w-notes").replaceChildren(...e.notes.map((n) => { const li = document.createElement("li"); li.textContent = n; return li; }));
+    }
     if (e.curve && e.curve.length) { state.curve.length = e.curve_from; state.curve.push(...e.curve); drawCurve(); }
     if (e.preview) {
       const img = $("#preview"); img.src = e.preview; img.dataset.step = e.preview_step;
