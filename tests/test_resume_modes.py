@@ -2,7 +2,6 @@
 target) and a restyle, each with init.weight > 0 (the init target shapes every step) and Adam (its moments are state);
 the resumed run's frames, final.png, latent and init target are the uninterrupted run's, bit for bit."""
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +80,7 @@ def assert_same_run(resumed, whole) -> None:
     assert mine["step"] == theirs["step"] and mine["job"] == theirs["job"]
     ours, others = frames(resumed.dir), frames(whole.dir)
     assert list(ours) == list(others) and all(np.array_equal(ours[k], others[k]) for k in ours)
+    assert [p.name for p in resumed.frames] == list(others)  # the frames its video is made of
 
 
 @pytest.mark.parametrize("name", list(JOBS))
@@ -106,6 +106,7 @@ def test_a_killed_still_run_keeps_the_frames_before_its_state_and_remakes_those_
     assert sorted(inode) == [f"{i:06d}.png" for i in range(9)]
     stopped = resume(killed, extra_callbacks=[StopAfter(1)])
     assert stopped.interrupted and load_state(killed / "state.pt")["step"] == 7
+    assert [p.name for p in stopped.frames] == [f"{i:06d}.png" for i in range(8)]  # its video's frames
     now = {p.name: p.stat().st_ino for p in (killed / "frames").glob("*.png")}
     assert sorted(now) == [f"{i:06d}.png" for i in range(8)]
     assert all(now[f"{i:06d}.png"] == inode[f"{i:06d}.png"] for i in range(6))
