@@ -18,8 +18,8 @@ from test_write_faults import Faults
 from vqclip.cli import main
 from vqclip.errors import VqclipError, WriteError
 from vqclip.files.runfolder import LOCK_FILE, RunFolder, default_run_dir
-from vqclip.runs.callbacks import StopAfter
 from vqclip.nets.load import ModelCache
+from vqclip.runs.callbacks import StopAfter
 from vqclip.runs.jobs import build_config
 from vqclip.runs.pipeline import run_job as _run_job
 from vqclip.runs.resume import resume_run as _resume_run
