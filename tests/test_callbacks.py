@@ -45,10 +45,12 @@ def test_only_callbacks_that_ask_see_the_trials():
 
 
 def test_the_bar_counts_each_step_once_and_each_restyled_frames_steps(capsys):
-    bar = ProgressBar(10, initial=4, desc="resume")
-    for s in (4, 5, 6):
+    bar = ProgressBar(10, initial=2, desc="resume")
+    bar(event(2, trial=3))
+    assert bar.bar.n == 3 and bar.bar.desc.startswith("resume (3 starts)")  # best-of-n's trials, named
+    for s in (3, 4, 5, 6):
         bar(event(s))
-    assert bar.bar.n == 7 and bar.bar.desc.startswith("resume")
+    assert bar.bar.n == 7 and bar.bar.desc.removesuffix(": ") == "resume"
     restyle = ProgressBar(6, desc="restyle")
     for f in range(3):
         for s in range(2):

@@ -2,7 +2,6 @@
 target) and a restyle, each with init.weight > 0 (the init target shapes every step) and Adam (its moments are state);
 the resumed run's frames, final.png, latent and init target are the uninterrupted run's, bit for bit."""
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +80,7 @@ def assert_same_run(resumed, whole) -> None:
     assert mine["step"] == theirs["step"] and mine["job"] == theirs["job"]
     ours, others = frames(resumed.dir), frames(whole.dir)
     assert list(ours) == list(others) and all(np.array_equal(ours[k], others[k]) for k in ours)
+    assert [p.name for p in resumed.frames] == list(others)  # the frames its video is made of
 
 
 @pytest.mark.parametrize("name", list(JOBS))
@@ -100,12 +100,13 @@ def test_a_killed_run_resumes_to_the_uninterrupted_one(tiny_job, tmp_path, name)
 def test_a_killed_still_run_keeps_the_frames_before_its_state_and_remakes_those_after(tiny_job, tmp_path):
     """Killed at step 8 with state.pt at 6: frames 0-5 are kept as they are (the same files), 6 and 7 made again,
     and 8, not reached by a resume stopped after one step, removed; resumed to the end, it is the whole run."""
-    whole, killed = whole_and_killed(tiny_job, tmp_path, {"steps": 10}, 8)
+    whole, killed = whole_and_killed(tiny_job, tmp_path, {"steps": 9}, 8)
     assert load_state(killed / "state.pt")["step"] == 6
     inode = {p.name: p.stat().st_ino for p in (killed / "frames").glob("*.png")}
     assert sorted(inode) == [f"{i:06d}.png" for i in range(9)]
     stopped = resume(killed, extra_callbacks=[StopAfter(1)])
     assert stopped.interrupted and load_state(killed / "state.pt")["step"] == 7
+    assert [p.name for p in stopped.frames] == [f"{i:06d}.png" for i in range(8)]  # its video's frames
     now = {p.name: p.stat().st_ino for p in (killed / "frames").glob("*.png")}
     assert sorted(now) == [f"{i:06d}.png" for i in range(8)]
     assert all(now[f"{i:06d}.png"] == inode[f"{i:06d}.png"] for i in range(6))
@@ -116,7 +117,7 @@ def test_a_killed_still_run_keeps_the_frames_before_its_state_and_remakes_those_
 
 
 def test_a_killed_restyle_resumes_at_its_first_missing_frame(tiny_job, tmp_path):
-    video = make_video(tmp_path, n=3, audio=False)
+    video = make_video(tmp_path, n=2, audio=False)
     job = lambda out: {**base(tiny_job, out), "restyle": {"input": str(video), "steps_per_frame": 2,  # noqa: E731
                                                           "blend": 0.5}}
     whole = run(build_config(job(tmp_path / "whole")))
@@ -128,6 +129,6 @@ def test_a_killed_restyle_resumes_at_its_first_missing_frame(tiny_job, tmp_path)
     resumed = resume(killed)
     assert {p.name: p.stat().st_ino for p in (killed / "frames").glob("*.png") if p.name in made} == made
     ours, others = frames(killed), frames(whole.dir)
-    assert list(ours) == list(others) == [f"{i:06d}.png" for i in range(3)]
+    assert list(ours) == list(others) == [f"{i:06d}.png" for i in range(2)]
     assert all(np.array_equal(ours[k], others[k]) for k in ours)
     assert np.array_equal(pixels(resumed.final), pixels(whole.final))

@@ -3,6 +3,7 @@ state.pt), claims it once, never overwrites a run, and is locked while a run wri
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -192,10 +193,13 @@ class RunFolder:
         self.job.unlink(missing_ok=True)
         if self.frames_dir.is_dir():
             self.frames_dir.rmdir()
-        (path / LOCK_FILE).unlink(missing_ok=True)  # still held: no other run takes it before the folder is gone
+        with contextlib.suppress(OSError):  # still held: no other run takes it before the folder is gone
+            (path / LOCK_FILE).unlink(missing_ok=True)
         while self.locked:
             self.unlock()
-        path.rmdir()
+        with contextlib.suppress(OSError):  # where an open file cannot be removed (Windows), now; a folder that
+            (path / LOCK_FILE).unlink(missing_ok=True)  # another run made its own meanwhile is left to it
+            path.rmdir()
         self.claimed = False
 
     def leftovers(self) -> list[Path]:

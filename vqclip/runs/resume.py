@@ -79,7 +79,7 @@ def _saved_state(folder: RunFolder, cfg) -> Optional[dict]:
         raise VqclipError(f"{folder.state}: belongs to seed {saved['seed']}, job.yaml says {cfg.seed}; set seed: "
                           f"{saved['seed']} back in job.yaml to go on, or delete state.pt to start the run over")
     if saved and not check_job(saved, cfg, folder.state):
-        log.warning("%s records no job settings (saved by an older vqclip): job.yaml is taken as it is; if it was "
+        log.info("%s records no job settings (saved by an older vqclip): job.yaml is taken as it is; if it was "
                  "changed since, the result is not the uninterrupted run's", folder.state)
     if start > cfg.steps:
         raise VqclipError(f"{folder.path}: the saved state is at step {start}, past steps={cfg.steps}; pass more "
