@@ -5,6 +5,7 @@ accepted and the first value past it refused, on both sides, with one line namin
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import struct
 import zlib
@@ -17,12 +18,15 @@ from vqclip.config.checks import upscaler_is_path
 from vqclip.config.job import ClipConfig, StoryKeyframe
 from vqclip.errors import VqclipError
 
-BASE = merge_layers([("job", {"prompt": "a red circle"})])  # the defaults, valid
+@functools.cache
+def base() -> GenerateConfig:
+    """The defaults with a prompt: valid (built once, when first asked: a broken check fails tests, not the import)."""
+    return merge_layers([("job", {"prompt": "a red circle"})])
 
 
 def job(**values) -> GenerateConfig:
-    """BASE with dotted keys set (`cutouts.min_size`, `clip[1].weight`), unchecked."""
-    cfg = copy.deepcopy(BASE)
+    """The defaults with dotted keys set (`cutouts.min_size`, `clip[1].weight`), unchecked."""
+    cfg = copy.deepcopy(base())
     for dotted, value in values.items():
         *path, last = dotted.replace("__", ".").split(".")
         node = cfg
@@ -55,7 +59,8 @@ BOUNDARIES = [
     ("threads", {}, [0, 1], [-1], "threads: must be >= 0"),
     ("steps", {}, [0, 1], [-1], "steps: must be >= 0"),
     ("size", {}, [[1, 1], [4096, 4096], [4096, 1], [1, 4096]],
-     [[0, 64], [64, 0], [4097, 64], [64, 4097], [64], [64, 64, 64]], "size: expected two sides (width height) in 1..4096"),
+     [[0, 64], [64, 0], [4097, 64], [64, 4097], [64], [64, 64, 64]],
+     "size: expected two sides (width height) in 1..4096"),
     ("tv_weight", {}, [0.0, 2.0], [-1e-9], "tv_weight: must be >= 0"),
     ("init.weight", {}, [0.0, 1.0], [-1e-9], "init.weight: must be >= 0"),
     ("cutouts.noise", {}, [0.0, 1.0], [-1e-9], "cutouts.noise: must be >= 0"),
@@ -243,7 +248,7 @@ def test_an_upscaler_is_a_path_when_it_looks_like_one(name, is_path):
 # ---- check_inputs: the files a job reads ----
 
 def png_header(path, width: int, height: int):
-    """A PNG that claims width x height (its pixel data a few bytes): what PIL's bomb check reads, without the pixels."""
+    """A PNG that claims width x height, with a few bytes of pixel data: what PIL's bomb check reads."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 

@@ -65,8 +65,8 @@ def test_tensors_and_pil_images_round_trip_exactly():
     assert t.shape == (1, 3, 5, 7) and t.dtype == torch.float32 and t.is_contiguous()
     assert torch.equal(t, torch.from_numpy(array).permute(2, 0, 1)[None].float() / 255)
     assert np.array_equal(np.asarray(to_pil(t)), array) and np.array_equal(np.asarray(to_pil(t[0])), array)
-    edge = torch.tensor([-1.0, 0.0, 0.2, 1.0, 2.0]).view(1, 1, 1, 5).expand(1, 3, 1, 5)
-    assert np.asarray(to_pil(edge))[0, :, 0].tolist() == [0, 0, 51, 255, 255]  # clamped, 0.2 * 255 rounded
+    edge = torch.tensor([-1.0, 0.0, 0.2, 0.999, 1.0, 2.0]).view(1, 1, 1, 6).expand(1, 3, 1, 6)
+    assert np.asarray(to_pil(edge))[0, :, 0].tolist() == [0, 0, 51, 255, 255, 255]  # clamped; 254.7 rounded up
 
 
 def test_load_image_covers_the_size_asked(tmp_path):

@@ -4,12 +4,16 @@ hostile chunks."""
 
 from __future__ import annotations
 
+import random
+import subprocess
+import sys
+
 import pytest
 
 from vqclip.config import merge_layers, to_dict
 from vqclip.files.infotext import format_parameters, job_parameters, parse_parameters
 
-from test_infotext import a1111_read
+from test_infotext import PAIR, a1111_read
 
 
 def chunk(layer: dict, **meta) -> tuple[str, str, dict]:
@@ -67,7 +71,7 @@ HOSTILE = [
     "p\n" + "K: v, " * 2000,
     "p\nSteps: 3, Seed: 1, Size: 8x8\n",
     'p\nA: "", B: 2, C: 3',
-    "x" * 10_000,
+    "x" * 2_000,
     "p\nA: 1, A: 2, B: 3",
 ]
 
@@ -82,3 +86,23 @@ def test_vqclips_reader_reads_any_chunk_as_the_web_ui_does(text):
             assert params[key[:-2]].split("x")[int(key[-1]) - 1] == value
         else:
             assert params[key] == value, key
+
+
+def test_any_pairs_line_is_split_as_the_web_uis_regex_splits_it():
+    from vqclip.files.infotext import _pairs
+
+    rng = random.Random(0)
+    for alphabet in ('ab :,"\\-/.\t!x1', " \t:a-", 'a :,"', "- :x"):
+        for _ in range(2000):
+            line = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+            assert _pairs(line) == PAIR.findall(line), repr(line)
+
+
+def test_a_long_pairs_line_is_read_in_linear_time():
+    """The regex tried at every character rescans the run after it: a 200 KB line of letters took ten minutes, 1 MB
+    (what a PNG's chunk may hold) hours. Run apart, with a timeout, so a slow reader fails rather than hangs."""
+    code = ("from vqclip.files.infotext import parse_parameters\n"
+            "for line in ('x' * 200_000, 'a b ' * 50_000, ' -' * 100_000 + ':', '\\t' * 200_000, 'k:v,' * 50_000):\n"
+            "    parse_parameters('p\\n' + line)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr

@@ -29,7 +29,8 @@ def nothing_is_built(monkeypatch):
     real = jobyaml._JobLoader.construct_document
 
     def construct(self, node):
-        assert allowed["on"], "a document was built: the bound was not enforced while composing"
+        if not allowed["on"]:  # no traceback: showing `node` would write the bomb out
+            pytest.fail("a document was built: the bound was not enforced while composing", pytrace=False)
         return real(self, node)
 
     monkeypatch.setattr(jobyaml._JobLoader, "construct_document", construct)

@@ -109,7 +109,7 @@ def check(cfg: GenerateConfig) -> None:
     _one_of(cfg.init.kind, tuple(INITS), "init.kind")
     if cfg.init.kind == "image" and not cfg.init.image:
         raise VqclipError("init.kind is 'image' but init.image is not set; pass --init-image PATH")
-    if cfg.init.image and cfg.init.kind != "image":  # merged layers never hold this (`layers._init_kind`); built ones may
+    if cfg.init.image and cfg.init.kind != "image":  # merged layers never hold this (`_init_kind`); built ones may
         raise VqclipError(f"init.kind is {shown(cfg.init.kind)} but init.image is set: give one of them (init.image "
                           "alone starts from the image)")
     if cfg.init.color is not None and (len(cfg.init.color) != 3 or not all(0 <= c <= 1 for c in cfg.init.color)):

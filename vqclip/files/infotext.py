@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 PARAMETERS_KEY = "parameters"
 _PAIR = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')  # one `Key: value` of the last line
+_SPACE, _KEY_RUN = re.compile(r"\s*"), re.compile(r"[\w \-/]*")  # what a pair starts with, what a key is made of
 
 
 def quote(value: Any) -> str:
@@ -63,11 +64,29 @@ def job_parameters(metadata: dict) -> str:
     return format_parameters(cfg["prompt"], ", ".join(cfg["negative"]), params)
 
 
+def _pairs(line: str) -> list[tuple[str, str]]:
+    """`_PAIR.findall(line)` in linear time. findall tries a match at every character, each scanning the run of
+    spaces and key characters after it again (a 1 MB line of letters took hours); where no pair starts, none starts
+    later in the same spaces, nor in the same run of key characters unless a ':' ends it, so those are skipped."""
+    found, i, end = [], 0, 0
+    while i < len(line):
+        m = _PAIR.match(line, i)
+        if m:
+            found.append(m.groups())
+            i = max(m.end(), i + 1)
+            continue
+        word = _SPACE.match(line, i).end()
+        if word >= end:  # past the run measured last (inside it, the run ends where it did)
+            end = _KEY_RUN.match(line, word).end()
+        i = end if end > word and line[end:end + 1] != ":" else max(word, i + 1)
+    return found
+
+
 def parse_parameters(text: str) -> tuple[str, str, dict[str, str]]:
     """(prompt, negative prompt, {key: value}) of a `parameters` chunk, read the way the web UI reads it: the last line
     holds the pairs when it has at least three; JSON-quoted values are unquoted."""
     *lines, last = text.strip().split("\n")
-    if len(_PAIR.findall(last)) < 3:
+    if len(_pairs(last)) < 3:
         lines.append(last)
         last = ""
     prompt, negative, in_negative = [], [], False
@@ -77,7 +96,7 @@ def parse_parameters(text: str) -> tuple[str, str, dict[str, str]]:
             in_negative, line = True, line[len("Negative prompt:"):].strip()
         (negative if in_negative else prompt).append(line)
     params = {}
-    for key, value in _PAIR.findall(last):
+    for key, value in _pairs(last):
         if len(value) > 1 and value[0] == value[-1] == '"':
             try:
                 value = json.loads(value)
