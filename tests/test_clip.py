@@ -150,3 +150,13 @@ def test_an_architecture_file_named_without_json_and_a_missing_folder(tmp_path, 
     assert clip.image_size == 32
     with pytest.raises(VqclipError, match="no such CLIP folder"):
         load_clip(f"local-dir:{tmp_path / 'absent'}")
+
+
+def test_weights_missing_a_tensor_do_not_load_partly(tmp_path, stock):
+    folder = stock[0]
+    state = _state(5)
+    state.pop("visual.proj")
+    _save(state, tmp_path / "partial.safetensors")
+    with pytest.raises(VqclipError, match="partial.safetensors does not match .*clip.json: .*visual.proj") as info:
+        load_clip(str(folder / "clip.json"), str(tmp_path / "partial.safetensors"))
+    assert "\n" not in str(info.value)

@@ -145,6 +145,15 @@ def test_a_range_the_host_did_not_ask_for_starts_over(tmp_path, host):
     assert [s.get("Range") for s in srv.seen] == ["bytes=20000-", None]
 
 
+def test_a_range_that_starts_past_the_part_is_not_appended(tmp_path, host):
+    """Appending bytes 30000- to a part of 20000 would make a file of the right size and the wrong content."""
+    srv = host(DATA)
+    _partial(tmp_path, 20_000)
+    srv.script = [Reply(206, {"Content-Range": f"bytes 30000-{len(DATA) - 1}/{len(DATA)}",
+                              "Content-Length": str(len(DATA) - 30_000)}, DATA[30_000:])]
+    assert fetch(FileSpec("m.ckpt", (srv.url,)), tmp_path, progress=False, timeout=5).read_bytes() == DATA
+
+
 def test_more_bytes_than_announced_are_refused_and_discarded(tmp_path, host):
     srv = host(DATA)
     srv.script = [Reply(206, {"Content-Range": "bytes 0-29999/30000", "Content-Length": str(len(DATA))}, DATA)]
