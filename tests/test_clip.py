@@ -150,3 +150,21 @@ def test_an_architecture_file_named_without_json_and_a_missing_folder(tmp_path, 
     assert clip.image_size == 32
     with pytest.raises(VqclipError, match="no such CLIP folder"):
         load_clip(f"local-dir:{tmp_path / 'absent'}")
+
+
+def test_weights_missing_a_tensor_do_not_load_partly(tmp_path, stock):
+    folder = stock[0]
+    state = _state(5)
+    state.pop("visual.proj")
+    _save(state, tmp_path / "partial.safetensors")
+    with pytest.raises(VqclipError, match="partial.safetensors does not match .*clip.json: .*visual.proj") as info:
+        load_clip(str(folder / "clip.json"), str(tmp_path / "partial.safetensors"))
+    assert "\n" not in str(info.value)
+
+
+def test_a_weights_file_named_beside_a_folder_wins_over_the_folders_own(tmp_path, stock):
+    folder, _, model, _, _ = stock
+    (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": CLIP_CFG}))
+    _save(_state(1), tmp_path / "open_clip_model.safetensors")
+    clip = load_clip(f"local-dir:{tmp_path}", str(folder / "clip.safetensors"))
+    assert all(torch.equal(clip.model.state_dict()[k], v) for k, v in model.state_dict().items())

@@ -41,7 +41,8 @@ def test_the_hub_cache_is_where_huggingface_hub_puts_it(monkeypatch, tmp_path, e
 
 def test_the_cache_is_the_vqclip_home_only_when_one_was_chosen(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
-    assert clip_cache(tmp_path / "given") == tmp_path / "given" / "clip"
+    monkeypatch.delenv("VQCLIP_HOME")
+    assert clip_cache(tmp_path / "given") == tmp_path / "given" / "clip"  # --home chooses it
     monkeypatch.setenv("VQCLIP_HOME", str(tmp_path / "chosen"))
     assert clip_cache() == tmp_path / "chosen" / "clip"
     monkeypatch.delenv("VQCLIP_HOME")

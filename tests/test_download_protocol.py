@@ -145,6 +145,35 @@ def test_a_range_the_host_did_not_ask_for_starts_over(tmp_path, host):
     assert [s.get("Range") for s in srv.seen] == ["bytes=20000-", None]
 
 
+def test_a_range_that_starts_past_the_part_is_not_appended(tmp_path, host):
+    """Appending bytes 30000- to a part of 20000 would make a file of the right size and the wrong content."""
+    srv = host(DATA)
+    _partial(tmp_path, 20_000)
+    srv.script = [Reply(206, {"Content-Range": f"bytes 30000-{len(DATA) - 1}/{len(DATA)}",
+                              "Content-Length": str(len(DATA) - 30_000)}, DATA[30_000:])]
+    assert fetch(FileSpec("m.ckpt", (srv.url,)), tmp_path, progress=False, timeout=5).read_bytes() == DATA
+
+
+def test_a_part_of_another_version_of_the_file_starts_over(tmp_path, host):
+    """The host's length changed since the part was fetched (no validator to tell): the old bytes are not kept."""
+    srv = host(DATA)
+    (tmp_path / "m.ckpt.part").write_bytes(payload(20_000, seed=9))
+    (tmp_path / "m.ckpt.part.json").write_text(json.dumps({"url": srv.url, "total": 60_000}))
+    assert fetch(FileSpec("m.ckpt", (srv.url,)), tmp_path, progress=False, timeout=5).read_bytes() == DATA
+    assert [s.get("Range") for s in srv.seen] == ["bytes=20000-", None]
+
+
+def test_a_cut_download_remembers_the_hosts_length_and_validator_for_the_next_run(tmp_path, host):
+    srv = host(DATA, etag='"v1"')
+    srv.script = [Reply(200, {"Content-Length": str(len(DATA)), "ETag": '"v1"'}, DATA[:12_345])]  # then it closes
+    with pytest.raises(DownloadError, match="closed early after 12345"):
+        fetch(FileSpec("m.ckpt", (srv.url,)), tmp_path, progress=False, timeout=5, retries=0)
+    meta = json.loads((tmp_path / "m.ckpt.part.json").read_text())
+    assert (meta["url"], meta["total"], meta["etag"]) == (srv.url, len(DATA), '"v1"')
+    assert fetch(FileSpec("m.ckpt", (srv.url,)), tmp_path, progress=False, timeout=5).read_bytes() == DATA
+    assert (srv.seen[-1]["Range"], srv.seen[-1]["If-Range"]) == ("bytes=12345-", '"v1"')
+
+
 def test_more_bytes_than_announced_are_refused_and_discarded(tmp_path, host):
     srv = host(DATA)
     srv.script = [Reply(206, {"Content-Range": "bytes 0-29999/30000", "Content-Length": str(len(DATA))}, DATA)]

@@ -195,3 +195,17 @@ def test_a_damaged_or_unwritable_cache_falls_back_to_the_source(tmp_path):
     torch.save({"w": torch.zeros(2)}, other)
     (tmp_path / "o.cache.safetensors").mkdir()  # a folder where the cache would go: it cannot be written
     assert torch.equal(load_state_dict(other, cache=True)["w"], torch.zeros(2))
+
+
+def test_without_cache_the_copy_beside_the_file_is_never_read(tmp_path):
+    """Even a copy whose stamp matches (here one forged with other values): cache=False reads the file itself."""
+    from safetensors.torch import save_file
+
+    from vqclip.nets.checkpoints import CACHE_SOURCE_KEY, _cache_stamp
+
+    ckpt = tmp_path / "m.ckpt"
+    torch.save({"w": torch.ones(2)}, ckpt)
+    save_file({"w": torch.full((2,), 9.0)}, tmp_path / "m.cache.safetensors",
+              metadata={CACHE_SOURCE_KEY: _cache_stamp(ckpt)})
+    assert torch.equal(load_state_dict(ckpt)["w"], torch.ones(2))
+    assert torch.equal(load_state_dict(ckpt, cache=True)["w"], torch.full((2,), 9.0))  # the copy, when asked

@@ -80,13 +80,20 @@ def run(m: Mutation, timeout: float, threads: int = 0) -> tuple[str, str, float]
             done = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return "timeout", f"over {timeout:.0f} s", time.perf_counter() - t0
-    failed = [line.split(" ")[1] for line in done.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
-    if done.returncode == 0:
-        return "survived", "", time.perf_counter() - t0
-    if done.returncode == 1 and failed:  # a test failed: only that counts as caught
-        return "caught", failed[0], time.perf_counter() - t0
-    last = (done.stdout + done.stderr).strip().splitlines()[-1:] or [""]
-    return "error", f"pytest exit {done.returncode}: {last[0][:120]}", time.perf_counter() - t0
+    return (*verdict(done.returncode, done.stdout, done.stderr), time.perf_counter() - t0)
+
+
+def verdict(returncode: int, stdout: str, stderr: str = "") -> tuple[str, str]:
+    """('survived' | 'caught' | 'error', the first failing test or the reason) of one pytest run. Only a failing
+    test (`FAILED`/`ERROR path::test`) is a catch: a module that cannot be collected (`ERROR path`, which -x
+    reports with exit 1, e.g. a mutation that leaves a syntax error) is an error."""
+    failed = [line.split(" ")[1] for line in stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
+    if returncode == 0:
+        return "survived", ""
+    if returncode == 1 and failed and all("::" in f for f in failed):  # a test failed: only that counts as caught
+        return "caught", failed[0]
+    last = (stdout + stderr).strip().splitlines()[-1:] or [""]
+    return "error", f"pytest exit {returncode}: {last[0][:120]}"
 
 
 def main(argv: list[str] | None = None) -> int:
