@@ -100,8 +100,11 @@ def test_overlapping_runs_in_two_threads_keep_their_own_counts_and_leave_none_be
     assert left_as_it_was()
 
 
-def test_a_pipeline_call_a_stream_and_a_run_folder_use_the_jobs_threads(pipe, base_threads, tmp_path):
-    seen = Seen()
+def test_a_pipeline_call_a_stream_and_a_run_folder_use_the_jobs_threads(pipe, base_threads, tmp_path, monkeypatch):
+    from vqclip.runs import pipeline
+
+    seen, finished, finish = Seen(), [], pipeline.finish
+    monkeypatch.setattr(pipeline, "finish", lambda *a, **k: finished.append(torch.get_num_threads()) or finish(*a, **k))
     pipe("a red circle", callbacks=[seen], threads=1, **JOB)
     assert seen == [1, 1] and left_as_it_was()
     seen.clear()
@@ -114,6 +117,7 @@ def test_a_pipeline_call_a_stream_and_a_run_folder_use_the_jobs_threads(pipe, ba
     run = pipe.run({"prompt": "a red circle", "threads": 1, "output": {"video": False}, **JOB}, out=tmp_path / "r",
                    callbacks=[seen])
     assert seen == [1, 1] and run.config.threads == 1 and left_as_it_was()
+    assert finished == [1]  # the video, final.png and an upscale too
 
 
 def test_the_pages_queue_runs_a_job_on_its_threads(tiny_job, base_threads, tmp_path):
