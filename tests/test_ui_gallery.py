@@ -139,6 +139,7 @@ def test_the_listing_is_runs_and_batches_newest_first_and_skips_what_it_may_not_
     run(batch, "seed=2", "member two")
     run(batch, "seed=1", "member one")
     os.symlink(private / "elsewhere", batch / "seed=3")
+    os.symlink(outputs / "old", batch / "seed=4")  # a run of the folder, linked in: listed once, as itself
     (batch / "empty").mkdir()
     os.utime(batch, (2_500, 2_500))
     # what is not listed: hidden folders, files, folders with nothing to show, symlinked run folders (in or out),
