@@ -216,3 +216,25 @@ def test_an_error_is_one_line_the_workers_own_and_a_lost_node_is_told_apart():
     assert c.one_line(boom) == "ValueError: ValueError: bad value"
     assert c.one_line(FakeRay.exceptions.RayTaskError(VqclipError("first line\nsecond"))) == "first line"
     assert len(c.one_line(FakeRay.exceptions.RayTaskError(VqclipError("x" * 1000)))) == 300
+
+
+def test_a_rerun_skips_complete_runs_resumes_stopped_ones_and_starts_the_rest(cfg, tmp_path, monkeypatch):
+    ray = FakeRay({"b": ["ok"], "c": ["ok"]})
+    tasks = []
+    run = Scripted.run
+    monkeypatch.setattr(Scripted, "run", lambda self, task: tasks.append(task) or run(self, task))
+    ray.is_initialized = lambda: True  # a cluster already joined: used as it is
+    monkeypatch.setattr(c, "import_ray", lambda: ray)
+    png(tmp_path / "a" / "final.png", {"prompt": "x", "seed": 1, "stopped": False})
+    png(tmp_path / "b" / "final.png", {"prompt": "x", "seed": 1, "stopped": True})
+    (tmp_path / "b" / "job.yaml").write_text("prompt: x\n")
+    plans = [replace(cfg, seed=1, output=replace(cfg.output, dir=str(tmp_path / k))) for k in "abc"]
+    out = io.StringIO()
+    report = c.run_cluster(plans, out=out)
+    assert [j.state for j in report.jobs] == ["skipped", "done", "done"] and report.code == 0
+    assert [(t.key, t.resume, sorted(t.files)) for t in tasks] == [("b", True, ["final.png", "job.yaml"]),
+                                                                  ("c", False, [])]
+    assert f"skipped: {tmp_path / 'a'} is complete" in out.getvalue()
+    assert "cluster: 2 done, 1 skipped, 0 failed" in out.getvalue()
+    with pytest.raises(VqclipError, match="--ray-cpus-per-job: expected 1 or more, got 0"):
+        c.run_cluster(plans, cpus_per_job=0)

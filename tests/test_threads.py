@@ -4,6 +4,7 @@ runs overlap in several threads (the page's workers). `--devices` processes: tes
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -65,6 +66,9 @@ def test_a_block_sets_the_count_and_restores_it_nested_or_not(base_threads):
         with threads(0):
             assert torch.get_num_threads() == 1
     assert left_as_it_was()
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    with threads(100_000):  # more than the CPUs here only slows every step down
+        assert torch.get_num_threads() == cpus
     with pytest.raises(KeyError), threads(1):  # a run that fails restores it too
         raise KeyError("x")
     assert left_as_it_was()
