@@ -144,18 +144,18 @@ def test_finished_run_refuses_then_goes_on_with_more_steps(tiny_job, tmp_path, c
 
 
 def test_resume_runs_on_the_jobs_thread_count_unless_told(tiny_job, tmp_path, monkeypatch):
-    import vqclip.runs.resume
+    import vqclip.runs.pipeline
 
     job = {**tiny_job, "prompt": "a red circle", "steps": 2, "seed": 3, "threads": 2,
            "output": {"dir": str(tmp_path / "run"), "progress": False}}
     run = run_job(build_config(job))
-    before, seen, real = torch.get_num_threads(), [], vqclip.runs.resume.resume_run
+    before, seen, real = torch.get_num_threads(), [], vqclip.runs.pipeline.generate
 
-    def spy(*args, **kwargs):
+    def spy(*args, **kwargs):  # the resumed run itself
         seen.append(torch.get_num_threads())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(vqclip.runs.resume, "resume_run", spy)
+    monkeypatch.setattr(vqclip.runs.pipeline, "generate", spy)
     assert main(["resume", str(run.dir), "--steps", "3", "--quiet"]) == 0
     assert main(["resume", str(run.dir), "--steps", "4", "--quiet", "--threads", "1"]) == 0
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

@@ -4,6 +4,7 @@ runs overlap in several threads (the page's workers). `--devices` processes: tes
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -65,6 +66,9 @@ def test_a_block_sets_the_count_and_restores_it_nested_or_not(base_threads):
         with threads(0):
             assert torch.get_num_threads() == 1
     assert left_as_it_was()
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    with threads(100_000):  # more than the CPUs here only slows every step down
+        assert torch.get_num_threads() == cpus
     with pytest.raises(KeyError), threads(1):  # a run that fails restores it too
         raise KeyError("x")
     assert left_as_it_was()
@@ -100,8 +104,11 @@ def test_overlapping_runs_in_two_threads_keep_their_own_counts_and_leave_none_be
     assert left_as_it_was()
 
 
-def test_a_pipeline_call_a_stream_and_a_run_folder_use_the_jobs_threads(pipe, base_threads, tmp_path):
-    seen = Seen()
+def test_a_pipeline_call_a_stream_and_a_run_folder_use_the_jobs_threads(pipe, base_threads, tmp_path, monkeypatch):
+    from vqclip.runs import pipeline
+
+    seen, finished, finish = Seen(), [], pipeline.finish
+    monkeypatch.setattr(pipeline, "finish", lambda *a, **k: finished.append(torch.get_num_threads()) or finish(*a, **k))
     pipe("a red circle", callbacks=[seen], threads=1, **JOB)
     assert seen == [1, 1] and left_as_it_was()
     seen.clear()
@@ -114,6 +121,7 @@ def test_a_pipeline_call_a_stream_and_a_run_folder_use_the_jobs_threads(pipe, ba
     run = pipe.run({"prompt": "a red circle", "threads": 1, "output": {"video": False}, **JOB}, out=tmp_path / "r",
                    callbacks=[seen])
     assert seen == [1, 1] and run.config.threads == 1 and left_as_it_was()
+    assert finished == [1]  # the video, final.png and an upscale too
 
 
 def test_the_pages_queue_runs_a_job_on_its_threads(tiny_job, base_threads, tmp_path):

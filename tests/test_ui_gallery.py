@@ -88,7 +88,8 @@ def srv(layout):
     ("/files/run/dir.png", 404, "no such file"),
     ("/files/run/missing.png", 404, "no such file"),
     ("/files/run/" + "a" * 300 + ".png", 404, "no such file"),  # longer than a file name may be
-    ("/files/" + "a/" * 520 + "x.png", 400, "too long a path (1045 characters; at most 1024)"),
+    ("/files/" + "a/" * 509 + "xx.png", 404, "no such file"),  # 1024 characters: looked for
+    ("/files/" + "a/" * 509 + "xxx.png", 400, "too long a path (1025 characters; at most 1024)"),
     ("/files/run%2F..%2Frun%2Ffinal.png", 400, "not a path inside the outputs folder"),  # `..` even if it stays in
     ("/files/run/..%2F..%2Fprivate%2Fsecret.png", 400, "not a path inside the outputs folder"),
     ("/files/..%5Cprivate%5Csecret.png", 400, "not a path inside the outputs folder"),
@@ -138,6 +139,7 @@ def test_the_listing_is_runs_and_batches_newest_first_and_skips_what_it_may_not_
     run(batch, "seed=2", "member two")
     run(batch, "seed=1", "member one")
     os.symlink(private / "elsewhere", batch / "seed=3")
+    os.symlink(outputs / "old", batch / "seed=4")  # a run of the folder, linked in: listed once, as itself
     (batch / "empty").mkdir()
     os.utime(batch, (2_500, 2_500))
     # what is not listed: hidden folders, files, folders with nothing to show, symlinked run folders (in or out),

@@ -118,3 +118,5 @@ def test_a_planned_job_is_quiet_on_the_servers_device_unless_it_names_one(tiny_j
     assert plan({**job, "device": "auto"}, upload, allow_paths=True, device="cpu").device == "auto"
     with pytest.raises(VqclipError, match="vqgan.config: the page cannot name files"):
         plan(job, upload, device="cpu")  # the test hook off: the tiny model's files are files of the server
+    with pytest.raises(VqclipError, match=f"^job: holds over {MAX_VALUES} values"):  # sized before anything else
+        plan({**job, "negative": ["x"] * MAX_VALUES}, upload, allow_paths=True)

@@ -194,10 +194,10 @@ def test_zoom_config_runs_with_frames_and_fps(tiny_job, tmp_path):
 def test_zoom_command_writes_a_capped_gif(tiny_args, tmp_path, monkeypatch):
     import torch
 
-    import vqclip.runs.pipeline as jobs  # the command looks run_job up there when it runs
+    import vqclip.runs.pipeline as jobs  # run_job looks generate up there: the run itself
 
-    out, seen, real = tmp_path / "run", [], jobs.run_job
-    monkeypatch.setattr(jobs, "run_job", lambda cfg, **kw: seen.append(torch.get_num_threads()) or real(cfg, **kw))
+    out, seen, real = tmp_path / "run", [], jobs.generate
+    monkeypatch.setattr(jobs, "generate", lambda *a, **kw: seen.append(torch.get_num_threads()) or real(*a, **kw))
     code = main(["zoom", "a tunnel", *tiny_args, "--frames", "3", "--every", "2", "--zoom", "1.1",
                  "--rotate", "0:0,2:5", "--seed", "1", "--out", str(out), "--video-format", "gif",
                  "--gif-max-side", "16", "--threads", "2"])
