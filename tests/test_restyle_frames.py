@@ -177,6 +177,17 @@ def test_prepare_keeps_the_aspect_and_caps_the_frames(tiny_job, tiny_models, vid
     assert fit_size(32, 48, 64, 16) == (48, 64) and fit_size(300, 10, 64, 16) == (64, 16)  # never below the factor
 
 
+def test_a_shorthand_story_longer_than_the_video_is_refused_before_the_run(tiny_job, tiny_models, video3):
+    """In a restyle the story's parts are spread over input frames: 4 parts over 3 frames is an error naming the
+    frames, raised by prepare (before a run folder is made); 3 parts over 3 frames run."""
+    cfg = restyle_job(tiny_job, video3, prompt="a ^ b ^ c ^ d")
+    with pytest.raises(VqclipError, match="^prompt 'a \\^ b \\^ c \\^ d' has 4 story parts but 3 input frames to spread "
+                                          "them over; give at least 4 input frames or set change_every$"):
+        Restyle().prepare(cfg, tiny_models)
+    Restyle().prepare(restyle_job(tiny_job, video3, prompt="a ^ b ^ c"), tiny_models)
+    Restyle().prepare(replace(cfg, change_every=1), tiny_models)
+
+
 def test_frames_done_counts_the_frames_before_the_first_gap():
     names = lambda *i: [Path(f"frames/{k:06d}.png") for k in i]  # noqa: E731
     assert frames_done(names(0, 1, 3)) == 2 and frames_done(names(1, 2)) == 0 and frames_done(names(0, 1, 2)) == 3

@@ -229,3 +229,15 @@ def test_a_jobs_keyframes_and_texts():
     assert job_texts(job) == ["a dog", "a cat", "fur", "a lamp", "blurry"]
     shorthand = SimpleNamespace(prompt="a ^ b:2", story=[], steps=0, change_every=0, negative=[], image_prompts=[])
     assert job_texts(shorthand) == ["a", "b"]
+
+
+@pytest.mark.parametrize("parts, steps", [(2, 1), (3, 2), (5, 4)])
+def test_a_shorthand_story_needs_a_step_for_each_part(parts, steps):
+    """'a ^ b ^ c' spread over 2 steps would put two parts on one step: an error saying so (not 'two keyframes at step
+    1', keyframes the user never wrote); as many steps as parts is enough."""
+    prompt = " ^ ".join("abcde"[:parts])
+    with pytest.raises(VqclipError, match=rf"^prompt '{re.escape(prompt)}' has {parts} story parts but {steps} steps? "
+                                          rf"to spread them over; give at least {parts} steps or set change_every$"):
+        merge_layers([("job", {"prompt": prompt, "steps": steps})])
+    assert [k.at for k in story_from_shorthand(prompt, parts)] == list(range(parts))
+    assert len(story_from_shorthand(prompt, steps, change_every=1)) == parts  # change_every places them itself
