@@ -65,6 +65,17 @@ def test_the_precision_is_decided_by_the_pixels_of_a_step_with_all_starts(tiny_j
     assert Objective(cfg, tiny_models, CPU, batch=batch).amp == amp
 
 
+@pytest.mark.parametrize("size, amp", [([127, 129], torch.bfloat16), ([130, 126], torch.bfloat16),
+                                       ([124, 132], None), ([128, 124], None)])
+def test_the_precision_counts_the_pixels_decoded_after_rounding(tiny_job, tiny_models, monkeypatch, size, amp):
+    """127x129 (16383 pixels asked) decodes 128x128 (factor 4): 128x128 pixels or more, so bf16; 124x132 decodes
+    16368 pixels, fp32."""
+    monkeypatch.setattr("vqclip.nets.device.cpu_native_bf16", lambda: True)
+    objective = Objective(job(tiny_job, precision="auto", size=size), tiny_models, CPU)
+    assert objective.amp == amp
+    assert (objective.width * objective.height >= 128 * 128) == (amp is not None)
+
+
 def test_the_memory_plan_counts_the_cutouts_of_every_start(tiny_job, tiny_models):
     """memory low: decoder checkpointing and at most 8 cutouts per CLIP pass, of all starts' cutouts together (3
     cutouts x 2 starts = 6); memory normal: the micro_batch asked for, no checkpointing."""

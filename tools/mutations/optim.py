@@ -68,6 +68,9 @@ MUTATIONS = [
     # --- the objective's plans and terms
     M("the precision decided by one start, not all best-of-n starts", OBJ, "max(batch, cfg.candidates.n) *",
       "batch *", ("tests/test_objective.py",)),
+    M("the precision decided by the size asked, not the size decoded", OBJ,
+      "max(batch, cfg.candidates.n) * self.width * self.height)", "max(batch, cfg.candidates.n) * cfg.size[0] * cfg.size[1])",
+      ("tests/test_objective.py",)),
     M("the memory plan counts one start's cutouts", OBJ, "2 if self.amp else 4, device, batch=batch)",
       "2 if self.amp else 4, device)", ("tests/test_objective.py",)),
     M("an init term of weight 0 is still added", OBJ, "if self.cfg.init.weight > 0:", "if self.cfg.init.weight >= 0:",
