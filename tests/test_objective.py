@@ -101,3 +101,16 @@ def test_the_weights_are_the_prompts_own_until_replaced(tiny_job, tiny_models):
     assert objective.stops.tolist() == [-0.25] and objective.schedule is None
     clip = tiny_models.clips[0][0]
     torch.testing.assert_close(objective.targets[0], clip.encode_text(["a cat"]))
+
+
+def test_the_cutouts_are_the_jobs(tiny_job, tiny_models):
+    """One sampler per CLIP input size, with the job's cutouts.n, pow, min_size, augments (in order) and noise."""
+    import kornia.augmentation as K
+
+    cfg = job(tiny_job, cutouts={"n": 3, "pow": 2.0, "min_size": 0.5, "augments": ["flip", "noise", "jitter"],
+                                 "noise": 0.3})
+    cut = Objective(cfg, tiny_models, CPU).cutouts
+    assert list(cut) == [32]
+    c = cut[32]
+    assert (c.cut_size, c.n, c.cut_pow, c.min_frac, c.noise) == (32, 3, 2.0, 0.5, 0.3)
+    assert [type(s) for s in c.augment.children()] == [K.RandomHorizontalFlip, K.ColorJitter]

@@ -241,3 +241,12 @@ def test_a_shorthand_story_needs_a_step_for_each_part(parts, steps):
         merge_layers([("job", {"prompt": prompt, "steps": steps})])
     assert [k.at for k in story_from_shorthand(prompt, parts)] == list(range(parts))
     assert len(story_from_shorthand(prompt, steps, change_every=1)) == parts  # change_every places them itself
+
+
+def test_a_keyframe_needs_a_prompt_and_a_finite_weight_and_a_keyframed_value_a_value():
+    with pytest.raises(VqclipError, match="the keyframe at step 3 has no prompt"):
+        PromptSchedule([Keyframe(0, "a"), Keyframe(3, "  ")])
+    with pytest.raises(VqclipError, match="the keyframe at step 0 has a non-finite weight"):
+        PromptSchedule([Keyframe(0, "a", math.inf)])
+    with pytest.raises(VqclipError, match="animation.zoom: expected a number.*got nothing"):
+        parse_keyframed(" , ", "animation.zoom")
