@@ -144,7 +144,8 @@ def story_keyframes(prompt: str, story: Iterable[Any], steps: int, change_every:
 def job_texts(cfg) -> list[str]:
     """Every text a job's CLIP embeds: the parts of its prompt (each part of a story), its story keyframes' and its
     negatives (not its image prompts)."""
-    keyframes = story_keyframes(cfg.prompt, cfg.story, max(cfg.steps, 1), cfg.change_every)
+    parts = cfg.prompt.count(STORY_SEPARATOR) + 1  # only the texts matter here: enough steps for every part
+    keyframes = story_keyframes(cfg.prompt, cfg.story, max(cfg.steps, parts), cfg.change_every)
     specs = [k.prompt for k in keyframes] + ([] if STORY_SEPARATOR in cfg.prompt else [cfg.prompt])
     return [p.text for spec in specs for p in parse_prompts(spec)] + [p.text for p in parse_negatives(cfg.negative)]
 
