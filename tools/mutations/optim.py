@@ -122,6 +122,10 @@ MUTATIONS = [
       "if len(set(steps)) != len(steps) or steps[0] < 0:", "if steps[0] < 0:", ("tests/test_schedules.py",)),
     M("a keyframe with a blank prompt accepted", SCHED, "        if not k.prompt.strip():\n", "        if False:\n",
       ("tests/test_schedules.py",)),
+    M("a '^' story with more parts than steps: an error about keyframes never written", SCHED,
+      "    if len(parts) > steps:\n", "    if False:\n", ("tests/test_schedules.py",)),
+    M("a job's texts depend on its steps (a short story job fails to list them)", SCHED,
+      "max(cfg.steps, parts), cfg.change_every)", "max(cfg.steps, 1), cfg.change_every)", ("tests/test_schedules.py",)),
     M("an unknown LR schedule runs as constant", SCHED, '    if schedule == "constant":\n        return lr\n',
       "    return lr\n", ("tests/test_schedules.py",)),
 ]
