@@ -71,8 +71,8 @@ def test_the_trials_never_run_past_the_runs_steps(tiny_job, tiny_models, steps, 
     cfg = job(tiny_job, steps=steps, cutouts={"n": 2}, candidates={"n": 2, "steps": 2, "views": 2})
     assert trial_steps(cfg) == trials and trial_steps(job(tiny_job, candidates={"steps": 2})) == 0  # n = 1: none
     events = []
-    result = generate(cfg, tiny_models, [with_trials(lambda e: events.append((e.trial, e.step)))])
-    assert events == [(2, s) for s in range(trials)] + [(0, s) for s in range(trials, steps)]
+    result = generate(cfg, tiny_models, [with_trials(lambda e: events.append((e.trial, e.step, e.total)))])
+    assert events == [(2, s, steps) for s in range(trials)] + [(0, s, steps) for s in range(trials, steps)]
     assert result.steps == steps
 
 

@@ -8,6 +8,7 @@ import torch
 
 from tiny import write_clip
 from vqclip.config import merge_layers
+from vqclip.errors import VqclipError
 from vqclip.nets.clip import load_clip
 from vqclip.nets.load import Models
 from vqclip.optim.objective import Objective, clip_term_names, rounded_size
@@ -96,6 +97,8 @@ def test_the_weights_are_the_prompts_own_until_replaced(tiny_job, tiny_models):
     assert objective.weights_at(7).tolist() == [2.0, -0.5, -1.0] == objective.host_weights_at(7)
     assert objective.stops.tolist() == [float("-inf"), 1.0, float("-inf")]
     assert [t.shape for t in objective.targets] == [(3, 32)]
+    with pytest.raises(VqclipError, match="nothing to aim at"):
+        objective.set_prompts([Prompt("a cat", -0.5)])
     objective.set_prompts([Prompt("a cat", 0.5, stop=-0.25)])
     assert objective.weights_at(7).tolist() == [0.5] == objective.host_weights_at(7)
     assert objective.stops.tolist() == [-0.25] and objective.schedule is None

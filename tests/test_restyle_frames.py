@@ -110,6 +110,7 @@ def test_each_frame_runs_its_steps_with_the_lr_schedule_over_them(restyled):
     assert [(e.frame, e.step, e.total) for e in seen["events"]] == [(i, s, 2) for i in range(3) for s in range(2)]
     assert seen["lr"] == pytest.approx([LR, LR * (1 - 0.5 * 0.5)] * 3)  # linear to min_factor 0.5 over 2 steps
     assert result.steps == 6 and not result.stopped and result.info == {"frames_done": 3}
+    assert result.losses == pytest.approx([e.loss for e in seen["events"][-2:]])  # the last frame's curve
     assert [p.name for p in result.frames] == ["000000.png", "000001.png", "000002.png"]
     assert torch.equal(result.image, png(result.frames[-1]))
 
@@ -151,6 +152,14 @@ def test_a_stop_keeps_the_finished_frames_and_drops_a_half_made_one(tiny_job, ti
     result = generate(cfg, tiny_models, [StopAfter(stop)], frames=Folder(tmp_path))
     assert result.stopped and len(result.frames) == frames and result.steps == 2 * frames
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{i:06d}.png" for i in range(frames)]
+
+
+@pytest.mark.parametrize("max_frames, made", [(2, 2), (3, 3)])
+def test_max_frames_caps_the_frames_restyled(tiny_job, tiny_models, video3, tmp_path, max_frames, made):
+    cfg = restyle_job(tiny_job, video3, size=[16, 16])
+    cfg = replace(cfg, restyle=replace(cfg.restyle, max_frames=max_frames, steps_per_frame=1))
+    result = generate(cfg, tiny_models, frames=Folder(tmp_path))
+    assert len(result.frames) == made and result.steps == made and not result.stopped
 
 
 def test_a_restyle_stopped_before_its_first_frame_or_without_a_folder_is_one_line(tiny_job, tiny_models, video3,
