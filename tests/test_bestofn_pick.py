@@ -135,7 +135,7 @@ def test_the_images_of_one_batch_share_its_trials(story_pick, tiny_job, tiny_mod
     """The second image (rank 1) of a batch goes on from the trials the first ran, without running them again; a job
     with another seed runs its own."""
     (first, second) = story_pick[0]
-    assert [e.step for e in first[3]] == [0, 1, 2] and second[3] == []  # the trial steps seen: only the first image ran them
+    assert [e.step for e in first[3]] == [0, 1, 2] and second[3] == []  # only the first image ran the trial steps
     assert first[0].scores == second[0].scores and first[0].curve == second[0].curve
     memo, events = {"key": "another job"}, []
     cfg = job(tiny_job, **{**STORY, "seed": 4})

@@ -1,15 +1,14 @@
 """The objective's plan and terms (vqclip.optim.objective): the size it decodes, the names and shares of its CLIP
 terms, which prior terms it adds, the precision and memory plan of a batch of starts, and the weights it scores with."""
 
+import copy
 import logging
 
 import pytest
 import torch
 
-from tiny import write_clip
 from vqclip.config import merge_layers
 from vqclip.errors import VqclipError
-from vqclip.nets.clip import load_clip
 from vqclip.nets.load import Models
 from vqclip.optim.objective import Objective, clip_term_names, rounded_size
 from vqclip.optim.prompts import Prompt
@@ -36,11 +35,13 @@ def test_each_clip_has_its_own_term_even_when_two_share_a_name():
     assert clip_term_names(["a", "b", "a"]) == ["clip:a#0", "clip:b", "clip:a#2"]
 
 
-def test_a_term_of_weight_zero_is_left_out(tiny_job, tiny_models, tmp_path):
+def test_a_term_of_weight_zero_is_left_out(tiny_job, tiny_models):
     """init.weight 0 and tv_weight 0 add no term (not even a zero one); a CLIP of weight 0 has no share and no term;
     the shares are each CLIP's weight over the sum."""
-    other = load_clip(*map(str, write_clip(tmp_path, seed=5, name="other")))
-    for clips, shares in (([(1.0, "clip"), (0.0, "other")], [1.0, 0.0]), ([(1.0, "clip"), (3.0, "other")], [0.25, 0.75])):
+    other = copy.deepcopy(tiny_models.clips[0][0])
+    other.name = "other"
+    for clips, shares in (([(1.0, "clip"), (0.0, "other")], [1.0, 0.0]),
+                          ([(1.0, "clip"), (3.0, "other")], [0.25, 0.75])):
         models = Models(tiny_models.vqgan, [(tiny_models.clips[0][0], clips[0][0]), (other, clips[1][0])])
         objective = Objective(job(tiny_job, tv_weight=0.0, init={"weight": 0.0}), models, CPU)
         assert objective.clip_weights == shares

@@ -190,8 +190,8 @@ def test_a_shorthand_story_longer_than_the_video_is_refused_before_the_run(tiny_
     """In a restyle the story's parts are spread over input frames: 4 parts over 3 frames is an error naming the
     frames, raised by prepare (before a run folder is made); 3 parts over 3 frames run."""
     cfg = restyle_job(tiny_job, video3, prompt="a ^ b ^ c ^ d")
-    with pytest.raises(VqclipError, match="^prompt 'a \\^ b \\^ c \\^ d' has 4 story parts but 3 input frames to spread "
-                                          "them over; give at least 4 input frames or set change_every$"):
+    with pytest.raises(VqclipError, match=r"^prompt 'a \^ b \^ c \^ d' has 4 story parts but 3 input frames to "
+                                          "spread them over; give at least 4 input frames or set change_every$"):
         Restyle().prepare(cfg, tiny_models)
     Restyle().prepare(restyle_job(tiny_job, video3, prompt="a ^ b ^ c"), tiny_models)
     Restyle().prepare(replace(cfg, change_every=1), tiny_models)

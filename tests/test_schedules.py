@@ -250,6 +250,6 @@ def test_a_keyframe_needs_a_prompt_and_a_finite_weight_and_a_keyframed_value_a_v
         PromptSchedule([Keyframe(0, "a", math.inf)])
     with pytest.raises(VqclipError, match="animation.zoom: expected a number.*got nothing"):
         parse_keyframed(" , ", "animation.zoom")
-    with pytest.raises(VqclipError, match=r"animation.zoom: keyframe steps must be >= 0 and each given once, got \[-1.0"):
+    with pytest.raises(VqclipError, match=r"zoom: keyframe steps must be >= 0 and each given once, got \[-1.0"):
         parse_keyframed({-1: 1.0, 5: 2.0}, "animation.zoom")
     assert parse_keyframed({0: 1.0}, "z") == [(0.0, 1.0)]  # step 0, the first allowed
