@@ -71,15 +71,15 @@ def test_the_trials_never_run_past_the_runs_steps(tiny_job, tiny_models, steps, 
     cfg = job(tiny_job, steps=steps, cutouts={"n": 2}, candidates={"n": 2, "steps": 2, "views": 2})
     assert trial_steps(cfg) == trials and trial_steps(job(tiny_job, candidates={"steps": 2})) == 0  # n = 1: none
     events = []
-    result = generate(cfg, tiny_models, [with_trials(lambda e: events.append((e.trial, e.step)))])
-    assert events == [(2, s) for s in range(trials)] + [(0, s) for s in range(trials, steps)]
+    result = generate(cfg, tiny_models, [with_trials(lambda e: events.append((e.trial, e.step, e.total)))])
+    assert events == [(2, s, steps) for s in range(trials)] + [(0, s, steps) for s in range(trials, steps)]
     assert result.steps == steps
 
 
 # ---- the scores, the pick and what goes on ----
 
 STORY = {"prompt": "a red cat ^ a blue dog", "change_every": 3, "negative": ["blurry"], "steps": 6,
-         "init": {"kind": "random", "weight": 0.5}, "candidates": {"n": 3, "steps": 3, "views": 4}}
+         "init": {"kind": "random", "weight": 0.5}, "candidates": {"n": 3, "steps": 3, "views": 3}}
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +135,7 @@ def test_the_images_of_one_batch_share_its_trials(story_pick, tiny_job, tiny_mod
     """The second image (rank 1) of a batch goes on from the trials the first ran, without running them again; a job
     with another seed runs its own."""
     (first, second) = story_pick[0]
-    assert [e.step for e in first[3]] == [0, 1, 2] and second[3] == []  # the trial steps seen: only the first image ran them
+    assert [e.step for e in first[3]] == [0, 1, 2] and second[3] == []  # only the first image ran the trial steps
     assert first[0].scores == second[0].scores and first[0].curve == second[0].curve
     memo, events = {"key": "another job"}, []
     cfg = job(tiny_job, **{**STORY, "seed": 4})
@@ -143,6 +143,29 @@ def test_the_images_of_one_batch_share_its_trials(story_pick, tiny_job, tiny_mod
     ctx = RunContext(cfg, tiny_models, CPU, 4, trial_callbacks=[lambda e: events.append(e.step)], trials=memo)
     best_of_n(ctx, run.objective, run.state)
     assert events == [0, 1, 2] and memo["key"] != "another job"
+
+
+def test_each_image_of_a_batch_is_the_image_its_rank_gives_alone(tiny_job, tiny_models):
+    """candidates.keep 3: the third image, going on from trials the first ran and the second went on from, ends as a
+    job of that rank alone ends (nothing of the others' runs leaks into the shared trials)."""
+    cfg = lambda rank: job(tiny_job, steps=4, cutouts={"n": 2}, candidates={"n": 3, "steps": 2, "views": 2,  # noqa
+                                                                                "rank": rank})
+    memo = {}
+    batch = [generate(cfg(rank), tiny_models, trials=memo) for rank in range(3)]
+    alone = generate(cfg(2), tiny_models, trials={})
+    assert sorted(r.start for r in batch) == [0, 1, 2] and alone.start == batch[2].start
+    assert torch.equal(batch[2].image, alone.image) and batch[2].losses == alone.losses
+
+
+def test_the_starts_memory_plan_counts_all_their_cutouts(tiny_job, tiny_models, monkeypatch):
+    """memory low: the objective of 3 starts of 4 cutouts scores min(12, 8) cutouts per CLIP pass (one start: 4)."""
+    from vqclip.optim.objective import Objective
+
+    made, real = [], Objective.__init__
+    monkeypatch.setattr(Objective, "__init__", lambda self, *a, **k: made.append(self) or real(self, *a, **k))
+    generate(job(tiny_job, steps=1, memory="low", candidates={"n": 3, "steps": 1, "views": 2}), tiny_models)
+    generate(job(tiny_job, steps=1, memory="low"), tiny_models)
+    assert [(o.checkpoint, o.micro_batch) for o in made] == [(True, 8), (True, 4)]
 
 
 def test_the_scores_are_taken_in_the_runs_precision(tiny_job, tiny_models):

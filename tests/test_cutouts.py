@@ -143,3 +143,13 @@ def test_noise_is_added_only_when_named_and_each_image_gets_its_own_n_views():
     assert draw.augment is None and draw.noise.shape == (6, 3, 8, 8) and draw.noise.abs().sum() > 0
     torch.testing.assert_close(cut.apply(image, draw), _crop_reference(image, draw.boxes, 8) + draw.noise)
     torch.testing.assert_close(cut(image, torch.Generator().manual_seed(0)), cut.apply(image, draw))
+
+
+def test_cutouts_stay_float32_under_autocast():
+    """The resampling matrices are exact in fp32; bf16 autocast around them (the run's precision) changes nothing."""
+    image = torch.rand(1, 3, 30, 40, generator=torch.Generator().manual_seed(6))
+    boxes = sample_boxes(5, 30, 40, 12, generator=torch.Generator().manual_seed(6))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cuts = make_cutouts(image, boxes, 12)
+    assert cuts.dtype == torch.float32
+    torch.testing.assert_close(cuts, _crop_reference(image, boxes, 12), rtol=1e-5, atol=1e-5)

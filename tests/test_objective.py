@@ -1,14 +1,14 @@
 """The objective's plan and terms (vqclip.optim.objective): the size it decodes, the names and shares of its CLIP
 terms, which prior terms it adds, the precision and memory plan of a batch of starts, and the weights it scores with."""
 
+import copy
 import logging
 
 import pytest
 import torch
 
-from tiny import write_clip
 from vqclip.config import merge_layers
-from vqclip.nets.clip import load_clip
+from vqclip.errors import VqclipError
 from vqclip.nets.load import Models
 from vqclip.optim.objective import Objective, clip_term_names, rounded_size
 from vqclip.optim.prompts import Prompt
@@ -35,11 +35,13 @@ def test_each_clip_has_its_own_term_even_when_two_share_a_name():
     assert clip_term_names(["a", "b", "a"]) == ["clip:a#0", "clip:b", "clip:a#2"]
 
 
-def test_a_term_of_weight_zero_is_left_out(tiny_job, tiny_models, tmp_path):
+def test_a_term_of_weight_zero_is_left_out(tiny_job, tiny_models):
     """init.weight 0 and tv_weight 0 add no term (not even a zero one); a CLIP of weight 0 has no share and no term;
     the shares are each CLIP's weight over the sum."""
-    other = load_clip(*map(str, write_clip(tmp_path, seed=5, name="other")))
-    for clips, shares in (([(1.0, "clip"), (0.0, "other")], [1.0, 0.0]), ([(1.0, "clip"), (3.0, "other")], [0.25, 0.75])):
+    other = copy.deepcopy(tiny_models.clips[0][0])
+    other.name = "other"
+    for clips, shares in (([(1.0, "clip"), (0.0, "other")], [1.0, 0.0]),
+                          ([(1.0, "clip"), (3.0, "other")], [0.25, 0.75])):
         models = Models(tiny_models.vqgan, [(tiny_models.clips[0][0], clips[0][0]), (other, clips[1][0])])
         objective = Objective(job(tiny_job, tv_weight=0.0, init={"weight": 0.0}), models, CPU)
         assert objective.clip_weights == shares
@@ -65,6 +67,17 @@ def test_the_precision_is_decided_by_the_pixels_of_a_step_with_all_starts(tiny_j
     assert Objective(cfg, tiny_models, CPU, batch=batch).amp == amp
 
 
+@pytest.mark.parametrize("size, amp", [([127, 129], torch.bfloat16), ([130, 126], torch.bfloat16),
+                                       ([124, 132], None), ([128, 124], None)])
+def test_the_precision_counts_the_pixels_decoded_after_rounding(tiny_job, tiny_models, monkeypatch, size, amp):
+    """127x129 (16383 pixels asked) decodes 128x128 (factor 4): 128x128 pixels or more, so bf16; 124x132 decodes
+    16368 pixels, fp32."""
+    monkeypatch.setattr("vqclip.nets.device.cpu_native_bf16", lambda: True)
+    objective = Objective(job(tiny_job, precision="auto", size=size), tiny_models, CPU)
+    assert objective.amp == amp
+    assert (objective.width * objective.height >= 128 * 128) == (amp is not None)
+
+
 def test_the_memory_plan_counts_the_cutouts_of_every_start(tiny_job, tiny_models):
     """memory low: decoder checkpointing and at most 8 cutouts per CLIP pass, of all starts' cutouts together (3
     cutouts x 2 starts = 6); memory normal: the micro_batch asked for, no checkpointing."""
@@ -85,8 +98,23 @@ def test_the_weights_are_the_prompts_own_until_replaced(tiny_job, tiny_models):
     assert objective.weights_at(7).tolist() == [2.0, -0.5, -1.0] == objective.host_weights_at(7)
     assert objective.stops.tolist() == [float("-inf"), 1.0, float("-inf")]
     assert [t.shape for t in objective.targets] == [(3, 32)]
+    with pytest.raises(VqclipError, match="nothing to aim at"):
+        objective.set_prompts([Prompt("a cat", -0.5)])
     objective.set_prompts([Prompt("a cat", 0.5, stop=-0.25)])
     assert objective.weights_at(7).tolist() == [0.5] == objective.host_weights_at(7)
     assert objective.stops.tolist() == [-0.25] and objective.schedule is None
     clip = tiny_models.clips[0][0]
     torch.testing.assert_close(objective.targets[0], clip.encode_text(["a cat"]))
+
+
+def test_the_cutouts_are_the_jobs(tiny_job, tiny_models):
+    """One sampler per CLIP input size, with the job's cutouts.n, pow, min_size, augments (in order) and noise."""
+    import kornia.augmentation as K
+
+    cfg = job(tiny_job, cutouts={"n": 3, "pow": 2.0, "min_size": 0.5, "augments": ["flip", "noise", "jitter"],
+                                 "noise": 0.3})
+    cut = Objective(cfg, tiny_models, CPU).cutouts
+    assert list(cut) == [32]
+    c = cut[32]
+    assert (c.cut_size, c.n, c.cut_pow, c.min_frac, c.noise) == (32, 3, 2.0, 0.5, 0.3)
+    assert [type(s) for s in c.augment.children()] == [K.RandomHorizontalFlip, K.ColorJitter]

@@ -34,6 +34,14 @@ def test_an_unknown_optimiser_is_an_error_naming_the_choices():
         make_optimizer("lbfgs", [torch.zeros(1, requires_grad=True)], 0.1)
 
 
+@pytest.mark.parametrize("name", sorted(TORCH))
+def test_fused_on_cuda_exactly_where_torch_has_the_option(name):
+    import inspect
+
+    accepts = set(inspect.signature(TORCH[name]).parameters)
+    assert fast_kernels(name, "cuda", accepts) == ({"fused": True} if "fused" in accepts else {})
+
+
 def test_fused_kernels_only_on_cuda_and_only_where_torch_has_them():
     fused = {"fused", "foreach"}
     assert fast_kernels("adam", "cuda", fused) == {"fused": True}

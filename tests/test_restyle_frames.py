@@ -110,6 +110,7 @@ def test_each_frame_runs_its_steps_with_the_lr_schedule_over_them(restyled):
     assert [(e.frame, e.step, e.total) for e in seen["events"]] == [(i, s, 2) for i in range(3) for s in range(2)]
     assert seen["lr"] == pytest.approx([LR, LR * (1 - 0.5 * 0.5)] * 3)  # linear to min_factor 0.5 over 2 steps
     assert result.steps == 6 and not result.stopped and result.info == {"frames_done": 3}
+    assert result.losses == pytest.approx([e.loss for e in seen["events"][-2:]])  # the last frame's curve
     assert [p.name for p in result.frames] == ["000000.png", "000001.png", "000002.png"]
     assert torch.equal(result.image, png(result.frames[-1]))
 
@@ -153,6 +154,14 @@ def test_a_stop_keeps_the_finished_frames_and_drops_a_half_made_one(tiny_job, ti
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{i:06d}.png" for i in range(frames)]
 
 
+@pytest.mark.parametrize("max_frames, made", [(2, 2), (3, 3)])
+def test_max_frames_caps_the_frames_restyled(tiny_job, tiny_models, video3, tmp_path, max_frames, made):
+    cfg = restyle_job(tiny_job, video3, size=[16, 16])
+    cfg = replace(cfg, restyle=replace(cfg.restyle, max_frames=max_frames, steps_per_frame=1))
+    result = generate(cfg, tiny_models, frames=Folder(tmp_path))
+    assert len(result.frames) == made and result.steps == made and not result.stopped
+
+
 def test_a_restyle_stopped_before_its_first_frame_or_without_a_folder_is_one_line(tiny_job, tiny_models, video3,
                                                                                  tmp_path):
     cfg = restyle_job(tiny_job, video3, size=[16, 16])
@@ -175,6 +184,17 @@ def test_prepare_keeps_the_aspect_and_caps_the_frames(tiny_job, tiny_models, vid
         assert all(s % factor == 0 for s in out.size)
     assert fit_size(48, 32, 64, 16) == (64, 48)  # 42.67 rounds to 48, the nearest multiple of 16
     assert fit_size(32, 48, 64, 16) == (48, 64) and fit_size(300, 10, 64, 16) == (64, 16)  # never below the factor
+
+
+def test_a_shorthand_story_longer_than_the_video_is_refused_before_the_run(tiny_job, tiny_models, video3):
+    """In a restyle the story's parts are spread over input frames: 4 parts over 3 frames is an error naming the
+    frames, raised by prepare (before a run folder is made); 3 parts over 3 frames run."""
+    cfg = restyle_job(tiny_job, video3, prompt="a ^ b ^ c ^ d")
+    with pytest.raises(VqclipError, match=r"^prompt 'a \^ b \^ c \^ d' has 4 story parts but 3 input frames to "
+                                          "spread them over; give at least 4 input frames or set change_every$"):
+        Restyle().prepare(cfg, tiny_models)
+    Restyle().prepare(restyle_job(tiny_job, video3, prompt="a ^ b ^ c"), tiny_models)
+    Restyle().prepare(replace(cfg, change_every=1), tiny_models)
 
 
 def test_frames_done_counts_the_frames_before_the_first_gap():

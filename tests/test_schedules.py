@@ -229,3 +229,27 @@ def test_a_jobs_keyframes_and_texts():
     assert job_texts(job) == ["a dog", "a cat", "fur", "a lamp", "blurry"]
     shorthand = SimpleNamespace(prompt="a ^ b:2", story=[], steps=0, change_every=0, negative=[], image_prompts=[])
     assert job_texts(shorthand) == ["a", "b"]
+
+
+@pytest.mark.parametrize("parts, steps", [(2, 1), (3, 2), (5, 4)])
+def test_a_shorthand_story_needs_a_step_for_each_part(parts, steps):
+    """'a ^ b ^ c' spread over 2 steps would put two parts on one step: an error saying so (not 'two keyframes at step
+    1', keyframes the user never wrote); as many steps as parts is enough."""
+    prompt = " ^ ".join("abcde"[:parts])
+    with pytest.raises(VqclipError, match=rf"^prompt '{re.escape(prompt)}' has {parts} story parts but {steps} steps? "
+                                          rf"to spread them over; give at least {parts} steps or set change_every$"):
+        merge_layers([("job", {"prompt": prompt, "steps": steps})])
+    assert [k.at for k in story_from_shorthand(prompt, parts)] == list(range(parts))
+    assert len(story_from_shorthand(prompt, steps, change_every=1)) == parts  # change_every places them itself
+
+
+def test_a_keyframe_needs_a_prompt_and_a_finite_weight_and_a_keyframed_value_a_value():
+    with pytest.raises(VqclipError, match="the keyframe at step 3 has no prompt"):
+        PromptSchedule([Keyframe(0, "a"), Keyframe(3, "  ")])
+    with pytest.raises(VqclipError, match="the keyframe at step 0 has a non-finite weight"):
+        PromptSchedule([Keyframe(0, "a", math.inf)])
+    with pytest.raises(VqclipError, match="animation.zoom: expected a number.*got nothing"):
+        parse_keyframed(" , ", "animation.zoom")
+    with pytest.raises(VqclipError, match=r"zoom: keyframe steps must be >= 0 and each given once, got \[-1.0"):
+        parse_keyframed({-1: 1.0, 5: 2.0}, "animation.zoom")
+    assert parse_keyframed({0: 1.0}, "z") == [(0.0, 1.0)]  # step 0, the first allowed

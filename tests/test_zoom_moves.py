@@ -92,3 +92,10 @@ def test_zoom_and_shift_compose_as_documented():
     expected = ((torch.arange(w) - c - 4) / 2 + c) / w
     torch.testing.assert_close(out[0, 0, 16, 8:24], expected[8:24], rtol=0, atol=1e-5)
     assert torch.allclose(out[0, 0, 5:27, 12], out[0, 0, 16, 12].expand(22))  # a vertical shift moves no column
+
+
+def test_shifts_are_in_pixels_of_each_axis_on_a_wide_image():
+    image = torch.rand(1, 3, 16, 24, generator=torch.Generator().manual_seed(0))
+    moved = transform_image(image, shift_x=3, shift_y=2, padding="zeros")
+    torch.testing.assert_close(moved[..., 2:, 3:], image[..., :-2, :-3], rtol=0, atol=1e-5)
+    assert moved[..., :2, :].abs().max() == 0 and moved[..., :, :3].abs().max() == 0

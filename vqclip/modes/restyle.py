@@ -21,6 +21,7 @@ from ..files.images import cover, load_image, to_tensor
 from ..files.video import count_frames, open_video
 from ..optim.loop import run_steps
 from ..optim.objective import Objective
+from ..optim.schedules import story_keyframes
 from ..optim.state import RunState
 from .base import GenerateResult, Mode, RunContext
 from .story import story_targets
@@ -63,11 +64,14 @@ class Restyle(Mode):
         return 0  # the frames are the restyled input frames, written by `run`
 
     def prepare(self, cfg, models):
-        """Read the video's size, rate and frame count; keep its aspect (long side max(size)) unless told not to."""
+        """Read the video's size, rate and frame count (a story's parts need a frame each); keep its aspect (long side
+        max(size)) unless told not to."""
         reader, _, self.meta = open_video(Path(cfg.restyle.input))  # a missing or unreadable video fails here
         reader.close()
         total = count_frames(Path(cfg.restyle.input))
         self.frames_total = min(total, cfg.restyle.max_frames) if cfg.restyle.max_frames else total
+        if self.frames_total:  # a story's parts are spread over the frames: too many for them fail here, not mid-run
+            story_keyframes(cfg.prompt, cfg.story, self.frames_total, cfg.change_every, "input frames")
         if cfg.restyle.keep_aspect:
             cfg = replace(cfg, size=list(fit_size(*self.meta["size"], max(cfg.size), models.vqgan.factor)))
         return cfg

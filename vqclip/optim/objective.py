@@ -70,10 +70,10 @@ class Objective:
                  schedule: Optional[WeightSchedule] = None, batch: int = 1):
         self.cfg, self.models, self.device = cfg, models, device
         vq = models.vqgan
-        # the precision of the whole job, decided by the pixels of a step with all of best-of-n's starts: the same
-        # for the trials, the chosen start going on alone, and a resume of it
-        self.amp = autocast_dtype(cfg.precision, device, max(batch, cfg.candidates.n) * cfg.size[0] * cfg.size[1])
         self.width, self.height = rounded_size(cfg.size, vq.factor)
+        # the precision of the whole job, decided by the pixels a step decodes with all of best-of-n's starts: the
+        # same for the trials, the chosen start going on alone, and a resume of it
+        self.amp = autocast_dtype(cfg.precision, device, max(batch, cfg.candidates.n) * self.width * self.height)
         # 1. Targets: text and image prompts, embedded once per CLIP model
         self.prompts = prompts if prompts is not None else parse_job_prompts(cfg.prompt, cfg.negative,
                                                                              cfg.image_prompts)

@@ -40,11 +40,16 @@ def split_story(prompt: str) -> list[str]:
     return parts
 
 
-def story_from_shorthand(prompt: str, steps: int, change_every: int = 0) -> list[Keyframe]:
-    """'a ^ b' -> keyframes every `change_every` steps, or spread evenly over `steps` when it is 0."""
+def story_from_shorthand(prompt: str, steps: int, change_every: int = 0, unit: str = "steps") -> list[Keyframe]:
+    """'a ^ b' -> keyframes every `change_every` steps, or spread evenly over `steps` (a restyle's `unit`: input
+    frames) when it is 0, which needs one at least for each part."""
     parts = split_story(prompt)
     if change_every > 0:
         return [Keyframe(i * change_every, p) for i, p in enumerate(parts)]
+    if len(parts) > steps:
+        one = unit.removesuffix("s") if steps == 1 else unit
+        raise VqclipError(f"prompt '{prompt}' has {len(parts)} story parts but {steps} {one} to spread them over; "
+                          f"give at least {len(parts)} {unit} or set change_every")
     return [Keyframe(round(i * steps / len(parts)), p) for i, p in enumerate(parts)]
 
 
@@ -123,22 +128,25 @@ class PromptSchedule:
         return {p.text: w for p, w in zip(self.prompts, self.weights_at(step)) if w != 0}
 
 
-def story_keyframes(prompt: str, story: Iterable[Any], steps: int, change_every: int) -> list[Keyframe]:
-    """The keyframes of a job: its `story:` list, else the `^` shorthand of its prompt; [] for a plain prompt."""
+def story_keyframes(prompt: str, story: Iterable[Any], steps: int, change_every: int,
+                    unit: str = "steps") -> list[Keyframe]:
+    """The keyframes of a job: its `story:` list, else the `^` shorthand of its prompt spread over `steps` (counted in
+    `unit`: a restyle's are input frames); [] for a plain prompt."""
     story = list(story)
     if story and STORY_SEPARATOR in prompt:
         raise VqclipError("give the story either as 'a ^ b' in prompt or as a story: list, not both")
     if story:
         return [Keyframe(int(k.at), str(k.prompt), float(k.weight)) for k in story]
     if STORY_SEPARATOR in prompt:
-        return story_from_shorthand(prompt, steps, change_every)
+        return story_from_shorthand(prompt, steps, change_every, unit)
     return []
 
 
 def job_texts(cfg) -> list[str]:
     """Every text a job's CLIP embeds: the parts of its prompt (each part of a story), its story keyframes' and its
     negatives (not its image prompts)."""
-    keyframes = story_keyframes(cfg.prompt, cfg.story, max(cfg.steps, 1), cfg.change_every)
+    parts = cfg.prompt.count(STORY_SEPARATOR) + 1  # only the texts matter here: enough steps for every part
+    keyframes = story_keyframes(cfg.prompt, cfg.story, max(cfg.steps, parts), cfg.change_every)
     specs = [k.prompt for k in keyframes] + ([] if STORY_SEPARATOR in cfg.prompt else [cfg.prompt])
     return [p.text for spec in specs for p in parse_prompts(spec)] + [p.text for p in parse_negatives(cfg.negative)]
 
