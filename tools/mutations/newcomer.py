@@ -13,7 +13,7 @@ MUTATIONS = [
     M("a checking process that ran over its time is kept for the next check", "vqclip/ui/bounded.py",
       "keep = answer is not None and not self._closed", "keep = not self._closed", UI_STOP),
     M("a check waits without end for a free checking process instead of being answered busy",
-      "vqclip/ui/bounded.py", "if not self._slots.acquire(timeout=self.seconds):",
+      "vqclip/ui/bounded.py", "if not self._slots.acquire(timeout=self.wait):",
       "if not self._slots.acquire(timeout=None):", UI_STOP),
     M("a check runs in the environment its process started with, not the caller's", "vqclip/ui/bounded.py",
       "    os.environ.clear()\n    os.environ.update(env)\n", "", UI_STOP),
