@@ -26,6 +26,9 @@ MUTATIONS = [
     M("nested JSON past the parser is a server error", "vqclip/ui/server.py",
       'except RecursionError:\n            return fail(400, "job: the JSON is nested too deeply")',
       'except ValueError:\n            return fail(400, "job: the JSON is nested too deeply")', UI_STOP),
+    M("a run's job comes back unencoded, to be made JSON by the server outside the bound", "vqclip/ui/gallery.py",
+      "text = json.dumps(edit_job(outputs, folder))", "text = json.dumps([])\n    return edit_job(outputs, folder)",
+      UI_STOP),
     # --- a run's notes on the page
     M("notes of other threads land on the running job", "vqclip/runs/queue.py",
       "if record.thread != self.thread or record.name", "if record.name", ("tests/test_ui_notes.py",)),

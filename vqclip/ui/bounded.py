@@ -94,7 +94,8 @@ def serve(memory: int) -> None:
     logger.propagate = False  # notes go back in the answer, not to stderr
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print must not corrupt the answers
-    importlib.import_module("vqclip.ui.jobs")  # what the page's checks run: imported before the first request
+    for module in ("vqclip.ui.jobs", "vqclip.ui.gallery"):  # what the page's checks run, before the first request
+        importlib.import_module(module)
     _send(stdout, "ready")
     while True:
         try:
