@@ -39,15 +39,16 @@ def test_running_a_runs_job_yaml_makes_a_new_run_of_the_same_job(first, tmp_path
     assert main(["generate", "--config", str(folder / "job.yaml"), "--out", str(tmp_path / "viaconfig")]) == 0
 
 
-def test_a_folder_that_holds_a_run_is_refused_naming_a_flag_that_exists(first, tmp_path, capsys):
+def test_a_folder_that_holds_a_run_is_refused_naming_a_flag_that_exists(first, tmp_path, monkeypatch, capsys):
     folder, _ = first
-    job = tmp_path / "mine.yaml"  # a job file of the user's, whose output.dir is kept as written
+    monkeypatch.chdir(tmp_path)
+    job = folder / "mine.yaml"  # a job file of the user's (even beside a run), whose output.dir is kept as written
     job.write_text(yaml.safe_dump({**yaml.safe_load((folder / "job.yaml").read_text()),
                                    "output": {"dir": str(folder)}}))
     capsys.readouterr()
     assert main(["run", str(job)]) == 2
     err = capsys.readouterr().err
-    assert "already holds a run; choose another --out" in err
+    assert "already holds a run; choose another --out" in err and not (tmp_path / "outputs").exists()
     run_help = build_parser().commands["run"].format_help()
     assert "--out" in run_help and "output.dir" in run_help
 

@@ -94,7 +94,8 @@ def serve(memory: int) -> None:
     logger.propagate = False  # notes go back in the answer, not to stderr
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print must not corrupt the answers
-    importlib.import_module("vqclip.ui.jobs")  # what the page's checks run: imported before the first request
+    for module in ("vqclip.ui.jobs", "vqclip.ui.gallery"):  # what the page's checks run, before the first request
+        importlib.import_module(module)
     _send(stdout, "ready")
     while True:
         try:
@@ -150,11 +151,13 @@ class Checker:
     Args:
         seconds: how long a check may take before its process is killed and the request answered with an error.
         memory: bytes of address space a checking process may take (Linux; elsewhere only the time is bounded).
-        at_once: checks at the same time; one more waits at most `seconds` for a free process, then is answered busy.
+        at_once: checks at the same time; one more waits at most `wait` seconds (default: `seconds`) for a free
+            process, then is answered busy.
     """
 
-    def __init__(self, seconds: float = CHECK_SECONDS, memory: int = CHECK_MEMORY, at_once: int = CHECKS_AT_ONCE):
-        self.seconds, self.memory = seconds, memory
+    def __init__(self, seconds: float = CHECK_SECONDS, memory: int = CHECK_MEMORY, at_once: int = CHECKS_AT_ONCE,
+                 wait: float | None = None):
+        self.seconds, self.memory, self.wait = seconds, memory, seconds if wait is None else wait
         self._slots = threading.BoundedSemaphore(at_once)
         self._lock = threading.Lock()
         self._idle: list[_Process] = []
@@ -164,7 +167,7 @@ class Checker:
     def run(self, what: str, function: Callable[..., Any], *args: Any) -> tuple[Any, list[str]]:
         """(function(*args), the notes it logged), computed in a checking process; a VqclipError naming `what` when
         it fails, takes longer than the bound or more memory than allowed. Blocking: call it from a worker thread."""
-        if not self._slots.acquire(timeout=self.seconds):
+        if not self._slots.acquire(timeout=self.wait):
             raise Busy(f"{what}: the server is busy checking other jobs; send it again in a moment")
         try:
             return self._run(what, f"{function.__module__}.{function.__qualname__}", args)
@@ -203,6 +206,12 @@ class Checker:
         if status != "ok":
             raise VqclipError(value if status == "error" else f"{what}: {value}")
         return value, notes
+
+    @property
+    def running(self) -> int:
+        """Checks running now."""
+        with self._lock:
+            return len(self._busy)
 
     def close(self) -> None:
         """Kill every checking process and refuse new checks (the server is stopping)."""

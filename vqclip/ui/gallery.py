@@ -3,6 +3,7 @@ run again", and the one check every served path passes (inside the folder, a kno
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any, Optional
@@ -19,6 +20,7 @@ from ..runs.batch import GRID, RECORD
 from ..runs.jobs import build_config, png_layer
 from .jobs import UPLOAD
 
+MAX_ANSWER = 1 << 20  # characters of a run's job as JSON; any real job is a few KB
 UPLOADS = ".uploads"  # uploaded images, inside the outputs folder, named by their random id
 SERVED = {".png": "image/png", ".mp4": "video/mp4", ".gif": "image/gif", ".yaml": "text/yaml"}
 VIDEOS = ("*.mp4", "*.gif")
@@ -166,6 +168,15 @@ def edit_job(outputs: Path, folder: Path) -> dict:
     if model:
         flat["model"] = model
     return {"job": _nest(flat), "dropped": dropped, "files": run_files(outputs, folder)}
+
+
+def edit_job_json(outputs: Path, folder: Path, limit: int = MAX_ANSWER) -> str:
+    """`edit_job` as the JSON the page gets (made where the page's server bounds the work: a job.yaml whose aliases
+    expand without end blows up here, not in the server), at most `limit` characters."""
+    text = json.dumps(edit_job(outputs, folder))
+    if len(text) > limit:
+        raise VqclipError(f"{folder.name}: its job is {len(text) >> 10} KB as JSON, far more than any job")
+    return text
 
 
 def _as_uploads(value: Any, uploads: Path) -> Any:

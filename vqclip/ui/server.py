@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import UploadFile
@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 from ..errors import VqclipError
 from ..runs.queue import ENDED, Job, RunQueue
 from .bounded import Busy, Checker
-from .gallery import UPLOADS, edit_job, list_runs, run_files, safe_file
+from .gallery import UPLOADS, edit_job_json, list_runs, run_files, safe_file
 from .jobs import Uploads, check_job, field_of, page_text
 from .options import form_options, presets
 
@@ -245,8 +245,11 @@ def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional["
     @app.get("/api/runs/{name:path}")
     async def run(name: str):
         folder = safe_file(outputs, name, folder=True)
-        try:
-            return await asyncio.to_thread(edit_job, outputs, folder)
+        try:  # read (and made JSON) in a checking process too: bounded, whatever its job.yaml holds
+            text, _ = await asyncio.to_thread(checker.run, "run", edit_job_json, outputs, folder)
+            return Response(text, media_type="application/json")
+        except Busy as exc:
+            return fail(503, str(exc))
         except VqclipError as exc:
             return fail(400, str(exc))
 
