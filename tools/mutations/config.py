@@ -117,6 +117,6 @@ MUTATIONS = [
       'PADDINGS = ("reflection", "border")',
       T_CHECKS),
     M("--init-image no longer implies init.kind in the command line layer", JOB,
-      'metavar="PATH", implies=("init.kind", "image"))', 'metavar="PATH")',
+      'implies=("init.kind", "image"), label="init image")', 'label="init image")',
       ("tests/test_cli_generate.py::test_every_job_flag_sets_its_key",)),
 ]

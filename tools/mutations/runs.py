@@ -83,7 +83,7 @@ MUTATIONS = [
     M("the bar does not name the starts during best-of-n's trials", "vqclip/runs/callbacks.py",
       'f"{self.desc} ({event.trial} starts)" if event.trial else self.desc', "self.desc", (CB,)),
     # --- runs/jobs.py
-    M("a --from PNG's run folder is reused", "vqclip/runs/jobs.py", 'if k != "dir"}', "if True}",
+    M("a --from PNG's run folder is reused", "vqclip/runs/jobs.py", 'config["output"].items() if k != "dir"}', 'config["output"].items() if True}',
       ("tests/test_job_layers.py",)),
     M("the first preset named wins", "vqclip/runs/jobs.py",
       'model = next((l["model"] for _, l in reversed(layers)', 'model = next((l["model"] for _, l in layers',
@@ -133,8 +133,6 @@ MUTATIONS = [
       (ST,)),
     M("a move restarts the optimiser when told to keep it", "vqclip/optim/state.py", "        if reset_optimizer:\n",
       "        if not reset_optimizer:\n", (ST,)),
-    M("the kept start takes start 0's init target", "vqclip/optim/state.py",
-      "self.z_init = self.z_init[start:start + 1].clone()", "self.z_init = self.z_init[0:1].clone()", (ST,)),
     # --- optim/loop.py
     M("the hooks skip the step a callback stops", "vqclip/optim/loop.py",
       "stops = [bool(cb(event)) for cb in callbacks] + [bool(hook(state, event)) for hook in after]",
