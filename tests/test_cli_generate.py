@@ -375,7 +375,7 @@ def test_notes_do_not_tear_the_progress_bar(tmp_path, tiny_args, capsys):
 @pytest.mark.parametrize("command", ["generate", "zoom", "restyle"])
 def test_help_shows_every_default_and_key(command, capsys):
     """--help is generated from the config fields: each job option's line names its YAML key and its default."""
-    from vqclip.cli.options import JOB_SECTIONS, describe, job_options
+    from vqclip.cli.options import JOB_SECTIONS, describe, job_options, preset_values
 
     with pytest.raises(SystemExit):
         main([command, "--help"])
@@ -386,11 +386,11 @@ def test_help_shows_every_default_and_key(command, capsys):
     for o in options:
         if command == "restyle" and o.flag in ("--steps", "--fps"):
             continue  # they mean per-frame steps and the output rate there, and say so
-        line = describe(o)
+        line = describe(o, presets=preset_values())
         assert f"[{o.key.replace('[]', '[i]')}" in line and o.flag in text
         assert "(default: " in line or "default true" in line or "default" in o.help or o.default in (None, []), line
         assert "".join(line.split()) in text, line
-    assert "(default:300)[steps]" in text or command == "restyle"
+    assert "(default:300;mini:100)[steps]" in text or command == "restyle"  # and the preset that replaces it
     assert not any(o.key.startswith(JOB_SECTIONS) for o in job_options())  # zoom's and restyle's keys: theirs
 
 
