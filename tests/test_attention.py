@@ -134,3 +134,22 @@ def test_a_packed_open_clip_vit_embeds_as_the_stock_one():
     image, text = torch.randn(2, 3, 32, 32), torch.randint(0, 49408, (2, 16))
     torch.testing.assert_close(packed.encode_image(image), stock.encode_image(image), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(packed.encode_text(text), stock.encode_text(text), rtol=1e-4, atol=1e-5)
+
+
+def test_dropout_applies_in_training_only_as_in_the_stock_module():
+    stock, packed = _pair(dropout=0.5)
+    x = torch.randn(2, 5, 16)
+    packed.eval()
+    assert torch.equal(packed(x, x, x, need_weights=False)[0], packed(x, x, x, need_weights=False)[0])
+    torch.testing.assert_close(packed(x, x, x, need_weights=False)[0], stock.eval()(x, x, x, need_weights=False)[0])
+    packed.train()
+    assert not torch.equal(packed(x, x, x, need_weights=False)[0], packed(x, x, x, need_weights=False)[0])
+
+
+def test_a_grouped_patch_convolution_is_the_stock_one():
+    torch.manual_seed(3)
+    stock = nn.Conv2d(4, 8, 2, 2, groups=2)
+    patch = copy.deepcopy(stock)
+    patch.__class__ = PatchConv
+    x = torch.randn(1, 4, 6, 6)
+    torch.testing.assert_close(patch(x), stock(x))

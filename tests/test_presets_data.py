@@ -176,3 +176,9 @@ def test_a_folder_holds_models_when_it_has_a_builtin_file_a_manifest_or_presets(
     assert not registry.holds_models(tmp_path)
     with pytest.raises(VqclipError, match="is a file, not a folder; point --home at a folder"):
         registry.model_folder(tmp_path / "other.ckpt", "--home")
+
+
+def test_a_vocabularys_example_must_use_its_words(tmp_path):
+    with pytest.raises(VqclipError, match="vocabulary.example: uses square, not in its words"):
+        _preset(tmp_path, vocabulary={"words": ["a", "red", "circle"], "grammar": "a red circle",
+                                      "example": "a red square"})

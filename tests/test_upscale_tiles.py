@@ -99,3 +99,11 @@ def test_a_missing_file_and_an_unknown_format(tmp_path):
     (tmp_path / "w.onnx").write_bytes(b"x")
     with pytest.raises(VqclipError, match="unknown upscaler weights format '.onnx'"):
         load_upscaler(tmp_path / "w.onnx")
+
+
+def test_a_lower_scale_stays_within_0_1(compact):
+    """Bicubic resizing overshoots at sharp edges: the result is clamped back into [0, 1]."""
+    board = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2
+    x = board.float().expand(1, 3, 16, 16).contiguous()
+    out = upscale(compact, x, scale=3)
+    assert tuple(out.shape) == (1, 3, 48, 48) and out.min() >= 0 and out.max() <= 1

@@ -85,6 +85,8 @@ MUTATIONS = [
       "key = name", ("tests/test_presets_data.py",)),
     M("a presets file of another version accepted", PRE, 'if data.get("version", 1) != 1:', "if False:",
       ("tests/test_presets_data.py",)),
+    M("a vocabulary's example may use words outside it", PRE, "    if outside:\n        raise", "    if False:\n        raise",
+      ("tests/test_presets_data.py",)),
     # --- resolve
     M("judges loaded without a pick (candidates.n 1)", RES, "judges = cfg.candidates.clip if cfg.candidates.n > 1 else []",
       "judges = cfg.candidates.clip if cfg.candidates.n >= 1 else []", ("tests/test_resolve.py",)),
