@@ -28,12 +28,16 @@ def nothing_is_built(monkeypatch):
     allowed = {"on": False}
     real = jobyaml._JobLoader.construct_document
 
+
     def construct(self, node):
         if not allowed["on"]:  # no traceback: showing `node` would write the bomb out
-            pytest.fail("a document was built: the bound was not enforced while composing", pytrace=False)
+            pytest.fail(f"a document was built ({str(node.start_mark.name)[:80]}): the bound was not enforced while "
+                        "composing", pytrace=False)
         return real(self, node)
 
     monkeypatch.setattr(jobyaml._JobLoader, "construct_document", construct)
+    # the command line's --help lists the presets' defaults, read from presets.yaml whenever a parser is built
+    monkeypatch.setattr("vqclip.cli.options.preset_values", lambda: {})
     return allowed
 
 
