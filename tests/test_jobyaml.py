@@ -28,7 +28,6 @@ def nothing_is_built(monkeypatch):
     allowed = {"on": False}
     real = jobyaml._JobLoader.construct_document
 
-
     def construct(self, node):
         if not allowed["on"]:  # no traceback: showing `node` would write the bomb out
             pytest.fail(f"a document was built ({str(node.start_mark.name)[:80]}): the bound was not enforced while "
