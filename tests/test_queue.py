@@ -137,7 +137,7 @@ def test_close_cancels_what_waits_stops_what_runs_and_takes_no_more(runs):
     wait_for(lambda: runs.fake.started("running"))
     runs.queue.close(timeout=10)
     assert (running.state, waiting.state) == (q.STOPPED, q.CANCELLED) and not runs.fake.started("waiting")
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(VqclipError, match="the server is stopping and takes no more jobs"):
         runs.submit("late")
 
 

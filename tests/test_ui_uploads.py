@@ -167,12 +167,12 @@ def laughs(levels: int) -> str:
 
 
 @pytest.mark.parametrize("request_body, status, message", [
-    ({"yaml": laughs(9)}, 400, "job: holds over 10000 values (YAML aliases counted as often as they are used)"),
-    ({"yaml": "model: mini\nprompt: " + "[" * 600 + "]" * 600}, 400, "yaml: nested too deeply"),
+    ({"yaml": laughs(9)}, 400, "yaml: uses "),  # refused by the bounded YAML loader, before the job's own count
+    ({"yaml": "model: mini\nprompt: " + "[" * 600 + "]" * 600}, 400, "yaml: nests lists and mappings more than"),
     ('{"job": {"prompt": ' + "[" * 50_000 + "]" * 50_000 + "}}", 400, "job: nested too deeply to be a job"),
     ('{"job": {"model": "mini", "cutouts": ' + '{"a": ' * 20 + "1" + "}" * 20 + "}}", 400,
-     "job: nested over 16 levels deep"),
-    ({"job": {"model": "mini", "negative": ["x"] * 10_001}}, 400, "job: holds over 10000 values"),
+     "nested over 16 levels deep"),
+    ({"job": {"model": "mini", "negative": ["x"] * 10_001}}, 400, "holds over 10000 values"),
 ], ids=["yaml-aliases", "deep-yaml", "deep-json", "deep-keys", "long-list"])
 def test_job_bodies_that_would_pin_or_crash_the_server_are_one_line(srv, request_body, status, message):
     if isinstance(request_body, str):
