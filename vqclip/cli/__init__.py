@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from .._version import __version__
 from ..errors import SHOWN, WRITE_FAULTS, VqclipError, cut, shown, write_error
-from ..nets.device import MPS_FALLBACK, enable_mps_fallback
+from ..nets.device import MPS_FALLBACK, enable_mps_fallback, passive_omp_wait
 from .options import HelpFormatter, quiet_flag
 
 COMMAND_MODULES = ("generate", "models", "clipjobs", "animate", "bench", "upscale", "ui")
@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     handler = _route_logging(getattr(args, "quiet", False) or quiet_flag(args))
     enable_mps_fallback()
+    passive_omp_wait()
     try:
         return int(args.func(args) or 0)
     except VqclipError as exc:

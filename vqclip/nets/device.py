@@ -31,6 +31,20 @@ def enable_mps_fallback() -> bool:
     if sys.platform == "darwin" and "torch" not in sys.modules:
         os.environ.setdefault(MPS_FALLBACK, "1")
     return os.environ.get(MPS_FALLBACK, "0") not in ("", "0")
+
+
+OMP_WAIT = "OMP_WAIT_POLICY"  # OpenMP reads it when torch loads: PASSIVE = threads waiting for work sleep, not spin
+
+
+def passive_omp_wait() -> bool:
+    """Before torch is imported, let torch's idle CPU threads sleep rather than spin (OMP_WAIT_POLICY=PASSIVE): with
+    spinning threads, one core taken by another program stalls every parallel op (measured: benchmarks/threads_load.py);
+    a value the user set is kept. True when the policy is passive."""
+    import sys
+
+    if "torch" not in sys.modules:
+        os.environ.setdefault(OMP_WAIT, "PASSIVE")
+    return os.environ.get(OMP_WAIT, "").upper() == "PASSIVE"
 AUTO_BF16_CPU_PIXELS = 128 * 128  # on CPUs with native bf16, 'auto' uses it from this image size (measured faster)
 
 
