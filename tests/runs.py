@@ -53,3 +53,16 @@ class Run:
 
     def losses(self, image, views=None):
         return self.objective.losses(image, self.state.z, self.state.z_init, self.state.step, views)
+
+
+class Sink:
+    """A frame sink that keeps what it is given: (index, image) in order."""
+
+    def __init__(self):
+        self.written = []
+
+    def write(self, index, image):
+        self.written.append((index, image.detach().clone()))
+
+    def existing(self):
+        return []

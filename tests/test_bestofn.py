@@ -12,7 +12,7 @@ from vqclip.cli import main
 from vqclip.config import merge_layers
 from vqclip.optim.cutouts import Cutouts
 from vqclip.errors import VqclipError
-from runs import Run
+from runs import Run, Sink
 from vqclip.nets.load import Models
 from vqclip.runs.pipeline import generate
 from vqclip.nets.device import seeded
@@ -177,19 +177,6 @@ def test_cli_run_with_candidates_keeps_the_chosen_starts_frames(tmp_path, tiny_a
     assert main(["generate", "--from", str(out / "final.png"), "--out", str(again), "--quiet"]) == 0
     a, b = (np.asarray(Image.open(d / "final.png").convert("RGB")) for d in (out, again))
     assert np.array_equal(a, b)  # the PNG's config repeats the pick
-
-
-class Sink:
-    """A frame sink that keeps what it is given: (index, image) in order."""
-
-    def __init__(self):
-        self.written = []
-
-    def write(self, index, image):
-        self.written.append((index, image.detach().clone()))
-
-    def existing(self):
-        return []
 
 
 def test_a_stop_during_the_trials_ends_the_run_there_with_the_picks_trial_frames(tiny_job, tiny_models):

@@ -5,7 +5,7 @@ its own latent, init target and trial frames, and the images of one batch share 
 import pytest
 import torch
 
-from runs import Run
+from runs import Run, Sink
 from tiny import write_clip
 from vqclip.config import merge_layers
 from vqclip.modes.base import RunContext
@@ -23,19 +23,6 @@ SEED = 3
 
 def job(tiny_job, **over):
     return merge_layers([("tiny", tiny_job), ("test", {"prompt": "a red circle", "steps": 6, "seed": SEED, **over})])
-
-
-class Sink:
-    """A frame sink that keeps (index, image) in order."""
-
-    def __init__(self):
-        self.written = []
-
-    def write(self, index, image):
-        self.written.append((index, image.detach().clone()))
-
-    def existing(self):
-        return []
 
 
 def views_of(clip, cfg) -> Cutouts:
