@@ -124,8 +124,11 @@ def check(cfg: GenerateConfig) -> None:
     if not any(c.weight > 0 for c in cfg.clip):
         raise VqclipError("clip: at least one CLIP model needs a positive weight")
     c = cfg.candidates
-    if c.n < 1 or c.steps < 1 or c.views < 1:
-        raise VqclipError(f"candidates: n, steps and views must be >= 1, got n={c.n}, steps={c.steps}, views={c.views}")
+    if c.n < 1 or c.steps <= 0 or c.views < 1:
+        raise VqclipError(f"candidates: n, steps and views must be >= 1 (steps may also be a share of the run's steps, "
+                          f"in (0, 1)), got n={c.n}, steps={c.steps:g}, views={c.views}")
+    _require("candidates.steps", c.steps, math.isfinite(c.steps) and (c.steps < 1 or float(c.steps).is_integer()),
+             "a whole number of steps, or a share of the run's steps below 1 (0.25: a quarter)")
     _require("n", cfg.n, cfg.n >= 1, ">= 1 (the images of the batch)")
     _require("candidates.keep", c.keep, 1 <= c.keep <= c.n, f"in 1..candidates.n ({c.n}, the starts tried)")
     _require("candidates.rank", c.rank, 0 <= c.rank < c.n, f"in 0..candidates.n - 1 ({c.n - 1})")

@@ -107,7 +107,8 @@ class OutputConfig:
 class CandidatesConfig:
     n: int = option(1, help="best of N starts, run together; the best-scored after candidates.steps goes on (1: off)",
                     flag="--candidates", metavar="N")
-    steps: int = option(30, help="steps the starts run together before the pick")
+    steps: float = option(0.1, help="trial steps the starts run together before the pick: below 1 a share of steps, "
+                                    "else a number of steps")
     views: int = option(32, help="augmented views each start is scored on (the same for every start)")
     clip: list[ClipConfig] = option(help="models that score the starts (empty: the job's CLIP)", factory=list,
                                     item=ClipConfig)

@@ -46,11 +46,12 @@ def load_state(path: Path) -> dict:
 
 
 class StateSaver:
-    """The after-step hook that saves state.pt every `every` updates (0: only at the end of the run)."""
+    """The after-step hook that saves state.pt every `every` updates (0: only at the end of the run); during best-of-n's
+    trials it holds every start."""
 
     def __init__(self, path: Path, every: int, steps: int):
         self.path, self.every, self.steps = Path(path), every, steps
 
     def __call__(self, state: RunState, event: StepEvent) -> None:
-        if self.every > 0 and state.step % self.every == 0 and not event.trial:
+        if self.every > 0 and state.step % self.every == 0:
             save_state(state, self.path, self.steps)
