@@ -14,13 +14,14 @@ from vqclip.config import merge_layers
 from vqclip.errors import VqclipError
 from vqclip.files.images import to_pil
 from vqclip.modes.bestofn import start_scores, trial_steps
+from vqclip.modes.still import saved_starts
 from vqclip.optim.cutouts import Cutouts
 from vqclip.optim.objective import decode_image
 from vqclip.runs.callbacks import StopAfter, with_trials
 from vqclip.runs.jobs import build_config
 from vqclip.runs.pipeline import generate, run_job
 from vqclip.runs.resume import resume_run, state_path
-from vqclip.runs.statefile import load_state
+from vqclip.runs.statefile import StateSaver, load_state
 
 STEPS, TRIALS, STARTS = 8, 4, 3  # candidates.steps 0.5 of 8 steps: 4 trial steps, then 4 of the chosen start
 
@@ -59,11 +60,33 @@ def test_candidates_steps_takes_a_share_or_a_whole_number_and_refuses_the_rest(t
             job(tiny_job, candidates={"n": 2, "steps": bad})
 
 
-def test_a_default_mini_run_spends_a_part_of_its_steps_on_trials():
-    """The preset's best of n tries its starts for a part of the run, and the chosen start has steps of its own."""
+def test_a_default_mini_run_spends_a_part_of_its_steps_on_trials_and_films_them_all():
+    """The preset's best of n tries its starts for a part of the run, and the chosen start has steps of its own; its
+    video has a frame every few steps, over a second or more."""
     cfg = build_config({"prompt": "a red circle on a blue background", "model": "mini"})
     assert cfg.candidates.n > 1
     assert 0 < trial_steps(cfg) <= cfg.steps // 2
+    frames = cfg.steps // cfg.output.save_every + 1
+    assert frames >= 10 and frames / cfg.output.fps >= 1
+
+
+@pytest.mark.slow
+def test_a_mini_run_with_the_presets_best_of_n_stopped_in_its_trials_resumes_bit_identical(tmp_path):
+    """The mini preset's own best of n (its starts and trial share), on a short run: stopped after step 1 of its 2
+    trial steps (a stop event, as Ctrl-C sets it), resumed, it ends with the uninterrupted run's pixels."""
+    import threading
+
+    layer = {"prompt": "a red circle on a blue background", "model": "mini", "steps": 8, "size": [32, 32],
+             "seed": 3, "cutouts": {"n": 1}, "candidates": {"views": 2}}
+    out = lambda name: {"dir": str(tmp_path / name), "video": False}  # noqa: E731
+    flag = threading.Event()
+    stop_at_1 = with_trials(lambda e: flag.set() if e.step == 0 else None)
+    run = run_job(build_config({**layer, "output": out("run")}), stop=flag, extra_callbacks=[stop_at_1])
+    assert run.interrupted and run.result.steps == 1 < trial_steps(run.config)
+    assert load_state(state_path(run.dir))["z"].shape[0] == run.config.candidates.n
+    again = resume_run(run.dir)
+    whole = run_job(build_config({**layer, "output": out("whole")}))
+    assert np.array_equal(np.asarray(Image.open(again.final)), np.asarray(Image.open(whole.final)))
 
 
 def _frames(run):
@@ -139,3 +162,27 @@ def test_the_loss_curve_holds_every_step_the_trials_as_the_mean_over_the_starts(
     assert len(losses) == STEPS
     assert losses[:TRIALS] == pytest.approx([e.loss for e in events], rel=1e-6)
     assert all(math.isfinite(x) for x in losses[TRIALS:])
+
+
+def test_a_saved_state_holds_the_chosen_start_or_every_start_of_the_trials():
+    """Resuming: one row is the chosen start's; n rows are the trials' when n is the job's candidates.n; a state
+    from a job with another n is refused with what to do."""
+    z = lambda rows: {"z": torch.zeros(rows, 4, 2, 2)}  # noqa: E731
+    assert saved_starts(z(1), 3) == 1 and saved_starts(z(3), 3) == 3 and saved_starts(z(1), 1) == 1
+    for rows, n in ((3, 2), (3, 4), (3, 1)):
+        with pytest.raises(VqclipError, match=f"holds the {rows} starts of best-of-n trials.*candidates.n={n}"):
+            saved_starts(z(rows), n)
+
+
+def test_the_state_saver_runs_during_the_trials_with_every_start(tiny_job, tiny_models, tmp_path):
+    """state.pt every `state_every` steps from the first step on, the trials included (a kill during them resumes)."""
+    path, seen = tmp_path / "state.pt", {}
+    saver = StateSaver(path, 2, STEPS)
+
+    def keep(state, event):
+        if path.is_file():
+            seen.setdefault(state.step, load_state(path))
+
+    generate(job(tiny_job), tiny_models, after=[saver, keep])
+    assert seen[2]["step"] == 2 and seen[2]["z"].shape[0] == STARTS  # a trial step: every start
+    assert seen[6]["step"] == 6 and seen[6]["z"].shape[0] == 1  # after the pick: the chosen start

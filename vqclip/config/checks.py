@@ -127,7 +127,7 @@ def check(cfg: GenerateConfig) -> None:
     if c.n < 1 or c.steps <= 0 or c.views < 1:
         raise VqclipError(f"candidates: n, steps and views must be >= 1 (steps may also be a share of the run's steps, "
                           f"in (0, 1)), got n={c.n}, steps={c.steps:g}, views={c.views}")
-    _require("candidates.steps", c.steps, math.isfinite(c.steps) and (c.steps < 1 or float(c.steps).is_integer()),
+    _require("candidates.steps", c.steps, c.steps < 1 or float(c.steps).is_integer(),
              "a whole number of steps, or a share of the run's steps below 1 (0.25: a quarter)")
     _require("n", cfg.n, cfg.n >= 1, ">= 1 (the images of the batch)")
     _require("candidates.keep", c.keep, 1 <= c.keep <= c.n, f"in 1..candidates.n ({c.n}, the starts tried)")
@@ -153,6 +153,7 @@ def _check_animation(cfg: GenerateConfig) -> None:
     """Reject impossible story, zoom, restyle and resume settings, with the key and the fix."""
     _one_of(cfg.story_mode, STORY_MODES, "story_mode")
     _require("change_every", cfg.change_every, cfg.change_every >= 0, ">= 0 (0 = story parts spread over the steps)")
+    _require("story_fade", cfg.story_fade, 0 <= cfg.story_fade <= 1, "in [0, 1] (0 = no fade at a story's keyframes)")
     _require("state_every", cfg.state_every, cfg.state_every >= 0, ">= 0 (0 = state.pt only at the end)")
     keyframes = story_keyframes(cfg.prompt, cfg.story, cfg.steps, cfg.change_every)
     if keyframes:

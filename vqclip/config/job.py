@@ -215,6 +215,9 @@ class GenerateConfig:
                              choices=STORY_MODES)
     change_every: int = option(0, help="for 'a ^ b' prompts: steps per part (0: spread evenly over steps)",
                                flag="--change-every", metavar="N")
+    story_fade: float = option(0.0, help="at each story keyframe, fade the image this share of the way to a flat "
+                                         "canvas in the colour its prompt names after 'on' (else the image's mean), "
+                                         "so the next part can take over (0: off)")
     animation: AnimationConfig = option(help="zoom, rotate and pan videos", factory=AnimationConfig)
     restyle: RestyleConfig = option(help="restyle a video", factory=RestyleConfig)
     state_every: int = option(50, help="save state.pt (for `vqclip resume`) every K steps; 0: only at the end")

@@ -1,6 +1,6 @@
-"""A still image: the job's prompts (or its story) optimised from the start latent, after best-of-n's trials when
-the job asks for them, or from a saved state (resume: the chosen start's, or every start's when it was saved during
-the trials); zoom runs add a hook after each step (zoom.py)."""
+"""A still image: the job's prompts (or its story, faded at its keyframes) optimised from the start latent, after
+best-of-n's trials when the job asks for them, or from a saved state (resume: the chosen start's, or every start's
+when it was saved during the trials); zoom runs add a hook after each step (zoom.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ..optim.objective import Objective
 from ..optim.state import RunState
 from .base import GenerateResult, Mode, RunContext
 from .bestofn import best_of_n
-from .story import story_targets
+from .story import StoryFade, story_targets
 
 
 class Still(Mode):
@@ -32,15 +32,16 @@ class Still(Mode):
                               story.weights if story else None, batch=starts)
         state = RunState.initial(cfg, ctx.models.vqgan, objective.width, objective.height, ctx.device, ctx.seed,
                                  starts)
+        fade = [StoryFade(story.schedule, cfg.story_fade, objective)] if story and cfg.story_fade > 0 else []
         curve, stopped, start = [], False, 0
         if ctx.saved is not None:
             state.load_state_dict(ctx.saved)
         if starts > 1:  # the trials, from the start or from where a saved state left them
-            pick = best_of_n(ctx, objective, state, self.frame_every(cfg))
+            pick = best_of_n(ctx, objective, state, self.frame_every(cfg), fade)
             curve, stopped, start = list(pick.curve), pick.stopped, pick.start
         if not stopped:
             more, stopped = run_steps(state, objective, ctx.lr_at, cfg.steps, cfg.steps, ctx.callbacks,
-                                      [*self.hooks(cfg, objective), *ctx.after])
+                                      [*fade, *self.hooks(cfg, objective), *ctx.after])
             curve += more
         if state.starts > 1:  # stopped during the trials: the result is the start ranked to go on
             z = state.z[start:start + 1].detach()
