@@ -120,12 +120,12 @@ def test_a_run_stopped_in_or_at_the_end_of_its_trials_resumes_as_if_never_stoppe
     assert list(got) == list(expected) and all(np.array_equal(got[k], expected[k]) for k in got)
 
 
-def _ranks(cfg, models, images, step):
-    """The starts ranked by an independent scoring of images [n,3,H,W]: the job's CLIP on `candidates.views` views
-    of its cutout settings, drawn from the run's seed."""
+def _ranks(cfg, models, images, step, text=None):
+    """The starts ranked by an independent scoring of images [n,3,H,W] against `text` (default: the prompt): the
+    job's CLIP on `candidates.views` views of its cutout settings, drawn from the run's seed."""
     clip, c = models.clips[0][0], cfg.cutouts
     views = {clip.image_size: Cutouts(clip.image_size, cfg.candidates.views, c.pow, c.min_size, c.augments, c.noise)}
-    target = clip.encode_text([cfg.prompt]).detach()
+    target = clip.encode_text([text or cfg.prompt]).detach()
     scores = start_scores(images, models.clips, [target], torch.ones(1), views, torch.device("cpu"), None, cfg.seed)
     return list(np.argsort(scores, kind="stable"))
 
@@ -186,3 +186,36 @@ def test_the_state_saver_runs_during_the_trials_with_every_start(tiny_job, tiny_
     generate(job(tiny_job), tiny_models, after=[saver, keep])
     assert seen[2]["step"] == 2 and seen[2]["z"].shape[0] == STARTS  # a trial step: every start
     assert seen[6]["step"] == 6 and seen[6]["z"].shape[0] == 1  # after the pick: the chosen start
+
+
+def test_each_image_of_a_keep_batch_films_the_trials_as_its_rank_alone_does(tiny_job, tmp_path):
+    """candidates.keep 2: the trials run once; the second image's frames (its trial frames from the shared trials,
+    then its own) are those of a job with candidates.rank 1 run alone."""
+    from vqclip.nets.load import ModelCache
+    from vqclip.runs.batch import images_of, run_batch
+
+    layer = {**tiny_job, "prompt": "a red circle", "steps": 4, "seed": 3,
+             "candidates": {"n": STARTS, "steps": 0.5, "views": 4, "keep": 2},
+             "output": {"dir": str(tmp_path / "b"), "video": False, "progress": False, "save_every": 1}}
+    cache, memo = ModelCache(), {}
+    _, runs = run_batch(images_of(merge_layers([("t", layer)])), lambda c: run_job(c, cache=cache, trials=memo))
+    alone = run_job(merge_layers([("t", {**layer, "candidates": {**layer["candidates"], "keep": 1, "rank": 1},
+                                         "output": {**layer["output"], "dir": str(tmp_path / "alone")}})]),
+                    cache=cache)
+    got, expected = _frames(runs[1]), _frames(alone)
+    assert list(got) == list(expected) and all(np.array_equal(got[k], expected[k]) for k in got)
+    assert not all(np.array_equal(got[k], _frames(runs[0])[k]) for k in ("000000.png", "000001.png"))
+
+
+def test_in_a_story_the_starts_are_ranked_by_the_part_of_their_step(tiny_job, tiny_models):
+    """'a ^ b' over 4 steps, tried for 3: the starts' images of steps 0 and 1 are ranked against 'a', that of step 2
+    (the second part's first) against 'b'."""
+    events = []
+    cfg = job(tiny_job, prompt="a red circle ^ a blue square", steps=4, seed=5,
+              candidates={"n": STARTS, "steps": 0.75, "views": 4}, output={"save_every": 1})
+    generate(cfg, tiny_models, [with_trials(lambda e: events.append(e))])
+    assert [e.step for e in events if e.trial] == [0, 1, 2]
+    for e in events[:3]:
+        text = "a red circle" if e.step < 2 else "a blue square"
+        assert e.best == _ranks(cfg, tiny_models, e.image, e.step, text)[0]
+    assert _ranks(cfg, tiny_models, events[2].image, 2, "a red circle")[0] != events[2].best  # the parts disagree

@@ -24,7 +24,7 @@ MUTATIONS = [
     M("no state.pt is saved during the trials (a kill there starts over)", "vqclip/modes/bestofn.py",
       "[watch], [*hooks, *ctx.after],", "[watch], [*hooks],", ("tests/test_bestofn_trials.py",)),
     M("a later image of a keep batch writes the best start's trial frames, not its rank's", "vqclip/modes/bestofn.py",
-      "                k = ranked(at, c.rank)", "                k = ranked(at, 0)", ("tests/test_batch.py",)),
+      "                k = ranked(at, c.rank)", "                k = ranked(at, 0)", ("tests/test_bestofn_trials.py",)),
     M("a resume of the trials skips them and runs every start to the end", "vqclip/modes/still.py",
       "        if starts > 1:  # the trials", "        if starts > 1 and ctx.saved is None:  # the trials",
       ("tests/test_bestofn_trials.py",)),
