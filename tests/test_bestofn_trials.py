@@ -70,25 +70,6 @@ def test_a_default_mini_run_spends_a_part_of_its_steps_on_trials_and_films_them_
     assert frames >= 10 and frames / cfg.output.fps >= 1
 
 
-@pytest.mark.slow
-def test_a_mini_run_with_the_presets_best_of_n_stopped_in_its_trials_resumes_bit_identical(tmp_path):
-    """The mini preset's own best of n (its starts and trial share), on a short run: stopped after step 1 of its 2
-    trial steps (a stop event, as Ctrl-C sets it), resumed, it ends with the uninterrupted run's pixels."""
-    import threading
-
-    layer = {"prompt": "a red circle on a blue background", "model": "mini", "steps": 8, "size": [32, 32],
-             "seed": 3, "cutouts": {"n": 1}, "candidates": {"views": 2}}
-    out = lambda name: {"dir": str(tmp_path / name), "video": False}  # noqa: E731
-    flag = threading.Event()
-    stop_at_1 = with_trials(lambda e: flag.set() if e.step == 0 else None)
-    run = run_job(build_config({**layer, "output": out("run")}), stop=flag, extra_callbacks=[stop_at_1])
-    assert run.interrupted and run.result.steps == 1 < trial_steps(run.config)
-    assert load_state(state_path(run.dir))["z"].shape[0] == run.config.candidates.n
-    again = resume_run(run.dir)
-    whole = run_job(build_config({**layer, "output": out("whole")}))
-    assert np.array_equal(np.asarray(Image.open(again.final)), np.asarray(Image.open(whole.final)))
-
-
 def _frames(run):
     return {p.name: np.asarray(Image.open(p)) for p in sorted((run.dir / "frames").iterdir())}
 
