@@ -4,7 +4,7 @@ Runs a fixed set of two-part stories ("first caption ^ second caption", every at
 the other; some without a background) x seeds through `vqclip generate --model mini` (in-process, the same code path
 as the command) and judges the final image with the mini judge (vqclip.mini.judge) against the second part: shape
 colour, background (where the part names one), shape kind (one object), all three; and how many still show the
-first part instead. Shares come with a 95% Wilson interval.
+first part's colours (its shape colour and background). Shares come with a 95% Wilson interval.
 
     python benchmarks/mini_story.py                                # 8 stories x seeds 0, 1, 60 steps
     python benchmarks/mini_story.py --limit 2 --seeds 0            # a quick look
@@ -61,16 +61,18 @@ def run(stories: list[str], seeds: list[int], steps: int, out_dir: Path, extra: 
             image = Image.open(run_dir / "final.png")
             v, before = judge.judge(image, last), judge.judge(image, first)
             rows.append({"prompt": story, "seed": seed, "seconds": seconds, "color": v.color,
-                         "background": v.background, "shape": v.shape, "all": v.all, "first": before.all,
+                         "background": v.background, "shape": v.shape, "all": v.all,
+                         "first": before.color and before.background is not False,
                          "found": [v.found_color, v.found_shape, v.found_background]})
+            note = "  (the first part's colours)" if rows[-1]["first"] else ""
             print(f"{'ok ' if v.all else '   '} {seconds:5.1f}s  {story:<80} seed {seed}: colour {v.found_color}, "
-                  f"shape {v.found_shape}, bg {v.found_background}{'  (still the first part)' if before.all else ''}",
-                  flush=True)
+                  f"shape {v.found_shape}, bg {v.found_background}{note}", flush=True)
     return rows
 
 
 def summary(rows: list[dict]) -> dict:
-    """Counts judged right for the second part (background: of the stories that name one), and still the first."""
+    """Counts judged right for the second part (background: of the stories that name one), and showing the first
+    part's colours."""
     with_bg = [r for r in rows if r["background"] is not None]
     right = {k: sum(bool(r[k]) for r in rows) for k in ("color", "shape", "all", "first")}
     right["background"] = sum(bool(r["background"]) for r in with_bg)
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     s = summary(rows)
     n, nb, r = s["images"], s["with_background"], s["right"]
     shares = [("shape colour", r["color"], n), ("background", r["background"], nb), ("shape kind", r["shape"], n),
-              ("all three", r["all"], n), ("still the first part", r["first"], n)]
+              ("all three", r["all"], n), ("the first part's colours", r["first"], n)]
     print(f"\n{n} last frames against their second part: " + ", ".join(
         f"{name} {k}/{m} ({wilson(k, m)[0]:.0%}-{wilson(k, m)[1]:.0%})" for name, k, m in shares)
         + f"; {s['seconds']:.1f} s per story (95% intervals in brackets)")
