@@ -179,10 +179,10 @@ def test_cli_run_with_candidates_keeps_the_chosen_starts_frames(tmp_path, tiny_a
     assert np.array_equal(a, b)  # the PNG's config repeats the pick
 
 
-def test_a_stop_during_the_trials_ends_the_run_there_with_the_picks_trial_frames(tiny_job, tiny_models):
+def test_a_stop_during_the_trials_ends_the_run_there_with_the_trial_frames(tiny_job, tiny_models):
     """Ctrl-C (any stopping callback that sees the trials) during the trials: the best start tried so far is the
-    result, the run takes no step of its own, and its frames are the pick's trial frames; callbacks that did not
-    ask for the trials see none of them."""
+    result, the run takes no step of its own, its frames and losses are those of the trial steps; callbacks that did
+    not ask for the trials see none of them."""
     from vqclip.runs.callbacks import StopAfter, with_trials
 
     events, plain, frames = [], [], Sink()
@@ -191,20 +191,21 @@ def test_a_stop_during_the_trials_ends_the_run_there_with_the_picks_trial_frames
     result = generate(cfg, tiny_models, [record, plain.append, StopAfter(3)], frames=frames)
     assert events == [(3, s) for s in range(3)]  # three trial steps of the 3 starts, none of the run itself
     assert plain == []  # an ordinary callback sees only the run's own steps
-    assert result.stopped and result.steps == 3 and result.losses == []
-    assert [i for i, _ in frames.written] == [0, 1, 2]  # held until the pick was known: the pick's
+    assert result.stopped and result.steps == 3 and len(result.losses) == 3  # the trial steps' losses
+    assert [i for i, _ in frames.written] == [0, 1, 2]
     once = iter([True])  # a callback that asks to stop once is obeyed too
     one = generate(cfg, tiny_models, [with_trials(lambda e: next(once, False))])
     assert one.stopped and one.steps == 1
 
 
 def test_a_job_stopped_during_the_trials_writes_its_result_and_resumes_as_if_never_stopped(tiny_job, tmp_path):
-    """The job runner's Ctrl-C flag reaches the trials. A pick cut short leaves no state.pt, so `resume` starts over
-    and ends with the image of an uninterrupted run."""
+    """The job runner's Ctrl-C flag reaches the trials. A pick cut short leaves every start in state.pt, so `resume`
+    goes on with the trials and ends with the image of an uninterrupted run."""
     import threading
 
     from vqclip.runs.pipeline import run_job
     from vqclip.runs.resume import resume_run, state_path
+    from vqclip.runs.statefile import load_state
 
     flag = threading.Event()
     flag.set()
@@ -213,7 +214,8 @@ def test_a_job_stopped_during_the_trials_writes_its_result_and_resumes_as_if_nev
     run = run_job(job(tiny_job, **over, output=out("run")), stop=flag)
     assert run.interrupted and run.result.steps == 1  # one trial step of the starts, and no step of the run
     assert [p.name for p in run.frames] == ["000000.png", "000001.png"] and run.final.is_file()
-    assert not state_path(run.dir).exists()
+    saved = load_state(state_path(run.dir))
+    assert saved["step"] == 1 and saved["z"].shape[0] == 3  # the three starts, one trial step on
     again = resume_run(run.dir)
     whole = run_job(job(tiny_job, **over, output=out("whole")))
     assert again.result.steps == 8 and torch.equal(again.result.image, whole.result.image)
@@ -247,18 +249,22 @@ def test_job_and_resume_bars_count_the_trials(tiny_job, tmp_path, capsys):
     assert "6/6" in err and "7/6" not in err
 
 
-def test_frames_of_the_trials_are_the_chosen_starts(tiny_job, tiny_models):
-    """Every start's trial frames are held; the pick's are written, in step order, before the run's own."""
+def test_frames_of_the_trials_are_the_starts_ranked_to_go_on(tiny_job, tiny_models):
+    """At each frame step of the trials, the start ranked to go on then (the event's `best`) is written, in step
+    order, before the chosen start's own frames."""
     from vqclip.runs.callbacks import with_trials
 
     frames, seen = Sink(), {}
     cfg = job(tiny_job, steps=7, candidates={"n": 3, "steps": 4, "views": 4}, output={"save_every": 2})
-    result = generate(cfg, tiny_models, [with_trials(lambda e: seen.__setitem__(e.step, e.image))], frames=frames)
+    result = generate(cfg, tiny_models, [with_trials(lambda e: seen.__setitem__(e.step, (e.image, e.best)))],
+                      frames=frames)
     assert [i for i, _ in frames.written] == [0, 2, 4, 6]
-    assert all(seen[i].shape[0] == 3 for i in (0, 2)) and all(seen[i].shape[0] == 1 for i in (4, 6))
-    for i, image in frames.written:  # the chosen start's image at every step: its rows of the trials, then its own
-        assert torch.equal(image, seen[i][result.start:result.start + 1] if i < 4 else seen[i])
-    assert not torch.equal(frames.written[0][1], seen[0][(result.start + 1) % 3:][:1])  # another start differs
+    assert all(seen[i][0].shape[0] == 3 for i in (0, 2)) and all(seen[i][0].shape[0] == 1 for i in (4, 6))
+    for i, image in frames.written:  # the leading start's image in the trials, then the chosen start's own
+        shown, best = seen[i]
+        assert torch.equal(image, shown[best:best + 1] if i < 4 else shown)
+    shown, best = seen[0]
+    assert not torch.equal(frames.written[0][1], shown[(best + 1) % 3:][:1])  # another start differs
 
 
 def test_a_run_resumed_after_the_pick_ends_as_an_uninterrupted_one(tiny_job, tmp_path, monkeypatch):

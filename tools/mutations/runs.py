@@ -30,11 +30,8 @@ MUTATIONS = [
       "v.dim() and v.shape != z.shape]", "v.dim() and False]", (SF,)),
     M("a state of a newer vqclip is read", "vqclip/runs/statefile.py", "    if version > STATE_VERSION:",
       "    if version > STATE_VERSION + 1:", (SF,)),
-    M("the state is saved during best-of-n's trials", "vqclip/runs/statefile.py",
-      "state.step % self.every == 0 and not event.trial:", "state.step % self.every == 0:", (SF,)),
     M("the state is saved one update early", "vqclip/runs/statefile.py",
-      "state.step % self.every == 0 and not event.trial:", "event.step % self.every == 0 and not event.trial:",
-      (SF,)),
+      "state.step % self.every == 0:", "event.step % self.every == 0:", (SF,)),
     # --- runs/resume.py: what a resume refuses, cleans and records
     M("a state of another seed is accepted", "vqclip/runs/resume.py",
       'if saved and int(saved["seed"]) != cfg.seed:', "if False:", (SF,)),

@@ -126,9 +126,11 @@ def check(cfg: GenerateConfig) -> None:
     if not any(c.weight > 0 for c in cfg.clip):
         raise VqclipError("clip: at least one CLIP model needs a positive weight")
     c = cfg.candidates
-    if c.n < 1 or c.steps < 1 or c.views < 1:
-        raise VqclipError(f"candidates: n, steps and views must be >= 1, got n={shown(c.n)}, "
-                          f"steps={shown(c.steps)}, views={shown(c.views)}")
+    if c.n < 1 or c.steps <= 0 or c.views < 1:
+        raise VqclipError(f"candidates: n, steps and views must be >= 1 (steps may also be a share of the run's steps, "
+                          f"in (0, 1)), got n={shown(c.n)}, steps={shown(c.steps)}, views={shown(c.views)}")
+    _require("candidates.steps", c.steps, c.steps < 1 or float(c.steps).is_integer(),
+             "a whole number of steps, or a share of the run's steps below 1 (0.25: a quarter)")
     _require("n", cfg.n, cfg.n >= 1, ">= 1 (the images of the batch)")
     _require("candidates.keep", c.keep, 1 <= c.keep <= c.n, f"in 1..candidates.n ({shown(c.n)}, the starts tried)")
     _require("candidates.rank", c.rank, 0 <= c.rank < c.n, f"in 0..candidates.n - 1 ({shown(c.n - 1)})")
@@ -153,6 +155,7 @@ def _check_animation(cfg: GenerateConfig) -> None:
     """Reject impossible story, zoom, restyle and resume settings, with the key and the fix."""
     _one_of(cfg.story_mode, STORY_MODES, "story_mode")
     _require("change_every", cfg.change_every, cfg.change_every >= 0, ">= 0 (0 = story parts spread over the steps)")
+    _require("story_fade", cfg.story_fade, 0 <= cfg.story_fade <= 1, "in [0, 1] (0 = no fade at a story's keyframes)")
     _require("state_every", cfg.state_every, cfg.state_every >= 0, ">= 0 (0 = state.pt only at the end)")
     keyframes = story_keyframes(cfg.prompt, cfg.story, cfg.steps, cfg.change_every)
     if keyframes:

@@ -108,7 +108,8 @@ class OutputConfig:
 class CandidatesConfig:
     n: int = option(1, help="best of N starts, run together; the best-scored after candidates.steps goes on (1: off)",
                     flag="--candidates", metavar="N")
-    steps: int = option(30, help="steps the starts run together before the pick")
+    steps: float = option(0.1, help="trial steps the starts run together before the pick: below 1 a share of steps, "
+                                    "else a number of steps")
     views: int = option(32, help="augmented views each start is scored on (the same for every start)")
     clip: list[ClipConfig] = option(help="models that score the starts (empty: the job's CLIP)", factory=list,
                                     item=ClipConfig)
@@ -215,6 +216,9 @@ class GenerateConfig:
                              choices=STORY_MODES)
     change_every: int = option(0, help="for 'a ^ b' prompts: steps per part (0: spread evenly over steps)",
                                flag="--change-every", metavar="N")
+    story_fade: float = option(0.0, help="at each story keyframe, fade the image this share of the way to a flat "
+                                         "canvas in the colour its prompt names after 'on' (else the image's mean), "
+                                         "so the next part can take over (0: off)")
     animation: AnimationConfig = option(help="zoom, rotate and pan videos", factory=AnimationConfig)
     restyle: RestyleConfig = option(help="restyle a video", factory=RestyleConfig)
     state_every: int = option(50, help="save state.pt (for `vqclip resume`) every K steps; 0: only at the end")

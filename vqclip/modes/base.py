@@ -51,8 +51,10 @@ trials that the `candidates.keep` images of one batch share (the trials run once
 
 @dataclass
 class GenerateResult:
-    """The outcome of a run: final image [1,3,H,W] in [0,1], its latent, the seed and the loss curve; `start` is the
-    best-of-n start that went on, `frames` the frame files written, `info` what the mode adds to the PNG's record."""
+    """The outcome of a run: final image [1,3,H,W] in [0,1], its latent, the seed and the loss curve of the steps run
+    (best-of-n's trial steps included, as the mean over the starts); `start` is the best-of-n start that went on (or,
+    stopped during the trials, the one ranked to), `frames` the frame files written, `info` what the mode adds to the
+    PNG's record."""
 
     image: Tensor
     z: Tensor
@@ -63,7 +65,6 @@ class GenerateResult:
     start: int = 0
     frames: list[Path] = field(default_factory=list)
     info: dict = field(default_factory=dict)
-    trials_cut: bool = False  # stopped during best-of-n's trials: no state to resume, the run starts over
     state: Optional[object] = field(default=None, repr=False)  # the RunState at the end
     saved: Optional[dict] = field(default=None, repr=False)  # its state_dict, taken in the run's RNG context
 

@@ -1,16 +1,18 @@
-"""A still image: the job's prompts (or its story) optimised from the start latent, after best-of-n's trials when
-the job asks for them, or from a saved state (resume); zoom runs add a hook after each step (zoom.py)."""
+"""A still image: the job's prompts (or its story, faded at its keyframes) optimised from the start latent, after
+best-of-n's trials when the job asks for them, or from a saved state (resume: the chosen start's, or every start's
+when it was saved during the trials); zoom runs add a hook after each step (zoom.py)."""
 
 from __future__ import annotations
 
 import torch
 
+from ..errors import VqclipError
 from ..optim.loop import AfterStep, run_steps
 from ..optim.objective import Objective
 from ..optim.state import RunState
 from .base import GenerateResult, Mode, RunContext
 from .bestofn import best_of_n
-from .story import story_targets
+from .story import StoryFade, story_targets
 
 
 class Still(Mode):
@@ -25,21 +27,36 @@ class Still(Mode):
     def run(self, ctx: RunContext) -> GenerateResult:
         cfg = ctx.cfg
         story = story_targets(cfg, ctx.device)
-        starts = cfg.candidates.n if ctx.saved is None else 1  # a saved state is the chosen start's
+        starts = cfg.candidates.n if ctx.saved is None else saved_starts(ctx.saved, cfg.candidates.n)
         objective = Objective(cfg, ctx.models, ctx.device, story.prompts if story else None,
                               story.weights if story else None, batch=starts)
         state = RunState.initial(cfg, ctx.models.vqgan, objective.width, objective.height, ctx.device, ctx.seed,
                                  starts)
-        curve, stopped, cut = [], False, False
+        fade = [StoryFade(story.schedule, cfg.story_fade, objective)] if story and cfg.story_fade > 0 else []
+        curve, stopped, start = [], False, 0
         if ctx.saved is not None:
             state.load_state_dict(ctx.saved)
-        elif starts > 1:
-            pick = best_of_n(ctx, objective, state, self.frame_every(cfg))
-            stopped = cut = pick.stopped
+        if starts > 1:  # the trials, from the start or from where a saved state left them
+            pick = best_of_n(ctx, objective, state, self.frame_every(cfg), fade)
+            curve, stopped, start = list(pick.curve), pick.stopped, pick.start
         if not stopped:
-            curve, stopped = run_steps(state, objective, ctx.lr_at, cfg.steps, cfg.steps, ctx.callbacks,
-                                       [*self.hooks(cfg, objective), *ctx.after])
+            more, stopped = run_steps(state, objective, ctx.lr_at, cfg.steps, cfg.steps, ctx.callbacks,
+                                      [*fade, *self.hooks(cfg, objective), *ctx.after])
+            curve += more
+        if state.starts > 1:  # stopped during the trials: the result is the start ranked to go on
+            z = state.z[start:start + 1].detach()
+        else:
+            z, start = state.z.detach(), state.start
         with torch.no_grad():
-            final = objective.decode(state.z).detach()
-        return GenerateResult(final, state.z.detach().clone(), ctx.seed, state.step, curve, stopped, state.start,
-                              trials_cut=cut, state=state)
+            final = objective.decode(z).detach()
+        return GenerateResult(final, z.clone(), ctx.seed, state.step, curve, stopped, start, state=state)
+
+
+def saved_starts(saved: dict, n: int) -> int:
+    """The starts a saved state holds: 1 (the chosen one), or every start of best-of-n's trials (then as many as the
+    job's `candidates.n`)."""
+    rows = int(saved["z"].shape[0])
+    if rows > 1 and rows != n:
+        raise VqclipError(f"the saved state holds the {rows} starts of best-of-n trials, but the job asks for "
+                          f"candidates.n={n}; restore it, or delete state.pt to start over")
+    return rows

@@ -1,5 +1,5 @@
 """Story prompts as the objective's targets: the union of the keyframes' texts, and a weight schedule over steps
-(or, in a restyle, over input frames) from vqclip.optim.schedules."""
+(or, in a restyle, over input frames) from vqclip.optim.schedules; and the fade at each keyframe (`story_fade`)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from typing import Callable, Optional
 
 import torch
 
+from ..optim.inits import prompt_background
+from ..optim.loop import StepEvent
 from ..optim.losses import weights_tensor
-from ..optim.objective import WeightSchedule
-from ..optim.prompts import Prompt, parse_job_prompts
-from ..optim.schedules import PromptSchedule, story_keyframes
+from ..optim.objective import Objective, WeightSchedule
+from ..optim.prompts import Prompt, parse_job_prompts, parse_prompts
+from ..optim.schedules import Keyframe, PromptSchedule, story_keyframes
+from ..optim.state import RunState
 
 
 @dataclass
@@ -46,3 +49,37 @@ def story_targets(cfg, device: torch.device, length: Optional[int] = None,
     fixed_host = [float(p.weight) for p in prompts[n:]]
     weights.host = lambda step: [float(w) for w in schedule.weights_at(clock(step))] + fixed_host  # as numbers
     return StoryTargets(prompts, weights, schedule)
+
+
+def fade_color(keyframe: Keyframe) -> Optional[list[float]]:
+    """RGB in [0,1] of the background a keyframe's pulling texts name after 'on' (the first that names one), or None."""
+    for p in parse_prompts(keyframe.prompt):
+        rgb = prompt_background(p.text) if p.weight > 0 and not p.image else None
+        if rgb is not None:
+            return rgb
+    return None
+
+
+class StoryFade:
+    """The after-step hook of a story with `story_fade` f > 0: when the step of a keyframe after the first is reached,
+    each image [B,3,H,W] is moved the share f of the way to a flat canvas in the colour that keyframe names after 'on'
+    (its own mean colour where it names none), re-encoded, and the run goes on from there with a fresh optimiser
+    (`RunState.move_to`). A small model left to itself keeps the previous part's colours: a flat start of another
+    colour is a basin its gradients do not leave (docs/animation.md)."""
+
+    def __init__(self, schedule: PromptSchedule, fade: float, objective: Objective):
+        self.keyframes = {k.at: k for k in schedule.keyframes[1:]}
+        self.fade, self.objective = fade, objective
+
+    @torch.no_grad()
+    def __call__(self, state: RunState, event: StepEvent) -> None:
+        keyframe = self.keyframes.get(state.step)
+        if keyframe is None:
+            return None
+        image = self.objective.decode(state.z).float()
+        rgb = fade_color(keyframe)
+        flat = (torch.tensor(rgb, device=image.device).view(1, 3, 1, 1) if rgb is not None
+                else image.mean((2, 3), keepdim=True))
+        faded = (1 - self.fade) * image + self.fade * flat
+        state.move_to(self.objective.models.vqgan.encode(faded).to(state.z.dtype))
+        return None

@@ -20,8 +20,9 @@ from .state import RunState
 @dataclass(frozen=True)
 class StepEvent:
     """What a callback sees after each update: `image` [B,3,H,W] in [0,1] is the one scored at `step` (B = 1, or the
-    number of starts during best-of-n trials, when `trial` = B). The loss stays a device tensor until `loss` or
-    `losses` is read: only a callback that asks for the number waits for the GPU (no host sync inside a step)."""
+    number of starts during best-of-n trials, when `trial` = B, and `best` is the start that would go on were the
+    trials to end now). The loss stays a device tensor until `loss` or `losses` is read: only a callback that asks
+    for the number waits for the GPU (no host sync inside a step)."""
 
     step: int  # updates done before this image was scored (0 = the initial image)
     total: int  # the steps of this run (a restyle: of this frame)
@@ -30,6 +31,7 @@ class StepEvent:
     image: Optional[Tensor] = None
     trial: int = 0  # n >= 1: a trial step of n starts run together (best of n), not yet the run's
     frame: Optional[int] = None  # a restyle's input frame
+    best: int = 0  # during trials: the start ranked to go on at the latest scoring (the one `preview` shows)
 
     @functools.cached_property
     def loss(self) -> float:
@@ -46,8 +48,8 @@ class StepEvent:
 
     @property
     def preview(self):
-        """The (first) image as an 8-bit PIL image."""
-        return to_pil(self.image[:1])
+        """The image that is the run's result so far as an 8-bit PIL image (during trials: start `best`'s)."""
+        return to_pil(self.image[self.best:self.best + 1])
 
 
 def loss_numbers(curve: list[Union[float, Tensor]]) -> list[float]:

@@ -233,7 +233,7 @@ def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, 
     try:
         result = generate(cfg, models, callbacks, device, saved=saved, frames=frames, after=after, mode=mode,
                           trials=trials)
-        if mode.saves_state and not result.trials_cut:  # a pick cut short is no state to resume: start over
+        if mode.saves_state:  # stopped during best-of-n's trials: every start, and the trials go on at resume
             save_state(result.saved, folder.state, cfg.steps, job)  # before final.png and the video, which need room
         return finish(cfg, folder, result, mode, frames, upscaler)
     except WriteError as exc:  # a full disk, no permission, the folder removed: what was written is kept

@@ -168,11 +168,11 @@ def _what(value) -> str:
 
 class StateSaver:
     """The after-step hook that saves state.pt (with `job`, see `save_state`) every `every` updates (0: only at the
-    end of the run)."""
+    end of the run); during best-of-n's trials it holds every start."""
 
     def __init__(self, path: Path, every: int, steps: int, job: Optional[dict] = None):
         self.path, self.every, self.steps, self.job = Path(path), every, steps, job
 
     def __call__(self, state: RunState, event: StepEvent) -> None:
-        if self.every > 0 and state.step % self.every == 0 and not event.trial:
+        if self.every > 0 and state.step % self.every == 0:
             save_state(state, self.path, self.steps, self.job)
