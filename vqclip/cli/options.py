@@ -127,7 +127,7 @@ def add_job_options(p: argparse.ArgumentParser, options: list[Option], helps: Op
     presets = preset_values()
     for o in options:
         kw: dict[str, Any] = {"dest": _dest(o), "help": describe(o, helps, presets)}
-        if o.cli_get("negate"):
+        if o.cli_get("negate") or o.type is bool:  # a flag that sets False (negate) or True (--tile)
             kw["action"] = "store_true"
         else:
             tp = _scalar(o.type)

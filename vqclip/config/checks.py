@@ -20,6 +20,8 @@ from ..optim.optimizers import OPTIMIZERS
 from ..optim.prompts import check_has_target, parse_image_prompt, parse_job_prompts
 from ..optim.schedules import LR_SCHEDULES, STORY_MODES, PromptSchedule, parse_keyframed, story_keyframes
 from ..models.spec import ClipSpec
+from ..terms.colors import rgb
+from ..terms.registry import SYMMETRY_AXES
 from .job import ANIMATION_MODES, MAX_SIDE, PADDINGS, GenerateConfig
 
 
@@ -63,7 +65,8 @@ def path_options(cfg: GenerateConfig) -> list[tuple[str, str]]:
     the video to restyle (CLIP names that are not files are passed over by `path_problem`)."""
     paths = [("output.dir", cfg.output.dir), ("init.image", cfg.init.image), ("vqgan.config", cfg.vqgan.config),
              ("vqgan.checkpoint", cfg.vqgan.checkpoint), ("guide.model", cfg.guide.model),
-             ("guide.weights", cfg.guide.weights), ("restyle.input", cfg.restyle.input)]
+             ("guide.weights", cfg.guide.weights), ("restyle.input", cfg.restyle.input),
+             ("palette.image", cfg.palette.image)]
     paths += [(f"image_prompts[{i}]", item) for i, item in enumerate(cfg.image_prompts)]
     for key, clips in (("clip", cfg.clip), ("candidates.clip", cfg.candidates.clip)):
         for i, c in enumerate(clips):
@@ -147,8 +150,24 @@ def check(cfg: GenerateConfig) -> None:
         raise VqclipError("guide: give both model (the architecture JSON) and weights, or neither (no guidance)")
     _require("guide.weight", g.weight, g.weight >= 0, ">= 0 (0 = no guidance)")
     _require("guide.views", g.views, g.views >= 1, ">= 1")
+    _check_looks(cfg)
     _check_animation(cfg)
     parse_job_prompts(cfg.prompt, cfg.negative, cfg.image_prompts)  # as the run will: a bad prompt fails before it
+
+
+def _check_looks(cfg: GenerateConfig) -> None:
+    """Reject impossible palette and symmetry settings, with the key and the fix."""
+    p = cfg.palette
+    for name in p.colors:
+        rgb(name)  # a name that is no colour: one line naming it
+    _require("palette.size", p.size, p.size >= 1, ">= 1 (the colours taken from palette.image)")
+    _require("palette.weight", p.weight, p.weight >= 0, ">= 0 (0 = no pull towards the palette)")
+    if p.hard and not (p.colors or p.image):
+        raise VqclipError("palette.hard: there is no palette to snap to; give palette.colors (--palette red,blue) "
+                          "or palette.image")
+    for axis in cfg.symmetry.axes:
+        _one_of(axis, SYMMETRY_AXES, "symmetry.axes")
+    _require("symmetry.weight", cfg.symmetry.weight, cfg.symmetry.weight >= 0, ">= 0 (0 = no symmetry)")
 
 
 def _check_animation(cfg: GenerateConfig) -> None:
@@ -212,6 +231,7 @@ def check_inputs(cfg: GenerateConfig) -> None:
     wanted = [("init.image", cfg.init.image, "image")] if cfg.init.kind == "image" else []
     wanted += [("image_prompts", parse_image_prompt(item).text, "image") for item in cfg.image_prompts]
     wanted += [("restyle.input", cfg.restyle.input, "video")] if cfg.restyle.input else []
+    wanted += [("palette.image", cfg.palette.image, "image")] if cfg.palette.image else []
     for key, path, kind in wanted:
         head, _, weight = str(path).rpartition(":")
         if key == "image_prompts" and not Path(path).is_file() and head and Path(head).is_file():

@@ -16,6 +16,7 @@ from ..optim.augments import AUGMENTS
 from ..optim.inits import INITS
 from ..optim.optimizers import OPTIMIZERS
 from ..optim.schedules import LR_SCHEDULES, STORY_MODES
+from ..terms.registry import SYMMETRY_AXES
 from .fields import option
 
 ANIMATION_MODES = ("none", "zoom")
@@ -127,6 +128,25 @@ class GuideConfig:
 
 
 @dataclass
+class PaletteConfig:
+    colors: list[str] = option(help="palette colours: names or #rrggbb (PIL's ImageColor names); none: no palette",
+                               flag="--palette", metavar="C,C", split=",", factory=list)
+    image: Optional[str] = option(None, help="also take palette.size colours of this image (k-means)",
+                                  flag="--palette-image", metavar="PATH")
+    size: int = option(8, help="colours taken from palette.image")
+    weight: float = option(1.0, help="share of each pixel's distance to its nearest palette colour")
+    hard: bool = option(False, help="snap the shown image to the palette (straight-through gradient): every pixel "
+                                    "of final.png is a palette colour", flag="--palette-hard")
+
+
+@dataclass
+class SymmetryConfig:
+    axes: list[str] = option(help="mirror symmetry: x (left-right), y (top-bottom); none: off", flag="--symmetry",
+                             metavar="x,y", choices=SYMMETRY_AXES, split=",", factory=list)
+    weight: float = option(1.0, help="share of the mean difference of the image and its mirror image")
+
+
+@dataclass
 class StoryKeyframe:
     at: int = option(0, help="step (in a restyle: input frame) from which this prompt is the target")
     prompt: str = option("", help="'text:weight[:stop]|text:weight'")
@@ -209,6 +229,10 @@ class GenerateConfig:
     init: InitConfig = option(help="start", factory=InitConfig)
     candidates: CandidatesConfig = option(help="best of n starts", factory=CandidatesConfig)
     guide: GuideConfig = option(help="classifier guidance", factory=GuideConfig)
+    palette: PaletteConfig = option(help="a limited palette", factory=PaletteConfig)
+    symmetry: SymmetryConfig = option(help="mirror symmetry", factory=SymmetryConfig)
+    tile: bool = option(False, help="seamless tiles: the VQGAN pads circularly and the cutouts see the image rolled",
+                        flag="--tile")
     output: OutputConfig = option(help="outputs", factory=OutputConfig)
     story: list[StoryKeyframe] = option(help="story keyframes: [{at: step, prompt: ..., weight: 1}]", factory=list,
                                         item=StoryKeyframe)

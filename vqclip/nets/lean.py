@@ -20,23 +20,25 @@ class _FrozenConv(torch.autograd.Function):
     """conv2d with a frozen weight: backward returns only the input gradient, so the input is not kept."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, conv: nn.Conv2d, dtype: torch.dtype) -> Tensor:  # type: ignore[override]
-        ctx.conv, ctx.shape, ctx.in_dtype, ctx.dtype = conv, x.shape, x.dtype, dtype
+    def forward(ctx, x: Tensor, conv: nn.Conv2d, dtype: torch.dtype, padding) -> Tensor:  # type: ignore[override]
+        ctx.conv, ctx.shape, ctx.in_dtype, ctx.dtype, ctx.padding = conv, x.shape, x.dtype, dtype, padding
         bias = conv.bias.to(dtype) if conv.bias is not None else None
-        return F.conv2d(x.to(dtype), conv.weight.to(dtype), bias, conv.stride, conv.padding, conv.dilation,
-                        conv.groups)
+        return F.conv2d(x.to(dtype), conv.weight.to(dtype), bias, conv.stride, padding, conv.dilation, conv.groups)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         conv = ctx.conv
         gx = torch.nn.grad.conv2d_input(ctx.shape, conv.weight.to(ctx.dtype), grad.to(ctx.dtype), conv.stride,
-                                        conv.padding, conv.dilation, conv.groups)
-        return gx.to(ctx.in_dtype), None, None
+                                        ctx.padding, conv.dilation, conv.groups)
+        return gx.to(ctx.in_dtype), None, None, None
 
 
 def frozen_conv(conv: nn.Conv2d, x: Tensor, dtype: torch.dtype) -> Tensor:
-    """`conv(x)` in `dtype` for a conv whose weights need no gradient: [B,C,H,W] -> [B,C',H',W'], input not kept."""
-    return _FrozenConv.apply(x, conv, dtype)
+    """`conv(x)` in `dtype` for a conv whose weights need no gradient: [B,C,H,W] -> [B,C',H',W'], input not kept.
+    A conv set to pad circularly (seamless tiles, `vqclip.nets.tiling`) wraps its input around first."""
+    if conv.padding_mode == "circular":
+        return _FrozenConv.apply(F.pad(x, conv._reversed_padding_repeated_twice, mode="circular"), conv, dtype, 0)
+    return _FrozenConv.apply(x, conv, dtype, conv.padding)
 
 
 def _norm_swish(x: Tensor, norm: nn.GroupNorm, dtype: torch.dtype) -> Tensor:

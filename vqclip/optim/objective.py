@@ -1,5 +1,6 @@
 """What a run minimises: images decoded from the latents, cut into augmented cutouts and scored by each CLIP against
-the prompts (the weights of the step's story keyframe, or the prompts' own), plus the TV, init and guide terms.
+the prompts (the weights of the step's story keyframe, or the prompts' own), plus the job's other terms (init, TV,
+guide, palette, symmetry, tile: vqclip.terms).
 
 Built once per job from the loaded models (prompt embeddings are computed once here); it holds no run state: the
 latents and the step come in with each call. No file I/O happens in the loss.
@@ -8,10 +9,10 @@ latents and the step come in with each call. No file I/O happens in the loss.
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..files.images import open_rgb
@@ -20,9 +21,9 @@ from ..nets.lean import decode_latent, is_frozen
 from ..nets.load import Models
 from ..nets.memory import plan_memory
 from ..nets.quantize import clamp_with_grad, vector_quantize
+from ..terms.base import build_terms
 from .cutouts import CutoutDraw, Cutouts
-from .guidance import GuideTerm
-from .losses import prompt_loss, stops_tensor, tv_loss, weights_tensor
+from .losses import prompt_loss, stops_tensor, weights_tensor
 from .prompts import Prompt, check_has_target, parse_job_prompts
 
 log = logging.getLogger("vqclip")
@@ -82,7 +83,8 @@ class Objective:
         self.weights = weights_tensor(self.prompts, device)
         self.stops = stops_tensor(self.prompts, device)  # [M] or None: where a prompt stops pulling
         self.schedule = schedule
-        self.guide = GuideTerm(models.guide, cfg.guide.views) if models.guide and cfg.guide.weight > 0 else None
+        self.terms = build_terms(cfg, models, device, self.amp)  # the terms beside CLIP, in the order they are summed
+        self.guide = next((t.classifier for t in self.terms if t.name == "guide"), None)
         self._aimed: Optional[tuple[str, ...]] = None  # the texts the guide was last aimed from (see `_aim_guide`)
         self._aim_guide(self.host_weights_at(0))
         # 2. Cutout samplers, one per CLIP input size, and each CLIP's share of the loss
@@ -173,8 +175,15 @@ class Objective:
                      f" while '{texts[0]}' leads" if self.schedule and texts else "")
 
     def decode(self, z: Tensor) -> Tensor:
-        """The images [B,3,H,W] in [0,1] of latents z [B,E,h,w], quantized straight-through."""
-        return decode_image(self.models.vqgan, z, self.amp, self._decode)
+        """The images [B,3,H,W] in [0,1] of latents z [B,E,h,w], quantized straight-through, as the terms show them
+        (decoded in their contexts: a tile's circular padding; then e.g. snapped to a hard palette)."""
+        with ExitStack() as looks:
+            for term in self.terms:
+                looks.enter_context(term.decoding(self.models.vqgan))
+            image = decode_image(self.models.vqgan, z, self.amp, self._decode)
+        for term in self.terms:
+            image = term.shown(image)
+        return image
 
     def losses(self, image: Tensor, z: Tensor, z_init: Tensor, step: int,
                views: Optional[list[CutoutDraw]] = None) -> dict[str, Tensor]:
@@ -186,11 +195,14 @@ class Objective:
             self._aim_guide(self.host_weights_at(step))
         parts = {}
         b, _, h, w = image.shape
+        seen = image
+        for term in self.terms:  # e.g. a tile's random roll, drawn before the cutouts
+            seen = term.viewed(seen)
         for k, ((clip, _), share, targets) in enumerate(zip(self.models.clips, self.clip_weights, self.targets)):
             if share <= 0:
                 continue
             cut = self.cutouts[clip.image_size]
-            batch = cut.apply(image, views[k] if views is not None else cut.draw(b, h, w))
+            batch = cut.apply(seen, views[k] if views is not None else cut.draw(b, h, w))
             if self.world > 1:  # this device scores its share of the cutouts; all get the whole batch's gradient
                 parts[self.clip_terms[k]] = share * self._sharded_loss(clip, batch, targets, weights)
                 continue
@@ -199,12 +211,10 @@ class Objective:
                 continue
             parts[self.clip_terms[k]] = share * self._score(clip, batch, targets, weights)
         # the other terms every device computes alike (same image, same random stream), in full
-        if self.cfg.init.weight > 0:
-            parts["init"] = self.cfg.init.weight * F.mse_loss(z, z_init)
-        if self.cfg.tv_weight > 0:
-            parts["tv"] = self.cfg.tv_weight * tv_loss(image)
-        if self.guide is not None and self.guide.label is not None:
-            parts["guide"] = self.cfg.guide.weight * self.guide(image, self.amp)
+        for term in self.terms:
+            value = term(image, z, z_init, step)
+            if value is not None:
+                parts[term.name] = value
         return parts
 
     def _score(self, clip, cutouts: Tensor, targets: Tensor, weights: Tensor) -> Tensor:

@@ -123,7 +123,7 @@ def _value(key: str, value: Any, upload: Callable[[str], str]) -> Any:
             raise VqclipError(f"{key}: {str(value)[:60]!r} is not a model name; the page can use presets and "
                               "open_clip names, not files of the server")
         return value
-    if base == "init.image":
+    if base in ("init.image", "palette.image"):
         return None if value in (None, "") else _upload(key, value, upload)
     if base == "image_prompts":
         items = value if isinstance(value, list) else [value]
