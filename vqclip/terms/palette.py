@@ -4,6 +4,7 @@ a palette colour."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -55,7 +56,7 @@ def job_palette(cfg) -> Tensor:
     rows = [[c / 255 for c in rgb(name)] for name in cfg.palette.colors]
     out = torch.tensor(rows, dtype=torch.float32).reshape(-1, 3)
     if cfg.palette.image:
-        pixels = torch.tensor(list(open_rgb(cfg.palette.image).getdata()), dtype=torch.float32) / 255
+        pixels = torch.from_numpy(np.asarray(open_rgb(cfg.palette.image), dtype=np.float32).reshape(-1, 3)) / 255
         out = torch.cat([out, image_palette(pixels, cfg.palette.size)])
     return out
 
