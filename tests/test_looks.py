@@ -111,8 +111,8 @@ def test_the_flags_set_the_keys_and_a_bad_colour_exits_2_in_one_line(tiny_args, 
     assert "palette.colors: 'blurple' is no colour" in err and "\n" not in err and not (tmp_path / "x").exists()
     assert main(["generate", "a", *tiny_args, "--symmetry", "x,z", "--out", str(tmp_path / "y")]) == 2
     assert "symmetry.axes: unknown value 'z'" in capsys.readouterr().err
-    args = build_parser().parse_args(["generate", "a", "--palette", "red, #1a2b3c", "--palette-hard", "--symmetry", "x,y",
-                                      "--tile"])
+    args = build_parser().parse_args(["generate", "a", "--palette", "red, #1a2b3c", "--palette-hard",
+                                      "--symmetry", "x,y", "--tile"])
     over = cli_overrides(args)
     assert over["palette"] == {"colors": ["red", "#1a2b3c"], "hard": True}
     assert over["symmetry"] == {"axes": ["x", "y"]} and over["tile"] is True

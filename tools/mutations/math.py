@@ -67,11 +67,6 @@ MUTATIONS = [
     M("the loss ignores the story's weight schedule", "vqclip/optim/objective.py",
       "weights = self.weights_at(step)\n        if self.guide is not None:",
       "weights = self.weights\n        if self.guide is not None:", ("tests/test_schedules.py",)),
-    M("init term with its sign flipped", "vqclip/optim/objective.py",
-      'parts["init"] = self.cfg.init.weight * F.mse_loss(z, z_init)',
-      'parts["init"] = -self.cfg.init.weight * F.mse_loss(z, z_init)', ("tests/test_loop.py",)),
-    M("tv weight ignored", "vqclip/optim/objective.py", 'parts["tv"] = self.cfg.tv_weight * tv_loss(image)',
-      'parts["tv"] = tv_loss(image)', ("tests/test_loop.py", "tests/test_perf_equivalence.py")),
     M("z no longer clamped to the codebook's box", "vqclip/optim/state.py",
       "self.z.copy_(self.z.maximum(lo).minimum(hi))", "pass", ("tests/test_loop.py",)),
     M("the scheduled lr is not applied", "vqclip/optim/loop.py", "state.set_lr(lr)", "pass", ("tests/test_loop.py",)),
@@ -121,6 +116,4 @@ MUTATIONS = [
       "        if self._aimed is not None:\n", ("tests/test_guide.py",)),
     M("guide aims at a pushed-away prompt", "vqclip/optim/objective.py", "if not p.image and w > 0))",
       "if not p.image and w != 0))", ("tests/test_guide.py",)),
-    M("guide weight ignored", "vqclip/optim/objective.py", 'parts["guide"] = self.cfg.guide.weight * self.guide(',
-      'parts["guide"] = self.guide(', ("tests/test_guide.py",)),
 ]
