@@ -153,3 +153,24 @@ def test_a_tiled_job_decodes_circularly_and_rolls_the_cutouts_image(tiny_job, ti
     tiled.losses(image, z, z, 0)
     torch.manual_seed(8)
     assert torch.equal(seen[0], random_roll(image)) and not torch.equal(seen[0], image)
+
+
+def test_the_guide_term_scores_in_the_runs_precision(tiny_job, tiny_models, tmp_path):
+    from test_guide import write_guide  # a random guide in the published format
+    from vqclip.nets.load import Models
+    from vqclip.optim.guidance import GuideTerm
+
+    guide = write_guide(tmp_path)[2]
+    cfg = job(tiny_job, prompt="a red square", precision="bf16", guide={"model": "g", "weights": "w", "weight": 2.0})
+    objective = Objective(cfg, Models(tiny_models.vqgan, tiny_models.clips, guide=guide), CPU)
+    assert objective.amp == torch.bfloat16 and objective.guide.label == 1
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(9))
+    torch.manual_seed(3)
+    values = [objective.losses(image, image, image, 0)["guide"].item() / 2.0]
+    for amp in (torch.bfloat16, None):
+        torch.manual_seed(3)  # the same cutouts drawn first, then the same augmented views
+        objective.cutouts[tiny_models.clips[0][0].image_size].draw(1, 32, 32)
+        term = GuideTerm(guide, cfg.guide.views)
+        term.aim(["a red square"])
+        values.append(term(image, amp).item())
+    assert values[0] == pytest.approx(values[1], rel=1e-6) and values[1] != pytest.approx(values[2], rel=1e-6)

@@ -23,7 +23,7 @@ MUTATIONS = [
     M("the terms summed in reverse order", BASE, "classes = [load(name) for name in TERMS]",
       "classes = [load(name) for name in reversed(TERMS)]", (TERMS_T,)),
     M("the terms built without the run's precision", BASE, "cls(cfg, models, device, amp)", "cls(cfg, models, device)",
-      ("tests/test_guide.py",)),
+      (TERMS_T,)),
     # --- colours
     M("an RGBA colour keeps its alpha", COLORS, "ImageColor.getrgb(str(color).strip())[:3]",
       "ImageColor.getrgb(str(color).strip())", (TERMS_T,)),
