@@ -59,3 +59,19 @@ def test_a_circular_frozen_conv_has_the_value_and_gradient_of_torchs_circular_co
     mine, = torch.autograd.grad((frozen_conv(conv, x, torch.double) * g).sum(), x)
     theirs, = torch.autograd.grad((ref * g).sum(), x)
     assert torch.allclose(mine, theirs)
+
+
+def test_a_checkpointed_decoder_recomputes_with_the_padding_of_its_forward(vq):
+    """memory: low recomputes each level in backward, after the tile's block has ended: the gradient must be the one
+    of the circular forward, as without checkpointing."""
+    z = torch.randn(1, vq.codebook.shape[1], 4, 4, generator=torch.Generator().manual_seed(2))
+    g = torch.randn(1, 3, 4 * vq.factor, 4 * vq.factor, generator=torch.Generator().manual_seed(3))
+    grads = []
+    for checkpoint in (False, True):
+        leaf = z.clone().requires_grad_(True)
+        with circular(vq.decoder):
+            out = decode_latent(vq, leaf, checkpoint=checkpoint)
+        (out * g).sum().backward()
+        grads.append(leaf.grad)
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
+    assert all(m.padding_mode == "zeros" for m in vq.decoder.modules() if isinstance(m, nn.Conv2d))

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
+from .tiling import padding_as_now
+
 
 class _FrozenConv(torch.autograd.Function):
     """conv2d with a frozen weight: backward returns only the input gradient, so the input is not kept."""
@@ -135,7 +137,8 @@ def lean_decode(decoder: nn.Module, z: Tensor, checkpoint: bool = False) -> Tens
         h = _resblock(decoder.mid.block_2, h, dtype, recompute)
         for i_level in reversed(range(decoder.num_resolutions)):
             if checkpoint and torch.is_grad_enabled() and h.requires_grad:
-                h = _checkpoint(_level, decoder, i_level, h, dtype, True, use_reentrant=False)
+                h = _checkpoint(_level, decoder, i_level, h, dtype, True, use_reentrant=False,
+                                context_fn=lambda: padding_as_now(decoder))  # a tile's padding in backward too
             else:
                 h = _level(decoder, i_level, h, dtype, recompute)
         if decoder.give_pre_end:
