@@ -95,9 +95,7 @@ def test_files_come_back_final_image_last_and_stale_frames_go(tmp_path, monkeypa
 ])
 def test_a_restyles_frames_are_cut_into_shares_that_cover_each_once(cfg, tmp_path, monkeypatch, frames,
                                                                      max_frames, workers, cuts):
-    from vqclip.files import video
-
-    monkeypatch.setattr(video, "count_frames", lambda path: frames)
+    monkeypatch.setattr("vqclip.modes.rules.count_frames", lambda path: frames)  # the restyle's one frame count
     styled = replace(cfg, restyle=replace(cfg.restyle, input="in.mp4", blend=0.0, max_frames=max_frames))
     job = c.ClusterJob("r", styled, tmp_path / "r")
     out = c._spread_frames([job, c.ClusterJob("still", cfg, tmp_path / "s")], workers)

@@ -19,6 +19,7 @@ from ..errors import VqclipError
 from ..files.atomic import atomic_path
 from ..files.images import read_metadata
 from ..files.runfolder import FINAL_FILE, FRAMES_DIR, RunFolder, default_run_dir
+from ..modes.registry import mode_name, rules_of
 from .batch import Batch, write_grids
 from .clusterwork import Progress, Task, Worker, folder_files
 from .pipeline import resolve_seed
@@ -103,7 +104,7 @@ def plan_jobs(plans: Iterable[GenerateConfig | Batch]) -> tuple[list[ClusterJob]
     for job in jobs:
         if folder_state(job.dest) == NEW:
             RunFolder(job.dest).check_new()
-        if job.cfg.restyle.input and job.cfg.restyle.blend > 0:
+        if mode_name(job.cfg) == "restyle" and job.cfg.restyle.blend > 0:
             log.info("%s: its frames run in order on one worker: blend %g starts each frame from the one before",
                      job.key, job.cfg.restyle.blend)
     return jobs, batches
@@ -256,16 +257,13 @@ def _spread_frames(jobs: list[ClusterJob], workers: int) -> list[ClusterJob]:
     """The queue: each new restyle with blend 0 (frames independent) as `workers` shares of its frames, then itself
     (once they are back: its video and final.png, made from the frames as a resume makes them); the others as they
     are."""
-    from ..files.video import count_frames  # here: only a restyle asks
-
     out = []
     for job in jobs:
-        r = job.cfg.restyle
-        if not r.input or r.blend != 0 or workers < 2 or folder_state(job.dest) != NEW:
+        if mode_name(job.cfg) != "restyle" or job.cfg.restyle.blend != 0 or workers < 2 or \
+                folder_state(job.dest) != NEW:
             out.append(job)
             continue
-        total = count_frames(Path(r.input))
-        n = min(total, r.max_frames) if r.max_frames else total
+        n = rules_of(job.cfg).frame_count(job.cfg)
         cuts = [n * k // workers for k in range(workers + 1)]
         job.chunks = [ClusterJob(f"{job.key} frames {lo}-{hi - 1}", job.cfg, job.dest, frames=(lo, hi), parent=job)
                       for lo, hi in zip(cuts, cuts[1:]) if hi > lo]
