@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from vqclip.config import to_yaml
 from vqclip.errors import VqclipError
 from vqclip.runs import cluster as c
 from vqclip.runs.batch import plan_job
@@ -225,8 +226,8 @@ def test_a_rerun_skips_complete_runs_resumes_stopped_ones_and_starts_the_rest(cf
     monkeypatch.setattr(c, "import_ray", lambda: ray)
     png(tmp_path / "a" / "final.png", {"prompt": "x", "seed": 1, "stopped": False})
     png(tmp_path / "b" / "final.png", {"prompt": "x", "seed": 1, "stopped": True})
-    (tmp_path / "b" / "job.yaml").write_text("prompt: x\n")
     plans = [replace(cfg, seed=1, output=replace(cfg.output, dir=str(tmp_path / k))) for k in "abc"]
+    (tmp_path / "b" / "job.yaml").write_text(to_yaml(plans[1]))  # the job's own run (another job's is refused)
     out = io.StringIO()
     report = c.run_cluster(plans, out=out)
     assert [j.state for j in report.jobs] == ["skipped", "done", "done"] and report.code == 0

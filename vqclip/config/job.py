@@ -224,5 +224,5 @@ class GenerateConfig:
     restyle: RestyleConfig = option(help="restyle a video", factory=RestyleConfig)
     mode: str = option("auto", help="still, zoom or restyle (vqclip.modes.registry); auto: as the job's sections say "
                                     "(restyle.input set: restyle; animation.mode zoom: zoom; else still)",
-                       choices=MODE_CHOICES)
+                       choices=MODE_CHOICES, label="kind of run")
     state_every: int = option(50, help="save state.pt (for `vqclip resume`) every K steps; 0: only at the end")
