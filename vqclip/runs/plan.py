@@ -131,8 +131,7 @@ def _into(cfg: GenerateConfig, dest: Path) -> GenerateConfig:
 def finished_run(job: PlannedJob) -> Any:
     """A complete run's folder as the `RunResult` a run of it gives (its job.yaml's job, else the planned one; its
     final image read back; the latent is not kept with a finished run)."""
-    import torch  # here: the result holds tensors, as the run path's does
-
+    import torch  # here, as the run path: planning stays torch-free (`vqclip run --dry-run`)
     from ..files.images import load_image
     from ..modes.base import GenerateResult
     from .pipeline import RunResult
