@@ -121,3 +121,18 @@ def test_a_restyles_frame_range_makes_the_frames_of_the_whole_run(tiny_job, tiny
     for name in ("000001.png", "000002.png"):
         assert (tmp_path / "part" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
     assert png(tmp_path / "part" / "000001.png").shape[-2:] == (16, 16)
+
+
+def test_a_cluster_workers_share_of_a_restyle_is_those_frames_of_the_whole_run(tiny_job, video, tmp_path):
+    """A worker given frames [1, 3) of a blend-0 restyle sends back exactly those frames, as the whole run makes
+    them, and the whole job's job.yaml (no frame of another share, no stand-in)."""
+    from vqclip.runs.clusterwork import Task, Worker
+
+    cfg = restyle(tiny_job, video, tmp_path / "whole")
+    whole = run_job(cfg)
+    task = Task("r frames 1-2", replace(cfg, output=replace(cfg.output, dir=None)), "dest", str(tmp_path / "dest"),
+                frames=(1, 3))
+    back = Worker(1).run(task)
+    assert sorted(back["files"]) == ["frames/000001.png", "frames/000002.png", "job.yaml"]
+    for i in (1, 2):
+        assert back["files"][f"frames/{i:06d}.png"] == whole.frames[i].read_bytes()

@@ -136,3 +136,26 @@ def test_a_rerun_skips_finished_runs_resumes_a_stopped_one_and_refuses_another_j
     assert np.array_equal(pixels(resumed.final), pixels(whole.final))
     with pytest.raises(VqclipError, match="already holds a run; choose another --out .*job differs in prompt"):
         pipe.run({**single, "prompt": "a dog"}, out=tmp_path / "whole")
+
+
+def test_a_job_that_draws_its_seed_goes_on_with_its_run_and_a_seeded_one_only_with_its_own(job_file, tmp_path):
+    """A folder's job.yaml records the drawn seed: a rerun of the seedless job goes on with it; a job that names
+    another seed is another job."""
+    from vqclip.config import to_yaml
+    from vqclip.runs.batch import plan_job
+    from vqclip.runs.plan import RESUME, place
+
+    shared = {k: v for k, v in yaml.safe_load(job_file.read_text()).items() if k not in ("jobs", "seed")}
+    layer = {**shared, "prompt": "a cat", "output": {**shared["output"], "dir": str(tmp_path / "r")}}
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "job.yaml").write_text(to_yaml(plan_job({**layer, "seed": 42}, "job")))
+    [item] = place([plan_job(layer, "job")])
+    assert item.members[0].state == RESUME
+    place([plan_job({**layer, "seed": 42}, "job")])
+    with pytest.raises(VqclipError, match="already holds a run; .*job differs in seed"):
+        place([plan_job({**layer, "seed": 7}, "job")])
+
+
+def test_a_stopped_run_ends_the_job_list(job_file, pipe, tmp_path):
+    runs = pipe.run(job_file, out=tmp_path / "out", callbacks=[lambda event: event.step == 0])
+    assert len(runs) == 1 and runs[0].interrupted and not (tmp_path / "out" / "job-1" / "seed=6").exists()

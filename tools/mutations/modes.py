@@ -76,7 +76,7 @@ MUTATIONS = [
       "if stopped and state.step <= r.steps_per_frame:", ("tests/test_restyle_frames.py",)),
     M("restyle.keep_aspect ignored", RESTYLE, "if cfg.restyle.keep_aspect:", "if False:",
       ("tests/test_restyle_frames.py",)),
-    M("restyle.max_frames ignored", RESTYLE,
+    M("restyle.max_frames ignored", "vqclip/modes/rules.py",
       "min(total, cfg.restyle.max_frames) if cfg.restyle.max_frames else total", "total",
       ("tests/test_restyle_frames.py",)),
     M("a restyle makes one frame more than max_frames", RESTYLE, "                if i >= n:\n",
