@@ -130,9 +130,11 @@ def test_a_cluster_workers_share_of_a_restyle_is_those_frames_of_the_whole_run(t
 
     cfg = restyle(tiny_job, video, tmp_path / "whole")
     whole = run_job(cfg)
+    made = []
     task = Task("r frames 1-2", replace(cfg, output=replace(cfg.output, dir=None)), "dest", str(tmp_path / "dest"),
-                frames=(1, 3))
+                frames=(1, 3), callbacks=[lambda event: made.append(event.frame)])
     back = Worker(1).run(task)
+    assert sorted(set(made)) == [1, 2]  # only its share is made: no step of frame 0
     assert sorted(back["files"]) == ["frames/000001.png", "frames/000002.png", "job.yaml"]
     for i in (1, 2):
         assert back["files"][f"frames/{i:06d}.png"] == whole.frames[i].read_bytes()
