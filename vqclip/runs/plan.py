@@ -153,7 +153,7 @@ def run_plan(placed: Sequence[Placed], run: Callable[..., Any], *, cache=None, s
     """Run placed plans in order here: a new run with `run` (the pipeline's `run_job`, given the cache, stop flag,
     callbacks and one memo of best-of-n's trials that the `candidates.keep` images of a batch share), a stopped one
     resumed, a complete one skipped; each batch's grids and batch.yaml written for its runs. Stops after a run stopped
-    early. Returns every run (skipped ones read back from their folders); `report` sees each as it ends."""
+    early. Returns every run (skipped ones read back from their folders); `report` sees each run made as it ends."""
     from .resume import resume_run  # here: the run path (torch) only to run, not to plan
 
     trials: dict = {}
@@ -162,7 +162,7 @@ def run_plan(placed: Sequence[Placed], run: Callable[..., Any], *, cache=None, s
     def one(job: PlannedJob, shared: bool = False):
         if job.state == DONE:
             log.info("skipped: %s is complete", job.dest)
-            result = finished_run(job)
+            return finished_run(job)
         elif job.state == RESUME:
             result = resume_run(job.dest, cache=cache, stop=stop, extra_callbacks=callbacks)
         else:
