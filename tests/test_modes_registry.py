@@ -95,46 +95,51 @@ def restyle(tiny_job, video, out, **over):
         "output": {"dir": str(out), "progress": False, "video": False}})])
 
 
-def test_a_restyle_reads_its_whole_video_once_per_run(tiny_job, video, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def whole(tiny_job, video, tmp_path_factory):
+    """A whole 3-frame restyle run into its folder, ffmpeg's frame counts of it counted: (its job, run, counts)."""
     from vqclip.modes import rules
 
-    counted = []
-    real = rules.count_frames
-    monkeypatch.setattr(rules, "count_frames", lambda path: counted.append(path) or real(path))
-    run = run_job(restyle(tiny_job, video, tmp_path / "r"))
+    counted, real = [], rules.count_frames
+    cfg = restyle(tiny_job, video, tmp_path_factory.mktemp("whole") / "r")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rules, "count_frames", lambda path: counted.append(path) or real(path))
+        run = run_job(cfg)
+    return cfg, run, counted
+
+
+def test_a_restyle_reads_its_whole_video_once_per_run(whole):
+    _, run, counted = whole
     assert len(run.frames) == 3 and len(counted) == 1
 
 
-def test_a_restyles_frame_range_makes_the_frames_of_the_whole_run(tiny_job, tiny_models, video, tmp_path):
+def test_a_restyles_frame_range_makes_the_frames_of_the_whole_run(whole, tiny_models, tmp_path):
     """Frames [1, 3) made alone (the share a cluster worker makes) are those frames of the whole run, bit for bit,
     and no frame before the range is made or needed."""
-    whole = Restyle()
-    cfg = whole.prepare(restyle(tiny_job, video, tmp_path / "w"), tiny_models)
     from vqclip.runs.pipeline import generate
 
-    generate(cfg, tiny_models, frames=Folder(tmp_path / "whole"), mode=whole)
+    cfg, run, _ = whole
     part = Restyle(first=1)
     cfg = part.prepare(cfg, tiny_models)
     result = generate(cfg, tiny_models, frames=Folder(tmp_path / "part"), mode=part)
     assert [p.name for p in result.frames] == ["000001.png", "000002.png"] and result.steps == 2
-    assert part.total(cfg) == 2 and whole.total(cfg) == 3
-    for name in ("000001.png", "000002.png"):
-        assert (tmp_path / "part" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    assert part.total(cfg) == 2 and part.frames_total == 3  # its progress counts its own frames
+    for i in (1, 2):
+        assert (tmp_path / "part" / f"{i:06d}.png").read_bytes() == run.frames[i].read_bytes()
     assert png(tmp_path / "part" / "000001.png").shape[-2:] == (16, 16)
 
 
-def test_a_cluster_workers_share_of_a_restyle_is_those_frames_of_the_whole_run(tiny_job, video, tmp_path):
+def test_a_cluster_workers_share_of_a_restyle_is_those_frames_of_the_whole_run(whole):
     """A worker given frames [1, 3) of a blend-0 restyle sends back exactly those frames, as the whole run makes
     them, and the whole job's job.yaml (no frame of another share, no stand-in)."""
     from vqclip.runs.clusterwork import Task, Worker
 
-    cfg = restyle(tiny_job, video, tmp_path / "whole")
-    whole = run_job(cfg)
+    cfg, run, _ = whole
     made = []
-    task = Task("r frames 1-2", replace(cfg, output=replace(cfg.output, dir=None)), "dest", str(tmp_path / "dest"),
+    task = Task("r frames 1-2", replace(cfg, output=replace(cfg.output, dir=None)), "dest", "dest",
                 frames=(1, 3), callbacks=[lambda event: made.append(event.frame)])
     back = Worker(1).run(task)
     assert sorted(set(made)) == [1, 2]  # only its share is made: no step of frame 0
     assert sorted(back["files"]) == ["frames/000001.png", "frames/000002.png", "job.yaml"]
     for i in (1, 2):
-        assert back["files"][f"frames/{i:06d}.png"] == whole.frames[i].read_bytes()
+        assert back["files"][f"frames/{i:06d}.png"] == run.frames[i].read_bytes()
