@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from vqclip.config import to_yaml
 from vqclip.errors import VqclipError
 from vqclip.runs import cluster as c
 from vqclip.runs.batch import plan_job
@@ -95,9 +96,7 @@ def test_files_come_back_final_image_last_and_stale_frames_go(tmp_path, monkeypa
 ])
 def test_a_restyles_frames_are_cut_into_shares_that_cover_each_once(cfg, tmp_path, monkeypatch, frames,
                                                                      max_frames, workers, cuts):
-    from vqclip.files import video
-
-    monkeypatch.setattr(video, "count_frames", lambda path: frames)
+    monkeypatch.setattr("vqclip.modes.rules.count_frames", lambda path: frames)  # the restyle's one frame count
     styled = replace(cfg, restyle=replace(cfg.restyle, input="in.mp4", blend=0.0, max_frames=max_frames))
     job = c.ClusterJob("r", styled, tmp_path / "r")
     out = c._spread_frames([job, c.ClusterJob("still", cfg, tmp_path / "s")], workers)
@@ -227,8 +226,8 @@ def test_a_rerun_skips_complete_runs_resumes_stopped_ones_and_starts_the_rest(cf
     monkeypatch.setattr(c, "import_ray", lambda: ray)
     png(tmp_path / "a" / "final.png", {"prompt": "x", "seed": 1, "stopped": False})
     png(tmp_path / "b" / "final.png", {"prompt": "x", "seed": 1, "stopped": True})
-    (tmp_path / "b" / "job.yaml").write_text("prompt: x\n")
     plans = [replace(cfg, seed=1, output=replace(cfg.output, dir=str(tmp_path / k))) for k in "abc"]
+    (tmp_path / "b" / "job.yaml").write_text(to_yaml(plans[1]))  # the job's own run (another job's is refused)
     out = io.StringIO()
     report = c.run_cluster(plans, out=out)
     assert [j.state for j in report.jobs] == ["skipped", "done", "done"] and report.code == 0

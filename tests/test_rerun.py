@@ -42,9 +42,9 @@ def test_running_a_runs_job_yaml_makes_a_new_run_of_the_same_job(first, tmp_path
 def test_a_folder_that_holds_a_run_is_refused_naming_a_flag_that_exists(first, tmp_path, monkeypatch, capsys):
     folder, _ = first
     monkeypatch.chdir(tmp_path)
-    job = folder / "mine.yaml"  # a job file of the user's (even beside a run), whose output.dir is kept as written
-    job.write_text(yaml.safe_dump({**yaml.safe_load((folder / "job.yaml").read_text()),
-                                   "output": {"dir": str(folder)}}))
+    job = folder / "mine.yaml"  # a job file of the user's (even beside a run), whose output.dir is kept as written:
+    job.write_text(yaml.safe_dump({**yaml.safe_load((folder / "job.yaml").read_text()),  # another job (its own run
+                                   "prompt": "a blue square", "output": {"dir": str(folder)}}))  # would be skipped)
     capsys.readouterr()
     assert main(["run", str(job)]) == 2
     err = capsys.readouterr().err

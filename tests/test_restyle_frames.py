@@ -139,7 +139,7 @@ class FakeVideo:
 def video3(monkeypatch):
     video = FakeVideo()
     monkeypatch.setattr("vqclip.modes.restyle.open_video", video.open)
-    monkeypatch.setattr("vqclip.modes.restyle.count_frames", lambda path: len(video.frames))
+    monkeypatch.setattr("vqclip.modes.rules.count_frames", lambda path: len(video.frames))  # the one frame count
     return "in.mp4"
 
 

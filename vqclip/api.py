@@ -29,8 +29,10 @@ from .nets.device import pick_device
 from .nets.load import ModelCache, Models, load_models
 from .optim.loop import Callback, StepEvent
 from .runs.callbacks import StopOnFlag, with_trials
+from .runs.batch import Batch
 from .runs.jobs import build_config, jobs_from_file
 from .runs.pipeline import RunResult, generate, run_job
+from .runs.plan import place, plan, run_plan
 
 
 @dataclass
@@ -167,23 +169,16 @@ class Pipeline:
 
     def run(self, job: str | Path | dict, out: Optional[str | Path] = None, *, callbacks: Iterable[Callback] = (),
             stop: Optional[threading.Event] = None) -> RunResult | list[RunResult]:
-        """Run a job file (one job, or a `jobs:` list) or a job dict into run folders as `vqclip run` does: job.yaml,
-        frames, video, state.pt and final.png. `out` names the run folder (one job) or the folder the jobs' run
-        folders go in (several)."""
-        jobs = [job] if isinstance(job, dict) else jobs_from_file(job)
-        runs = []
-        for i, keys in enumerate(jobs):
-            over = {}
-            if out is not None:
-                over = {"output": {"dir": str(Path(out) if len(jobs) == 1 else Path(out) / f"job-{i + 1}")}}
-            cfg = build_config(over, base=[*self.layers[:1], (str(job) if not isinstance(job, dict) else "job", keys),
-                                           *self.layers[1:]], source="Pipeline.run(out=)")
-            runs.append(run_job(_one_image(cfg), cache=self.cache, stop=stop, extra_callbacks=callbacks))
-            if runs[-1].interrupted:
-                break
-        if isinstance(job, dict) or len(jobs) == 1:
-            return runs[0]
-        return runs
+        """Run a job file (one job, or a `jobs:` list) or a job dict into run folders as `vqclip run` does (the one
+        planner, `vqclip.runs.plan`): job.yaml, frames, video, state.pt and final.png; a `sweep:`, `n:` or
+        `candidates.keep` makes a batch folder with grid.png; a folder that holds the job's finished run is skipped,
+        its stopped run resumed. `out` names the run (or batch) folder (one job) or the folder the jobs' folders go in
+        (several). Returns the run of a single image, else the list of runs."""
+        jobs = [("job", job)] if isinstance(job, dict) else [(str(job), keys) for keys in jobs_from_file(job)]
+        plans = plan(jobs, None, out, below=self.layers[:1], above=self.layers[1:])
+        runs = run_plan(place(plans), run_job, cache=self.cache, stop=stop, callbacks=list(callbacks))
+        single = len(plans) == 1 and not isinstance(plans[0], Batch)
+        return runs[0] if single else runs
 
 
 def _one_image(cfg: GenerateConfig) -> GenerateConfig:

@@ -60,8 +60,8 @@ MUTATIONS = [
     M("any job file beside a run loses its output.dir", "vqclip/runs/jobs.py",
       "if path.name != JOB_FILE or not isinstance(output, dict)", "if not isinstance(output, dict)",
       ("tests/test_rerun.py",)),
-    M("--out of several jobs names one folder for all", "vqclip/cli/generate.py",
-      '"dir": out if n == 1 else f"{out}/job-{i + 1}"', '"dir": out', ("tests/test_rerun.py",)),
+    M("--out of several jobs names one folder for all", "vqclip/runs/plan.py",
+      '"dir": str(out if n == 1 else Path(out) / f"job-{i + 1}")', '"dir": str(out)', ("tests/test_rerun.py",)),
     # --- --help says which defaults apply
     M("--help lists a preset's default equal to the listed one", "vqclip/cli/options.py",
       ".items() if v != o.default}", ".items()}", ("tests/test_help_presets.py",)),

@@ -69,14 +69,16 @@ def _batch(batch, cache, stop) -> bool:
 
 def run_jobs(args: argparse.Namespace) -> int:
     """`vqclip run`: expand and check every job first (--dry-run: list them and stop), then run them in order,
-    loading each model once."""
-    from ..runs.batch import Batch, describe, plan_job  # torch-free: a dry run loads no torch
+    loading each model once; a job whose folder holds its finished run is skipped, its stopped run resumed
+    (`vqclip.runs.plan`, as with --ray)."""
+    from ..runs.batch import describe  # torch-free: a dry run loads no torch
     from ..runs.jobs import jobs_from_file
+    from ..runs.plan import place, plan
 
     overrides = cli_overrides(args, RUN)
     out = (overrides.get("output") or {}).pop("dir", None)
     jobs = [(f"{path} job {i + 1}", job) for path in args.jobs for i, job in enumerate(jobs_from_file(path))]
-    plans = [plan_job(job, source, _out(overrides, out, i, len(jobs))) for i, (source, job) in enumerate(jobs)]
+    plans = plan(jobs, overrides, out)
     if args.dry_run:
         for item in plans:
             print("\n".join(describe(item)))
@@ -89,27 +91,16 @@ def run_jobs(args: argparse.Namespace) -> int:
     from ..nets.load import ModelCache  # torch comes with these: imported only to run the jobs
     from ..runs.callbacks import sigint_flag
     from ..runs.pipeline import run_job
+    from ..runs.plan import run_plan
 
-    cache = ModelCache()
+    placed = place(plans)
     with sigint_flag() as stop:
-        for item in plans:
-            if isinstance(item, Batch):
-                if _batch(item, cache, stop):
-                    return 130
-                continue
-            run = run_job(item, cache=cache, stop=stop)
-            _report(run)
-            if run.interrupted:
-                return 130
-    return 0
-
-
-def _out(overrides: dict, out: Optional[str], i: int, n: int) -> dict:
-    """`vqclip run`'s options for its i-th of n jobs: --out names the run (or batch) folder of a single job, and the
-    folder that holds job-1, job-2, ... of several (as `Pipeline.run(out=)` does)."""
-    if out is None:
-        return overrides
-    return {**overrides, "output": {**(overrides.get("output") or {}), "dir": out if n == 1 else f"{out}/job-{i + 1}"}}
+        runs = run_plan(placed, run_job, cache=ModelCache(), stop=stop, report=_report)
+    for item in placed:
+        made = [r for r in runs if item.batch is not None and r.dir.parent == item.root]
+        if made:
+            print(f"batch: {item.root} ({len(made)} of {len(item.members)} runs, grid and batch.yaml)", file=sys.stderr)
+    return 130 if runs and runs[-1].interrupted else 0
 
 
 GENERATE = job_options()

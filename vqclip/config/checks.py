@@ -22,6 +22,7 @@ from ..optim.schedules import LR_SCHEDULES, STORY_MODES, PromptSchedule, parse_k
 from ..models.spec import ClipSpec
 from ..terms.colors import rgb
 from ..terms.registry import SYMMETRY_AXES
+from ..modes.registry import MODE_CHOICES, rules_of
 from .job import ANIMATION_MODES, MAX_SIDE, PADDINGS, GenerateConfig
 
 
@@ -142,9 +143,6 @@ def check(cfg: GenerateConfig) -> None:
                           f"{shown(cfg.n)}: set n to the same number, or leave it at 1")
     if c.clip and not any(j.weight > 0 for j in c.clip):
         raise VqclipError("candidates.clip: at least one scoring model needs a positive weight")
-    if c.n > 1 and (cfg.animation.mode != "none" or cfg.restyle.input):
-        raise VqclipError("candidates.n > 1 picks the best start of a still image; it cannot be combined with "
-                          "animation.mode: zoom or restyle.input (set candidates.n: 1)")
     g = cfg.guide
     if bool(g.model) != bool(g.weights):
         raise VqclipError("guide: give both model (the architecture JSON) and weights, or neither (no guidance)")
@@ -190,14 +188,8 @@ def _check_animation(cfg: GenerateConfig) -> None:
         pairs = parse_keyframed(getattr(a, name), f"animation.{name}")
         if name == "zoom" and any(v <= 0 for _, v in pairs):
             raise VqclipError("animation.zoom: the scale must be > 0 (1 = no zoom, 1.05 = 5% closer per frame)")
-    r = cfg.restyle
-    if r.input is not None:
-        if a.mode != "none":
-            raise VqclipError("restyle.input and animation.mode: zoom cannot be combined; pick one")
-        _require("restyle.steps_per_frame", r.steps_per_frame, r.steps_per_frame >= 1, ">= 1")
-        _require("restyle.blend", r.blend, 0 <= r.blend < 1, "in [0, 1) (0 = independent frames)")
-        _require("restyle.max_frames", r.max_frames, r.max_frames >= 0, ">= 0 (0 = all frames)")
-        _require("restyle.fps", r.fps, r.fps is None or r.fps > 0, "> 0 (unset = the input's rate)")
+    _one_of(cfg.mode, MODE_CHOICES, "mode")
+    rules_of(cfg).check(cfg)  # what the job's mode needs and refuses (vqclip.modes.rules)
     o = cfg.output
     _require("output.video_length", o.video_length, o.video_length is None or o.video_length > 0, "> 0 seconds")
     _require("output.gif_max_side", o.gif_max_side, o.gif_max_side is None or o.gif_max_side >= 8, ">= 8 pixels")
@@ -230,7 +222,7 @@ def check_inputs(cfg: GenerateConfig) -> None:
                           "name a preset (see `vqclip upscale --help`)")
     wanted = [("init.image", cfg.init.image, "image")] if cfg.init.kind == "image" else []
     wanted += [("image_prompts", parse_image_prompt(item).text, "image") for item in cfg.image_prompts]
-    wanted += [("restyle.input", cfg.restyle.input, "video")] if cfg.restyle.input else []
+    wanted += rules_of(cfg).inputs(cfg)  # the mode's own files (a restyle's video)
     wanted += [("palette.image", cfg.palette.image, "image")] if cfg.palette.image else []
     for key, path, kind in wanted:
         head, _, weight = str(path).rpartition(":")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from ..files.video import VIDEO_FORMATS
+from ..modes.registry import MODE_CHOICES
 from ..nets.device import DECODER_LAYOUTS, PRECISIONS
 from ..nets.memory import MEMORY_MODES
 from ..optim.augments import AUGMENTS
@@ -245,4 +246,7 @@ class GenerateConfig:
                                          "so the next part can take over (0: off)")
     animation: AnimationConfig = option(help="zoom, rotate and pan videos", factory=AnimationConfig)
     restyle: RestyleConfig = option(help="restyle a video", factory=RestyleConfig)
+    mode: str = option("auto", help="still, zoom or restyle (vqclip.modes.registry); auto: as the job's sections say "
+                                    "(restyle.input set: restyle; animation.mode zoom: zoom; else still)",
+                       choices=MODE_CHOICES, label="kind of run")
     state_every: int = option(50, help="save state.pt (for `vqclip resume`) every K steps; 0: only at the end")

@@ -18,12 +18,13 @@ from torch import Tensor
 
 from ..errors import VqclipError
 from ..files.images import cover, load_image, to_tensor
-from ..files.video import count_frames, open_video
+from ..files.video import open_video
 from ..optim.loop import run_steps
 from ..optim.objective import Objective
 from ..optim.schedules import story_keyframes
 from ..optim.state import RunState
 from .base import GenerateResult, Mode, RunContext
+from .rules import RestyleRules
 from .story import story_targets
 
 log = logging.getLogger("vqclip")
@@ -56,7 +57,8 @@ class Restyle(Mode):
     saves_state = False  # resumes at the first missing frame instead
     final_frame = False  # the final image is the last frame, already written
 
-    def __init__(self):
+    def __init__(self, first: int = 0):
+        self.first = first  # restyle input frames [first, restyle.max_frames or all): a share of them (a cluster's)
         self.frames_total = 0
         self.meta: dict = {}
 
@@ -68,8 +70,7 @@ class Restyle(Mode):
         max(size)) unless told not to."""
         reader, _, self.meta = open_video(Path(cfg.restyle.input))  # a missing or unreadable video fails here
         reader.close()
-        total = count_frames(Path(cfg.restyle.input))
-        self.frames_total = min(total, cfg.restyle.max_frames) if cfg.restyle.max_frames else total
+        self.frames_total = RestyleRules().frame_count(cfg)
         if self.frames_total:  # a story's parts are spread over the frames: too many for them fail here, not mid-run
             story_keyframes(cfg.prompt, cfg.story, self.frames_total, cfg.change_every, "input frames")
         if cfg.restyle.keep_aspect:
@@ -77,7 +78,7 @@ class Restyle(Mode):
         return cfg
 
     def total(self, cfg) -> int:
-        return self.frames_total * cfg.restyle.steps_per_frame
+        return max(self.frames_total - self.first, 0) * cfg.restyle.steps_per_frame
 
     def steps_done(self, cfg, frames: list[Path]) -> int:
         return frames_done(frames) * cfg.restyle.steps_per_frame
@@ -114,6 +115,8 @@ class Restyle(Mode):
             for i, frame in enumerate(frames):
                 if i >= n:
                     break
+                if i < self.first:  # another worker's share of the frames (independent: blend 0)
+                    continue
                 if i < done:  # made before an interruption: kept, it is the next frame's predecessor
                     saved.append(existing[f"{i:06d}.png"])
                     prev = load_image(saved[-1]) if i == done - 1 else None

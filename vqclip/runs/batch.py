@@ -8,7 +8,7 @@ import math
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import yaml
 
@@ -67,11 +67,13 @@ def images_of(cfg: GenerateConfig) -> Optional[Batch]:
     return Batch(members, [key], cfg.output.dir, cfg.prompt, wrap=True, short={key: key})
 
 
-def plan_job(job: dict, source: str, overrides: Optional[dict] = None) -> GenerateConfig | Batch:
+def plan_job(job: dict, source: str, overrides: Optional[dict] = None, below: Sequence[tuple[str, dict]] = (),
+             above: Sequence[tuple[str, dict]] = ()) -> GenerateConfig | Batch:
     """A job of a job file as one config, or the batch its `sweep:` or `n:` makes; every config built and checked
-    (inputs included) before anything runs, with one-line errors naming the source and the job."""
+    (inputs included) before anything runs, with one-line errors naming the source and the job. `below`/`above`:
+    config layers under and over the job (a Pipeline's preset and device)."""
     if SWEEP not in job:
-        cfg = _checked(job, source, overrides)
+        cfg = _checked(job, source, overrides, below, above)
         return images_of(cfg) or cfg
     expanded = expand(job, source)
     swept = list(job[SWEEP])
@@ -79,7 +81,7 @@ def plan_job(job: dict, source: str, overrides: Optional[dict] = None) -> Genera
     members = []
     for values, layer in expanded:
         name = folder_name(values, short)
-        cfg = _checked(layer, f"{source} {name}", overrides)
+        cfg = _checked(layer, f"{source} {name}", overrides, below, above)
         if cfg.n > 1 or cfg.candidates.keep > 1:
             raise VqclipError(f"{source}: n and candidates.keep make a batch of their own and cannot be combined with "
                               "sweep; sweep over seed instead (sweep: {seed: [1, 2, 3]})")
@@ -95,9 +97,10 @@ def plan_job(job: dict, source: str, overrides: Optional[dict] = None) -> Genera
     return Batch(members, swept, members[0].cfg.output.dir, prompt or "sweep", short=short)
 
 
-def _checked(layer: dict, source: str, overrides: Optional[dict]) -> GenerateConfig:
+def _checked(layer: dict, source: str, overrides: Optional[dict], below: Sequence[tuple[str, dict]] = (),
+             above: Sequence[tuple[str, dict]] = ()) -> GenerateConfig:
     try:
-        cfg = build_config(overrides, base=[(source, layer)])
+        cfg = build_config(overrides, base=[*below, (source, layer), *above])
         check_inputs(cfg)
     except VqclipError as exc:  # say which job of which file, unless the message already does
         raise exc if str(exc).startswith(source) else VqclipError(f"{source}: {exc}") from None
@@ -147,16 +150,23 @@ def run_batch(batch: Batch, run: Callable[[GenerateConfig], Any]) -> tuple[Path,
     for m in batch.members:
         RunFolder(root / m.name).check_new()
     root.mkdir(parents=True, exist_ok=True)
+    return root, run_members(root, batch, [replace(m.cfg, output=replace(m.cfg.output, dir=str(root / m.name)))
+                                           for m in batch.members], run)
+
+
+def run_members(root: Path, batch: Batch, items: Sequence, run: Callable[[Any], Any]) -> list:
+    """Run each of a batch's runs in turn with `run(item)` (an item per member, in order); stops after a run stopped
+    early. The grids and batch.yaml are written for the runs made, also when one fails or is stopped."""
     runs: list = []
     try:
-        for m in batch.members:
-            runs.append(run(replace(m.cfg, output=replace(m.cfg.output, dir=str(root / m.name)))))
+        for item in items:
+            runs.append(run(item))
             if runs[-1].interrupted:
                 break
     finally:
         if runs:
             write_grids(root, batch, runs)
-    return root, runs
+    return runs
 
 
 def write_grids(root: Path, batch: Batch, runs: list) -> list[Path]:

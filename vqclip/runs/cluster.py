@@ -17,16 +17,14 @@ from typing import Any, Iterable, Optional
 from ..config import GenerateConfig
 from ..errors import VqclipError
 from ..files.atomic import atomic_path
-from ..files.images import read_metadata
-from ..files.runfolder import FINAL_FILE, FRAMES_DIR, RunFolder, default_run_dir
+from ..files.runfolder import FINAL_FILE, FRAMES_DIR
+from ..modes.registry import mode_name, rules_of
 from .batch import Batch, write_grids
 from .clusterwork import Progress, Task, Worker, folder_files
 from .pipeline import resolve_seed
+from .plan import DONE, NEW, RESUME, folder_state, place
 
 log = logging.getLogger("vqclip")
-
-DONE, RESUME, NEW = "complete", "resume", "new"
-
 
 @dataclass
 class ClusterJob:
@@ -65,45 +63,18 @@ def import_ray():
     return ray
 
 
-def folder_state(path: Path) -> str:
-    """complete: final.png of a run not stopped early; resume: the folder holds a run (job.yaml); else new."""
-    folder = RunFolder(path)
-    if folder.final.is_file():
-        try:
-            if not read_metadata(folder.final).get("stopped"):
-                return DONE
-        except VqclipError:
-            pass
-    return RESUME if folder.job.is_file() else NEW
-
-
 def plan_jobs(plans: Iterable[GenerateConfig | Batch]) -> tuple[list[ClusterJob], list[tuple[Path, Batch, list]]]:
-    """The runs of `vqclip run`'s plans, each with the folder `vqclip run` would give it (outputs/<time>-<prompt>
-    folders chosen now, apart from each other), and the batches with their folders and jobs; new folders checked."""
-    jobs, batches, taken = [], [], set()
-
-    def fresh(prompt: str) -> Path:
-        path = default_run_dir(prompt)
-        base, n = path, 1
-        while path in taken or path.exists():
-            n += 1
-            path = base.with_name(f"{base.name}-{n}")
-        taken.add(path)
-        return path
-
-    for item in plans:
-        if isinstance(item, Batch):
-            root = Path(item.dir) if item.dir else fresh(item.prompt)
-            members = [ClusterJob(f"{root.name}/{m.name}", m.cfg, root / m.name) for m in item.members]
-            batches.append((root, item, members))
-            jobs += members
-        else:
-            dest = Path(item.output.dir) if item.output.dir else fresh(item.prompt)
-            jobs.append(ClusterJob(dest.name, replace(item, seed=resolve_seed(item.seed)), dest))
+    """The runs of `vqclip run`'s plans, placed by the one planner (`plan.place`: the folders `vqclip run` gives them,
+    a folder of another job's run refused), seeds drawn now; and the batches with their folders and jobs."""
+    jobs, batches = [], []
+    for item in place(plans):
+        members = [ClusterJob(j.key, j.cfg if item.batch else replace(j.cfg, seed=resolve_seed(j.cfg.seed)), j.dest)
+                   for j in item.members]
+        jobs += members
+        if item.batch is not None:
+            batches.append((item.root, item.batch, members))
     for job in jobs:
-        if folder_state(job.dest) == NEW:
-            RunFolder(job.dest).check_new()
-        if job.cfg.restyle.input and job.cfg.restyle.blend > 0:
+        if mode_name(job.cfg) == "restyle" and job.cfg.restyle.blend > 0:
             log.info("%s: its frames run in order on one worker: blend %g starts each frame from the one before",
                      job.key, job.cfg.restyle.blend)
     return jobs, batches
@@ -256,16 +227,13 @@ def _spread_frames(jobs: list[ClusterJob], workers: int) -> list[ClusterJob]:
     """The queue: each new restyle with blend 0 (frames independent) as `workers` shares of its frames, then itself
     (once they are back: its video and final.png, made from the frames as a resume makes them); the others as they
     are."""
-    from ..files.video import count_frames  # here: only a restyle asks
-
     out = []
     for job in jobs:
-        r = job.cfg.restyle
-        if not r.input or r.blend != 0 or workers < 2 or folder_state(job.dest) != NEW:
+        if mode_name(job.cfg) != "restyle" or job.cfg.restyle.blend != 0 or workers < 2 or \
+                folder_state(job.dest) != NEW:
             out.append(job)
             continue
-        total = count_frames(Path(r.input))
-        n = min(total, r.max_frames) if r.max_frames else total
+        n = rules_of(job.cfg).frame_count(job.cfg)
         cuts = [n * k // workers for k in range(workers + 1)]
         job.chunks = [ClusterJob(f"{job.key} frames {lo}-{hi - 1}", job.cfg, job.dest, frames=(lo, hi), parent=job)
                       for lo, hi in zip(cuts, cuts[1:]) if hi > lo]

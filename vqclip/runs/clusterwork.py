@@ -11,11 +11,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
-from PIL import Image
-
 from ..config import GenerateConfig, to_yaml
 from ..files.atomic import write_text
 from ..files.runfolder import FRAMES_DIR, JOB_FILE, RunFolder
+from ..modes.restyle import Restyle
 from ..nets.device import threads
 from ..nets.load import ModelCache
 from .pipeline import RunResult, run_job
@@ -108,19 +107,17 @@ class Worker:
             return {"files": folder_files(folder), **_summary(run)}
 
     def _frames(self, folder: Path, task: Task, callbacks: list) -> dict:
-        """Frames [lo, hi) of a restyle whose frames are independent (blend 0): the frames before lo stand in as
-        done (1-pixel placeholders, unused with blend 0), so the restyle starts at lo; back come those frames and
-        job.yaml, as the whole job's (the driver's last task makes its video and final.png)."""
+        """Frames [lo, hi) of a restyle whose frames are independent (blend 0): the restyle's frame range (its mode
+        starts at lo, max_frames hi); back come those frames and job.yaml, as the whole job's (the driver's last
+        task makes its video and final.png)."""
         lo, hi = task.frames
         r = task.cfg.restyle
         cfg = replace(task.cfg, output=replace(task.cfg.output, dir=str(folder), video=False),
                       restyle=replace(r, max_frames=hi))
         (folder / FRAMES_DIR).mkdir(parents=True)
-        placeholder = Image.new("RGB", (1, 1))
-        for i in range(lo):
-            placeholder.save(folder / FRAMES_DIR / f"{i:06d}.png")
         write_text(folder / JOB_FILE, to_yaml(cfg))
-        run = run_job(cfg, cache=self.cache, extra_callbacks=callbacks, folder=RunFolder(folder))
+        run = run_job(cfg, cache=self.cache, extra_callbacks=callbacks, folder=RunFolder(folder),
+                      mode=Restyle(first=lo))
         whole = replace(run.config, output=replace(run.config.output, dir=task.dest, video=task.cfg.output.video),
                         restyle=replace(run.config.restyle, max_frames=r.max_frames))
         files = {f"{FRAMES_DIR}/{i:06d}.png": (folder / FRAMES_DIR / f"{i:06d}.png").read_bytes()

@@ -20,6 +20,7 @@ import torch.multiprocessing as mp
 
 from ..config import GenerateConfig
 from ..errors import VqclipError
+from ..modes.registry import rules_of
 from ..nets.device import pick_device
 from ..nets.load import load_models
 
@@ -31,8 +32,8 @@ def check_devices(cfg: GenerateConfig) -> None:
     """A run across devices is a still image (story included) with at least one cutout per device."""
     if len(cfg.devices) < 2:
         return
-    what = ("a restyle" if cfg.restyle.input else "a zoom video" if cfg.animation.mode == "zoom" else
-            "best of n" if cfg.candidates.n > 1 else None)
+    rules = rules_of(cfg)  # the job's mode: a still image's cutouts can be shared out, a video's cannot
+    what = (rules.title if not rules.across_devices else "best of n" if cfg.candidates.n > 1 else None)
     if what:
         raise VqclipError(f"devices: {what} runs on one device; give one --device, or run a still image")
     if cfg.cutouts.n < len(cfg.devices):

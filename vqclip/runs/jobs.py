@@ -16,6 +16,7 @@ from ..files.jobyaml import load_yaml
 from ..files.runfolder import FINAL_FILE, FRAMES_DIR, JOB_FILE, STATE_FILE
 from ..models.presets import DEFAULT_PRESET
 from ..models.resolve import local_embedded, preset_layer
+from ..modes.registry import resolve
 
 
 log = logging.getLogger("vqclip")
@@ -109,8 +110,8 @@ def _is_video(layer) -> bool:
     if not isinstance(layer, dict):
         return False
     animation, restyle = layer.get("animation"), layer.get("restyle")
-    return (isinstance(animation, dict) and animation.get("mode") == "zoom") or (
-        isinstance(restyle, dict) and bool(restyle.get("input")))
+    zoom = isinstance(animation, dict) and animation.get("mode") == "zoom"
+    return resolve(layer.get("mode"), zoom, isinstance(restyle, dict) and bool(restyle.get("input"))) != "still"
 
 
 def rerun_layer(path: str | Path, data: dict) -> dict:

@@ -27,9 +27,7 @@ from ..files.video import mux_audio, write_video
 from ..models.presets import get_preset
 from ..models.resolve import preset_clip
 from ..modes.base import GenerateResult, Mode, RunContext
-from ..modes.restyle import Restyle
-from ..modes.still import Still
-from ..modes.zoom import Zoom
+from ..modes.registry import load, mode_name
 from ..nets.device import cudnn_benchmark, pick_device, seeded, threads
 from ..nets.load import ModelCache, Models, load_models
 from ..nets.memory import is_out_of_memory, out_of_memory_message
@@ -50,10 +48,9 @@ def resolve_seed(seed: Optional[int]) -> int:
 
 
 def mode_for(cfg: GenerateConfig) -> Mode:
-    """The mode a job runs in: a restyle, a zoom video, or a still image (story and best of n included)."""
-    if cfg.restyle.input:
-        return Restyle()
-    return Zoom() if cfg.animation.mode == "zoom" else Still()
+    """The mode a job runs in (its `mode`, auto resolved by `vqclip.modes.registry.mode_name`): a restyle, a zoom
+    video, or a still image (story and best of n included)."""
+    return load(mode_name(cfg))()
 
 
 def versions() -> dict[str, str]:
@@ -77,14 +74,17 @@ def generate(cfg: GenerateConfig, models: Models, callbacks: Iterable[Callback] 
         saved: a `RunState.state_dict()` to continue from (resume).
         frames: where frames go (`FrameSink`); None keeps none.
         after: hooks `(state, event)` after each update (the state saver).
-        mode: default: the job's (`mode_for`).
+        mode: the job's mode already prepared for `cfg` (`Mode.prepare`, as `run_job` does it once); default: the
+            job's (`mode_for`), prepared here.
         trials: a memo the images of one batch of starts share (`candidates.keep`): its trials run once.
     """
     note_vocabulary(cfg)
     device = device or pick_device(cfg.device)
     seed = resolve_seed(cfg.seed)
-    mode = mode or mode_for(cfg)
-    cfg = mode.prepare(replace(cfg, seed=seed), models)
+    cfg = replace(cfg, seed=seed)
+    if mode is None:  # a mode given is prepared already: a restyle reads its whole video once, not twice
+        mode = mode_for(cfg)
+        cfg = mode.prepare(cfg, models)
     callbacks = list(callbacks)
     every = mode.frame_every(cfg)
     own = [SaveFrames(frames.write, every)] if frames is not None and every > 0 else []
@@ -164,7 +164,7 @@ class RunResult:
 
 def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Optional[threading.Event] = None,
             extra_callbacks: Iterable[Callback] = (), folder: Optional[RunFolder] = None,
-            saved: Optional[dict] = None, trials: Optional[dict] = None) -> RunResult:
+            saved: Optional[dict] = None, trials: Optional[dict] = None, mode: Optional[Mode] = None) -> RunResult:
     """Run one job into its run folder; frames are kept and final.png + video written even when stopped early.
 
     Args:
@@ -176,6 +176,8 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
             output.dir (or outputs/<time>-<prompt>), never overwriting a run. The folder is locked while the run
             writes it (`RunFolder.lock`): another run of it meanwhile is a one-line error.
         trials: see `generate`.
+        mode: the mode to run the job in (e.g. a restyle of a share of its frames, `Restyle(first=...)`); default:
+            the job's (`mode_for`).
     """
     check_inputs(cfg)
     check_devices(cfg)
@@ -192,21 +194,21 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
         with threads(cfg.threads):  # the job's CPU threads for all of it (the upscale too), as `generate` runs them
             if len(cfg.devices) > 1:  # one run across devices: the others' processes run it beside this one (rank 0)
                 with across_devices(cfg, saved, generate):
-                    return _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials)
-            return _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials)
+                    return _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials, mode)
+            return _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials, mode)
     finally:
         folder.unlock()  # on any exit: an error, Ctrl-C, the end
 
 
-def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials) -> RunResult:
+def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials, mode=None) -> RunResult:
     """`run_job` from its models on, the folder chosen."""
     # 2. Models (before the folder is made, so a failed download leaves no empty run behind), then the mode's job;
     # the upscaler too, so a missing or wrong one fails now, not after the run
     up = cfg.output.upscale
     upscaler = prepare_upscaler(up.model, up.scale, device, cfg.output.progress) if up.model else None
     models = load_models(cfg, device, cache)
-    mode = mode_for(cfg)
-    cfg = mode.prepare(cfg, models)
+    mode = mode or mode_for(cfg)
+    cfg = mode.prepare(cfg, models)  # once: `generate` runs the mode prepared here
     if not resumed:
         folder.claim(to_yaml(cfg))
     # 3. Run, saving frames and state as it goes

@@ -1,5 +1,5 @@
 """A run queue for servers: jobs run one at a time per device (a worker thread each, first in, first out) through the
-one run path (`run_job`, or `run_batch` for a sweep or `n` images), with live progress for watchers; a queued job is
+one run path (`run_job`; a sweep or `n` images as `vqclip run` runs them, `vqclip.runs.plan`), with live progress for watchers; a queued job is
 cancelled without leaving a folder, a running one is stopped at the end of its step and keeps what it made. torch is
 imported with the first job (or `warm_up`), so a server that holds a queue starts in a moment."""
 
@@ -19,7 +19,8 @@ from ..config import GenerateConfig
 from ..errors import VqclipError
 from ..files.runfolder import default_run_dir
 from ..nets.device import pick_device
-from .batch import Batch, run_batch
+from .batch import Batch
+from .plan import place, run_plan
 
 if TYPE_CHECKING:
     from ..nets.load import ModelCache
@@ -279,14 +280,10 @@ class RunQueue:
         self.warm_up()
         feed = Progress(job, lambda: self._notify(job))
         root = default_run_dir(job.prompt or "run", self.outputs)
-        if isinstance(job.plan, Batch):
-            batch = replace(job.plan, dir=str(root))
-            folder, runs = run_batch(batch, lambda cfg: self._run(cfg, cache=self.cache, stop=job.stop,
-                                                                  extra_callbacks=[feed]))
-            return folder, any(r.interrupted for r in runs)
-        cfg = replace(job.plan, output=replace(job.plan.output, dir=str(root)))
-        result = self._run(cfg, cache=self.cache, stop=job.stop, extra_callbacks=[feed])
-        return result.dir, result.interrupted
+        item = replace(job.plan, dir=str(root)) if isinstance(job.plan, Batch) else \
+            replace(job.plan, output=replace(job.plan.output, dir=str(root)))
+        runs = run_plan(place([item], self.outputs), self._run, cache=self.cache, stop=job.stop, callbacks=[feed])
+        return root, any(r.interrupted for r in runs)
 
     def _notify(self, job: Job) -> None:
         with self._lock:

@@ -16,7 +16,7 @@ from ..files.atomic import write_text
 from ..files.images import read_metadata
 from ..files.jobyaml import load_yaml
 from ..files.runfolder import STATE_FILE, RunFolder
-from ..files.video import count_frames
+from ..modes.registry import mode_name, rules_of
 from ..modes.restyle import frames_done
 from ..nets.load import ModelCache
 from ..optim.loop import Callback
@@ -67,9 +67,8 @@ def resume_run(run_dir: str | Path, *, overrides: Optional[dict] = None, cache: 
 def _saved_state(folder: RunFolder, cfg) -> Optional[dict]:
     """The state to go on from (None: from step 0, or a restyle), after the checks that it belongs to this job and
     that there is something left to do."""
-    if cfg.restyle.input:
-        total = count_frames(Path(cfg.restyle.input)) if Path(cfg.restyle.input).is_file() else -1
-        n = min(total, cfg.restyle.max_frames) if cfg.restyle.max_frames else total
+    if mode_name(cfg) == "restyle":
+        n = rules_of(cfg).frame_count(cfg) if Path(cfg.restyle.input).is_file() else -1
         if folder.final.is_file() and frames_done([p for _, p in folder.frames()]) >= n:
             raise VqclipError(f"{folder.path}: all {n} frames are already restyled")
         return None

@@ -15,7 +15,8 @@ from ..config.fields import keys as config_keys, walk
 from ..config.job import GenerateConfig as JobConfig
 from ..errors import VqclipError
 from ..files.jobyaml import load_value
-from ..runs.batch import Batch, plan_job
+from ..runs.batch import Batch
+from ..runs.plan import plan as plan_jobs
 from .options import form_options, label_of
 
 MAX_YAML = 64_000  # characters of a pasted job; any real job is far smaller
@@ -149,7 +150,7 @@ def plan(job: dict, upload: Callable[[str], str], *, allow_paths: bool = False,
         else job.get("output")
     if device and "device" not in job:
         job["device"] = device
-    return plan_job(job, "job")
+    return plan_jobs([("job", job)])[0]  # expanded as `vqclip run` expands it (a sweep, n images)
 
 
 def page_text(message: str, field: Optional[str], labels: bool = True) -> str:
