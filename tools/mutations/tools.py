@@ -5,6 +5,7 @@ from ._table import M
 
 CLIPPING = "vqclip/tools/clipping.py"
 T_CLIPPING = ("tests/test_clipping.py",)
+TEXTBOOK, T_TEXTBOOK = "vqclip/measure/textbook.py", ("tests/test_perf_equivalence.py",)
 
 MUTATIONS = [
     # --- CLIP's other jobs: which CLIPs, and how their answers are put together
@@ -23,4 +24,14 @@ MUTATIONS = [
       "[runs[kept[0]]] * len(kept)", T_CLIPPING),
     M("two CLIPs given one pretrained: the second silently takes the default", CLIPPING,
       " or (len(models) > 1 and tags and len(tags) != len(models)):", ":", T_CLIPPING),
+    # --- the textbook loop the tests' reference step, the benchmark and the GPU check compare vqclip with
+    M("the textbook quantizer without its straight-through gradient", TEXTBOOK, "    return replace_grad(x_q, x)\n",
+      "    return x_q\n", T_TEXTBOOK),
+    M("the textbook clamp passes every gradient", TEXTBOOK,
+      "return grad_in * (grad_in * (input - input.clamp(ctx.min, ctx.max)) >= 0), None, None",
+      "return grad_in, None, None", T_TEXTBOOK),
+    M("the textbook loss ignores the init weight", TEXTBOOK, "loss = loss + F.mse_loss(z, z_orig) * init_weight / 2",
+      "loss = loss", T_TEXTBOOK),
+    M("the textbook cutouts skip their noise", TEXTBOOK, "batch = batch + facs * torch.randn_like(batch)",
+      "batch = batch", ("tests/test_measure.py",)),
 ]
