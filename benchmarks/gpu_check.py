@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vqclip.tools.gpusuite import main  # noqa: E402
+from vqclip.measure.gpusuite import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vqclip.nets import memory as speed
-from vqclip.tools.bench import count_gflop, format_result, run_bench, time_steps
+from vqclip.measure.bench import count_gflop, format_result, run_bench, time_steps
 from vqclip.cli import main
 from vqclip.config import merge_layers
 from vqclip.errors import VqclipError
@@ -59,7 +59,7 @@ def test_bench_of_a_downloadable_preset_asks_for_its_clip(monkeypatch):
     (vqclip's CLIP cache), not open_clip's own download."""
     import open_clip
 
-    import vqclip.tools.bench as bench
+    import vqclip.measure.bench as bench
 
     monkeypatch.setattr(open_clip, "create_model", lambda *a, **k: pytest.fail("reached for open_clip's weights"))
     asked = []

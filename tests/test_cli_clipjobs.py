@@ -167,9 +167,9 @@ def test_search_needs_exactly_one_query(capsys, tiny, images, extra, expected):
 
 @pytest.mark.parametrize("case", ["missing folder", "a file as the folder", "unreadable query image"])
 def test_search_checks_folder_and_query_image_before_loading_a_model(capsys, tiny, images, monkeypatch, case):
-    import vqclip.cli.clipjobs as cli_clipjobs
+    import vqclip.tools.clipping as clipping
 
-    monkeypatch.setattr(cli_clipjobs, "load_clips_for", lambda args: pytest.fail("CLIP loaded first"))
+    monkeypatch.setattr(clipping, "load_clips", lambda choice: pytest.fail("CLIP loaded first"))
     argv, says = {"missing folder": ([images / "nope", "a dog"], "nope: no such folder"),
                   "a file as the folder": ([images / "0.png", "a dog"], "0.png: is a file, not a folder"),
                   "unreadable query image": ([images, "--image", images / "sub" / "broken.png"],

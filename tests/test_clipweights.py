@@ -223,12 +223,9 @@ def test_a_hand_placed_file_keeps_its_tags_preprocessing(tmp_path, monkeypatch, 
     assert create_model_args["pretrained"] == str(placed)
     assert create_model_args["force_preprocess_cfg"]["mean"] == (0.5, 0.5, 0.5)
     assert create_model_args["force_preprocess_cfg"]["resize_mode"] == "squash"
-    import argparse
+    from vqclip.tools.clipping import ClipChoice, clip_specs  # classify, search, score and rank load it the same way
 
-    from vqclip.cli.clipjobs import clip_specs  # classify, search, score and rank load it the same way
-
-    args = argparse.Namespace(model=None, clip_model=["ViT-B-16-SigLIP"], clip_pretrained=["webli"])
-    (files,) = clip_specs(args)
+    (files,) = clip_specs(ClipChoice(clip_models=("ViT-B-16-SigLIP",), clip_pretrained=("webli",)))
     assert (files.model, files.pretrained, files.cache_dir, files.like) == ("ViT-B-16-SigLIP", str(placed),
                                                                            placed.parent, "webli")
 

@@ -59,11 +59,11 @@ def test_two_gloo_processes_give_the_one_device_image_and_loss_curve(tiny_job, t
 
 def test_the_shards_are_the_cutouts_not_copies_of_them(tiny_job, tmp_path, monkeypatch):
     """Were each process to score all cutouts (or the same half), the sum would be twice the one-device loss."""
-    from vqclip.optim import objective
+    from vqclip.optim import scoring
 
     calls = []
-    score = objective.prompt_loss
-    monkeypatch.setattr(objective, "prompt_loss", lambda embeds, *a: calls.append(len(embeds)) or score(embeds, *a))
+    score = scoring.prompt_loss
+    monkeypatch.setattr(scoring, "prompt_loss", lambda embeds, *a: calls.append(len(embeds)) or score(embeds, *a))
     two = _run(tiny_job, tmp_path / "two", ["cpu", "cpu"], 2)
     one = _run(tiny_job, tmp_path / "one", [], 2)
     assert calls[:2] == [tiny_job["cutouts"]["n"] // 2] * 2  # this process (rank 0): its half at each step

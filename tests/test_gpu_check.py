@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from vqclip.cli import main
-from vqclip.tools import gpucheck
-from vqclip.tools.gpucheck import Budget, largest_size
-from vqclip.tools.gpusuite import SECTIONS, run_check, table
+from vqclip.measure import gpucheck
+from vqclip.measure.gpucheck import Budget, largest_size
+from vqclip.measure.gpusuite import SECTIONS, run_check, table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,7 +92,7 @@ def test_fits_catches_out_of_memory(monkeypatch):
 
 
 def test_cli_suite_gpu_and_script_share_the_check(tmp_path, monkeypatch):
-    import vqclip.tools.gpusuite as suite
+    import vqclip.measure.gpusuite as suite
 
     seen = []
     monkeypatch.setattr(suite, "run_check", lambda *a, **k: seen.append(a) or {})

@@ -23,7 +23,7 @@ from vqclip.runs.pipeline import run_job
 from vqclip.optim.state import STATE_KEYS
 from vqclip.runs.statefile import load_state
 from vqclip.runs.resume import resume_run, state_path
-from vqclip.tools.gpucorrect import killed_run_script
+from vqclip.measure.gpucorrect import killed_run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 

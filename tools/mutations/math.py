@@ -3,6 +3,8 @@ of n's pick, zoom's transform and the guide (the table of issue 8, re-aimed as t
 
 from ._table import M
 
+SCORING = "vqclip/optim/scoring.py"
+
 MUTATIONS = [
     # --- quantize: the clamp's gradient and the straight-through quantizer
     M("clamp keeps the gradient that pushes further out (the old inverted rule)", "vqclip/nets/quantize.py",
@@ -73,13 +75,36 @@ MUTATIONS = [
     M("two CLIPs of one name: one term replaces the other", "vqclip/optim/objective.py",
       'return [f"clip:{n}" if names.count(n) == 1 else f"clip:{n}#{i}" for i, n in enumerate(names)]',
       'return [f"clip:{n}" for n in names]', ("tests/test_loop.py",)),
-    M("micro-batch gradient ignores the incoming gradient", "vqclip/optim/objective.py",
-      "return grad * grad_out, None, None", "return grad, None, None", ("tests/test_loop.py",)),
-    M("micro-batch chunks not weighted by their size", "vqclip/optim/objective.py",
-      "part = self._score(clip, chunk, targets, weights) * (len(chunk) / len(leaf))",
-      "part = self._score(clip, chunk, targets, weights)", ("tests/test_loop.py",)),
-    M("across devices, the cutouts' gradient is not summed", "vqclip/optim/objective.py",
+    # --- the one CLIP scorer (one pass, micro-batches, a device's shard) and the objective's use of it
+    M("micro-batch gradient ignores the incoming gradient", SCORING,
+      "return grad * grad_out, None, None", "return grad, None, None", ("tests/test_scoring.py",)),
+    M("micro-batch chunks not weighted by their size", SCORING,
+      "loss = self.one_pass(part, targets, weights, stops) * (len(part) / len(leaf))",
+      "loss = self.one_pass(part, targets, weights, stops)", ("tests/test_scoring.py",)),
+    M("across devices, the cutouts' gradient is not summed", SCORING,
       "        torch.distributed.all_reduce(grad)\n", "", ("tests/test_devices.py",)),
+    M("a prompt's stop ignored by the scorer", SCORING, "return prompt_loss(embeds, targets, weights, stops)",
+      "return prompt_loss(embeds, targets, weights)", ("tests/test_scoring.py",)),
+    M("CLIP scores cutouts in fp32 in a bf16 run", SCORING, "with amp_autocast(self.device_type, self.amp):",
+      "with amp_autocast(self.device_type, None):", ("tests/test_scoring.py",)),
+    M("a device's shard overlaps the next one's", SCORING,
+      "lo, hi = len(cutouts) * rank // world, len(cutouts) * (rank + 1) // world",
+      "lo, hi = len(cutouts) * rank // world, len(cutouts) * (rank + 1) // world + 1", ("tests/test_scoring.py",)),
+    M("a device's shard not weighted by its share of the cutouts", SCORING,
+      "part = self._chunked(leaf[lo:hi], targets, weights, stops) * ((hi - lo) / len(leaf))",
+      "part = self._chunked(leaf[lo:hi], targets, weights, stops)", ("tests/test_scoring.py",)),
+    M("a device scores its shard in one pass, not micro-batches", SCORING,
+      "part = self._chunked(leaf[lo:hi], targets, weights, stops)", "part = self.one_pass(leaf[lo:hi], targets, weights, stops)",
+      ("tests/test_scoring.py",)),
+    M("micro-batches back-propagate under torch.no_grad (an error)", SCORING,
+      "leaf = cutouts.detach().requires_grad_(cutouts.requires_grad and torch.is_grad_enabled())",
+      "leaf = cutouts.detach().requires_grad_(cutouts.requires_grad)", ("tests/test_scoring.py",)),
+    M("the run ignores micro_batch (all cutouts in one pass)", "vqclip/optim/objective.py",
+      "self.amp, self.device.type, self.micro_batch, (self.rank, self.world))",
+      "self.amp, self.device.type, 0, (self.rank, self.world))", ("tests/test_scoring.py",)),
+    M("the run scores every cutout on each device", "vqclip/optim/objective.py",
+      "self.amp, self.device.type, self.micro_batch, (self.rank, self.world))",
+      "self.amp, self.device.type, self.micro_batch)", ("tests/test_scoring.py",)),
     M("starts get 1/n of their gradient", "vqclip/optim/loop.py", "(loss * state.starts).backward()",
       "loss.backward()", ("tests/test_bestofn.py",)),
     M("image prompts skip the model's preprocessing", "vqclip/optim/objective.py",
@@ -95,8 +120,7 @@ MUTATIONS = [
       "    for k in range(len(images)):\n        draws = [views[clip.image_size].draw(1, h, w) if weight > 0 else None"
       " for clip, weight in judges]\n        score = 0.0", ("tests/test_bestofn.py",)),
     M("a start's score negated", "vqclip/modes/bestofn.py",
-      "score += weight / total * prompt_loss(embeds.float(), target, weights).item()",
-      "score -= weight / total * prompt_loss(embeds.float(), target, weights).item()", ("tests/test_bestofn.py",)),
+      "score += weight / total * scorer(", "score -= weight / total * scorer(", ("tests/test_bestofn.py",)),
     M("the kept start takes another start's Adam state", "vqclip/optim/state.py",
       "values[key] = v[start:start + 1].clone()", "values[key] = v[0:1].clone()", ("tests/test_bestofn.py",)),
     # --- zoom

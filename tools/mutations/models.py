@@ -138,4 +138,12 @@ MUTATIONS = [
     M("a hand-placed CLIP file loses to the caches", CW,
       '    if manual.is_file():\n        return manual, "placed"', '    if False:\n        return manual, "placed"',
       ("tests/test_clipweights.py",)),
+    # --- an upscaler named by a path or a preset (moved from the config checks, issue 36)
+    M("an upscaler path with spaces around it taken for a preset", SPEC, "    name = name.strip()\n", "",
+      ("tests/test_checks.py",)),
+    M("an upscaler's upper-case weights suffix taken for a preset", SPEC,
+      "name.lower().endswith(WEIGHT_SUFFIXES)", "name.endswith(WEIGHT_SUFFIXES)", ("tests/test_checks.py",)),
+    M("an upscaler in the home folder (~name) taken for a preset", SPEC,
+      'or name.startswith((".", "~")) or name.lower()', 'or name.startswith(".") or name.lower()',
+      ("tests/test_upscaler_names.py",)),
 ]

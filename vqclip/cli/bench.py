@@ -48,7 +48,7 @@ def register(subparsers) -> None:
     a("--threads", type=int, default=None, metavar="N", help="torch CPU threads (default: torch's choice)")
     a("--no-flops", action="store_true", help="skip the FLOP count (one extra step)")
     a("--json", action="store_true", help="print the result as one JSON object")
-    from ..tools.gpuargs import add_arguments  # torch-free: the check's own options
+    from ..measure.gpuargs import add_arguments  # torch-free: the check's own options
 
     add_arguments(p, device_flag=False)
     p.set_defaults(func=run)
@@ -57,14 +57,14 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Build, time and print (or run the GPU check)."""
     if args.suite == "gpu":
-        from ..tools.gpuargs import DEFAULT_OUT  # here: the check loads torch, models and the pipeline
-        from ..tools.gpusuite import check_models, run_check
+        from ..measure.gpuargs import DEFAULT_OUT  # here: the check loads torch, models and the pipeline
+        from ..measure.gpusuite import check_models, run_check
 
         if args.budget <= 0:
             raise VqclipError("--budget: need a positive number of seconds")
         run_check(args.device, args.quick, args.budget, args.out or DEFAULT_OUT, check_models(args), args.real_weights)
         return 0
-    from ..tools.bench import format_result, run_bench  # torch: here for a fast --help
+    from ..measure.bench import format_result, run_bench  # torch: here for a fast --help
 
     result = run_bench(size=args.size, cutn=args.cutn, clip=args.clip, vqgan=args.vqgan,
                        random_weights=args.random_weights, device=args.device, precision=args.precision,

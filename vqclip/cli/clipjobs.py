@@ -1,25 +1,14 @@
-"""`vqclip classify`, `search`, `score` and `rank`: CLIP's other jobs, with the same model options as `generate`."""
+"""`vqclip classify`, `search`, `score` and `rank`: CLIP's other jobs, with the same model options as `generate`. This
+module only parses their options; the jobs are `vqclip.tools.clipping`'s."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
-import time
 from pathlib import Path
 
-from ..errors import VqclipError, reason
-from ..files.images import read_png_json
-from ..models.clipweights import clips_missing
-from ..models.download import DownloadError
-from ..models.presets import DEFAULT_CLIP, get_preset
-from ..models.resolve import preset_clip, resolve_clip
-from ..models.spec import ClipSpec, canonical_model
-from ..nets.device import pick_device
-
-log = logging.getLogger("vqclip")
-
-RANK_IMAGE = "final.png"
+from ..errors import VqclipError
+from ..files.runfolder import FINAL_FILE as RANK_IMAGE
 
 
 # ---- shared options and model loading ---------------------------------------------------------------------------
@@ -52,42 +41,11 @@ def _common(p: argparse.ArgumentParser, top_help: str) -> None:
     o.add_argument("--quiet", action="store_true", help="no progress bar or notices, only warnings and results")
 
 
-def clip_specs(args: argparse.Namespace) -> list:
-    """The CLIPs the options name (--model / --clip-model / --clip-pretrained; several --clip-model give several
-    CLIPs, each with its own --clip-pretrained), resolved to what `load_clip` takes (`ClipFiles`)."""
-    models, tags = [canonical_model(m) for m in args.clip_model or []], list(args.clip_pretrained or [])
-    if len(tags) > max(len(models), 1) or (len(models) > 1 and tags and len(tags) != len(models)):
-        raise VqclipError("--clip-pretrained: give one per --clip-model, in the same order")
-    if not models:
-        model, pretrained = preset_clip(get_preset(args.model)) if args.model else DEFAULT_CLIP
-        pairs = [(model, tags[0] if tags else pretrained)]
-    else:
-        pairs = [(m, tags[i] if tags else (DEFAULT_CLIP[1] if ClipSpec.parse(m).form == "name" else None))
-                 for i, m in enumerate(models)]
-    return [resolve_clip(model, pretrained) for model, pretrained in pairs]
-
-
-def preset_templates(args: argparse.Namespace) -> list[str]:
-    """The prompt templates the preset's CLIP knows (the mini CLIP: its own captions only), or [] for the usual."""
-    return list(get_preset(args.model).clip_templates) if args.model and not args.clip_model else []
-
-
-def load_clips_for(args: argparse.Namespace) -> list:
-    """The CLIP models the options name, on the chosen device (fetched first, one error naming every missing file)."""
-    from ..nets.load import ModelCache  # torch comes with it: imported here so that --help is instant
-    device = pick_device(args.device)
-    specs = clip_specs(args)
-    missing = clips_missing([(c.model, c.pretrained) for c in specs if c.like is None])
-    if missing:
-        raise DownloadError(missing)
-    cache, clips = ModelCache(), []
-    for files in specs:
-        clips.append(cache.clip(files, device))
-        if args.model and not args.clip_model:
-            log.info("CLIP of preset %s (%s) on %s", args.model, Path(files.model).name, device)
-        else:
-            log.info("CLIP %s on %s", clips[-1].name, device)
-    return clips
+def clip_choice(args: argparse.Namespace):
+    """The CLIPs the options name (--model / --clip-model / --clip-pretrained / --device) as the library's
+    `ClipChoice`."""
+    from ..tools.clipping import ClipChoice  # torch: here for a fast --help
+    return ClipChoice(args.model, tuple(args.clip_model or ()), tuple(args.clip_pretrained or ()), args.device)
 
 
 def _read_lines(path: str, what: str) -> list[str]:
@@ -116,61 +74,26 @@ def _emit(args: argparse.Namespace, data, headers: list[str], rows: list[list[st
     elif rows:
         print(_table(headers, rows, right))
 
-def _embed(args, clips, paths):
-    """(readable paths, one embedding matrix per CLIP) of image files, skipping bad ones (warned about once); an
-    error when none is readable."""
-    from ..tools.clipjobs import embed_image_files  # torch: here for a fast --help
-    kept, embs = list(paths), []
-    for clip in clips:
-        got, emb = embed_image_files(clip, kept, args.batch_size, progress=not args.quiet)
-        if not got:
-            raise VqclipError(f"none of the {len(paths)} images could be read; check the files")
-        if len(got) != len(kept):  # a file that became unreadable meanwhile drops out for every CLIP
-            row = {p: i for i, p in enumerate(kept)}
-            embs = [e[[row[p] for p in got]] for e in embs]
-        kept, embs = got, embs + [emb]
-    return kept, embs
-
-
-def _averaged(clips, embs, score):
-    """`score(clip, its embeddings)` averaged over several CLIPs: how they vote on probabilities and scores."""
-    return sum(score(clip, emb) for clip, emb in zip(clips, embs, strict=True)) / len(clips)
-
-
 # ---- classify -------------------------------------------------------------------------------------------------------
 
 def run_classify(args: argparse.Namespace) -> int:
     """Zero-shot classification of each image among the labels."""
-    from ..tools.clipjobs import (DEFAULT_TEMPLATES, check_templates,  # torch: here for a fast --help
-                                  classify_embeddings, expand_image_args, logit_scale, text_classifier)
+    from ..tools.clipping import classify  # torch: here for a fast --help
     if args.labels_file:
         labels = _read_lines(args.labels_file, "labels")
     else:
         labels = [x.strip() for x in (args.labels or "").split(",") if x.strip()]
     if len(labels) < 2:
         raise VqclipError("classify needs at least two labels: --labels 'cat,dog,human' or --labels-file FILE")
-    paths = expand_image_args(args.images)  # a missing file fails before any notice
     if args.templates_file:
         templates = _read_lines(args.templates_file, "templates")
     elif args.templates is not None:
         templates = [t.strip() for t in args.templates.split(";") if t.strip()]
-    elif preset_templates(args):
-        templates = preset_templates(args)
-        log.info("the '%s' CLIP knows only its own caption grammar: labels are used as written, e.g. 'a red circle' "
-                 "(--templates '%s')", args.model, ";".join(templates))
     else:
-        templates = list(DEFAULT_TEMPLATES)
-    templates = check_templates(templates)
-    clips = load_clips_for(args)
-    kept, embs = _embed(args, clips, paths)
-    probs = _averaged(clips, embs, lambda clip, emb: classify_embeddings(
-        emb, text_classifier(clip, labels, templates).cpu(), logit_scale(clip)))
+        templates = None  # the preset CLIP's own, else the usual ones
+    results = classify(args.images, labels, templates, clip_choice(args), args.batch_size, args.top,
+                       progress=not args.quiet)
     k = min(args.top or len(labels), len(labels))
-    results = []
-    for path, row in zip(kept, probs.tolist()):
-        order = sorted(range(len(labels)), key=lambda j: -row[j])[:k]
-        results.append({"image": str(path), "label": labels[order[0]], "probs": dict(zip(labels, row)),
-                        "top": [[labels[j], row[j]] for j in order]})
     if k == len(labels) and len(labels) <= 8:  # a full matrix fits: one column per label
         headers = ["image", "best"] + labels
         rows = [[r["image"], r["label"]] + [f"{r['probs'][lab]:.3f}" for lab in labels] for r in results]
@@ -187,120 +110,30 @@ def run_classify(args: argparse.Namespace) -> int:
 
 def run_search(args: argparse.Namespace) -> int:
     """Rank a folder's images by similarity to a text or an image, using the folder's embedding cache."""
-    from ..tools.clipjobs import IMAGE_SUFFIXES, embed_image_files, load_image_file  # torch: here for a fast --help
-    from ..tools.search import ImageIndex, search_all  # torch: here for a fast --help
-    if (args.query is None) == (args.image is None):
-        raise VqclipError("search needs exactly one query: a text (vqclip search FOLDER 'a red car') or --image FILE")
-    if args.query is not None and not args.query.strip():
-        raise VqclipError("search: the query text is empty; give a text (vqclip search FOLDER 'a red car') or --image")
-    if args.image is not None and not Path(args.image).is_file():
-        raise VqclipError(f"{args.image}: no such query image")
-    if not args.folder.is_dir():  # both checked before any model loads or any image is embedded
-        why = "is a file, not a folder" if args.folder.exists() else "no such folder"
-        raise VqclipError(f"{args.folder}: {why}; give a folder of images")
-    if args.image is not None:
-        try:
-            load_image_file(args.image, 8)
-        except Exception as exc:  # PIL raises anything from OSError to DecompressionBombError on a bad file
-            raise VqclipError(f"{args.image}: the query image cannot be read ({reason(exc)})") from None
-    indexes, queries = [], []
-    for clip in load_clips_for(args):  # one cached index per CLIP, in the same file
-        index = ImageIndex(args.folder, clip)
-        if args.rebuild:
-            index.entries.clear()
-            index.vectors.clear()
-        t0 = time.perf_counter()
-        index.update(batch_size=args.batch_size, progress=not args.quiet)
-        wall = time.perf_counter() - t0
-        if not len(index):
-            skipped = f" ({len(index.skipped)} could not be read)" if index.skipped else ""
-            raise VqclipError(f"{args.folder}: no readable images under it{skipped}; give a folder that holds "
-                              f"{', '.join(sorted(s.lstrip('.') for s in IMAGE_SUFFIXES))} files")
-        if index.embedded:
-            log.info("indexed %d images: %d embedded in %.1fs (%.1f images/s), %d from the cache, %d skipped",
-                     len(index), index.embedded, wall, index.embedded / max(wall, 1e-9),
-                     len(index) - index.embedded, len(index.skipped))
-        if args.image is not None:
-            kept, emb = embed_image_files(clip, [args.image], 1)
-            if not kept:
-                raise VqclipError(f"{args.image}: the query image cannot be read")
-            queries.append(emb[0])
-        else:
-            queries.append(clip.encode_text([args.query])[0].cpu())
-        indexes.append(index)
-    label = f"image:{args.image}" if args.image is not None else args.query
-    hits = search_all(indexes, queries, args.top or 10)
-    data = {"query": label, "folder": str(args.folder), "indexed": len(indexes[0]),
-            "embedded": sum(i.embedded for i in indexes), "skipped": indexes[0].skipped,
-            "results": [{"rank": i + 1, "path": str(p), "score": s}
-                                                  for i, (p, s) in enumerate(hits)]}
-    rows = [[str(i + 1), f"{s:.4f}", str(p)] for i, (p, s) in enumerate(hits)]
+    from ..tools.clipping import search  # torch: here for a fast --help
+    data = search(args.folder, args.query, args.image, clip_choice(args), args.top or 10, args.rebuild,
+                  args.batch_size, progress=not args.quiet)
+    rows = [[str(r["rank"]), f"{r['score']:.4f}", r["path"]] for r in data["results"]]
     _emit(args, data, ["rank", "score", "image"], rows, {0, 1})
     return 0
 
 
 # ---- score and rank ---------------------------------------------------------------------------------------------
 
-def _ranked(records: list[dict], top: int | None) -> list[dict]:
-    """Records sorted by score, best first, numbered, cut to `top`."""
-    out = sorted(records, key=lambda r: -r["score"])[: top or None]
-    for i, r in enumerate(out):
-        r["rank"] = i + 1
-    return out
-
-
 def run_score(args: argparse.Namespace) -> int:
     """CLIP similarity of each image to one prompt, best first."""
-    from ..tools.clipjobs import expand_image_args, parse_score_prompt, prompt_scores  # torch: here for a fast --help
-    parse_score_prompt(args.prompt)  # a malformed prompt fails before any model is loaded
-    paths = expand_image_args(args.images)
-    clips = load_clips_for(args)
-    kept, embs = _embed(args, clips, paths)
-    scores = _averaged(clips, embs, lambda clip, emb: prompt_scores(clip, emb, [args.prompt] * len(kept)))
-    records = _ranked([{"image": str(p), "score": float(s)} for p, s in zip(kept, scores)], args.top)
+    from ..tools.clipping import score_images  # torch: here for a fast --help
+    records = score_images(args.images, args.prompt, clip_choice(args), args.batch_size, args.top,
+                           progress=not args.quiet)
     rows = [[str(r["rank"]), f"{r['score']:.4f}", r["image"]] for r in records]
     _emit(args, {"prompt": args.prompt, "results": records}, ["rank", "score", "image"], rows, {0, 1})
     return 0
 
 
-def read_run_prompt(path: Path) -> str | None:
-    """The text prompt a vqclip run recorded in its PNG (`vqclip` text chunk, JSON with 'prompt'), or None."""
-    from ..tools.clipjobs import parse_score_prompt  # torch: here for a fast --help
-
-    try:
-        prompt = read_png_json(path).get("prompt")
-    except VqclipError as exc:
-        log.warning("skipping %s", exc)
-        return None
-    if not isinstance(prompt, str) or not prompt.strip():
-        log.warning("skipping %s: no vqclip run metadata with a text prompt", path)
-        return None
-    try:
-        parse_score_prompt(prompt)
-    except VqclipError as exc:
-        log.warning("skipping %s: %s", path, exc)
-        return None
-    return prompt
-
-
 def run_rank(args: argparse.Namespace) -> int:
     """Rank runs under a folder by how well each final.png matches its own recorded prompt."""
-    from ..tools.clipjobs import prompt_scores, scan_images  # torch: here for a fast --help
-    finals = [p for p in scan_images(args.folder) if p.name == RANK_IMAGE]
-    if not finals:
-        raise VqclipError(f"{args.folder}: no runs found (no {RANK_IMAGE} below it); give an outputs folder")
-    runs: dict[Path, str] = {}
-    for path in finals:
-        prompt = read_run_prompt(path)
-        if prompt is not None:
-            runs[path] = prompt
-    if not runs:
-        raise VqclipError(f"{args.folder}: none of the {len(finals)} runs has a readable prompt in its {RANK_IMAGE}")
-    clips = load_clips_for(args)
-    kept, embs = _embed(args, clips, list(runs))
-    scores = _averaged(clips, embs, lambda clip, emb: prompt_scores(clip, emb, [runs[p] for p in kept]))
-    records = _ranked([{"run": str(p.parent), "image": str(p), "prompt": runs[p], "score": float(s)}
-                       for p, s in zip(kept, scores)], args.top)
+    from ..tools.clipping import rank_runs  # torch: here for a fast --help
+    records = rank_runs(args.folder, clip_choice(args), args.batch_size, args.top, progress=not args.quiet)
     rows = [[str(r["rank"]), f"{r['score']:.4f}", r["run"], r["prompt"][:60]] for r in records]
     _emit(args, records, ["rank", "score", "run", "prompt"], rows, {0, 1})
     return 0

@@ -19,10 +19,11 @@ from ..optim.inits import INITS
 from ..optim.optimizers import OPTIMIZERS
 from ..optim.prompts import check_has_target, parse_image_prompt, parse_job_prompts
 from ..optim.schedules import LR_SCHEDULES, STORY_MODES, PromptSchedule, parse_keyframed, story_keyframes
-from ..models.spec import ClipSpec
+from ..models.spec import ClipSpec, upscaler_is_path
 from ..terms.colors import rgb
 from ..terms.registry import SYMMETRY_AXES
 from ..modes.registry import MODE_CHOICES, rules_of
+from .fields import file_keys, values_at
 from .job import ANIMATION_MODES, MAX_SIDE, PADDINGS, GenerateConfig
 
 
@@ -62,17 +63,10 @@ def _check_text(obj: Any, prefix: str = "") -> None:
 
 
 def path_options(cfg: GenerateConfig) -> list[tuple[str, str]]:
-    """(key, path) of every file or folder a job names: the run folder, images, the VQGAN, CLIP and guide files,
-    the video to restyle (CLIP names that are not files are passed over by `path_problem`)."""
-    paths = [("output.dir", cfg.output.dir), ("init.image", cfg.init.image), ("vqgan.config", cfg.vqgan.config),
-             ("vqgan.checkpoint", cfg.vqgan.checkpoint), ("guide.model", cfg.guide.model),
-             ("guide.weights", cfg.guide.weights), ("restyle.input", cfg.restyle.input),
-             ("palette.image", cfg.palette.image)]
-    paths += [(f"image_prompts[{i}]", item) for i, item in enumerate(cfg.image_prompts)]
-    for key, clips in (("clip", cfg.clip), ("candidates.clip", cfg.candidates.clip)):
-        for i, c in enumerate(clips):
-            paths += [(f"{key}[{i}].model", c.model), (f"{key}[{i}].pretrained", c.pretrained)]
-    return [(key, path) for key, path in paths if path]
+    """(key, path) of every file or folder a job names (its options marked `path=`): the run folder, images, the
+    VQGAN, CLIP, guide and upscaler files, the video to restyle (model names that are not files are passed over by
+    `path_problem`)."""
+    return [(key, path) for name in file_keys(GenerateConfig) for key, path in values_at(cfg, name) if path]
 
 
 def check(cfg: GenerateConfig) -> None:
@@ -196,15 +190,6 @@ def _check_animation(cfg: GenerateConfig) -> None:
     u = o.upscale
     _require("output.upscale.scale", u.scale, u.scale is None or u.scale >= 1, ">= 1 (null = the model's own scale)")
     _require("output.upscale.tile", u.tile, u.tile == 0 or u.tile >= 32, ">= 32 pixels (0 = the whole image at once)")
-
-
-UPSCALER_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
-
-
-def upscaler_is_path(name: str) -> bool:
-    """True when an upscaler is named by a file path (a folder separator or a weights suffix), not by a preset."""
-    name = name.strip()
-    return "/" in name or "\\" in name or name.startswith((".", "~")) or name.lower().endswith(UPSCALER_SUFFIXES)
 
 
 def check_inputs(cfg: GenerateConfig) -> None:

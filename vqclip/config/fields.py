@@ -21,7 +21,8 @@ def option(default: Any = MISSING, *, help: str, flag: Optional[str] = None, met
         choices: the allowed values (the names defined beside their implementation, e.g. OPTIMIZERS).
         **cli: how the flag reads its value: `negate=True` (a flag that sets False), `split=","` (a comma list),
             `repeat=True` (each use adds one), `nargs=N`; `unset="..."`: what a None default means, for --help;
-            `label="..."`: the web page's name for it, where the key's words do not say it.
+            `label="..."`: the web page's name for it, where the key's words do not say it;
+            `path=KIND`: it names a file (see `PATH_KINDS`), so the checks, the web page and the gallery treat it so.
     """
     metadata = {"help": help, "flag": flag, "metavar": metavar, "choices": tuple(choices) if choices else None, **cli}
     if factory is not None:
@@ -79,6 +80,30 @@ def walk(cls: type, prefix: str = "", flags: Optional[dict] = None) -> Iterator[
         extra += (("repeat", True),) if flags is not None and flag else ()
         yield Option(prefix + f.name, default_of(f), hints[f.name], meta.get("help", ""), flag,
                      meta.get("metavar"), meta.get("choices"), extra)
+
+
+# what an option that names a file holds: an image the web page takes as an upload; a file or folder of the machine
+# that runs the job, which the page never names; a model named by a name or by a file
+PATH_KINDS = ("image", "server", "model")
+
+
+def file_keys(cls: type, *kinds: str) -> tuple[str, ...]:
+    """The keys of the options of a config dataclass that name a file (`option(..., path=KIND)`), of `kinds` (default:
+    all), in field order ("clip[].model" inside a list of sections)."""
+    return tuple(o.key for o in walk(cls) if o.cli_get("path") in (kinds or PATH_KINDS))
+
+
+def values_at(obj: Any, key: str) -> list[tuple[str, Any]]:
+    """(key with indices, value) of each value a dotted key of `file_keys` holds in a config: "clip[].model" ->
+    ("clip[0].model", ...), a list value -> one per item ("image_prompts[0]", ...)."""
+    head, _, rest = key.partition(".")
+    name = head.removesuffix("[]")
+    value = getattr(obj, name)
+    if head.endswith("[]"):  # a list of sections
+        return [(f"{name}[{i}].{k}", v) for i, item in enumerate(value) for k, v in values_at(item, rest)]
+    if rest:
+        return [(f"{name}.{k}", v) for k, v in values_at(value, rest)]
+    return [(f"{name}[{i}]", v) for i, v in enumerate(value)] if isinstance(value, list) else [(name, value)]
 
 
 def keys(cls: type, prefix: str = "") -> list[str]:

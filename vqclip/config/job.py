@@ -28,17 +28,17 @@ MAX_SIDE = 4096
 @dataclass
 class VQGANConfig:
     config: Optional[str] = option(None, help="taming model YAML", flag="--vqgan-config", metavar="YAML",
-                                   unset="the preset's")
+                                   unset="the preset's", path="server")
     checkpoint: Optional[str] = option(None, help="VQGAN weights: Lightning .ckpt or .safetensors",
-                                       flag="--vqgan-checkpoint", metavar="CKPT", unset="the preset's")
+                                       flag="--vqgan-checkpoint", metavar="CKPT", unset="the preset's", path="server")
 
 
 @dataclass
 class ClipConfig:
     model: str = option("ViT-B-32", help="open_clip name, architecture JSON, model folder, hf-hub:ORG/REPO or "
-                                         "local-dir:PATH", metavar="NAME|JSON")
+                                         "local-dir:PATH", metavar="NAME|JSON", path="model")
     pretrained: Optional[str] = option("openai", help="open_clip tag, a weights file, or null for random weights",
-                                       metavar="TAG|FILE")
+                                       metavar="TAG|FILE", path="model")
     weight: float = option(1.0, help="share of this model in the loss", metavar="W")
 
 
@@ -72,7 +72,7 @@ class InitConfig:
                        flag="--init", choices=tuple(INITS))
     image: Optional[str] = option(None, help="start from this image: sets init.kind: image wherever it is given "
                                   "(another init.kind beside it is an error)", flag="--init-image",
-                                  metavar="PATH", implies=("init.kind", "image"), label="init image")
+                                  metavar="PATH", implies=("init.kind", "image"), label="init image", path="image")
     weight: float = option(0.0, help="keep the latent near its start: adds weight x MSE(z, z_start)",
                            flag="--init-weight", metavar="W")
     color: Optional[list[float]] = option(None, help="RGB in [0,1] for init.kind flat (random when unset)")
@@ -81,7 +81,8 @@ class InitConfig:
 @dataclass
 class UpscaleConfig:
     model: Optional[str] = option(None, help="upscaler preset or weights file: final.png is also written upscaled as "
-                                        "final_xN.png (needs vqclip[upscale]; null: no upscale)", metavar="NAME|PATH")
+                                        "final_xN.png (needs vqclip[upscale]; null: no upscale)", metavar="NAME|PATH",
+                                  path="model")
     scale: Optional[int] = option(None, help="N of final_xN.png (null: the model's own); below the model's, its "
                                         "output is resized down")
     tile: int = option(192, help="tile side in input pixels, so memory stays bounded (0: the whole image at once)")
@@ -90,7 +91,7 @@ class UpscaleConfig:
 @dataclass
 class OutputConfig:
     dir: Optional[str] = option(None, help="run folder (default: outputs/<time>-<prompt>)", flag="--out",
-                                metavar="DIR")
+                                metavar="DIR", path="server")
     save_every: int = option(50, help="save a frame every K steps, step 0 included; 0: no frames",
                              flag="--save-every", metavar="K")
     video: bool = option(True, help="write the progress video", flag="--no-video", negate=True,
@@ -122,8 +123,9 @@ class CandidatesConfig:
 
 @dataclass
 class GuideConfig:
-    model: Optional[str] = option(None, help="guide classifier architecture JSON (null: no guidance)")
-    weights: Optional[str] = option(None, help="its weights (.safetensors, or a torch file read without running code)")
+    model: Optional[str] = option(None, help="guide classifier architecture JSON (null: no guidance)", path="server")
+    weights: Optional[str] = option(None, help="its weights (.safetensors, or a torch file read without running code)",
+                                    path="server")
     weight: float = option(0.1, help="share of its cross-entropy for the label the prompt names")
     views: int = option(4, help="augmented views of the image it scores per step")
 
@@ -133,7 +135,7 @@ class PaletteConfig:
     colors: list[str] = option(help="palette colours: names or #rrggbb (PIL's ImageColor names); none: no palette",
                                flag="--palette", metavar="C,C", split=",", factory=list)
     image: Optional[str] = option(None, help="also take palette.size colours of this image (k-means)",
-                                  flag="--palette-image", metavar="PATH")
+                                  flag="--palette-image", metavar="PATH", path="image")
     size: int = option(8, help="colours taken from palette.image")
     weight: float = option(1.0, help="share of each pixel's distance to its nearest palette colour")
     hard: bool = option(False, help="snap the shown image to the palette (straight-through gradient): every pixel "
@@ -176,7 +178,7 @@ class AnimationConfig:
 
 @dataclass
 class RestyleConfig:
-    input: Optional[str] = option(None, help="the video to restyle; set = this job is a restyle job")
+    input: Optional[str] = option(None, help="the video to restyle; set = this job is a restyle job", path="server")
     steps_per_frame: int = option(30, help="optimisation steps per input frame")
     blend: float = option(0.5, help="share of the previous output in each frame's start image, in [0, 1)",
                           flag="--blend", metavar="B")
@@ -194,7 +196,7 @@ class GenerateConfig:
     negative: list[str] = option(help="text to push away from (weight -1 unless text:weight)", flag="--negative",
                                  metavar="TEXT", repeat=True, factory=list)
     image_prompts: list[str] = option(help="image to aim at, PATH[:weight[:stop]]", flag="--image-prompt",
-                                      metavar="PATH[:W]", repeat=True, factory=list, label="image prompt")
+                                      metavar="PATH[:W]", repeat=True, factory=list, label="image prompt", path="image")
     model: Optional[str] = option(None, help="preset: VQGAN + CLIP + defaults (see `vqclip models`); none named and no "
                                        "VQGAN files: imagenet-16384", flag="--model", metavar="NAME", label="preset")
     steps: int = option(300, help="optimisation steps", flag="--steps", metavar="N")

@@ -29,6 +29,14 @@ WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 RANDOM = ("none", "null", "random")  # pretrained values that mean random weights (the CLIP commands' --clip-pretrained)
 _OPENAI = re.compile(r"(ViT-[A-Za-z]+)/(\d+)(?:@(\d+)px)?", re.IGNORECASE)  # ViT-B/32, ViT-L/14@336px
 
+
+def upscaler_is_path(name: str) -> bool:
+    """True when an upscaler is named by a file path (a folder separator, a leading '.' or '~', a weights suffix), not
+    by a preset."""
+    name = name.strip()
+    return "/" in name or "\\" in name or name.startswith((".", "~")) or name.lower().endswith(WEIGHT_SUFFIXES)
+
+
 log = logging.getLogger("vqclip")
 
 

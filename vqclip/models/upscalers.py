@@ -10,12 +10,12 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config.checks import upscaler_is_path as looks_like_path
 from ..errors import VqclipError, missing
 from ..files.jobyaml import read_yaml
 from .download import fetch
 from .integrity import Manifest
 from .presets import MANIFEST_NAME, FileSpec, _check_keys, _file_spec, _home_or_default, _string
+from .spec import upscaler_is_path
 
 BUILTIN_FILE = Path(__file__).resolve().parent / "upscalers.yaml"
 FOLDER = "upscalers"  # under the model home
@@ -74,7 +74,7 @@ def upscaler_file(name: str, *, download: bool = True, progress: bool = True, ho
     if not isinstance(name, str) or not name.strip():
         raise VqclipError(f"upscale model: expected a preset name or a weights file, got {name!r}")
     name = name.strip()
-    if looks_like_path(name) or Path(name).expanduser().is_file():
+    if upscaler_is_path(name) or Path(name).expanduser().is_file():
         path = Path(name).expanduser()
         if not path.is_file():
             raise VqclipError(f"{missing(path, 'upscaler weights file')}; check the path, or name a preset "

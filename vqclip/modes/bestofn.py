@@ -27,11 +27,11 @@ from torch import Tensor
 
 from ..config import to_yaml
 from ..nets.clip import ClipModel
-from ..nets.device import amp_autocast, seeded
+from ..nets.device import seeded
 from ..optim.cutouts import Cutouts
-from ..optim.losses import prompt_loss
 from ..optim.loop import AfterStep, StepEvent, run_steps
 from ..optim.objective import Objective
+from ..optim.scoring import Scorer
 from ..optim.state import RunState
 
 log = logging.getLogger("vqclip")
@@ -51,15 +51,15 @@ def start_scores(images: Tensor, judges: list[tuple[ClipModel, float]], targets:
     _, _, h, w = images.shape
     with seeded(device, view_seed):
         draws = [views[clip.image_size].draw(1, h, w) if weight > 0 else None for clip, weight in judges]
+    scorers = [Scorer(clip.encode_image, amp, device.type) for clip, _ in judges]
     scores = []
     for k in range(len(images)):
         score = 0.0
-        for (clip, weight), target, draw in zip(judges, targets, draws):
+        for (clip, weight), target, draw, scorer in zip(judges, targets, draws, scorers):
             if draw is None:
                 continue
-            with amp_autocast(device.type, amp):
-                embeds = clip.encode_image(views[clip.image_size].apply(images[k:k + 1], draw))
-            score += weight / total * prompt_loss(embeds.float(), target, weights).item()
+            score += weight / total * scorer(views[clip.image_size].apply(images[k:k + 1], draw), target,
+                                             weights).item()
         scores.append(score)
     return scores
 

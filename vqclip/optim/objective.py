@@ -23,8 +23,9 @@ from ..nets.memory import plan_memory
 from ..nets.quantize import clamp_with_grad, vector_quantize
 from ..terms.base import build_terms
 from .cutouts import CutoutDraw, Cutouts
-from .losses import prompt_loss, stops_tensor, weights_tensor
+from .losses import stops_tensor, weights_tensor
 from .prompts import Prompt, check_has_target, parse_job_prompts
+from .scoring import Scorer, shard_of
 
 log = logging.getLogger("vqclip")
 
@@ -105,7 +106,7 @@ class Objective:
             [clip for clip, _ in models.clips], c.n, cfg.micro_batch, 2 if self.amp else 4, device, batch=batch)
         self._decode = compiled(vq.decode, "VQGAN decoder") if cfg.compile else self._decode_eager
         # 5. One run across devices (torch.distributed started by vqclip.runs.devices): this process scores its share
-        # of every step's cutouts, all drawn here as on one device; `_sharded_loss` sums the shares' gradients
+        # of every step's cutouts, all drawn here as on one device; its `Scorer` sums the shares' gradients
         self.rank, self.world = shard_of()
         self._encode = {id(clip): compiled(clip.encode_image, f"CLIP {clip.name}") if cfg.compile else clip.encode_image
                         for clip, _ in models.clips}
@@ -203,13 +204,7 @@ class Objective:
                 continue
             cut = self.cutouts[clip.image_size]
             batch = cut.apply(seen, views[k] if views is not None else cut.draw(b, h, w))
-            if self.world > 1:  # this device scores its share of the cutouts; all get the whole batch's gradient
-                parts[self.clip_terms[k]] = share * self._sharded_loss(clip, batch, targets, weights)
-                continue
-            if 0 < self.micro_batch < len(batch):
-                parts[self.clip_terms[k]] = share * self._micro_batched_loss(clip, batch, targets, weights)
-                continue
-            parts[self.clip_terms[k]] = share * self._score(clip, batch, targets, weights)
+            parts[self.clip_terms[k]] = share * self._scorer(clip)(batch, targets, weights, self.stops)
         # the other terms every device computes alike (same image, same random stream), in full
         for term in self.terms:
             value = term(image, z, z_init, step)
@@ -217,68 +212,7 @@ class Objective:
                 parts[term.name] = value
         return parts
 
-    def _score(self, clip, cutouts: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
-        """`prompt_loss` of cutouts [N,3,S,S] embedded by `clip` under the run's autocast."""
-        with amp_autocast(self.device.type, self.amp):
-            embeds = self._encode[id(clip)](cutouts)
-        return prompt_loss(embeds, targets, weights, self.stops)
-
-    def _sharded_loss(self, clip, batch: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
-        """`prompt_loss` of cutouts [N,3,S,S] in a run across devices: this device scores and back-propagates its rows
-        lo:hi (as one micro-batch of a one-device run would), then the rows' gradients and the shares' losses are
-        summed over the devices. Each device fills only its own rows, so that sum is exact: every device holds the
-        gradient of the one-device run with `micro_batch = N / devices`, bit for bit, and back-propagates it through
-        the same decoder, so the latents never part."""
-        lo, hi = len(batch) * self.rank // self.world, len(batch) * (self.rank + 1) // self.world
-        needs = batch.requires_grad and torch.is_grad_enabled()
-        leaf = batch.detach().requires_grad_(needs)
-        shard = leaf[lo:hi]
-        if 0 < self.micro_batch < len(shard):
-            part = self._micro_batched_loss(clip, shard, targets, weights)
-        else:
-            part = self._score(clip, shard, targets, weights)
-        part = part * ((hi - lo) / len(leaf))
-        if needs:
-            part.backward()
-        total = part.detach().clone()
-        torch.distributed.all_reduce(total)
-        if not needs:
-            return total
-        grad = leaf.grad if leaf.grad is not None else torch.zeros_like(batch)
-        torch.distributed.all_reduce(grad)
-        return _InjectGrad.apply(batch, total, grad)
-
-    def _micro_batched_loss(self, clip, batch: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
-        """`prompt_loss` of cutouts [N,3,S,S] scored `micro_batch` at a time, each chunk back-propagated at once, so
-        only one chunk's CLIP activations are alive; the returned loss carries the summed gradient to `batch`."""
-        leaf = batch.detach().requires_grad_(batch.requires_grad and torch.is_grad_enabled())
-        total = batch.new_zeros(())
-        for chunk in leaf.split(self.micro_batch):
-            part = self._score(clip, chunk, targets, weights) * (len(chunk) / len(leaf))
-            if leaf.requires_grad:
-                part.backward()
-            total = total + part.detach()
-        grad = leaf.grad if leaf.grad is not None else torch.zeros_like(batch)
-        return _InjectGrad.apply(batch, total, grad) if leaf.requires_grad else total
-
-
-def shard_of() -> tuple[int, int]:
-    """(rank, world size) of this process in a run across devices; (0, 1) otherwise."""
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-class _InjectGrad(torch.autograd.Function):
-    """Returns a precomputed loss whose gradient with respect to `source` is the precomputed `grad`."""
-
-    @staticmethod
-    def forward(ctx, source: Tensor, loss: Tensor, grad: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(grad)
-        return loss.clone()
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
-        (grad,) = ctx.saved_tensors
-        return grad * grad_out, None, None
+    def _scorer(self, clip) -> Scorer:
+        """How `clip` scores this step's cutouts: under the run's autocast, `micro_batch` at a time, this device's
+        share of them in a run across devices (each device then holds the one-device gradient)."""
+        return Scorer(self._encode[id(clip)], self.amp, self.device.type, self.micro_batch, (self.rank, self.world))

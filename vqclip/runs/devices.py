@@ -1,7 +1,7 @@
 """One run across several devices (`devices: [cuda:0, cuda:1]`; `cpu,cpu` to try it): vqclip starts a process per
 further device itself (torch.multiprocessing spawn, no torchrun) joined by torch.distributed (NCCL on CUDA, gloo
 otherwise, on 127.0.0.1). Every process holds the models, decodes the same latent and draws the same cutouts; each
-scores its share of them and the shares' gradients are summed (`Objective._sharded_loss`), so every process holds the
+scores its share of them and the shares' gradients are summed (`vqclip.optim.scoring.Scorer`), so every process holds the
 gradient of one device scoring the cutouts a share at a time, bit for bit. This process is rank 0 and writes the run
 folder."""
 

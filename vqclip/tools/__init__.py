@@ -1,1 +1,1 @@
-"""The faces besides the CLI and the Python API: CLIP's other jobs (classify, score, search) and the speed benchmark."""
+"""The faces besides the CLI and the Python API: CLIP's other jobs (classify, score, rank, search) as a Python API."""

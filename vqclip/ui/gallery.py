@@ -18,7 +18,7 @@ from ..files.jobyaml import read_yaml
 from ..files.runfolder import FINAL_FILE, JOB_FILE, LATEST_FILE
 from ..runs.batch import GRID, RECORD
 from ..runs.jobs import build_config, png_layer
-from .jobs import UPLOAD
+from .jobs import UPLOAD, UPLOAD_KEYS
 
 MAX_ANSWER = 1 << 20  # characters of a run's job as JSON; any real job is a few KB
 UPLOADS = ".uploads"  # uploaded images, inside the outputs folder, named by their random id
@@ -159,7 +159,7 @@ def edit_job(outputs: Path, folder: Path) -> dict:
     for key, value in _flat(config).items():
         if key in SKIP or key.split(".")[0] in SKIP or base.get(key) == value:
             continue
-        if key == "init.image" or key == "image_prompts":
+        if key in UPLOAD_KEYS:
             value = _as_uploads(value, uploads)
             if value is None:
                 dropped.append(key)

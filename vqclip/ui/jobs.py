@@ -4,6 +4,7 @@ server (models, outputs, inputs) other than an upload, so the page can reach onl
 from __future__ import annotations
 
 import re
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -11,7 +12,7 @@ from typing import Any, Callable, Optional
 import yaml
 
 from ..config import GenerateConfig
-from ..config.fields import keys as config_keys, walk
+from ..config.fields import file_keys, keys as config_keys, walk
 from ..config.job import GenerateConfig as JobConfig
 from ..errors import VqclipError
 from ..files.jobyaml import load_value
@@ -25,7 +26,10 @@ MAX_DEPTH = 16  # levels of nesting in a job (a sweep of a story's keyframe's pr
 UPLOAD = re.compile(r"upload:([0-9a-f]{32})((?::[^:]*){0,2})")  # upload:ID[:weight[:stop]]
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")  # an open_clip name or tag, a preset: no path
 FILE_SUFFIX = re.compile(r"\.(json|safetensors|pt|pth|bin|ckpt|yaml|yml)$", re.IGNORECASE)
-NO_FILES = ("vqgan", "guide", "restyle.input", "output.dir")  # keys that name files and have no upload form
+NO_FILES = file_keys(JobConfig, "server")  # keys that name files of the server: no upload form
+MODEL_NAMES = (*(k.replace("[]", "") for k in file_keys(JobConfig, "model")), "model")  # model names, or files
+UPLOAD_KEYS = file_keys(JobConfig, "image")  # keys that name images: the page's uploads
+LISTS = tuple(o.key for o in walk(JobConfig) if o.key in UPLOAD_KEYS and typing.get_origin(o.type) is list)
 KEYS = sorted(config_keys(JobConfig), key=len, reverse=True)
 
 
@@ -108,7 +112,7 @@ def _value(key: str, value: Any, upload: Callable[[str], str]) -> Any:
     if isinstance(value, dict):
         return {k: _value(f"{key}.{k}", v, upload) for k, v in value.items()}
     base = re.sub(r"\[\d*\]", "", key)
-    if any(base == k or base.startswith(k + ".") for k in NO_FILES):
+    if any(base == k or base.startswith(k + ".") or k.startswith(base + ".") for k in NO_FILES):  # or a section's
         if value in (None, "", [], {}):
             return value
         raise VqclipError(f"{key}: the page cannot name files of the server; choose a preset (model) instead"
@@ -118,15 +122,14 @@ def _value(key: str, value: Any, upload: Callable[[str], str]) -> Any:
         return [_value(f"{key}[{i}]", v, upload) for i, v in enumerate(value)]
     if base in ("clip", "candidates.clip"):  # a CLIP entry given as its bare name
         base = base + ".model"
-    if base in ("clip.model", "clip.pretrained", "candidates.clip.model", "candidates.clip.pretrained",
-                "output.upscale.model", "model"):
+    if base in MODEL_NAMES:
         if value is not None and (not isinstance(value, str) or not NAME.fullmatch(value) or FILE_SUFFIX.search(value)):
             raise VqclipError(f"{key}: {str(value)[:60]!r} is not a model name; the page can use presets and "
                               "open_clip names, not files of the server")
         return value
-    if base in ("init.image", "palette.image"):
+    if base in UPLOAD_KEYS and base not in LISTS:  # one image
         return None if value in (None, "") else _upload(key, value, upload)
-    if base == "image_prompts":
+    if base in UPLOAD_KEYS:  # a list of images
         items = value if isinstance(value, list) else [value]
         return [_upload(f"{key}[{i}]", v, upload) for i, v in enumerate(items)]
     return value

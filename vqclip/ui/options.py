@@ -6,7 +6,7 @@ from __future__ import annotations
 import typing
 from typing import Any
 
-from ..config.fields import Option, walk
+from ..config.fields import Option, file_keys, walk
 from ..config.job import GenerateConfig
 from ..models.presets import DEFAULT_PRESET, list_presets
 from ..models.resolve import preset_paths
@@ -18,8 +18,8 @@ MAIN = ("prompt", "negative", "image_prompts", "init.image", "model", "size", "s
         "animation.shift_x", "animation.shift_y")
 # keys the page does not offer: files of the server, the server's own settings, lists of sections (story has its own
 # box, CLIP models come with the preset)
-HIDDEN = ("vqgan.", "guide.model", "guide.weights", "restyle.input", "output.dir", "output.progress", "device",
-          "clip[].", "candidates.clip[].", "story[].", "threads", "output.upscale.model")
+HIDDEN = (*file_keys(GenerateConfig, "server", "model"), "output.progress", "device", "clip[].", "candidates.clip[].",
+          "story[].", "threads")
 
 
 def type_name(hint: Any) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib.util
 import io
 import time
 from typing import Callable, Optional
@@ -25,8 +24,8 @@ from ..nets.vqgan import VQGAN
 from ..optim.loop import take_step
 from ..optim.objective import Objective
 from ..optim.state import RunState
+from . import textbook
 from .bench import bench_config, bench_models, count_gflop, peak_memory, reset_peak, time_steps
-from .gpuargs import ROOT
 
 TINY_DD = {"double_z": False, "z_channels": 8, "resolution": 32, "in_channels": 3, "out_ch": 3, "ch": 32,
            "ch_mult": [1, 1, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
@@ -89,17 +88,6 @@ def vqclip_models(arch: str, device: torch.device, real_weights: bool) -> tuple[
     return Models(vq.to(device).eval().requires_grad_(False), [(clip, 1.0)]), "tiny VQGAN + tiny CLIP (random)"
 
 
-def textbook_module():
-    """benchmarks/textbook_loop.py (the reference notebook's loop), or None outside a source checkout."""
-    path = ROOT / "benchmarks" / "textbook_loop.py"
-    if not path.is_file():
-        return None
-    spec = importlib.util.spec_from_file_location("vqclip_textbook_loop", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def textbook_step(tb, arch: str, size: int, cutn: int, device: torch.device) -> Callable[[], float]:
     """One step of the textbook loop on the same architecture (random weights, as its script builds them)."""
     if arch == "imagenet":
@@ -140,7 +128,7 @@ def matmul_peak(device: torch.device, quick: bool) -> dict:
 def speed_rows(cfg: dict, models: Models, arch: str, device: torch.device, budget: Budget, peak_tflops: float,
                report: Callable[[list], None]) -> list:
     """it/s, peak memory and GFLOP/step of the textbook loop and vqclip fp32 / bf16 / bf16 + compile per case."""
-    tb, rows = textbook_module(), []
+    tb, rows = textbook, []  # the package's own copy of the notebook's loop: an installed vqclip has it
     for size, cutn in cfg["cases"]:
         counted: dict = {}  # GFLOP/step counted once per case for each implementation: the textbook's, vqclip's
         for impl in IMPLS:
@@ -154,9 +142,6 @@ def speed_rows(cfg: dict, models: Models, arch: str, device: torch.device, budge
                 continue
             if not budget.allows(cfg["row_s"]):
                 row["skipped"] = "skipped: budget spent"
-                continue
-            if impl == "textbook" and tb is None:
-                row["skipped"] = "skipped: benchmarks/textbook_loop.py not found (run from a source checkout)"
                 continue
             try:
                 family = "textbook" if impl == "textbook" else "vqclip"
