@@ -16,11 +16,11 @@ HEX = "0123456789abcdef" * 2
 # the four lists as they were written by hand before (vqclip 0.x, issue 36)
 OLD_CHECKED = {"output.dir", "init.image", "vqgan.config", "vqgan.checkpoint", "guide.model", "guide.weights",
                "restyle.input", "image_prompts", "clip[].model", "clip[].pretrained", "candidates.clip[].model",
-               "candidates.clip[].pretrained"}
+               "candidates.clip[].pretrained", "palette.image"}  # with the palette's image (merged beside it)
 OLD_SERVER_FILES = {"vqgan.config", "vqgan.checkpoint", "guide.model", "guide.weights", "restyle.input", "output.dir"}
 OLD_MODEL_NAMES = {"clip.model", "clip.pretrained", "candidates.clip.model", "candidates.clip.pretrained",
                    "output.upscale.model", "model"}
-OLD_UPLOADS = {"init.image", "image_prompts"}
+OLD_UPLOADS = {"init.image", "image_prompts", "palette.image"}
 
 
 def test_the_marked_keys_are_the_lists_written_before():

@@ -117,6 +117,6 @@ MUTATIONS = [
       "        pass\n", (LOOKS_T,)),
     M("a missing palette image found only by the run", CHECKS,
       '    wanted += [("palette.image", cfg.palette.image, "image")] if cfg.palette.image else []\n', "", (LOOKS_T,)),
-    M("the page takes a server path as the palette image", PAGE, 'if base in ("init.image", "palette.image"):',
-      'if base == "init.image":', (LOOKS_T,)),
+    M("the page takes a server path as the palette image (its option not marked as an image)", "vqclip/config/job.py",
+      'flag="--palette-image", metavar="PATH", path="image")', 'flag="--palette-image", metavar="PATH")', (LOOKS_T,)),
 ]
