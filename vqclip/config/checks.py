@@ -20,6 +20,7 @@ from ..optim.optimizers import OPTIMIZERS
 from ..optim.prompts import check_has_target, parse_image_prompt, parse_job_prompts
 from ..optim.schedules import LR_SCHEDULES, STORY_MODES, PromptSchedule, parse_keyframed, story_keyframes
 from ..models.spec import ClipSpec
+from ..draw.registry import DRAWERS
 from .job import ANIMATION_MODES, MAX_SIDE, PADDINGS, GenerateConfig
 
 
@@ -148,7 +149,17 @@ def check(cfg: GenerateConfig) -> None:
     _require("guide.weight", g.weight, g.weight >= 0, ">= 0 (0 = no guidance)")
     _require("guide.views", g.views, g.views >= 1, ">= 1")
     _check_animation(cfg)
+    _check_drawer(cfg)
     parse_job_prompts(cfg.prompt, cfg.negative, cfg.image_prompts)  # as the run will: a bad prompt fails before it
+
+
+def _check_drawer(cfg: GenerateConfig) -> None:
+    """The image model is one of the registry's, with options it can draw with."""
+    d = cfg.drawer
+    _one_of(d.name, tuple(DRAWERS), "drawer.name")
+    _require("drawer.pixel_size", d.pixel_size, 1 <= d.pixel_size <= MAX_SIDE,
+             f"in 1..{MAX_SIDE} (image pixels per grid cell)")
+    _require("drawer.decay", d.decay, 0 <= d.decay <= 4, "in [0, 4] (0: every frequency alike; 1: 1/f)")
 
 
 def _check_animation(cfg: GenerateConfig) -> None:
