@@ -113,3 +113,16 @@ def test_fft_encode_inverts_decode_and_the_gradient_reaches_every_frequency_band
     (decoded * torch.randn(decoded.shape, generator=g)).sum().backward()
     grad = params.grad.abs().sum((0, 1))
     assert grad[0, 0] > 0 and grad[4, 5] > 0 and grad[1, 2] > 0
+
+
+def test_fft_encodes_black_and_white_within_the_edge_where_the_sigmoid_still_moves():
+    from vqclip.draw.fft import EDGE
+
+    scale = spectrum_scale(4, 6, 1.0)
+    image = torch.zeros(1, 3, 4, 6)
+    image[..., 3:] = 1.0
+    params = fft_params(image, scale)
+    assert torch.isfinite(params).all()
+    decoded = fft_image(params, scale, 4, 6)
+    torch.testing.assert_close(decoded[..., :3], torch.full((1, 3, 4, 3), EDGE), rtol=0, atol=1e-4)
+    torch.testing.assert_close(decoded[..., 3:], torch.full((1, 3, 4, 3), 1 - EDGE), rtol=0, atol=1e-4)
