@@ -27,10 +27,10 @@ def test_an_unknown_drawer_is_one_line_naming_the_choices():
         registry.load("pixl")
 
 
-@pytest.mark.parametrize("key, value, ok", [("pixel_size", 0, False), ("pixel_size", 1, True), ("pixel_size", 4096, True),
-                                            ("pixel_size", 4097, False), ("decay", -0.01, False), ("decay", 0.0, True),
-                                            ("decay", 4.0, True), ("decay", 4.01, False), ("name", "rgb", False),
-                                            ("name", "fft", True)])
+@pytest.mark.parametrize("key, value, ok", [("pixel_size", 0, False), ("pixel_size", 1, True),
+                                            ("pixel_size", 4096, True), ("pixel_size", 4097, False),
+                                            ("decay", -0.01, False), ("decay", 0.0, True), ("decay", 4.0, True),
+                                            ("decay", 4.01, False), ("name", "rgb", False), ("name", "fft", True)])
 def test_the_drawer_options_are_checked_at_each_boundary(key, value, ok):
     layers = [("t", {"prompt": "x", "drawer": {key: value}})]
     if ok:

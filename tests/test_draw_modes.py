@@ -114,3 +114,16 @@ def test_an_unknown_drawer_on_the_command_line_is_one_line_and_exit_2(tiny_args,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "rgb" in err and "vqgan, pixel, fft" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_the_python_api_takes_the_drawer_as_a_keyword(tiny_vqgan, tiny_clip):
+    import vqclip
+
+    pipe = vqclip.Pipeline.from_files(*tiny_vqgan, clip={"model": str(tiny_clip[0]), "pretrained": str(tiny_clip[1])},
+                                      device="cpu")
+    out = pipe("a red circle", drawer={"name": "pixel", "pixel_size": 4}, steps=1, size=[16, 12], seed=0,
+               cutouts={"n": 1})
+    image = np.asarray(out.images[0].convert("RGB"))
+    blocks = image.reshape(3, 4, 4, 4, 3)
+    assert image.shape == (12, 16, 3) and (blocks == blocks[:, :1, :, :1]).all()
+    assert tuple(out.latents.shape) == (1, 3, 3, 4)  # the grid the pixel drawer optimised

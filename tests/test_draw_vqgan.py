@@ -36,7 +36,7 @@ def test_random_starts_are_codebook_entries_each_start_its_own_from_the_generato
     f = tiny_models.vqgan.factor
     assert z.shape == (3, book.shape[1], 24 // f, 32 // f)
     vectors = z.permute(0, 2, 3, 1).reshape(-1, book.shape[1])
-    assert torch.cdist(vectors, book).min(1).values.max() < 1e-2  # every cell is one entry of the codebook (cdist: ~1e-3)
+    assert torch.cdist(vectors, book).min(1).values.max() < 1e-2  # each cell a codebook entry (cdist: ~1e-3 off)
     assert not torch.equal(z[0], z[1]) and not torch.equal(z[1], z[2])
     assert torch.equal(z, d.random(3, torch.Generator().manual_seed(4)))
 

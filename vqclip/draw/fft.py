@@ -1,7 +1,8 @@
 """The fft drawer: the image as a Fourier spectrum with decorrelated colour, as Lucid's `fft_image` and aphantasia
 draw it. The parameters are the real parts (channels 0-2) and imaginary parts (3-5) of each colour channel's rfft2
-spectrum, [B,6,H,W//2+1] (four dimensions, as every drawer's parameters and state.pt are); each frequency f is scaled by 1 / max(f, 1/max(H,W))^decay * sqrt(H*W) (low frequencies move first), inverted with irfft2,
-divided by 4, mixed by Lucid's colour decorrelation matrix and squashed by a sigmoid into [0,1]."""
+spectrum, [B,6,H,W//2+1] (four dimensions, as every drawer's parameters and state.pt are); each frequency f is scaled
+by 1 / max(f, 1/max(H,W))^decay * sqrt(H*W) (low frequencies move first), inverted with irfft2, divided by 4, mixed
+by Lucid's colour decorrelation matrix and squashed by a sigmoid into [0,1]."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from .base import Drawer
 
 
 def pixel_image(grid: Tensor, pixel_size: int) -> Tensor:
-    """Grid [B,3,h,w] -> image [B,3,h*p,w*p]: each cell a p x p block (nearest upsampling; gradient: the block's sum)."""
+    """Grid [B,3,h,w] -> image [B,3,h*p,w*p]: each cell a p x p block (nearest upsampling; gradient: block sums)."""
     return F.interpolate(grid, scale_factor=pixel_size, mode="nearest")
 
 

@@ -1,6 +1,7 @@
 """The run's mutable state: the drawer's parameters z [B,...] (B starts; VQGAN: latents [B,E,h,w]), their init
-targets, the optimiser, the step and the RNG. It is saved and restored whole (`state_dict`), and changed only through its own methods: a zoom move, a
-restyle frame and best-of-n's pick ask the state to change; nothing writes into it from outside."""
+targets, the optimiser, the step and the RNG. It is saved and restored whole (`state_dict`), and changed only through
+its own methods: a zoom move, a restyle frame and best-of-n's pick ask the state to change; nothing writes into it
+from outside."""
 
 from __future__ import annotations
 
