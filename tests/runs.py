@@ -24,8 +24,7 @@ class Run:
         self.objective = Objective(cfg, models, device, story.prompts if story else None,
                                    story.weights if story else None, batch=starts)
         self.story = story.schedule if story else None
-        self.state = RunState.initial(cfg, models.vqgan, self.objective.width, self.objective.height, device, seed,
-                                      starts)
+        self.state = RunState.initial(cfg, self.objective.drawer, device, seed, starts)
 
     def __getattr__(self, name):  # targets, weights, guide, cutouts, clip_terms, ... of the objective; z, ... of the state
         for part in ("objective", "state"):

@@ -24,6 +24,7 @@ from ..terms.colors import rgb
 from ..terms.registry import SYMMETRY_AXES
 from ..modes.registry import MODE_CHOICES, rules_of
 from .fields import file_keys, values_at
+from ..draw.registry import DRAWERS
 from .job import ANIMATION_MODES, MAX_SIDE, PADDINGS, GenerateConfig
 
 
@@ -144,6 +145,7 @@ def check(cfg: GenerateConfig) -> None:
     _require("guide.views", g.views, g.views >= 1, ">= 1")
     _check_looks(cfg)
     _check_animation(cfg)
+    _check_drawer(cfg)
     parse_job_prompts(cfg.prompt, cfg.negative, cfg.image_prompts)  # as the run will: a bad prompt fails before it
 
 
@@ -160,6 +162,15 @@ def _check_looks(cfg: GenerateConfig) -> None:
     for axis in cfg.symmetry.axes:
         _one_of(axis, SYMMETRY_AXES, "symmetry.axes")
     _require("symmetry.weight", cfg.symmetry.weight, cfg.symmetry.weight >= 0, ">= 0 (0 = no symmetry)")
+
+
+def _check_drawer(cfg: GenerateConfig) -> None:
+    """The image model is one of the registry's, with options it can draw with."""
+    d = cfg.drawer
+    _one_of(d.name, tuple(DRAWERS), "drawer.name")
+    _require("drawer.pixel_size", d.pixel_size, 1 <= d.pixel_size <= MAX_SIDE,
+             f"in 1..{MAX_SIDE} (image pixels per grid cell)")
+    _require("drawer.decay", d.decay, 0 <= d.decay <= 4, "in [0, 4] (0: every frequency alike; 1: 1/f)")
 
 
 def _check_animation(cfg: GenerateConfig) -> None:

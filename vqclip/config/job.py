@@ -18,6 +18,7 @@ from ..optim.inits import INITS
 from ..optim.optimizers import OPTIMIZERS
 from ..optim.schedules import LR_SCHEDULES, STORY_MODES
 from ..terms.registry import SYMMETRY_AXES
+from ..draw.registry import DRAWERS
 from .fields import option
 
 ANIMATION_MODES = ("none", "zoom")
@@ -190,6 +191,15 @@ class RestyleConfig:
 
 
 @dataclass
+class DrawerConfig:
+    name: str = option("vqgan", help="what is optimised: vqgan (the preset's VQGAN latents), pixel (a low-resolution "
+                                     "grid, nearest upsampled) or fft (a Fourier image); pixel and fft load no VQGAN",
+                       flag="--drawer", metavar="NAME", choices=tuple(DRAWERS), label="image model")
+    pixel_size: int = option(8, help="pixel: image pixels per grid cell (size is rounded to a multiple of it)")
+    decay: float = option(1.0, help="fft: the spectrum's start and scale fall as 1/frequency^decay (higher: smoother)")
+
+
+@dataclass
 class GenerateConfig:
     prompt: str = option("", help="'text:weight[:stop]|text:weight' (a negative weight pushes away; below its stop a "
                                   "cutout stops pulling); 'a ^ b' tells a story")
@@ -200,8 +210,9 @@ class GenerateConfig:
     model: Optional[str] = option(None, help="preset: VQGAN + CLIP + defaults (see `vqclip models`); none named and no "
                                        "VQGAN files: imagenet-16384", flag="--model", metavar="NAME", label="preset")
     steps: int = option(300, help="optimisation steps", flag="--steps", metavar="N")
-    size: list[int] = option(help="image width and height; rounded to the VQGAN's factor", flag="--size",
-                             metavar=("W", "H"), nargs=2, factory=lambda: [256, 256])
+    size: list[int] = option(help="image width and height; rounded to the image model's factor (VQGAN: its own; "
+                                  "pixel: pixel_size)", flag="--size", metavar=("W", "H"), nargs=2,
+                             factory=lambda: [256, 256])
     seed: Optional[int] = option(None, help="random seed; drawn and recorded when unset or -1", flag="--seed",
                                  metavar="S")
     n: int = option(1, help="images of the prompt, seeds s, s+1, ...: a run folder each in one batch folder, and "
@@ -252,3 +263,4 @@ class GenerateConfig:
                                     "(restyle.input set: restyle; animation.mode zoom: zoom; else still)",
                        choices=MODE_CHOICES, label="kind of run")
     state_every: int = option(50, help="save state.pt (for `vqclip resume`) every K steps; 0: only at the end")
+    drawer: DrawerConfig = option(help="the image model: what is optimised", factory=DrawerConfig)

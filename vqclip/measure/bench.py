@@ -197,7 +197,7 @@ def run_bench(size: int = 256, cutn: int = 16, clip: Optional[str] = None, vqgan
     reset_peak(dev)
     with seeded(dev, 0):  # the objective, state and step of a still run, as the pipeline builds them
         objective = Objective(cfg, models, dev)
-        state = RunState.initial(cfg, models.vqgan, objective.width, objective.height, dev, 0)
+        state = RunState.initial(cfg, objective.drawer, dev, 0)
         step = lambda: take_step(state, objective, cfg.optimizer.lr, cfg.steps)  # noqa: E731
         times = time_steps(step, warmup, steps, dev)
         mem = peak_memory(dev)

@@ -108,7 +108,7 @@ def vqclip_run(models: Models, size: int, cutn: int, precision: str, device: tor
     """The state, objective and one-step function of a still run as the pipeline builds them (bench settings)."""
     cfg = bench_config(size, cutn, precision, device, seed=seed, **options)
     objective = Objective(cfg, models, device)
-    state = RunState.initial(cfg, models.vqgan, objective.width, objective.height, device, seed)
+    state = RunState.initial(cfg, objective.drawer, device, seed)
     return state, objective, lambda: take_step(state, objective, cfg.optimizer.lr, cfg.steps)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ..draw.registry import uses_vqgan
 from ..errors import VqclipError
 from .clipweights import clip_cache, clips_missing, fetch_clip, hand_placed_clip, placed_or_tag
 from .download import DownloadError, fetch, missing_file
@@ -184,20 +185,25 @@ def _offline_instead(model: Optional[str]) -> str:
 
 @dataclass(frozen=True)
 class JobFiles:
-    """Every model file a job needs, local: the VQGAN's, each CLIP's (and the best-of-n judges'), the guide's."""
+    """Every model file a job needs, local: the VQGAN's (None for a drawer that uses none), each CLIP's (and the
+    best-of-n judges'), the guide's."""
 
-    vqgan_config: str
-    vqgan_checkpoint: str
+    vqgan_config: Optional[str]
+    vqgan_checkpoint: Optional[str]
     clips: list[ClipFiles] = field(default_factory=list)
     judges: list[ClipFiles] = field(default_factory=list)
     guide: Optional[tuple[str, str]] = None
 
 
 def job_files(cfg) -> JobFiles:
-    """The files of a job (`GenerateConfig`): named VQGAN files, else the preset's, fetched once; every CLIP tag's
-    weights fetched as well, so that a machine offline gets one error naming every file it lacks."""
+    """The files of a job (`GenerateConfig`): named VQGAN files, else the preset's, fetched once (none at all for a
+    drawer that uses no VQGAN); every CLIP tag's weights fetched as well, so that a machine offline gets one error
+    naming every file it lacks."""
     vq_config, vq_ckpt = cfg.vqgan.config, cfg.vqgan.checkpoint
-    if bool(vq_config) != bool(vq_ckpt):
+    needs_vqgan = uses_vqgan(cfg.drawer.name)
+    if not needs_vqgan:
+        vq_config = vq_ckpt = None
+    elif bool(vq_config) != bool(vq_ckpt):
         raise VqclipError("vqgan: give both config (YAML) and checkpoint, or neither and a --model preset")
     judges = cfg.candidates.clip if cfg.candidates.n > 1 else []  # unused at n = 1: not loaded
     specs = [(c.model, c.pretrained) for c in (*cfg.clip, *judges)]
@@ -205,7 +211,7 @@ def job_files(cfg) -> JobFiles:
     for model, _ in named:  # before any download: a misspelt CLIP is one line, not an error after 1 GB
         check_model_name(model)
     missing = []
-    if not vq_config:
+    if needs_vqgan and not vq_config:
         try:
             resolved = resolve_preset(cfg.model or DEFAULT_PRESET, download=True, progress=cfg.output.progress,
                                       fetch_clip_weights=False)

@@ -12,7 +12,9 @@ from torch import Tensor
 
 from ..nets.load import Models
 from ..optim.loop import AfterStep, Callback
+from ..optim.objective import Objective
 from ..optim.schedules import learning_rate
+from ..optim.state import RunState
 
 
 class FrameSink(Protocol):
@@ -67,6 +69,15 @@ class GenerateResult:
     info: dict = field(default_factory=dict)
     state: Optional[object] = field(default=None, repr=False)  # the RunState at the end
     saved: Optional[dict] = field(default=None, repr=False)  # its state_dict, taken in the run's RNG context
+
+
+def start_run(cfg, models: Models, device: torch.device, seed: int, story=None,
+              starts: int = 1) -> tuple[Objective, RunState]:
+    """The objective of a job (a story's targets and weights when `story` is given) and the state its `starts`
+    start from, drawn by the job's drawer from a generator seeded with `seed`."""
+    objective = Objective(cfg, models, device, story.prompts if story else None, story.weights if story else None,
+                          batch=starts)
+    return objective, RunState.initial(cfg, objective.drawer, device, seed, starts)
 
 
 class Mode:

@@ -16,14 +16,13 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from ..draw.registry import load as load_drawer
 from ..errors import VqclipError
 from ..files.images import cover, load_image, to_tensor
 from ..files.video import open_video
 from ..optim.loop import run_steps
-from ..optim.objective import Objective
 from ..optim.schedules import story_keyframes
-from ..optim.state import RunState
-from .base import GenerateResult, Mode, RunContext
+from .base import GenerateResult, Mode, RunContext, start_run
 from .rules import RestyleRules
 from .story import story_targets
 
@@ -74,7 +73,8 @@ class Restyle(Mode):
         if self.frames_total:  # a story's parts are spread over the frames: too many for them fail here, not mid-run
             story_keyframes(cfg.prompt, cfg.story, self.frames_total, cfg.change_every, "input frames")
         if cfg.restyle.keep_aspect:
-            cfg = replace(cfg, size=list(fit_size(*self.meta["size"], max(cfg.size), models.vqgan.factor)))
+            factor = load_drawer(cfg.drawer.name).size_factor(cfg, models)
+            cfg = replace(cfg, size=list(fit_size(*self.meta["size"], max(cfg.size), factor)))
         return cfg
 
     def total(self, cfg) -> int:
@@ -105,9 +105,7 @@ class Restyle(Mode):
                  ", with its audio" if audio else "", f", from frame {done}" if done else "")
         current = [0]  # the story's clock: the input frame being made
         story = story_targets(cfg, ctx.device, length=n, clock=lambda _step: current[0])
-        objective = Objective(cfg, ctx.models, ctx.device, story.prompts if story else None,
-                              story.weights if story else None)
-        state = RunState.initial(cfg, ctx.models.vqgan, objective.width, objective.height, ctx.device, ctx.seed)
+        objective, state = start_run(cfg, ctx.models, ctx.device, ctx.seed, story)
         saved: list[Path] = []
         prev, stopped, curve = None, False, []
         reader, frames, _ = open_video(Path(r.input))
@@ -126,7 +124,7 @@ class Restyle(Mode):
                 start = image if prev is None or r.blend == 0 else (1 - r.blend) * image + r.blend * prev
                 torch.manual_seed(ctx.seed + i)
                 with torch.no_grad():
-                    z = ctx.models.vqgan.encode(start.to(ctx.device))
+                    z = objective.drawer.encode(start.to(ctx.device))
                 state.restart(z.to(state.z.dtype), ctx.seed + i)
                 curve, stopped = run_steps(state, objective, lambda s: ctx.lr_at(s, r.steps_per_frame),
                                            r.steps_per_frame, r.steps_per_frame, ctx.callbacks, frame=i)

@@ -9,8 +9,7 @@ import torch
 from ..errors import VqclipError
 from ..optim.loop import AfterStep, run_steps
 from ..optim.objective import Objective
-from ..optim.state import RunState
-from .base import GenerateResult, Mode, RunContext
+from .base import GenerateResult, Mode, RunContext, start_run
 from .bestofn import best_of_n
 from .story import StoryFade, story_targets
 
@@ -28,10 +27,7 @@ class Still(Mode):
         cfg = ctx.cfg
         story = story_targets(cfg, ctx.device)
         starts = cfg.candidates.n if ctx.saved is None else saved_starts(ctx.saved, cfg.candidates.n)
-        objective = Objective(cfg, ctx.models, ctx.device, story.prompts if story else None,
-                              story.weights if story else None, batch=starts)
-        state = RunState.initial(cfg, ctx.models.vqgan, objective.width, objective.height, ctx.device, ctx.seed,
-                                 starts)
+        objective, state = start_run(cfg, ctx.models, ctx.device, ctx.seed, story, starts)
         fade = [StoryFade(story.schedule, cfg.story_fade, objective)] if story and cfg.story_fade > 0 else []
         curve, stopped, start = [], False, 0
         if ctx.saved is not None:

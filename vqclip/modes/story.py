@@ -81,5 +81,5 @@ class StoryFade:
         flat = (torch.tensor(rgb, device=image.device).view(1, 3, 1, 1) if rgb is not None
                 else image.mean((2, 3), keepdim=True))
         faded = (1 - self.fade) * image + self.fade * flat
-        state.move_to(self.objective.models.vqgan.encode(faded).to(state.z.dtype))
+        state.move_to(self.objective.drawer.encode(faded).to(state.z.dtype))
         return None

@@ -84,7 +84,7 @@ class ZoomMoves:
         if event.step % self.every or event.trial:
             return None
         moved = self.motion.apply(self.objective.decode(state.z).float(), event.step)
-        state.move_to(self.objective.models.vqgan.encode(moved).to(state.z.dtype), self.reset)
+        state.move_to(self.objective.drawer.encode(moved).to(state.z.dtype), self.reset)
         self.moves += 1
         return None
 

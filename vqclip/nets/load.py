@@ -16,9 +16,10 @@ from .vqgan import VQGAN, load_vqgan
 
 @dataclass
 class Models:
-    """The frozen networks of a run: one VQGAN and one or more weighted CLIP models."""
+    """The frozen networks of a run: one VQGAN (None for a drawer that uses none) and one or more weighted CLIP
+    models."""
 
-    vqgan: VQGAN
+    vqgan: Optional[VQGAN]
     clips: list[tuple[ClipModel, float]]
     judges: list[tuple[ClipModel, float]] = field(default_factory=list)  # score best-of-n starts (default: clips)
     guide: Optional[Guide] = None  # classifier guidance (vqclip.nets.guide), when the job names one
@@ -52,7 +53,7 @@ class ModelCache:
 
     def models(self, files: JobFiles, device: torch.device) -> Models:
         """The networks of a job's resolved files."""
-        return Models(self.vqgan(files.vqgan_config, files.vqgan_checkpoint, device),
+        return Models(self.vqgan(files.vqgan_config, files.vqgan_checkpoint, device) if files.vqgan_config else None,
                       [(self.clip(c, device), c.weight) for c in files.clips],
                       [(self.clip(c, device), c.weight) for c in files.judges],
                       self.guide(*files.guide, device) if files.guide else None)

@@ -31,7 +31,10 @@ def available_memory(device) -> Optional[int]:
 
 
 def decoder_activation_bytes(decoder, h: int, w: int, elem: int, checkpoint: bool) -> int:
-    """Estimated bytes the lean decoder keeps for backward for a latent of h x w (2 tensors per ResnetBlock)."""
+    """Estimated bytes the lean decoder keeps for backward for a latent of h x w (2 tensors per ResnetBlock); 0 for
+    no decoder (a drawer without one)."""
+    if decoder is None:
+        return 0
     levels = []
     for i_level in range(decoder.num_resolutions):
         scale = 2 ** (decoder.num_resolutions - 1 - i_level)

@@ -76,7 +76,7 @@ def take_step(state: RunState, objective: Objective, lr: float, total: int = 0,
     state.optimizer.zero_grad(set_to_none=True)
     (loss * state.starts).backward()  # the sum over starts: each start gets the gradient it would get alone
     step = state.step
-    state.update(objective.z_min, objective.z_max)
+    state.update(objective.project)
     return StepEvent(step, total, loss.detach(), {k: v.detach() for k, v in parts.items()}, image.detach())
 
 

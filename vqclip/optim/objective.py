@@ -15,12 +15,11 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
+from ..draw.registry import load as load_drawer
+from ..draw.vqgan import decode_image  # noqa: F401  (where the tests and tools found it before vqclip.draw)
 from ..files.images import open_rgb
-from ..nets.device import amp_autocast, autocast_dtype, channels_last_decoder, compiled
-from ..nets.lean import decode_latent, is_frozen
+from ..nets.device import autocast_dtype, compiled
 from ..nets.load import Models
-from ..nets.memory import plan_memory
-from ..nets.quantize import clamp_with_grad, vector_quantize
 from ..terms.base import build_terms
 from .cutouts import CutoutDraw, Cutouts
 from .losses import stops_tensor, weights_tensor
@@ -32,21 +31,12 @@ log = logging.getLogger("vqclip")
 WeightSchedule = Callable[[int], Tensor]  # step -> prompt weights [M]
 
 
-def decode_image(vqgan, z: Tensor, amp: Optional[torch.dtype] = None,
-                 decode: Optional[Callable[[Tensor], Tensor]] = None) -> Tensor:
-    """Latent [B,E,h,w] -> image [B,3,H,W] in [0,1] as generation sees it: nearest codes in fp32 (straight-through
-    gradient), then `decode` (default: the lean decoder) under autocast `amp`, clamped with gradient."""
-    z_q = vector_quantize(z, vqgan.codebook)
-    with amp_autocast(z_q.device.type, amp):
-        image = decode(z_q) if decode else decode_latent(vqgan, z_q)
-    return clamp_with_grad(image.float(), 0, 1)
-
-
 def rounded_size(size: list[int], factor: int) -> tuple[int, int]:
-    """(width, height) rounded to multiples of the VQGAN factor, with a notice when that changes them."""
+    """(width, height) rounded to multiples of the image model's factor, with a notice when that changes them."""
     w, h = (max(factor, round(s / factor) * factor) for s in size)
     if (w, h) != tuple(size):
-        log.info("size %dx%d rounded to %dx%d (a multiple of the VQGAN's factor %d)", size[0], size[1], w, h, factor)
+        log.info("size %dx%d rounded to %dx%d (a multiple of the image model's factor %d)", size[0], size[1], w, h,
+                 factor)
     return w, h
 
 
@@ -71,8 +61,8 @@ class Objective:
     def __init__(self, cfg, models: Models, device: torch.device, prompts: Optional[list[Prompt]] = None,
                  schedule: Optional[WeightSchedule] = None, batch: int = 1):
         self.cfg, self.models, self.device = cfg, models, device
-        vq = models.vqgan
-        self.width, self.height = rounded_size(cfg.size, vq.factor)
+        kind = load_drawer(cfg.drawer.name)
+        self.width, self.height = rounded_size(cfg.size, kind.size_factor(cfg, models))
         # the precision of the whole job, decided by the pixels a step decodes with all of best-of-n's starts: the
         # same for the trials, the chosen start going on alone, and a resume of it
         self.amp = autocast_dtype(cfg.precision, device, max(batch, cfg.candidates.n) * self.width * self.height)
@@ -95,34 +85,29 @@ class Objective:
         total = sum(w for _, w in models.clips if w > 0)
         self.clip_weights = [w / total for _, w in models.clips]
         self.clip_terms = clip_term_names([clip.name for clip, _ in models.clips])
-        # 3. The latents' box: each channel within the codebook's range
-        self.z_min = vq.codebook.min(0).values.view(1, -1, 1, 1).to(device)
-        self.z_max = vq.codebook.max(0).values.view(1, -1, 1, 1).to(device)
-        # 4. Speed and memory: lean decoder (frozen weights), checkpointing/micro-batches when short, compile
-        self.lean = is_frozen(vq)
-        self.channels_last = channels_last_decoder(cfg.decoder_layout, device)
-        self.checkpoint, self.micro_batch = plan_memory(
-            cfg.memory, vq.decoder, (self.height // vq.factor, self.width // vq.factor),
-            [clip for clip, _ in models.clips], c.n, cfg.micro_batch, 2 if self.amp else 4, device, batch=batch)
-        self._decode = compiled(vq.decode, "VQGAN decoder") if cfg.compile else self._decode_eager
-        # 5. One run across devices (torch.distributed started by vqclip.runs.devices): this process scores its share
+        # 3. What is optimised and how it becomes the image (vqclip.draw), with its speed and memory plan
+        self.drawer = kind(cfg, models, device, self.width, self.height, self.amp, batch)
+        self.micro_batch = self.drawer.micro_batch
+        # 4. One run across devices (torch.distributed started by vqclip.runs.devices): this process scores its share
         # of every step's cutouts, all drawn here as on one device; its `Scorer` sums the shares' gradients
         self.rank, self.world = shard_of()
         self._encode = {id(clip): compiled(clip.encode_image, f"CLIP {clip.name}") if cfg.compile else clip.encode_image
                         for clip, _ in models.clips}
 
-    def speed_options(self) -> dict:
-        """The speed/memory choices in effect (for benchmarks and logs)."""
-        return {"precision": "bf16" if self.amp == torch.bfloat16 else "fp32", "lean_decoder": self.lean,
-                "checkpoint": self.checkpoint, "micro_batch": self.micro_batch, "compile": self.cfg.compile,
-                "decoder_layout": "channels_last" if self.channels_last else "nchw"}
+    @property
+    def checkpoint(self) -> bool:
+        """Whether the drawer's decoder is checkpointed (the memory plan)."""
+        return self.drawer.checkpoint
 
-    def _decode_eager(self, z_q: Tensor) -> Tensor:
-        vq = self.models.vqgan
-        if self.lean:
-            return decode_latent(vq, z_q, self.checkpoint, self.channels_last)
-        return vq.decode(z_q.contiguous(memory_format=torch.channels_last if self.channels_last
-                                        else torch.contiguous_format))
+    @property
+    def lean(self) -> bool:
+        """Whether the drawer decodes with the lean decoder."""
+        return self.drawer.lean
+
+    def speed_options(self) -> dict:
+        """The speed/memory choices in effect (for benchmarks and logs): the run's and its drawer's."""
+        return {"precision": "bf16" if self.amp == torch.bfloat16 else "fp32", **self.drawer.speed_options(),
+                "micro_batch": self.micro_batch, "compile": self.cfg.compile}
 
     @torch.no_grad()
     def embed_targets(self, prompts: list[Prompt], clips: Optional[list] = None) -> list[Tensor]:
@@ -176,15 +161,20 @@ class Objective:
                      f" while '{texts[0]}' leads" if self.schedule and texts else "")
 
     def decode(self, z: Tensor) -> Tensor:
-        """The images [B,3,H,W] in [0,1] of latents z [B,E,h,w], quantized straight-through, as the terms show them
-        (decoded in their contexts: a tile's circular padding; then e.g. snapped to a hard palette)."""
+        """The images [B,3,H,W] in [0,1] of the drawer's parameters z [B,...] (VQGAN: latents, quantized
+        straight-through), as the terms show them (decoded in their contexts: a tile's circular padding; then e.g.
+        snapped to a hard palette)."""
         with ExitStack() as looks:
             for term in self.terms:
-                looks.enter_context(term.decoding(self.models.vqgan))
-            image = decode_image(self.models.vqgan, z, self.amp, self._decode)
+                looks.enter_context(term.decoding(self.drawer))
+            image = self.drawer.decode(z)
         for term in self.terms:
             image = term.shown(image)
         return image
+
+    def project(self, z: Tensor) -> None:
+        """Bring parameters z [B,...] back into the drawer's box in place, after an optimiser step."""
+        self.drawer.project(z)
 
     def losses(self, image: Tensor, z: Tensor, z_init: Tensor, step: int,
                views: Optional[list[CutoutDraw]] = None) -> dict[str, Tensor]:

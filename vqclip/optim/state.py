@@ -1,17 +1,17 @@
-"""The run's mutable state: the latents z [B,E,h,w] (B starts), their init targets, the optimiser, the step and the
-RNG. It is saved and restored whole (`state_dict`), and changed only through its own methods: a zoom move, a
-restyle frame and best-of-n's pick ask the state to change; nothing writes into it from outside."""
+"""The run's mutable state: the drawer's parameters z [B,...] (B starts; VQGAN: latents [B,E,h,w]), their init
+targets, the optimiser, the step and the RNG. It is saved and restored whole (`state_dict`), and changed only through
+its own methods: a zoom move, a restyle frame and best-of-n's pick ask the state to change; nothing writes into it
+from outside."""
 
 from __future__ import annotations
 
 import copy
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
 
 from ..errors import VqclipError
-from ..nets.quantize import codes_to_latent
 from .inits import initial_image
 from .optimizers import make_optimizer
 
@@ -40,23 +40,16 @@ def set_device_rng_state(device: torch.device, state: dict) -> None:
         torch.mps.set_rng_state(saved)
 
 
-def random_codes(codebook: Tensor, h: int, w: int, generator: torch.Generator) -> Tensor:
-    """Uniformly random codebook entries: codebook [N,E] -> latent [1,E,h,w]."""
-    codes = torch.randint(codebook.shape[0], (1, h, w), generator=generator)
-    return codes_to_latent(codes.to(codebook.device), codebook)
-
-
-def initial_latent(cfg, vqgan, width: int, height: int, device: torch.device, rng: torch.Generator,
-                   starts: int = 1) -> Tensor:
-    """The job's start latent [starts,E,h,w]: each start its own random codes, or the init image through the encoder
-    (the starts then part through their own cutouts)."""
+def initial_params(cfg, drawer, device: torch.device, rng: torch.Generator, starts: int = 1) -> Tensor:
+    """The job's start parameters [starts,...] of its drawer: each start its own random draw, or the init image
+    through the drawer's encoder (the starts then part through their own cutouts)."""
     init = cfg.init
-    h, w = height // vqgan.factor, width // vqgan.factor
     with torch.no_grad():
-        image = initial_image(init.kind, width, height, rng, init.image, init.color, cfg.prompt)
+        image = initial_image(init.kind, drawer.width, drawer.height, rng, init.image, init.color, cfg.prompt)
         if image is None:
-            return torch.cat([random_codes(vqgan.codebook, h, w, rng) for _ in range(starts)]).to(device)
-        return vqgan.encode(image.to(device)).repeat(starts, 1, 1, 1)
+            return drawer.random(starts, rng)
+        z = drawer.encode(image.to(device))
+        return z.repeat(starts, *[1] * (z.dim() - 1))
 
 
 class RunState:
@@ -73,11 +66,10 @@ class RunState:
         self.start = 0
 
     @classmethod
-    def initial(cls, cfg, vqgan, width: int, height: int, device: torch.device, seed: int,
-                starts: int = 1) -> "RunState":
-        """The state a job starts from (`initial_latent`), its generator seeded with `seed`."""
+    def initial(cls, cfg, drawer, device: torch.device, seed: int, starts: int = 1) -> "RunState":
+        """The state a job starts from (`initial_params` of its drawer), its generator seeded with `seed`."""
         rng = torch.Generator().manual_seed(seed)
-        z = initial_latent(cfg, vqgan, width, height, device, rng, starts)
+        z = initial_params(cfg, drawer, device, rng, starts)
         return cls(z, cfg.optimizer.name, cfg.optimizer.lr, seed, rng)
 
     @property
@@ -90,12 +82,12 @@ class RunState:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    def update(self, lo: Tensor, hi: Tensor) -> None:
-        """Apply the optimiser to the gradient in z.grad, keep z inside the codebook's box [lo, hi] (per channel, as
-        the notebook does), and count the step."""
+    def update(self, project: Callable[[Tensor], None]) -> None:
+        """Apply the optimiser to the gradient in z.grad, bring z back into its drawer's box in place (`project`;
+        VQGAN: the codebook's range per channel, as the notebook does), and count the step."""
         self.optimizer.step()
         with torch.no_grad():
-            self.z.copy_(self.z.maximum(lo).minimum(hi))
+            project(self.z)
         self.step += 1
 
     def move_to(self, z: Tensor, reset_optimizer: bool = True) -> None:

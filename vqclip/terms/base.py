@@ -40,8 +40,8 @@ class Term:
         """The image [B,3,H,W] the CLIP cutouts are drawn from at this step."""
         return image
 
-    def decoding(self, vqgan) -> ContextManager:
-        """A context the VQGAN decodes in (the default: none)."""
+    def decoding(self, drawer) -> ContextManager:
+        """A context the image model (`vqclip.draw.base.Drawer`) decodes in (the default: none)."""
         return nullcontext()
 
 

@@ -3,6 +3,8 @@ around, and the CLIP cutouts see the image rolled by a random offset each step, 
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 from torch import Tensor
 
@@ -29,5 +31,6 @@ class TileTerm(Term):
     def viewed(self, image):
         return random_roll(image)
 
-    def decoding(self, vqgan):
-        return circular(vqgan.decoder)
+    def decoding(self, drawer):
+        # a pixel grid (no convolution) and a Fourier image (periodic by construction) wrap around already
+        return circular(drawer.decoder) if drawer.decoder is not None else nullcontext()

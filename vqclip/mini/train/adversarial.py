@@ -27,7 +27,7 @@ from vqclip.optim.augments import build_augments
 from vqclip.optim.cutouts import add_noise
 from vqclip.optim.inits import flat_image, prompt_background
 from vqclip.optim.losses import spherical_distance, tv_loss
-from vqclip.optim.objective import decode_image
+from vqclip.draw.vqgan import decode_image
 
 
 @torch.no_grad()

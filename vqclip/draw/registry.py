@@ -1,0 +1,29 @@
+"""The image models a job can choose (`drawer.name`): name -> "module:Class", imported only when a job uses it, so
+the config takes its choices from here without torch. A new drawer is one file in vqclip/draw and one line here."""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import VqclipError
+
+DRAWERS = {
+    "vqgan": "vqclip.draw.vqgan:VQGANDrawer",  # VQGAN latents, decoded by the preset's taming decoder
+    "pixel": "vqclip.draw.pixel:PixelDrawer",  # a low-resolution RGB grid shown with nearest upsampling
+    "fft": "vqclip.draw.fft:FFTDrawer",  # a Fourier-parameterised image with decorrelated colour
+}
+#: the drawers that decode with the job's VQGAN: for the others no VQGAN is resolved, downloaded or loaded
+USES_VQGAN = ("vqgan",)
+
+
+def uses_vqgan(name: str) -> bool:
+    """Whether a job with this drawer needs its VQGAN files and network."""
+    return name in USES_VQGAN
+
+
+def load(name: str):
+    """The drawer class of a name (imported now); an unknown name is a one-line error naming the choices."""
+    if name not in DRAWERS:
+        raise VqclipError(f"drawer.name: unknown drawer {name!r}; use one of {', '.join(DRAWERS)}")
+    module, _, cls = DRAWERS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
