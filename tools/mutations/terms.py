@@ -77,8 +77,9 @@ MUTATIONS = [
       (TERMS_T,)),
     M("the tile's roll moves only across", TILE, "return image.roll((dy, dx), (-2, -1))", "return image.roll(dx, -1)",
       (TERMS_T,)),
-    M("a tiled job decodes with zeros padding", TILE, "        return circular(vqgan.decoder)\n",
-      "        return super().decoding(vqgan)\n", (TERMS_T,)),
+    M("a tiled job decodes with zeros padding", TILE,
+      "        return circular(drawer.decoder) if drawer.decoder is not None else nullcontext()\n",
+      "        return super().decoding(drawer)\n", (TERMS_T,)),
     M("tile: true ignored", TILE, "return bool(cfg.tile)", "return False", (TERMS_T,)),
     # --- circular decoding
     M("the decoder pads by reflection, not around", TILING, '[(m, "circular") for m in', '[(m, "reflect") for m in',
@@ -105,7 +106,7 @@ MUTATIONS = [
     M("the shown image not the terms' (no hard palette)", OBJ, "            image = term.shown(image)\n",
       "            pass\n", (TERMS_T, LOOKS_T)),
     M("the decoding outside the terms' context (no circular padding)", OBJ,
-      "                looks.enter_context(term.decoding(self.models.vqgan))\n", "                pass\n", (TERMS_T,)),
+      "                looks.enter_context(term.decoding(self.drawer))\n", "                pass\n", (TERMS_T,)),
     # --- checks and the page
     M("palette.size 0 accepted", CHECKS, "p.size >= 1,", "p.size >= 0,", (LOOKS_T,)),
     M("a negative palette weight accepted", CHECKS, "p.weight >= 0,", "p.weight >= -1,", (LOOKS_T,)),
