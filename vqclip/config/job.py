@@ -245,8 +245,8 @@ class GenerateConfig:
     guide: GuideConfig = option(help="classifier guidance", factory=GuideConfig)
     palette: PaletteConfig = option(help="a limited palette", factory=PaletteConfig)
     symmetry: SymmetryConfig = option(help="mirror symmetry", factory=SymmetryConfig)
-    tile: bool = option(False, help="seamless tiles: the VQGAN pads circularly and the cutouts see the image rolled",
-                        flag="--tile")
+    tile: bool = option(False, help="seamless tiles: the image model wraps around (a VQGAN pads circularly) and the "
+                                    "cutouts see the image rolled", flag="--tile", label="seamless tiles")
     output: OutputConfig = option(help="outputs", factory=OutputConfig)
     story: list[StoryKeyframe] = option(help="story keyframes: [{at: step, prompt: ..., weight: 1}]", factory=list,
                                         item=StoryKeyframe)

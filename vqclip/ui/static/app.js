@@ -105,7 +105,9 @@ function readForm() {  // only what differs from the preset's defaults, so the p
   const size = [Number($("#f-size-w").value), Number($("#f-size-h").value)];
   if (!same(size, base.size)) job.size = size;
   for (const input of document.querySelectorAll("#form [data-type]")) {
-    const key = input.dataset.key, value = readValue(input);
+    const key = input.dataset.key, raw = readValue(input);
+    // an emptied list field whose default is a list (palette colours, symmetry axes) is that empty list, not null
+    const value = raw === null && Array.isArray(base[key]) ? [] : raw;
     if (!same(value, base[key]) && !(value === null && base[key] === undefined)) setKey(job, key, value);
   }
   const story = $("#f-story").value.split("\n").map((l) => l.match(/^\s*(\d+)\s*:\s*(.+)$/)).filter((m) => m);
