@@ -28,7 +28,7 @@ MUTATIONS = [
       'except ValueError:\n            return fail(400, "job: nested too deeply to be a job")', UI_STOP),
     M("a run's job comes back unencoded, to be made JSON by the server outside the bound", "vqclip/ui/gallery.py",
       "text = json.dumps(edit_job(outputs, folder))", "text = json.dumps([])\n    return edit_job(outputs, folder)",
-      UI_STOP),
+      (*UI_STOP, "tests/test_gallery_json.py")),
     # --- a run's notes on the page
     M("notes of other threads land on the running job", "vqclip/runs/queue.py",
       "if record.thread != self.thread or record.name", "if record.name", ("tests/test_ui_notes.py",)),

@@ -228,4 +228,7 @@ MUTATIONS = [
       "if base in UPLOAD_KEYS and base not in LISTS:", "if base in UPLOAD_KEYS:", ("tests/test_file_keys.py",)),
     M("edit and run again keeps image prompts of the server", GALLERY, "        if key in UPLOAD_KEYS:",
       '        if key == "init.image":', ("tests/test_file_keys.py",)),
+    M("an emptied list field of the form is sent as null (the page's Generate is refused)", "vqclip/ui/static/app.js",
+      "const value = raw === null && Array.isArray(base[key]) ? [] : raw;", "const value = raw;",
+      ("tests/test_ui_browser.py",)),
 ]

@@ -16,7 +16,6 @@ against is a fairer judge, since they learn to please the one they are optimised
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from dataclasses import dataclass, field, replace
@@ -148,7 +147,7 @@ def best_of_n(ctx, objective: Objective, state: RunState, frame_every: int = 0,
     memo = ctx.trials if ctx.trials is not None and ctx.trials.get("key") == key else None
     if memo is not None:  # another image of the same batch ran these trials: go on from their end, bit for bit
         log.info("going on from the trials of the %d starts already run", c.n)
-        state.load_state_dict(copy.deepcopy(memo["state"]))  # a copy: the optimizer steps the tensors it loads
+        state.load_state_dict(memo["state"])  # loads a copy (RunState.load_state_dict): the memo stays as it is
         held, curve, stopped, scores = memo["held"], memo["curve"], memo["stopped"], memo["scores"]
         if ctx.frames is not None:  # its frames: the start of its own rank at each frame step
             for step, images, at in held:
@@ -160,9 +159,9 @@ def best_of_n(ctx, objective: Objective, state: RunState, frame_every: int = 0,
                      cfg.steps, f" (from step {state.step})" if state.step else "")
         curve, stopped = run_steps(state, objective, ctx.lr_at, steps, cfg.steps, [watch], [*hooks, *ctx.after],
                                    trial=c.n)
-        # a copy (the optimizer's state_dict shares its tensors, which keep() replaces), with the global RNG as the
-        # trials left it (the scoring below runs in its own fork)
-        trials_end = copy.deepcopy(state.state_dict()) if ctx.trials is not None else None
+        # a copy (RunState.state_dict), with the global RNG as the trials left it (the scoring below runs in its own
+        # fork)
+        trials_end = state.state_dict() if ctx.trials is not None else None
         with torch.no_grad():
             images = objective.decode(state.z).detach()
         scores = ranking.scores(images, state.step)
