@@ -121,11 +121,18 @@ def contact_sheet(rows: list[dict], path: Path, cols: int = 8) -> None:
     Image.fromarray(grid).save(path)
 
 
+def split_generate_options(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(the benchmark's own options, the `vqclip generate` options after `--`) of a command line."""
+    argv = list(argv)
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1:]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; exit 1 when a target is missed (so CI can use it)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[:argv.index("--")] if "--" in argv else argv
+    argv, extra = split_generate_options(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--limit", type=int, default=None, help="only the first N prompts")

@@ -22,7 +22,7 @@ from pathlib import Path
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the statistics of mini_quality.py, beside this file
-from mini_quality import compare, read_rows, wilson  # noqa: E402
+from mini_quality import compare, read_rows, split_generate_options, wilson  # noqa: E402
 
 from vqclip.cli import main as vqclip_main  # noqa: E402
 from vqclip.mini import judge  # noqa: E402
@@ -82,9 +82,7 @@ def summary(rows: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the shares (exit 0; it has no target of its own)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[:argv.index("--")] if "--" in argv else argv
+    argv, extra = split_generate_options(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--steps", type=int, default=60, help="steps of each story (its parts share them)")

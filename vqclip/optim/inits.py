@@ -1,5 +1,6 @@
 """How a run starts: the init kinds a job can name, and the start image [1,3,H,W] in [0,1] of each image-based one
-(the VQGAN encodes it); `random` has no image: the latent is random codebook entries (see `state.random_codes`).
+(the drawer encodes it); `random` has no image: the drawer's own random start (for VQGAN random codebook entries,
+`vqclip.draw.vqgan.random_codes`).
 
 torch is imported inside the functions, so that the config checks kinds against this table without it."""
 
