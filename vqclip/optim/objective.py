@@ -87,7 +87,6 @@ class Objective:
         self.clip_terms = clip_term_names([clip.name for clip, _ in models.clips])
         # 3. What is optimised and how it becomes the image (vqclip.draw), with its speed and memory plan
         self.drawer = kind(cfg, models, device, self.width, self.height, self.amp, batch)
-        self.micro_batch = self.drawer.micro_batch
         # 4. One run across devices (torch.distributed started by vqclip.runs.devices): this process scores its share
         # of every step's cutouts, all drawn here as on one device; its `Scorer` sums the shares' gradients
         self.rank, self.world = shard_of()
@@ -98,6 +97,11 @@ class Objective:
     def checkpoint(self) -> bool:
         """Whether the drawer's decoder is checkpointed (the memory plan)."""
         return self.drawer.checkpoint
+
+    @property
+    def micro_batch(self) -> int:
+        """Cutouts CLIP scores at a time (0: all in one pass), from the drawer's memory plan."""
+        return self.drawer.micro_batch
 
     @property
     def lean(self) -> bool:
