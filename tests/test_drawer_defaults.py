@@ -45,6 +45,14 @@ def test_pixel_and_fft_run_without_the_presets_tv(drawer):
     assert cli("--drawer", drawer, model="imagenet-16384").tv_weight == 0.0
 
 
+def test_pixel_art_on_any_preset_is_4_px_cells_unless_the_user_sets_them(tmp_path):
+    """docs/generating.md's rule: 4-px cells (16x16 on mini's 64x64, measured best there) unless set."""
+    assert cli("--drawer", "pixel").drawer.pixel_size == 4
+    assert cli("--drawer", "pixel", "--set", "drawer.pixel_size=8").drawer.pixel_size == 8
+    job = write(tmp_path, "p.yaml", {"drawer": {"name": "pixel", "pixel_size": 2}})
+    assert cli("--config", job).drawer.pixel_size == 2
+
+
 @pytest.mark.parametrize("value", [MINI_TV, 5.0, 0.0])
 def test_a_tv_weight_on_the_command_line_beats_the_drawers(value):
     """Explicit wins, even when it equals the preset's value (set, not merely different)."""

@@ -183,9 +183,12 @@ MUTATIONS = [
     M("without a preset a drawer's defaults override the first YAML file", "vqclip/runs/jobs.py",
       "layers.insert(1 if model is not None else 0,", "layers.insert(1,", (DD,)),
     M("the first drawer named, not the last, brings its defaults", "vqclip/runs/jobs.py",
-      "    for _, layer in reversed(layers):\n        drawer = ", "    for _, layer in layers:\n        drawer = ", (DD,)),
+      "    for _, layer in reversed(layers):\n        drawer = ", "    for _, layer in layers:\n        drawer = ",
+      (DD,)),
     M("a drawer's defaults handed out as the registry's own dict (a changed job changes the next)",
       "vqclip/draw/registry.py", "copy.deepcopy(DEFAULTS.get(name, {}))", "DEFAULTS.get(name, {})", (DD,)),
+    M("pixel art in 8-px cells by default", "vqclip/config/job.py", 'pixel_size: int = option(4, help="pixel:',
+      'pixel_size: int = option(8, help="pixel:', (DD,)),
     M("pixel runs with the preset's TV", "vqclip/draw/registry.py", '"pixel": {"tv_weight": 0.0},', '"pixel": {},',
       (DD,)),
 ]
