@@ -5,6 +5,7 @@ from ._table import M
 AUG, CUT, GUIDE = "vqclip/optim/augments.py", "vqclip/optim/cutouts.py", "vqclip/optim/guidance.py"
 INITS, OBJ, OPT = "vqclip/optim/inits.py", "vqclip/optim/objective.py", "vqclip/optim/optimizers.py"
 PROMPTS, SCHED = "vqclip/optim/prompts.py", "vqclip/optim/schedules.py"
+DD = "tests/test_drawer_defaults.py"
 
 MUTATIONS = [
     # --- augments
@@ -173,4 +174,21 @@ MUTATIONS = [
       "image.float().clamp(EDGE, 1 - EDGE)", "image.float().clamp(1e-6, 1 - 1e-6)", ("tests/test_draw.py",)),
     M("fft imaginary parts dropped", "vqclip/draw/fft.py", "torch.complex(params[:, :3], params[:, 3:])",
       "torch.complex(params[:, :3], 0 * params[:, 3:])", ("tests/test_draw.py",)),
+    # --- drawer defaults: the registry's DEFAULTS, laid by runs/jobs.build_config over the preset, under the user
+    M("a drawer's defaults override what the user set", "vqclip/runs/jobs.py",
+      'layers.insert(1 if model is not None else 0, (f"drawer {drawer}", drawers.defaults(drawer)))',
+      'layers.append((f"drawer {drawer}", drawers.defaults(drawer)))', (DD,)),
+    M("a drawer's defaults lie beneath the preset's (pixel on mini keeps TV 40)", "vqclip/runs/jobs.py",
+      "layers.insert(1 if model is not None else 0,", "layers.insert(0 if model is not None else 0,", (DD,)),
+    M("without a preset a drawer's defaults override the first YAML file", "vqclip/runs/jobs.py",
+      "layers.insert(1 if model is not None else 0,", "layers.insert(1,", (DD,)),
+    M("the first drawer named, not the last, brings its defaults", "vqclip/runs/jobs.py",
+      "    for _, layer in reversed(layers):\n        drawer = ", "    for _, layer in layers:\n        drawer = ",
+      (DD,)),
+    M("a drawer's defaults handed out as the registry's own dict (a changed job changes the next)",
+      "vqclip/draw/registry.py", "copy.deepcopy(DEFAULTS.get(name, {}))", "DEFAULTS.get(name, {})", (DD,)),
+    M("pixel art in 8-px cells by default", "vqclip/config/job.py", 'pixel_size: int = option(4, help="pixel:',
+      'pixel_size: int = option(8, help="pixel:', (DD,)),
+    M("pixel runs with the preset's TV", "vqclip/draw/registry.py", '"pixel": {"tv_weight": 0.0},', '"pixel": {},',
+      (DD,)),
 ]

@@ -193,9 +193,10 @@ class RestyleConfig:
 @dataclass
 class DrawerConfig:
     name: str = option("vqgan", help="what is optimised: vqgan (the preset's VQGAN latents), pixel (a low-resolution "
-                                     "grid, nearest upsampled) or fft (a Fourier image); pixel and fft load no VQGAN",
+                                     "grid, nearest upsampled) or fft (a Fourier image); pixel and fft load no VQGAN "
+                                     "and run without the preset's TV unless a TV weight is set",
                        flag="--drawer", metavar="NAME", choices=tuple(DRAWERS), label="image model")
-    pixel_size: int = option(8, help="pixel: image pixels per grid cell (size is rounded to a multiple of it)")
+    pixel_size: int = option(4, help="pixel: image pixels per grid cell (size is rounded to a multiple of it)")
     decay: float = option(1.0, help="fft: the spectrum's start and scale fall as 1/frequency^decay (higher: smoother)")
 
 

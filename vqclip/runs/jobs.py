@@ -1,5 +1,5 @@
-"""A job from its config layers: defaults <- preset <- a PNG's job (`--from`) <- YAML files <- the command line, and
-the jobs of a job file (`jobs:` lists)."""
+"""A job from its config layers: defaults <- preset <- the drawer's defaults <- a PNG's job (`--from`) <- YAML files
+<- the command line, and the jobs of a job file (`jobs:` lists)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from ..config import GenerateConfig, merge_layers
+from ..draw import registry as drawers
 from ..errors import VqclipError
 from ..files.images import MAX_METADATA, METADATA_KEY, read_metadata, read_png_text
 from ..files.infotext import PARAMETERS_KEY, parse_parameters
@@ -65,7 +66,8 @@ def parameters_layer(path: str | Path, text: str) -> dict:
 
 def build_config(cli: Optional[dict] = None, yaml_files: Iterable[str | Path] = (), from_png: str | Path | None = None,
                  base: Optional[list[tuple[str, dict]]] = None, source: str = "command line") -> GenerateConfig:
-    """Defaults <- preset <- --from PNG <- YAML files <- CLI, strictly checked; the preset is the last one named.
+    """Defaults <- preset <- the drawer's defaults <- --from PNG <- YAML files <- CLI, strictly checked; the preset is
+    the last one named, the drawer too (`drawer_name`).
     `source` names the `cli` layer in errors (the Python API's keywords are no command line)."""
     layers: list[tuple[str, dict]] = list(base or [])
     if from_png:
@@ -93,7 +95,19 @@ def build_config(cli: Optional[dict] = None, yaml_files: Iterable[str | Path] = 
         if any(_is_video(layer) for _, layer in layers):  # best of n picks a still image: a preset's default of it
             preset.pop("candidates", None)                # does not apply to zoom or restyle (asking for it does)
         layers.insert(0, (f"preset {model}", preset))
+    drawer = drawer_name(layers)
+    if drawers.defaults(drawer):  # over the preset's defaults, beneath the user's values
+        layers.insert(1 if model is not None else 0, (f"drawer {drawer}", drawers.defaults(drawer)))
     return local_weights(merge_layers(layers))
+
+
+def drawer_name(layers: list[tuple[str, dict]]) -> Optional[str]:
+    """The drawer a job's layers choose (the last layer that names one), or None when none names one (vqgan)."""
+    for _, layer in reversed(layers):
+        drawer = layer.get("drawer") if isinstance(layer, dict) else None
+        if isinstance(drawer, dict) and drawer.get("name") is not None:
+            return drawer["name"]
+    return None
 
 
 def local_weights(cfg: GenerateConfig) -> GenerateConfig:
