@@ -109,7 +109,8 @@ def test_a_job_builds_only_its_terms_and_sums_them_after_clip_in_the_registrys_o
     parts = objective.losses(image, z, z_init, 0)
     assert list(parts) == ["clip:clip", "init", "tv", "palette", "symmetry"]  # the tile adds no loss of its own
     pal = torch.tensor([[1.0, 0, 0], [0, 0, 1.0]])
-    tv = image.diff(dim=3).pow(2).mean() + image.diff(dim=2).pow(2).mean()  # neighbours across, then down
+    wrapped = torch.cat([image, image[..., :1]], 3), torch.cat([image, image[..., :1, :]], 2)  # a tile: around
+    tv = wrapped[0].diff(dim=3).pow(2).mean() + wrapped[1].diff(dim=2).pow(2).mean()  # neighbours across, then down
     expected = {"init": 0.2 * (z - z_init).pow(2).mean(), "tv": 0.3 * tv,
                 "palette": 0.7 * palette_loss(image, pal), "symmetry": 0.4 * (image - image.flip(2)).abs().mean()}
     for name, value in expected.items():

@@ -10,6 +10,7 @@ PAL, SYM, TILE = "vqclip/terms/palette.py", "vqclip/terms/symmetry.py", "vqclip/
 TILING, LEAN, OBJ = "vqclip/nets/tiling.py", "vqclip/nets/lean.py", "vqclip/optim/objective.py"
 CHECKS, PAGE = "vqclip/config/checks.py", "vqclip/ui/jobs.py"
 TERMS_T, LOOKS_T, TILING_T = "tests/test_terms.py", "tests/test_looks.py", "tests/test_tiling.py"
+TILE_TERMS_T = "tests/test_tile_terms.py"
 
 MUTATIONS = [
     # --- the registry and the building of a job's terms
@@ -37,15 +38,16 @@ MUTATIONS = [
     M("an init term of weight 0 is still added", INIT, "return cfg.init.weight > 0", "return cfg.init.weight >= 0",
       ("tests/test_objective.py",)),
     M("init.weight read as 1", INIT, "self.weight = cfg.init.weight", "self.weight = 1.0", (TERMS_T,)),
-    M("tv weight ignored", TV, "return self.weight * tv_loss(image)", "return tv_loss(image)",
+    M("tv weight ignored", TV, "return self.weight * (circular_tv_loss(image) if self.circular else tv_loss(image))",
+      "return (circular_tv_loss(image) if self.circular else tv_loss(image))",
       ("tests/test_loop.py", "tests/test_perf_equivalence.py")),
     M("a tv term of weight 0 is still added", TV, "return cfg.tv_weight > 0", "return cfg.tv_weight >= 0",
       ("tests/test_objective.py",)),
     M("tv_weight read as 1", TV, "self.weight = cfg.tv_weight", "self.weight = 1.0", (TERMS_T,)),
     M("tv measured along one axis only", "vqclip/optim/losses.py", "return dx.pow(2).mean() + dy.pow(2).mean()",
-      "return dx.pow(2).mean()", (TERMS_T,)),
-    M("guide weight ignored", GUIDE, "return self.weight * self.classifier(image, self.amp)",
-      "return self.classifier(image, self.amp)", ("tests/test_guide.py",)),
+      "return dx.pow(2).mean()", (TERMS_T, TILE_TERMS_T)),
+    M("guide weight ignored", GUIDE, "return self.weight * self.classifier(random_roll(image) if self.tile else image",
+      "return self.classifier(random_roll(image) if self.tile else image", ("tests/test_guide.py",)),
     M("guide.views ignored", GUIDE, "GuideTerm(models.guide, cfg.guide.views)", "GuideTerm(models.guide)",
       ("tests/test_guidance.py",)),
     M("a guide of weight 0 is still built", GUIDE, "return bool(models.guide) and cfg.guide.weight > 0",
@@ -120,4 +122,17 @@ MUTATIONS = [
       '    wanted += [("palette.image", cfg.palette.image, "image")] if cfg.palette.image else []\n', "", (LOOKS_T,)),
     M("the page takes a server path as the palette image (its option not marked as an image)", "vqclip/config/job.py",
       'flag="--palette-image", metavar="PATH", path="image")', 'flag="--palette-image", metavar="PATH")', (LOOKS_T,)),
+    # --- a tiled job's TV and guide see no border
+    M("a tiled job's TV leaves the pixel pairs across the wrap free", TV, "self.circular = bool(cfg.tile)",
+      "self.circular = False", (TILE_TERMS_T,)),
+    M("every job's TV wraps around, smoothing a plain image across its border", TV, "self.circular = bool(cfg.tile)",
+      "self.circular = True", (TILE_TERMS_T,)),
+    M("the circular TV compares each pixel with the one two along", TV, "dx = image.roll(-1, -1) - image",
+      "dx = image.roll(-2, -1) - image", (TILE_TERMS_T,)),
+    M("the circular TV wraps only across, not down", TV, "dy = image.roll(-1, -2) - image",
+      "dy = image[..., 1:, :] - image[..., :-1, :]", (TILE_TERMS_T,)),
+    M("a tiled job's guide sees the image unrolled, its border a border", GUIDE,
+      "random_roll(image) if self.tile else image", "image", (TILE_TERMS_T,)),
+    M("every job's guide sees the image rolled", GUIDE, "self.tile = bool(cfg.tile)", "self.tile = True",
+      (TILE_TERMS_T,)),
 ]

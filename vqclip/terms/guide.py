@@ -1,10 +1,12 @@
 """The guide term: classifier guidance (`vqclip.optim.guidance.GuideTerm`) towards the label the prompts name; the
-objective aims it as the prompts change (`Objective._aim_guide`)."""
+objective aims it as the prompts change (`Objective._aim_guide`). For a tile it sees the image rolled by a random
+offset, as the CLIP cutouts do, so its views do not treat the wrap as a border."""
 
 from __future__ import annotations
 
 from ..optim.guidance import GuideTerm
 from .base import Term
+from .tile import random_roll
 
 
 class GuideLoss(Term):
@@ -16,6 +18,7 @@ class GuideLoss(Term):
         super().__init__(cfg, models, device, amp)
         self.weight = cfg.guide.weight
         self.classifier = GuideTerm(models.guide, cfg.guide.views)
+        self.tile = bool(cfg.tile)
 
     @classmethod
     def wanted(cls, cfg, models) -> bool:
@@ -24,4 +27,4 @@ class GuideLoss(Term):
     def __call__(self, image, z, z_init, step):
         if self.classifier.label is None:
             return None
-        return self.weight * self.classifier(image, self.amp)
+        return self.weight * self.classifier(random_roll(image) if self.tile else image, self.amp)
