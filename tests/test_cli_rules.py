@@ -227,3 +227,14 @@ def test_up_to_eight_labels_show_as_one_column_each(clipping, capsys, n, full):
 def test_search_shows_ten_unless_told(clipping, tmp_path):
     assert main(["search", str(tmp_path), "a cat"]) == 0 and clipping[-1] == 10
     assert main(["search", str(tmp_path), "a cat", "--top", "3"]) == 0 and clipping[-1] == 3
+
+
+# ---- models (cli/models.py)
+
+@pytest.mark.parametrize("timeout, ok", [("0", False), ("-0.5", False), ("inf", False), ("0.001", True)])
+def test_the_download_timeout_is_a_positive_number_of_seconds(capsys, tmp_path, timeout, ok):
+    code = main(["models", "--home", str(tmp_path), "download", "mini", "--timeout", timeout])  # mini: built in
+    if ok:
+        assert code == 0
+    else:
+        assert code == 2 and "--timeout: must be a number of seconds > 0" in one_error(capsys)
