@@ -11,7 +11,8 @@ MODELS, OPTIONS, DOC, UI, UPSCALE = ("vqclip/cli/models.py", "vqclip/cli/options
 T_API, T_API_ALL = ("tests/test_api_rules.py",), ("tests/test_api.py",)
 T_RULES, T_SERVE, T_BATCH = ("tests/test_cli_rules.py",), ("tests/test_cli_serve.py",), \
     ("tests/test_cli_generate_batch.py",)
-T_MODELS, T_HELP = ("tests/test_cli_models.py",), ("tests/test_cli_help.py",)
+T_MODELS = ("tests/test_cli_models.py",)
+T_DOC = ("tests/test_cli_generate.py::test_docs_options_lists_every_key_and_is_up_to_date",)
 
 MUTATIONS = [
     # --- api.py: the Pipeline's arguments
@@ -39,12 +40,14 @@ MUTATIONS = [
     M("a resumed run stopped again by Ctrl-C exits 0", ANIMATE,
       '    _report(run, f"{run.result.steps} steps")\n    return 130 if run.interrupted else 0',
       '    _report(run, f"{run.result.steps} steps")\n    return 0', T_RULES),
-    M("a stopped zoom or restyle exits 0", ANIMATE, "    _report(run, frames)\n    return 130 if run.interrupted else 0",
+    M("a stopped zoom or restyle exits 0", ANIMATE,
+      "    _report(run, frames)\n    return 130 if run.interrupted else 0",
       "    _report(run, frames)\n    return 0", T_RULES),
     # --- cli/bench.py
     M("the GPU check runs with a budget of 0 seconds", BENCH, "if args.budget <= 0:", "if args.budget < 0:", T_RULES),
     M("bench --no-flops still counts the FLOPs", BENCH, "flops=not args.no_flops", "flops=True", T_RULES),
-    M("bench --json prints the table", BENCH, "print(json.dumps(result.to_dict()) if args.json else format_result(result))",
+    M("bench --json prints the table", BENCH,
+      "print(json.dumps(result.to_dict()) if args.json else format_result(result))",
       "print(format_result(result))", T_RULES),
     M("bench --micro-batch is ignored", BENCH, "micro_batch=args.micro_batch", "micro_batch=None", T_RULES),
     # --- cli/clipjobs.py
@@ -69,7 +72,8 @@ MUTATIONS = [
       "            for job in (j for p in placed for j in p.members):\n"
       "                job.state = NEW\n"
       "            runs = run_plan(placed, run_job, cache=ModelCache(), stop=stop, report=_report)", T_BATCH),
-    M("vqclip run --dry-run runs the jobs", GENERATE, "            print(\"\\n\".join(describe(item)))\n        return 0",
+    M("vqclip run --dry-run runs the jobs", GENERATE,
+      "            print(\"\\n\".join(describe(item)))\n        return 0",
       "            print(\"\\n\".join(describe(item)))", T_RULES),
     # --- cli/options.py: each flag to its key
     M("a flag not given overrides the YAML's value with false (--tile, --palette-hard)", OPTIONS,
@@ -83,12 +87,12 @@ MUTATIONS = [
       'item = {first: given[first][i], "pretrained": None}', "item = {first: given[first][i]}", T_RULES),
     # --- cli/options_doc.py: docs/options.md from the fields
     M("docs/options.md breaks its table at the prompt syntax's bar", DOC, 'what = what.replace("|", "\\\\|")',
-      "what = what", ("tests/test_cli_generate.py::test_docs_options_lists_every_key_and_is_up_to_date",)),
+      "what = what", T_DOC),
     M("docs/options.md shows an empty default as an empty cell", DOC, "shown = _shown(o.default) or '\"\"'",
-      "shown = _shown(o.default)", ("tests/test_cli_generate.py::test_docs_options_lists_every_key_and_is_up_to_date",)),
+      "shown = _shown(o.default)", T_DOC),
     M("docs/options.md leaves out the allowed values", DOC,
       'what = o.help + (f" ({\', \'.join(o.choices)})" if o.choices else "")', "what = o.help",
-      ("tests/test_cli_generate.py::test_docs_options_lists_every_key_and_is_up_to_date",)),
+      T_DOC),
     # --- cli/ui.py
     M("vqclip ui on localhost warns that others can reach it", UI, '    if host == "localhost":\n        return True',
       '    if host == "localhost":\n        return False', T_SERVE),
@@ -98,12 +102,14 @@ MUTATIONS = [
       "if False:", T_SERVE),
     M("vqclip ui --host ::1 cannot listen (an IPv4 socket)", UI,
       'family = socket.AF_INET6 if ":" in args.host else socket.AF_INET', "family = socket.AF_INET", T_SERVE),
-    M("vqclip ui on 0.0.0.0 says nothing of who can reach it", UI, "    if not loopback(args.host):\n        log.warning",
+    M("vqclip ui on 0.0.0.0 says nothing of who can reach it", UI,
+      "    if not loopback(args.host):\n        log.warning",
       "    if False:\n        log.warning", T_SERVE),
     # --- cli/upscale.py
     M("upscale --scale 0 is taken", UPSCALE, "if args.scale is not None and args.scale < 1:",
       "if args.scale is not None and args.scale < 0:", T_SERVE),
-    M("upscale --tile 31 is taken", UPSCALE, "if args.tile != 0 and args.tile < 32:", "if args.tile != 0 and args.tile < 31:",
+    M("upscale --tile 31 is taken", UPSCALE, "if args.tile != 0 and args.tile < 32:",
+      "if args.tile != 0 and args.tile < 31:",
       T_SERVE),
     M("upscale overwrites an earlier result without --force", UPSCALE,
       "clash = [str(t) for t in targets if t.exists()] if not args.force else []", "clash = []", T_SERVE),
@@ -115,7 +121,8 @@ MUTATIONS = [
       "if not 0 <= timeout < float(\"inf\"):", T_RULES),
     M("a preset with part of its files shows as not downloaded", MODELS,
       'return "partial" if any(present) or partial else "no"', 'return "no"', T_MODELS),
-    M("models verify exits 0 with a corrupt file", MODELS, "    if corrupt:\n        raise", "    if False:\n        raise",
+    M("models verify exits 0 with a corrupt file", MODELS, "    if corrupt:\n        raise",
+      "    if False:\n        raise",
       T_MODELS),
     M("models remove of the built-in mini deletes the package's files", MODELS,
       "    if preset.embedded:\n        raise VqclipError(f\"'{preset.name}' is built into vqclip",
