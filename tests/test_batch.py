@@ -156,9 +156,10 @@ def test_candidates_keep_goes_on_with_the_n_best_starts_of_one_batch(tiny_job, t
     from test_bestofn import best_start
     from vqclip.nets.device import seeded
     from vqclip.nets.load import ModelCache
-    from vqclip.runs.batch import images_of, run_batch
+    from vqclip.runs.batch import images_of
     from vqclip.runs.callbacks import with_trials
     from vqclip.runs.pipeline import run_job
+    from vqclip.runs.plan import place, run_plan
 
     layer = {**tiny_job, "prompt": "a red circle", "steps": 4, "seed": 3, "n": 3,
              "candidates": {"n": 5, "steps": 2, "views": 4, "keep": 3},
@@ -166,9 +167,9 @@ def test_candidates_keep_goes_on_with_the_n_best_starts_of_one_batch(tiny_job, t
     cfg = merge_layers([("t", layer)])
     batch = images_of(cfg)
     assert [m.name for m in batch.members] == ["best=1", "best=2", "best=3"]
-    cache, memo, trial_steps = ModelCache(), {}, []
+    cache, trial_steps = ModelCache(), []
     count = with_trials(lambda e: trial_steps.append(e.step) if e.trial else None)
-    _, runs = run_batch(batch, lambda c: run_job(c, cache=cache, trials=memo, extra_callbacks=[count]))
+    runs = run_plan(place([batch]), run_job, cache=cache, callbacks=[count])
     assert trial_steps == [0, 1]  # the trials of the 5 starts ran once for the three images
     models = cache.models(__import__("vqclip.models.resolve", fromlist=["job_files"]).job_files(cfg),
                           torch.device("cpu"))
@@ -236,20 +237,22 @@ def test_a_stopped_batch_writes_the_grid_and_record_of_the_runs_made(tmp_path, t
     import threading
 
     from vqclip.files.grid import EMPTY
-    from vqclip.runs.batch import images_of, run_batch
+    from vqclip.runs.batch import images_of
     from vqclip.runs.pipeline import run_job
+    from vqclip.runs.plan import place, run_plan
 
     flag = threading.Event()
     out = tmp_path / "b"
     cfg = merge_layers([("t", {**tiny_job, "prompt": "x", "steps": 3, "seed": 1, "n": 3,
                                "output": {"dir": str(out), "video": False, "progress": False}})])
 
-    def one(c):
-        run = run_job(c, stop=flag)
+    def one(c, **kwargs):
+        run = run_job(c, **kwargs)
         flag.set()  # as Ctrl-C would, during the next run
         return run
 
-    root, runs = run_batch(images_of(cfg), one)
+    placed = place([images_of(cfg)])
+    runs, root = run_plan(placed, one, stop=flag), placed[0].root
     assert root == out and len(runs) == 2 and not runs[0].interrupted and runs[1].interrupted
     assert not (out / "seed=3").exists()
     record = yaml.safe_load((out / "batch.yaml").read_text())

@@ -12,7 +12,8 @@ import yaml
 from vqclip.config import merge_layers
 from vqclip.errors import VqclipError
 from vqclip.files.images import save_png
-from vqclip.runs.batch import describe, images_of, plan_job, run_batch
+from vqclip.runs.batch import describe, images_of, plan_job
+from vqclip.runs.plan import place, run_plan
 
 
 @dataclass
@@ -26,7 +27,7 @@ def stand_in(stop_at: int = -1):
     """A run that writes a grey final.png into its folder; the one numbered `stop_at` is stopped."""
     made = []
 
-    def run(cfg):
+    def run(cfg, **kwargs):
         folder = Path(cfg.output.dir)
         folder.mkdir(parents=True)
         final = save_png(torch.full((1, 3, 8, 8), 0.5), folder / "final.png")
@@ -54,7 +55,8 @@ def test_the_images_of_one_prompt_are_seed_or_rank_folders():
 def test_a_batch_runs_into_its_folders_and_records_what_is_done(tmp_path):
     batch = plan_job({"prompt": "x", "seed": 3, "n": 3, "output": {"dir": str(tmp_path / "b")}}, "f.yaml")
     run, made = stand_in(stop_at=1)
-    root, runs = run_batch(batch, run)
+    placed = place([batch])
+    runs, root = run_plan(placed, run), placed[0].root
     assert root == tmp_path / "b" and made == ["seed=3", "seed=4"]  # stopped after the stopped run
     record = yaml.safe_load((root / "batch.yaml").read_text())
     assert [(r["folder"], r["seed"], r["done"]) for r in record["runs"]] == [
@@ -62,14 +64,13 @@ def test_a_batch_runs_into_its_folders_and_records_what_is_done(tmp_path):
     assert record["grids"] == ["grid.png"] and (root / "grid.png").is_file()
 
 
-@pytest.mark.parametrize("there", ["grid.png", "batch.yaml", "job.yaml", "final.png", "seed=4/job.yaml",
-                                   "seed=4/frames"])
-def test_a_batch_is_never_made_over_a_batch_or_a_run(tmp_path, there):
+@pytest.mark.parametrize("there", ["job.yaml", "final.png", "frames", "seed=4/frames", "seed=4/final.png"])
+def test_a_batch_is_never_made_over_a_run(tmp_path, there):
     root = tmp_path / "b"
     (root / there).parent.mkdir(parents=True, exist_ok=True)
     (root / there).mkdir() if there.endswith("frames") else (root / there).write_text("kept")
     batch = plan_job({"prompt": "x", "seed": 3, "n": 2, "output": {"dir": str(root)}}, "f.yaml")
     run, made = stand_in()
-    with pytest.raises(VqclipError, match="already holds a (batch or a )?run; choose another --out"):
-        run_batch(batch, run)
+    with pytest.raises(VqclipError, match="already holds a run; choose another --out"):
+        run_plan(place([batch]), run)
     assert made == [] and not (root / "seed=3").exists()  # refused before any run

@@ -173,13 +173,14 @@ def test_each_image_of_a_keep_batch_films_the_trials_as_its_rank_alone_does(tiny
     """candidates.keep 2: the trials run once; the second image's frames (its trial frames from the shared trials,
     then its own) are those of a job with candidates.rank 1 run alone."""
     from vqclip.nets.load import ModelCache
-    from vqclip.runs.batch import images_of, run_batch
+    from vqclip.runs.batch import images_of
+    from vqclip.runs.plan import place, run_plan
 
     layer = {**tiny_job, "prompt": "a red circle", "steps": 4, "seed": 3,
              "candidates": {"n": STARTS, "steps": 0.5, "views": 4, "keep": 2},
              "output": {"dir": str(tmp_path / "b"), "video": False, "progress": False, "save_every": 1}}
-    cache, memo = ModelCache(), {}
-    _, runs = run_batch(images_of(merge_layers([("t", layer)])), lambda c: run_job(c, cache=cache, trials=memo))
+    cache = ModelCache()
+    runs = run_plan(place([images_of(merge_layers([("t", layer)]))]), run_job, cache=cache)
     alone = run_job(merge_layers([("t", {**layer, "candidates": {**layer["candidates"], "keep": 1, "rank": 1},
                                          "output": {**layer["output"], "dir": str(tmp_path / "alone")}})]),
                     cache=cache)

@@ -9,8 +9,8 @@ package; the tests named beside it must then fail. A mutation they survive is a 
     python tools/mutate.py --coverage           # mutations per module; exit 1 where a module has fewer than 3
 
 The tables live in `tools/mutations/`, one module per area (math, optim, modes, runs, config, files, nets, ui,
-models). Each row is (name, file, the exact text it replaces, the replacement, the test files to run); a row with
-`equivalent="why"` cannot change behaviour and is listed with its argument, not run. A text that is no longer in its
+models, cli: the commands and the API). Each row is (name, file, the exact text it replaces, the replacement, the test
+files to run); a row with `equivalent="why"` cannot change behaviour and is listed with its argument, not run. A text that is no longer in its
 file is reported as stale (exit 2): update the table when the code moves, never drop a row silently. Only a failing
 test counts as a catch: a pytest that cannot run the tests (an import error, a test that is not there) is an error
 (exit 2), and so is an unmutated baseline whose tests do not pass (checked first; --no-baseline skips it).
@@ -33,14 +33,16 @@ from mutations import MUTATIONS, Mutation  # noqa: E402  (the tables beside this
 
 ROOT = Path(__file__).resolve().parent.parent
 # the packages whose every module must carry at least MIN_PER_MODULE mutations (`--coverage`)
-COVERED = ("optim", "modes", "runs", "config", "files", "nets", "ui", "models", "terms", "draw")
+COVERED = ("optim", "modes", "runs", "config", "files", "nets", "ui", "models", "terms", "draw", "cli")
+COVERED_FILES = ("api.py",)  # modules of vqclip/ itself that must carry them too
 MIN_PER_MODULE = 3
 
 
 def covered_modules(root: Path = ROOT) -> list[str]:
-    """The modules `--coverage` asks mutations of: every non-empty .py under vqclip/<COVERED>/ but `__init__.py`."""
-    return sorted(str(p.relative_to(root)) for pkg in COVERED for p in (root / "vqclip" / pkg).glob("*.py")
-                  if p.name != "__init__.py")
+    """The modules `--coverage` asks mutations of: every non-empty .py under vqclip/<COVERED>/ but `__init__.py`, and
+    vqclip/<COVERED_FILES>."""
+    return sorted([str(p.relative_to(root)) for pkg in COVERED for p in (root / "vqclip" / pkg).glob("*.py")
+                   if p.name != "__init__.py"] + [f"vqclip/{name}" for name in COVERED_FILES])
 
 
 def coverage(mutations: list[Mutation], root: Path = ROOT) -> dict[str, int]:

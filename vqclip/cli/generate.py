@@ -31,40 +31,36 @@ def _report(run) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    """`vqclip generate`: one image, or with --n a batch of them."""
+    """`vqclip generate`: one image, or with --n (or candidates.keep) a batch of them, planned, placed and run as
+    `vqclip run` runs a job with `n:` (`vqclip.runs.plan`): the same folders, a finished image skipped on a rerun."""
     from ..nets.load import ModelCache  # torch comes with these: imported here so that --help is instant
     from ..runs.batch import images_of
     from ..runs.callbacks import sigint_flag
     from ..runs.jobs import build_config
     from ..runs.pipeline import run_job
+    from ..runs.plan import place, run_plan
 
     if not args.prompt and not args.config and not args.from_png and not args.opt_image_prompts:
         raise VqclipError("give a PROMPT (or --config JOB.yaml, --from PNG, --image-prompt PATH)")
     cfg = build_config(cli_overrides(args, GENERATE), [args.config] if args.config else [], args.from_png)
     batch = images_of(cfg)
+    placed = place([batch]) if batch is not None else None
     with sigint_flag() as stop:
-        if batch is not None:
-            return 130 if _batch(batch, ModelCache(), stop) else 0
+        if placed is not None:
+            runs = run_plan(placed, run_job, cache=ModelCache(), stop=stop, report=_report)
+            _report_batches(placed, runs)
+            return 130 if runs and runs[-1].interrupted else 0
         run = run_job(cfg, stop=stop)
     _report(run)
     return 130 if run.interrupted else 0
 
 
-def _batch(batch, cache, stop) -> bool:
-    """Run a batch's jobs with one model cache, each reported as it ends; whether one was stopped (Ctrl-C)."""
-    from ..runs.batch import run_batch  # torch comes with these: imported here so that --help is instant
-    from ..runs.pipeline import run_job
-
-    trials: dict = {}  # candidates.keep: the images of one batch of starts share its trials
-
-    def one(cfg):
-        run = run_job(cfg, cache=cache, stop=stop, trials=trials)
-        _report(run)
-        return run
-
-    root, runs = run_batch(batch, one)
-    print(f"batch: {root} ({len(runs)} of {len(batch.members)} runs, grid and batch.yaml)", file=sys.stderr)
-    return any(r.interrupted for r in runs)
+def _report_batches(placed, runs) -> None:
+    """One line per batch that has runs: its folder, how many of its runs there are, and that its grid is written."""
+    for item in placed:
+        made = [r for r in runs if item.batch is not None and r.dir.parent == item.root]
+        if made:
+            print(f"batch: {item.root} ({len(made)} of {len(item.members)} runs, grid and batch.yaml)", file=sys.stderr)
 
 
 def run_jobs(args: argparse.Namespace) -> int:
@@ -96,10 +92,7 @@ def run_jobs(args: argparse.Namespace) -> int:
     placed = place(plans)
     with sigint_flag() as stop:
         runs = run_plan(placed, run_job, cache=ModelCache(), stop=stop, report=_report)
-    for item in placed:
-        made = [r for r in runs if item.batch is not None and r.dir.parent == item.root]
-        if made:
-            print(f"batch: {item.root} ({len(made)} of {len(item.members)} runs, grid and batch.yaml)", file=sys.stderr)
+    _report_batches(placed, runs)
     return 130 if runs and runs[-1].interrupted else 0
 
 

@@ -31,12 +31,33 @@ def _names(path: Optional[str]) -> Optional[str]:
     return Path(path).name if path and ("/" in path or "\\" in path) else path
 
 
-def job_parameters(metadata: dict) -> str:
-    """The chunk of a vqclip run from the metadata of its final.png (the prompt, seed, steps done, config, versions)."""
+def _looks(cfg: dict) -> dict[str, Any]:
+    """The drawer (when not the default VQGAN) with its own options, and the looks' terms that are on."""
+    drawer, palette, symmetry = cfg.get("drawer") or {}, cfg.get("palette") or {}, cfg.get("symmetry") or {}
+    name = drawer.get("name", "vqgan")
+    on = bool(palette.get("colors") or palette.get("image"))
+    return {
+        "Drawer": name if name != "vqgan" else None,
+        "Pixel size": drawer.get("pixel_size") if name == "pixel" else None,
+        "Decay": f"{drawer['decay']:g}" if name == "fft" else None,
+        "Palette": ", ".join(palette.get("colors") or []) or None,
+        "Palette image": _names(palette.get("image")),
+        "Palette size": palette.get("size") if palette.get("image") else None,
+        "Palette weight": f"{palette['weight']:g}" if on else None,
+        "Palette hard": "true" if on and palette.get("hard") else None,
+        "Symmetry": ", ".join(symmetry.get("axes") or []) or None,
+        "Symmetry weight": f"{symmetry['weight']:g}" if symmetry.get("axes") else None,
+        "Tile": "true" if cfg.get("tile") else None,
+    }
+
+
+def job_parameters(metadata: dict, vqgan: bool = True) -> str:
+    """The chunk of a vqclip run from the metadata of its final.png (the prompt, seed, steps done, config, versions);
+    `vqgan`: whether its drawer decodes with the VQGAN (`draw.registry.uses_vqgan`), else no VQGAN is named."""
     cfg = metadata["config"]
     clips = "; ".join(f"{_names(c['model'])}" + (f"/{_names(c['pretrained'])}" if c.get("pretrained") else "")
                       + (f" x{c['weight']:g}" if c.get("weight") != 1 else "") for c in cfg["clip"])
-    vqgan = _names(cfg["vqgan"]["checkpoint"])
+    vqgan = _names(cfg["vqgan"]["checkpoint"]) if vqgan else None
     steps_done = metadata.get("steps_done")
     params = {
         "Steps": cfg["steps"],
@@ -45,6 +66,7 @@ def job_parameters(metadata: dict) -> str:
         "Size": f"{cfg['size'][0]}x{cfg['size'][1]}",
         "Model": cfg.get("model") or vqgan,  # the preset, or the VQGAN's checkpoint file
         "VQGAN": vqgan if cfg.get("model") else None,
+        **_looks(cfg),
         "CLIP models": clips,
         "Cutouts": cfg["cutouts"]["n"],
         "Cut pow": f"{cfg['cutouts']['pow']:g}",

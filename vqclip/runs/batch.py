@@ -18,7 +18,7 @@ from ..errors import VqclipError
 from ..files.atomic import write_text
 from ..files.grid import contact_sheet, write_sheet
 from ..files.images import open_rgb
-from ..files.runfolder import MARKERS, RunFolder, default_run_dir, slug
+from ..files.runfolder import slug
 from .jobs import build_config
 
 GRID, RECORD = "grid.png", "batch.yaml"
@@ -137,21 +137,6 @@ def sheets(batch: Batch) -> list[tuple[str, str, list[str], list[str], dict[tupl
                                                            batch.short) + ".png"
         out.append((name, ", ".join(page), rows if row_key else [], cols, cells))
     return out
-
-
-def run_batch(batch: Batch, run: Callable[[GenerateConfig], Any]) -> tuple[Path, list]:
-    """Run each job of the batch with `run(cfg)` (the pipeline's run_job with the batch's model cache and Ctrl-C
-    flag) into its folder in the batch folder; stops after a run stopped early. The grids and batch.yaml are written
-    for the runs made, also when one fails or is stopped. Returns the batch folder and the runs."""
-    root = Path(batch.dir) if batch.dir else default_run_dir(batch.prompt)
-    if (root / GRID).exists() or (root / RECORD).exists() or any((root / m).exists() for m in MARKERS):
-        raise VqclipError(f"{root}: already holds a batch or a run; choose another --out or output.dir (runs are never "
-                          "overwritten)")
-    for m in batch.members:
-        RunFolder(root / m.name).check_new()
-    root.mkdir(parents=True, exist_ok=True)
-    return root, run_members(root, batch, [replace(m.cfg, output=replace(m.cfg.output, dir=str(root / m.name)))
-                                           for m in batch.members], run)
 
 
 def run_members(root: Path, batch: Batch, items: Sequence, run: Callable[[Any], Any]) -> list:

@@ -22,6 +22,15 @@ from ..modes.registry import resolve
 
 log = logging.getLogger("vqclip")
 
+_NUMBER = r"\d+(\.\d*)?(e-?\d+)?"
+# the drawer and the looks vqclip writes in a `parameters` chunk (`files.infotext`): its key, the job key, the form of
+# its value (a list: comma-separated words), what it becomes; the config's checks judge the values themselves
+LOOKS = [("Drawer", "drawer.name", r"\w+", str), ("Pixel size", "drawer.pixel_size", r"\d+", int),
+         ("Decay", "drawer.decay", _NUMBER, float), ("Palette", "palette.colors", r"[#\w]+(, *[#\w]+)*", list),
+         ("Palette weight", "palette.weight", _NUMBER, float), ("Palette hard", "palette.hard", "true", bool),
+         ("Symmetry", "symmetry.axes", r"\w+(, *\w+)*", list), ("Symmetry weight", "symmetry.weight", _NUMBER, float),
+         ("Tile", "tile", "true", bool)]
+
 
 def png_layer(path: str | Path) -> dict:
     """The config embedded in a vqclip PNG, minus its output folder (a re-run goes to a new one); from a PNG of
@@ -37,8 +46,8 @@ def png_layer(path: str | Path) -> dict:
 
 def parameters_layer(path: str | Path, text: str) -> dict:
     """The prompt, negative prompt, seed and size of an A1111-style `parameters` chunk (the web UI's, or another
-    tool's) as a job layer; its steps only when vqclip wrote it (a sampler's 20 steps are no VQGAN+CLIP run), the rest
-    (sampler, CFG scale, model) has no meaning here and is left out."""
+    tool's) as a job layer; its steps, drawer and looks (`LOOKS`) only when vqclip wrote it (a sampler's 20 steps are
+    no VQGAN+CLIP run), the rest (sampler, CFG scale, model) has no meaning here and is left out."""
     if len(text) > MAX_METADATA:
         raise VqclipError(f"{path}: its parameters chunk is {len(text) / 1e6:.1f} MB, far more than any job")
     prompt, negative, params = parse_parameters(text)
@@ -60,6 +69,17 @@ def parameters_layer(path: str | Path, text: str) -> dict:
             raise VqclipError(f"{path}: its parameters say Size: {params['Size'][:40]!r}, not WIDTHxHEIGHT")
         layer["size"] = [int(size.group(1)), int(size.group(2))]
         taken.append("size")
+    for key, name, pattern, kind in LOOKS if params.get("Version", "").startswith("vqclip") else ():
+        if key in params:
+            text = params[key].strip()
+            if not re.fullmatch(pattern, text):
+                raise VqclipError(f"{path}: its parameters say {key}: {params[key][:40]!r}, not a {name} value")
+            *outer, last = name.split(".")
+            at = layer
+            for part in outer:
+                at = at.setdefault(part, {})
+            at[last] = [w.strip() for w in text.split(",")] if kind is list else kind(text)  # bool: only "true"
+            taken.append(name)
     log.info("%s holds no vqclip job, only A1111-style parameters: took its %s", path, ", ".join(taken))
     return layer
 

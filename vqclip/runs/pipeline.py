@@ -19,6 +19,7 @@ import torch
 
 from .._version import __version__
 from ..config import GenerateConfig, check_inputs, to_dict, to_yaml
+from ..draw.registry import uses_vqgan
 from ..errors import VqclipError, WriteError
 from ..files.images import load_image, save_png
 from ..files.infotext import job_parameters
@@ -279,7 +280,7 @@ def write_final(cfg: GenerateConfig, folder: RunFolder, image, steps: int, stopp
     its path and that metadata."""
     metadata = {"prompt": cfg.prompt, "seed": cfg.seed, "steps_done": steps, "stopped": stopped, **(info or {}),
                 "config": to_dict(cfg), "versions": versions()}
-    return save_png(image, folder.final, metadata, job_parameters(metadata)), metadata
+    return save_png(image, folder.final, metadata, job_parameters(metadata, uses_vqgan(cfg.drawer.name))), metadata
 
 
 def finish(cfg: GenerateConfig, folder: RunFolder, result: GenerateResult, mode: Mode,

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 from ..config import GenerateConfig
 from ..errors import VqclipError
 from ..files.images import read_metadata
-from ..files.runfolder import RunFolder, default_run_dir
+from ..files.runfolder import MARKERS, RunFolder, default_run_dir
 from .batch import Batch, plan_job, run_members
 
 log = logging.getLogger("vqclip")
@@ -109,6 +109,9 @@ def place(plans: Iterable[GenerateConfig | Batch], outputs: Path = Path("outputs
     for item in plans:
         if isinstance(item, Batch):
             root = Path(item.dir) if item.dir else fresh(item.prompt)
+            if any((root / m).exists() for m in MARKERS):  # a batch goes into a folder of batches, not of a run
+                raise VqclipError(f"{root}: already holds a run; choose another --out or output.dir (runs are never "
+                                  "overwritten)")
             members = [PlannedJob(f"{root.name}/{m.name}", _into(m.cfg, root / m.name), root / m.name)
                        for m in item.members]
             placed.append(Placed(members, item, root))

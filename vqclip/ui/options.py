@@ -46,7 +46,8 @@ def label_of(opt: Option) -> str:
 
 
 def form_options() -> list[dict]:
-    """Every option the form offers: key, label, type, default, help, choices and whether it is in the main part."""
+    """Every option the form offers: key, label, type, default, help, choices, whether it is in the main part and
+    whether it names an image (`upload`: the page offers an upload button, the job gets the upload's id)."""
     out = []
     for opt in walk(GenerateConfig):
         if opt.key.startswith(HIDDEN) or opt.key in HIDDEN:
@@ -54,7 +55,8 @@ def form_options() -> list[dict]:
         default = list(opt.default) if isinstance(opt.default, tuple) else opt.default
         out.append({"key": opt.key, "label": label_of(opt), "type": type_name(opt.type), "default": default,
                     "help": opt.help, "choices": list(opt.choices) if opt.choices else None, "flag": opt.flag,
-                    "main": opt.key in MAIN, "nullable": opt.default is None})
+                    "main": opt.key in MAIN, "nullable": opt.default is None,
+                    "upload": opt.cli_get("path") == "image"})  # names an image: the page's upload button
     order = {k: i for i, k in enumerate(MAIN)}
     return sorted(out, key=lambda o: (not o["main"], order.get(o["key"], 0)))
 

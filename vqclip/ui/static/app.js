@@ -36,7 +36,10 @@ function makeField(opt) {
   label.htmlFor = fieldId(opt.key); label.textContent = opt.label;
   label.title = `${opt.key} in a job YAML`;
   let input;
-  if (opt.type === "bool") { input = document.createElement("input"); input.type = "checkbox"; }
+  if (opt.upload) {  // a key that names an image: an upload button; the job gets the upload's id (upload:ID)
+    input = document.createElement("input"); input.type = "file"; input.accept = "image/*";
+    input.dataset.upload = opt.key;
+  } else if (opt.type === "bool") { input = document.createElement("input"); input.type = "checkbox"; }
   else if (opt.choices && opt.type !== "list") {
     input = document.createElement("select");
     for (const c of opt.choices) { const o = document.createElement("option"); o.value = o.textContent = c; input.append(o); }
@@ -45,7 +48,8 @@ function makeField(opt) {
     input.type = opt.type === "int" || opt.type === "float" ? "number" : "text";
     if (input.type === "number") input.step = opt.type === "int" ? "1" : "any";
   }
-  input.id = fieldId(opt.key); input.dataset.key = opt.key; input.dataset.type = opt.type;
+  input.id = fieldId(opt.key);
+  if (!opt.upload) { input.dataset.key = opt.key; input.dataset.type = opt.type; }
   const help = document.createElement("div"); help.className = "help"; help.textContent = opt.help;
   const err = document.createElement("div"); err.className = "err"; err.dataset.for = opt.key;
   wrap.append(label, input, help, err);
@@ -83,7 +87,9 @@ function fillForm(job) {  // preset defaults, then the job's keys
   Object.assign(values, given);
   state.extra = {};
   for (const [k, v] of Object.entries(given)) {
-    if (!SPECIAL.has(k) && !document.querySelector(`[data-key="${k}"]`) && k !== "story") state.extra[k] = v;
+    if (!SPECIAL.has(k) && !document.querySelector(`[data-key="${k}"], [data-upload="${k}"]`) && k !== "story") {
+      state.extra[k] = v;
+    }
   }
   for (const input of document.querySelectorAll("#form [data-type]")) showValue(input, values[input.dataset.key]);
   $("#f-prompt").value = values.prompt || "";
@@ -91,9 +97,11 @@ function fillForm(job) {  // preset defaults, then the job's keys
   const size = values.size || [256, 256];
   $("#f-size-w").value = size[0]; $("#f-size-h").value = size[1];
   $("#f-story").value = (given.story || []).map((k) => `${k.at}: ${k.prompt}`).join("\n");
-  state.uploads = {};
-  if (given["init.image"]) state.uploads["init.image"] = given["init.image"];
-  if (given.image_prompts && given.image_prompts.length) state.uploads.image_prompts = given.image_prompts;
+  state.uploads = {};  // the job's images (init image, image prompts, palette image ...): kept as they were given
+  for (const o of state.options) {
+    const v = given[o.key];
+    if (o.upload && v && !(Array.isArray(v) && !v.length)) state.uploads[o.key] = v;
+  }
   clearErrors();
 }
 function readForm() {  // only what differs from the preset's defaults, so the preset fills in the rest
@@ -113,8 +121,7 @@ function readForm() {  // only what differs from the preset's defaults, so the p
   const story = $("#f-story").value.split("\n").map((l) => l.match(/^\s*(\d+)\s*:\s*(.+)$/)).filter((m) => m);
   if (story.length) job.story = story.map((m) => ({ at: Number(m[1]), prompt: m[2].trim() }));
   for (const [k, v] of Object.entries(state.extra)) setKey(job, k, v);
-  if (state.uploads["init.image"]) setKey(job, "init.image", state.uploads["init.image"]);
-  if (state.uploads.image_prompts) job.image_prompts = state.uploads.image_prompts;
+  for (const [k, v] of Object.entries(state.uploads)) setKey(job, k, v);
   return job;
 }
 function clearErrors() { for (const e of document.querySelectorAll(".err")) e.textContent = ""; }
