@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..nets.memory import plan_memory
@@ -67,6 +68,11 @@ class Drawer:
     @torch.no_grad()
     def project(self, params: Tensor) -> None:
         """Bring the parameters back into their box in place after an optimiser step (default: no box)."""
+
+    def cells(self, mask: Tensor) -> Optional[Tensor]:
+        """An edit's mask [1,1,H,W] at the parameters' cells [1,1,H/f,W/f] (each the largest value it covers), which
+        scales their gradient; None where a parameter is no place in the image (fft: each moves every pixel)."""
+        return F.max_pool2d(mask, self.factor) if self.factor > 1 else mask
 
     def speed_options(self) -> dict:
         """The drawer's speed/memory choices in effect (for benchmarks and logs); none of its own by default."""
