@@ -154,7 +154,7 @@ def bad_inputs(tmp_path, init, mask_file) -> dict:
         "all-black mask": (edit + ["--mask", str(tmp_path / "black.png")], "init.mask: "),
         "mask without init image": (["--mask", str(mask_file)], "init.mask: edits init.image, which is not set"),
         "extend without init image": (["--extend", "0", "0", "16", "0"], "init.extend: edits init.image"),
-        "negative extend": (edit + ["--extend", "0", "-16", "0", "0"], "init.extend: expected four pixel counts >= 0"),
+        "negative extend": (edit + ["--extend", "0", "-1", "0", "0"], "init.extend: expected four pixel counts >= 0"),
         "extend past the largest side": (edit + ["--extend", "0", "0", str(MAX_SIDE - 31), "0"],
                                          f"the canvas would be {MAX_SIDE + 1}x32, past the largest side {MAX_SIDE}"),
         "negative feather": (edit + ["--mask", str(mask_file), "--mask-feather", "-1"], "init.mask_feather: must be"),
@@ -175,9 +175,45 @@ def test_bad_edit_input_is_one_line_and_exit_2(tmp_path, tiny_args, edit_files, 
     assert not (tmp_path / "out").exists()
 
 
-def test_the_largest_canvas_is_allowed(tmp_path, edit_files):
+def test_the_edges_of_an_edits_checks_are_allowed(edit_files):
+    """The largest canvas, no extension on a side and a feather of 0 pass (one past each is refused above)."""
     from vqclip.config import check
 
-    cfg = merge_layers([("edit", {"size": [32, 32], "init": {"image": str(edit_files[0]),
+    init, mask_file, _ = edit_files
+    cfg = merge_layers([("edit", {"size": [32, 32], "init": {"image": str(init), "mask": str(mask_file),
+                                                              "mask_feather": 0,
                                                               "extend": [0, 0, MAX_SIDE - 32, MAX_SIDE - 32]}})])
-    check(cfg)  # exactly the largest side: no error (one pixel more is refused above)
+    check(cfg)
+
+
+@pytest.mark.parametrize("how", ["noise", "blur"])
+def test_the_start_under_the_mask_is_what_mask_init_says(tiny_job, tiny_models, edit_files, how):
+    """The pixel drawer's start is the block means of the init image outside the mask and, under it, of noise drawn
+    from the run's seed (or of the image's 16x16 block means spread bilinearly)."""
+    init, mask_file, mask = edit_files
+    cfg = merge_layers([("tiny", tiny_job), ("edit", {"prompt": "a red circle", "drawer": {"name": "pixel",
+                        "pixel_size": 4}, "init": {"image": str(init), "mask": str(mask_file), "mask_feather": 0,
+                                                   "mask_init": how}})])
+    objective = Objective(cfg, tiny_models, torch.device("cpu"))
+    z = RunState.initial(cfg, objective.drawer, torch.device("cpu"), 7).z.detach()
+    image = torch.from_numpy(pixels(init).astype(np.float32) / 255).permute(2, 0, 1)[None]
+    if how == "noise":
+        fill = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(7))
+    else:
+        means = image.reshape(1, 3, 2, 16, 2, 16).mean((3, 5))
+        fill = torch.nn.functional.interpolate(means, size=(32, 32), mode="bilinear", align_corners=False)
+    m = torch.from_numpy(mask.astype(np.float32) / 255)
+    expect = torch.nn.functional.avg_pool2d(image * (1 - m) + fill * m, 4)
+    assert torch.allclose(z, expect, atol=1e-6)
+
+
+def test_a_hard_palette_snaps_only_the_edited_area(tmp_path, tiny_args, edit_files):
+    """The edit is composited last: outside the mask the original's own colours, not the palette's."""
+    init, mask_file, mask = edit_files
+    out = generate(tmp_path, tiny_args, "palette", "--drawer", "pixel", "--set", "drawer.pixel_size=4",
+                   "--init-image", str(init), "--mask", str(mask_file), "--mask-feather", "0", "--palette",
+                   "red,blue", "--palette-hard", "--save-every", "0")
+    image, free = pixels(out / "final.png"), band(mask, 0)
+    assert (image[~free] == pixels(init)[~free]).all()
+    inside = {tuple(c) for c in image[8:16, 10:22].reshape(-1, 3)}
+    assert inside <= {(255, 0, 0), (0, 0, 255)}

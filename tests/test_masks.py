@@ -136,6 +136,7 @@ def _init(tmp_path, **over) -> InitConfig:
 def test_an_outpaint_keeps_the_original_and_feathers_its_seam_into_the_new_area(tmp_path):
     init = _init(tmp_path, extend=[0, 0, 64, 0], mask_feather=3)
     assert wants_edit(init) and canvas_size([64, 64], init.extend) == [128, 64]
+    assert canvas_size([10, 20], [1, 2, 3, 4]) == [14, 26] and canvas_size([10, 20], [0, 0, 0, 0]) == [10, 20]
     edit = edit_of(init, [64, 64], 128, 64)
     original = torch.from_numpy(np.asarray(Image.open(tmp_path / "i.png"), np.float32) / 255).permute(2, 0, 1)
     assert torch.equal(edit.base[0, :, :, :64], original)
@@ -152,3 +153,13 @@ def test_a_mask_with_an_outpaint_lies_on_the_original(tmp_path):
                    80, 64)
     assert (edit.mask[0, 0, 10:20, 46:56] == 1).all() and edit.mask[0, 0, :, 16 + 4:].sum() == 100
     assert edit_of(InitConfig(), [64, 64], 64, 64) is None
+
+
+def test_the_mask_of_an_edit_is_the_mask_file_feathered(tmp_path):
+    mask = np.zeros((64, 64), np.uint8)
+    mask[20:30, 5:15], mask[50, 50] = 255, 200
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    edit = edit_of(_init(tmp_path, mask=str(tmp_path / "m.png"), mask_feather=2), [64, 64], 64, 64)
+    expect = chessboard_ramp(mask.astype(np.float32) / 255, 2)
+    np.testing.assert_allclose(edit.mask[0, 0].numpy(), expect, atol=1e-6)
+    assert (edit.new == 0).all() and edit.base.shape == (1, 3, 64, 64)

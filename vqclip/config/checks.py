@@ -249,9 +249,9 @@ def check_inputs(cfg: GenerateConfig) -> None:
         if not Path(path).is_file():
             raise VqclipError(f"{key}: {missing(path, kind + ' file')}; check the path")
         if kind == "image":
-            image = open_rgb(path)  # a corrupt image fails here, not after its run folder is made
-            if key == "init.mask" and image.convert("L").getextrema()[1] == 0:
-                raise VqclipError(f"init.mask: {shown(path)} is all black, so nothing may change; paint white where "
-                                  "the image may change")
+            open_rgb(path)  # a corrupt image fails here, not after its run folder is made
+        if key == "init.mask" and open_rgb(path).convert("L").getextrema()[1] == 0:
+            raise VqclipError(f"init.mask: {shown(path)} is all black, so nothing may change; paint white where the "
+                              "image may change")
     if not story_keyframes(cfg.prompt, cfg.story, cfg.steps, cfg.change_every):  # a story's keyframes are its targets
         check_has_target(parse_job_prompts(cfg.prompt, cfg.negative, cfg.image_prompts))

@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..nets.memory import plan_memory
+from ..optim.masks import to_cells
 
 
 class Drawer:
@@ -72,7 +72,7 @@ class Drawer:
     def cells(self, mask: Tensor) -> Optional[Tensor]:
         """An edit's mask [1,1,H,W] at the parameters' cells [1,1,H/f,W/f] (each the largest value it covers), which
         scales their gradient; None where a parameter is no place in the image (fft: each moves every pixel)."""
-        return F.max_pool2d(mask, self.factor) if self.factor > 1 else mask
+        return to_cells(mask, self.factor)
 
     def speed_options(self) -> dict:
         """The drawer's speed/memory choices in effect (for benchmarks and logs); none of its own by default."""
