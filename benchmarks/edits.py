@@ -1,8 +1,8 @@
 """Edits on the `mini` preset, judged in pixel space (vqclip.mini.judge's colour classes), not by CLIP.
 
 Inpaint: a held-out mini scene ("a red circle on a blue background", drawn by vqclip.mini.world from seeds the
-training never used), its object's box masked, prompted with a new object colour ("a yellow circle on a blue
-background"): the share of the new colour among the object's pixels, before (0) and after, and whether every pixel
+training never used), its object's box masked and started from noise (`init.mask_init: noise`), prompted with a new
+object colour ("a yellow circle on a blue background"): the share of the new colour among the object's pixels, before (0) and after, and whether every pixel
 outside the mask's feather band is the original's. Outpaint: the scene extended from 64x64 to 128x64 (`--extend 0 0
 64 0`) with its own caption: the share of the new half's pixels in the background's colour, and whether the
 original half is bit-identical. Runs `vqclip generate --model mini` in-process (the command's code path).
@@ -90,7 +90,7 @@ def inpaint(i: int, seed: int, folder: Path, extra: list[str]) -> dict:
     out = folder / f"inpaint{i}-s{seed}"
     seconds = generate([prompt, "--seed", str(seed), "--out", str(out), "--size", "64", "64", "--init-image",
                         str(folder / f"in{i}.png"), "--mask", str(folder / f"mask{i}.png"), "--mask-feather",
-                        str(FEATHER), *extra])
+                        str(FEATHER), "--set", "init.mask_init=noise", *extra])  # a new object: from noise
     final = np.asarray(Image.open(out / "final.png").convert("RGB"))
     obj, free = world.shape_mask(shape), band(mask, FEATHER)
     row = {"kind": "inpaint", "prompt": prompt, "seed": seed, "seconds": seconds,
@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", type=int, default=8, help="scenes of each kind of edit")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--kinds", nargs="+", default=["inpaint", "outpaint"], choices=["inpaint", "outpaint"])
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--json", type=Path, default=None, help="also write the records and summary as JSON")
     p.add_argument("--out", type=Path, default=None, help="keep the images here (default: a temporary folder)")
@@ -139,12 +140,12 @@ def main(argv: list[str] | None = None) -> int:
         folder = args.out or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(args.cases):
-            for make in (inpaint, outpaint):
+            for make in [{"inpaint": inpaint, "outpaint": outpaint}[k] for k in args.kinds]:
                 row = make(i, args.seed, folder, extra)
                 rows.append(row)
                 print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
     summary = {}
-    for kind in ("inpaint", "outpaint"):
+    for kind in args.kinds:
         mine = [r for r in rows if r["kind"] == kind]
         k, n = sum(r["right"] for r in mine), len(mine)
         lo, hi = wilson(k, n)
