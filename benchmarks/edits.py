@@ -2,16 +2,20 @@
 
 Inpaint: a held-out mini scene ("a red circle on a blue background", drawn by vqclip.mini.world from seeds the
 training never used), its object's box masked and started from noise (`init.mask_init: noise`), prompted with a new
-object colour ("a yellow circle on a blue background"): the share of the new colour among the object's pixels, before (0) and after, and whether every pixel
-outside the mask's feather band is the original's. Outpaint: the scene extended from 64x64 to 128x64 (`--extend 0 0
-64 0`) with its own caption: the share of the new half's pixels in the background's colour, and whether the
-original half is bit-identical. Runs `vqclip generate --model mini` in-process (the command's code path).
+object colour ("a yellow circle on a blue background"): the share of the new colour among the mask's pixels (and
+among the old object's), before (0) and after; the object colour the project's judge finds in the masked area
+(cropped with its feather band); and whether every pixel outside the mask's feather band is the original's. Outpaint: the
+scene extended from 64x64 to 128x64 (`--extend 0 0 64 0`) with its own caption: the new half's background as the
+project's judge finds it on that half alone (the commonest colour of its border), the share of its pixels in the
+background's colour, and whether the original half is bit-identical. Runs `vqclip generate --model mini`
+in-process (the command's code path).
 
     python benchmarks/edits.py --threads 1                  # 8 inpaints + 8 outpaints
     python benchmarks/edits.py --cases 4 -- --steps 100     # fewer, with extra `vqclip generate` options
 
-An inpaint counts as right when at least half of the object's pixels are in the prompt's colour, an outpaint when
-at least 80% of the new half is in the background's colour; the aim is >= 80% right on each.
+An inpaint counts as right when the judge finds the prompt's object colour in the masked area, an outpaint when
+the judge finds the prompt's background on the new half and the original half is unchanged; the aim is >= 80%
+right on each.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from PIL import Image
 
 from vqclip.cli import main as vqclip_main
 from vqclip.mini import world
-from vqclip.mini.judge import COLOR_NAMES, classify_pixels
+from vqclip.mini.judge import COLOR_NAMES, classify_pixels, judge
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the statistics of mini_quality.py, beside this file
 from mini_quality import split_generate_options, wilson  # noqa: E402
@@ -92,11 +96,17 @@ def inpaint(i: int, seed: int, folder: Path, extra: list[str]) -> dict:
                         str(folder / f"in{i}.png"), "--mask", str(folder / f"mask{i}.png"), "--mask-feather",
                         str(FEATHER), "--set", "init.mask_init=noise", *extra])  # a new object: from noise
     final = np.asarray(Image.open(out / "final.png").convert("RGB"))
-    obj, free = world.shape_mask(shape), band(mask, FEATHER)
+    obj, free, inside = world.shape_mask(shape), band(mask, FEATHER), mask > 0
+    # the masked area on its own, with the feather band and two pixels more around it: its object's colour, as the
+    # project's judge finds it (the commonest colour that is not its border's)
+    m = FEATHER + 2
+    crop = final[max(0, y0 - m):y1 + m, max(0, x0 - m):x1 + m]
+    verdict = judge(crop, prompt)
     row = {"kind": "inpaint", "prompt": prompt, "seed": seed, "seconds": seconds,
-           "before": share(image, obj, new), "after": share(final, obj, new),
+           "before": share(image, inside, new), "after": share(final, inside, new),
+           "object_after": share(final, obj, new), "found": verdict.found_color,
            "outside_kept": bool((final[~free] == image[~free]).all())}
-    row["right"] = row["after"] >= 0.5
+    row["right"] = bool(verdict.color)
     return row
 
 
@@ -115,10 +125,11 @@ def outpaint(i: int, seed: int, folder: Path, extra: list[str]) -> dict:
     final = np.asarray(Image.open(out / "final.png").convert("RGB"))
     half = np.zeros(final.shape[:2], bool)
     half[:, 64:] = True
+    verdict = judge(final[:, 64:], prompt)  # the new half on its own, by the project's judge
     row = {"kind": "outpaint", "prompt": prompt, "seed": seed, "seconds": seconds,
-           "background_share": share(final, half, sc.background),
+           "background": verdict.found_background, "background_share": share(final, half, sc.background),
            "original_kept": bool(final.shape == (64, 128, 3) and (final[:, :64] == image).all())}
-    row["right"] = row["background_share"] >= 0.8 and row["original_kept"]
+    row["right"] = bool(verdict.background) and row["original_kept"]
     return row
 
 
