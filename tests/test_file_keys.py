@@ -27,9 +27,9 @@ def test_the_marked_keys_are_the_lists_written_before():
     """Each kind is one of the old lists; all of them are the old path check's keys and the upscaler's model (a file
     it reads, which that list missed)."""
     assert set(file_keys(GenerateConfig, "server")) == OLD_SERVER_FILES
-    assert set(file_keys(GenerateConfig, "image")) == OLD_UPLOADS
+    assert set(file_keys(GenerateConfig, "image")) == OLD_UPLOADS | {"init.mask"}  # and issue 37's edit mask
     assert {k.replace("[]", "") for k in file_keys(GenerateConfig, "model")} | {"model"} == OLD_MODEL_NAMES
-    assert set(file_keys(GenerateConfig)) == OLD_CHECKED | {"output.upscale.model"}
+    assert set(file_keys(GenerateConfig)) == OLD_CHECKED | {"output.upscale.model", "init.mask"}
 
 
 def test_each_place_takes_its_list_from_the_fields():

@@ -12,12 +12,15 @@ It drives the same run path as the command line (vqclip.runs.pipeline), so the s
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
+import numpy as np
 from PIL import Image
 from torch import Tensor
 
@@ -70,7 +73,9 @@ class Stream:
 
     _END = object()
 
-    def __init__(self, pipe: "Pipeline", cfg: GenerateConfig, callbacks: list[Callback]):
+    def __init__(self, pipe: "Pipeline", cfg: GenerateConfig, callbacks: list[Callback],
+                 files: Optional[contextlib.AbstractContextManager] = None):
+        self._files = files  # what the run reads and the stream removes at its end (a mask given as an image)
         self._events: queue.Queue = queue.Queue()
         self._flag = threading.Event()
         self.result: Optional[PipelineOutput] = None
@@ -86,6 +91,8 @@ class Stream:
         except BaseException as exc:  # handed to the iterating thread, which raises it
             self._error = exc
         finally:
+            if self._files is not None:
+                self._files.__exit__(None, None, None)
             self._events.put(self._END)
 
     def __iter__(self) -> Iterator[StepEvent]:
@@ -155,17 +162,26 @@ class Pipeline:
         result = generate(cfg, self.models(cfg), callbacks, self.device)
         return PipelineOutput.of(result, cfg)
 
-    def __call__(self, prompt: Optional[str] = None, *, callbacks: Iterable[Callback] = (), **job: Any
-                 ) -> PipelineOutput:
+    def __call__(self, prompt: Optional[str] = None, *, callbacks: Iterable[Callback] = (), mask: Any = None,
+                 **job: Any) -> PipelineOutput:
         """Make an image: `prompt` ("text:weight|text:weight", or a story "a ^ b") and any job key as a keyword
         (steps=100, seed=1, size=[128, 96], cutouts={"n": 16}, ...). `callbacks` see each `StepEvent` and may
-        stop the run."""
-        return self._generate(self.config(prompt, **job), callbacks)
+        stop the run. `mask` edits init.image (white may change): a path, a PIL image or a tensor [H,W] in [0,1]."""
+        with mask_file(mask) as path:
+            return self._generate(self.config(prompt, **with_mask(job, path)), callbacks)
 
-    def stream(self, prompt: Optional[str] = None, *, callbacks: Iterable[Callback] = (), **job: Any) -> Stream:
+    def stream(self, prompt: Optional[str] = None, *, callbacks: Iterable[Callback] = (), mask: Any = None,
+               **job: Any) -> Stream:
         """Run in the background and yield live `StepEvent`s (step, total, loss, losses, image; `.preview` is a PIL
-        image); `stop()` on the stream ends the run. Keep torch's global RNG to the stream while it runs."""
-        return Stream(self, self.config(prompt, **job), list(callbacks))
+        image); `stop()` on the stream ends the run. Keep torch's global RNG to the stream while it runs. `mask`:
+        as for a call."""
+        files = mask_file(mask)
+        path = files.__enter__()  # left when the run ends (`Stream._work`)
+        try:
+            return Stream(self, self.config(prompt, **with_mask(job, path)), list(callbacks), files)
+        except BaseException:
+            files.__exit__(None, None, None)
+            raise
 
     def run(self, job: str | Path | dict, out: Optional[str | Path] = None, *, callbacks: Iterable[Callback] = (),
             stop: Optional[threading.Event] = None) -> RunResult | list[RunResult]:
@@ -179,6 +195,33 @@ class Pipeline:
         runs = run_plan(place(plans), run_job, cache=self.cache, stop=stop, callbacks=list(callbacks))
         single = len(plans) == 1 and not isinstance(plans[0], Batch)
         return runs[0] if single else runs
+
+
+@contextlib.contextmanager
+def mask_file(mask: Any) -> Iterator[Optional[str]]:
+    """The path of an edit's mask given as a path (as is), a PIL image or a tensor/array [H,W] in [0,1] (written as
+    a grey PNG in a temporary folder, removed afterwards); None for none."""
+    if mask is None or isinstance(mask, (str, Path)):
+        yield None if mask is None else str(mask)
+        return
+    if not isinstance(mask, Image.Image):
+        array = np.asarray(mask.detach().cpu() if isinstance(mask, Tensor) else mask, dtype=np.float32)
+        if array.ndim not in (2, 3, 4) or array.size != array.shape[-1] * array.shape[-2]:
+            raise VqclipError(f"mask: a mask is one channel [H,W] in [0,1], got shape {list(array.shape)}")
+        array = array.reshape(array.shape[-2:])
+        mask = Image.fromarray(np.rint(np.clip(array, 0, 1) * 255).astype(np.uint8), "L")
+    with tempfile.TemporaryDirectory(prefix="vqclip-mask-") as folder:
+        path = Path(folder) / "mask.png"
+        mask.convert("L").save(path)
+        yield str(path)
+
+
+def with_mask(job: dict, path: Optional[str]) -> dict:
+    """The call's job keys with init.mask set to `path` (unchanged for None)."""
+    if path is None:
+        return job
+    init = job.get("init") or {}
+    return {**job, "init": {**init, "mask": path}}
 
 
 def _one_image(cfg: GenerateConfig) -> GenerateConfig:

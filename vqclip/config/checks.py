@@ -15,7 +15,7 @@ from ..files.video import VIDEO_FORMATS
 from ..nets.device import PRECISIONS, check_device
 from ..nets.memory import MEMORY_MODES
 from ..optim.augments import AUGMENTS
-from ..optim.inits import INITS
+from ..optim.inits import INITS, MASK_INITS
 from ..optim.optimizers import OPTIMIZERS
 from ..optim.prompts import check_has_target, parse_image_prompt, parse_job_prompts
 from ..optim.schedules import LR_SCHEDULES, STORY_MODES, PromptSchedule, parse_keyframed, story_keyframes
@@ -113,6 +113,7 @@ def check(cfg: GenerateConfig) -> None:
                           "alone starts from the image)")
     if cfg.init.color is not None and (len(cfg.init.color) != 3 or not all(0 <= c <= 1 for c in cfg.init.color)):
         raise VqclipError(f"init.color: expected three values in [0, 1], got {shown(cfg.init.color)}")
+    _check_edit(cfg)
     _one_of(cfg.precision, PRECISIONS, "precision")
     _one_of(cfg.memory, MEMORY_MODES, "memory")
     _require("micro_batch", cfg.micro_batch, cfg.micro_batch >= 0, ">= 0 (0 = all cutouts in one pass)")
@@ -147,6 +148,25 @@ def check(cfg: GenerateConfig) -> None:
     _check_animation(cfg)
     _check_drawer(cfg)
     parse_job_prompts(cfg.prompt, cfg.negative, cfg.image_prompts)  # as the run will: a bad prompt fails before it
+
+
+def _check_edit(cfg: GenerateConfig) -> None:
+    """An edit (init.mask, init.extend) needs the image it edits, a feather and an extension of whole pixels, and a
+    canvas within the largest side."""
+    i = cfg.init
+    if (i.mask or any(i.extend)) and not i.image:
+        key = "init.mask" if i.mask else "init.extend"
+        raise VqclipError(f"{key}: edits init.image, which is not set; give the image to edit (--init-image PATH)")
+    _require("init.mask_feather", i.mask_feather, 0 <= i.mask_feather <= MAX_SIDE,
+             f"in 0..{MAX_SIDE} pixels (0 = a hard edge)")
+    _one_of(i.mask_init, MASK_INITS, "init.mask_init")
+    if len(i.extend) != 4 or any(not isinstance(e, int) or e < 0 for e in i.extend):
+        raise VqclipError(f"init.extend: expected four pixel counts >= 0 (left top right bottom), got "
+                          f"{shown(list(i.extend))}")
+    w, h = cfg.size[0] + i.extend[0] + i.extend[2], cfg.size[1] + i.extend[1] + i.extend[3]
+    if max(w, h) > MAX_SIDE:
+        raise VqclipError(f"init.extend: the canvas would be {w}x{h}, past the largest side {MAX_SIDE}; extend less, "
+                          "or lower size")
 
 
 def _check_looks(cfg: GenerateConfig) -> None:
@@ -220,6 +240,7 @@ def check_inputs(cfg: GenerateConfig) -> None:
     wanted += [("image_prompts", parse_image_prompt(item).text, "image") for item in cfg.image_prompts]
     wanted += rules_of(cfg).inputs(cfg)  # the mode's own files (a restyle's video)
     wanted += [("palette.image", cfg.palette.image, "image")] if cfg.palette.image else []
+    wanted += [("init.mask", cfg.init.mask, "image")] if cfg.init.mask else []
     for key, path, kind in wanted:
         head, _, weight = str(path).rpartition(":")
         if key == "image_prompts" and not Path(path).is_file() and head and Path(head).is_file():
@@ -229,5 +250,8 @@ def check_inputs(cfg: GenerateConfig) -> None:
             raise VqclipError(f"{key}: {missing(path, kind + ' file')}; check the path")
         if kind == "image":
             open_rgb(path)  # a corrupt image fails here, not after its run folder is made
+        if key == "init.mask" and open_rgb(path).convert("L").getextrema()[1] == 0:
+            raise VqclipError(f"init.mask: {shown(path)} is all black, so nothing may change; paint white where the "
+                              "image may change")
     if not story_keyframes(cfg.prompt, cfg.story, cfg.steps, cfg.change_every):  # a story's keyframes are its targets
         check_has_target(parse_job_prompts(cfg.prompt, cfg.negative, cfg.image_prompts))

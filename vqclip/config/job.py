@@ -14,7 +14,7 @@ from ..modes.registry import MODE_CHOICES
 from ..nets.device import DECODER_LAYOUTS, PRECISIONS
 from ..nets.memory import MEMORY_MODES
 from ..optim.augments import AUGMENTS
-from ..optim.inits import INITS
+from ..optim.inits import INITS, MASK_INITS
 from ..optim.optimizers import OPTIMIZERS
 from ..optim.schedules import LR_SCHEDULES, STORY_MODES
 from ..terms.registry import SYMMETRY_AXES
@@ -77,6 +77,17 @@ class InitConfig:
     weight: float = option(0.0, help="keep the latent near its start: adds weight x MSE(z, z_start)",
                            flag="--init-weight", metavar="W")
     color: Optional[list[float]] = option(None, help="RGB in [0,1] for init.kind flat (random when unset)")
+    mask: Optional[str] = option(None, help="edit init.image: white may change, grey partly, black is kept exactly "
+                                 "(any size: resized to the image); saved as the run's mask.png", flag="--mask",
+                                 metavar="PATH", label="edit mask", path="image")
+    mask_feather: int = option(8, help="pixels over which the mask fades out around its edge (an outpaint: its seam "
+                                       "into the new area)", flag="--mask-feather", metavar="PX")
+    mask_init: str = option("keep", help="what the area under the mask starts from: keep (the image; an outpaint's "
+                                         "new area: noise), noise, or blur (the image blurred)", choices=MASK_INITS)
+    extend: list[int] = option(help="outpaint: grow the canvas around init.image (which covers size) by LEFT TOP RIGHT "
+                                    "BOTTOM pixels; only the new area and its seam change", flag="--extend",
+                               metavar=("LEFT", "TOP", "RIGHT", "BOTTOM"), nargs=4, factory=lambda: [0, 0, 0, 0],
+                               label="outpaint (extend the canvas)")
 
 
 @dataclass

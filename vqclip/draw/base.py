@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ..nets.memory import plan_memory
+from ..optim.masks import to_cells
 
 
 class Drawer:
@@ -67,6 +68,11 @@ class Drawer:
     @torch.no_grad()
     def project(self, params: Tensor) -> None:
         """Bring the parameters back into their box in place after an optimiser step (default: no box)."""
+
+    def cells(self, mask: Tensor) -> Optional[Tensor]:
+        """An edit's mask [1,1,H,W] at the parameters' cells [1,1,H/f,W/f] (each the largest value it covers), which
+        scales their gradient; None where a parameter is no place in the image (fft: each moves every pixel)."""
+        return to_cells(mask, self.factor)
 
     def speed_options(self) -> dict:
         """The drawer's speed/memory choices in effect (for benchmarks and logs); none of its own by default."""

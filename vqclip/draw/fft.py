@@ -67,5 +67,10 @@ class FFTDrawer(Drawer):
     def decode(self, params: Tensor) -> Tensor:
         return fft_image(params, self.scale, self.height, self.width)
 
+    def cells(self, mask: Tensor) -> None:
+        """Every frequency moves every pixel: an edit's mask cannot hold part of the spectrum still (the composite
+        alone keeps the pixels outside it)."""
+        return None
+
     def speed_options(self) -> dict:
         return {"decay": self.cfg.drawer.decay}

@@ -82,6 +82,14 @@ def save_png(image, path: Path, metadata: dict | None = None, parameters: str | 
     return Path(path)
 
 
+def save_mask(source: str | Path, path: Path) -> Path:
+    """An edit's mask file as a grey 8-bit PNG (its luminance, at its own size), written atomically: the run folder's
+    mask.png, which its job names so that a resume or `--from final.png` repeats the edit."""
+    with atomic_path(Path(path)) as tmp:
+        open_rgb(source).convert("L").save(tmp, format="PNG")
+    return Path(path)
+
+
 def read_png_text(path: str | Path) -> dict[str, str]:
     """A PNG's text chunks {key: text}, or a one-line error for a missing, unreadable or non-PNG file."""
     path = Path(path)

@@ -16,6 +16,7 @@ from ..errors import VqclipError, WriteError, path_problem, write_error
 from .atomic import TEMP_GLOB, atomic_path, write_text
 
 JOB_FILE, FINAL_FILE, STATE_FILE, FRAMES_DIR = "job.yaml", "final.png", "state.pt", "frames"
+MASK_FILE = "mask.png"  # an edit's mask, kept in its run folder and named by its job
 LATEST_FILE = "latest.png"  # the newest saved frame, replaced atomically: a run can be watched in a file browser
 MARKERS = (FINAL_FILE, JOB_FILE, FRAMES_DIR)  # any of them: the folder holds a run
 # held (an OS file lock: released by the system when its process ends, however it ends) while a run writes the folder

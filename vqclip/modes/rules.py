@@ -23,6 +23,14 @@ def _one_start(cfg) -> None:
                           "animation.mode: zoom or restyle.input (set candidates.n: 1)")
 
 
+def _no_edit(cfg, what: str) -> None:
+    """An edit (a mask, an outpaint) keeps part of one still image: a video moves or replaces it."""
+    if cfg.init.mask or any(cfg.init.extend):
+        key = "init.mask" if cfg.init.mask else "init.extend"
+        raise VqclipError(f"{key}: an edit keeps part of a still image and cannot be combined with {what}; unset "
+                          f"{key}, or make a still image")
+
+
 class StillRules:
     """A still image (a story and best of n included): one image, and no video section may say otherwise."""
 
@@ -54,6 +62,7 @@ class ZoomRules(StillRules):
             raise VqclipError("mode: zoom moves an image of its own and cannot restyle a video (restyle.input is set); "
                               "pick one: unset restyle.input, or set mode: restyle")
         _one_start(cfg)
+        _no_edit(cfg, "a zoom video")
 
 
 class RestyleRules(StillRules):
@@ -70,6 +79,7 @@ class RestyleRules(StillRules):
         if cfg.animation.mode != "none":
             raise VqclipError("restyle.input and animation.mode: zoom cannot be combined; pick one")
         _one_start(cfg)
+        _no_edit(cfg, "a restyle")
         _require("restyle.steps_per_frame", r.steps_per_frame, r.steps_per_frame >= 1, ">= 1")
         _require("restyle.blend", r.blend, 0 <= r.blend < 1, "in [0, 1) (0 = independent frames)")
         _require("restyle.max_frames", r.max_frames, r.max_frames >= 0, ">= 0 (0 = all frames)")

@@ -25,6 +25,9 @@ INITS = {
     "image": "init.image, resized to cover the size",
 }
 
+#: what the area under an edit's mask starts from (vqclip.optim.masks.start_image)
+MASK_INITS = ("keep", "noise", "blur")
+
 
 def noise_image(height: int, width: int, generator):
     """Uniform pixel noise [1,3,H,W] in [0,1]."""

@@ -23,6 +23,7 @@ from ..nets.load import Models
 from ..terms.base import build_terms
 from .cutouts import CutoutDraw, Cutouts
 from .losses import stops_tensor, weights_tensor
+from .masks import canvas_size
 from .prompts import Prompt, check_has_target, parse_job_prompts
 from .scoring import Scorer, shard_of
 
@@ -62,7 +63,8 @@ class Objective:
                  schedule: Optional[WeightSchedule] = None, batch: int = 1):
         self.cfg, self.models, self.device = cfg, models, device
         kind = load_drawer(cfg.drawer.name)
-        self.width, self.height = rounded_size(cfg.size, kind.size_factor(cfg, models))
+        size = canvas_size(cfg.size, cfg.init.extend)  # an outpaint's canvas: the size and its extension
+        self.width, self.height = rounded_size(size, kind.size_factor(cfg, models))
         # the precision of the whole job, decided by the pixels a step decodes with all of best-of-n's starts: the
         # same for the trials, the chosen start going on alone, and a resume of it
         self.amp = autocast_dtype(cfg.precision, device, max(batch, cfg.candidates.n) * self.width * self.height)
@@ -168,6 +170,8 @@ class Objective:
         """The images [B,3,H,W] in [0,1] of the drawer's parameters z [B,...] (VQGAN: latents, quantized
         straight-through), as the terms show them (decoded in their contexts: a tile's circular padding; then e.g.
         snapped to a hard palette)."""
+        for term in self.terms:  # an edit: the gradient reaches only the parameters under its mask
+            z = term.drawn(z, self.drawer)
         with ExitStack() as looks:
             for term in self.terms:
                 looks.enter_context(term.decoding(self.drawer))

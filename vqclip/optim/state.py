@@ -13,6 +13,7 @@ from torch import Tensor
 
 from ..errors import VqclipError
 from .inits import initial_image
+from .masks import edit_of, start_image, wants_edit
 from .optimizers import make_optimizer
 
 STATE_KEYS = ("z", "z_init", "step", "optimizer", "rng", "torch_rng", "seed")
@@ -41,11 +42,15 @@ def set_device_rng_state(device: torch.device, state: dict) -> None:
 
 
 def initial_params(cfg, drawer, device: torch.device, rng: torch.Generator, starts: int = 1) -> Tensor:
-    """The job's start parameters [starts,...] of its drawer: each start its own random draw, or the init image
-    through the drawer's encoder (the starts then part through their own cutouts)."""
+    """The job's start parameters [starts,...] of its drawer: each start its own random draw, or the init image (an
+    edit's start image) through the drawer's encoder (the starts then part through their own cutouts)."""
     init = cfg.init
     with torch.no_grad():
-        image = initial_image(init.kind, drawer.width, drawer.height, rng, init.image, init.color, cfg.prompt)
+        if wants_edit(init):  # an edit: the original, and under its mask what mask_init says
+            edit = edit_of(init, cfg.size, drawer.width, drawer.height, notice=False)  # the term says it
+            image = start_image(edit.base, edit.mask, edit.new, init.mask_init, rng)
+        else:
+            image = initial_image(init.kind, drawer.width, drawer.height, rng, init.image, init.color, cfg.prompt)
         if image is None:
             return drawer.random(starts, rng)
         z = drawer.encode(image.to(device))

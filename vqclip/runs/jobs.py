@@ -14,7 +14,7 @@ from ..errors import VqclipError
 from ..files.images import MAX_METADATA, METADATA_KEY, read_metadata, read_png_text
 from ..files.infotext import PARAMETERS_KEY, parse_parameters
 from ..files.jobyaml import load_yaml
-from ..files.runfolder import FINAL_FILE, FRAMES_DIR, JOB_FILE, STATE_FILE
+from ..files.runfolder import FINAL_FILE, FRAMES_DIR, JOB_FILE, MASK_FILE, STATE_FILE
 from ..models.presets import DEFAULT_PRESET
 from ..models.resolve import local_embedded, preset_layer
 from ..modes.registry import resolve
@@ -41,6 +41,16 @@ def png_layer(path: str | Path) -> dict:
     config = dict(read_metadata(path)["config"])
     if isinstance(config.get("output"), dict):  # anything else is reported by the merge, naming the PNG and the key
         config["output"] = {k: v for k, v in config["output"].items() if k != "dir"}
+    return own_mask(config, Path(path).parent)
+
+
+def own_mask(config: dict, folder: Path) -> dict:
+    """A job layer whose edit mask is gone from where it names it (a run folder moved, or written on a cluster's
+    worker) but kept in `folder` as mask.png: that one (the run's own copy of it)."""
+    init = config.get("init")
+    mask = init.get("mask") if isinstance(init, dict) else None
+    if isinstance(mask, str) and mask and not Path(mask).is_file() and (folder / MASK_FILE).is_file():
+        config = {**config, "init": {**init, "mask": str(folder / MASK_FILE)}}
     return config
 
 

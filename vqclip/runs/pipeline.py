@@ -21,9 +21,9 @@ from .._version import __version__
 from ..config import GenerateConfig, check_inputs, to_dict, to_yaml
 from ..draw.registry import uses_vqgan
 from ..errors import VqclipError, WriteError
-from ..files.images import load_image, save_png
+from ..files.images import load_image, save_mask, save_png
 from ..files.infotext import job_parameters
-from ..files.runfolder import RunFolder, run_folder
+from ..files.runfolder import MASK_FILE, RunFolder, run_folder
 from ..files.video import mux_audio, write_video
 from ..models.presets import get_preset
 from ..models.resolve import preset_clip
@@ -211,7 +211,12 @@ def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, 
     mode = mode or mode_for(cfg)
     cfg = mode.prepare(cfg, models)  # once: `generate` runs the mode prepared here
     if not resumed:
+        given = cfg.init.mask  # an edit's mask goes into the folder, and its job names that copy
+        if given:
+            cfg = replace(cfg, init=replace(cfg.init, mask=str((folder.path / MASK_FILE).absolute())))
         folder.claim(to_yaml(cfg))
+        if given:
+            save_mask(given, cfg.init.mask)
     # 3. Run, saving frames and state as it goes
     start = int(saved["step"]) if saved else 0
     frames = FolderFrames(folder, start if mode.saves_state else None)

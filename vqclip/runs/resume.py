@@ -20,7 +20,7 @@ from ..modes.registry import mode_name, rules_of
 from ..modes.restyle import frames_done
 from ..nets.load import ModelCache
 from ..optim.loop import Callback
-from .jobs import local_weights
+from .jobs import local_weights, own_mask
 from .pipeline import RunResult, run_job
 from .statefile import check_job, load_state
 
@@ -35,7 +35,8 @@ def state_path(run_dir: Path) -> Path:
 def read_job(run_dir: Path, overrides: Optional[dict] = None):
     """The resolved job of a run folder (its job.yaml), with `overrides` (e.g. more steps) on top."""
     folder = RunFolder(run_dir).open_existing()
-    cfg = merge_layers([(str(folder.job), load_yaml(folder.job))] + ([("command line", overrides)] if overrides else []))
+    job = own_mask(load_yaml(folder.job), folder.path)  # a folder moved since: its own mask.png
+    cfg = merge_layers([(str(folder.job), job)] + ([("command line", overrides)] if overrides else []))
     cfg = local_weights(cfg)
     if cfg.seed is None:
         raise VqclipError(f"{folder.job}: records no seed, so the run cannot be continued exactly")

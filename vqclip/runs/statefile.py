@@ -23,9 +23,10 @@ STATE_VERSION = 1  # keys added since (job, start) are optional: an older state 
 JOB_KEY = "job"
 # job keys a resume may change without changing what the run computes: the steps to go on to (`--steps`), where and
 # how it runs (`--device`, `--devices`, `--threads`, the memory options an out-of-memory error suggests), the folder
-# and the progress bar (`--quiet`); every other key shapes the pixels or the files and must stay as the run had it
+# and the progress bar (`--quiet`), where the folder's own mask.png lies (`init.mask`: a folder moved, or made on a
+# cluster's worker); every other key shapes the pixels or the files and must stay as the run had it
 FREE_KEYS = frozenset({"steps", "device", "devices", "threads", "memory", "micro_batch", "compile", "decoder_layout",
-                       "cudnn_benchmark", "output.dir", "output.progress"})
+                       "cudnn_benchmark", "output.dir", "output.progress", "init.mask"})
 
 
 def job_settings(cfg: GenerateConfig) -> dict[str, Any]:

@@ -32,6 +32,10 @@ class Term:
         latents z [B,E,h,w] (z_init: their start) at `step`; None: nothing to add at this step."""
         return None
 
+    def drawn(self, z: Tensor, drawer) -> Tensor:
+        """The parameters [B,...] the drawer decodes, made from the run's z (an edit scales their gradient)."""
+        return z
+
     def shown(self, image: Tensor) -> Tensor:
         """The image [B,3,H,W] the run scores and shows (frames, final.png) made from the decoded one."""
         return image

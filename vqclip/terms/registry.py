@@ -15,6 +15,7 @@ TERMS = {
     "palette": "vqclip.terms.palette:PaletteTerm",
     "symmetry": "vqclip.terms.symmetry:SymmetryTerm",
     "tile": "vqclip.terms.tile:TileTerm",
+    "edit": "vqclip.terms.edit:EditTerm",  # last: the original is composited over the image the others made
 }
 
 SYMMETRY_AXES = ("x", "y")  # x: mirrored left-right, y: mirrored top-bottom
