@@ -21,6 +21,7 @@ from ..files.images import open_rgb
 from ..nets.device import autocast_dtype, compiled
 from ..nets.load import Models
 from ..terms.base import build_terms
+from .coverage import cover_weights, coverage, region_masks
 from .cutouts import CutoutDraw, Cutouts
 from .losses import stops_tensor, weights_tensor
 from .prompts import Prompt, check_has_target, parse_job_prompts
@@ -73,6 +74,7 @@ class Objective:
         self.targets = self.embed_targets(self.prompts)
         self.weights = weights_tensor(self.prompts, device)
         self.stops = stops_tensor(self.prompts, device)  # [M] or None: where a prompt stops pulling
+        self.regions, self.region_of = region_masks(self.prompts, self.width, self.height, device)  # [R,H,W] or None
         self.schedule = schedule
         self.terms = build_terms(cfg, models, device, self.amp)  # the terms beside CLIP, in the order they are summed
         self.guide = next((t.classifier for t in self.terms if t.name == "guide"), None)
@@ -133,6 +135,7 @@ class Objective:
         self.prompts, self.targets = prompts, self.embed_targets(prompts)
         self.weights, self.schedule, self._aimed = weights_tensor(prompts, self.device), None, None
         self.stops = stops_tensor(prompts, self.device)
+        self.regions, self.region_of = region_masks(prompts, self.width, self.height, self.device)
         self._aim_guide(self.host_weights_at(0))
 
     def weights_at(self, step: int) -> Tensor:
@@ -197,8 +200,12 @@ class Objective:
             if share <= 0:
                 continue
             cut = self.cutouts[clip.image_size]
-            batch = cut.apply(seen, views[k] if views is not None else cut.draw(b, h, w))
-            parts[self.clip_terms[k]] = share * self._scorer(clip)(batch, targets, weights, self.stops)
+            draw = views[k] if views is not None else cut.draw(b, h, w)
+            batch = cut.apply(seen, draw)
+            cover = None  # region prompts: each cutout weighted by its share inside the region (vqclip.optim.coverage)
+            if self.regions is not None:
+                cover = cover_weights(coverage(self.regions, draw, cut.cut_size, cut.augment), self.region_of, b)
+            parts[self.clip_terms[k]] = share * self._scorer(clip)(batch, targets, weights, self.stops, cover)
         # the other terms every device computes alike (same image, same random stream), in full
         for term in self.terms:
             value = term(image, z, z_init, step)
