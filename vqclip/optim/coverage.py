@@ -53,6 +53,6 @@ def cover_weights(cover: Tensor, index: list[int], starts: int) -> Tensor:
         if r < 0:
             continue
         column = cover[:, r].view(starts, n // starts)
-        mean = column.mean(1, keepdim=True)
-        out[:, m] = torch.where(mean > 0, column / mean.clamp(min=torch.finfo(cover.dtype).tiny), 0).reshape(n)
+        mean = column.mean(1, keepdim=True).clamp(min=torch.finfo(cover.dtype).tiny)  # all 0 stays 0: no 0 / 0
+        out[:, m] = (column / mean).reshape(n)
     return out

@@ -134,8 +134,8 @@ class Objective:
         check_has_target(prompts)
         self.prompts, self.targets = prompts, self.embed_targets(prompts)
         self.weights, self.schedule, self._aimed = weights_tensor(prompts, self.device), None, None
-        self.stops = stops_tensor(prompts, self.device)
         self.regions, self.region_of = region_masks(prompts, self.width, self.height, self.device)
+        self.stops = stops_tensor(prompts, self.device)
         self._aim_guide(self.host_weights_at(0))
 
     def weights_at(self, step: int) -> Tensor:

@@ -154,8 +154,8 @@ def job_texts(cfg) -> list[str]:
 def job_regions(cfg) -> list[str]:
     """Every region (name or mask image path) a job's prompts, story parts, keyframes and negatives aim at, once each,
     in order."""
-    parts = cfg.prompt.count(STORY_SEPARATOR) + 1
-    keyframes = story_keyframes(cfg.prompt, cfg.story, max(cfg.steps, parts), cfg.change_every)
+    parts = max(cfg.steps, cfg.prompt.count(STORY_SEPARATOR) + 1)  # enough steps for every part, as job_texts
+    keyframes = story_keyframes(cfg.prompt, cfg.story, parts, cfg.change_every)
     specs = [k.prompt for k in keyframes] + ([] if STORY_SEPARATOR in cfg.prompt else [cfg.prompt])
     prompts = [p for spec in specs for p in parse_prompts(spec)] + parse_negatives(cfg.negative)
     return list(dict.fromkeys(p.region for p in prompts if p.region is not None))
