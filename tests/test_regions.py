@@ -132,3 +132,20 @@ def test_bad_region_input_is_one_line_and_exit_2(tmp_path, tiny_args, capsys, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("where", ["prompt", "story", "negative"])
+def test_run_finds_a_bad_region_mask_before_the_first_job(tmp_path, tiny_job, capsys, where):
+    import yaml
+
+    Image.new("L", (4, 4), 0).save(tmp_path / "black.png")
+    good = {**tiny_job, "prompt": "ok", "steps": 1, "output": {"dir": str(tmp_path / "good"), "progress": False}}
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(good))
+    masked = [{"text": "a cat", "mask": str(tmp_path / "black.png")}]
+    bad = {"prompt": {**good, "prompt": masked}, "negative": {**good, "negative": masked},
+           "story": {**good, "prompt": "", "story": [{"at": 0, "prompt": "a dog"}, {"at": 1, "prompt": masked}]}}[where]
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({**bad, "output": {"dir": str(tmp_path / "bad")}}))
+    assert main(["run", str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"b.yaml job 1: region mask '{tmp_path / 'black.png'}' is all black" in err[0], err
+    assert not (tmp_path / "good").exists() and not (tmp_path / "bad").exists()

@@ -63,7 +63,7 @@ MUTATIONS = [
     # --- the checks
     M("--tile with regions runs (the roll makes left meaningless)", CHECKS, "if cfg.tile and job_regions(cfg):",
       "if False:", T_REG),
-    M("a bad mask file found only after the run folder is made", CHECKS, "        if region not in REGIONS:\n",
+    M("a bad mask found only when its job starts (vqclip run has started the jobs before it)", CHECKS, "        if region not in REGIONS:\n",
       "        if False:\n", T_REG),
     M("a story keyframe's mask not checked", SCHED,
       "    specs = [k.prompt for k in keyframes] + ([] if STORY_SEPARATOR in cfg.prompt else [cfg.prompt])\n"
