@@ -149,3 +149,13 @@ def test_run_finds_a_bad_region_mask_before_the_first_job(tmp_path, tiny_job, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"b.yaml job 1: region mask '{tmp_path / 'black.png'}' is all black" in err[0], err
     assert not (tmp_path / "good").exists() and not (tmp_path / "bad").exists()
+
+
+def test_a_region_prompt_never_aims_the_whole_image_classifier(tiny_job, tiny_models, tmp_path):
+    from test_guide import _generation, write_guide
+
+    _, _, guide = write_guide(tmp_path)
+    assert _generation(tiny_job, tiny_models, guide, "a red square@left|a circle:0.5").guide.label == 0
+    assert _generation(tiny_job, tiny_models, guide, "a red square:2@left|a circle:0.5").guide.label == 0
+    assert _generation(tiny_job, tiny_models, guide, "a red square@left|a blob").guide.label is None
+    assert _generation(tiny_job, tiny_models, guide, "a red square|a circle:0.5").guide.label == 1  # the stronger

@@ -137,6 +137,6 @@ MUTATIONS = [
       "pulling = sorted(((w, i)", ("tests/test_guide.py",)),
     M("guide aimed once, never re-aimed by a story", "vqclip/optim/objective.py", "        if texts == self._aimed:\n",
       "        if self._aimed is not None:\n", ("tests/test_guide.py",)),
-    M("guide aims at a pushed-away prompt", "vqclip/optim/objective.py", "if not p.image and w > 0))",
-      "if not p.image and w != 0))", ("tests/test_guide.py",)),
+    M("guide aims at a pushed-away prompt", "vqclip/optim/objective.py", "if not p.image and w > 0 and",
+      "if not p.image and w != 0 and", ("tests/test_guide.py",)),
 ]

@@ -60,6 +60,8 @@ MUTATIONS = [
       "self.region_of, b)", "self.region_of, 1)", T_COV),
     M("a story merges one text's regions into the first", SCHED, "index.setdefault((p.text, p.stop, p.region)",
       "index.setdefault((p.text, p.stop, None)", T_REG),
+    M("a region prompt aims the classifier that judges the whole image", OBJ,
+      "if not p.image and w > 0 and p.region is None))", "if not p.image and w > 0))", T_REG),
     # --- the checks
     M("--tile with regions runs (the roll makes left meaningless)", CHECKS, "if cfg.tile and job_regions(cfg):",
       "if False:", T_REG),
