@@ -202,3 +202,36 @@ def test_a_region_story_of_best_of_n_resumes_as_if_never_stopped(tiny_job, tmp_p
     assert torch.equal(again.result.image, whole.result.image)
     plain = run("plain", 6, ("", ""))
     assert not torch.equal(plain.result.image, whole.result.image)
+
+
+def test_best_of_n_scores_each_start_by_its_views_coverage(tiny_job, tiny_models):
+    """The pick's score of a start is the run's region-weighted loss on the views replayed from the seed: for each
+    prompt, the coverage-weighted mean distance (coverage from torch's resampling of the mask, written out here)."""
+    from vqclip.modes.bestofn import Ranking, start_scores
+    from vqclip.nets.device import seeded
+
+    cfg = merge_layers([("tiny", tiny_job), ("t", {"prompt": "a red square@left|a green circle:0.5@top|a dog:-0.25",
+                                                   "size": [48, 32], "candidates": {"n": 2, "views": 5},
+                                                   "cutouts": {"augments": []}})])
+    objective = Objective(cfg, tiny_models, CPU, batch=2)
+    clip = tiny_models.clips[0][0]
+    ctx = type("Ctx", (), {"cfg": cfg, "models": tiny_models, "device": CPU, "seed": 7})()
+    ranking = Ranking(ctx, objective)
+    images = torch.rand(2, 3, 32, 48, generator=torch.Generator().manual_seed(5))
+    got = ranking.scores(images, 0)
+    with seeded(CPU, 7):
+        draw = ranking.views[32].draw(1, 32, 48)
+    masks = [torch.from_numpy(named_mask(r, 48, 32)).float() for r in ("left", "top")]
+    c = torch.tensor([[crop_seen(m, b, 32).mean().item() for m in masks] for b in draw.boxes])  # [5,2]
+    with torch.no_grad():
+        t = clip.encode_text(["a red square", "a green circle", "a dog"])
+        for k in range(2):
+            x = clip.encode_image(ranking.views[32].apply(images[k:k + 1], draw))
+            x = x / x.norm(dim=-1, keepdim=True)
+            d = 2 * torch.arcsin(torch.cdist(x, t).div(2).clamp(max=1)) ** 2
+            want = ((c[:, 0] * d[:, 0]).sum() / c[:, 0].sum() + 0.5 * (c[:, 1] * d[:, 1]).sum() / c[:, 1].sum()
+                    - 0.25 * d[:, 2].mean())
+            assert got[k] == pytest.approx(want.item(), rel=1e-5)
+    plain = start_scores(images, tiny_models.clips, objective.targets, objective.weights_at(0), ranking.views, CPU,
+                         None, 7)
+    assert plain != pytest.approx(got, rel=1e-5)  # without the regions the same views score otherwise

@@ -62,6 +62,10 @@ MUTATIONS = [
       "index.setdefault((p.text, p.stop, None)", T_REG),
     M("a region prompt aims the classifier that judges the whole image", OBJ,
       "if not p.image and w > 0 and p.region is None))", "if not p.image and w > 0))", T_REG),
+    M("best of n picks its start ignoring the regions", "vqclip/modes/bestofn.py",
+      "(self.objective.regions, self.objective.region_of))", "None)", T_COV),
+    M("best of n scores a region prompt on every view alike", "vqclip/modes/bestofn.py", "weights, None, cover).item()",
+      "weights).item()", T_COV),
     # --- the checks
     M("--tile with regions runs (the roll makes left meaningless)", CHECKS, "if cfg.tile and job_regions(cfg):",
       "if False:", T_REG),
