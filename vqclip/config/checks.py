@@ -18,7 +18,9 @@ from ..optim.augments import AUGMENTS
 from ..optim.inits import INITS, MASK_INITS
 from ..optim.optimizers import OPTIMIZERS
 from ..optim.prompts import check_has_target, parse_image_prompt, parse_job_prompts
-from ..optim.schedules import LR_SCHEDULES, STORY_MODES, PromptSchedule, parse_keyframed, story_keyframes
+from ..optim.regions import REGIONS, read_mask
+from ..optim.schedules import (LR_SCHEDULES, STORY_MODES, PromptSchedule, job_regions, parse_keyframed,
+                               story_keyframes)
 from ..models.spec import ClipSpec, upscaler_is_path
 from ..terms.colors import rgb
 from ..terms.registry import SYMMETRY_AXES
@@ -148,6 +150,9 @@ def check(cfg: GenerateConfig) -> None:
     _check_animation(cfg)
     _check_drawer(cfg)
     parse_job_prompts(cfg.prompt, cfg.negative, cfg.image_prompts)  # as the run will: a bad prompt fails before it
+    if cfg.tile and job_regions(cfg):
+        raise VqclipError("tile: a seamless tile has no left or right (the cutouts see it rolled); drop --tile or "
+                          "the prompts' '@region'")
 
 
 def _check_edit(cfg: GenerateConfig) -> None:
@@ -253,5 +258,8 @@ def check_inputs(cfg: GenerateConfig) -> None:
         if key == "init.mask" and open_rgb(path).convert("L").getextrema()[1] == 0:
             raise VqclipError(f"init.mask: {shown(path)} is all black, so nothing may change; paint white where the "
                               "image may change")
+    for region in job_regions(cfg):
+        if region not in REGIONS:
+            read_mask(region)  # a missing, corrupt or all-black mask fails here, in one line
     if not story_keyframes(cfg.prompt, cfg.story, cfg.steps, cfg.change_every):  # a story's keyframes are its targets
         check_has_target(parse_job_prompts(cfg.prompt, cfg.negative, cfg.image_prompts))

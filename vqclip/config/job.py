@@ -164,7 +164,7 @@ class SymmetryConfig:
 @dataclass
 class StoryKeyframe:
     at: int = option(0, help="step (in a restyle: input frame) from which this prompt is the target")
-    prompt: str = option("", help="'text:weight[:stop]|text:weight'")
+    prompt: str = option("", help="'text:weight[:stop][@region]|text:weight'")
     weight: float = option(1.0, help="scales every weight of this keyframe's prompt")
 
 
@@ -214,7 +214,8 @@ class DrawerConfig:
 @dataclass
 class GenerateConfig:
     prompt: str = option("", help="'text:weight[:stop]|text:weight' (a negative weight pushes away; below its stop a "
-                                  "cutout stops pulling); 'a ^ b' tells a story")
+                                  "cutout stops pulling); 'a ^ b' tells a story; 'text:1@left' pulls in a region "
+                                  "(left, right, top, bottom, centre, border, a mask image)")
     negative: list[str] = option(help="text to push away from (weight -1 unless text:weight)", flag="--negative",
                                  metavar="TEXT", repeat=True, factory=list)
     image_prompts: list[str] = option(help="image to aim at, PATH[:weight[:stop]]", flag="--image-prompt",

@@ -27,6 +27,7 @@ from torch import Tensor
 from ..config import to_yaml
 from ..nets.clip import ClipModel
 from ..nets.device import seeded
+from ..optim.coverage import cover_weights, coverage
 from ..optim.cutouts import Cutouts
 from ..optim.loop import AfterStep, StepEvent, run_steps
 from ..optim.objective import Objective
@@ -41,24 +42,28 @@ SCORINGS = 5  # times the starts are scored during the trials for the preview, b
 @torch.no_grad()
 def start_scores(images: Tensor, judges: list[tuple[ClipModel, float]], targets: list[Tensor], weights: Tensor,
                  views: dict[int, Cutouts], device: torch.device, amp: Optional[torch.dtype] = None,
-                 view_seed: int = 0) -> list[float]:
+                 view_seed: int = 0, regions: Optional[tuple[Tensor, list[int]]] = None) -> list[float]:
     """The weighted prompt loss of each start's image (images [n,3,H,W] in [0,1]) under the judges, lower is better
     (prompts' stops cut gradients only, never the loss's value, so they take no part in the score).
     The views are drawn once from `view_seed` (one draw per judge) and replayed on every start, so all starts are
-    scored on the same crops, augments and noise."""
+    scored on the same crops, augments and noise. `regions` (masks [R,H,W], each prompt's mask index or -1) weights
+    each view by its coverage of a region prompt's region, as the run's loss does (vqclip.optim.coverage)."""
     total = sum(w for _, w in judges if w > 0)
     _, _, h, w = images.shape
     with seeded(device, view_seed):
         draws = [views[clip.image_size].draw(1, h, w) if weight > 0 else None for clip, weight in judges]
     scorers = [Scorer(clip.encode_image, amp, device.type) for clip, _ in judges]
+    covers = [None if draw is None or regions is None or regions[0] is None else
+              cover_weights(coverage(regions[0], draw, clip.image_size, views[clip.image_size].augment), regions[1], 1)
+              for (clip, _), draw in zip(judges, draws)]
     scores = []
     for k in range(len(images)):
         score = 0.0
-        for (clip, weight), target, draw, scorer in zip(judges, targets, draws, scorers):
+        for (clip, weight), target, draw, scorer, cover in zip(judges, targets, draws, scorers, covers):
             if draw is None:
                 continue
             score += weight / total * scorer(views[clip.image_size].apply(images[k:k + 1], draw), target,
-                                             weights).item()
+                                             weights, None, cover).item()
         scores.append(score)
     return scores
 
@@ -100,7 +105,8 @@ class Ranking:
     def scores(self, images: Tensor, step: int) -> list[float]:
         """Each start's score at `step` (the prompts' weights of that step), lower is better."""
         return start_scores(images, self.judges, self.targets, self.objective.weights_at(step), self.views,
-                            self.device, self.objective.amp, self.seed)
+                            self.device, self.objective.amp, self.seed,
+                            (self.objective.regions, self.objective.region_of))
 
 
 @dataclass

@@ -20,12 +20,15 @@ AUGMENTS = (*KORNIA, "noise")
 
 def build_augments(names: list[str]):
     """A Kornia AugmentationSequential of the named augments in order (noise is not among them: see cutouts), or an
-    nn.Identity when none is named."""
+    nn.Identity when none is named. Replayed on a region's mask (`data_keys=["mask"]`), it moves the mask with the
+    image's geometry and bilinear resampling, and skips the colour augments (vqclip.optim.coverage)."""
     import kornia.augmentation as K  # here: see the module docstring
+    from kornia.constants import DataKey, Resample
     from torch import nn
 
     unknown = [n for n in names if n not in AUGMENTS]
     if unknown:
         raise VqclipError(f"cutouts.augments: unknown augment '{unknown[0]}'; use {', '.join(AUGMENTS)}")
     stages = [getattr(K, KORNIA[n][0])(**KORNIA[n][1]) for n in names if n in KORNIA]
-    return K.AugmentationSequential(*stages) if stages else nn.Identity()
+    as_image = {DataKey.MASK: {"resample": Resample.BILINEAR, "align_corners": None}}
+    return K.AugmentationSequential(*stages, extra_args=as_image) if stages else nn.Identity()

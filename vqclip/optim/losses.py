@@ -17,13 +17,17 @@ def spherical_distance(x: Tensor, y: Tensor) -> Tensor:
     return (x[:, None, :] - y[None, :, :]).norm(dim=-1).div(2).clamp(max=1).arcsin().pow(2).mul(2)
 
 
-def prompt_loss(embeds: Tensor, targets: Tensor, weights: Tensor, stops: Optional[Tensor] = None) -> Tensor:
+def prompt_loss(embeds: Tensor, targets: Tensor, weights: Tensor, stops: Optional[Tensor] = None,
+                cover: Optional[Tensor] = None) -> Tensor:
     """Weighted mean distance of cutout embeddings [N,D] to targets [M,D] with weights [M] (negative pushes away).
     `stops` [M] (-inf: none) cut the gradient of each cutout whose signed distance (the weight's sign times the
-    distance) is below its prompt's stop; the value is unchanged (the notebook's `replace_grad` with `maximum`)."""
+    distance) is below its prompt's stop; the value is unchanged (the notebook's `replace_grad` with `maximum`).
+    `cover` [N,M] weights each cutout's distance per prompt (region prompts: vqclip.optim.coverage; None: all 1)."""
     dists = spherical_distance(embeds, targets)
     if stops is not None:
         dists = torch.where(dists * weights.sign() < stops, dists.detach(), dists)
+    if cover is not None:
+        dists = dists * cover
     return (dists.mean(0) * weights).sum()
 
 

@@ -21,6 +21,7 @@ from ..files.images import open_rgb
 from ..nets.device import autocast_dtype, compiled
 from ..nets.load import Models
 from ..terms.base import build_terms
+from .coverage import cover_weights, coverage, region_masks
 from .cutouts import CutoutDraw, Cutouts
 from .losses import stops_tensor, weights_tensor
 from .masks import canvas_size
@@ -75,6 +76,7 @@ class Objective:
         self.targets = self.embed_targets(self.prompts)
         self.weights = weights_tensor(self.prompts, device)
         self.stops = stops_tensor(self.prompts, device)  # [M] or None: where a prompt stops pulling
+        self.regions, self.region_of = region_masks(self.prompts, self.width, self.height, device)  # [R,H,W] or None
         self.schedule = schedule
         self.terms = build_terms(cfg, models, device, self.amp)  # the terms beside CLIP, in the order they are summed
         self.guide = next((t.classifier for t in self.terms if t.name == "guide"), None)
@@ -134,6 +136,7 @@ class Objective:
         check_has_target(prompts)
         self.prompts, self.targets = prompts, self.embed_targets(prompts)
         self.weights, self.schedule, self._aimed = weights_tensor(prompts, self.device), None, None
+        self.regions, self.region_of = region_masks(prompts, self.width, self.height, self.device)
         self.stops = stops_tensor(prompts, self.device)
         self._aim_guide(self.host_weights_at(0))
 
@@ -151,11 +154,12 @@ class Objective:
 
     def _aim_guide(self, weights: list[float]) -> None:
         """Point classifier guidance at the label named by the text prompts that pull at this step (positive weight,
-        the strongest first), so a story re-aims it as its prompts change; none named: no guidance, with a notice."""
+        the strongest first), so a story re-aims it as its prompts change; none named: no guidance, with a notice. A
+        region prompt never aims it: the classifier judges the whole image, which the region's text does not describe."""
         if self.guide is None:
             return
         pulling = sorted(((-w, i) for i, (p, w) in enumerate(zip(self.prompts, weights))
-                          if not p.image and w > 0))
+                          if not p.image and w > 0 and p.region is None))
         texts = tuple(self.prompts[i].text for _, i in pulling)
         if texts == self._aimed:
             return
@@ -201,8 +205,12 @@ class Objective:
             if share <= 0:
                 continue
             cut = self.cutouts[clip.image_size]
-            batch = cut.apply(seen, views[k] if views is not None else cut.draw(b, h, w))
-            parts[self.clip_terms[k]] = share * self._scorer(clip)(batch, targets, weights, self.stops)
+            draw = views[k] if views is not None else cut.draw(b, h, w)
+            batch = cut.apply(seen, draw)
+            cover = None  # region prompts: each cutout weighted by its share inside the region (vqclip.optim.coverage)
+            if self.regions is not None:
+                cover = cover_weights(coverage(self.regions, draw, cut.cut_size, cut.augment), self.region_of, b)
+            parts[self.clip_terms[k]] = share * self._scorer(clip)(batch, targets, weights, self.stops, cover)
         # the other terms every device computes alike (same image, same random stream), in full
         for term in self.terms:
             value = term(image, z, z_init, step)

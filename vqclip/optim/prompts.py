@@ -1,5 +1,5 @@
-"""Prompt syntax: "text:weight:stop|text:weight", negative prompts, "path:weight:stop" image prompts, and the YAML form
-`[{text, weight, stop}]` turned into that string (torch-free: the config checks a job's prompts with it before anything
+"""Prompt syntax: "text:weight:stop|text:weight", a region after '@' ("a red square:1@left", see regions.py), negative
+prompts, "path:weight:stop" image prompts, and the YAML form `[{text, weight, stop, mask}]` turned into that string (torch-free: the config checks a job's prompts with it before anything
 heavy is imported)."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from ..errors import VqclipError, shown
+from .regions import check_region
 
-ITEM_KEYS = ("text", "weight", "stop")  # the keys of a prompt written as a YAML mapping
+ITEM_KEYS = ("text", "weight", "stop", "mask")  # the keys of a prompt written as a YAML mapping
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Prompt:
     weight: float = 1.0
     image: bool = False
     stop: Optional[float] = None
+    region: Optional[str] = None  # where on the canvas it pulls: a region name or a mask image path; None = everywhere
 
 
 def _number(text: str) -> Optional[float]:
@@ -66,6 +68,24 @@ def _split_weight(item: str, what: str) -> Prompt:
     return Prompt(body.strip(), weight, stop=None if stop == -math.inf else stop)
 
 
+def _split_region(item: str, what: str) -> Prompt:
+    """'a red square:1@left' -> Prompt('a red square', 1, region='left'): the region is the word after the last '@'
+    (a name or a mask image path, no spaces); an '@' followed by a space, or by ':', stays in the text."""
+    body, at, tail = item.strip().rpartition("@")
+    if not at or (tail and (any(c.isspace() for c in tail) or ":" in tail)):
+        if at and ":" in tail and tail.partition(":")[0].strip() and not any(c.isspace() for c in tail):
+            region = tail.partition(":")[0]
+            if check_region(region, None) is not None:
+                raise VqclipError(f"{what} {shown(item)}: the region goes last; write "
+                                  f"{shown(body.strip() + ':' + tail.partition(':')[2] + '@' + region)}")
+        return _split_weight(item, what)
+    if not tail:
+        raise VqclipError(f"{what} {shown(item)} has nothing after '@'; name a region (e.g. {shown(body + '@left')}) "
+                          "or drop the '@'")
+    p = _split_weight(body.strip(), what)
+    return Prompt(p.text, p.weight, stop=p.stop, region=check_region(tail, f"{what} {shown(item)}"))
+
+
 def parse_prompts(spec: str) -> list[Prompt]:
     """Parse 'a red circle:1|blurry:-0.5' into prompts; empty parts and non-finite weights are errors."""
     if not spec.strip():
@@ -73,15 +93,15 @@ def parse_prompts(spec: str) -> list[Prompt]:
     parts = spec.split("|")
     if any(not p.strip() for p in parts):
         raise VqclipError(f"prompt {shown(spec)} has an empty part between '|'; write 'a:1|b:0.5'")
-    return [_split_weight(p.strip(), "prompt") for p in parts]
+    return [_split_region(p.strip(), "prompt") for p in parts]
 
 
 def parse_negatives(items: list[str]) -> list[Prompt]:
     """`--negative TEXT` entries: weight -1 unless given; a positive weight is made negative; a stop is kept."""
     out = []
     for item in items:
-        p = _split_weight(item.strip(), "negative prompt")
-        out.append(Prompt(p.text, -abs(p.weight), stop=p.stop))
+        p = _split_region(item.strip(), "negative prompt")
+        out.append(Prompt(p.text, -abs(p.weight), stop=p.stop, region=p.region))
     return out
 
 
@@ -110,24 +130,25 @@ def _num(x: float) -> str:
 
 
 def format_prompt(p: Prompt) -> str:
-    """The string form of one prompt, 'text:weight[:stop]', as `_split_weight` reads it back (a text that itself ends
-    in ':number' gets an explicit ':-inf' stop, meaning none, so that its number stays text)."""
+    """The string form of one prompt, 'text:weight[:stop][@region]', as `_split_region` reads it back (a text that
+    itself ends in ':number' gets an explicit ':-inf' stop, meaning none, so that its number stays text)."""
     out = f"{p.text}:{_num(p.weight)}" + (f":{_num(p.stop)}" if p.stop is not None else "")
     if p.stop is None and _number(p.text.rpartition(":")[2]) is not None and ":" in p.text:
         out += ":-inf"
-    return out
+    return out + (f"@{p.region}" if p.region is not None else "")
 
 
 def prompt_items(value: Any, key: str) -> str:
-    """A prompt written in YAML as a list (or one mapping) of strings and `{text, weight, stop}` mappings, as the
+    """A prompt written in YAML as a list (or one mapping) of strings and `{text, weight, stop, mask}` mappings, as the
     canonical 'text:weight:stop|...' string (see `prompt_item`)."""
     items = [value] if isinstance(value, dict) else value
     return "|".join(prompt_item(item, f"{key}[{i}]") for i, item in enumerate(items))
 
 
 def prompt_item(item: Any, where: str) -> str:
-    """One prompt written as a string or a `{text, weight, stop}` mapping, as its string form; unknown keys, wrong
-    types and texts the string form cannot hold are one-line errors naming `where`."""
+    """One prompt written as a string or a `{text, weight, stop, mask}` mapping (mask: a region name or a mask image
+    path), as its string form; unknown keys, wrong types and texts the string form cannot hold are one-line errors
+    naming `where`."""
     if isinstance(item, str):
         return item
     if not isinstance(item, dict):
@@ -149,7 +170,12 @@ def prompt_item(item: Any, where: str) -> str:
         numbers.append(None if x is None or (name == "stop" and x == -math.inf) else float(x))
     if not math.isfinite(numbers[0]) or (numbers[1] is not None and not math.isfinite(numbers[1])):
         raise VqclipError(f"{where}: weight and stop must be finite numbers, got {numbers[0]} and {numbers[1]}")
-    p = Prompt(text.strip(), numbers[0], stop=numbers[1])
+    mask = item.get("mask")
+    if mask is not None and (not isinstance(mask, str) or not mask.strip() or any(c.isspace() for c in mask.strip())):
+        raise VqclipError(f"{where}.mask: expected a region name (left, right, top, bottom, centre, border) or a mask "
+                          f"image path without spaces, got {shown(mask)}")
+    region = None if mask is None else check_region(mask.strip(), f"{where}.mask")
+    p = Prompt(text.strip(), numbers[0], stop=numbers[1], region=region)
     out = format_prompt(p)
     try:
         back = parse_prompts(out)

@@ -80,15 +80,15 @@ class PromptSchedule:
         if not keyframes:
             raise VqclipError("story: no keyframes; give at least one {at: STEP, prompt: TEXT}")
         self.keyframes, self.mode = check_keyframes(keyframes), mode
-        index: dict[tuple[str, Optional[float]], int] = {}
+        index: dict[tuple[str, Optional[float], Optional[str]], int] = {}
         rows: list[dict[int, float]] = []
-        for k in self.keyframes:  # each keyframe as a sparse vector over the union of (text, stop) targets
+        for k in self.keyframes:  # each keyframe as a sparse vector over the union of (text, stop, region) targets
             row: dict[int, float] = {}
             for p in parse_prompts(k.prompt):
-                i = index.setdefault((p.text, p.stop), len(index))
+                i = index.setdefault((p.text, p.stop, p.region), len(index))
                 row[i] = row.get(i, 0.0) + p.weight * k.weight
             rows.append(row)
-        self.prompts = [Prompt(text, stop=stop) for text, stop in index]
+        self.prompts = [Prompt(text, stop=stop, region=region) for text, stop, region in index]
         self._rows = [[row.get(i, 0.0) for i in range(len(index))] for row in rows]
         self._ats = [k.at for k in self.keyframes]
 
@@ -149,6 +149,16 @@ def job_texts(cfg) -> list[str]:
     keyframes = story_keyframes(cfg.prompt, cfg.story, max(cfg.steps, parts), cfg.change_every)
     specs = [k.prompt for k in keyframes] + ([] if STORY_SEPARATOR in cfg.prompt else [cfg.prompt])
     return [p.text for spec in specs for p in parse_prompts(spec)] + [p.text for p in parse_negatives(cfg.negative)]
+
+
+def job_regions(cfg) -> list[str]:
+    """Every region (name or mask image path) a job's prompts, story parts, keyframes and negatives aim at, once each,
+    in order."""
+    parts = max(cfg.steps, cfg.prompt.count(STORY_SEPARATOR) + 1)  # enough steps for every part, as job_texts
+    keyframes = story_keyframes(cfg.prompt, cfg.story, parts, cfg.change_every)
+    specs = [k.prompt for k in keyframes] + ([] if STORY_SEPARATOR in cfg.prompt else [cfg.prompt])
+    prompts = [p for spec in specs for p in parse_prompts(spec)] + parse_negatives(cfg.negative)
+    return list(dict.fromkeys(p.region for p in prompts if p.region is not None))
 
 
 # ---- key-framed scalars: a constant, {step: value}, [[step, value], ...] or "0:1.0, 50:(1.05)" ----
