@@ -2,7 +2,7 @@
 "use strict";
 const $ = (sel) => document.querySelector(sel);
 const state = { options: [], presets: {}, preset: null, extra: {}, watching: null, source: null, curve: [],
-  uploads: {}, detail: null };
+  uploads: {}, detail: null, before: {} };
 
 async function api(method, url, body) {
   const init = { method, headers: {} };
@@ -46,6 +46,7 @@ function makeField(opt) {
     if (input.type === "number") input.step = opt.type === "int" ? "1" : "any";
   }
   input.id = fieldId(opt.key); input.dataset.key = opt.key; input.dataset.type = opt.type;
+  if (opt.items) input.dataset.items = opt.items;
   const help = document.createElement("div"); help.className = "help"; help.textContent = opt.help;
   const err = document.createElement("div"); err.className = "err"; err.dataset.for = opt.key;
   wrap.append(label, input, help, err);
@@ -72,7 +73,10 @@ function readValue(input) {
   if (t === "bool") return input.checked;
   if (raw === "") return null;
   if (t === "int" || t === "float") return Number(raw);
-  if (t === "list") return raw.split(",").map((s) => s.trim()).filter((s) => s);
+  if (t === "list") {
+    const items = raw.split(",").map((s) => s.trim()).filter((s) => s);
+    return ["int", "float"].includes(input.dataset.items) ? items.map(Number) : items;
+  }
   if (t === "any") { const n = Number(raw); return Number.isFinite(n) ? n : raw; }
   return raw;
 }
@@ -94,6 +98,14 @@ function fillForm(job) {  // preset defaults, then the job's keys
   state.uploads = {};
   if (given["init.image"]) state.uploads["init.image"] = given["init.image"];
   if (given.image_prompts && given.image_prompts.length) state.uploads.image_prompts = given.image_prompts;
+  const uploadUrl = (id) => `/files/.uploads/${id.slice(7)}.png`;
+  if (typeof given["init.mask"] === "string" && given["init.mask"].startsWith("upload:")) {
+    state.uploads["init.mask"] = given["init.mask"];
+  }
+  if (state.uploads["init.image"]) {
+    editor.load(uploadUrl(state.uploads["init.image"]), state.uploads["init.mask"] && uploadUrl(state.uploads["init.mask"]));
+  }
+  else editor.forget();
   clearErrors();
 }
 function readForm() {  // only what differs from the preset's defaults, so the preset fills in the rest
@@ -113,8 +125,7 @@ function readForm() {  // only what differs from the preset's defaults, so the p
   const story = $("#f-story").value.split("\n").map((l) => l.match(/^\s*(\d+)\s*:\s*(.+)$/)).filter((m) => m);
   if (story.length) job.story = story.map((m) => ({ at: Number(m[1]), prompt: m[2].trim() }));
   for (const [k, v] of Object.entries(state.extra)) setKey(job, k, v);
-  if (state.uploads["init.image"]) setKey(job, "init.image", state.uploads["init.image"]);
-  if (state.uploads.image_prompts) job.image_prompts = state.uploads.image_prompts;
+  for (const [k, v] of Object.entries(state.uploads)) setKey(job, k, v);  // init.image, image_prompts, init.mask
   return job;
 }
 function clearErrors() { for (const e of document.querySelectorAll(".err")) e.textContent = ""; }
@@ -130,6 +141,7 @@ async function submit(body) {
   const res = await api("POST", "/api/jobs", body);
   if (!res.ok) { showError(res.data); return null; }
   clearErrors();
+  state.before[res.data.id] = body.job && body.job.init && body.job.init.image ? editor.url : null;
   watch(res.data.id);
   refreshQueue();
   return res.data;
@@ -137,13 +149,14 @@ async function submit(body) {
 
 async function upload(input) {
   const key = input.dataset.upload, file = input.files[0];
-  if (!file) { delete state.uploads[key]; return; }
+  if (!file) { delete state.uploads[key]; if (key === "init.image") editor.forget(); return; }
   const form = new FormData(); form.append("file", file);
   const res = await api("POST", "/api/uploads", form);
   const err = document.querySelector(`.err[data-for="${key}"]`);
   if (!res.ok) { err.textContent = res.data.error; input.value = ""; delete state.uploads[key]; return; }
   err.textContent = "";
   state.uploads[key] = key === "image_prompts" ? [res.data.id] : res.data.id;
+  if (key === "init.image") editor.load(res.data.url);
 }
 
 // ---- watch
@@ -209,6 +222,7 @@ function showResult(files) {
   const video = $("#video");
   if (files.video) { video.src = `${files.video}?t=${t}`; video.hidden = false; } else video.hidden = true;
   $("#downloads").innerHTML = links(files);
+  editor.compare(state.before[state.watching], files.final && `${files.final}?t=${t}`);
 }
 $("#stop").onclick = async () => {
   if (!state.watching) return;
@@ -263,6 +277,7 @@ async function openRun(run) {
   $("#d-links").innerHTML = links(run);
   $("#d-runs").replaceChildren(...(run.runs || []).map(card));
   state.detail = null; $("#d-edit").disabled = run.kind === "batch";
+  $("#d-paint").disabled = !run.final; $("#d-paint").onclick = () => editor.editRun(run);
   $("#d-job").textContent = run.kind === "batch" ? "a batch: open one of its runs" : "…";
   if (run.kind === "batch") return;
   const res = await api("GET", `/api/runs/${run.name}`);
@@ -306,7 +321,12 @@ async function start() {
     negative: $("#f-negative").value.split("\n").filter((s) => s.trim()) });
   fillForm({});
   for (const input of document.querySelectorAll("[data-upload]")) input.onchange = () => upload(input);
-  $("#form").onsubmit = (ev) => { ev.preventDefault(); submit({ job: readForm() }); };
+  $("#form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    const job = readForm();
+    if (await editor.beforeSubmit(job)) submit({ job });
+  };
+  editor.init();
   $("#reset").onclick = () => fillForm({});
   refreshQueue(); refreshGallery();
   setInterval(refreshQueue, 2000);
