@@ -86,6 +86,7 @@ def test_paint_a_mask_run_the_edit_then_drag_a_border_to_outpaint(editor_page):
     page.eval_on_selector("#ed-hardness", "e => { e.value = 100; e.dispatchEvent(new Event('input')); }")
 
     # two strokes with the mouse: a horizontal one along row 10 from x 6 to 24, a short vertical one at x 12
+    page.locator("#ed-frame").scroll_into_view_if_needed()  # the mouse reaches only what is in view
     box = page.locator("#ed-mask").bounding_box()
     at = lambda x, y: (box["x"] + (x + 0.5) * box["width"] / 32, box["y"] + (y + 0.5) * box["height"] / 32)  # noqa
     for (x0, y0), (x1, y1) in (((6, 10), (24, 10)), ((12, 12), (12, 18))):
@@ -123,6 +124,8 @@ def test_paint_a_mask_run_the_edit_then_drag_a_border_to_outpaint(editor_page):
 
     # outpaint: drag the right border by 16 image pixels (the stage draws the image at a whole scale)
     page.click("#ed-clear")
+    page.locator("#ed-frame").scroll_into_view_if_needed()
+    box = page.locator("#ed-mask").bounding_box()
     handle = page.locator(".ed-handle[data-side='2']").bounding_box()
     scale = box["width"] / 32
     page.mouse.move(handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2)

@@ -52,7 +52,7 @@ const editor = (() => {
   function setExtend(values) {
     ed.extend = values.map((v) => Math.max(0, Math.round(v / 8) * 8));
     const key = extendKey(), input = key && document.querySelector(`#form [data-key="${key}"]`);
-    if (input) input.value = ed.extend.some((v) => v) ? ed.extend.join(",") : "";
+    if (input) input.value = ed.extend.join(",");
     layout();
   }
   function layout() {  // the stage: the image at its place inside the extended canvas, scaled to the panel
