@@ -58,7 +58,8 @@ const editor = (() => {
   function layout() {  // the stage: the image at its place inside the extended canvas, scaled to the panel
     if (!ed.image) return;
     const [l, t, r, b] = ed.extend, w = ed.image.width + l + r, h = ed.image.height + t + b;
-    const scale = Math.min(1, 360 / w) * Math.max(1, Math.floor(256 / Math.max(w, h)));
+    // whole screen pixels per image pixel, kept while a border is dragged so the drag follows the pointer
+    const scale = ed.dragScale || Math.min(1, 360 / w) * Math.max(1, Math.floor(256 / Math.max(w, h)));
     const stage = $e("#ed-stage");
     stage.style.width = `${w * scale}px`; stage.style.height = `${h * scale}px`;
     for (const c of [$e("#ed-image"), $e("#ed-mask")]) {
@@ -72,12 +73,16 @@ const editor = (() => {
     return (ev) => {
       ev.preventDefault();
       const start = { x: ev.clientX, y: ev.clientY, extend: [...ed.extend] };
+      ed.dragScale = ed.scale;
       const move = (e) => {
         const d = side % 2 === 0 ? e.clientX - start.x : e.clientY - start.y;
-        const values = [...start.extend]; values[side] = start.extend[side] + (side < 2 ? -d : d) / ed.scale;
+        const values = [...start.extend]; values[side] = start.extend[side] + (side < 2 ? -d : d) / ed.dragScale;
         setExtend(values);
       };
-      const up = () => { window.removeEventListener("pointermove", move); window.removeEventListener("pointerup", up); };
+      const up = () => {
+        window.removeEventListener("pointermove", move); window.removeEventListener("pointerup", up);
+        ed.dragScale = null; layout();
+      };
       window.addEventListener("pointermove", move); window.addEventListener("pointerup", up);
     };
   }
