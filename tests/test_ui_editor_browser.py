@@ -103,6 +103,9 @@ def test_paint_a_mask_run_the_edit_then_drag_a_border_to_outpaint(editor_page):
     page.mouse.move(*at(24, 10))
     page.mouse.up()
     page.uncheck("#ed-erase")
+    if os.environ.get("VQCLIP_UI_SCREENSHOT"):
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.locator("#make").screenshot(path=str(SCREENSHOT))
 
     generate(page)
     page.wait_for_selector("#result:not([hidden])", timeout=120_000)
@@ -136,9 +139,6 @@ def test_paint_a_mask_run_the_edit_then_drag_a_border_to_outpaint(editor_page):
         page.click("#advanced summary")
     assert page.input_value("#f-init-extend") == "0,0,16,0"
     assert "→ 48x32" in page.text_content("#ed-info")
-    if os.environ.get("VQCLIP_UI_SCREENSHOT"):
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        page.locator("#make").screenshot(path=str(SCREENSHOT))
     generate(page)
     page.wait_for_selector("#result:not([hidden])", timeout=120_000)
     page.wait_for_function("document.querySelector('#w-state').textContent == 'done'")
