@@ -105,7 +105,7 @@ def test_paint_a_mask_run_the_edit_then_drag_a_border_to_outpaint(editor_page):
     page.uncheck("#ed-erase")
     if os.environ.get("VQCLIP_UI_SCREENSHOT"):
         SCREENSHOT.parent.mkdir(exist_ok=True)
-        page.locator("#make").screenshot(path=str(SCREENSHOT))
+        page.locator("#editor-box").screenshot(path=str(SCREENSHOT))
 
     generate(page)
     page.wait_for_selector("#result:not([hidden])", timeout=120_000)

@@ -15,7 +15,7 @@ const editor = (() => {
   // ---- the brush: stamps of a radial profile (hardness = the share of the radius at full strength)
   function stamp(g, x, y, size, hardness, erase) {
     const r = Math.max(size / 2, 0.5), grad = g.createRadialGradient(x, y, r * Math.min(hardness, 0.999), x, y, r);
-    grad.addColorStop(0, "rgba(255,64,64,1)"); grad.addColorStop(1, "rgba(255,64,64,0)");
+    grad.addColorStop(0, "rgba(64,224,255,1)"); grad.addColorStop(1, "rgba(64,224,255,0)");
     g.globalCompositeOperation = erase ? "destination-out" : "source-over";
     g.fillStyle = grad; g.beginPath(); g.arc(x, y, r, 0, 2 * Math.PI); g.fill();
   }
@@ -120,7 +120,7 @@ const editor = (() => {
       tmp.width = c.width; tmp.height = c.height;
       const g = tmp.getContext("2d"); g.drawImage(m, 0, 0, c.width, c.height);
       const data = g.getImageData(0, 0, c.width, c.height), px = data.data;
-      for (let i = 0; i < px.length; i += 4) { px[i + 3] = px[i]; px[i] = 255; px[i + 1] = px[i + 2] = 64; }
+      for (let i = 0; i < px.length; i += 4) { px[i + 3] = px[i]; px[i] = 64; px[i + 1] = 224; px[i + 2] = 255; }
       c.getContext("2d").putImageData(data, 0, 0);
       ed.dirty = true; showState();
     };
@@ -179,7 +179,7 @@ const editor = (() => {
     $e("#ed-clear").onclick = () => { mask.getContext("2d").clearRect(0, 0, mask.width, mask.height); ed.dirty = false; showState(); };
     $e("#ed-all").onclick = () => {
       const g = mask.getContext("2d"); g.globalCompositeOperation = "source-over";
-      g.fillStyle = "rgba(255,64,64,1)"; g.fillRect(0, 0, mask.width, mask.height); ed.dirty = true; showState();
+      g.fillStyle = "rgba(64,224,255,1)"; g.fillRect(0, 0, mask.width, mask.height); ed.dirty = true; showState();
     };
     document.querySelectorAll(".ed-handle").forEach((h) => h.addEventListener("pointerdown", dragBorder(Number(h.dataset.side))));
     $e("#ed-size").oninput = () => { $e("#ed-size-v").textContent = $e("#ed-size").value; };
