@@ -45,6 +45,15 @@ def label_of(opt: Option) -> str:
     return f"number of {section[-1]}" if leaf == "n" else f"{words} ({' '.join(section).replace('_', ' ')})"
 
 
+def item_type(hint: Any) -> str | None:
+    """The type name of a list's items (a list of ints reads its text "8,0,8,0" as numbers), else None."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is typing.Union and len(args) == 1:
+        return item_type(args[0])
+    inner = typing.get_args(hint) if typing.get_origin(hint) is list else ()
+    return type_name(inner[0]) if inner else None
+
+
 def form_options() -> list[dict]:
     """Every option the form offers: key, label, type, default, help, choices, whether it is in the main part and
     whether it names an image (`upload`: the page offers an upload button, the job gets the upload's id)."""
@@ -56,7 +65,8 @@ def form_options() -> list[dict]:
         out.append({"key": opt.key, "label": label_of(opt), "type": type_name(opt.type), "default": default,
                     "help": opt.help, "choices": list(opt.choices) if opt.choices else None, "flag": opt.flag,
                     "main": opt.key in MAIN, "nullable": opt.default is None,
-                    "upload": opt.cli_get("path") == "image"})  # names an image: the page's upload button
+                    "upload": opt.cli_get("path") == "image",  # names an image: the page's upload button
+                    "items": item_type(opt.type)})
     order = {k: i for i, k in enumerate(MAIN)}
     return sorted(out, key=lambda o: (not o["main"], order.get(o["key"], 0)))
 

@@ -2,7 +2,7 @@
 "use strict";
 const $ = (sel) => document.querySelector(sel);
 const state = { options: [], presets: {}, preset: null, extra: {}, watching: null, source: null, curve: [],
-  uploads: {}, detail: null };
+  uploads: {}, detail: null, before: {} };
 
 async function api(method, url, body) {
   const init = { method, headers: {} };
@@ -26,6 +26,8 @@ function flat(obj, prefix = "", out = {}) {
   }
   return out;
 }
+// an upload's image, where the page shows it ("upload:ID" -> its URL); null for anything else
+const uploadUrl = (id) => (typeof id === "string" && /^upload:[0-9a-f]{32}$/.test(id) ? `/files/.uploads/${id.slice(7)}.png` : null);
 const same = (a, b) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
 
 // ---- the form
@@ -50,6 +52,7 @@ function makeField(opt) {
   }
   input.id = fieldId(opt.key);
   if (!opt.upload) { input.dataset.key = opt.key; input.dataset.type = opt.type; }
+  if (opt.items) input.dataset.items = opt.items;
   const help = document.createElement("div"); help.className = "help"; help.textContent = opt.help;
   const err = document.createElement("div"); err.className = "err"; err.dataset.for = opt.key;
   wrap.append(label, input, help, err);
@@ -76,7 +79,10 @@ function readValue(input) {
   if (t === "bool") return input.checked;
   if (raw === "") return null;
   if (t === "int" || t === "float") return Number(raw);
-  if (t === "list") return raw.split(",").map((s) => s.trim()).filter((s) => s);
+  if (t === "list") {
+    const items = raw.split(",").map((s) => s.trim()).filter((s) => s);
+    return ["int", "float"].includes(input.dataset.items) ? items.map(Number) : items;
+  }
   if (t === "any") { const n = Number(raw); return Number.isFinite(n) ? n : raw; }
   return raw;
 }
@@ -102,6 +108,8 @@ function fillForm(job) {  // preset defaults, then the job's keys
     const v = given[o.key];
     if (o.upload && v && !(Array.isArray(v) && !v.length)) state.uploads[o.key] = v;
   }
+  if (state.uploads["init.image"]) editor.load(uploadUrl(state.uploads["init.image"]), uploadUrl(state.uploads["init.mask"]));
+  else editor.forget();
   clearErrors();
 }
 function readForm() {  // only what differs from the preset's defaults, so the preset fills in the rest
@@ -137,6 +145,7 @@ async function submit(body) {
   const res = await api("POST", "/api/jobs", body);
   if (!res.ok) { showError(res.data); return null; }
   clearErrors();
+  state.before[res.data.id] = body.job && body.job.init && body.job.init.image ? editor.url : null;
   watch(res.data.id);
   refreshQueue();
   return res.data;
@@ -144,13 +153,15 @@ async function submit(body) {
 
 async function upload(input) {
   const key = input.dataset.upload, file = input.files[0];
-  if (!file) { delete state.uploads[key]; return; }
+  if (!file) { delete state.uploads[key]; if (key === "init.image") editor.forget(); return; }
   const form = new FormData(); form.append("file", file);
   const res = await api("POST", "/api/uploads", form);
   const err = document.querySelector(`.err[data-for="${key}"]`);
   if (!res.ok) { err.textContent = res.data.error; input.value = ""; delete state.uploads[key]; return; }
   err.textContent = "";
   state.uploads[key] = key === "image_prompts" ? [res.data.id] : res.data.id;
+  if (key === "init.image") editor.load(res.data.url, uploadUrl(state.uploads["init.mask"]));
+  if (key === "init.mask") editor.showMask(res.data.url);  // an uploaded mask shows on the image, and can be painted on
 }
 
 // ---- watch
@@ -216,6 +227,7 @@ function showResult(files) {
   const video = $("#video");
   if (files.video) { video.src = `${files.video}?t=${t}`; video.hidden = false; } else video.hidden = true;
   $("#downloads").innerHTML = links(files);
+  editor.compare(state.before[state.watching], files.final && `${files.final}?t=${t}`);
 }
 $("#stop").onclick = async () => {
   if (!state.watching) return;
@@ -270,6 +282,7 @@ async function openRun(run) {
   $("#d-links").innerHTML = links(run);
   $("#d-runs").replaceChildren(...(run.runs || []).map(card));
   state.detail = null; $("#d-edit").disabled = run.kind === "batch";
+  $("#d-paint").disabled = !run.final; $("#d-paint").onclick = () => editor.editRun(run);
   $("#d-job").textContent = run.kind === "batch" ? "a batch: open one of its runs" : "…";
   if (run.kind === "batch") return;
   const res = await api("GET", `/api/runs/${run.name}`);
@@ -313,7 +326,12 @@ async function start() {
     negative: $("#f-negative").value.split("\n").filter((s) => s.trim()) });
   fillForm({});
   for (const input of document.querySelectorAll("[data-upload]")) input.onchange = () => upload(input);
-  $("#form").onsubmit = (ev) => { ev.preventDefault(); submit({ job: readForm() }); };
+  $("#form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    const job = readForm();
+    if (await editor.beforeSubmit(job)) submit({ job });
+  };
+  editor.init();
   $("#reset").onclick = () => fillForm({});
   refreshQueue(); refreshGallery();
   setInterval(refreshQueue, 2000);
