@@ -16,6 +16,8 @@ from ..config.fields import file_keys, keys as config_keys, walk
 from ..config.job import GenerateConfig as JobConfig
 from ..errors import VqclipError
 from ..files.jobyaml import load_value
+from ..optim.prompts import parse_prompts
+from ..optim.regions import ALIASES, REGIONS
 from ..runs.batch import Batch
 from ..runs.plan import plan as plan_jobs
 from .options import form_options, label_of
@@ -31,6 +33,7 @@ MODEL_NAMES = (*(k.replace("[]", "") for k in file_keys(JobConfig, "model")), "m
 UPLOAD_KEYS = file_keys(JobConfig, "image")  # keys that name images: the page's uploads
 LISTS = tuple(o.key for o in walk(JobConfig) if o.key in UPLOAD_KEYS and typing.get_origin(o.type) is list)
 KEYS = sorted(config_keys(JobConfig), key=len, reverse=True)
+PROMPT_KEYS = ("prompt", "negative", "story")  # keys whose prompts may name a region's mask image (a file)
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,8 @@ def _value(key: str, value: Any, upload: Callable[[str], str]) -> Any:
         raise VqclipError(f"{key}: the page cannot name files of the server; choose a preset (model) instead"
                           if not base.startswith("output") else f"{key}: runs from the page go into the server's "
                           "outputs folder; leave it unset")
+    if base in PROMPT_KEYS:
+        return _regions(key, value, upload)
     if base in ("clip", "candidates.clip") and isinstance(value, list):
         return [_value(f"{key}[{i}]", v, upload) for i, v in enumerate(value)]
     if base in ("clip", "candidates.clip"):  # a CLIP entry given as its bare name
@@ -132,6 +137,33 @@ def _value(key: str, value: Any, upload: Callable[[str], str]) -> Any:
     if base in UPLOAD_KEYS:  # a list of images
         items = value if isinstance(value, list) else [value]
         return [_upload(f"{key}[{i}]", v, upload) for i, v in enumerate(items)]
+    return value
+
+
+def _regions(key: str, value: Any, upload: Callable[[str], str]) -> Any:
+    """Prompts (a string, a list of strings and `{text, weight, stop, mask}` mappings, story keyframes) whose regions
+    are named ones or uploads (`mask: upload:ID`, resolved to its file); a mask image of the server is refused. What
+    does not parse is left for the job's own check to name."""
+    if isinstance(value, list):
+        return [_regions(f"{key}[{i}]", v, upload) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        out = dict(value)
+        if "prompt" in out:  # a story keyframe
+            out["prompt"] = _regions(f"{key}.prompt", out["prompt"], upload)
+        mask = out.get("mask")
+        if isinstance(mask, str) and ALIASES.get(mask.strip(), mask.strip()) not in REGIONS:
+            out["mask"] = _upload(f"{key}.mask", mask.strip(), upload)
+        return out
+    if isinstance(value, str):
+        try:
+            prompts = parse_prompts(value)
+        except VqclipError:
+            return value
+        for p in prompts:
+            if p.region is not None and p.region not in REGIONS:
+                raise VqclipError(f"{key}: the page cannot read mask files of the server ({p.region[:60]!r}); name a "
+                                  f"region ({', '.join(REGIONS)}) or upload the mask: "
+                                  "[{text: ..., mask: upload:ID}]")
     return value
 
 
