@@ -16,7 +16,7 @@ DRAWERS = {
 }
 #: the option values a drawer needs (a job layer): over the preset's defaults, beneath every value the user sets
 DEFAULTS = {
-    "pixel": {"tv_weight": 0.0},  # on mini the preset's TV 40 left the shape's colour right in 58%, none in 85%
+    "pixel": {"tv_weight": 0.0},  # mini: colour right in 58% with the preset's TV 40, 85% without (docs)
     "fft": {"tv_weight": 0.0},  # its 1/f spectrum is its smoothness prior (Lucid's fft_image has no TV)
 }
 #: the drawers that decode with the job's VQGAN: for the others no VQGAN is resolved, downloaded or loaded
