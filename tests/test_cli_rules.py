@@ -23,6 +23,26 @@ def one_error(capsys) -> str:
     return err[0]
 
 
+@pytest.fixture(autouse=True)
+def presets_read_once(monkeypatch):
+    """Each presets file parsed once for this module (a command reads the built-in one about seven times, most of a
+    stood-in run's time); a copy of the dict each call, as the loader gives a new one."""
+    import vqclip.models.presets as presets
+
+    real = presets.load_presets_file
+
+    def load(path, *, builtin=False):
+        key = (str(path), builtin, Path(path).stat().st_mtime_ns if Path(path).is_file() else None)
+        if key not in _PRESETS:
+            _PRESETS[key] = real(path, builtin=builtin)
+        return dict(_PRESETS[key])
+
+    monkeypatch.setattr(presets, "load_presets_file", load)
+
+
+_PRESETS: dict = {}
+
+
 @pytest.fixture
 def ran(monkeypatch):
     """The configs the commands run (the run stood in); `ran.stop = True` makes the run a stopped one."""
@@ -39,13 +59,13 @@ def ran(monkeypatch):
 
 # ---- zoom, restyle, resume (cli/animate.py)
 
-@pytest.mark.parametrize("frames, steps", [(2, 4), (3, 8), (11, 40)])
+@pytest.mark.parametrize("frames, steps", [(2, 4), (3, 8)])
 def test_zoom_frames_set_steps_to_frames_less_one_times_every(ran, frames, steps):
     assert main(["zoom", "x", *MINI, "--every", "4", "--frames", str(frames)]) == 0
     assert ran.configs[-1].steps == steps and ran.configs[-1].animation.mode == "zoom"
 
 
-@pytest.mark.parametrize("frames", [1, 0, -3])
+@pytest.mark.parametrize("frames", [1, -3])
 def test_zoom_of_fewer_than_two_frames_is_one_line(ran, capsys, frames):
     assert main(["zoom", "x", *MINI, "--frames", str(frames)]) == 2
     assert f"--frames: needs at least 2 frames, got {frames}" in one_error(capsys) and ran.configs == []
@@ -67,7 +87,7 @@ def test_zoom_and_restyle_without_a_prompt_are_one_line(ran, capsys):
     assert "give a PROMPT" in one_error(capsys) and ran.configs == []
 
 
-@pytest.mark.parametrize("argv", [["zoom", "x", *MINI], ["restyle", "in.mp4", "x", *MINI], ["generate", "x", *MINI]])
+@pytest.mark.parametrize("argv", [["zoom", "x", *MINI], ["generate", "x", *MINI]])  # restyle: zoom's _run
 def test_a_stopped_run_exits_130_and_a_finished_one_0(ran, argv):
     assert main(argv) == 0
     ran.stop = True
@@ -126,9 +146,9 @@ def test_clip_models_from_flags_have_no_pretrained_unless_given(ran):
 
 
 @pytest.mark.parametrize("items, message", [
-    (["=5"], "--set '=5': expected KEY=VALUE"), ([" =5"], "expected KEY=VALUE"),
+    (["=5"], "--set '=5': expected KEY=VALUE"),
     (["steps"], "--set 'steps': expected KEY=VALUE"), (["clip.0.model=a"], "--set clip.0.model: --set cannot index"),
-    (["steps=5", "steps.x=1"], "--set steps.x: 'steps' is not a section"), (["steps=[1"], "the value is not valid YAML"),
+    (["steps=5", "steps.x=1"], "--set steps.x: 'steps' is not a section"),
 ])
 def test_a_bad_set_is_one_line(ran, capsys, items, message):
     assert main(["generate", "x", *MINI, *[a for item in items for a in ("--set", item)]]) == 2
@@ -164,7 +184,7 @@ def test_bench_passes_its_options_and_prints_json_or_a_table(bench, capsys):
     assert bench.bench[-1]["flops"] is False and json.loads(capsys.readouterr().out) == {"s_per_step": 0.5}
 
 
-@pytest.mark.parametrize("budget, ok", [("0", False), ("-1", False), ("0.5", True)])
+@pytest.mark.parametrize("budget, ok", [("0", False), ("0.5", True)])
 def test_the_gpu_checks_budget_must_be_positive(bench, capsys, budget, ok):
     assert main(["bench", "--suite", "gpu", "--quick", "--budget", budget]) == (0 if ok else 2)
     if ok:
@@ -192,14 +212,14 @@ def clipping(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("labels, ok", [("cat", False), ("cat,,", False), ("cat,dog", True)])
+@pytest.mark.parametrize("labels, ok", [("cat,,", False), ("cat,dog", True)])
 def test_classify_needs_two_labels(clipping, capsys, labels, ok):
     assert main(["classify", "a.png", "--labels", labels]) == (0 if ok else 2)
     if not ok:
         assert "classify needs at least two labels" in one_error(capsys) and clipping == []
 
 
-@pytest.mark.parametrize("top, ok", [("0", False), ("-2", False), ("1", True)])
+@pytest.mark.parametrize("top, ok", [("0", False), ("1", True)])
 def test_top_is_a_whole_number_from_1(clipping, capsys, top, ok):
     if ok:
         assert main(["classify", "a.png", "--labels", "a,b", "--top", top]) == 0 and clipping[-1][2] == 1
@@ -231,7 +251,7 @@ def test_search_shows_ten_unless_told(clipping, tmp_path):
 
 # ---- models (cli/models.py)
 
-@pytest.mark.parametrize("timeout, ok", [("0", False), ("-0.5", False), ("inf", False), ("0.001", True)])
+@pytest.mark.parametrize("timeout, ok", [("0", False), ("inf", False), ("0.001", True)])
 def test_the_download_timeout_is_a_positive_number_of_seconds(capsys, tmp_path, timeout, ok):
     code = main(["models", "--home", str(tmp_path), "download", "mini", "--timeout", timeout])  # mini: built in
     if ok:

@@ -16,6 +16,8 @@ from vqclip.cli import main
 from vqclip.errors import VqclipError
 from vqclip.files.images import read_png_json, save_png
 
+from test_cli_rules import presets_read_once  # noqa: F401  (autouse: the presets file parsed once)
+
 pytest.importorskip("uvicorn", reason="vqclip ui needs vqclip[ui]")
 
 
