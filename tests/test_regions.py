@@ -53,7 +53,8 @@ def test_yaml_mask_round_trips_through_the_string_form():
 
 
 @pytest.mark.parametrize("mask, match", [("lft", "unknown region 'lft'"), (3, "expected a region name"),
-                                         ("", "expected a region name"), ("my mask.png", "expected a region name.*without spaces")])
+                                         ("", "expected a region name"),
+                                         ("my mask.png", "expected a region name.*without spaces")])
 def test_bad_yaml_masks(mask, match):
     with pytest.raises(VqclipError, match=r"prompt\[0\]\.mask: " + match):
         prompt_items([{"text": "a", "mask": mask}], "prompt")

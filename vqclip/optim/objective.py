@@ -155,7 +155,7 @@ class Objective:
     def _aim_guide(self, weights: list[float]) -> None:
         """Point classifier guidance at the label named by the text prompts that pull at this step (positive weight,
         the strongest first), so a story re-aims it as its prompts change; none named: no guidance, with a notice. A
-        region prompt never aims it: the classifier judges the whole image, which the region's text does not describe."""
+        region prompt never aims it: the classifier judges the whole image, which a region's text does not describe."""
         if self.guide is None:
             return
         pulling = sorted(((-w, i) for i, (p, w) in enumerate(zip(self.prompts, weights))

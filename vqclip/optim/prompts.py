@@ -1,6 +1,6 @@
 """Prompt syntax: "text:weight:stop|text:weight", a region after '@' ("a red square:1@left", see regions.py), negative
-prompts, "path:weight:stop" image prompts, and the YAML form `[{text, weight, stop, mask}]` turned into that string (torch-free: the config checks a job's prompts with it before anything
-heavy is imported)."""
+prompts, "path:weight:stop" image prompts, and the YAML form `[{text, weight, stop, mask}]` turned into that string
+(torch-free: the config checks a job's prompts with it before anything heavy is imported)."""
 
 from __future__ import annotations
 
