@@ -265,4 +265,12 @@ MUTATIONS = [
     M("the eraser paints instead of erasing", "vqclip/ui/static/editor.js",
       'g.globalCompositeOperation = erase ? "destination-out" : "source-over";',
       'g.globalCompositeOperation = "source-over";', ("tests/test_ui_editor_browser.py",)),
+    M("the form shows the preset's TV weight for pixel, not pixel's own", "vqclip/ui/static/app.js",
+      '  Object.assign(out, flat(state.drawers[state.drawer || out["drawer.name"]] || {}));', "",
+      ("tests/test_ui_browser_drawer.py",)),
+    M("choosing another image model overwrites the fields the user changed", "vqclip/ui/static/app.js",
+      "!same(before[key], after[key]) && same(readValue(field), before[key])", "!same(before[key], after[key])",
+      ("tests/test_ui_browser_drawer.py",)),
+    M("the page is not told the image models' own defaults", "vqclip/ui/options.py",
+      '"drawers": {k: v for k, v in drawers.items() if v}}', '"drawers": {}}', ("tests/test_ui_browser_drawer.py",)),
 ]

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..config.fields import Option, file_keys, walk
 from ..config.job import GenerateConfig
+from ..draw.registry import DRAWERS, defaults as drawer_defaults
 from ..models.presets import DEFAULT_PRESET, list_presets
 from ..models.resolve import preset_paths
 from ..errors import VqclipError
@@ -92,4 +93,5 @@ def presets() -> dict:
     ready = [i["name"] for i in items if i["state"] in ("installed", "built-in")]
     default = DEFAULT_PRESET if DEFAULT_PRESET in ready else ("mini" if "mini" in ready else DEFAULT_PRESET)
     items.sort(key=lambda i: (i["name"] not in ready, i["name"]))
-    return {"presets": items, "default": default}
+    drawers = {name: drawer_defaults(name) for name in DRAWERS}  # an image model's own defaults, over a preset's
+    return {"presets": items, "default": default, "drawers": {k: v for k, v in drawers.items() if v}}

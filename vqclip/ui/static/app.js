@@ -2,7 +2,7 @@
 "use strict";
 const $ = (sel) => document.querySelector(sel);
 const state = { options: [], presets: {}, preset: null, extra: {}, watching: null, source: null, curve: [],
-  uploads: {}, detail: null, before: {} };
+  uploads: {}, detail: null, before: {}, drawers: {}, drawer: null };
 
 async function api(method, url, body) {
   const init = { method, headers: {} };
@@ -60,12 +60,24 @@ function makeField(opt) {
 }
 const SPECIAL = new Set(["prompt", "negative", "image_prompts", "init.image", "model", "size"]);
 
-function defaults() {  // the option defaults under the chosen preset's
+function defaults() {  // the option defaults under the chosen preset's, under the image model's own (as the server)
   const out = {};
   for (const o of state.options) out[o.key] = o.default;
   const p = state.presets[$("#f-model").value];
   if (p) Object.assign(out, flat(p.defaults));
+  Object.assign(out, flat(state.drawers[state.drawer || out["drawer.name"]] || {}));
   return out;
+}
+function drawerChanged(input) {  // fields still showing the old image model's defaults show the new one's
+  const before = defaults();
+  state.drawer = input.value;
+  const after = defaults();
+  for (const field of document.querySelectorAll("#form [data-type]")) {
+    const key = field.dataset.key;
+    if (key !== "drawer.name" && !same(before[key], after[key]) && same(readValue(field), before[key])) {
+      showValue(field, after[key]);
+    }
+  }
 }
 function showValue(input, value) {
   const t = input.dataset.type;
@@ -87,8 +99,9 @@ function readValue(input) {
   return raw;
 }
 function fillForm(job) {  // preset defaults, then the job's keys
-  const values = defaults();
   const given = flat(job || {});
+  state.drawer = given["drawer.name"] || null;
+  const values = defaults();
   if (given.model && state.presets[given.model]) { $("#f-model").value = given.model; Object.assign(values, defaults()); }
   Object.assign(values, given);
   state.extra = {};
@@ -311,6 +324,7 @@ $("#yaml-run").onclick = async () => {
 async function start() {
   const [opts, presets] = await Promise.all([api("GET", "/api/options"), api("GET", "/api/presets")]);
   state.options = opts.data;
+  state.drawers = presets.data.drawers || {};
   const select = $("#f-model");
   for (const p of presets.data.presets) {
     state.presets[p.name] = p;
@@ -325,6 +339,8 @@ async function start() {
   select.onchange = () => fillForm({ prompt: $("#f-prompt").value, model: select.value,
     negative: $("#f-negative").value.split("\n").filter((s) => s.trim()) });
   fillForm({});
+  const drawer = document.querySelector('#form [data-key="drawer.name"]');
+  if (drawer) drawer.addEventListener("change", () => drawerChanged(drawer));
   for (const input of document.querySelectorAll("[data-upload]")) input.onchange = () => upload(input);
   $("#form").onsubmit = async (ev) => {
     ev.preventDefault();
