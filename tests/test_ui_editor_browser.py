@@ -19,8 +19,7 @@ pytest.importorskip("fastapi", reason="the web page's server needs vqclip[ui]")
 pytest.importorskip("uvicorn", reason="the web page's server needs vqclip[ui]")
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (pip install playwright)")
 
-from test_ui_browser import ARGS, CHROMIUM, folders, generate, make  # noqa: E402
-from uiserver import LiveServer  # noqa: E402
+from test_ui_browser import CHROMIUM, browser_page, folders, generate, make  # noqa: E402,F401
 
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "images" / "editor.png"
 FEATHER = 2
@@ -57,25 +56,9 @@ def grow(mask: np.ndarray, by: int) -> np.ndarray:
     return out
 
 
-@pytest.fixture
-def editor_page(tmp_path):
-    srv = LiveServer(tmp_path / "outputs", device="cpu").start()
-    try:
-        with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1280, "height": 1200})
-                page.goto(srv.url + "/")
-                page.wait_for_selector("body[data-ready='1']", timeout=20_000)
-                yield srv, page
-            finally:
-                browser.close()
-    finally:
-        srv.stop()
-
-
-def test_paint_a_mask_run_the_edit_then_drag_a_border_to_outpaint(editor_page):
-    srv, page = editor_page
+def test_paint_a_mask_run_the_edit_then_drag_a_border_to_outpaint(browser_page):
+    srv, page = browser_page
+    page.set_viewport_size({"width": 1280, "height": 1200})
     init = picture()
     make(page, "a yellow circle on a blue background", 3)
     page.fill("#f-init-mask_feather", str(FEATHER))
