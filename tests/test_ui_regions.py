@@ -58,3 +58,12 @@ def test_an_uploaded_mask_is_its_file_and_the_job_checks_with_it(uploads):
 def test_a_mask_upload_that_does_not_exist_is_one_line(uploads):
     with pytest.raises(VqclipError, match="no such upload"):
         check_safe({"prompt": [{"text": "a", "mask": "upload:" + "cd" * 16}]}, uploads)
+
+
+def test_a_rerun_may_name_an_uploaded_mask_by_its_file_and_nothing_else(uploads):
+    own = uploads(UID)  # as a run's job.yaml names it
+    assert check_safe({"prompt": f"a red square:1@{own}"}, uploads)["prompt"] == f"a red square:1@{own}"
+    folder = str(uploads.folder)
+    for other in (f"/tmp/{UID}.png", f"{folder}/../{UID}.png", f"{folder}/sub/{UID}.png", f"{folder}/secret.png"):
+        with pytest.raises(VqclipError, match="cannot read mask files"):
+            check_safe({"prompt": f"a red square:1@{other}"}, uploads)

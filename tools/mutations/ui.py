@@ -273,4 +273,10 @@ MUTATIONS = [
       ("tests/test_ui_browser_drawer.py",)),
     M("the page is not told the image models' own defaults", "vqclip/ui/options.py",
       '"drawers": {k: v for k, v in drawers.items() if v}}', '"drawers": {}}', ("tests/test_ui_browser_drawer.py",)),
+    M("a painted region's prompt never reaches the job", "vqclip/ui/static/editor.js",
+      "if (items.length) job.prompt = [...(job.prompt ? [job.prompt] : []), ...items];", "",
+      ("tests/test_ui_browser_regions.py",)),
+    M("a re-run may name any png of the server as a region mask", "vqclip/ui/jobs.py",
+      "return folder is not None and p.parent == Path(folder) and UPLOAD_FILE.fullmatch(p.name) is not None",
+      "return folder is not None and UPLOAD_FILE.fullmatch(p.name) is not None", ("tests/test_ui_regions.py",)),
 ]

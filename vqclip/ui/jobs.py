@@ -26,6 +26,7 @@ MAX_YAML = 64_000  # characters of a pasted job; any real job is far smaller
 MAX_VALUES = 10_000  # values in a job, its YAML's aliases expanded (a few refs can stand for billions)
 MAX_DEPTH = 16  # levels of nesting in a job (a sweep of a story's keyframe's prompt list is 5)
 UPLOAD = re.compile(r"upload:([0-9a-f]{32})((?::[^:]*){0,2})")  # upload:ID[:weight[:stop]]
+UPLOAD_FILE = re.compile(r"[0-9a-f]{32}\.png")  # an upload's file in the uploads folder
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")  # an open_clip name or tag, a preset: no path
 FILE_SUFFIX = re.compile(r"\.(json|safetensors|pt|pth|bin|ckpt|yaml|yml)$", re.IGNORECASE)
 NO_FILES = file_keys(JobConfig, "server")  # keys that name files of the server: no upload form
@@ -160,11 +161,18 @@ def _regions(key: str, value: Any, upload: Callable[[str], str]) -> Any:
         except VqclipError:
             return value
         for p in prompts:
-            if p.region is not None and p.region not in REGIONS:
+            if p.region is not None and p.region not in REGIONS and not _is_upload(p.region, upload):
                 raise VqclipError(f"{key}: the page cannot read mask files of the server ({p.region[:60]!r}); name a "
                                   f"region ({', '.join(REGIONS)}) or upload the mask: "
                                   "[{text: ..., mask: upload:ID}]")
     return value
+
+
+def _is_upload(path: str, upload: Callable[[str], str]) -> bool:
+    """Whether `path` is one of the page's uploads (a re-run's region mask, as its job.yaml names it)."""
+    folder = getattr(upload, "folder", None)
+    p = Path(path)
+    return folder is not None and p.parent == Path(folder) and UPLOAD_FILE.fullmatch(p.name) is not None
 
 
 def _upload(key: str, value: Any, upload: Callable[[str], str]) -> str:

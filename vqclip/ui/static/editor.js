@@ -5,7 +5,12 @@
 "use strict";
 const editor = (() => {
   const $e = (sel) => document.querySelector(sel);
-  const ed = { image: null, url: null, painting: false, last: null, dirty: false, extend: [0, 0, 0, 0] };
+  const ed = { image: null, url: null, painting: false, last: null, dirty: false, extend: [0, 0, 0, 0], blank: false };
+  // the layers painted on: the edit's mask, and up to three regions, each pulled by its own prompt
+  const LAYERS = { mask: [64, 224, 255], r1: [255, 214, 10], r2: [255, 64, 200], r3: [120, 255, 80] };
+  const layer = () => $e("#ed-layer").value;
+  const canvasOf = (name) => $e(name === "mask" ? "#ed-mask" : `#ed-${name}`);
+  const allCanvases = () => [$e("#ed-image"), ...Object.keys(LAYERS).map(canvasOf)];
 
   // ---- the option keys the editor drives, found by name in /api/options so that the page follows the config
   const keyOf = (re) => (state.options.find((o) => re.test(o.key)) || {}).key;
@@ -13,19 +18,19 @@ const editor = (() => {
   const extendKey = () => keyOf(/(^|\.)extend$/);
 
   // ---- the brush: stamps of a radial profile (hardness = the share of the radius at full strength)
-  function stamp(g, x, y, size, hardness, erase) {
+  function stamp(g, x, y, size, hardness, erase, rgb) {
     const r = Math.max(size / 2, 0.5), grad = g.createRadialGradient(x, y, r * Math.min(hardness, 0.999), x, y, r);
-    grad.addColorStop(0, "rgba(64,224,255,1)"); grad.addColorStop(1, "rgba(64,224,255,0)");
+    grad.addColorStop(0, `rgba(${rgb},1)`); grad.addColorStop(1, `rgba(${rgb},0)`);
     g.globalCompositeOperation = erase ? "destination-out" : "source-over";
     g.fillStyle = grad; g.beginPath(); g.arc(x, y, r, 0, 2 * Math.PI); g.fill();
   }
   function stroke(from, to) {  // stamps every quarter brush along the segment, so a fast drag leaves no gaps
-    const g = $e("#ed-mask").getContext("2d");
+    const g = canvasOf(layer()).getContext("2d"), rgb = LAYERS[layer()].join(",");
     const size = Number($e("#ed-size").value), hardness = Number($e("#ed-hardness").value) / 100;
     const erase = $e("#ed-erase").checked, step = Math.max(size / 4, 0.5);
     const n = Math.max(1, Math.ceil(Math.hypot(to.x - from.x, to.y - from.y) / step));
     for (let i = from === to ? 0 : 1; i <= n; i++) {
-      stamp(g, from.x + (to.x - from.x) * i / n, from.y + (to.y - from.y) * i / n, size, hardness, erase);
+      stamp(g, from.x + (to.x - from.x) * i / n, from.y + (to.y - from.y) * i / n, size, hardness, erase, rgb);
     }
     ed.dirty = true; showState();
   }
@@ -35,8 +40,8 @@ const editor = (() => {
   }
 
   // ---- the mask as the job takes it: grey levels from the painted strength, black where nothing is painted
-  function maskCanvas() {
-    const src = $e("#ed-mask"), out = document.createElement("canvas");
+  function maskCanvas(src = $e("#ed-mask")) {
+    const out = document.createElement("canvas");
     out.width = src.width; out.height = src.height;
     const data = src.getContext("2d").getImageData(0, 0, src.width, src.height), px = data.data;
     let any = false;
@@ -62,7 +67,7 @@ const editor = (() => {
     const scale = ed.dragScale || Math.min(1, 360 / w) * Math.max(1, Math.floor(256 / Math.max(w, h)));
     const stage = $e("#ed-stage");
     stage.style.width = `${w * scale}px`; stage.style.height = `${h * scale}px`;
-    for (const c of [$e("#ed-image"), $e("#ed-mask")]) {
+    for (const c of allCanvases()) {
       Object.assign(c.style, { left: `${l * scale}px`, top: `${t * scale}px`, width: `${ed.image.width * scale}px`,
         height: `${ed.image.height * scale}px` });
     }
@@ -89,23 +94,23 @@ const editor = (() => {
 
   function showState() {
     const [l, t, r, b] = ed.extend;
-    $e("#ed-empty").hidden = !!ed.image; $e("#ed-tools").hidden = !ed.image;
+    $e("#ed-empty").hidden = !!ed.image; $e("#ed-tools").hidden = !ed.image; $e("#ed-blank").hidden = !!ed.image;
     if (!ed.image) return;
-    const extended = l + t + r + b > 0, mask = ed.dirty && painted();
+    const extended = l + t + r + b > 0, mask = ed.dirty && !ed.blank && painted();
     $e("#ed-info").textContent = `${ed.image.width}x${ed.image.height}`
       + (extended ? ` → ${ed.image.width + l + r}x${ed.image.height + t + b} (extend ${l} ${t} ${r} ${b})` : "")
-      + (mask ? " · mask painted" : extended ? "" : " · paint where the image may change");
+      + (mask ? " · mask painted" : extended || ed.blank ? "" : " · paint where the image may change")
+      + (ed.blank ? " · a blank canvas: paint regions and give each its prompt" : "");
   }
 
   // ---- the image to edit: the init image field's upload, or a run's final.png from the gallery
   function load(url, maskUrl = null) {
-    ed.pendingMask = maskUrl || ed.pendingMask;
+    ed.pendingMask = maskUrl || ed.pendingMask; ed.blank = false;
     const img = new Image();
     img.onload = () => {
-      ed.image = img; ed.url = url; ed.dirty = false;
-      for (const c of [$e("#ed-image"), $e("#ed-mask")]) { c.width = img.width; c.height = img.height; }
+      ed.image = img; ed.url = ed.blank ? null : url; ed.dirty = false;
+      for (const c of allCanvases()) { c.width = img.width; c.height = img.height; }
       $e("#ed-image").getContext("2d").drawImage(img, 0, 0);
-      $e("#ed-mask").getContext("2d").clearRect(0, 0, img.width, img.height);
       if (ed.pendingMask) paintMask(ed.pendingMask);
       ed.pendingMask = null;
       $e("#editor-box").open = true;
@@ -126,6 +131,12 @@ const editor = (() => {
     };
     m.src = url;
   }
+  function blank() {  // a canvas of the form's size to paint regions on, with no image to edit
+    const w = Number($e("#f-size-w").value) || 256, h = Number($e("#f-size-h").value) || 256, c = document.createElement("canvas");
+    c.width = w; c.height = h;
+    const g = c.getContext("2d"); g.fillStyle = "#303238"; g.fillRect(0, 0, w, h);
+    load(c.toDataURL()); ed.blank = true;
+  }
   function forget() {
     ed.image = null; ed.url = null; ed.dirty = false; setExtend([0, 0, 0, 0]); showState();
   }
@@ -145,14 +156,30 @@ const editor = (() => {
 
   // ---- when the job is sent: the painted mask as an upload (nothing painted: no mask, as before)
   async function beforeSubmit(job) {
+    if (ed.image && !(await sendRegions(job))) return false;
     const key = maskKey();
-    if (!key || !ed.image) return true;
+    if (!key || !ed.image || ed.blank) return true;
     const canvas = maskCanvas();  // the editor owns the mask while it shows an image: what is painted now is sent
     if (!canvas) { delete state.uploads[key]; setKey(job, key, null); return true; }
     const blob = await new Promise((done) => canvas.toBlob(done, "image/png"));
     const res = await uploadBlob(blob, "mask.png");
     if (!res.ok) { showError({ error: res.data.error, field: key }); return false; }
     state.uploads[key] = res.data.id; setKey(job, key, res.data.id);
+    return true;
+  }
+
+  // ---- the regions: each painted layer with a prompt becomes {text, mask: upload:ID} in the job's prompt list
+  async function sendRegions(job) {
+    const items = [];
+    for (const name of ["r1", "r2", "r3"]) {
+      const text = $e(`#ed-${name}-text`).value.trim(), canvas = maskCanvas(canvasOf(name));
+      if (!text || !canvas) continue;
+      const blob = await new Promise((done) => canvas.toBlob(done, "image/png"));
+      const res = await uploadBlob(blob, `region-${name}.png`);
+      if (!res.ok) { showError({ error: res.data.error, field: "prompt" }); return false; }
+      items.push({ text, mask: res.data.id });
+    }
+    if (items.length) job.prompt = [...(job.prompt ? [job.prompt] : []), ...items];
     return true;
   }
 
@@ -176,11 +203,16 @@ const editor = (() => {
       const p = point(ev); stroke(ed.last, p); ed.last = p;
     });
     for (const t of ["pointerup", "pointercancel"]) mask.addEventListener(t, () => { ed.painting = false; });
-    $e("#ed-clear").onclick = () => { mask.getContext("2d").clearRect(0, 0, mask.width, mask.height); ed.dirty = false; showState(); };
-    $e("#ed-all").onclick = () => {
-      const g = mask.getContext("2d"); g.globalCompositeOperation = "source-over";
-      g.fillStyle = "rgba(64,224,255,1)"; g.fillRect(0, 0, mask.width, mask.height); ed.dirty = true; showState();
+    $e("#ed-clear").onclick = () => {
+      const c = canvasOf(layer()); c.getContext("2d").clearRect(0, 0, c.width, c.height);
+      if (layer() === "mask") ed.dirty = false;
+      showState();
     };
+    $e("#ed-all").onclick = () => {
+      const c = canvasOf(layer()), g = c.getContext("2d"); g.globalCompositeOperation = "source-over";
+      g.fillStyle = `rgba(${LAYERS[layer()].join(",")},1)`; g.fillRect(0, 0, c.width, c.height); ed.dirty = true; showState();
+    };
+    $e("#ed-blank").onclick = blank;
     document.querySelectorAll(".ed-handle").forEach((h) => h.addEventListener("pointerdown", dragBorder(Number(h.dataset.side))));
     $e("#ed-size").oninput = () => { $e("#ed-size-v").textContent = $e("#ed-size").value; };
     $e("#ed-hardness").oninput = () => { $e("#ed-hardness-v").textContent = `${$e("#ed-hardness").value}%`; };
