@@ -248,7 +248,7 @@ MUTATIONS = [
     M("a region prompt from the page reads any mask image of the server", "vqclip/ui/jobs.py",
       "    if base in PROMPT_KEYS:\n        return _regions(key, value, upload)", "", ("tests/test_ui_regions.py",)),
     M("a server mask in a prompt string passes the page's check", "vqclip/ui/jobs.py",
-      "if p.region is not None and p.region not in REGIONS:", "if p.region is not None and p.region in REGIONS:",
+      "if p.region is not None and p.region not in REGIONS and not", "if p.region is not None and p.region in REGIONS and not",
       ("tests/test_ui_regions.py",)),
     M("a story keyframe's region mask escapes the page's check", "vqclip/ui/jobs.py",
       '            out["prompt"] = _regions(f"{key}.prompt", out["prompt"], upload)', "            pass",
