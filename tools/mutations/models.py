@@ -146,4 +146,7 @@ MUTATIONS = [
     M("an upscaler in the home folder (~name) taken for a preset", SPEC,
       'or name.startswith((".", "~")) or name.lower()', 'or name.startswith(".") or name.lower()',
       ("tests/test_upscaler_names.py",)),
+    M("one caller's change to a preset reaches every later caller", "vqclip/models/presets.py",
+      "return copy.deepcopy(_parse_presets(str(path), text, builtin))", "return _parse_presets(str(path), text, builtin)",
+      ("tests/test_presets_cache.py",)),
 ]

@@ -9,6 +9,7 @@ live in its folder (the model home, or inside the package for an `embedded` one 
 
 from __future__ import annotations
 
+import copy
 import difflib
 import functools
 import os
@@ -295,12 +296,20 @@ def _vocabulary(data: Any, where: str) -> Vocabulary:
 
 
 def load_presets_file(path: str | os.PathLike, *, builtin: bool = False) -> dict[str, Preset]:
-    """Every preset of one YAML file, validated; any problem is a VqclipError naming the file and the key."""
+    """Every preset of one YAML file, validated; any problem is a VqclipError naming the file and the key. A command
+    reads the presets several times: a text read before is not parsed again (a fresh copy of its presets each time)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise VqclipError(f"{path}: cannot read presets file ({exc.strerror or exc})") from None
+    return copy.deepcopy(_parse_presets(str(path), text, builtin))
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_presets(path: str, text: str, builtin: bool) -> dict[str, Preset]:
+    """The presets of one file's text (cached by the text itself, so an edited file is parsed again)."""
+    path = Path(path)
     try:
         data = load_value(text, str(path))  # bounded: no alias bomb
     except yaml.YAMLError as exc:
