@@ -37,7 +37,7 @@ def mask_tensor(source: Union[str, Path, Image.Image, Tensor, np.ndarray], size:
         mask = torch.from_numpy(np.asarray(source.convert("L"), dtype=np.float32) / 255.0)
     else:
         mask = torch.as_tensor(source, dtype=torch.float32).detach().cpu()
-    if mask.dim() not in (2, 3, 4) or mask.shape[-1] < 1 or mask.shape[-2] < 1 or mask[..., :1, :1].numel() != 1:
+    if mask.dim() not in (2, 3, 4) or mask.numel() == 0 or mask.numel() != mask.shape[-1] * mask.shape[-2]:
         raise VqclipError(f"{what}: a mask is one channel [H,W], got shape {list(mask.shape)}; give a grey image")
     mask = mask.reshape(1, 1, *mask.shape[-2:]).clamp(0, 1)
     if not bool((mask > 0).any()):

@@ -43,7 +43,6 @@ class EditTerm(Term):
         return held + (z - held) * self.scale
 
     def shown(self, image: Tensor) -> Tensor:
-        """The original [1,3,H,W] where the mask is 0 (bit for bit), the image [B,3,H,W] where it is 1."""
-        if self.edit is None:  # shown before any decode through the objective: nothing to keep yet
-            return image
+        """The original [1,3,H,W] where the mask is 0 (bit for bit), the image [B,3,H,W] where it is 1 (the edit is
+        made by `drawn`, which the objective calls first)."""
         return composite(self.edit.base, image, self.edit.mask)
