@@ -99,9 +99,11 @@ def test_the_gradient_reaches_only_the_cells_under_the_mask(tiny_job, tiny_model
     assert (grad[~touched] == 0).all() and (grad[touched] > 0).all()
 
 
-def test_a_stopped_edit_with_best_of_n_and_a_story_resumes_to_the_uninterrupted_one(tmp_path, tiny_job, edit_files):
+def test_a_stopped_edit_with_best_of_n_a_story_and_two_clips_resumes_to_the_uninterrupted_one(tmp_path, tiny_job,
+                                                                                             edit_files):
     init, mask_file, mask = edit_files
-    layer = {"prompt": "a red circle ^ a blue square", "steps": 6, "seed": 2,
+    clips = [tiny_job["clip"][0], {**tiny_job["clip"][0], "weight": 0.5}]
+    layer = {"prompt": "a red circle ^ a blue square", "steps": 6, "seed": 2, "clip": clips,
              "candidates": {"n": 2, "steps": 0.5, "views": 2}, "cutouts": {"n": 2},
              "init": {"image": str(init), "mask": str(mask_file), "mask_feather": FEATHER, "mask_init": "blur"}}
     out = lambda name: {"dir": str(tmp_path / name), "save_every": 0, "video": False}  # noqa: E731
@@ -161,12 +163,15 @@ def bad_inputs(tmp_path, init, mask_file) -> dict:
         "unknown mask_init": (edit + ["--mask", str(mask_file), "--set", "init.mask_init=zero"], "init.mask_init"),
         "mask in a zoom": (edit + ["--mask", str(mask_file), "--set", "animation.mode=zoom"],
                            "init.mask: an edit keeps part of a still image and cannot be combined with a zoom video"),
+        "extend in a restyle": (edit + ["--extend", "0", "0", "16", "0", "--set", "restyle.input=in.mp4"],
+                                "init.extend: an edit keeps part of a still image and cannot be combined with a "
+                                "restyle"),
     }
 
 
 @pytest.mark.parametrize("case", ["mask not an image", "all-black mask", "mask without init image",
                                   "extend without init image", "negative extend", "extend past the largest side",
-                                  "negative feather", "unknown mask_init", "mask in a zoom"])
+                                  "negative feather", "unknown mask_init", "mask in a zoom", "extend in a restyle"])
 def test_bad_edit_input_is_one_line_and_exit_2(tmp_path, tiny_args, edit_files, capsys, case):
     argv, expected = bad_inputs(tmp_path, *edit_files[:2])[case]
     assert main(["generate", "a red circle", *tiny_args, *argv, "--out", str(tmp_path / "out")]) == 2

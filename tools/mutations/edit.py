@@ -77,6 +77,7 @@ MUTATIONS = [
       'if key == "init.mask" and open_rgb(path).convert("L").getextrema()[1] == 0:',
       'if key == "init.mask" and open_rgb(path).convert("L").getextrema()[1] < 0:', (EDIT_T,)),
     M("a zoom video takes a mask", RULES, '        _no_edit(cfg, "a zoom video")\n', "", (EDIT_T,)),
+    M("a restyle takes an outpaint", RULES, '        _no_edit(cfg, "a restyle")\n', "", (EDIT_T,)),
     M("the mask is not kept in the run folder", PIPE, "            save_mask(given, cfg.init.mask)\n",
       "            pass\n", (EDIT_T,)),
     M("a moved run folder's mask is looked for where it was", JOBS,
