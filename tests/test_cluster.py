@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from vqclip.cli import main
 from vqclip.files.images import read_metadata
@@ -58,9 +59,19 @@ def ray_cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def job_file(tmp_path_factory, tiny_job):
-    """Four jobs and a sweep of two seeds, 3 steps each at 32x32, into folders relative to the working folder."""
-    job = {**tiny_job, "steps": 3, "threads": 1, "output": {"video": False, "progress": False}, "jobs": JOBS}
-    return write_job(tmp_path_factory.mktemp("jobs"), job)
+    """Four jobs and a sweep of two seeds, 3 steps each at 32x32, into folders relative to the working folder; job d
+    edits an image under a mask with its prompt aimed at a region mask (files beside the job file), which a worker
+    must read and keep as the run on one machine does."""
+    folder = tmp_path_factory.mktemp("jobs")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / "photo.png")
+    mask, left = np.zeros((32, 32), np.uint8), np.zeros((32, 32), np.uint8)
+    mask[8:24, 8:24], left[:, :16] = 255, 255
+    Image.fromarray(mask).save(folder / "mask.png")
+    Image.fromarray(left).save(folder / "left.png")
+    jobs = [*JOBS[:3], {**JOBS[3], "prompt": f"a blue circle:1@{folder / 'left.png'}",
+                        "init": {"image": str(folder / "photo.png"), "mask": str(folder / "mask.png")}}, *JOBS[4:]]
+    job = {**tiny_job, "steps": 3, "threads": 1, "output": {"video": False, "progress": False}, "jobs": jobs}
+    return write_job(folder, job)
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +115,9 @@ def test_four_jobs_and_a_sweep_make_the_images_of_vqclip_run_with_one_load_per_w
         assert yaml.safe_load((tmp_path / run / "job.yaml").read_text())["output"]["dir"] == run
         assert sorted(p.name for p in (tmp_path / run).iterdir()) == sorted(p.name for p in (reference / run).iterdir())
     assert np.array_equal(pixels(tmp_path / "sweep" / "grid.png"), pixels(reference / "sweep" / "grid.png"))
+    edit = yaml.safe_load((tmp_path / "d" / "job.yaml").read_text())  # the edit kept its mask in its own folder
+    assert Path(edit["init"]["mask"]).resolve() == (tmp_path / "d" / "mask.png").resolve()
+    assert np.array_equal(pixels(tmp_path / "d" / "mask.png"), pixels(job_file.parent / "mask.png"))
     record = yaml.safe_load((tmp_path / "sweep" / "batch.yaml").read_text())
     assert [r["seed"] for r in record["runs"]] == [5, 6] and all(r["done"] for r in record["runs"])
     assert not list(tmp_path.rglob(".*.tmp-*"))

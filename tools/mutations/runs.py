@@ -207,4 +207,7 @@ MUTATIONS = [
     M("a malformed look in PNG info reaches the config unchecked", "vqclip/runs/jobs.py",
       "                raise VqclipError(f\"{path}: its parameters say {key}: {params[key][:40]!r}, not a {name} value\")",
       "                pass", ("tests/test_infotext_looks.py",)),
+    M("a Ray worker's job.yaml names the edit's mask in the worker's temporary folder", "vqclip/runs/clusterwork.py",
+      "        return replace(cfg, init=replace(cfg.init, mask=str(dest / Path(mask).relative_to(folder))))",
+      "        return cfg", ("tests/test_cluster.py",)),
 ]

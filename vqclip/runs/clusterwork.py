@@ -38,6 +38,15 @@ class Task:
     progress: Any = None  # a handle of the driver's `Progress` board (a Ray actor), or None
 
 
+def landed(cfg: GenerateConfig, folder: Path, dest: Path) -> GenerateConfig:
+    """The config with the files it names inside the worker's `folder` (an edit's mask) named where they land on the
+    driver, inside `dest`."""
+    mask = cfg.init.mask
+    if isinstance(mask, str) and mask and Path(mask).is_relative_to(folder):
+        return replace(cfg, init=replace(cfg.init, mask=str(dest / Path(mask).relative_to(folder))))
+    return cfg
+
+
 def folder_files(root: Path) -> dict[str, bytes]:
     """Every file under `root` by its path relative to it (posix), temporary writes left out."""
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
@@ -101,9 +110,10 @@ class Worker:
             if task.frames:
                 return self._frames(folder, task, callbacks)
             run = self._run(folder, task, callbacks)
-            # job.yaml names the folder the results land in on the driver, as `vqclip run` would write it
-            write_text(folder / JOB_FILE, to_yaml(replace(run.config, output=replace(run.config.output,
-                                                                                       dir=task.dest))))
+            # job.yaml names the folder the results land in on the driver, as `vqclip run` would write it, and the
+            # files kept in it (an edit's mask) where they land there
+            cfg = replace(run.config, output=replace(run.config.output, dir=task.dest))
+            write_text(folder / JOB_FILE, to_yaml(landed(cfg, folder, Path(task.abs_dest))))
             return {"files": folder_files(folder), **_summary(run)}
 
     def _frames(self, folder: Path, task: Task, callbacks: list) -> dict:
