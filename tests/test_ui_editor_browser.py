@@ -19,6 +19,7 @@ pytest.importorskip("fastapi", reason="the web page's server needs vqclip[ui]")
 pytest.importorskip("uvicorn", reason="the web page's server needs vqclip[ui]")
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (pip install playwright)")
 
+from test_edit import band  # noqa: E402
 from test_ui_browser import CHROMIUM, browser_page, folders, generate, make  # noqa: E402,F401
 
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "images" / "editor.png"
@@ -44,16 +45,6 @@ def png(img: np.ndarray) -> bytes:
 
 def read(path: Path, mode: str = "RGB") -> np.ndarray:
     return np.asarray(Image.open(path).convert(mode))
-
-
-def grow(mask: np.ndarray, by: int) -> np.ndarray:
-    """The pixels within `by` pixels (chessboard distance) of a non-zero pixel of mask [H,W]."""
-    out = mask > 0
-    for _ in range(by):
-        padded = np.pad(out, 1)
-        out = np.stack([padded[1 + dy:1 + dy + out.shape[0], 1 + dx:1 + dx + out.shape[1]]
-                        for dy in (-1, 0, 1) for dx in (-1, 0, 1)]).any(0)
-    return out
 
 
 def test_paint_a_mask_run_the_edit_then_drag_a_border_to_outpaint(browser_page):
@@ -101,7 +92,7 @@ def test_paint_a_mask_run_the_edit_then_drag_a_border_to_outpaint(browser_page):
     assert mask[0:4].max() == 0 and mask[28:].max() == 0 and mask[:, 28:].max() == 0
     assert mask[10, 24] == 0
     final = read(run / "final.png")
-    outside = ~grow(mask, FEATHER + 1)
+    outside = ~band(mask, FEATHER + 1)
     assert outside.sum() > 600  # most of the image is outside the band
     np.testing.assert_array_equal(final[outside], init[outside])  # kept bit for bit
     assert (final[mask == 255] != init[mask == 255]).any()  # and the painted part changed

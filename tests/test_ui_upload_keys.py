@@ -8,21 +8,10 @@ import pytest
 
 from vqclip.config.fields import file_keys
 from vqclip.config.job import GenerateConfig
-from vqclip.errors import VqclipError
 from vqclip.ui.jobs import check_safe
 from vqclip.ui.options import form_options
 
-HEX = "fedcba9876543210" * 2
-
-
-def upload(upload_id: str) -> str:
-    return f"/srv/outputs/.uploads/{upload_id}.png"
-
-
-def refused(job: dict, message: str) -> None:
-    with pytest.raises(VqclipError) as exc:
-        check_safe(job, upload)
-    assert message in str(exc.value) and "\n" not in str(exc.value)
+from test_ui_jobs import HEX, refused, upload  # noqa: E402
 
 
 def test_the_palette_image_is_an_upload_by_id():
