@@ -175,11 +175,9 @@ def _is_upload(path: str, upload: Callable[[str], str]) -> bool:
     (<run>/regions/<i>.png): a re-run's region mask, as its job.yaml names it."""
     folder = getattr(upload, "folder", None)
     p = Path(path)
-    if folder is None:
-        return False
-    if p.parent.name == REGIONS_DIR and COPY_FILE.fullmatch(p.name) and p.is_absolute():
+    if folder is not None and p.parent.name == REGIONS_DIR and COPY_FILE.fullmatch(p.name) and p.is_absolute():
         return p.resolve().is_relative_to(Path(folder).resolve().parent)  # no '..' or link leads out of outputs
-    return p.parent == Path(folder) and UPLOAD_FILE.fullmatch(p.name) is not None
+    return folder is not None and p.parent == Path(folder) and UPLOAD_FILE.fullmatch(p.name) is not None
 
 
 def _upload(key: str, value: Any, upload: Callable[[str], str]) -> str:
