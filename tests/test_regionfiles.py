@@ -150,3 +150,12 @@ def test_the_state_records_masks_by_their_order_not_where_they_lie(tiny_job):
     assert job_settings(here) != job_settings(cfg("a@/x/n.png|b@/x/m.png|c@/x/m.png"))
     assert canonical(here).prompt == "a@regions/1.png|b@regions/2.png"
     assert job_settings(cfg("a@left")) != job_settings(cfg("a@right"))
+
+
+def test_the_page_may_edit_and_rerun_a_run_with_mask_copies(runs):
+    from vqclip.ui.gallery import edit_job
+    from vqclip.ui.jobs import Uploads, check_safe
+
+    job = edit_job(runs["root"], runs["whole"].dir)["job"]
+    copy = str((runs["whole"].dir / "regions" / "1.png").absolute())
+    assert copy in job["prompt"] and check_safe(job, Uploads(runs["root"] / ".uploads"))["prompt"] == job["prompt"]

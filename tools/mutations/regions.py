@@ -110,4 +110,7 @@ MUTATIONS = [
     M("the page may name any file in a run's regions/ folder", "vqclip/ui/jobs.py",
       "and p.parent.name == REGIONS_DIR and COPY_FILE.fullmatch(p.name) and",
       "and p.parent.name == REGIONS_DIR and", T_UIK),
+    M("the page cannot re-run a run whose job names its region copies", "vqclip/ui/jobs.py",
+      "    if folder is not None and p.parent.name == REGIONS_DIR", "    if False and p.parent.name == REGIONS_DIR",
+      T_KEEP),
 ]
