@@ -8,6 +8,8 @@ PROMPTS, LOSSES, SCORING = "vqclip/optim/prompts.py", "vqclip/optim/losses.py", 
 OBJ, SCHED, AUG, CHECKS = ("vqclip/optim/objective.py", "vqclip/optim/schedules.py", "vqclip/optim/augments.py",
                            "vqclip/config/checks.py")
 T_REG, T_COV = ("tests/test_regions.py",), ("tests/test_coverage.py",)
+PIPE, KEEP = "vqclip/runs/pipeline.py", "vqclip/runs/regionfiles.py"
+T_KEEP, T_UIK = ("tests/test_regionfiles.py",), ("tests/test_ui_regioncopies.py",)
 
 MUTATIONS = [
     # --- named regions and mask images
@@ -78,4 +80,37 @@ MUTATIONS = [
       "    specs = [k.prompt for k in keyframes] + ([] if STORY_SEPARATOR in cfg.prompt else [cfg.prompt])\n"
       "    prompts = ",
       "    specs = [] + ([] if STORY_SEPARATOR in cfg.prompt else [cfg.prompt])\n    prompts = ", T_REG),
+    # --- the run folder keeps the mask images (regions/<i>.png) and its job names them
+    M("a run's job names the original mask files: a moved folder or another directory cannot find them", PIPE,
+      "        cfg = with_masks(cfg, copies(cfg, folder.path))\n", "", T_KEEP),
+    M("no regions/ copies written", PIPE, "        save_region_masks(job, folder.path)\n", "", T_KEEP),
+    M("the copies numbered from 0, not as the job names them", KEEP,
+      "    for i, source in enumerate(mask_files(job), 1):", "    for i, source in enumerate(mask_files(job)):",
+      T_KEEP),
+    M("a named region (left) taken for a mask file: its run fails", KEEP,
+      "return region if region is not None and region not in REGIONS else None", "return region", T_KEEP),
+    M("a story's '^' not a separator: a part's mask left under its original name", KEEP,
+      'if c in ("|", STORY_SEPARATOR):', 'if c == "|":', T_KEEP),
+    M("the spaces after a renamed region dropped from the prompt", KEEP,
+      "piece = body + \"@\" + names[region] + piece[len(piece.rstrip()):]",
+      "piece = body + \"@\" + names[region]", T_KEEP),
+    M("the negatives' masks neither copied nor renamed", KEEP, '+ list(get("negative", None) or [])', "", T_KEEP),
+    M("story keyframes' masks found after the prompt's: copies numbered out of order", KEEP,
+      "specs = keys + [get(\"prompt\", None)]", "specs = [get(\"prompt\", None)] + keys", T_KEEP),
+    M("a copy named in a prompt though its path has a space (the region ends there)", KEEP,
+      "return _region(f\"x@{path}\") == path and", "return True or", T_KEEP),
+    M("a resume takes the folder's copy even while the named mask is there", KEEP,
+      "if not Path(m).is_file() and kept.is_file()", "if kept.is_file()", T_KEEP),
+    M("a resume ignores the folder's region copies (only mask.png is looked for)", "vqclip/runs/jobs.py",
+      "return own_regions(config, folder)", "return config", T_KEEP),
+    M("state.pt records where the masks lie: a moved folder's resume is refused as another job",
+      "vqclip/runs/statefile.py", 'walk(canonical(cfg), "")', 'walk(cfg, "")', T_KEEP),
+    M("the page may name any regions/<i>.png of the server, outside its outputs folder too", "vqclip/ui/jobs.py",
+      "return p.resolve().is_relative_to(Path(folder).resolve().parent)", "return True", T_UIK),
+    M("the page may name any file in a run's regions/ folder", "vqclip/ui/jobs.py",
+      "and p.parent.name == REGIONS_DIR and COPY_FILE.fullmatch(p.name) and",
+      "and p.parent.name == REGIONS_DIR and", T_UIK),
+    M("the page cannot re-run a run whose job names its region copies", "vqclip/ui/jobs.py",
+      "    if folder is not None and p.parent.name == REGIONS_DIR", "    if False and p.parent.name == REGIONS_DIR",
+      T_KEEP),
 ]

@@ -18,6 +18,7 @@ from ..files.runfolder import FINAL_FILE, FRAMES_DIR, JOB_FILE, MASK_FILE, STATE
 from ..models.presets import DEFAULT_PRESET
 from ..models.resolve import local_embedded, preset_layer
 from ..modes.registry import resolve
+from .regionfiles import own_regions
 
 
 log = logging.getLogger("vqclip")
@@ -46,12 +47,13 @@ def png_layer(path: str | Path) -> dict:
 
 def own_mask(config: dict, folder: Path) -> dict:
     """A job layer whose edit mask is gone from where it names it (a run folder moved, or written on a cluster's
-    worker) but kept in `folder` as mask.png: that one (the run's own copy of it)."""
+    worker) but kept in `folder` as mask.png: that one (the run's own copy of it); its region masks likewise
+    (`regionfiles.own_regions`)."""
     init = config.get("init")
     mask = init.get("mask") if isinstance(init, dict) else None
     if isinstance(mask, str) and mask and not Path(mask).is_file() and (folder / MASK_FILE).is_file():
         config = {**config, "init": {**init, "mask": str(folder / MASK_FILE)}}
-    return config
+    return own_regions(config, folder)
 
 
 def parameters_layer(path: str | Path, text: str) -> dict:

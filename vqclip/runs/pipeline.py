@@ -36,6 +36,7 @@ from ..optim.loop import AfterStep, Callback
 from ..optim.schedules import job_texts
 from .callbacks import ProgressBar, SaveFrames, StopOnFlag, wants_trials
 from .devices import across_devices, check_devices
+from .regionfiles import copies, save_region_masks, with_masks
 from .statefile import StateSaver, job_settings, save_state
 from .upscale import prepare_upscaler, upscaled_name, write_upscaled
 
@@ -211,12 +212,14 @@ def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, 
     mode = mode or mode_for(cfg)
     cfg = mode.prepare(cfg, models)  # once: `generate` runs the mode prepared here
     if not resumed:
-        given = cfg.init.mask  # an edit's mask goes into the folder, and its job names that copy
+        given, job = cfg.init.mask, cfg  # an edit's mask and region masks go into the folder; its job names them
         if given:
             cfg = replace(cfg, init=replace(cfg.init, mask=str((folder.path / MASK_FILE).absolute())))
+        cfg = with_masks(cfg, copies(cfg, folder.path))
         folder.claim(to_yaml(cfg))
         if given:
             save_mask(given, cfg.init.mask)
+        save_region_masks(job, folder.path)
     # 3. Run, saving frames and state as it goes
     start = int(saved["step"]) if saved else 0
     frames = FolderFrames(folder, start if mode.saves_state else None)

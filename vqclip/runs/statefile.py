@@ -18,6 +18,7 @@ from ..files.atomic import write_bytes
 from ..nets.checkpoints import unpickler_reason
 from ..optim.loop import StepEvent
 from ..optim.state import DEVICE_RNG_KEYS, STATE_KEYS, RunState
+from .regionfiles import canonical
 
 STATE_VERSION = 1  # keys added since (job, start) are optional: an older state still loads, a newer vqclip reads it
 JOB_KEY = "job"
@@ -43,7 +44,7 @@ def job_settings(cfg: GenerateConfig) -> dict[str, Any]:
                 flat[key] = json.loads(json.dumps(dataclasses.asdict(value) if dataclasses.is_dataclass(value)
                                                   else _plain(value), default=str))
 
-    walk(cfg, "")
+    walk(canonical(cfg), "")  # region masks by their order, not where they lie (a moved folder's copies)
     return flat
 
 

@@ -20,6 +20,7 @@ from ..optim.prompts import parse_prompts
 from ..optim.regions import ALIASES, REGIONS
 from ..runs.batch import Batch
 from ..runs.plan import plan as plan_jobs
+from ..runs.regionfiles import REGIONS_DIR
 from .options import form_options, label_of
 
 MAX_YAML = 64_000  # characters of a pasted job; any real job is far smaller
@@ -27,6 +28,7 @@ MAX_VALUES = 10_000  # values in a job, its YAML's aliases expanded (a few refs 
 MAX_DEPTH = 16  # levels of nesting in a job (a sweep of a story's keyframe's prompt list is 5)
 UPLOAD = re.compile(r"upload:([0-9a-f]{32})((?::[^:]*){0,2})")  # upload:ID[:weight[:stop]]
 UPLOAD_FILE = re.compile(r"[0-9a-f]{32}\.png")  # an upload's file in the uploads folder
+COPY_FILE = re.compile(r"[1-9][0-9]*\.png")  # a run's copy of a region mask, in its regions/ folder
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")  # an open_clip name or tag, a preset: no path
 FILE_SUFFIX = re.compile(r"\.(json|safetensors|pt|pth|bin|ckpt|yaml|yml)$", re.IGNORECASE)
 NO_FILES = file_keys(JobConfig, "server")  # keys that name files of the server: no upload form
@@ -169,9 +171,12 @@ def _regions(key: str, value: Any, upload: Callable[[str], str]) -> Any:
 
 
 def _is_upload(path: str, upload: Callable[[str], str]) -> bool:
-    """Whether `path` is one of the page's uploads (a re-run's region mask, as its job.yaml names it)."""
+    """Whether `path` is one of the page's uploads, or a run's copy of one in the outputs folder around them
+    (<run>/regions/<i>.png): a re-run's region mask, as its job.yaml names it."""
     folder = getattr(upload, "folder", None)
     p = Path(path)
+    if folder is not None and p.parent.name == REGIONS_DIR and COPY_FILE.fullmatch(p.name) and p.is_absolute():
+        return p.resolve().is_relative_to(Path(folder).resolve().parent)  # no '..' or link leads out of outputs
     return folder is not None and p.parent == Path(folder) and UPLOAD_FILE.fullmatch(p.name) is not None
 
 
