@@ -118,6 +118,11 @@ def test_four_jobs_and_a_sweep_make_the_images_of_vqclip_run_with_one_load_per_w
     edit = yaml.safe_load((tmp_path / "d" / "job.yaml").read_text())  # the edit kept its mask in its own folder
     assert Path(edit["init"]["mask"]).resolve() == (tmp_path / "d" / "mask.png").resolve()
     assert np.array_equal(pixels(tmp_path / "d" / "mask.png"), pixels(job_file.parent / "mask.png"))
+    from vqclip.optim.prompts import parse_prompts
+
+    [region] = [p.region for p in parse_prompts(edit["prompt"]) if p.region]  # the region mask's copy, landed too
+    assert Path(region).resolve() == (tmp_path / "d" / "regions" / "1.png").resolve()
+    assert np.array_equal(pixels(region), pixels(job_file.parent / "left.png"))
     record = yaml.safe_load((tmp_path / "sweep" / "batch.yaml").read_text())
     assert [r["seed"] for r in record["runs"]] == [5, 6] and all(r["done"] for r in record["runs"])
     assert not list(tmp_path.rglob(".*.tmp-*"))

@@ -208,6 +208,10 @@ MUTATIONS = [
       "                raise VqclipError(f\"{path}: its parameters say {key}: {params[key][:40]!r}, not a {name} value\")",
       "                pass", ("tests/test_infotext_looks.py",)),
     M("a Ray worker's job.yaml names the edit's mask in the worker's temporary folder", "vqclip/runs/clusterwork.py",
-      "        return replace(cfg, init=replace(cfg.init, mask=str(dest / Path(mask).relative_to(folder))))",
-      "        return cfg", ("tests/test_cluster.py",)),
+      "        cfg = replace(cfg, init=replace(cfg.init, mask=str(dest / Path(mask).relative_to(folder))))",
+      "        pass", ("tests/test_cluster.py",)),
+    M("a Ray worker's job.yaml names its region mask copies in the worker's temporary folder",
+      "vqclip/runs/clusterwork.py",
+      "    return with_masks(cfg, {m: n for m, n in names.items() if nameable(n)}) if names else cfg", "    return cfg",
+      ("tests/test_cluster.py",)),
 ]

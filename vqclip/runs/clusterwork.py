@@ -14,6 +14,7 @@ from typing import Any, Optional
 from ..config import GenerateConfig, to_yaml
 from ..files.atomic import write_text
 from ..files.runfolder import FRAMES_DIR, JOB_FILE, RunFolder
+from .regionfiles import mask_files, nameable, with_masks
 from ..modes.restyle import Restyle
 from ..nets.device import threads
 from ..nets.load import ModelCache
@@ -39,12 +40,13 @@ class Task:
 
 
 def landed(cfg: GenerateConfig, folder: Path, dest: Path) -> GenerateConfig:
-    """The config with the files it names inside the worker's `folder` (an edit's mask) named where they land on the
-    driver, inside `dest`."""
+    """The config with the files it names inside the worker's `folder` (an edit's mask, the copies of its region
+    masks) named where they land on the driver, inside `dest`."""
     mask = cfg.init.mask
     if isinstance(mask, str) and mask and Path(mask).is_relative_to(folder):
-        return replace(cfg, init=replace(cfg.init, mask=str(dest / Path(mask).relative_to(folder))))
-    return cfg
+        cfg = replace(cfg, init=replace(cfg.init, mask=str(dest / Path(mask).relative_to(folder))))
+    names = {m: str(dest / Path(m).relative_to(folder)) for m in mask_files(cfg) if Path(m).is_relative_to(folder)}
+    return with_masks(cfg, {m: n for m, n in names.items() if nameable(n)}) if names else cfg
 
 
 def folder_files(root: Path) -> dict[str, bytes]:

@@ -99,7 +99,7 @@ def copy_name(folder: Path, i: int) -> str:
     return str((Path(folder) / REGIONS_DIR / f"{i}.png").absolute())
 
 
-def _nameable(path: str) -> bool:
+def nameable(path: str) -> bool:
     """Whether a prompt can name `path` as its region (no space, ':', '|', '^' or '@' in it)."""
     return _region(f"x@{path}") == path and not any(c in path for c in "|^")
 
@@ -107,7 +107,7 @@ def _nameable(path: str) -> bool:
 def copies(job: Any, folder: Path) -> dict[str, str]:
     """{mask image path: its copy in `folder`} for each mask of the job whose copy a prompt can name."""
     names = {m: copy_name(folder, i) for i, m in enumerate(mask_files(job), 1)}
-    return {m: c for m, c in names.items() if _nameable(c)}
+    return {m: c for m, c in names.items() if nameable(c)}
 
 
 def save_region_masks(job: Any, folder: Path) -> list[Path]:
@@ -129,7 +129,7 @@ def own_regions(config: dict, folder: Path) -> dict:
     names = {}
     for i, m in enumerate(mask_files(config), 1):
         kept = Path(folder) / REGIONS_DIR / f"{i}.png"
-        if not Path(m).is_file() and kept.is_file() and _nameable(str(kept)):
+        if not Path(m).is_file() and kept.is_file() and nameable(str(kept)):
             names[m] = str(kept)
     return with_masks(config, names)
 
