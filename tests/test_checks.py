@@ -119,7 +119,7 @@ ENUMS = [
     ("output.video_format", ["mp4", "gif"], ["webm", "MP4"]),
     ("story_mode", ["switch", "blend"], ["fade"]),
     ("animation.mode", ["none", "zoom"], ["pan", "None"]),
-    ("animation.padding", ["reflection", "border", "zeros"], ["wrap", "reflect"]),
+    ("animation.padding", ["reflection", "border", "zeros", "outpaint"], ["wrap", "reflect", "Outpaint"]),
     ("cutouts.augments", [[], ["affine"], ["perspective"], ["flip"], ["jitter"], ["sharpness"], ["erasing"], ["noise"],
                           ["noise", "affine", "flip"]], [["blur"], ["affine", "blur"]]),
 ]

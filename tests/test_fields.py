@@ -72,9 +72,10 @@ def test_the_job_offers_exactly_grid_samples_padding_modes_and_sides_up_to_4096(
     import torch
     import torch.nn.functional as F
 
-    from vqclip.config.job import MAX_SIDE, PADDINGS
+    from vqclip.config.job import GRID_PADDINGS, MAX_SIDE, PADDINGS
 
     grid = torch.zeros(1, 1, 1, 2)
-    for mode in PADDINGS:
+    for mode in GRID_PADDINGS:
         F.grid_sample(torch.ones(1, 1, 2, 2), grid, padding_mode=mode, align_corners=False)
-    assert set(PADDINGS) == {"zeros", "border", "reflection"} and MAX_SIDE == 4096
+    assert set(GRID_PADDINGS) == {"zeros", "border", "reflection"} and MAX_SIDE == 4096
+    assert set(PADDINGS) == {*GRID_PADDINGS, "outpaint"}  # outpaint: vqclip.modes.zoom

@@ -22,7 +22,8 @@ from ..draw.registry import DRAWERS
 from .fields import option
 
 ANIMATION_MODES = ("none", "zoom")
-PADDINGS = ("reflection", "border", "zeros")  # torch grid_sample's padding modes
+GRID_PADDINGS = ("reflection", "border", "zeros")  # torch grid_sample's padding modes
+PADDINGS = (*GRID_PADDINGS, "outpaint")  # outpaint: the uncovered border starts as an outpaint's new area
 MAX_SIDE = 4096
 
 
@@ -182,7 +183,8 @@ class AnimationConfig:
                           flag="--shift-x", metavar="PX|KEYS", label="shift right per frame (pixels)")
     shift_y: Any = option(0.0, help="pixels per frame, content moves down; constant or key-framed",
                           flag="--shift-y", metavar="PX|KEYS", label="shift down per frame (pixels)")
-    padding: str = option("reflection", help="what fills the uncovered border", flag="--padding", choices=PADDINGS)
+    padding: str = option("reflection", help="what fills the uncovered border; outpaint: what init.mask_init gives a "
+                          "new area (keep: noise)", flag="--padding", choices=PADDINGS)
     reset_optimizer: bool = option(True, help="restart the optimiser after each move (no stale momentum)",
                                    flag="--keep-optimizer", negate=True,
                                    flag_help="keep the optimiser's momentum across moves")

@@ -3,23 +3,30 @@ latent and optimised on; each move is one video frame.
 
 The move runs after the update of step s (s % every == 0), so each video frame (saved at the same steps) is `every`
 updates on from the moved previous frame. The moved latent also becomes the init target, so `init.weight` keeps
-frames close to their predecessor.
+frames close to their predecessor. With `animation.padding: outpaint` the border a move uncovers starts as an
+outpaint's new area does (`start_image` with the job's init.mask_init: keep gives noise), drawn from the run's
+generator, so a resume repeats it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..optim.loop import StepEvent
+from ..optim.masks import start_image
 from ..optim.objective import Objective
 from ..optim.schedules import parse_keyframed, value_at
 from ..optim.state import RunState
 from .still import Still
+
+OUTPAINT = "outpaint"  # the padding that fills an uncovered border as an outpaint's new area
+EDGE = 1e-3  # a sample point this far (pixels) past the outer pixel centres still counts as covered (float slack)
 
 
 # ---- the transform: pure math on images ----
@@ -46,6 +53,29 @@ def transform_image(image: Tensor, zoom: float = 1.0, angle: float = 0.0, shift_
     return F.grid_sample(image, grid, mode="bilinear", padding_mode=padding, align_corners=False).clamp(0, 1)
 
 
+def uncovered(width: int, height: int, zoom: float = 1.0, angle: float = 0.0, shift_x: float = 0.0,
+              shift_y: float = 0.0) -> Tensor:
+    """Where a move (`affine_theta`) uncovers the image, [1,1,H,W]: 1 where the point a pixel samples lies past the
+    image's outer pixel centres (its bilinear sample reads the padding), else 0."""
+    theta = affine_theta(width, height, zoom, angle, shift_x, shift_y)
+    grid = F.affine_grid(theta, [1, 1, height, width], align_corners=False)
+    x, y = ((grid[..., 0] + 1) * width - 1) / 2, ((grid[..., 1] + 1) * height - 1) / 2  # in pixel indices
+    out = (x < -EDGE) | (x > width - 1 + EDGE) | (y < -EDGE) | (y > height - 1 + EDGE)
+    return out[:, None].float()
+
+
+def outpaint_move(image: Tensor, move: tuple[float, float, float, float], mask_init: str,
+                  generator: torch.Generator) -> Tensor:
+    """An image [B,3,H,W] in [0,1] moved by (zoom, degrees, shift_x, shift_y) with reflection padding, and the
+    border the move uncovers replaced by what `start_image` gives an outpaint's new area under `mask_init`; a move
+    that uncovers nothing is the plain move and draws no noise. (The start is made on the CPU, as the generator.)"""
+    moved = transform_image(image, *move)
+    new = uncovered(image.shape[-1], image.shape[-2], *move)
+    if not bool(new.any()):
+        return moved
+    return start_image(moved.cpu(), new, new, mask_init, generator).to(image.device)
+
+
 @dataclass(frozen=True)
 class Motion:
     """The per-frame camera motion of a zoom video: each of zoom, rotate, shift_x, shift_y key-framed over steps."""
@@ -66,24 +96,31 @@ class Motion:
         """(zoom, degrees, shift_x, shift_y) of the transform at a step."""
         return tuple(value_at(track, step) for track in (self.zoom, self.rotate, self.shift_x, self.shift_y))
 
-    def apply(self, image: Tensor, step: float) -> Tensor:
-        """The image [1,3,H,W] in [0,1] moved by the transform at `step`."""
+    def apply(self, image: Tensor, step: float, generator: Optional[torch.Generator] = None,
+              mask_init: str = "keep") -> Tensor:
+        """The image [1,3,H,W] in [0,1] moved by the transform at `step`; with outpaint padding its uncovered border
+        starts as `outpaint_move` says, its noise drawn from `generator`."""
+        if self.padding == OUTPAINT:
+            return outpaint_move(image, self.at(step), mask_init, generator)
         return transform_image(image, *self.at(step), padding=self.padding)
 
 
 class ZoomMoves:
     """The after-step hook of a zoom run: every `every` steps, decode the latent, move the image (`Motion`),
-    re-encode it, and go on from there (`RunState.move_to`)."""
+    re-encode it, and go on from there (`RunState.move_to`); an outpainted border starts as `mask_init` says, its
+    noise drawn from the run's generator (`state.rng`)."""
 
-    def __init__(self, motion: Motion, every: int, objective: Objective, reset_optimizer: bool = True):
+    def __init__(self, motion: Motion, every: int, objective: Objective, reset_optimizer: bool = True,
+                 mask_init: str = "keep"):
         self.motion, self.every, self.objective, self.reset = motion, every, objective, reset_optimizer
+        self.mask_init = mask_init
         self.moves = 0
 
     @torch.no_grad()
     def __call__(self, state: RunState, event: StepEvent) -> None:
         if event.step % self.every or event.trial:
             return None
-        moved = self.motion.apply(self.objective.decode(state.z).float(), event.step)
+        moved = self.motion.apply(self.objective.decode(state.z).float(), event.step, state.rng, self.mask_init)
         state.move_to(self.objective.drawer.encode(moved).to(state.z.dtype), self.reset)
         self.moves += 1
         return None
@@ -99,4 +136,4 @@ class Zoom(Still):
 
     def hooks(self, cfg, objective: Objective) -> list:
         a = cfg.animation
-        return [ZoomMoves(Motion.from_config(a), a.every, objective, a.reset_optimizer)]
+        return [ZoomMoves(Motion.from_config(a), a.every, objective, a.reset_optimizer, cfg.init.mask_init)]
