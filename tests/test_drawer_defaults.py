@@ -96,3 +96,16 @@ def test_the_defaults_are_a_fresh_copy_and_none_for_other_names():
     first["tv_weight"] = 99.0
     assert registry.defaults("pixel") == registry.DEFAULTS["pixel"] and registry.DEFAULTS["pixel"]["tv_weight"] == 0
     assert registry.defaults("vqgan") == {} and registry.defaults("nope") == {} and registry.defaults(["pixel"]) == {}
+
+
+def test_pixel_takes_twice_the_presets_steps_for_a_still_image_and_the_users_steps_win(tmp_path):
+    mini = get_preset("mini").defaults["steps"]
+    assert cli("--drawer", "pixel").steps == 2 * mini and cli().steps == mini  # vqgan: the preset's
+    assert cli("--drawer", "fft").steps == mini  # fft has no scale
+    assert cli("--drawer", "pixel", "--steps", str(mini)).steps == mini  # the user's, even the preset's own
+    assert cli("--config", write(tmp_path, "s.yaml", {"steps": 7}), "--drawer", "pixel").steps == 7
+    assert build_config({"drawer": {"name": "pixel"}, "prompt": "a"}).steps == 2 * build_config({"prompt": "a"}).steps
+    zoom = build_config({"model": "mini", "drawer": {"name": "pixel"}, "prompt": "a", "animation": {"mode": "zoom"}})
+    assert zoom.steps == mini  # a video's steps set its length: not scaled
+    assert registry.defaults("pixel", 3) == {**registry.DEFAULTS["pixel"], "steps": 6}
+    assert "steps" not in registry.defaults("pixel") and "steps" not in registry.defaults("pixel", True)

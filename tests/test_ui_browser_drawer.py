@@ -1,6 +1,6 @@
 """The page's form follows an image model's own defaults as the server applies them: choosing `pixel` on mini shows
 its TV weight 0 instead of the preset's 40, keeps what the user changed, and a value the user types (even the
-preset's 40) is what the run gets. Skipped where there is no Chromium."""
+preset's 40) is what the run gets; its steps are twice the preset's. Skipped where there is no Chromium."""
 
 from __future__ import annotations
 
@@ -25,6 +25,13 @@ def run_job(page, srv) -> dict:
 
 def test_the_form_shows_and_sends_the_image_models_own_defaults(browser_page):
     srv, page = browser_page
+    assert page.input_value("#f-steps") == "100"
+    if not page.is_visible("#f-drawer-name"):
+        page.click("#advanced summary")
+    page.select_option("#f-drawer-name", "pixel")
+    assert page.input_value("#f-steps") == "200"  # pixel takes twice the preset's steps (each costs a third)
+    page.select_option("#f-drawer-name", "vqgan")
+    assert page.input_value("#f-steps") == "100"
     make(page, "a red circle on a blue background", 2)
     assert page.input_value("#f-tv_weight") == "40"  # mini's TV, for its VQGAN
     page.select_option("#f-drawer-name", "pixel")

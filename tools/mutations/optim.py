@@ -176,8 +176,8 @@ MUTATIONS = [
       "torch.complex(params[:, :3], 0 * params[:, 3:])", ("tests/test_draw.py",)),
     # --- drawer defaults: the registry's DEFAULTS, laid by runs/jobs.build_config over the preset, under the user
     M("a drawer's defaults override what the user set", "vqclip/runs/jobs.py",
-      'layers.insert(1 if model is not None else 0, (f"drawer {drawer}", drawers.defaults(drawer)))',
-      'layers.append((f"drawer {drawer}", drawers.defaults(drawer)))', (DD,)),
+      'layers.insert(1 if model is not None else 0, (f"drawer {drawer}", own))',
+      'layers.append((f"drawer {drawer}", own))', (DD,)),
     M("a drawer's defaults lie beneath the preset's (pixel on mini keeps TV 40)", "vqclip/runs/jobs.py",
       "layers.insert(1 if model is not None else 0,", "layers.insert(0 if model is not None else 0,", (DD,)),
     M("without a preset a drawer's defaults override the first YAML file", "vqclip/runs/jobs.py",
@@ -191,4 +191,12 @@ MUTATIONS = [
       'pixel_size: int = option(8, help="pixel:', (DD,)),
     M("pixel runs with the preset's TV", "vqclip/draw/registry.py", '"pixel": {"tv_weight": 0.0},', '"pixel": {},',
       (DD,)),
+    M("pixel takes the preset's steps, not twice them", "vqclip/draw/registry.py", 'STEPS_SCALE = {"pixel": 2}',
+      "STEPS_SCALE = {}", (DD,)),
+    M("a zoom video with pixel gets twice its steps (a longer video)", "vqclip/runs/jobs.py",
+      "    steps = None if any(_is_video(layer) for _, layer in layers) else (",
+      "    steps = None if False else (", (DD,)),
+    M("pixel's steps scaled from the option default, not the preset's", "vqclip/runs/jobs.py",
+      'layers[0][1].get("steps", GenerateConfig().steps) if model is not None',
+      'GenerateConfig().steps if model is not None', (DD,)),
 ]

@@ -128,8 +128,12 @@ def build_config(cli: Optional[dict] = None, yaml_files: Iterable[str | Path] = 
             preset.pop("candidates", None)                # does not apply to zoom or restyle (asking for it does)
         layers.insert(0, (f"preset {model}", preset))
     drawer = drawer_name(layers)
-    if drawers.defaults(drawer):  # over the preset's defaults, beneath the user's values
-        layers.insert(1 if model is not None else 0, (f"drawer {drawer}", drawers.defaults(drawer)))
+    # a still image's steps scaled for a cheaper drawer (a video's steps set its length: those stay)
+    steps = None if any(_is_video(layer) for _, layer in layers) else (
+        layers[0][1].get("steps", GenerateConfig().steps) if model is not None else GenerateConfig().steps)
+    own = drawers.defaults(drawer, steps)
+    if own:  # over the preset's defaults, beneath the user's values
+        layers.insert(1 if model is not None else 0, (f"drawer {drawer}", own))
     return local_weights(merge_layers(layers))
 
 

@@ -83,15 +83,18 @@ def _state(preset) -> str:
 
 
 def presets() -> dict:
-    """The presets (installed first) with their job defaults, and the one the form starts on: the default preset if
-    its files are here, else the built-in mini (so the page works offline out of the box)."""
+    """The presets (installed first) with their job defaults and each image model's own defaults under them (over the
+    preset's, as `build_config` layers them), and the one the form starts on: the default preset if its files are
+    here, else the built-in mini (so the page works offline out of the box)."""
     items = []
     for name, preset in list_presets().items():
         defaults = {k: v for k, v in preset.defaults.items() if k not in ("guide",)}
+        steps = defaults.get("steps", GenerateConfig().steps)  # an image model's own defaults under this preset
+        own = {d: drawer_defaults(d, steps) for d in DRAWERS}
         items.append({"name": name, "description": preset.description, "state": _state(preset),
-                      "size": preset.approx_size, "defaults": defaults})
+                      "size": preset.approx_size, "defaults": defaults,
+                      "drawers": {d: v for d, v in own.items() if v}})
     ready = [i["name"] for i in items if i["state"] in ("installed", "built-in")]
     default = DEFAULT_PRESET if DEFAULT_PRESET in ready else ("mini" if "mini" in ready else DEFAULT_PRESET)
     items.sort(key=lambda i: (i["name"] not in ready, i["name"]))
-    drawers = {name: drawer_defaults(name) for name in DRAWERS}  # an image model's own defaults, over a preset's
-    return {"presets": items, "default": default, "drawers": {k: v for k, v in drawers.items() if v}}
+    return {"presets": items, "default": default}

@@ -2,7 +2,7 @@
 "use strict";
 const $ = (sel) => document.querySelector(sel);
 const state = { options: [], presets: {}, preset: null, extra: {}, watching: null, source: null, curve: [],
-  uploads: {}, detail: null, before: {}, drawers: {}, drawer: null };
+  uploads: {}, detail: null, before: {}, drawer: null };
 
 async function api(method, url, body) {
   const init = { method, headers: {} };
@@ -65,7 +65,7 @@ function defaults() {  // the option defaults under the chosen preset's, under t
   for (const o of state.options) out[o.key] = o.default;
   const p = state.presets[$("#f-model").value];
   if (p) Object.assign(out, flat(p.defaults));
-  Object.assign(out, flat(state.drawers[state.drawer || out["drawer.name"]] || {}));
+  Object.assign(out, flat(((p && p.drawers) || {})[state.drawer || out["drawer.name"]] || {}));
   return out;
 }
 function drawerChanged(input) {  // fields still showing the old image model's defaults show the new one's
@@ -324,7 +324,6 @@ $("#yaml-run").onclick = async () => {
 async function start() {
   const [opts, presets] = await Promise.all([api("GET", "/api/options"), api("GET", "/api/presets")]);
   state.options = opts.data;
-  state.drawers = presets.data.drawers || {};
   const select = $("#f-model");
   for (const p of presets.data.presets) {
     state.presets[p.name] = p;
