@@ -32,6 +32,11 @@ def test_the_form_shows_and_sends_the_image_models_own_defaults(browser_page):
     assert page.input_value("#f-steps") == "200"  # pixel takes twice the preset's steps (each costs a third)
     page.select_option("#f-drawer-name", "vqgan")
     assert page.input_value("#f-steps") == "100"
+    page.select_option("#f-animation-mode", "zoom")  # a zoom's steps set the video's length: pixel keeps them
+    page.select_option("#f-drawer-name", "pixel")
+    assert page.input_value("#f-steps") == "100" and page.input_value("#f-tv_weight") == "0"
+    page.select_option("#f-drawer-name", "vqgan")
+    page.select_option("#f-animation-mode", "none")
     make(page, "a red circle on a blue background", 2)
     assert page.input_value("#f-tv_weight") == "40"  # mini's TV, for its VQGAN
     page.select_option("#f-drawer-name", "pixel")

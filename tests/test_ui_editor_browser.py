@@ -1,5 +1,6 @@
 """The page's image editor in a real browser (Playwright driving the system Chromium) against a real server on the mini
-preset: paint a mask with the mouse over an uploaded init image and run the edit, then drag a border to outpaint.
+preset: paint a mask with the mouse (and a finger: touch pointer events) over an uploaded init image and run the
+edit, then drag a border to outpaint.
 Checked on disk: mask.png holds the strokes, final.png keeps every pixel outside the mask's feather band, the
 outpaint keeps the original bit for bit. Skipped where there is no Chromium.
 
@@ -70,6 +71,14 @@ def test_paint_a_mask_run_the_edit_then_drag_a_border_to_outpaint(browser_page):
             page.mouse.move(*at(x0 + (x1 - x0) * k / 8, y0 + (y1 - y0) * k / 8))
         page.mouse.up()
     assert "mask painted" in page.text_content("#ed-info")
+    # a finger: the pointer events a touch screen sends, down column 26 from row 14 to 20
+    page.evaluate("""([x, y0, y1]) => {
+        const c = document.querySelector('#ed-mask');
+        const send = (type, y) => c.dispatchEvent(new PointerEvent(type, {pointerId: 9, pointerType: 'touch',
+            isPrimary: true, clientX: x, clientY: y, bubbles: true, cancelable: true}));
+        send('pointerdown', y0);
+        for (let k = 1; k <= 8; k++) send('pointermove', y0 + (y1 - y0) * k / 8);
+        send('pointerup', y1); }""", [at(26, 14)[0], at(26, 14)[1], at(26, 20)[1]])
     # erase the end of the first stroke again
     page.check("#ed-erase")
     page.mouse.move(*at(23, 10))
@@ -91,6 +100,7 @@ def test_paint_a_mask_run_the_edit_then_drag_a_border_to_outpaint(browser_page):
     assert mask[10, 8:20].min() == 255 and mask[13:18, 12].min() == 255
     assert mask[0:4].max() == 0 and mask[28:].max() == 0 and mask[:, 28:].max() == 0
     assert mask[10, 24] == 0
+    assert mask[14:21, 26].min() == 255  # the touch stroke
     final = read(run / "final.png")
     outside = ~band(mask, FEATHER + 1)
     assert outside.sum() > 600  # most of the image is outside the band

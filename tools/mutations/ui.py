@@ -267,7 +267,7 @@ MUTATIONS = [
       'g.globalCompositeOperation = erase ? "destination-out" : "source-over";',
       'g.globalCompositeOperation = "source-over";', ("tests/test_ui_editor_browser.py",)),
     M("the form shows the preset's TV weight for pixel, not pixel's own", "vqclip/ui/static/app.js",
-      '  Object.assign(out, flat(((p && p.drawers) || {})[state.drawer || out["drawer.name"]] || {}));', "",
+      '  Object.assign(out, flat(own));', "",
       ("tests/test_ui_browser_drawer.py",)),
     M("choosing another image model overwrites the fields the user changed", "vqclip/ui/static/app.js",
       "!same(before[key], after[key]) && same(readValue(field), before[key])", "!same(before[key], after[key])",

@@ -65,7 +65,10 @@ function defaults() {  // the option defaults under the chosen preset's, under t
   for (const o of state.options) out[o.key] = o.default;
   const p = state.presets[$("#f-model").value];
   if (p) Object.assign(out, flat(p.defaults));
-  Object.assign(out, flat(((p && p.drawers) || {})[state.drawer || out["drawer.name"]] || {}));
+  const own = { ...(((p && p.drawers) || {})[state.drawer || out["drawer.name"]] || {}) };
+  const mode = (key) => (document.querySelector(`#form [data-key="${key}"]`) || {}).value;
+  if (mode("animation.mode") === "zoom" || ["zoom", "restyle"].includes(mode("mode"))) delete own.steps;  // a video's length
+  Object.assign(out, flat(own));
   return out;
 }
 function drawerChanged(input) {  // fields still showing the old image model's defaults show the new one's

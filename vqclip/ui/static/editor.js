@@ -195,7 +195,8 @@ const editor = (() => {
     const mask = $e("#ed-mask");
     mask.style.touchAction = "none";  // a finger paints instead of scrolling the page
     mask.addEventListener("pointerdown", (ev) => {
-      ev.preventDefault(); mask.setPointerCapture(ev.pointerId);
+      ev.preventDefault();
+      try { mask.setPointerCapture(ev.pointerId); } catch (e) { /* the pointer is gone already: paint anyway */ }
       ed.painting = true; ed.last = point(ev); stroke(ed.last, ed.last);
     });
     mask.addEventListener("pointermove", (ev) => {
