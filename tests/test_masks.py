@@ -13,8 +13,8 @@ from PIL import Image
 
 from vqclip.config import InitConfig
 from vqclip.errors import VqclipError
-from vqclip.optim.masks import (canvas, canvas_size, composite, edit_of, feather, mask_tensor, start_image, to_cells,
-                                wants_edit)
+from vqclip.optim.inits import canvas_size, wants_edit
+from vqclip.optim.masks import canvas, composite, edit_of, feather, mask_tensor, start_image, to_cells
 
 
 def chessboard_ramp(mask: np.ndarray, pixels: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from ..files.video import VIDEO_FORMATS
 from ..nets.device import PRECISIONS, check_device
 from ..nets.memory import MEMORY_MODES
 from ..optim.augments import AUGMENTS
-from ..optim.inits import INITS, MASK_INITS
+from ..optim.inits import INITS, MASK_INITS, canvas_size, wants_edit
 from ..optim.optimizers import OPTIMIZERS
 from ..optim.prompts import check_has_target, parse_image_prompt, parse_job_prompts
 from ..optim.regions import REGIONS, read_mask
@@ -159,7 +159,7 @@ def _check_edit(cfg: GenerateConfig) -> None:
     """An edit (init.mask, init.extend) needs the image it edits, a feather and an extension of whole pixels, and a
     canvas within the largest side."""
     i = cfg.init
-    if (i.mask or any(i.extend)) and not i.image:
+    if wants_edit(i) and not i.image:
         key = "init.mask" if i.mask else "init.extend"
         raise VqclipError(f"{key}: edits init.image, which is not set; give the image to edit (--init-image PATH)")
     _require("init.mask_feather", i.mask_feather, 0 <= i.mask_feather <= MAX_SIDE,
@@ -168,7 +168,7 @@ def _check_edit(cfg: GenerateConfig) -> None:
     if len(i.extend) != 4 or any(not isinstance(e, int) or e < 0 for e in i.extend):
         raise VqclipError(f"init.extend: expected four pixel counts >= 0 (left top right bottom), got "
                           f"{shown(list(i.extend))}")
-    w, h = cfg.size[0] + i.extend[0] + i.extend[2], cfg.size[1] + i.extend[1] + i.extend[3]
+    w, h = canvas_size(cfg.size, i.extend)
     if max(w, h) > MAX_SIDE:
         raise VqclipError(f"init.extend: the canvas would be {w}x{h}, past the largest side {MAX_SIDE}; extend less, "
                           "or lower size")

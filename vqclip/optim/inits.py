@@ -29,6 +29,19 @@ INITS = {
 MASK_INITS = ("keep", "noise", "blur")
 
 
+def wants_edit(init) -> bool:
+    """Whether a job's init section asks for an edit: a mask, or a canvas extended on some side."""
+    return bool(init.mask) or any(init.extend)
+
+
+def canvas_size(size: list[int], extend: list[int]) -> list[int]:
+    """The canvas [W, H] of an outpaint: the size plus the extension (left, top, right, bottom); else the size."""
+    if not any(extend):
+        return list(size)
+    left, top, right, bottom = extend
+    return [size[0] + left + right, size[1] + top + bottom]
+
+
 def noise_image(height: int, width: int, generator):
     """Uniform pixel noise [1,3,H,W] in [0,1]."""
     import torch  # here: see the module docstring

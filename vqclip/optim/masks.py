@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..errors import VqclipError
 from ..files.images import load_image, open_rgb
-from .inits import MASK_INITS
+from .inits import MASK_INITS, wants_edit
 
 log = logging.getLogger("vqclip")
 
@@ -117,19 +117,6 @@ class Edit:
     base: Tensor
     mask: Tensor
     new: Tensor
-
-
-def wants_edit(init) -> bool:
-    """Whether a job's init section asks for an edit: a mask, or a canvas extended on some side."""
-    return bool(init.mask) or any(init.extend)
-
-
-def canvas_size(size: list[int], extend: list[int]) -> list[int]:
-    """The canvas [W, H] of an outpaint: the size plus the extension (left, top, right, bottom); else the size."""
-    if not any(extend):
-        return list(size)
-    left, top, right, bottom = extend
-    return [size[0] + left + right, size[1] + top + bottom]
 
 
 def edit_of(init, size: list[int], width: int, height: int, notice: bool = True) -> Optional[Edit]:

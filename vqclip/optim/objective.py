@@ -24,7 +24,7 @@ from ..terms.base import build_terms
 from .coverage import cover_weights, coverage, region_masks
 from .cutouts import CutoutDraw, Cutouts
 from .losses import stops_tensor, weights_tensor
-from .masks import canvas_size
+from .inits import canvas_size
 from .prompts import Prompt, check_has_target, parse_job_prompts
 from .scoring import Scorer, shard_of
 
