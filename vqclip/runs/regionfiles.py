@@ -94,9 +94,14 @@ def with_masks(job: Any, names: dict[str, str]) -> Any:
     return out
 
 
+def copy_path(folder: Path, i: int) -> Path:
+    """The file of the i-th (from 1) region mask copy of a run folder."""
+    return Path(folder) / REGIONS_DIR / f"{i}.png"
+
+
 def copy_name(folder: Path, i: int) -> str:
     """The i-th (from 1) region mask copy of a run folder, as a prompt names it."""
-    return str((Path(folder) / REGIONS_DIR / f"{i}.png").absolute())
+    return str(copy_path(folder, i).absolute())
 
 
 def nameable(path: str) -> bool:
@@ -115,7 +120,7 @@ def save_region_masks(job: Any, folder: Path) -> list[Path]:
     `regions.read_mask` reads them, at its own size), written atomically."""
     out = []
     for i, source in enumerate(mask_files(job), 1):
-        path = Path(folder) / REGIONS_DIR / f"{i}.png"
+        path = copy_path(folder, i)
         path.parent.mkdir(exist_ok=True)
         with Image.open(source) as im, atomic_path(path) as tmp:
             im.convert("L").save(tmp, format="PNG")
@@ -128,7 +133,7 @@ def own_regions(config: dict, folder: Path) -> dict:
     the i-th of the job): those copies."""
     names = {}
     for i, m in enumerate(mask_files(config), 1):
-        kept = Path(folder) / REGIONS_DIR / f"{i}.png"
+        kept = copy_path(folder, i)
         if not Path(m).is_file() and kept.is_file() and nameable(str(kept)):
             names[m] = str(kept)
     return with_masks(config, names)
