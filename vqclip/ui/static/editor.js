@@ -32,7 +32,7 @@ const editor = (() => {
     for (let i = from === to ? 0 : 1; i <= n; i++) {
       stamp(g, from.x + (to.x - from.x) * i / n, from.y + (to.y - from.y) * i / n, size, hardness, erase, rgb);
     }
-    ed.dirty = true; showState();
+    ed.dirty = true;  // the info line is redrawn when the stroke ends (it reads the whole mask back)
   }
   function point(ev) {  // the pointer in image pixels
     const c = $e("#ed-mask"), box = c.getBoundingClientRect();
@@ -203,7 +203,7 @@ const editor = (() => {
       if (!ed.painting) return;
       const p = point(ev); stroke(ed.last, p); ed.last = p;
     });
-    for (const t of ["pointerup", "pointercancel"]) mask.addEventListener(t, () => { ed.painting = false; });
+    for (const t of ["pointerup", "pointercancel"]) mask.addEventListener(t, () => { ed.painting = false; showState(); });
     $e("#ed-clear").onclick = () => {
       const c = canvasOf(layer()); c.getContext("2d").clearRect(0, 0, c.width, c.height);
       if (layer() === "mask") ed.dirty = false;
