@@ -9,6 +9,8 @@ import textwrap
 from pathlib import Path
 
 from ..errors import VqclipError
+from ..models.auxmodels import FOLDER as AUX_FOLDER
+from ..models.auxmodels import AuxPreset, check_prefix, get_aux, is_aux, load_aux_file
 from ..models.clipweights import clip_cache, clip_on_disk, fetch_clip, hand_placed_clip, own_clip_folder
 from ..models.download import DownloadError, fetch, human_size
 from ..models.integrity import CorruptFileError, Manifest, verify_file
@@ -29,7 +31,8 @@ def register(subparsers) -> None:
                         help="an extra YAML file of user presets (also read: <home>/presets.yaml, $VQCLIP_PRESETS)")
     parser = subparsers.add_parser(
         "models", parents=[common], help="list, download and verify model presets",
-        description="Model presets: named VQGAN files plus a default CLIP. Without an action, lists them.")
+        description="Model presets: named VQGAN files plus a default CLIP, and auxiliary models (depth, flow). "
+                    "Without an action, lists them.")
     actions = parser.add_subparsers(dest="models_action", metavar="ACTION")
     actions.add_parser("list", parents=[common], help="list presets: what they are, size, whether on disk")
     dl = actions.add_parser("download", parents=[common], help="fetch presets ahead of time (resumes, uses mirrors)")
@@ -157,6 +160,18 @@ def _list(home_dir: Path, why: str, given: Path | None, presets_file) -> int:
     width = shutil.get_terminal_size((100, 24)).columns
     print()
     print("\n".join(_table(rows, width)))
+    aux_rows = [["AUXILIARY", "KIND", "SIZE", "ON DISK", "WHAT IT IS"]]
+    for a in load_aux_file().values():
+        files = _aux_on_disk(a, home_dir)
+        state = "yes" if a.path(home_dir).is_file() else "partial" if files else "no"
+        size = ("" if a.file.size is not None else "~") + human_size(a.file.size or a.file.approx_size)
+        aux_rows.append([a.name, a.kind, size,
+                         state + (f", {human_size(sum(_file_bytes(f) for f in files))}" if files else ""),
+                         f"{a.description} ({a.licence.split(' ')[0]})" if a.licence else a.description])
+        if files:
+            where.append((a.name, ", ".join(str(f) for f in files)))
+    print()
+    print("\n".join(_table(aux_rows, width)))
     if where:
         size = max(len(n) for n, _ in where)
         print("\nOn disk:")
@@ -172,9 +187,18 @@ def _list(home_dir: Path, why: str, given: Path | None, presets_file) -> int:
 
 def _download(args, home_dir: Path, given: Path | None, presets_file) -> int:
     """Fetch each named preset's VQGAN files (and CLIP weights unless --skip-clip); one error lists all failures."""
-    presets = [get_preset(name, home=home_dir, presets_file=presets_file) for name in args.names]
+    presets = [get_preset(name, home=home_dir, presets_file=presets_file) for name in args.names if not is_aux(name)]
     manifest = Manifest(home_dir / MANIFEST_NAME)
     problems = []
+    for aux in [get_aux(name) for name in args.names if is_aux(name)]:
+        try:
+            path = fetch(aux.file, home_dir / AUX_FOLDER, progress=not args.no_progress, timeout=args.timeout,
+                         manifest=manifest, force=args.force)
+        except DownloadError as exc:
+            problems.extend(exc.missing)
+            continue
+        check_prefix(aux, path, manifest)
+        print(f"{aux.name}: ready in {home_dir}")
     for preset in presets:
         if preset.embedded:
             state = _disk_state(preset, home_dir)
@@ -206,15 +230,19 @@ def _download(args, home_dir: Path, given: Path | None, presets_file) -> int:
 def _verify(names: list[str], home_dir: Path, presets_file) -> int:
     """Re-hash the files of the named presets (default: all with files on disk); 2 if any is corrupt."""
     presets = list_presets(home=home_dir, presets_file=presets_file)
-    chosen = ([get_preset(n, home=home_dir, presets_file=presets_file) for n in names] if names else
+    chosen = ([get_preset(n, home=home_dir, presets_file=presets_file) for n in names if not is_aux(n)] if names else
               [p for p in presets.values() if _disk_state(p, home_dir) in ("yes", "partial", "built-in")])
+    auxes = ([get_aux(n) for n in names if is_aux(n)] if names else
+             [a for a in load_aux_file().values() if _aux_on_disk(a, home_dir)])
+    chosen += [_AuxAsPreset(a) for a in auxes]
     if not chosen:
         print(f"no preset has files in {home_dir}; nothing to verify")
         return 0
     manifest = Manifest(home_dir / MANIFEST_NAME)
     rows, corrupt = [["PRESET", "FILE", "STATUS"]], 0
     for preset in chosen:
-        for spec, path in zip(preset.files, preset_paths(preset, home_dir)):
+        aux = getattr(preset, "aux", None)
+        for spec, path in zip(preset.files, [aux.path(home_dir)] if aux else preset_paths(preset, home_dir)):
             if not path.is_file():
                 part = path.with_name(path.name + ".part")
                 status = ("partial download: `vqclip models download " + preset.name + "` resumes it"
@@ -231,6 +259,9 @@ def _verify(names: list[str], home_dir: Path, presets_file) -> int:
                 else:
                     how = "pinned" if spec.sha256 else ("recorded" if recorded else "recorded now")
                     status = f"ok (sha256 {digest[:12]}..., {how})"
+            if aux and aux.sha256_prefix and status.startswith("ok") and not digest.startswith(aux.sha256_prefix):
+                corrupt += 1
+                status = f"CORRUPT: sha256 does not start with {aux.sha256_prefix}, which its name carries"
             rows.append([preset.name, spec.filename, status])
     print("\n".join(_table(rows, shutil.get_terminal_size((100, 24)).columns)))
     if corrupt:
@@ -242,6 +273,8 @@ def _verify(names: list[str], home_dir: Path, presets_file) -> int:
 def _remove(name: str, home_dir: Path, given: Path | None, presets_file) -> int:
     """Delete the preset's VQGAN files (and partial downloads) from the home, and its CLIP weights when they are in
     vqclip's own folder and no other preset on disk uses them; print each removal and the bytes freed."""
+    if is_aux(name):
+        return _remove_aux(get_aux(name), home_dir)
     preset = get_preset(name, home=home_dir, presets_file=presets_file)
     if preset.embedded:
         raise VqclipError(f"'{preset.name}' is built into vqclip (its files ship with the package); it cannot be "
@@ -288,3 +321,34 @@ def _remove_clip(path: Path, own: Path, clip: str) -> tuple[Path, int, str]:
     else:
         path.unlink()
     return target, size, f"{clip}, {human_size(size)}"
+
+
+def _aux_on_disk(aux: AuxPreset, home_dir: Path) -> list[Path]:
+    """The auxiliary preset's weights file (and partial download) that are on disk."""
+    path = aux.path(home_dir)
+    return [p for p in (path, path.with_name(path.name + ".part"), path.with_name(path.name + ".part.json"))
+            if p.is_file()]
+
+
+class _AuxAsPreset:
+    """An auxiliary preset in the shape `_verify` reads: one downloaded file, never embedded."""
+
+    embedded = False
+
+    def __init__(self, aux: AuxPreset):
+        self.aux, self.name, self.files = aux, aux.name, (aux.file,)
+
+
+def _remove_aux(aux: AuxPreset, home_dir: Path) -> int:
+    """Delete an auxiliary preset's weights (and partial download) from the home and forget its sha256 record."""
+    manifest = Manifest(home_dir / MANIFEST_NAME)
+    files = _aux_on_disk(aux, home_dir)
+    for path in files:
+        size = _file_bytes(path)
+        path.unlink()
+        if manifest.path.is_file() and manifest.entry(path) is not None:
+            manifest.forget(path)
+        print(f"removed {path} ({human_size(size)})")
+    if not files:
+        print(f"{aux.name}: nothing to remove in {home_dir}")
+    return 0
