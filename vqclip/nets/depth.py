@@ -163,12 +163,12 @@ class DepthModel:
     """A loaded depth model: `model(image [B,3,H,W] in [0,1], size)` -> relative inverse depth [B,1,H,W] (larger is
     nearer, >= 0), one forward pass at input side `size` (a multiple of 14), outside autograd."""
 
-    def __init__(self, net: DepthAnythingV2, name: str):
+    def __init__(self, net: nn.Module, name: str):
         self.net, self.name = net, name
 
     @property
     def device(self) -> torch.device:
-        return self.net.pretrained.cls_token.device
+        return next(self.net.parameters()).device
 
     def __call__(self, image: torch.Tensor, size: int) -> torch.Tensor:
         if isinstance(size, bool) or not isinstance(size, int) or size < PATCH or size % PATCH:
@@ -181,7 +181,7 @@ class DepthModel:
             x = F.interpolate(x, input_size(h, w, size), mode="bicubic", align_corners=False)
             mean, std = (torch.tensor(v, device=x.device).view(1, 3, 1, 1) for v in (MEAN, STD))
             depth = self.net((x - mean) / std)
-            return F.interpolate(depth, (h, w), mode="bilinear", align_corners=True).clamp_(min=0)
+            return F.interpolate(depth, (h, w), mode="bilinear", align_corners=True)
 
 
 def load_depth(name_or_path: str, device: torch.device | str = "cpu", home_dir: Path | None = None) -> DepthModel:
@@ -189,9 +189,11 @@ def load_depth(name_or_path: str, device: torch.device | str = "cpu", home_dir: 
     .safetensors), read without running code; a one-line error for a missing, unsafe or mismatched file."""
     from ..models.auxmodels import aux_file
 
+    timm_module()  # say a missing extra before reading 99 MB
     path = aux_file(name_or_path, kind="depth", home_dir=home_dir)
     state = load_state_dict(path)  # weights only: a hostile pickle is refused, never run
-    net = DepthAnythingV2()
+    with torch.device("meta"):  # no random init of 24.8M weights that the file replaces (seconds on a CPU)
+        net = DepthAnythingV2()
     own = net.state_dict()
     lacking, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if lacking or extra:
@@ -203,7 +205,7 @@ def load_depth(name_or_path: str, device: torch.device | str = "cpu", home_dir: 
         raise VqclipError(f"{path}: not Depth-Anything-V2-Small weights ('{wrong}' is {tuple(state[wrong].shape)}, "
                           f"expected {tuple(own[wrong].shape)}); use depth_anything_v2_vits.pth")
     try:
-        net.load_state_dict(state, strict=True)
+        net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True, assign=True)
     except RuntimeError as exc:
         raise VqclipError(f"{path}: weights that do not fit Depth-Anything-V2-Small ({reason(exc)})") from None
     net.eval().requires_grad_(False).to(torch.device(device))
