@@ -150,7 +150,8 @@ def test_a_file_whose_sha256_does_not_start_with_its_names_digits_is_deleted_in_
     assert not path.exists() and Manifest(home / "manifest.json").entry(path) is None
 
 
-def test_offline_or_downloads_off_is_one_line_naming_how_to_fetch_it(tmp_path, capsys):
+def test_offline_or_downloads_off_is_one_line_naming_how_to_fetch_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "fetch", lambda *a, **k: pytest.fail("downloads are off"))
     home = tmp_path / "home"
     path = home / "auxmodels" / "depth_anything_v2_vits.pth"
     with pytest.raises(VqclipError, match=f"^depth model 'depth-anything-v2-small' is not on disk \\({path}\\) and "

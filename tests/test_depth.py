@@ -139,6 +139,50 @@ def test_the_backbone_features_are_timms_dinov2_on_the_same_weights(model):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
+def _reference_head(w: dict[str, torch.Tensor], tokens: list[torch.Tensor], ph: int, pw: int) -> torch.Tensor:
+    """The published DPT head written out with torch's functional ops on the state dict's tensors (the original's
+    dpt.py and util/blocks.py): projections, resizes (4x, 2x, 1x, 1/2x), 3x3 `layerN_rn`, fusion from the coarsest
+    (residual units, bilinear corners-aligned upsampling, 1x1 out conv), output convs, ReLUs: [B,1,14ph,14pw]."""
+    def conv(x, name, **kw):
+        return F.conv2d(x, w[f"depth_head.{name}.weight"], w.get(f"depth_head.{name}.bias"), **kw)
+
+    def unit(x, name):
+        return conv(F.relu(conv(F.relu(x), f"{name}.conv1", padding=1)), f"{name}.conv2", padding=1) + x
+
+    def fuse(name, x, skip=None, size=None):
+        if skip is not None:
+            x = x + unit(skip, f"scratch.{name}.resConfUnit1")
+        x = unit(x, f"scratch.{name}.resConfUnit2")
+        x = F.interpolate(x, size=size, scale_factor=None if size else 2, mode="bilinear", align_corners=True)
+        return conv(x, f"scratch.{name}.out_conv")
+
+    maps = []
+    for i, t in enumerate(tokens):
+        x = conv(t.transpose(1, 2).reshape(t.shape[0], -1, ph, pw), f"projects.{i}")
+        r = f"depth_head.resize_layers.{i}"
+        x = (F.conv_transpose2d(x, w[f"{r}.weight"], w[f"{r}.bias"], stride=4 if i == 0 else 2) if i < 2 else
+             x if i == 2 else conv(x, f"resize_layers.{i}", stride=2, padding=1))
+        maps.append(conv(x, f"scratch.layer{i + 1}_rn", padding=1))
+    path = fuse("refinenet4", maps[3], size=maps[2].shape[2:])
+    path = fuse("refinenet3", path, maps[2], size=maps[1].shape[2:])
+    path = fuse("refinenet2", path, maps[1], size=maps[0].shape[2:])
+    path = fuse("refinenet1", path, maps[0])
+    out = F.interpolate(conv(path, "scratch.output_conv1", padding=1), (ph * 14, pw * 14), mode="bilinear",
+                        align_corners=True)
+    return F.relu(conv(F.relu(conv(out, "scratch.output_conv2.0", padding=1)), "scratch.output_conv2.2"))
+
+
+@pytest.mark.parametrize("ph, pw", [(2, 2), (3, 2)])
+def test_the_head_is_the_published_dpt_head_on_the_same_weights(model, weights, ph, pw):
+    g = torch.Generator().manual_seed(4)
+    tokens = [torch.randn(2, ph * pw, 384, generator=g) for _ in range(4)]
+    with torch.no_grad():
+        ours = model.net.depth_head(tokens, ph, pw)
+    want = _reference_head(weights[1], tokens, ph, pw)
+    assert ours.shape == (2, 1, 14 * ph, 14 * pw) and (want < 0).sum() == 0 and want.max() > 0
+    torch.testing.assert_close(ours, want, atol=1e-5, rtol=1e-4)
+
+
 def _keys_cubic(x: torch.Tensor, a: float = -0.75) -> torch.Tensor:
     x = x.abs()
     return torch.where(x <= 1, (a + 2) * x**3 - (a + 3) * x**2 + 1,

@@ -96,7 +96,7 @@ class DPTHead(nn.Module):
         path = s.refinenet2(path, l2, size=l1.shape[2:])
         path = s.refinenet1(path, l1)
         out = F.interpolate(s.output_conv1(path), (ph * PATCH, pw * PATCH), mode="bilinear", align_corners=True)
-        return F.relu(s.output_conv2(out))
+        return s.output_conv2(out)  # ends in the published ReLU: >= 0
 
 
 def pos_embed_for(table: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
