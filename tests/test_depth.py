@@ -213,9 +213,9 @@ def test_the_position_table_is_resized_by_dinov2s_rule():
         torch.testing.assert_close(got[0, 1:].double(), want.reshape(ph * pw, 8), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("h, w, size, expected", [(32, 48, 28, (28, 42)), (48, 32, 28, (42, 28)), (30, 30, 28, (28, 28)),
-                                                  (100, 30, 28, (98, 28)), (64, 64, 518, (518, 518)),
-                                                  (1080, 1920, 518, (518, 924))])
+@pytest.mark.parametrize("h, w, size, expected", [(32, 48, 28, (28, 42)), (48, 32, 28, (42, 28)),
+                                                  (30, 30, 28, (28, 28)), (100, 30, 28, (98, 28)),
+                                                  (64, 64, 518, (518, 518)), (1080, 1920, 518, (518, 924))])
 def test_the_input_keeps_the_aspect_with_the_shorter_side_at_size_in_multiples_of_14(h, w, size, expected):
     assert input_size(h, w, size) == expected
 
@@ -280,7 +280,8 @@ def test_the_published_forward_ends_in_a_relu_and_the_head_reads_blocks_2_5_8_11
             h.remove()
     assert calls[:12] == list(range(12))
     with torch.no_grad():  # block i's output, normed, without the class token, is feature k
-        tokens = torch.cat([net.pretrained.cls_token, net.pretrained.patch_embed.proj(x).flatten(2).transpose(1, 2)], 1)
+        patches = net.pretrained.patch_embed.proj(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([net.pretrained.cls_token, patches], 1)
         tokens = tokens + pos_embed_for(net.pretrained.pos_embed, 2, 2)
         taken = []
         for i, blk in enumerate(net.pretrained.blocks):
