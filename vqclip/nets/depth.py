@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import VqclipError, reason
+from ..models.auxmodels import aux_file
 from .checkpoints import load_state_dict
 
 PATCH = 14
@@ -187,8 +188,6 @@ class DepthModel:
 def load_depth(name_or_path: str, device: torch.device | str = "cpu", home_dir: Path | None = None) -> DepthModel:
     """The depth model of a preset name (fetched once and checked, `auxmodels.aux_file`) or a weights file (.pth or
     .safetensors), read without running code; a one-line error for a missing, unsafe or mismatched file."""
-    from ..models.auxmodels import aux_file
-
     timm_module()  # say a missing extra before reading 99 MB
     path = aux_file(name_or_path, kind="depth", home_dir=home_dir)
     state = load_state_dict(path)  # weights only: a hostile pickle is refused, never run
