@@ -205,3 +205,22 @@ def test_vqclip_models_download_offline_exits_2(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(registry, "BUILTIN_FILE", _listing(tmp_path))
     assert main(["models", "download", "depth-net", "--home", str(tmp_path / "h"), "--timeout", "2"]) == 2
     assert "error: could not download 1 file" in capsys.readouterr().err
+
+
+def test_vqclip_models_download_deletes_a_file_not_matching_its_names_digits(server, tmp_path, monkeypatch, capsys):
+    other = "0" * 8 if not DIGEST.startswith("0" * 8) else "1" * 8
+    home = _prefixed(server, tmp_path, monkeypatch, other)
+    assert main(["models", "download", "depth-net", "--home", str(home), "--no-progress"]) == 2
+    assert f"does not start with {other}" in capsys.readouterr().err
+    assert not (home / "auxmodels" / "r.pth").exists()
+
+
+def test_vqclip_models_remove_forgets_the_recorded_sha256(server, tmp_path, monkeypatch, capsys):
+    home = _prefixed(server, tmp_path, monkeypatch, DIGEST[:8])
+    assert main(["models", "download", "depth-net", "--home", str(home), "--no-progress"]) == 0
+    path, manifest = home / "auxmodels" / "r.pth", Manifest(home / "manifest.json")
+    assert manifest.entry(path)["sha256"] == DIGEST  # unpinned: recorded on first download
+    assert main(["models", "remove", "depth-net", "--home", str(home)]) == 0
+    assert not path.exists() and manifest.entry(path) is None  # a new copy is checked afresh, not against the old
+    assert main(["models", "remove", "depth-net", "--home", str(home)]) == 0
+    assert "depth-net: nothing to remove" in capsys.readouterr().out

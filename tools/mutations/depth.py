@@ -74,6 +74,12 @@ MUTATIONS = [
     M("`vqclip models verify` passes a file whose sha256 contradicts its name", CLI,
       'if aux and aux.sha256_prefix and status.startswith("ok") and not digest.startswith(aux.sha256_prefix):',
       "if False:", (T_AUX,)),
+    M("`vqclip models download` keeps a file whose sha256 contradicts its name", CLI,
+      "        check_prefix(aux, path, manifest)\n        print", "        print", (T_AUX,)),
+    M("`vqclip models remove` keeps the removed file's sha256 record", CLI,
+      "        if manifest.path.is_file() and manifest.entry(path) is not None:\n            manifest.forget(path)\n"
+      "        print(f\"removed {path} ({human_size(size)})\")",
+      "        print(f\"removed {path} ({human_size(size)})\")", (T_AUX,)),
     M("`vqclip models remove` of an auxiliary preset is read as a VQGAN preset name", CLI,
       "    if is_aux(name):\n        return _remove_aux", "    if False:\n        return _remove_aux", (T_AUX,)),
 ]
