@@ -72,3 +72,19 @@ def test_a_3d_value_given_to_generate_is_refused(tiny_args, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "animation.rotation_3d_z: the 3D camera moves a zoom video" in err[0], err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("value", ["/etc/passwd", "../depth.pth", "weights.safetensors", "local-dir:/srv", "~root"])
+def test_the_page_takes_a_depth_preset_name_never_a_file_of_the_server(value):
+    """A hostile page request naming a server file as the depth model is refused in one line; the preset passes."""
+    from vqclip.errors import VqclipError
+    from vqclip.ui.jobs import check_safe
+
+    def upload(name):
+        raise AssertionError("no upload here")
+
+    good = {"animation": {"mode": "zoom", "translation_z": 5, "depth": "depth-anything-v2-small"}}
+    assert check_safe(good, upload) == good
+    with pytest.raises(VqclipError) as exc:
+        check_safe({"animation": {"depth": value}}, upload)
+    assert "animation.depth" in str(exc.value) and "not a model name" in str(exc.value) and "\n" not in str(exc.value)
