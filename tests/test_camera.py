@@ -192,3 +192,33 @@ def test_the_depth_model_sees_the_image_at_the_jobs_depth_size_outside_autograd(
     with torch.enable_grad():
         move_3d(image.clone().requires_grad_(), affine_theta(W, H), camera, 0, depth, "border")
     assert seen == [(image.shape, 28, False)]
+
+
+def test_what_a_move_uncovers_is_the_paddings_and_the_rest_the_moves(image):
+    """A move back over a plane, with each padding: the whole image, border included, is the 2D zoom-out's with that
+    padding (torch's grid_sample padding is the reference for the border)."""
+    d, t = 150.0, -25.0
+    k = intrinsics(40, W, H)
+    for padding in ("zeros", "reflection", "border"):
+        moved, new = camera_warp(image, plane(d), k, rotation(), t, padding=padding)
+        assert new.any()
+        assert (moved - transform_image(image, zoom=d / (d - t), padding=padding)).abs().max() < 1e-4, padding
+
+
+def test_outpaint_starts_the_uncovered_border_from_the_runs_noise_and_draws_none_when_nothing_is_uncovered(image):
+    """init.mask_init keep: the uncovered pixels are uniform noise drawn from the given generator (torch.rand of the
+    image's shape, as an outpaint's new area), the covered ones the plain (reflection) move; a fly-in draws nothing."""
+    back = Camera(([(0, -20.0)], [(0, 0.0)], [(0, 0.0)], [(0, 0.0)]), near=100, far=1000, depth_size=14)
+    plain = move_3d(image, affine_theta(W, H), back, 0, flat_depth, "reflection")
+    _, new = camera_warp(image, plane(100), intrinsics(40, W, H), rotation(), -20.0)
+    noise = torch.rand(1, 3, H, W, generator=torch.Generator().manual_seed(5))
+    filled = move_3d(image, affine_theta(W, H), back, 0, flat_depth, "reflection", outpaint=True, mask_init="keep",
+                     generator=torch.Generator().manual_seed(5))
+    assert new.any()
+    torch.testing.assert_close(filled, torch.where(new > 0, noise, plain))
+    into = Camera(([(0, 20.0)], [(0, 0.0)], [(0, 0.0)], [(0, 0.0)]), near=100, far=1000, depth_size=14)
+    g = torch.Generator().manual_seed(5)
+    before = g.get_state()
+    out = move_3d(image, affine_theta(W, H), into, 0, flat_depth, "reflection", outpaint=True, generator=g)
+    assert torch.equal(g.get_state(), before)
+    assert torch.equal(out, move_3d(image, affine_theta(W, H), into, 0, flat_depth, "reflection"))

@@ -196,3 +196,14 @@ def test_frames_fly_in_3d_with_the_trained_mini_model(tiny_job, tmp_path, monkey
         # variance the unmoved frame does (measured 0.28 at worst)
         assert corr(frames[k + 1], moved, 6) > 0.88
         assert 1 - corr(frames[k + 1], moved, 6) < 0.5 * (1 - corr(frames[k + 1], frames[k], 6))
+
+
+def test_the_camera_holds_the_jobs_3d_settings_and_none_without_a_3d_value():
+    cfg = merge_layers([("t", {"prompt": "x", "animation": {
+        "mode": "zoom", "translation_z": "0:1, 10:3", "rotation_3d_x": 2, "rotation_3d_y": -1, "rotation_3d_z": 0.5,
+        "fov": 70, "near": 3, "far": 30, "depth_size": 42}})])
+    camera = Motion.from_config(cfg.animation).camera
+    assert (camera.fov, camera.near, camera.far, camera.depth_size) == (70, 3, 30, 42)
+    assert camera.at(5) == pytest.approx((2.0, 2.0, -1.0, 0.5))
+    flat = merge_layers([("t", {"prompt": "x", "animation": {"mode": "zoom", "translation_z": "0:0, 9:0"}})])
+    assert Motion.from_config(flat.animation).camera is None
