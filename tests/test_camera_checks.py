@@ -22,7 +22,7 @@ BOUNDARIES = [
      "animation.near: must be below animation.far (10.0)"),
     ("animation.far", {**ZOOM, "animation.near": 10.0}, [10.001, 1e9], [10.0, 9.0],
      "animation.near: must be below animation.far"),
-    ("animation.depth_size", ZOOM, [14, 28, 518], [0, -14, 13, 15, 517, 519],
+    ("animation.depth_size", ZOOM, [14, 28, 518], [0, -14, 13, 15, 16, 516, 517, 519, 520],
      "animation.depth_size: must be a positive multiple of 14"),
 ]
 
