@@ -129,8 +129,8 @@ def test_a_2d_zoom_loads_no_depth_model(tiny_job, tiny_models, monkeypatch):
 
 def test_only_a_move_with_a_3d_value_estimates_depth():
     """translation_z key-framed 0 until step 4: the moves before are the 2D ones, with no depth pass."""
-    cfg = merge_layers([("t", {"prompt": "x", "animation": {"mode": "zoom", "zoom": 1.1, "translation_z": "0:0, 4:0, 6:9",
-                                                            "padding": "zeros"}})])
+    animation = {"mode": "zoom", "zoom": 1.1, "translation_z": "0:0, 4:0, 6:9", "padding": "zeros"}
+    cfg = merge_layers([("t", {"prompt": "x", "animation": animation})])
     motion, depth = Motion.from_config(cfg.animation), StubDepth()
     image = smooth_image(32, 32)
     for step in (0, 4):

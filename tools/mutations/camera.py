@@ -37,8 +37,8 @@ MUTATIONS = [
     # --- a 3D move
     M("depth_size ignored: the depth model always sees 518", Z3D, "depth(image, camera.depth_size)",
       "depth(image, 518)", GEOM),
-    M("the depth pass joins the autograd", Z3D, "    with torch.no_grad():  # the depth never joins the latent's autograd\n",
-      "    if True:\n", GEOM),
+    M("the depth pass joins the autograd", Z3D,
+      "    with torch.no_grad():  # the depth never joins the latent's autograd\n", "    if True:\n", GEOM),
     M("a move's near and far swapped", Z3D, "camera.near, camera.far)", "camera.far, camera.near)", GEOM + RUNS),
     M("the 2D zoom, turn and shift of a 3D move dropped", Z3D, "points = points_2d(theta, w, h).to(image.device)",
       "points = None", GEOM),

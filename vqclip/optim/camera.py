@@ -106,8 +106,8 @@ def camera_warp(image: Tensor, depth: Tensor, camera: Tensor, rot: Tensor, forwa
                 points: Tensor | None = None, padding: str = "reflection") -> tuple[Tensor, Tensor]:
     """The image [B,3,H,W] in [0,1] seen from the camera moved `forward` and turned by `rot` (`source_points`, from
     its depth [B,1,H,W]), and where the move uncovers it [B,1,H,W] (1: the sample lies off the old image, or behind
-    the old or the new camera; the image there is `padding`'s). `points`: the new view's pixels [B,H,W,2], moved by a 2D zoom,
-    turn or shift of the same move (one resample); default the pixel grid."""
+    the old or the new camera; the image there is `padding`'s). `points`: the new view's pixels [B,H,W,2], moved by
+    a 2D zoom, turn or shift of the same move (one resample); default the pixel grid."""
     _, _, h, w = image.shape
     if points is None:
         points = pixel_grid(w, h).to(image).expand(image.shape[0], h, w, 2)
