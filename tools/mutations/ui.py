@@ -118,7 +118,7 @@ MUTATIONS = [
     M("the form offers the threads option (the server's own)", OPTIONS,
       '"story[].", "threads")', '"story[].")', T_OPTIONS),
     M("the form offers the fields of hidden sections (vqgan files, CLIP lists)", OPTIONS,
-      "if opt.key.startswith(HIDDEN) or opt.key in HIDDEN:", "if opt.key in HIDDEN:", T_OPTIONS),
+      "if opt.key.startswith(HIDDEN_SECTIONS) or opt.key in HIDDEN:", "if opt.key in HIDDEN:", T_OPTIONS),
     M("the main options come in definition order, not the form's", OPTIONS,
       'key=lambda o: (not o["main"], order.get(o["key"], 0))', 'key=lambda o: not o["main"]', T_OPTIONS),
     M("integer options are offered as floats", OPTIONS,

@@ -24,7 +24,8 @@ from ..optim.schedules import (LR_SCHEDULES, STORY_MODES, PromptSchedule, job_re
 from ..models.spec import ClipSpec, upscaler_is_path
 from ..terms.colors import rgb
 from ..terms.registry import SYMMETRY_AXES
-from ..modes.registry import MODE_CHOICES, rules_of
+from ..modes.registry import MODE_CHOICES, mode_name, rules_of
+from ..modes.rules import CAMERA_TRACKS, wants_camera
 from .fields import file_keys, values_at
 from ..draw.registry import DRAWERS
 from .job import ANIMATION_MODES, MAX_SIDE, PADDINGS, GenerateConfig
@@ -218,6 +219,7 @@ def _check_animation(cfg: GenerateConfig) -> None:
         pairs = parse_keyframed(getattr(a, name), f"animation.{name}")
         if name == "zoom" and any(v <= 0 for _, v in pairs):
             raise VqclipError("animation.zoom: the scale must be > 0 (1 = no zoom, 1.05 = 5% closer per frame)")
+    _check_camera(cfg)
     _one_of(cfg.mode, MODE_CHOICES, "mode")
     rules_of(cfg).check(cfg)  # what the job's mode needs and refuses (vqclip.modes.rules)
     o = cfg.output
@@ -226,6 +228,23 @@ def _check_animation(cfg: GenerateConfig) -> None:
     u = o.upscale
     _require("output.upscale.scale", u.scale, u.scale is None or u.scale >= 1, ">= 1 (null = the model's own scale)")
     _require("output.upscale.tile", u.tile, u.tile == 0 or u.tile >= 32, ">= 32 pixels (0 = the whole image at once)")
+
+
+def _check_camera(cfg: GenerateConfig) -> None:
+    """Reject 3D camera values outside a zoom video, and an impossible camera or depth input, with the key and the
+    fix."""
+    a = cfg.animation
+    if wants_camera(a) and mode_name(cfg) != "zoom":
+        key = next(k for k in CAMERA_TRACKS if any(v != 0 for _, v in parse_keyframed(getattr(a, k), k)))
+        raise VqclipError(f"animation.{key}: the 3D camera moves a zoom video, but this job is {rules_of(cfg).title}; "
+                          f"set animation.mode: zoom, or unset animation.{key}")
+    _require("animation.fov", a.fov, 0 < a.fov < 180, "in (0, 180) degrees (40 = Disco's)")
+    _require("animation.near", a.near, a.near > 0, "> 0")
+    if not a.near < a.far:
+        raise VqclipError(f"animation.near: must be below animation.far ({shown(a.far)}), got {shown(a.near)}; the "
+                          "nearest depth comes before the farthest")
+    _require("animation.depth_size", a.depth_size, a.depth_size > 0 and a.depth_size % 14 == 0,
+             "a positive multiple of 14 (the depth model's patch side; 518 = its training size)")
 
 
 def check_inputs(cfg: GenerateConfig) -> None:

@@ -25,6 +25,7 @@ ANIMATION_MODES = ("none", "zoom")
 GRID_PADDINGS = ("reflection", "border", "zeros")  # torch grid_sample's padding modes
 PADDINGS = (*GRID_PADDINGS, "outpaint")  # outpaint: the uncovered border starts as an outpaint's new area
 MAX_SIDE = 4096
+DEPTH_MODEL = "depth-anything-v2-small"  # Apache-2.0 (docs/animation.md says why)
 
 
 @dataclass
@@ -188,6 +189,28 @@ class AnimationConfig:
     reset_optimizer: bool = option(True, help="restart the optimiser after each move (no stale momentum)",
                                    flag="--keep-optimizer", negate=True,
                                    flag_help="keep the optimiser's momentum across moves")
+    translation_z: Any = option(0.0, help="3D: units the camera moves forward per frame (>0 flies in; `near` units "
+                                "away is the nearest thing); constant or key-framed", flag="--translation-z",
+                                metavar="U|KEYS", label="3D move forward per frame")
+    rotation_3d_x: Any = option(0.0, help="3D: degrees per frame the camera tilts up (the picture slides down); "
+                                "constant or key-framed", flag="--rotation-3d-x", metavar="DEG|KEYS",
+                                label="3D tilt up per frame (degrees)")
+    rotation_3d_y: Any = option(0.0, help="3D: degrees per frame the camera turns right (the picture slides left); "
+                                "constant or key-framed", flag="--rotation-3d-y", metavar="DEG|KEYS",
+                                label="3D turn right per frame (degrees)")
+    rotation_3d_z: Any = option(0.0, help="3D: degrees per frame the camera rolls, the picture turning "
+                                "counter-clockwise; constant or key-framed", flag="--rotation-3d-z",
+                                metavar="DEG|KEYS", label="3D roll per frame (degrees)")
+    fov: float = option(40.0, help="3D: the camera's field of view across the shorter side, degrees in (0, 180)",
+                        flag="--fov", metavar="DEG", label="3D field of view (degrees)")
+    near: float = option(200.0, help="3D: distance of the nearest thing the depth model sees (> 0)",
+                         label="3D nearest depth")
+    far: float = option(10000.0, help="3D: distance of the farthest thing the depth model sees (> near)",
+                        label="3D farthest depth")
+    depth: str = option(DEPTH_MODEL, help="3D: the depth model, a preset or a weights file (loaded only when a 3D "
+                        "value is set)", metavar="NAME|PATH", path="model", label="3D depth model")
+    depth_size: int = option(518, help="3D: side of the depth model's input, a multiple of 14 (518: its training "
+                             "size)", label="3D depth input side")
 
 
 @dataclass

@@ -31,6 +31,18 @@ def _no_edit(cfg, what: str) -> None:
                           f"{key}, or make a still image")
 
 
+CAMERA_TRACKS = ("translation_z", "rotation_3d_x", "rotation_3d_y", "rotation_3d_z")  # the 3D camera's moves
+
+
+def wants_camera(animation) -> bool:
+    """Whether a job's `animation:` section moves the 3D camera at any step (a 3D value set non-zero anywhere), so
+    that its run loads the depth model."""
+    from ..optim.schedules import parse_keyframed  # torch-free
+
+    return any(v != 0 for key in CAMERA_TRACKS for _, v in parse_keyframed(getattr(animation, key),
+                                                                            f"animation.{key}"))
+
+
 class StillRules:
     """A still image (a story and best of n included): one image, and no video section may say otherwise."""
 

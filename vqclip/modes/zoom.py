@@ -5,7 +5,8 @@ The move runs after the update of step s (s % every == 0), so each video frame (
 updates on from the moved previous frame. The moved latent also becomes the init target, so `init.weight` keeps
 frames close to their predecessor. With `animation.padding: outpaint` the border a move uncovers starts as an
 outpaint's new area does (`start_image` with the job's init.mask_init: keep gives noise), drawn from the run's
-generator, so a resume repeats it.
+generator, so a resume repeats it. A move with a 3D camera value sees the image from the moved camera over its
+estimated depth (zoom3d.py) in the same resample.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..nets.device import pick_device
 from ..optim.loop import StepEvent
 from ..optim.masks import start_image
 from ..optim.objective import Objective
 from ..optim.schedules import parse_keyframed, value_at
 from ..optim.state import RunState
+from .rules import wants_camera
 from .still import Still
+from .zoom3d import Camera, DepthFn, load_depth_model, move_3d
 
 OUTPAINT = "outpaint"  # the padding that fills an uncovered border as an outpaint's new area
 EDGE = 1e-3  # a sample point this far (pixels) past the outer pixel centres still counts as covered (float slack)
@@ -78,28 +82,39 @@ def outpaint_move(image: Tensor, move: tuple[float, float, float, float], mask_i
 
 @dataclass(frozen=True)
 class Motion:
-    """The per-frame camera motion of a zoom video: each of zoom, rotate, shift_x, shift_y key-framed over steps."""
+    """The per-frame camera motion of a zoom video: each of zoom, rotate, shift_x, shift_y key-framed over steps, and
+    the 3D camera when the job sets a 3D value (`Camera`)."""
 
     zoom: list[tuple[float, float]]
     rotate: list[tuple[float, float]]
     shift_x: list[tuple[float, float]]
     shift_y: list[tuple[float, float]]
     padding: str = "reflection"
+    camera: Optional[Camera] = None
 
     @classmethod
     def from_config(cls, a) -> "Motion":
         """The motion of a job's `animation:` section."""
         return cls(*(parse_keyframed(getattr(a, k), f"animation.{k}") for k in ("zoom", "rotate", "shift_x", "shift_y")),
-                   padding=a.padding)
+                   padding=a.padding, camera=Camera.from_config(a))
 
     def at(self, step: float) -> tuple[float, float, float, float]:
         """(zoom, degrees, shift_x, shift_y) of the transform at a step."""
         return tuple(value_at(track, step) for track in (self.zoom, self.rotate, self.shift_x, self.shift_y))
 
+    def moves_3d(self, step: float) -> bool:
+        """Whether the move at `step` moves the 3D camera (then it needs the image's depth)."""
+        return self.camera is not None and any(v != 0 for v in self.camera.at(step))
+
     def apply(self, image: Tensor, step: float, generator: Optional[torch.Generator] = None,
-              mask_init: str = "keep") -> Tensor:
+              mask_init: str = "keep", depth: Optional[DepthFn] = None) -> Tensor:
         """The image [1,3,H,W] in [0,1] moved by the transform at `step`; with outpaint padding its uncovered border
-        starts as `outpaint_move` says, its noise drawn from `generator`."""
+        starts as `outpaint_move` says, its noise drawn from `generator`. A 3D move uses `depth` (`move_3d`)."""
+        if self.moves_3d(step):
+            _, _, h, w = image.shape
+            outpaint = self.padding == OUTPAINT
+            return move_3d(image, affine_theta(w, h, *self.at(step)), self.camera, step, depth,
+                           "reflection" if outpaint else self.padding, outpaint, mask_init, generator)
         if self.padding == OUTPAINT:
             return outpaint_move(image, self.at(step), mask_init, generator)
         return transform_image(image, *self.at(step), padding=self.padding)
@@ -111,16 +126,17 @@ class ZoomMoves:
     noise drawn from the run's generator (`state.rng`)."""
 
     def __init__(self, motion: Motion, every: int, objective: Objective, reset_optimizer: bool = True,
-                 mask_init: str = "keep"):
+                 mask_init: str = "keep", depth: Optional[DepthFn] = None):
         self.motion, self.every, self.objective, self.reset = motion, every, objective, reset_optimizer
-        self.mask_init = mask_init
+        self.mask_init, self.depth = mask_init, depth
         self.moves = 0
 
     @torch.no_grad()
     def __call__(self, state: RunState, event: StepEvent) -> None:
         if event.step % self.every or event.trial:
             return None
-        moved = self.motion.apply(self.objective.decode(state.z).float(), event.step, state.rng, self.mask_init)
+        moved = self.motion.apply(self.objective.decode(state.z).float(), event.step, state.rng, self.mask_init,
+                                  self.depth)
         state.move_to(self.objective.drawer.encode(moved).to(state.z.dtype), self.reset)
         self.moves += 1
         return None
@@ -130,10 +146,26 @@ class Zoom(Still):
     """A still run whose latent is moved every `animation.every` steps; one frame per move."""
 
     name = "zoom"
+    depth: Optional[DepthFn] = None  # the job's depth model, loaded by `prepare` when a 3D value is set
+
+    def prepare(self, cfg, models):
+        """Load the depth model once when the job moves the 3D camera (before its run folder is made, so a model
+        that is not on disk fails first)."""
+        if wants_camera(cfg.animation) and self.depth is None:
+            self.depth = load_depth_model(cfg.animation.depth, self.device_of(cfg))
+        return cfg
+
+    @staticmethod
+    def device_of(cfg) -> torch.device:
+        """The device the job runs on (as `run_job` picks it)."""
+        return pick_device(cfg.devices[0] if cfg.devices else cfg.device)
 
     def frame_every(self, cfg) -> int:
         return cfg.animation.every
 
     def hooks(self, cfg, objective: Objective) -> list:
         a = cfg.animation
-        return [ZoomMoves(Motion.from_config(a), a.every, objective, a.reset_optimizer, cfg.init.mask_init)]
+        motion = Motion.from_config(a)
+        if motion.camera is not None:
+            self.prepare(cfg, None)  # a run not prepared by the pipeline loads its depth model here
+        return [ZoomMoves(motion, a.every, objective, a.reset_optimizer, cfg.init.mask_init, self.depth)]

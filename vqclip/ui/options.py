@@ -19,8 +19,9 @@ MAIN = ("prompt", "negative", "image_prompts", "init.image", "model", "size", "s
         "animation.shift_x", "animation.shift_y")
 # keys the page does not offer: files of the server, the server's own settings, lists of sections (story has its own
 # box, CLIP models come with the preset)
-HIDDEN = (*file_keys(GenerateConfig, "server", "model"), "output.progress", "device", "clip[].", "candidates.clip[].",
-          "story[].", "threads")
+HIDDEN = (*file_keys(GenerateConfig, "server", "model"), "output.progress", "device", "devices", "clip[].",
+          "candidates.clip[].", "story[].", "threads")
+HIDDEN_SECTIONS = tuple(k for k in HIDDEN if k.endswith("."))  # every key inside them (not "animation.depth_size")
 
 
 def type_name(hint: Any) -> str:
@@ -60,7 +61,7 @@ def form_options() -> list[dict]:
     whether it names an image (`upload`: the page offers an upload button, the job gets the upload's id)."""
     out = []
     for opt in walk(GenerateConfig):
-        if opt.key.startswith(HIDDEN) or opt.key in HIDDEN:
+        if opt.key.startswith(HIDDEN_SECTIONS) or opt.key in HIDDEN:
             continue
         default = list(opt.default) if isinstance(opt.default, tuple) else opt.default
         out.append({"key": opt.key, "label": label_of(opt), "type": type_name(opt.type), "default": default,
