@@ -24,10 +24,10 @@ from ..optim.schedules import (LR_SCHEDULES, STORY_MODES, PromptSchedule, job_re
 from ..models.spec import ClipSpec, upscaler_is_path
 from ..terms.colors import rgb
 from ..terms.registry import SYMMETRY_AXES
-from ..modes.registry import MODE_CHOICES, rules_of
+from ..modes.registry import MODE_CHOICES, mode_name, rules_of
 from .fields import file_keys, values_at
 from ..draw.registry import DRAWERS
-from .job import ANIMATION_MODES, MAX_SIDE, PADDINGS, GenerateConfig
+from .job import ANIMATION_MODES, MAX_SIDE, PADDINGS, RESTYLE_FLOWS, GenerateConfig
 
 
 def _require(key: str, value, ok: bool, rule: str) -> None:
@@ -148,6 +148,7 @@ def check(cfg: GenerateConfig) -> None:
     _require("guide.views", g.views, g.views >= 1, ">= 1")
     _check_looks(cfg)
     _check_animation(cfg)
+    _check_flow(cfg)
     _check_drawer(cfg)
     parse_job_prompts(cfg.prompt, cfg.negative, cfg.image_prompts)  # as the run will: a bad prompt fails before it
     if cfg.tile and job_regions(cfg):
@@ -226,6 +227,23 @@ def _check_animation(cfg: GenerateConfig) -> None:
     u = o.upscale
     _require("output.upscale.scale", u.scale, u.scale is None or u.scale >= 1, ">= 1 (null = the model's own scale)")
     _require("output.upscale.tile", u.tile, u.tile == 0 or u.tile >= 32, ">= 32 pixels (0 = the whole image at once)")
+
+
+def _check_flow(cfg: GenerateConfig) -> None:
+    """A flow-stabilised restyle: a known flow method, a start share in [0, 1], a term weight >= 0, neither share
+    without a method, and none of it outside a restyle."""
+    r = cfg.restyle
+    _one_of(r.flow, RESTYLE_FLOWS, "restyle.flow")
+    _require("restyle.flow_init", r.flow_init, 0 <= r.flow_init <= 1, "in [0, 1] (0 = the start ignores the flow)")
+    _require("restyle.flow_weight", r.flow_weight, r.flow_weight >= 0, ">= 0 (0 = no flow consistency term)")
+    used = [key for key, on in (("restyle.flow", r.flow != "none"), ("restyle.flow_init", r.flow_init > 0),
+                                ("restyle.flow_weight", r.flow_weight > 0)) if on]
+    if used and mode_name(cfg) != "restyle":
+        raise VqclipError(f"{used[0]}: stabilises a restyle by the input video's motion, but this job makes "
+                          f"{rules_of(cfg).title}; unset {', '.join(used)}, or restyle a video (restyle.input)")
+    if r.flow == "none" and used:
+        raise VqclipError(f"{used[0]}: follows the input's optical flow, but restyle.flow is none; set restyle.flow "
+                          "(dis, farneback or raft-small), or set it to 0")
 
 
 def check_inputs(cfg: GenerateConfig) -> None:
