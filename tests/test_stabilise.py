@@ -68,7 +68,7 @@ def carried(image, before, prev):
 
 
 def job(tiny_job, video: Path, out: Path, **restyle) -> dict:
-    return {**tiny_job, "prompt": "a red cat", "seed": SEED, "cutouts": {"n": 2}, "init": {"weight": 0.5},
+    return {**tiny_job, "prompt": "a red circle", "seed": SEED, "cutouts": {"n": 2}, "init": {"weight": 0.5},
             "output": {"dir": str(out), "progress": False},
             "restyle": {"input": str(video), "steps_per_frame": 2, "blend": BLEND, "flow": "dis",
                         "flow_init": SHARE, "flow_weight": WEIGHT, **restyle}}
@@ -144,6 +144,28 @@ def test_a_killed_stabilised_restyle_resumes_to_the_uninterrupted_video(runs):
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(resumed.frames, whole.frames))
     assert resumed.video.name == "restyled.mp4" and resumed.video.read_bytes() == whole.video.read_bytes()
     assert torch.equal(png(resumed.final), png(whole.final))  # its pixels (its text chunks record the run)
+
+
+def test_a_killed_stabilised_restyle_on_mini_resumes_to_the_uninterrupted_video(tmp_path):
+    """The same on the embedded mini preset (its own VQGAN and CLIP, its defaults), killed after frame 2."""
+    video = textured_video(tmp_path / "in.mp4", FRAMES)
+    mini = {"model": "mini", "size": [32, 32]}
+
+    def run(name, **kwargs):
+        return run_job(build_config(job(mini, video, tmp_path / name, steps_per_frame=1)), cache=CACHE, **kwargs)
+
+    def kill(event):
+        if event.frame == 3:
+            raise Killed
+
+    whole = run("whole")
+    with pytest.raises(Killed):
+        run("killed", extra_callbacks=[kill])
+    assert len(list((tmp_path / "killed" / "frames").glob("*.png"))) == 3
+    resumed = resume_run(tmp_path / "killed", cache=CACHE)
+    assert [p.name for p in resumed.frames] == [p.name for p in whole.frames] and len(whole.frames) == FRAMES
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(resumed.frames, whole.frames))
+    assert resumed.video.read_bytes() == whole.video.read_bytes()
 
 
 def test_flow_loss_is_the_mean_absolute_difference_over_kept_pixels():
