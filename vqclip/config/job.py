@@ -202,9 +202,9 @@ class RestyleConfig:
     fps: Optional[float] = option(None, help="output frame rate (default: the input's)")
     audio: bool = option(True, help="carry the input's audio track over", flag="--no-audio", negate=True,
                          flag_help="do not carry the audio over")
-    flow: str = option("none", help="optical flow between the input frames, to stabilise the restyle: dis, farneback "
-                                    "(OpenCV: pip install 'vqclip[flow]'), raft-small (torchvision's RAFT, the "
-                                    "raft-small weights) or none", flag="--flow", metavar="METHOD",
+    flow: str = option("none", help="optical flow between the input frames that stabilises the restyle (default: "
+                                    "none, no flow; dis and farneback: OpenCV, pip install 'vqclip[flow]'; raft-small: "
+                                    "torchvision's RAFT, the raft-small weights)", flag="--flow", metavar="METHOD",
                        choices=RESTYLE_FLOWS)
     flow_init: float = option(0.0, help="share of the previous output, warped by the flow, in each frame's start "
                                         "(outside occlusions), in [0, 1]; after blend", flag="--flow-init", metavar="W")
