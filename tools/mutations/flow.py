@@ -83,10 +83,12 @@ MUTATIONS = [
     M("the warped share taken before blend (blend mixes the unwarped output over it)", RESTYLE,
       "                start = image if prev is None or r.blend == 0 else (1 - r.blend) * image + r.blend * prev\n"
       "                if stable is not None:  # blend first, then the warped previous output's share\n"
-      "                    start = stable.start(start, image, before, prev)\n",
+      "                    start = stable.start(start, image, before, prev)\n"
+      "                    before = image\n",
       "                start = image\n"
       "                if stable is not None:  # blend first, then the warped previous output's share\n"
       "                    start = stable.start(start, image, before, prev)\n"
+      "                    before = image\n"
       "                start = start if prev is None or r.blend == 0 else (1 - r.blend) * start + r.blend * prev\n",
       (RUN_T,)),
     M("the input frame before is not kept: no frame is stabilised", RESTYLE, "                    before = image\n",
