@@ -5,6 +5,7 @@ autograd, and loads strictly; a missing OpenCV or an unknown method is one line.
 
 import subprocess
 import sys
+import types
 
 import pytest
 import torch
@@ -80,6 +81,16 @@ def test_raft_weights_load_strictly_from_the_preset(raft_file, monkeypatch, tmp_
     got = model.net.state_dict()
     assert list(got) == list(want) and all(torch.equal(got[k], want[k]) for k in want)
     assert not model.net.training
+
+
+def test_raft_small_reads_the_raft_small_preset(raft_file, monkeypatch, tmp_path):
+    """Without a weights file, the preset's file (`vqclip.models.auxmodels.aux_file`, stood in here) is read."""
+    asked = []
+    fake = types.ModuleType("vqclip.models.auxmodels")
+    fake.aux_file = lambda name, **kw: asked.append((name, kw)) or raft_file
+    monkeypatch.setitem(sys.modules, "vqclip.models.auxmodels", fake)
+    load_flow("raft-small", "cpu", home_dir=tmp_path)
+    assert asked == [("raft-small", {"home_dir": tmp_path})]
 
 
 def test_raft_refuses_weights_of_another_layout(tmp_path):

@@ -9,15 +9,15 @@ NETS, WARP, TERM = "vqclip/nets/flow.py", "vqclip/optim/flowwarp.py", "vqclip/te
 STAB, RESTYLE = "vqclip/modes/stabilise.py", "vqclip/modes/restyle.py"
 CHECKS, CLUSTER = "vqclip/config/checks.py", "vqclip/runs/cluster.py"
 FLOW_T, WARP_T, CHECKS_T = "tests/test_flow.py", "tests/test_flowwarp.py", "tests/test_flow_checks.py"
-STAB_T = "tests/test_stabilise.py"
-RUN_T = "tests/test_stabilise.py::test_each_stabilised_start_is_the_blend_then_the_warped_previous_output_outside_occlusions"
-TERM_RUN_T = "tests/test_stabilise.py::test_the_flow_term_pulls_towards_the_warped_previous_output_from_the_second_frame"
-RESUME_T = "tests/test_stabilise.py::test_a_killed_stabilised_restyle_resumes_to_the_uninterrupted_video"
-UNIT_T = ("tests/test_stabilise.py::test_flow_loss_is_the_mean_absolute_difference_over_kept_pixels",
-          "tests/test_stabilise.py::test_the_flow_term_is_built_only_with_a_method_and_a_weight_and_pulls_only_when_aimed",
-          "tests/test_stabilise.py::test_the_start_takes_the_shifted_previous_output_where_it_is_seen",
-          "tests/test_stabilise.py::test_stabilised_needs_a_method_and_a_share_or_a_weight")
-CLUSTER_T = "tests/test_stabilise.py::test_the_cluster_keeps_a_stabilised_restyle_on_one_worker_with_a_notice"
+ST = "tests/test_stabilise.py::"
+RUN_T = ST + "test_each_stabilised_start_is_the_blend_then_the_warped_previous_output_outside_occlusions"
+TERM_RUN_T = ST + "test_the_flow_term_pulls_towards_the_warped_previous_output_from_the_second_frame"
+RESUME_T = ST + "test_a_killed_stabilised_restyle_resumes_to_the_uninterrupted_video"
+UNIT_T = (ST + "test_flow_loss_is_the_mean_absolute_difference_over_kept_pixels",
+          ST + "test_the_flow_term_is_built_only_with_a_method_and_a_weight_and_pulls_only_when_aimed",
+          ST + "test_the_start_takes_the_shifted_previous_output_where_it_is_seen",
+          ST + "test_stabilised_needs_a_method_and_a_share_or_a_weight")
+CLUSTER_T = ST + "test_the_cluster_keeps_a_stabilised_restyle_on_one_worker_with_a_notice"
 
 MUTATIONS = [
     # --- nets/flow.py: the estimators

@@ -2,7 +2,9 @@
 of the one loop towards the prompt; the outputs become a video at the input's fps, with its audio carried over.
 
 Frame i is seeded with seed + i and starts from the previous output as saved (8-bit PNG), so a stopped or killed
-restyle resumes at the first missing frame and still gives the same frames. A story's clock is the frame index.
+restyle resumes at the first missing frame and still gives the same frames. A story's clock is the frame index. With
+`restyle.flow`, the previous output warped by the input's optical flow joins the start and a loss term
+(`vqclip.modes.stabilise`).
 """
 
 from __future__ import annotations
