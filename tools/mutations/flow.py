@@ -43,6 +43,8 @@ MUTATIONS = [
       "load_state_dict(weights), strict=False)", (FLOW_T,)),
     M("raft-small ignores the weights file it is given", NETS, "RaftFlow(Path(weights) if weights else",
       "RaftFlow(Path(weights) if False else", (FLOW_T,)),
+    M("OpenCV imported with the module: every restyle needs it installed", NETS,
+      "from .checkpoints import load_state_dict\n", "from .checkpoints import load_state_dict\nimport cv2\n", (FLOW_T,)),
     # --- optim/flowwarp.py: the flow math
     M("warp samples at p - flow", WARP, "    x = xs[None] + flow[:, 0]\n", "    x = xs[None] - flow[:, 0]\n",
       (WARP_T,)),
