@@ -248,7 +248,7 @@ def test_the_cluster_keeps_a_stabilised_restyle_on_one_worker_with_a_notice(tiny
     with caplog.at_level(logging.INFO, logger="vqclip"):
         jobs, _ = c.plan_jobs([cfg, plain])
     notices = [r.getMessage() for r in caplog.records if "one worker" in r.getMessage()]
-    assert len(notices) == 1 and "dis-stabilised" in notices[0] and "\n" not in notices[0]
+    assert len(notices) == 1 and "restyle.flow dis" in notices[0] and "\n" not in notices[0]
     out = c._spread_frames(jobs, 3)
     assert out[0] is jobs[0] and not jobs[0].chunks  # the stabilised one: whole, in order
     assert len(jobs[1].chunks) == 3 and out[1:] == jobs[1].chunks  # blend 0 without flow: spread as before

@@ -78,7 +78,7 @@ def plan_jobs(plans: Iterable[GenerateConfig | Batch]) -> tuple[list[ClusterJob]
             log.info("%s: its frames run in order on one worker: blend %g starts each frame from the one before",
                      job.key, job.cfg.restyle.blend)
         elif mode_name(job.cfg) == "restyle" and job.cfg.restyle.flow != "none":
-            log.info("%s: its frames run in order on one worker: a %s-stabilised restyle follows the output before",
+            log.info("%s: its frames run in order on one worker: restyle.flow %s carries each output into the next frame",
                      job.key, job.cfg.restyle.flow)
     return jobs, batches
 
