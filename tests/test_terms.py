@@ -24,7 +24,7 @@ def job(tiny_job, **over):
 
 
 def test_every_registered_term_loads_as_the_term_of_its_name_and_an_unknown_name_lists_the_choices():
-    assert list(TERMS) == ["init", "tv", "guide", "palette", "symmetry", "tile", "edit"]  # the order they are summed in
+    assert list(TERMS) == ["init", "tv", "guide", "palette", "symmetry", "tile", "flow", "edit"]  # the order they are summed in
     for name in TERMS:
         cls = load(name)
         assert issubclass(cls, Term) and cls.name == name

@@ -28,7 +28,7 @@ from ..modes.registry import MODE_CHOICES, mode_name, rules_of
 from ..modes.rules import CAMERA_TRACKS, wants_camera
 from .fields import file_keys, values_at
 from ..draw.registry import DRAWERS
-from .job import ANIMATION_MODES, MAX_SIDE, PADDINGS, GenerateConfig
+from .job import ANIMATION_MODES, MAX_SIDE, PADDINGS, RESTYLE_FLOWS, GenerateConfig
 
 
 def _require(key: str, value, ok: bool, rule: str) -> None:
@@ -149,6 +149,7 @@ def check(cfg: GenerateConfig) -> None:
     _require("guide.views", g.views, g.views >= 1, ">= 1")
     _check_looks(cfg)
     _check_animation(cfg)
+    _check_flow(cfg)
     _check_drawer(cfg)
     parse_job_prompts(cfg.prompt, cfg.negative, cfg.image_prompts)  # as the run will: a bad prompt fails before it
     if cfg.tile and job_regions(cfg):
@@ -245,6 +246,21 @@ def _check_camera(cfg: GenerateConfig) -> None:
                           "nearest depth comes before the farthest")
     _require("animation.depth_size", a.depth_size, a.depth_size > 0 and a.depth_size % 14 == 0,
              "a positive multiple of 14 (the depth model's patch side; 518 = its training size)")
+def _check_flow(cfg: GenerateConfig) -> None:
+    """A flow-stabilised restyle: a known flow method, a start share in [0, 1], a term weight >= 0, neither share
+    without a method, and none of it outside a restyle."""
+    r = cfg.restyle
+    _one_of(r.flow, RESTYLE_FLOWS, "restyle.flow")
+    _require("restyle.flow_init", r.flow_init, 0 <= r.flow_init <= 1, "in [0, 1] (0 = the start ignores the flow)")
+    _require("restyle.flow_weight", r.flow_weight, r.flow_weight >= 0, ">= 0 (0 = no flow consistency term)")
+    used = [key for key, on in (("restyle.flow", r.flow != "none"), ("restyle.flow_init", r.flow_init > 0),
+                                ("restyle.flow_weight", r.flow_weight > 0)) if on]
+    if used and mode_name(cfg) != "restyle":
+        raise VqclipError(f"{used[0]}: stabilises a restyle by the input video's motion, but this job makes "
+                          f"{rules_of(cfg).title}; unset {', '.join(used)}, or restyle a video (restyle.input)")
+    if r.flow == "none" and used:
+        raise VqclipError(f"{used[0]}: follows the input's optical flow, but restyle.flow is none; set restyle.flow "
+                          "(dis, farneback or raft-small), or set it to 0")
 
 
 def check_inputs(cfg: GenerateConfig) -> None:

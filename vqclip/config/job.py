@@ -26,6 +26,7 @@ GRID_PADDINGS = ("reflection", "border", "zeros")  # torch grid_sample's padding
 PADDINGS = (*GRID_PADDINGS, "outpaint")  # outpaint: the uncovered border starts as an outpaint's new area
 MAX_SIDE = 4096
 DEPTH_MODEL = "depth-anything-v2-small"  # Apache-2.0 (docs/animation.md says why)
+RESTYLE_FLOWS = ("none", "dis", "farneback", "raft-small")  # vqclip.nets.flow's methods, and none
 
 
 @dataclass
@@ -224,6 +225,15 @@ class RestyleConfig:
     fps: Optional[float] = option(None, help="output frame rate (default: the input's)")
     audio: bool = option(True, help="carry the input's audio track over", flag="--no-audio", negate=True,
                          flag_help="do not carry the audio over")
+    flow: str = option("none", help="optical flow between the input frames that stabilises the restyle (default: "
+                                    "none, no flow; dis and farneback: OpenCV, pip install 'vqclip[flow]'; raft-small: "
+                                    "torchvision's RAFT, the raft-small weights)", flag="--flow", metavar="METHOD",
+                       choices=RESTYLE_FLOWS)
+    flow_init: float = option(0.0, help="share of the previous output, warped by the flow, in each frame's start "
+                                        "(outside occlusions), in [0, 1]; after blend", flag="--flow-init", metavar="W")
+    flow_weight: float = option(0.0, help="weight of a term pulling each frame towards the previous output warped by "
+                                          "the flow (mean absolute difference outside occlusions)",
+                                flag="--flow-weight", metavar="W")
 
 
 @dataclass

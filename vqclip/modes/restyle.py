@@ -2,7 +2,9 @@
 of the one loop towards the prompt; the outputs become a video at the input's fps, with its audio carried over.
 
 Frame i is seeded with seed + i and starts from the previous output as saved (8-bit PNG), so a stopped or killed
-restyle resumes at the first missing frame and still gives the same frames. A story's clock is the frame index.
+restyle resumes at the first missing frame and still gives the same frames. A story's clock is the frame index. With
+`restyle.flow`, the previous output warped by the input's optical flow joins the start and a loss term
+(`vqclip.modes.stabilise`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ..optim.loop import run_steps
 from ..optim.schedules import story_keyframes
 from .base import GenerateResult, Mode, RunContext, start_run
 from .rules import RestyleRules
+from .stabilise import Stabiliser, stabilised
 from .story import story_targets
 
 log = logging.getLogger("vqclip")
@@ -108,6 +111,9 @@ class Restyle(Mode):
         objective, state = start_run(cfg, ctx.models, ctx.device, ctx.seed, story)
         saved: list[Path] = []
         prev, stopped, curve = None, False, []
+        stable = Stabiliser(r, ctx.device, objective) if stabilised(r) else None
+        before = None  # the previous input frame [1,3,H,W], for the flow of a stabilised restyle
+        size = (objective.width, objective.height)
         reader, frames, _ = open_video(Path(r.input))
         try:
             for i, frame in enumerate(frames):
@@ -118,10 +124,14 @@ class Restyle(Mode):
                 if i < done:  # made before an interruption: kept, it is the next frame's predecessor
                     saved.append(existing[f"{i:06d}.png"])
                     prev = load_image(saved[-1]) if i == done - 1 else None
+                    before = frame_to_tensor(frame, size) if stable and i == done - 1 else None
                     continue
                 current[0] = i
-                image = frame_to_tensor(frame, (objective.width, objective.height))
+                image = frame_to_tensor(frame, size)
                 start = image if prev is None or r.blend == 0 else (1 - r.blend) * image + r.blend * prev
+                if stable is not None:  # blend first, then the warped previous output's share
+                    start = stable.start(start, image, before, prev)
+                    before = image
                 torch.manual_seed(ctx.seed + i)
                 with torch.no_grad():
                     z = objective.drawer.encode(start.to(ctx.device))

@@ -77,6 +77,9 @@ def plan_jobs(plans: Iterable[GenerateConfig | Batch]) -> tuple[list[ClusterJob]
         if mode_name(job.cfg) == "restyle" and job.cfg.restyle.blend > 0:
             log.info("%s: its frames run in order on one worker: blend %g starts each frame from the one before",
                      job.key, job.cfg.restyle.blend)
+        elif mode_name(job.cfg) == "restyle" and job.cfg.restyle.flow != "none":
+            log.info("%s: its frames run in order on one worker: restyle.flow %s carries each output into the next "
+                     "frame", job.key, job.cfg.restyle.flow)
     return jobs, batches
 
 
@@ -224,13 +227,13 @@ def _dispatch(ray, jobs: list[ClusterJob], cpus_per_job: int, shared: bool, call
 
 
 def _spread_frames(jobs: list[ClusterJob], workers: int) -> list[ClusterJob]:
-    """The queue: each new restyle with blend 0 (frames independent) as `workers` shares of its frames, then itself
-    (once they are back: its video and final.png, made from the frames as a resume makes them); the others as they
-    are."""
+    """The queue: each new restyle with blend 0 and no flow (frames independent) as `workers` shares of its frames,
+    then itself (once they are back: its video and final.png, made from the frames as a resume makes them); the
+    others as they are."""
     out = []
     for job in jobs:
-        if mode_name(job.cfg) != "restyle" or job.cfg.restyle.blend != 0 or workers < 2 or \
-                folder_state(job.dest) != NEW:
+        if mode_name(job.cfg) != "restyle" or job.cfg.restyle.blend != 0 or job.cfg.restyle.flow != "none" or \
+                workers < 2 or folder_state(job.dest) != NEW:
             out.append(job)
             continue
         n = rules_of(job.cfg).frame_count(job.cfg)

@@ -15,6 +15,7 @@ TERMS = {
     "palette": "vqclip.terms.palette:PaletteTerm",
     "symmetry": "vqclip.terms.symmetry:SymmetryTerm",
     "tile": "vqclip.terms.tile:TileTerm",
+    "flow": "vqclip.terms.flow:FlowTerm",  # a stabilised restyle's pull towards the warped previous output
     "edit": "vqclip.terms.edit:EditTerm",  # last: the original is composited over the image the others made
 }
 
