@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import VqclipError, missing, path_problem, shown
 from ..files.images import open_rgb
-from ..files.video import VIDEO_FORMATS
+from ..files.video import INTERPOLATE_METHODS, MAX_INTERPOLATE, VIDEO_FORMATS
 from ..nets.device import PRECISIONS, check_device
 from ..nets.memory import MEMORY_MODES
 from ..optim.augments import AUGMENTS
@@ -223,6 +223,9 @@ def _check_animation(cfg: GenerateConfig) -> None:
     o = cfg.output
     _require("output.video_length", o.video_length, o.video_length is None or o.video_length > 0, "> 0 seconds")
     _require("output.gif_max_side", o.gif_max_side, o.gif_max_side is None or o.gif_max_side >= 8, ">= 8 pixels")
+    _require("output.interpolate", o.interpolate, 0 <= o.interpolate <= MAX_INTERPOLATE,
+             f"in 0..{MAX_INTERPOLATE} (in-between frames per gap; 0 = none)")
+    _one_of(o.interpolate_method, INTERPOLATE_METHODS, "output.interpolate_method")
     u = o.upscale
     _require("output.upscale.scale", u.scale, u.scale is None or u.scale >= 1, ">= 1 (null = the model's own scale)")
     _require("output.upscale.tile", u.tile, u.tile == 0 or u.tile >= 32, ">= 32 pixels (0 = the whole image at once)")
