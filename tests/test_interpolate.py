@@ -88,6 +88,16 @@ def test_the_flow_in_between_without_motion_is_the_cross_fade():
         assert np.abs(frame.astype(int) - blend(a, b, t).astype(int)).max() <= 1  # float32 vs float64 rounding
 
 
+def test_where_the_two_flows_disagree_everywhere_the_in_between_is_the_cross_fade_of_the_warps():
+    """Both ends hidden at every point (the flows do not return home): the weights fall back to (1-t, t), no NaN;
+    at t = 1/2 both intermediate flows are 0 here, so the frame is (a + b) / 2."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(1, 3, 12, 12, generator=g), torch.rand(1, 3, 12, 12, generator=g)
+    same = shift_flow(4, 0, 12, 12)
+    out = flow_between(a, b, 0.5, same, same)
+    assert torch.allclose(out, (a + b) / 2, atol=1e-6)
+
+
 def test_blend_is_the_cross_fade_rule_exactly():
     a, b = texture(8, 12, 4), texture(8, 12, 5)
     frames = gap_frames(a, b, 3, "blend")
