@@ -86,8 +86,9 @@ def clip_error(outputs: list[np.ndarray], flows: list[np.ndarray], occluded: lis
 def restyle(clip_path: Path, out: Path, setting: list[str], steps: int, seed: int, size: int, extra: list[str],
             model: str = "mini") -> list[np.ndarray]:
     """One restyle of the clip through `vqclip restyle` (in-process); its output frames (the PNGs, not the video)."""
-    argv = ["restyle", str(clip_path), PROMPT, *(["--model", model] if model else []), "--seed", str(seed), "--steps", str(steps),
-            "--set", f"size={size}", "--out", str(out), "--no-audio", "--no-video", "--quiet", *setting, *extra]
+    argv = ["restyle", str(clip_path), PROMPT, *(["--model", model] if model else []), "--seed", str(seed),
+            "--steps", str(steps), "--set", f"size={size}", "--out", str(out), "--no-audio",
+            "--no-video", "--quiet", *setting, *extra]
     if vqclip_main(argv) != 0:
         raise SystemExit(f"vqclip restyle failed: {' '.join(argv)}")
     return [np.asarray(Image.open(p).convert("RGB")) for p in sorted((out / "frames").glob("*.png"))]

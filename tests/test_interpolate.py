@@ -232,9 +232,24 @@ def test_an_unknown_method_is_refused_in_one_line():
     cfg.output.interpolate_method = "optical"
     with pytest.raises(VqclipError) as info:
         check(cfg)
-    assert str(info.value).startswith("output.interpolate_method: unknown value 'optical'; use one of flow, blend, ffmpeg")
+    assert str(info.value).startswith("output.interpolate_method: unknown value 'optical'; use one of flow, blend, "
+                                      "ffmpeg")
     for method in ("flow", "blend", "ffmpeg"):
         check(merge_layers([("job", {"prompt": "x", "output": {"interpolate_method": method}})]))
+
+
+def test_a_restyle_with_in_betweens_keeps_its_length_and_the_whole_audio_track(tiny_args, tmp_path):
+    """6 input frames at 6 fps, 1 in-between: 11 frames at 12 fps, and the input's whole tone, neither cut nor
+    padded (the audio is muxed for the video's own length)."""
+    from test_restyle import RATE, decode_audio, make_video, restyle_args
+
+    video, out = make_video(tmp_path), tmp_path / "run"
+    assert main(["restyle", str(video), "an oil painting", *restyle_args(tiny_args, steps=1), "--size", "32", "32",
+                 "--interpolate", "1", "--interpolate-method", "blend", "--out", str(out)]) == 0
+    frames, fps = read_video_frames(out / "restyled.mp4")
+    assert len(frames) == (6 - 1) * 2 + 1 and fps == pytest.approx(12.0)
+    assert len(list((out / "frames").glob("*.png"))) == 6
+    assert abs(len(decode_audio(out / "restyled.mp4")) - len(decode_audio(video))) < RATE * 0.1
 
 
 def test_a_killed_zoom_with_in_betweens_resumes_to_the_same_video(tiny_job, tmp_path):
