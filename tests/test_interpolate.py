@@ -12,7 +12,7 @@ from PIL import Image
 
 import vqclip.optim.interpolate as interpolate
 from vqclip.cli import main
-from vqclip.config import check, merge_layers
+from vqclip.config import check, check_inputs, merge_layers
 from vqclip.errors import VqclipError
 from vqclip.files.video import count_frames, read_video_frames, write_frames, write_mp4, write_video
 from vqclip.nets.load import ModelCache
@@ -250,6 +250,19 @@ def test_a_restyle_with_in_betweens_keeps_its_length_and_the_whole_audio_track(t
     assert len(frames) == (6 - 1) * 2 + 1 and fps == pytest.approx(12.0)
     assert len(list((out / "frames").glob("*.png"))) == 6
     assert abs(len(decode_audio(out / "restyled.mp4")) - len(decode_audio(video))) < RATE * 0.1
+
+
+def test_the_flow_method_without_opencv_is_refused_before_the_run(monkeypatch):
+    import vqclip.config.checks as checks
+
+    monkeypatch.setattr(checks, "find_spec", lambda name: None if name == "cv2" else object())
+    cfg = merge_layers([("job", {"prompt": "x", "output": {"interpolate": 1}})])
+    with pytest.raises(VqclipError) as info:
+        check_inputs(cfg)
+    assert str(info.value).startswith("output.interpolate_method: flow needs OpenCV (`pip install 'vqclip[flow]'`)")
+    for output in ({"interpolate": 0}, {"interpolate": 1, "interpolate_method": "blend"},
+                   {"interpolate": 1, "video": False}):  # no flow asked for
+        check_inputs(merge_layers([("job", {"prompt": "x", "output": output})]))
 
 
 def test_a_killed_zoom_with_in_betweens_resumes_to_the_same_video(tiny_job, tmp_path):

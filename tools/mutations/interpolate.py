@@ -64,6 +64,9 @@ MUTATIONS = [
       "-1 <= o.interpolate <= MAX_INTERPOLATE", T_INTERP),
     M("an unknown interpolate_method accepted from a job file", CHECKS,
       '_one_of(o.interpolate_method, INTERPOLATE_METHODS, "output.interpolate_method")', "pass", T_INTERP),
+    M("a flow in-between without OpenCV fails only at the end of the run", CHECKS,
+      'o.interpolate_method == "flow" and find_spec("cv2") is None', 'o.interpolate_method == "flow" and False',
+      T_INTERP),
     # --- benchmarks/flicker.py: the clip's truth and the metric
     M("the clip's true flow points the way the shape moves (forward, not back)", FLICKER,
       "flow[0][is_] = -speed", "flow[0][is_] = speed", T_FLICKER),

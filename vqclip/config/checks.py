@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import fields, is_dataclass
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -244,6 +245,10 @@ def check_inputs(cfg: GenerateConfig) -> None:
     if upscaler and upscaler_is_path(upscaler) and not Path(upscaler).expanduser().is_file():
         raise VqclipError(f"output.upscale.model: {missing(upscaler, 'upscaler weights file')}; check the path, or "
                           "name a preset (see `vqclip upscale --help`)")
+    o = cfg.output
+    if o.video and o.interpolate and o.interpolate_method == "flow" and find_spec("cv2") is None:  # not at the end
+        raise VqclipError("output.interpolate_method: flow needs OpenCV (`pip install 'vqclip[flow]'`); install it, or "
+                          "use blend or ffmpeg (--interpolate-method)")
     wanted = [("init.image", cfg.init.image, "image")] if cfg.init.kind == "image" else []
     wanted += [("image_prompts", parse_image_prompt(item).text, "image") for item in cfg.image_prompts]
     wanted += rules_of(cfg).inputs(cfg)  # the mode's own files (a restyle's video)
