@@ -154,6 +154,17 @@ def test_ffmpeg_refusing_the_filter_is_one_line(monkeypatch):
     assert "minterpolate" in str(info.value) and "\n" not in str(info.value)
 
 
+def test_a_frame_that_cannot_be_read_stops_ffmpeg_s_in_betweens_with_its_error():
+    def frames():
+        yield texture(32, 32, 0)
+        yield texture(32, 32, 1)
+        raise VqclipError("frames/000002.png: not a PNG")
+
+    with pytest.raises(VqclipError, match="000002.png: not a PNG"):
+        list(inbetweens(frames(), 1, "ffmpeg", 8.0))
+    assert list(inbetweens([], 1, "ffmpeg", 8.0)) == []
+
+
 @pytest.fixture(scope="module")
 def runs(tiny_job, tmp_path_factory):
     """Tiny still runs of 5 saved frames (lr 1: each frame differs): no in-betweens, 2 cross-faded ones, and 2 with
@@ -263,6 +274,24 @@ def test_the_flow_method_without_opencv_is_refused_before_the_run(monkeypatch):
     for output in ({"interpolate": 0}, {"interpolate": 1, "interpolate_method": "blend"},
                    {"interpolate": 1, "video": False}):  # no flow asked for
         check_inputs(merge_layers([("job", {"prompt": "x", "output": output})]))
+
+
+def test_ffmpeg_in_betweens_need_32_px_a_side_said_before_the_run():
+    """ffmpeg's minterpolate refuses frames under 32 px a side (tested below on the filter itself)."""
+    def cfg(w, h, method="ffmpeg"):
+        return merge_layers([("job", {"prompt": "x", "size": [w, h], "output": {
+            "interpolate": 1, "interpolate_method": method}})])
+    for w, h in ((32, 32), (64, 32), (32, 48)):
+        check(cfg(w, h))
+    check(cfg(16, 16, "blend"))
+    for w, h in ((28, 32), (32, 28)):
+        with pytest.raises(VqclipError) as info:
+            check(cfg(w, h))
+        assert str(info.value).startswith("output.interpolate_method: ffmpeg's minterpolate needs frames of at least "
+                                          "32 px a side"), str(info.value)
+    with pytest.raises(VqclipError, match="Height or width < 32"):
+        list(inbetweens([texture(28, 32)] * 2, 1, "ffmpeg", 8.0))
+    assert len(list(inbetweens([texture(32, 32)] * 2, 1, "ffmpeg", 8.0))) == 3
 
 
 def test_a_killed_zoom_with_in_betweens_resumes_to_the_same_video(tiny_job, tmp_path):

@@ -42,6 +42,8 @@ MUTATIONS = [
       "minterpolate=fps={float(fps) * (n + 1)!r}", "minterpolate=fps={float(fps) * n!r}", T_INTERP),
     M("ffmpeg failing is taken for a video of no in-betweens", VIDEO, "        if proc.wait() != 0:",
       "        if proc.wait() != 0 and False:", T_INTERP),
+    M("a saved frame that cannot be read is dropped: ffmpeg's video silently ends early", VIDEO,
+      "        if failed:\n            raise failed[0]", "        if False:\n            raise failed[0]", T_INTERP),
     M("the frame count with in-betweens counts a gap after the last frame", VIDEO,
       "return (frames - 1) * (n + 1) + 1 if frames else 0", "return frames * (n + 1) if frames else 0", T_INTERP),
     # --- runs/pipeline.py: the fps rule and the method used
@@ -67,6 +69,9 @@ MUTATIONS = [
     M("a flow in-between without OpenCV fails only at the end of the run", CHECKS,
       'o.interpolate_method == "flow" and find_spec("cv2") is None', 'o.interpolate_method == "flow" and False',
       T_INTERP),
+    M("ffmpeg in-betweens of 28 px frames accepted (the run's video fails at its end)", CHECKS,
+      'o.interpolate_method == "ffmpeg" and min(cfg.size) < 32',
+      'o.interpolate_method == "ffmpeg" and min(cfg.size) < 28', T_INTERP),
     # --- benchmarks/flicker.py: the clip's truth and the metric
     M("the clip's true flow points the way the shape moves (forward, not back)", FLICKER,
       "flow[0][is_] = -speed", "flow[0][is_] = speed", T_FLICKER),

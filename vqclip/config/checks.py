@@ -227,6 +227,9 @@ def _check_animation(cfg: GenerateConfig) -> None:
     _require("output.interpolate", o.interpolate, 0 <= o.interpolate <= MAX_INTERPOLATE,
              f"in 0..{MAX_INTERPOLATE} (in-between frames per gap; 0 = none)")
     _one_of(o.interpolate_method, INTERPOLATE_METHODS, "output.interpolate_method")
+    if o.interpolate and o.interpolate_method == "ffmpeg" and min(cfg.size) < 32:
+        raise VqclipError(f"output.interpolate_method: ffmpeg's minterpolate needs frames of at least 32 px a side, "
+                          f"size is {cfg.size[0]}x{cfg.size[1]}; use flow or blend, or a larger size")
     u = o.upscale
     _require("output.upscale.scale", u.scale, u.scale is None or u.scale >= 1, ">= 1 (null = the model's own scale)")
     _require("output.upscale.tile", u.tile, u.tile == 0 or u.tile >= 32, ">= 32 pixels (0 = the whole image at once)")
