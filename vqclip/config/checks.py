@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import fields, is_dataclass
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 from ..errors import VqclipError, missing, path_problem, shown
 from ..files.images import open_rgb
-from ..files.video import VIDEO_FORMATS
+from ..files.video import INTERPOLATE_METHODS, MAX_INTERPOLATE, VIDEO_FORMATS
 from ..nets.device import PRECISIONS, check_device
 from ..nets.memory import MEMORY_MODES
 from ..optim.augments import AUGMENTS
@@ -226,6 +227,12 @@ def _check_animation(cfg: GenerateConfig) -> None:
     o = cfg.output
     _require("output.video_length", o.video_length, o.video_length is None or o.video_length > 0, "> 0 seconds")
     _require("output.gif_max_side", o.gif_max_side, o.gif_max_side is None or o.gif_max_side >= 8, ">= 8 pixels")
+    _require("output.interpolate", o.interpolate, 0 <= o.interpolate <= MAX_INTERPOLATE,
+             f"in 0..{MAX_INTERPOLATE} (in-between frames per gap; 0 = none)")
+    _one_of(o.interpolate_method, INTERPOLATE_METHODS, "output.interpolate_method")
+    if o.interpolate and o.interpolate_method == "ffmpeg" and min(cfg.size) < 32:
+        raise VqclipError(f"output.interpolate_method: ffmpeg's minterpolate needs frames of at least 32 px a side, "
+                          f"size is {cfg.size[0]}x{cfg.size[1]}; use flow or blend, or a larger size")
     u = o.upscale
     _require("output.upscale.scale", u.scale, u.scale is None or u.scale >= 1, ">= 1 (null = the model's own scale)")
     _require("output.upscale.tile", u.tile, u.tile == 0 or u.tile >= 32, ">= 32 pixels (0 = the whole image at once)")
@@ -246,6 +253,8 @@ def _check_camera(cfg: GenerateConfig) -> None:
                           "nearest depth comes before the farthest")
     _require("animation.depth_size", a.depth_size, a.depth_size > 0 and a.depth_size % 14 == 0,
              "a positive multiple of 14 (the depth model's patch side; 518 = its training size)")
+
+
 def _check_flow(cfg: GenerateConfig) -> None:
     """A flow-stabilised restyle: a known flow method, a start share in [0, 1], a term weight >= 0, neither share
     without a method, and none of it outside a restyle."""
@@ -276,6 +285,10 @@ def check_inputs(cfg: GenerateConfig) -> None:
     if upscaler and upscaler_is_path(upscaler) and not Path(upscaler).expanduser().is_file():
         raise VqclipError(f"output.upscale.model: {missing(upscaler, 'upscaler weights file')}; check the path, or "
                           "name a preset (see `vqclip upscale --help`)")
+    o = cfg.output
+    if o.video and o.interpolate and o.interpolate_method == "flow" and find_spec("cv2") is None:  # not at the end
+        raise VqclipError("output.interpolate_method: flow needs OpenCV (`pip install 'vqclip[flow]'`); install it, or "
+                          "use blend or ffmpeg (--interpolate-method)")
     wanted = [("init.image", cfg.init.image, "image")] if cfg.init.kind == "image" else []
     wanted += [("image_prompts", parse_image_prompt(item).text, "image") for item in cfg.image_prompts]
     wanted += rules_of(cfg).inputs(cfg)  # the mode's own files (a restyle's video)

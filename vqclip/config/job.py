@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ..files.video import VIDEO_FORMATS
+from ..files.video import INTERPOLATE_METHODS, MAX_INTERPOLATE, VIDEO_FORMATS
 from ..modes.registry import MODE_CHOICES
 from ..nets.device import DECODER_LAYOUTS, PRECISIONS
 from ..nets.memory import MEMORY_MODES
@@ -117,6 +117,13 @@ class OutputConfig:
                             flag_help="no progress bar or notices")
     video_length: Optional[float] = option(None, help="video seconds: picks the fps from the frame count",
                                            flag="--video-length", metavar="SECONDS", unset="--fps decides")
+    interpolate: int = option(0, help=f"in-between frames made in each gap of the video (0-{MAX_INTERPOLATE}; the "
+                                      "saved frames stay as they are): the fps is multiplied by N+1, so the video "
+                                      "keeps its length (video_length still sets it)", flag="--interpolate",
+                              metavar="N")
+    interpolate_method: str = option("flow", help="how in-betweens are made: flow (optical flow both ways, "
+                                                  "occlusion-aware), blend (a cross-fade), ffmpeg (its minterpolate)",
+                                     flag="--interpolate-method", choices=INTERPOLATE_METHODS)
     gif_max_side: Optional[int] = option(None, help="shrink GIF frames so no side exceeds this",
                                          flag="--gif-max-side", metavar="PX", unset="full size")
     upscale: UpscaleConfig = option(help="super-resolution of final.png at the end of a run", factory=UpscaleConfig)

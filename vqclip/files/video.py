@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import subprocess
+import threading
 import traceback
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
@@ -17,6 +18,8 @@ from ..errors import VqclipError, reason
 from .atomic import atomic_path, write_bytes
 
 VIDEO_FORMATS = ("mp4", "gif")
+INTERPOLATE_METHODS = ("flow", "blend", "ffmpeg")  # output.interpolate_method: vqclip.optim.interpolate
+MAX_INTERPOLATE = 15  # in-between frames per pair at most (16 times the frames: more is a slow-motion tool's job)
 FFMPEG = {"plugin": "FFMPEG", "extension": ".mp4"}  # ffmpeg looks at the content; the plugin, at the name only
 
 
@@ -67,10 +70,20 @@ def write_gif(frames: Iterable[np.ndarray], path: Path, fps: float, max_side: in
     write_bytes(path, data)
 
 
+def read_frames(frame_paths: Iterable[Path]) -> Iterator[np.ndarray]:
+    """PNG frames as uint8 [H,W,3], read one at a time."""
+    return (_read_rgb(p) for p in frame_paths)
+
+
 def write_video(frame_paths: list[Path], path: Path, fps: float, fmt: str = "mp4",
                 max_side: int | None = None) -> Path:
     """Encode PNG frames (in order) to `path` as mp4 or gif; returns the path written."""
-    frames = (_read_rgb(p) for p in frame_paths)
+    return write_frames(read_frames(frame_paths), path, fps, fmt, max_side)
+
+
+def write_frames(frames: Iterable[np.ndarray], path: Path, fps: float, fmt: str = "mp4",
+                 max_side: int | None = None) -> Path:
+    """Encode uint8 frames [H,W,3] (in order) to `path` as mp4 or gif; returns the path written."""
     if fmt == "gif":
         write_gif(frames, path, fps, max_side)
     elif fmt == "mp4":
@@ -78,6 +91,68 @@ def write_video(frame_paths: list[Path], path: Path, fps: float, fmt: str = "mp4
     else:
         raise VqclipError(f"video format '{fmt}' is not supported; use {' or '.join(VIDEO_FORMATS)}")
     return path
+
+
+def inbetween_count(frames: int, n: int) -> int:
+    """The frames of a video of `frames` saved frames with `n` in-betweens in each gap: (frames - 1) * (n + 1) + 1."""
+    return (frames - 1) * (n + 1) + 1 if frames else 0
+
+
+def minterpolate(frames: Iterable[np.ndarray], fps: float, n: int) -> Iterator[np.ndarray]:
+    """uint8 frames [H,W,3] at `fps` with `n` in-betweens in each gap by ffmpeg's motion-compensated interpolation
+    (`minterpolate=fps=fps*(n+1):mi_mode=mci`), streamed as raw RGB through imageio-ffmpeg's binary: the
+    given ones (re-made by the filter) at every (n+1)-th place, `inbetween_count` frames in all."""
+    import imageio_ffmpeg
+
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        return
+    h, w = first.shape[:2]
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+           "-r", repr(float(fps)), "-i", "-", "-vf", f"minterpolate=fps={float(fps) * (n + 1)!r}:mi_mode=mci",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    failed: list[BaseException] = []
+
+    def feed() -> None:  # in a thread, so that ffmpeg's output is read while its input is written
+        last = first
+        try:
+            for frame in itertools.chain([first], frames):
+                proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+                last = frame
+            proc.stdin.write(np.ascontiguousarray(last).tobytes())  # the filter holds back the last frame: repeat it
+        except BrokenPipeError:
+            pass  # ffmpeg ended: its error is read below
+        except BaseException as exc:  # noqa: BLE001 - a frame that could not be read: raised in the caller's thread
+            failed.append(exc)
+        finally:
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:  # the flush of what ffmpeg did not read
+                pass
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    size = h * w * 3
+    try:
+        while len(data := proc.stdout.read(size)) == size:
+            yield np.frombuffer(data, np.uint8).reshape(h, w, 3)
+        feeder.join()
+        error = proc.stderr.read().decode(errors="replace")
+        if proc.wait() != 0:
+            why = reason(RuntimeError(error), 200, whole=True)
+            raise VqclipError(f"output.interpolate_method ffmpeg: ffmpeg's minterpolate failed ({why}); use flow or "
+                              "blend")
+        if failed:
+            raise failed[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        feeder.join()
+        proc.stdout.close()
+        proc.stderr.close()
 
 
 def open_video(path: Path) -> tuple[object, Iterator[np.ndarray], dict]:

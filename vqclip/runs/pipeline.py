@@ -24,7 +24,7 @@ from ..errors import VqclipError, WriteError
 from ..files.images import load_image, save_mask, save_png
 from ..files.infotext import job_parameters
 from ..files.runfolder import MASK_FILE, RunFolder, run_folder
-from ..files.video import mux_audio, write_video
+from ..files.video import inbetween_count, mux_audio, read_frames, write_frames
 from ..models.presets import get_preset
 from ..models.resolve import preset_clip
 from ..modes.base import GenerateResult, Mode, RunContext
@@ -32,6 +32,7 @@ from ..modes.registry import load, mode_name
 from ..nets.device import cudnn_benchmark, pick_device, seeded, threads
 from ..nets.load import ModelCache, Models, load_models
 from ..nets.memory import is_out_of_memory, out_of_memory_message
+from ..optim.interpolate import inbetweens
 from ..optim.loop import AfterStep, Callback
 from ..optim.schedules import job_texts
 from .callbacks import ProgressBar, SaveFrames, StopOnFlag, wants_trials
@@ -302,17 +303,20 @@ def finish(cfg: GenerateConfig, folder: RunFolder, result: GenerateResult, mode:
     frames.clean()
     video = None
     if cfg.output.video and saved:
-        fmt, fps, audio = cfg.output.video_format, mode.fps(cfg, len(saved)), mode.audio(cfg)
+        fmt, audio, n = cfg.output.video_format, mode.audio(cfg), cfg.output.interpolate
+        count = inbetween_count(len(saved), n)  # with n in-betweens per gap at n+1 times the fps: the same length
+        fps = mode.fps(cfg, count) if cfg.output.video_length else mode.fps(cfg, len(saved)) * (n + 1)
+        frames = inbetweens(read_frames(saved), n, cfg.output.interpolate_method, fps / (n + 1))
         video = folder.video(mode.video_name, fmt)
         if fmt == "mp4" and audio is not None:  # the frames, then the input's audio muxed in (both atomic)
             silent = folder.silent_video(mode.video_name)
             try:
-                write_video(saved, silent, fps, fmt)
-                mux_audio(silent, audio, video, len(saved) / fps)
+                write_frames(frames, silent, fps, fmt)
+                mux_audio(silent, audio, video, count / fps)
             finally:
                 silent.unlink(missing_ok=True)
         else:
-            write_video(saved, video, fps, fmt, cfg.output.gif_max_side)
+            write_frames(frames, video, fps, fmt, cfg.output.gif_max_side)
     final, metadata = write_final(cfg, folder, result.image, result.steps, result.stopped, result.info)
     upscaled = None
     if upscaler is not None and result.stopped:  # stopped by the user: what it has is saved, nothing more starts
