@@ -214,11 +214,10 @@ def test_the_start_takes_the_shifted_previous_output_where_it_is_seen(monkeypatc
     g = torch.Generator().manual_seed(2)
     image, before, prev, start = (torch.rand(1, 3, 6, 9, generator=g) for _ in range(4))
     dx, dy = 2, -1
-    monkeypatch.setattr(stabilise, "load_flow", lambda method, device: ShiftFlow(image, (dx, dy)))
     term = FlowTerm.__new__(FlowTerm)
     term.name, term.device, term.target, term.keep = "flow", torch.device("cpu"), None, None
     r = type("R", (), {"flow": "dis", "flow_init": share})()
-    stable = Stabiliser(r, "cpu", type("O", (), {"terms": [term]})())
+    stable = Stabiliser(r, ShiftFlow(image, (dx, dy)), type("O", (), {"terms": [term]})())
     got = stable.start(start, image, before, prev)
     expected, keep = start.clone(), torch.zeros(1, 1, 6, 9)
     for y in range(6):

@@ -22,6 +22,8 @@ from ..draw.registry import load as load_drawer
 from ..errors import VqclipError
 from ..files.images import cover, load_image, to_tensor
 from ..files.video import open_video
+from ..nets.device import pick_device
+from ..nets.flow import load_flow
 from ..optim.loop import run_steps
 from ..optim.schedules import story_keyframes
 from .base import GenerateResult, Mode, RunContext, start_run
@@ -63,15 +65,19 @@ class Restyle(Mode):
         self.first = first  # restyle input frames [first, restyle.max_frames or all): a share of them (a cluster's)
         self.frames_total = 0
         self.meta: dict = {}
+        self.flow = None  # a stabilised restyle's flow estimator, loaded by `prepare`
 
     def frame_every(self, cfg) -> int:
         return 0  # the frames are the restyled input frames, written by `run`
 
     def prepare(self, cfg, models):
         """Read the video's size, rate and frame count (a story's parts need a frame each); keep its aspect (long side
-        max(size)) unless told not to."""
+        max(size)) unless told not to; load a stabilised restyle's flow estimator (so that missing OpenCV or RAFT
+        weights not on disk fail before the run folder is made)."""
         reader, _, self.meta = open_video(Path(cfg.restyle.input))  # a missing or unreadable video fails here
         reader.close()
+        if stabilised(cfg.restyle) and self.flow is None:
+            self.flow = load_flow(cfg.restyle.flow, pick_device(cfg.devices[0] if cfg.devices else cfg.device))
         self.frames_total = RestyleRules().frame_count(cfg)
         if self.frames_total:  # a story's parts are spread over the frames: too many for them fail here, not mid-run
             story_keyframes(cfg.prompt, cfg.story, self.frames_total, cfg.change_every, "input frames")
@@ -111,7 +117,9 @@ class Restyle(Mode):
         objective, state = start_run(cfg, ctx.models, ctx.device, ctx.seed, story)
         saved: list[Path] = []
         prev, stopped, curve = None, False, []
-        stable = Stabiliser(r, ctx.device, objective) if stabilised(r) else None
+        if stabilised(r) and self.flow is None:  # a run not prepared by the pipeline loads its flow estimator here
+            self.flow = load_flow(r.flow, ctx.device)
+        stable = Stabiliser(r, self.flow, objective) if stabilised(r) else None
         before = None  # the previous input frame [1,3,H,W], for the flow of a stabilised restyle
         size = (objective.width, objective.height)
         reader, frames, _ = open_video(Path(r.input))

@@ -10,7 +10,6 @@ from typing import Optional
 
 from torch import Tensor
 
-from ..nets.flow import load_flow
 from ..optim.flowwarp import occlusion, warp
 
 
@@ -27,10 +26,10 @@ def carried(flow, image: Tensor, before: Tensor, prev: Tensor) -> tuple[Tensor, 
 
 
 class Stabiliser:
-    """The flow estimator of `restyle.flow` and the start share of `restyle.flow_init`; aims the run's flow term."""
+    """The flow estimator of `restyle.flow` (`vqclip.nets.flow.FlowModel`) and the start share of `restyle.flow_init`; aims the run's flow term."""
 
-    def __init__(self, r, device, objective):
-        self.flow = load_flow(r.flow, device)
+    def __init__(self, r, flow, objective):
+        self.flow = flow
         self.share = r.flow_init
         self.term = next((t for t in objective.terms if t.name == "flow"), None)
 

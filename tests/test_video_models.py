@@ -1,0 +1,72 @@
+"""Issue 38's pieces end to end, with no stand-ins: a 3D zoom through the command line with a depth model read from a
+checkpoint in the published Depth-Anything-V2-Small layout; in-between frames made with OpenCV's flow; and a depth or
+flow model that is not on disk and cannot be fetched, refused in one line before any run folder is made."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from test_stabilise import textured_video
+from vqclip.cli import main
+from vqclip.files.video import read_video_frames
+from vqclip.models import auxmodels
+from vqclip.models.download import DownloadError, MissingFile
+
+PUBLISHED = json.loads((Path(__file__).parent / "data" / "depth_anything_v2_vits_keys.json").read_text())["keys"]
+
+
+@pytest.fixture(scope="module")
+def depth_weights(tmp_path_factory) -> Path:
+    """Random tensors in the published key layout, saved with torch.save as the real file is."""
+    g = torch.Generator().manual_seed(1)
+    state = {k: torch.randn(shape, generator=g) * 0.05 + (1.0 if k.endswith((".gamma", "norm1.weight", "norm2.weight",
+                                                                              "norm.weight")) else 0.0)
+             for k, shape in PUBLISHED.items()}
+    path = tmp_path_factory.mktemp("depth") / "depth_anything_v2_vits.pth"
+    torch.save(state, path)
+    return path
+
+
+@pytest.fixture
+def unreachable(tmp_path, monkeypatch):
+    """An empty model home whose every download fails as offline does."""
+    def offline(spec, *args, **kwargs):
+        raise DownloadError([MissingFile(spec.filename, tuple(spec.urls), Path(args[0]) / spec.filename,
+                                         (f"{spec.urls[0]}: network is unreachable",))])
+
+    monkeypatch.setenv("VQCLIP_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(auxmodels, "fetch", offline)
+
+
+def test_a_3d_zoom_runs_with_the_published_depth_layout_and_in_betweens_from_opencv_flow(tiny_args, depth_weights,
+                                                                                         tmp_path):
+    out = tmp_path / "fly"
+    assert main(["zoom", "x", *tiny_args, "--frames", "3", "--every", "1", "--translation-z", "20", "--rotation-3d-y",
+                 "3", "--set", f"animation.depth={depth_weights}", "--set", "animation.depth_size=28",
+                 "--interpolate", "2", "--out", str(out)]) == 0
+    frames = sorted((out / "frames").glob("*.png"))
+    video = next(out.glob("*.mp4"))
+    shown, fps = read_video_frames(video)
+    assert len(shown) == (len(frames) - 1) * 3 + 1 and fps == pytest.approx(30 * 3)
+
+
+def test_a_depth_model_that_cannot_be_fetched_fails_in_one_line_before_the_run_folder(tiny_args, tmp_path, capsys,
+                                                                                      unreachable):
+    assert main(["zoom", "x", *tiny_args, "--translation-z", "5", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "vqclip models download depth-anything-v2-small" in err[0], err
+    assert not (tmp_path / "r").exists()
+
+
+def test_raft_weights_that_cannot_be_fetched_fail_in_one_line_before_the_run_folder(tiny_args, tmp_path, capsys,
+                                                                                    unreachable):
+    clip = textured_video(tmp_path / "in.mp4", 3)
+    assert main(["restyle", str(clip), "x", *tiny_args, "--flow", "raft-small", "--flow-init", "0.5",
+                 "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "vqclip models download raft-small" in err[0], err
+    assert not (tmp_path / "r").exists()
