@@ -22,7 +22,7 @@ DepthFn = Callable[[Tensor, int], Tensor]  # image [B,3,H,W] in [0,1], input sid
 
 def load_depth_model(name: str, device) -> DepthFn:
     """The job's depth model (`vqclip.nets.depth`, imported here: its code and weights load only in 3D mode)."""
-    from ..nets.depth import load_depth
+    from ..nets.depth import load_depth  # only a 3D zoom reads the depth model's code
 
     return load_depth(name, device)
 

@@ -62,7 +62,7 @@ def gap_frames(a: np.ndarray, b: np.ndarray, n: int, method: str, flow: Optional
 
 def default_flow() -> Flow:
     """OpenCV's DIS optical flow on the CPU (vqclip.nets.flow), loaded only when a video uses the flow method."""
-    from ..nets.flow import load_flow
+    from ..nets.flow import load_flow  # only the flow method of in-betweens needs an estimator
 
     return load_flow("dis", "cpu")
 
