@@ -37,10 +37,17 @@ from vqclip.optim.flowwarp import warp
 SETTINGS = {  # name: restyle options; the flow ones are restyle.flow's (the previous output warped by the flow)
     "blend-0": ["--blend", "0"],
     "blend": ["--blend", "0.5"],
-    "warp-init": ["--blend", "0", "--set", "restyle.flow=dis", "--set", "restyle.flow_init=0.5"],
-    "warp-init+term": ["--blend", "0", "--set", "restyle.flow=dis", "--set", "restyle.flow_init=0.5",
-                       "--set", "restyle.flow_weight=1"],
+    "warp-init": ["--blend", "0", "--flow", "dis", "--flow-init", "{init}"],
+    "warp-init+term": ["--blend", "0", "--flow", "dis", "--flow-init", "{init}", "--flow-weight", "{weight}"],
 }
+FLOW_INIT, FLOW_WEIGHT = 1.0, 50.0  # the shares docs/animation.md recommends (the table there tries others)
+
+
+def options(name: str, init: float = FLOW_INIT, weight: float = FLOW_WEIGHT) -> list[str]:
+    """The restyle options of a setting, its flow share and term weight filled in."""
+    return [o.format(init=init, weight=weight) for o in SETTINGS[name]]
+
+
 PROMPT = "a yellow circle on a blue background"  # the mini world's grammar
 
 
@@ -115,6 +122,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--steps", type=int, default=20, help="steps per frame")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default="mini", help="the preset of every run ('': the options after -- say)")
+    parser.add_argument("--flow-init", type=float, default=FLOW_INIT, help="restyle.flow_init of the warp settings")
+    parser.add_argument("--flow-weight", type=float, default=FLOW_WEIGHT,
+                        help="restyle.flow_weight of warp-init+term")
     parser.add_argument("--out", type=Path, help="keep the runs here (default: a temporary folder)")
     parser.add_argument("--json", type=Path, help="write the warp errors here")
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
@@ -131,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         rows = {}
         for name in names:
             t0 = time.perf_counter()
-            outputs = restyle(clip_path, root / name, SETTINGS[name], args.steps, args.seed, args.size, extra,
+            outputs = restyle(clip_path, root / name, options(name, args.flow_init, args.flow_weight), args.steps, args.seed, args.size, extra,
                               args.model)
             rows[name] = clip_error(outputs, flows, occluded)
             print(f"{name:<16} warp error {rows[name]:.4f}  ({time.perf_counter() - t0:.1f}s)", flush=True)
