@@ -114,4 +114,7 @@ MUTATIONS = [
     M("no notice that a stabilised restyle runs on one worker", CLUSTER,
       '        elif mode_name(job.cfg) == "restyle" and job.cfg.restyle.flow != "none":',
       "        elif False:", (CLUSTER_T,)),
+    M("the flow estimator loaded while preparing is not the one the run uses", RESTYLE,
+      "stable = Stabiliser(r, self.flow, objective)", "stable = Stabiliser(r, load_flow('farneback', 'cpu'), objective)",
+      ("tests/test_stabilise.py",)),
 ]
