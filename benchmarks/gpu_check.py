@@ -14,7 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vqclip.measure.gpusuite import main  # noqa: E402
+from vqclip.measure.gpuargs import script_parser  # noqa: E402
 
 if __name__ == "__main__":
+    script_parser().parse_args()  # --help and a bad option end here, before torch loads (a second, not four)
+    from vqclip.measure.gpusuite import main
+
     sys.exit(main())

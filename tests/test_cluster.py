@@ -172,6 +172,8 @@ def test_a_rerun_skips_finished_runs_and_resumes_a_stopped_one(ray_cluster, job_
 
 
 def test_a_normal_run_never_imports_ray(tmp_path, tiny_job):
+    """Ray is an optional extra, imported by the cluster runner only (`vqclip run --ray`): not by the CLI, its parser
+    or a run (one process checks all three)."""
     path = write_job(tmp_path, {**tiny_job, "prompt": "a red circle", "steps": 1, "output": {
         "dir": str(tmp_path / "out"), "video": False, "progress": False}})
     code = (f"import sys\nfrom vqclip.cli import main\nassert main(['run', {str(path)!r}]) == 0\n"

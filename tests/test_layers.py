@@ -162,10 +162,3 @@ def test_the_config_and_help_need_no_torch(code):
     done = subprocess.run([sys.executable, "-c", f"import sys; {code}; print('torch' in sys.modules)"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "False", done.stderr
-
-
-def test_the_cli_imports_no_ray():
-    """Ray is an optional extra, imported by the cluster runner only (`vqclip run --ray`)."""
-    code = "import sys, vqclip.cli, vqclip.runs.pipeline; vqclip.cli.build_parser(); print('ray' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "False", done.stderr

@@ -34,4 +34,7 @@ MUTATIONS = [
       "loss = loss", T_TEXTBOOK),
     M("the textbook cutouts skip their noise", TEXTBOOK, "batch = batch + facs * torch.randn_like(batch)",
       "batch = batch", ("tests/test_measure.py",)),
+    M("`python benchmarks/gpu_check.py --help` loads torch before it shows the options", "benchmarks/gpu_check.py",
+      "    script_parser().parse_args()  # --help",
+      "    import torch  # noqa: F401\n    script_parser().parse_args()  # --help", ("tests/test_gpu_check.py",)),
 ]

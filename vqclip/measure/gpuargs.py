@@ -23,3 +23,11 @@ def add_arguments(p: argparse.ArgumentParser, device_flag: bool = True) -> None:
                         "(the default with --quick)")
     p.add_argument("--real-weights", action="store_true",
                    help="vqclip's rows use the installed imagenet-16384 preset's weights (random otherwise)")
+
+
+def script_parser() -> argparse.ArgumentParser:
+    """The parser of `python benchmarks/gpu_check.py` (its --help and its errors come before torch loads)."""
+    p = argparse.ArgumentParser(description="The GPU check as one run: every section in turn within the budget, the "
+                                            "JSON rewritten after each, then the table.")
+    add_arguments(p)
+    return p

@@ -20,7 +20,7 @@ import torch
 from ..errors import VqclipError, reason
 from ..files.atomic import write_text
 from ..nets.device import pick_device
-from .gpuargs import DEFAULT_OUT, add_arguments
+from .gpuargs import DEFAULT_OUT, script_parser
 from .gpucheck import (Budget, devices_section, largest_size, matmul_peak, oom_errors, speed_rows,
                        vqclip_models)
 from .gpucorrect import bf16_vs_fp32, resume_after_kill, same_seed_twice
@@ -151,9 +151,7 @@ def check_models(args: argparse.Namespace) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """The script's entry point."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(p)
-    args = p.parse_args(argv)
+    args = script_parser().parse_args(argv)
     if args.budget <= 0:
         raise VqclipError("--budget: need a positive number of seconds")
     run_check(args.device, args.quick, args.budget, args.out or DEFAULT_OUT, check_models(args), args.real_weights)
