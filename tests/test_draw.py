@@ -10,7 +10,7 @@ import torch
 from vqclip.config import merge_layers
 from vqclip.config.checks import check
 from vqclip.draw import registry
-from vqclip.draw.fft import FFTDrawer, fft_image, fft_params, spectrum_scale
+from vqclip.draw.fft import FFTDrawer, color_matrix, fft_image, fft_params, moving, spectrum_scale
 from vqclip.draw.pixel import PixelDrawer, pixel_grid, pixel_image
 from vqclip.errors import VqclipError
 
@@ -30,7 +30,9 @@ def test_an_unknown_drawer_is_one_line_naming_the_choices():
 @pytest.mark.parametrize("key, value, ok", [("pixel_size", 0, False), ("pixel_size", 1, True),
                                             ("pixel_size", 4096, True), ("pixel_size", 4097, False),
                                             ("decay", -0.01, False), ("decay", 0.0, True), ("decay", 4.0, True),
-                                            ("decay", 4.01, False), ("name", "rgb", False), ("name", "fft", True)])
+                                            ("decay", 4.01, False), ("name", "rgb", False), ("name", "fft", True),
+                                            ("cutoff", 0.0, False), ("cutoff", 1e-6, True), ("cutoff", 1.0, True),
+                                            ("cutoff", 1.0001, False)])
 def test_the_drawer_options_are_checked_at_each_boundary(key, value, ok):
     layers = [("t", {"prompt": "x", "drawer": {key: value}})]
     if ok:
@@ -81,7 +83,7 @@ def lucid_image(spectrum: np.ndarray, h: int, w: int, decay: float) -> np.ndarra
     scale = 1.0 / np.maximum(freqs, 1.0 / max(w, h)) ** decay * np.sqrt(w * h)
     x = np.fft.irfft2(scale * spectrum, s=(h, w)) / 4.0
     c = np.array([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
-    c = c / np.max(np.linalg.norm(c, axis=0))
+    c = c / np.linalg.norm(c, axis=0)  # vqclip's one departure here: unit columns (Lucid: / the largest column norm)
     mixed = np.einsum("ij,bjhw->bihw", c, x)
     return 1 / (1 + np.exp(-mixed))
 
@@ -126,3 +128,45 @@ def test_fft_encodes_black_and_white_within_the_edge_where_the_sigmoid_still_mov
     decoded = fft_image(params, scale, 4, 6)
     torch.testing.assert_close(decoded[..., :3], torch.full((1, 3, 4, 3), EDGE), rtol=0, atol=1e-4)
     torch.testing.assert_close(decoded[..., 3:], torch.full((1, 3, 4, 3), 1 - EDGE), rtol=0, atol=1e-4)
+
+
+def test_fft_colour_directions_are_lucids_each_at_unit_length():
+    c = np.array([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
+    m = color_matrix().numpy()
+    np.testing.assert_allclose(np.linalg.norm(m, axis=0), 1.0, rtol=1e-6)
+    for j in range(3):  # the same direction as Lucid's column, a positive multiple of it
+        cos = m[:, j] @ c[:, j] / np.linalg.norm(c[:, j])
+        assert cos == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("h, w, cutoff", [(8, 10, 0.125), (9, 7, 0.25), (6, 6, 1.0)])
+def test_fft_moves_exactly_the_frequencies_up_to_the_cutoff(h, w, cutoff):
+    """Written out: frequency (fy, fx) with fy = fftfreq(h), fx = rfftfreq(w) moves iff sqrt(fx^2 + fy^2) <= cutoff;
+    the gradient reaches exactly those, and the decoded image is the same with or without the mask."""
+    fy, fx = np.fft.fftfreq(h), np.fft.rfftfreq(w)
+    want = np.array([[np.hypot(a, b) <= cutoff for b in fx] for a in fy])
+    got = moving(h, w, cutoff)
+    assert np.array_equal(got.numpy(), want)
+    g = torch.Generator().manual_seed(1)
+    scale = spectrum_scale(h, w, 1.0)
+    params = torch.randn(1, 6, h, w // 2 + 1, generator=g).requires_grad_(True)
+    image = fft_image(params, scale, h, w, got)
+    torch.testing.assert_close(image, fft_image(params, scale, h, w), rtol=0, atol=0)
+    (image * torch.randn(image.shape, generator=g)).sum().backward()
+    reached = params.grad.abs().sum((0, 1)) > 0
+    assert torch.equal(reached, got)
+
+
+def test_fft_a_frequency_exactly_at_the_cutoff_moves():
+    """Width 8: frequency (0, 1/8) is exactly 0.125 cycles per pixel: it moves at cutoff 0.125, not just below."""
+    assert moving(4, 8, 0.125)[0, 1] and not moving(4, 8, 0.1249)[0, 1] and moving(4, 8, 0.1249)[0, 0]
+
+
+@pytest.mark.parametrize("cutoff", [0.2, 1.0])
+def test_the_fft_drawer_moves_only_the_jobs_frequencies_up_to_its_cutoff(cutoff, tiny_models):
+    cfg = merge_layers([("t", {"prompt": "x", "drawer": {"name": "fft", "cutoff": cutoff}})])
+    d = FFTDrawer(cfg, tiny_models, torch.device("cpu"), 10, 8)
+    params = d.random(1, torch.Generator().manual_seed(0)).requires_grad_(True)
+    d.decode(params).sum().backward()
+    assert torch.equal(params.grad.abs().sum((0, 1)) > 0, moving(8, 10, cutoff))
+    assert d.speed_options()["cutoff"] == cutoff

@@ -98,10 +98,10 @@ def test_the_defaults_are_a_fresh_copy_and_none_for_other_names():
     assert registry.defaults("vqgan") == {} and registry.defaults("nope") == {} and registry.defaults(["pixel"]) == {}
 
 
-def test_pixel_takes_twice_the_presets_steps_for_a_still_image_and_the_users_steps_win(tmp_path):
+def test_pixel_and_fft_take_twice_the_presets_steps_for_a_still_image_and_the_users_steps_win(tmp_path):
     mini = get_preset("mini").defaults["steps"]
     assert cli("--drawer", "pixel").steps == 2 * mini and cli().steps == mini  # vqgan: the preset's
-    assert cli("--drawer", "fft").steps == mini  # fft has no scale
+    assert cli("--drawer", "fft").steps == 2 * mini and cli("--drawer", "fft", "--steps", "9").steps == 9
     assert cli("--drawer", "pixel", "--steps", str(mini)).steps == mini  # the user's, even the preset's own
     assert cli("--config", write(tmp_path, "s.yaml", {"steps": 7}), "--drawer", "pixel").steps == 7
     assert build_config({"drawer": {"name": "pixel"}, "prompt": "a"}).steps == 2 * build_config({"prompt": "a"}).steps

@@ -199,6 +199,7 @@ def _check_drawer(cfg: GenerateConfig) -> None:
     _require("drawer.pixel_size", d.pixel_size, 1 <= d.pixel_size <= MAX_SIDE,
              f"in 1..{MAX_SIDE} (image pixels per grid cell)")
     _require("drawer.decay", d.decay, 0 <= d.decay <= 4, "in [0, 4] (0: every frequency alike; 1: 1/f)")
+    _require("drawer.cutoff", d.cutoff, 0 < d.cutoff <= 1, "in (0, 1] cycles per pixel (1: every frequency moves)")
 
 
 def _check_animation(cfg: GenerateConfig) -> None:

@@ -251,6 +251,8 @@ class DrawerConfig:
                        flag="--drawer", metavar="NAME", choices=tuple(DRAWERS), label="image model")
     pixel_size: int = option(4, help="pixel: image pixels per grid cell (size is rounded to a multiple of it)")
     decay: float = option(1.0, help="fft: the spectrum's start and scale fall as 1/frequency^decay (higher: smoother)")
+    cutoff: float = option(0.125, help="fft: frequencies above this many cycles per pixel keep their start (lower: "
+                                       "broader shapes; 1: every frequency moves)")
 
 
 @dataclass

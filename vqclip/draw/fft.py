@@ -2,7 +2,13 @@
 draw it. The parameters are the real parts (channels 0-2) and imaginary parts (3-5) of each colour channel's rfft2
 spectrum, [B,6,H,W//2+1] (four dimensions, as every drawer's parameters and state.pt are); each frequency f is scaled
 by 1 / max(f, 1/max(H,W))^decay * sqrt(H*W) (low frequencies move first), inverted with irfft2, divided by 4, mixed
-by Lucid's colour decorrelation matrix and squashed by a sigmoid into [0,1]."""
+by Lucid's colour decorrelation matrix and squashed by a sigmoid into [0,1].
+
+Two departures from Lucid, measured on mini (benchmarks/mini_quality.py, docs/looks.md): each column of the colour
+matrix has unit length (Lucid divides by the largest, which leaves the two colour directions at 0.28 and 0.13 of the
+brightness one, so brightness moves 3.6-7.5x faster than hue and objects come out the background's mix or black),
+and frequencies above `drawer.cutoff` cycles per pixel keep their start values (no gradient reaches them: decoding
+and encoding stay exact, only the optimiser leaves fine detail alone)."""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from torch import Tensor
 
 from .base import Drawer
 
-#: Lucid's square root of the ImageNet colour correlation (rows: R, G, B), normalised by its largest column norm
+#: Lucid's square root of the ImageNet colour correlation (rows: R, G, B); each column is normalised to unit length
 COLOR_SQRT = ((0.26, 0.09, 0.02), (0.27, 0.00, -0.05), (0.27, -0.09, 0.03))
 MAGIC = 4.0  # Lucid's divisor of the inverse transform
 START_SD = 0.01  # Lucid's standard deviation of a random spectrum
@@ -19,9 +25,10 @@ EDGE = 0.05  # an image encoded as a start is kept within [EDGE, 1 - EDGE]: its 
 
 
 def color_matrix(device=None) -> Tensor:
-    """The colour mixing matrix [3,3]: decorrelated channels -> RGB logits."""
+    """The colour mixing matrix [3,3]: decorrelated channels -> RGB logits, each channel's column of unit length (so
+    brightness and the two colour directions move at the same speed)."""
     m = torch.tensor(COLOR_SQRT, dtype=torch.float32, device=device)
-    return m / m.norm(dim=0).max()
+    return m / m.norm(dim=0)
 
 
 def spectrum_scale(height: int, width: int, decay: float, device=None) -> Tensor:
@@ -32,8 +39,18 @@ def spectrum_scale(height: int, width: int, decay: float, device=None) -> Tensor
     return freqs.clamp(min=1.0 / max(width, height)).pow(-decay) * (width * height) ** 0.5
 
 
-def fft_image(params: Tensor, scale: Tensor, height: int, width: int) -> Tensor:
-    """Spectrum [B,6,H,W//2+1] (3 real, 3 imaginary parts) -> image [B,3,H,W] in (0,1)."""
+def moving(height: int, width: int, cutoff: float, device=None) -> Tensor:
+    """[H,W//2+1] bool: the rfft2 frequencies at most `cutoff` cycles per pixel (radially), the ones a run moves."""
+    fy = torch.fft.fftfreq(height, device=device)[:, None]
+    fx = torch.fft.rfftfreq(width, device=device)[None, :]
+    return (fx * fx + fy * fy).sqrt() <= cutoff
+
+
+def fft_image(params: Tensor, scale: Tensor, height: int, width: int, moves: Tensor | None = None) -> Tensor:
+    """Spectrum [B,6,H,W//2+1] (3 real, 3 imaginary parts) -> image [B,3,H,W] in (0,1); with `moves` [H,W//2+1]
+    (bool) the gradient reaches only the frequencies it marks (the value is the same)."""
+    if moves is not None:
+        params = torch.where(moves, params, params.detach())
     spectrum = torch.complex(params[:, :3], params[:, 3:]) * scale
     x = torch.fft.irfft2(spectrum, s=(height, width)) / MAGIC
     return torch.sigmoid(torch.einsum("ij,bjhw->bihw", color_matrix(params.device), x))
@@ -55,6 +72,7 @@ class FFTDrawer(Drawer):
 
     def setup(self) -> None:
         self.scale = spectrum_scale(self.height, self.width, self.cfg.drawer.decay, self.device)
+        self.moves = moving(self.height, self.width, self.cfg.drawer.cutoff, self.device)
 
     def random(self, starts: int, rng: torch.Generator) -> Tensor:
         """A small random spectrum (sd 0.01 before scaling): a grey image with faint low-frequency colour."""
@@ -65,7 +83,7 @@ class FFTDrawer(Drawer):
         return fft_params(image, self.scale)
 
     def decode(self, params: Tensor) -> Tensor:
-        return fft_image(params, self.scale, self.height, self.width)
+        return fft_image(params, self.scale, self.height, self.width, self.moves)
 
     def cells(self, mask: Tensor) -> None:
         """Every frequency moves every pixel: an edit's mask cannot hold part of the spectrum still (the composite
@@ -73,4 +91,4 @@ class FFTDrawer(Drawer):
         return None
 
     def speed_options(self) -> dict:
-        return {"decay": self.cfg.drawer.decay}
+        return {"decay": self.cfg.drawer.decay, "cutoff": self.cfg.drawer.cutoff}

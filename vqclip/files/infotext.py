@@ -40,6 +40,7 @@ def _looks(cfg: dict) -> dict[str, Any]:
         "Drawer": name if name != "vqgan" else None,
         "Pixel size": drawer.get("pixel_size") if name == "pixel" else None,
         "Decay": f"{drawer['decay']:g}" if name == "fft" else None,
+        "Cutoff": f"{drawer['cutoff']:g}" if name == "fft" and "cutoff" in drawer else None,
         "Palette": ", ".join(palette.get("colors") or []) or None,
         "Palette image": _names(palette.get("image")),
         "Palette size": palette.get("size") if palette.get("image") else None,

@@ -27,7 +27,8 @@ _NUMBER = r"\d+(\.\d*)?(e-?\d+)?"
 # the drawer and the looks vqclip writes in a `parameters` chunk (`files.infotext`): its key, the job key, the form of
 # its value (a list: comma-separated words), what it becomes; the config's checks judge the values themselves
 LOOKS = [("Drawer", "drawer.name", r"\w+", str), ("Pixel size", "drawer.pixel_size", r"\d+", int),
-         ("Decay", "drawer.decay", _NUMBER, float), ("Palette", "palette.colors", r"[#\w]+(, *[#\w]+)*", list),
+         ("Decay", "drawer.decay", _NUMBER, float), ("Cutoff", "drawer.cutoff", _NUMBER, float),
+         ("Palette", "palette.colors", r"[#\w]+(, *[#\w]+)*", list),
          ("Palette weight", "palette.weight", _NUMBER, float), ("Palette hard", "palette.hard", "true", bool),
          ("Symmetry", "symmetry.axes", r"\w+(, *\w+)*", list), ("Symmetry weight", "symmetry.weight", _NUMBER, float),
          ("Tile", "tile", "true", bool)]
