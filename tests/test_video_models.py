@@ -70,3 +70,31 @@ def test_raft_weights_that_cannot_be_fetched_fail_in_one_line_before_the_run_fol
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "vqclip models download raft-small" in err[0], err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_killed_3d_zoom_on_mini_with_the_real_depth_model_resumes_to_the_uninterrupted_video(depth_weights,
+                                                                                               tmp_path):
+    """mini's VQGAN and CLIP, the depth model read from the published layout, in-betweens from OpenCV's flow: killed
+    after a move (before its state.pt), resumed, the frames and the video equal the uninterrupted run's."""
+    from test_resume_modes import Killed, assert_same_run, kill_at
+    from vqclip.nets.load import ModelCache
+    from vqclip.runs.jobs import build_config
+    from vqclip.runs.pipeline import run_job
+    from vqclip.runs.resume import resume_run
+
+    cache = ModelCache()
+
+    def job(out: Path) -> dict:
+        return {"model": "mini", "prompt": "a red circle on a blue background", "size": [48, 48], "steps": 6,
+                "seed": 3, "state_every": 2, "cutouts": {"n": 4},
+                "output": {"dir": str(out), "progress": False, "interpolate": 1},
+                "animation": {"mode": "zoom", "every": 2, "translation_z": 30, "rotation_3d_x": 2, "near": 100,
+                              "far": 400, "depth": str(depth_weights), "depth_size": 28}}
+
+    whole = run_job(build_config(job(tmp_path / "whole")), cache=cache)
+    with pytest.raises(Killed):
+        run_job(build_config(job(tmp_path / "killed")), cache=cache, extra_callbacks=[kill_at(5)])
+    resumed = resume_run(tmp_path / "killed", cache=cache)
+    assert_same_run(resumed, whole)
+    (a, fps_a), (b, fps_b) = (read_video_frames(next(r.dir.glob("*.mp4"))) for r in (whole, resumed))
+    assert len(a) == 2 * len(whole.frames) - 1 and fps_a == fps_b and all((x == y).all() for x, y in zip(a, b))
