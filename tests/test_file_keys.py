@@ -28,13 +28,14 @@ def test_the_marked_keys_are_the_lists_written_before():
     it reads, which that list missed)."""
     assert set(file_keys(GenerateConfig, "server")) == OLD_SERVER_FILES
     assert set(file_keys(GenerateConfig, "image")) == OLD_UPLOADS | {"init.mask"}  # and issue 37's edit mask
-    assert {k.replace("[]", "") for k in file_keys(GenerateConfig, "model")} | {"model"} == OLD_MODEL_NAMES
-    assert set(file_keys(GenerateConfig)) == OLD_CHECKED | {"output.upscale.model", "init.mask"}
+    assert {k.replace("[]", "") for k in file_keys(GenerateConfig, "model")} | {"model"} == \
+        OLD_MODEL_NAMES | {"animation.depth"}  # and issue 38's depth model (a preset or a weights file)
+    assert set(file_keys(GenerateConfig)) == OLD_CHECKED | {"output.upscale.model", "init.mask", "animation.depth"}
 
 
 def test_each_place_takes_its_list_from_the_fields():
     assert jobs.NO_FILES == file_keys(GenerateConfig, "server")
-    assert set(jobs.MODEL_NAMES) == OLD_MODEL_NAMES and jobs.UPLOAD_KEYS == file_keys(GenerateConfig, "image")
+    assert set(jobs.MODEL_NAMES) == OLD_MODEL_NAMES | {"animation.depth"} and jobs.UPLOAD_KEYS == file_keys(GenerateConfig, "image")
     assert jobs.LISTS == ("image_prompts",)
     assert gallery.UPLOAD_KEYS is jobs.UPLOAD_KEYS
     assert set(file_keys(GenerateConfig, "server", "model")) <= set(options.HIDDEN)
