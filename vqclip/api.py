@@ -13,10 +13,11 @@ It drives the same run path as the command line (vqclip.runs.pipeline), so the s
 from __future__ import annotations
 
 import contextlib
+import functools
 import queue
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
@@ -24,13 +25,14 @@ import numpy as np
 from PIL import Image
 from torch import Tensor
 
-from .config import GenerateConfig, check_inputs
+from .config import GenerateConfig, SteerEntry, check_inputs
 from .errors import VqclipError
 from .files.images import to_pil
 from .modes.base import GenerateResult
 from .nets.device import pick_device
 from .nets.load import ModelCache, Models, load_models
 from .optim.loop import Callback, StepEvent
+from .optim.steer import Steering
 from .runs.callbacks import StopOnFlag, with_trials
 from .runs.batch import Batch
 from .runs.jobs import build_config, jobs_from_file
@@ -68,8 +70,9 @@ class PipelineOutput:
 
 class Stream:
     """A run in a background thread, seen as its live `StepEvent`s (best-of-n's trial steps too): iterate over it;
-    `stop()` ends the run at the end of its step (the result is kept); `result` is the `PipelineOutput` once the
-    iteration is over. An error of the run is raised by the iteration."""
+    `stop()` ends the run at the end of its step (the result is kept); `steer(prompt=..., lr=...)`, `pause()` and
+    `resume()` steer it from the next step on (`steering`; the result's config records each change); `result` is the
+    `PipelineOutput` once the iteration is over. An error of the run is raised by the iteration."""
 
     _END = object()
 
@@ -80,6 +83,7 @@ class Stream:
         self._flag = threading.Event()
         self.result: Optional[PipelineOutput] = None
         self._error: Optional[BaseException] = None
+        self.steering = Steering()
         feed = with_trials(lambda event: self._events.put(event))
         self._thread = threading.Thread(target=self._work, args=(pipe, cfg, [feed, *callbacks, StopOnFlag(self._flag)]),
                                         daemon=True, name="vqclip-stream")
@@ -87,7 +91,7 @@ class Stream:
 
     def _work(self, pipe: "Pipeline", cfg: GenerateConfig, callbacks: list[Callback]) -> None:
         try:
-            self.result = pipe._generate(cfg, callbacks)
+            self.result = pipe._generate(cfg, callbacks, self.steering)
         except BaseException as exc:  # handed to the iterating thread, which raises it
             self._error = exc
         finally:
@@ -108,6 +112,19 @@ class Stream:
     def stop(self) -> None:
         """End the run at the end of its current step."""
         self._flag.set()
+        self.steering.resume()  # a paused run ends too
+
+    def steer(self, **change: Any) -> None:
+        """Change the prompt and/or lr from the start of the next step (see `vqclip.optim.steer.Steering.steer`)."""
+        self.steering.steer(**change)
+
+    def pause(self) -> None:
+        """Hold the run before its next step (the image is untouched) until `resume()`."""
+        self.steering.pause()
+
+    def resume(self) -> None:
+        """Let a paused run go on."""
+        self.steering.resume()
 
 
 class Pipeline:
@@ -157,9 +174,12 @@ class Pipeline:
         """The loaded models of a job (default: of the pipeline's own layers)."""
         return load_models(cfg or self.config(), self.device, self.cache)
 
-    def _generate(self, cfg: GenerateConfig, callbacks: Iterable[Callback] = ()) -> PipelineOutput:
+    def _generate(self, cfg: GenerateConfig, callbacks: Iterable[Callback] = (),
+                  steering: Optional[Steering] = None) -> PipelineOutput:
         check_inputs(cfg)
-        result = generate(cfg, self.models(cfg), callbacks, self.device)
+        result = generate(cfg, self.models(cfg), callbacks, self.device, steering=steering)
+        if steering is not None:  # the job as steered: running it again replays the steers
+            cfg = replace(cfg, steer=[SteerEntry(**e) for e in steering.entries])
         return PipelineOutput.of(result, cfg)
 
     def __call__(self, prompt: Optional[str] = None, *, callbacks: Iterable[Callback] = (), mask: Any = None,
@@ -184,16 +204,22 @@ class Pipeline:
             raise
 
     def run(self, job: str | Path | dict, out: Optional[str | Path] = None, *, callbacks: Iterable[Callback] = (),
-            stop: Optional[threading.Event] = None) -> RunResult | list[RunResult]:
+            stop: Optional[threading.Event] = None, steer: Optional[Steering] = None) -> RunResult | list[RunResult]:
         """Run a job file (one job, or a `jobs:` list) or a job dict into run folders as `vqclip run` does (the one
         planner, `vqclip.runs.plan`): job.yaml, frames, video, state.pt and final.png; a `sweep:`, `n:` or
         `candidates.keep` makes a batch folder with grid.png; a folder that holds the job's finished run is skipped,
         its stopped run resumed. `out` names the run (or batch) folder (one job) or the folder the jobs' folders go in
-        (several). Returns the run of a single image, else the list of runs."""
+        (several). `steer`: a `vqclip.Steering` that another thread (or a callback) steers the run with, one image's
+        run only; its changes are recorded in the run's job.yaml. Returns the run of a single image, else the list of
+        runs."""
         jobs = [("job", job)] if isinstance(job, dict) else [(str(job), keys) for keys in jobs_from_file(job)]
         plans = plan(jobs, None, out, below=self.layers[:1], above=self.layers[1:])
-        runs = run_plan(place(plans), run_job, cache=self.cache, stop=stop, callbacks=list(callbacks))
         single = len(plans) == 1 and not isinstance(plans[0], Batch)
+        if steer is not None and not single:
+            raise VqclipError("steer: a Steering steers the run of one image; this job makes several (a sweep, n: or "
+                              "candidates.keep): run them one by one to steer them")
+        runner = run_job if steer is None else functools.partial(run_job, steering=steer)
+        runs = run_plan(place(plans), runner, cache=self.cache, stop=stop, callbacks=list(callbacks))
         return runs[0] if single else runs
 
 

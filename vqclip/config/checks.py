@@ -20,6 +20,7 @@ from ..optim.inits import INITS, MASK_INITS, canvas_size, wants_edit
 from ..optim.optimizers import OPTIMIZERS
 from ..optim.prompts import check_has_target, parse_image_prompt, parse_job_prompts
 from ..optim.regions import REGIONS, read_mask
+from ..optim.steer import check_entries
 from ..optim.schedules import (LR_SCHEDULES, STORY_MODES, PromptSchedule, job_regions, parse_keyframed,
                                story_keyframes)
 from ..models.spec import ClipSpec, upscaler_is_path
@@ -214,6 +215,10 @@ def _check_animation(cfg: GenerateConfig) -> None:
         beside = parse_job_prompts("" if "^" in cfg.prompt else cfg.prompt, cfg.negative, cfg.image_prompts)
         if not any(p.weight > 0 for p in beside):  # a prompt or image prompt that pulls throughout covers every step
             schedule.check_targets()
+    check_entries(cfg.steer, cfg.steps)
+    if keyframes and any(e.prompt for e in cfg.steer):
+        raise VqclipError("steer: a steered prompt replaces the job's prompt, and this job tells a story; steer its lr "
+                          "only, or drop the story")
     a = cfg.animation
     _one_of(a.mode, ANIMATION_MODES, "animation.mode")
     _one_of(a.padding, PADDINGS, "animation.padding")

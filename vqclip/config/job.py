@@ -179,6 +179,14 @@ class StoryKeyframe:
 
 
 @dataclass
+class SteerEntry:
+    at: int = option(0, help="step at whose start this change takes effect (a steer made while the run went)")
+    prompt: str = option("", help="the prompt from this step on, 'text:weight[:stop]|...' (empty: unchanged)")
+    lr: Optional[float] = option(None, help="the learning rate from this step on (the schedule goes on from it)",
+                                 unset="unchanged")
+
+
+@dataclass
 class AnimationConfig:
     mode: str = option("none", help="zoom: move the image every `every` steps, one video frame each",
                        choices=ANIMATION_MODES, label="animation")
@@ -307,6 +315,8 @@ class GenerateConfig:
     output: OutputConfig = option(help="outputs", factory=OutputConfig)
     story: list[StoryKeyframe] = option(help="story keyframes: [{at: step, prompt: ..., weight: 1}]", factory=list,
                                         item=StoryKeyframe)
+    steer: list[SteerEntry] = option(help="changes made while the run went, replayed at their steps: [{at: step, "
+                                          "prompt: ..., lr: ...}]", factory=list, item=SteerEntry)
     story_mode: str = option("switch", help="switch: one keyframe at a time; blend: linear between neighbours",
                              choices=STORY_MODES)
     change_every: int = option(0, help="for 'a ^ b' prompts: steps per part (0: spread evenly over steps)",

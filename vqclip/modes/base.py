@@ -15,6 +15,7 @@ from ..optim.loop import AfterStep, Callback
 from ..optim.objective import Objective
 from ..optim.schedules import learning_rate
 from ..optim.state import RunState
+from ..optim.steer import Steering
 
 
 class FrameSink(Protocol):
@@ -44,6 +45,7 @@ trials that the `candidates.keep` images of one batch share (the trials run once
     after: list[AfterStep] = field(default_factory=list)
     saved: Optional[dict] = None
     trials: Optional[dict] = None  # shared by the images of one batch of starts (candidates.keep): its trials, run once
+    steering: Optional[Steering] = None  # a live run's steering wheel (`vqclip.optim.steer`), if any
 
     def lr_at(self, step: int, steps: Optional[int] = None) -> float:
         """The learning rate of a step under the job's schedule (over `steps`, default the job's)."""

@@ -9,6 +9,7 @@ import torch
 from ..errors import VqclipError
 from ..optim.loop import AfterStep, run_steps
 from ..optim.objective import Objective
+from ..optim.steer import Steered
 from .base import GenerateResult, Mode, RunContext, start_run
 from .bestofn import best_of_n
 from .story import StoryFade, story_targets
@@ -35,9 +36,12 @@ class Still(Mode):
         if starts > 1:  # the trials, from the start or from where a saved state left them
             pick = best_of_n(ctx, objective, state, self.frame_every(cfg), fade)
             curve, stopped, start = list(pick.curve), pick.stopped, pick.start
+        steer = None
+        if cfg.steer or ctx.steering is not None:  # a job's steers rebuild its objective as `start_run` built it
+            steer = Steered(cfg, lambda job: Objective(job, ctx.models, ctx.device, batch=starts), ctx.steering)
         if not stopped:
             more, stopped = run_steps(state, objective, ctx.lr_at, cfg.steps, cfg.steps, ctx.callbacks,
-                                      [*fade, *self.hooks(cfg, objective), *ctx.after])
+                                      [*fade, *self.hooks(cfg, objective), *ctx.after], steer=steer)
             curve += more
         if state.starts > 1:  # stopped during the trials: the result is the start ranked to go on
             z = state.z[start:start + 1].detach()

@@ -15,6 +15,7 @@ from ..files.images import to_pil
 from .cutouts import CutoutDraw
 from .objective import Objective
 from .state import RunState
+from .steer import Steered
 
 
 @dataclass(frozen=True)
@@ -82,13 +83,17 @@ def take_step(state: RunState, objective: Objective, lr: float, total: int = 0,
 
 def run_steps(state: RunState, objective: Objective, lr_at: Callable[[int], float], until: int, total: int,
               callbacks: Iterable[Callback] = (), after: Iterable[AfterStep] = (), trial: int = 0,
-              frame: Optional[int] = None) -> tuple[list[float], bool]:
+              frame: Optional[int] = None, steer: Optional[Steered] = None) -> tuple[list[float], bool]:
     """Step until `state.step` reaches `until` or a callback or hook returns True; every callback and hook runs on
-    each step (the stopping step included). Returns the loss curve of these steps (read from the device once, at
-    the end) and whether it was stopped."""
+    each step (the stopping step included); `steer` applies a steered run's changes at the start of each step.
+    Returns the loss curve of these steps (read from the device once, at the end) and whether it was stopped."""
     callbacks, after, curve, stopped = list(callbacks), list(after), [], False
     while state.step < until and not stopped:
-        event = take_step(state, objective, lr_at(state.step), total)
+        lr = lr_at(state.step)
+        if steer is not None:  # paused: waits here, between steps; changes sent meanwhile take effect now
+            objective = steer.before(state.step, objective)
+            lr = steer.lr(state.step, lr)
+        event = take_step(state, objective, lr, total)
         if trial or frame is not None:
             event = replace(event, trial=trial, frame=frame)
         curve.append(event.loss_value)

@@ -18,9 +18,10 @@ import open_clip
 import torch
 
 from .._version import __version__
-from ..config import GenerateConfig, check_inputs, to_dict, to_yaml
+from ..config import GenerateConfig, SteerEntry, check_inputs, to_dict, to_yaml
 from ..draw.registry import uses_vqgan
 from ..errors import VqclipError, WriteError
+from ..files.atomic import write_text
 from ..files.images import load_image, save_mask, save_png
 from ..files.infotext import job_parameters
 from ..files.runfolder import MASK_FILE, RunFolder, run_folder
@@ -35,6 +36,7 @@ from ..nets.memory import is_out_of_memory, out_of_memory_message
 from ..optim.interpolate import inbetweens
 from ..optim.loop import AfterStep, Callback
 from ..optim.schedules import job_texts
+from ..optim.steer import Steering
 from .callbacks import ProgressBar, SaveFrames, StopOnFlag, wants_trials
 from .devices import across_devices, check_devices
 from .regionfiles import copies, save_region_masks, with_masks
@@ -64,7 +66,7 @@ def versions() -> dict[str, str]:
 def generate(cfg: GenerateConfig, models: Models, callbacks: Iterable[Callback] = (),
              device: Optional[torch.device] = None, *, saved: Optional[dict] = None, frames=None,
              after: Iterable[AfterStep] = (), mode: Optional[Mode] = None,
-             trials: Optional[dict] = None) -> GenerateResult:
+             trials: Optional[dict] = None, steering: Optional[Steering] = None) -> GenerateResult:
     """Run one job in memory with the global RNG forked and seeded, so the same seed gives the same image, on the job's
     CPU threads (`threads`, restored after).
 
@@ -80,6 +82,8 @@ def generate(cfg: GenerateConfig, models: Models, callbacks: Iterable[Callback] 
         mode: the job's mode already prepared for `cfg` (`Mode.prepare`, as `run_job` does it once); default: the
             job's (`mode_for`), prepared here.
         trials: a memo the images of one batch of starts share (`candidates.keep`): its trials run once.
+        steering: a `Steering` another thread (or a callback) steers the run with; its `entries` record the changes,
+            and it is finished when the run ends (a later steer is an error).
     """
     note_vocabulary(cfg)
     device = device or pick_device(cfg.device)
@@ -92,9 +96,13 @@ def generate(cfg: GenerateConfig, models: Models, callbacks: Iterable[Callback] 
     every = mode.frame_every(cfg)
     own = [SaveFrames(frames.write, every)] if frames is not None and every > 0 else []
     ctx = RunContext(cfg, models, device, seed, [*own, *callbacks], [cb for cb in callbacks if wants_trials(cb)],
-                     frames, list(after), saved, trials)
+                     frames, list(after), saved, trials, steering)
     with threads(cfg.threads), seeded(device, seed), cudnn_benchmark(cfg.cudnn_benchmark and device.type == "cuda"):
-        result = mode.run(ctx)
+        try:
+            result = mode.run(ctx)
+        finally:
+            if steering is not None:
+                steering.finish()
         if result.state is not None:  # the state to resume from, with the run's own RNG states (not the caller's)
             result.saved = result.state.state_dict()
     return result
@@ -167,7 +175,8 @@ class RunResult:
 
 def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Optional[threading.Event] = None,
             extra_callbacks: Iterable[Callback] = (), folder: Optional[RunFolder] = None,
-            saved: Optional[dict] = None, trials: Optional[dict] = None, mode: Optional[Mode] = None) -> RunResult:
+            saved: Optional[dict] = None, trials: Optional[dict] = None, mode: Optional[Mode] = None,
+            steering: Optional[Steering] = None) -> RunResult:
     """Run one job into its run folder; frames are kept and final.png + video written even when stopped early.
 
     Args:
@@ -181,6 +190,8 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
         trials: see `generate`.
         mode: the mode to run the job in (e.g. a restyle of a share of its frames, `Restyle(first=...)`); default:
             the job's (`mode_for`).
+        steering: see `generate`; each change taken is recorded in job.yaml as it is taken (and in state.pt's and
+            final.png's job), so the folder's job replays the steered run.
     """
     check_inputs(cfg)
     check_devices(cfg)
@@ -197,13 +208,16 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
         with threads(cfg.threads):  # the job's CPU threads for all of it (the upscale too), as `generate` runs them
             if len(cfg.devices) > 1:  # one run across devices: the others' processes run it beside this one (rank 0)
                 with across_devices(cfg, saved, generate):
-                    return _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials, mode)
-            return _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials, mode)
+                    return _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials, mode,
+                                    steering)
+            return _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials, mode,
+                                    steering)
     finally:
         folder.unlock()  # on any exit: an error, Ctrl-C, the end
 
 
-def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials, mode=None) -> RunResult:
+def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, trials, mode=None,
+             steering=None) -> RunResult:
     """`run_job` from its models on, the folder chosen."""
     # 2. Models (before the folder is made, so a failed download leaves no empty run behind), then the mode's job;
     # the upscaler too, so a missing or wrong one fails now, not after the run
@@ -242,9 +256,19 @@ def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, 
     job = job_settings(cfg)  # recorded in state.pt: a resume of another job is refused
     every = cfg.state_every if mode.saves_state else None  # for the hint after a failed write
     after = [StateSaver(folder.state, cfg.state_every, cfg.steps, job)] if mode.saves_state else []
+    steered = [cfg]  # the job with the steers taken so far: what job.yaml, state.pt and final.png record
+    if steering is not None:
+        def record(entries: list[dict]) -> None:
+            steered[0] = replace(cfg, steer=[SteerEntry(**e) for e in entries])
+            write_text(folder.job, to_yaml(steered[0]))
+            for saver in after:
+                saver.job = job_settings(steered[0])
+        steering.on_record = record
     try:
         result = generate(cfg, models, callbacks, device, saved=saved, frames=frames, after=after, mode=mode,
-                          trials=trials)
+                          trials=trials, steering=steering)
+        cfg = steered[0]
+        job = job_settings(cfg)
         if mode.saves_state:  # stopped during best-of-n's trials: every start, and the trials go on at resume
             save_state(result.saved, folder.state, cfg.steps, job)  # before final.png and the video, which need room
         return finish(cfg, folder, result, mode, frames, upscaler)
