@@ -21,7 +21,7 @@ LAYERS = {
     "vqclip.config": 1, "vqclip.optim.prompts": 1, "vqclip.optim.schedules": 1, "vqclip.optim.optimizers": 1,
     "vqclip.optim.augments": 1, "vqclip.optim.inits": 1, "vqclip.models.spec": 1, "vqclip.nets.device": 1,
     "vqclip.nets.memory": 1, "vqclip.terms.registry": 1, "vqclip.terms.colors": 1, "vqclip.modes.registry": 1,
-    "vqclip.modes.rules": 1, "vqclip.draw.registry": 1, "vqclip.optim.regions": 1,
+    "vqclip.modes.rules": 1, "vqclip.draw.registry": 1, "vqclip.optim.regions": 1, "vqclip.optim.steer": 1,
     "vqclip.models": 2,
     "vqclip.nets": 3,
     "vqclip.optim": 4, "vqclip.terms": 4, "vqclip.draw": 4,
