@@ -4,6 +4,7 @@ resume ends as it); pause leaves no mark; bad steers are one-line errors that le
 
 from __future__ import annotations
 
+import shutil
 import threading
 
 import numpy as np
@@ -15,10 +16,12 @@ from PIL import Image
 from vqclip.cli import main
 from vqclip.errors import VqclipError
 from vqclip.files.images import read_metadata
-from vqclip.optim.steer import QUEUE_SIZE, Steering
+from vqclip.config import GenerateConfig, OptimizerConfig, SteerEntry
+from vqclip.optim.steer import QUEUE_SIZE, Steered, Steering
 from vqclip.runs.jobs import build_config
 from vqclip.runs.pipeline import run_job
-from vqclip.runs.resume import resume_run
+from vqclip.runs.resume import resume_run, state_path
+from vqclip.runs.statefile import load_state
 
 RED, YELLOW = "a red circle on a blue background", "a yellow circle on a blue background"
 LR = 0.1
@@ -37,12 +40,15 @@ def job(tiny_job, out, **over) -> dict:
 
 class Wheel:
     """A callback that steers its run: after the update of step 3, a new prompt; after step 6, the lr halved and a
-    pause that another thread lifts once the run waits in it; returns True (stop) after step `stop_after`."""
+    pause that another thread lifts; at step 9, a copy of the run folder as a SIGKILL would leave it (`copy`: from
+    `folder` to `to`); returns True (stop) after step `stop_after`."""
 
-    def __init__(self, steering: Steering, stop_after: int = 99):
-        self.steering, self.stop_after, self.waited = steering, stop_after, threading.Event()
+    def __init__(self, steering: Steering, stop_after: int = 99, copy: tuple = ()):
+        self.steering, self.stop_after, self.waited, self.copy = steering, stop_after, threading.Event(), copy
 
     def __call__(self, event) -> bool:
+        if event.step == 9 and self.copy:  # state.pt of step 8 (after both steers), no final.png yet
+            shutil.copytree(*self.copy)
         if event.step == 3:
             self.steering.steer(prompt=YELLOW)
         if event.step == 6:
@@ -61,7 +67,7 @@ def runs(tiny_job, tmp_path_factory):
     """The live-steered run, the replay of its job.yaml, and the plain run of the same job."""
     root = tmp_path_factory.mktemp("steer")
     steering = Steering()
-    wheel = Wheel(steering)
+    wheel = Wheel(steering, copy=(root / "live", root / "killed"))
     live = run_job(build_config(job(tiny_job, root / "live")), steering=steering, extra_callbacks=[wheel])
     recorded = yaml.safe_load((live.dir / "job.yaml").read_text())
     recorded["output"]["dir"] = str(root / "replay")
@@ -90,6 +96,14 @@ def test_steps_before_the_first_steer_are_the_plain_runs(runs):
     live, plain = runs["live"].result.losses, runs["plain"].result.losses
     assert live[:4] == plain[:4]  # the steer sent after step 3 takes effect at the start of step 4, not before
     assert live[4] != plain[4]
+
+
+def test_a_steered_run_killed_after_its_steers_resumes_to_the_same_image(runs):
+    killed = runs["root"] / "killed"
+    assert not (killed / "final.png").exists()
+    assert load_state(state_path(killed))["step"] == 8
+    resumed = resume_run(killed)  # from step 8: job.yaml and state.pt hold both steers
+    assert np.array_equal(pixels(resumed.final), pixels(runs["live"].final))
 
 
 def test_a_stopped_steered_run_resumes_to_the_same_image(tiny_job, runs):
@@ -199,3 +213,20 @@ def test_vqclip_run_of_a_bad_steer_is_exit_2_and_one_line(tiny_job, tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert "steer[0].lr" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_the_newest_entry_holds_from_its_step_and_the_prompt_is_rebuilt_only_when_it_changes():
+    entries = [SteerEntry(2, lr=0.2), SteerEntry(4, prompt="b"), SteerEntry(5, lr=0.05), SteerEntry(7, prompt="b"),
+               SteerEntry(8, prompt="a")]
+    built = []
+    steered = Steered(GenerateConfig(prompt="a", steer=entries, optimizer=OptimizerConfig(lr=0.1)),
+                      lambda cfg: built.append(cfg.prompt) or cfg.prompt)
+    objectives, objective = [], "start"
+    for step in range(10):  # as the loop threads its objective through
+        objective = steered.before(step, objective)
+        objectives.append(objective)
+    assert objectives == ["start"] * 4 + ["b"] * 4 + ["a"] * 2
+    assert built == ["b", "a"]  # step 7's entry repeats the prompt in effect: nothing to rebuild
+    want = [0.1, 0.1, 0.2, 0.2, 0.2, 0.05, 0.05, 0.05, 0.05, 0.05]  # each step's lr, the schedule constant at 0.1
+    assert [steered.lr(step, 0.1) for step in range(10)] == pytest.approx(want)
+    assert steered.lr(6, 0.04) == pytest.approx(0.04 * 0.05 / 0.1)  # a decaying schedule goes on from the new lr

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from . import (camera, cli, config, depth, edit, files, flow, interpolate, math, models, modes, nets, newcomer, optim,
-               regions, runs, terms, tools, ui)
+               regions, runs, steer, terms, tools, ui)
 from ._table import M, Mutation
 
 TABLES = {"math": math, "optim": optim, "modes": modes, "runs": runs, "config": config, "files": files, "nets": nets,
           "ui": ui, "models": models, "newcomer": newcomer, "terms": terms, "tools": tools, "cli": cli, "edit": edit,
-          "regions": regions, "depth": depth, "camera": camera, "flow": flow, "interpolate": interpolate}
+          "regions": regions, "depth": depth, "camera": camera, "flow": flow, "interpolate": interpolate, "steer": steer}
 MUTATIONS: list[Mutation] = [m for table in TABLES.values() for m in table.MUTATIONS]
 
 __all__ = ["M", "MUTATIONS", "Mutation", "TABLES"]
