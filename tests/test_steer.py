@@ -19,7 +19,7 @@ from vqclip.files.images import read_metadata
 from vqclip.config import GenerateConfig, OptimizerConfig, SteerEntry
 from vqclip.optim.steer import QUEUE_SIZE, Steered, Steering
 from vqclip.runs.jobs import build_config
-from vqclip.runs.pipeline import run_job
+from vqclip.runs.pipeline import generate, run_job
 from vqclip.runs.resume import resume_run, state_path
 from vqclip.runs.statefile import load_state
 
@@ -230,3 +230,11 @@ def test_the_newest_entry_holds_from_its_step_and_the_prompt_is_rebuilt_only_whe
     want = [0.1, 0.1, 0.2, 0.2, 0.2, 0.05, 0.05, 0.05, 0.05, 0.05]  # each step's lr, the schedule constant at 0.1
     assert [steered.lr(step, 0.1) for step in range(10)] == pytest.approx(want)
     assert steered.lr(6, 0.04) == pytest.approx(0.04 * 0.05 / 0.1)  # a decaying schedule goes on from the new lr
+
+
+def test_a_restyle_cannot_be_steered_yet_in_its_job_or_live(tiny_job, tmp_path):
+    restyle = {**job(tiny_job, tmp_path / "r"), "restyle": {"input": "v.mp4"}}
+    with pytest.raises(VqclipError, match="restyle cannot be steered"):
+        build_config({**restyle, "steer": [{"at": 1, "lr": 0.05}]})
+    with pytest.raises(VqclipError, match="restyle run cannot be steered"):
+        generate(build_config(restyle), None, steering=Steering())

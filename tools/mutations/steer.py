@@ -24,6 +24,11 @@ MUTATIONS = [
       "        if e.at <= last and i:\n", T),
     M("a steered prompt in a story accepted (the story's keyframes fight it)", "vqclip/config/checks.py",
       "    if keyframes and any(e.prompt for e in cfg.steer):\n", "    if False:\n", T),
+    M("a restyle's steer: list accepted and never applied", "vqclip/modes/rules.py", "        if cfg.steer:\n",
+      "        if False:\n", T),
+    M("a live steer of a restyle accepted and never applied", PIPE,
+      "    if steering is not None and not (mode or mode_for(cfg)).steerable:",
+      "    if False:", T),
     # --- the live wheel
     M("a full queue drops the oldest steer silently", STEER,
       "            if len(self._queue) >= self.size:\n                raise",

@@ -89,6 +89,7 @@ class Mode:
     video_name = "progress"  # the run folder's video: progress.mp4 (restyle: restyled.mp4)
     saves_state = True  # state.pt every state_every steps (a restyle resumes by its frames instead)
     final_frame = True  # the final image is also the last frame
+    steerable = False  # takes steers (`vqclip.optim.steer`) at the start of its steps
 
     def frame_every(self, cfg) -> int:
         """Steps between saved frames (0: none)."""

@@ -92,6 +92,9 @@ class RestyleRules(StillRules):
             raise VqclipError("restyle.input and animation.mode: zoom cannot be combined; pick one")
         _one_start(cfg)
         _no_edit(cfg, "a restyle")
+        if cfg.steer:
+            raise VqclipError("steer: a restyle cannot be steered yet (its steps start over at each frame); drop the "
+                              "steer: list")
         _require("restyle.steps_per_frame", r.steps_per_frame, r.steps_per_frame >= 1, ">= 1")
         _require("restyle.blend", r.blend, 0 <= r.blend < 1, "in [0, 1) (0 = independent frames)")
         _require("restyle.max_frames", r.max_frames, r.max_frames >= 0, ">= 0 (0 = all frames)")

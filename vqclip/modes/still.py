@@ -19,6 +19,7 @@ class Still(Mode):
     """The plain run: story targets when the job has a story, best of n starts when it asks for them."""
 
     name = "still"
+    steerable = True
 
     def hooks(self, cfg, objective: Objective) -> list[AfterStep]:
         """What runs after each update besides the pipeline's own hooks (a zoom move)."""
