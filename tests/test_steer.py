@@ -238,3 +238,13 @@ def test_a_restyle_cannot_be_steered_yet_in_its_job_or_live(tiny_job, tmp_path):
         build_config({**restyle, "steer": [{"at": 1, "lr": 0.05}]})
     with pytest.raises(VqclipError, match="restyle run cannot be steered"):
         generate(build_config(restyle), None, steering=Steering())
+
+
+def test_steers_still_waiting_when_the_run_ends_are_said_not_applied(caplog):
+    steering = Steering()
+    steering.steer(lr=0.1)
+    steering.steer(prompt=YELLOW)
+    with caplog.at_level("WARNING", logger="vqclip"):
+        steering.finish()
+    assert "2 steers came after the run's last step and were not applied" in caplog.text
+    assert steering.take() == [] and steering.finished

@@ -39,6 +39,8 @@ MUTATIONS = [
     M("a steer to a finished run is taken silently", STEER,
       '    def _refuse_when_finished(self, what: str) -> None:\n        if self._finished:',
       '    def _refuse_when_finished(self, what: str) -> None:\n        if False:', T),
+    M("steers left waiting at the end of the run are dropped silently", STEER, "        if left:\n",
+      "        if False:\n", T),
     M("pause does not hold the run", STEER, "            self._go.clear()\n", "            pass\n", T),
     M("the steers taken are taken again at the next step", STEER,
       "            self._queue.clear()\n            return out", "            return out", T),
