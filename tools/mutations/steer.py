@@ -27,7 +27,7 @@ MUTATIONS = [
     M("a restyle's steer: list accepted and never applied", "vqclip/modes/rules.py", "        if cfg.steer:\n",
       "        if False:\n", T),
     M("a live steer of a restyle accepted and never applied", PIPE,
-      "    if steering is not None and not (mode or mode_for(cfg)).steerable:",
+      "    if steering is not None and not kind.steerable:",
       "    if False:", T),
     # --- the live wheel
     M("a full queue drops the oldest steer silently", STEER,

@@ -89,9 +89,9 @@ def generate(cfg: GenerateConfig, models: Models, callbacks: Iterable[Callback] 
     device = device or pick_device(cfg.device)
     seed = resolve_seed(cfg.seed)
     cfg = replace(cfg, seed=seed)
-    if steering is not None and not (mode or mode_for(cfg)).steerable:
-        raise VqclipError(f"steer: a {(mode or mode_for(cfg)).name} run cannot be steered yet; steer a still image or "
-                          "a zoom")
+    kind = mode or mode_for(cfg)
+    if steering is not None and not kind.steerable:
+        raise VqclipError(f"steer: a {kind.name} run cannot be steered yet; steer a still image or a zoom")
     if mode is None:  # a mode given is prepared already: a restyle reads its whole video once, not twice
         mode = mode_for(cfg)
         cfg = mode.prepare(cfg, models)
