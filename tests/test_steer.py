@@ -248,3 +248,13 @@ def test_steers_still_waiting_when_the_run_ends_are_said_not_applied(caplog):
         steering.finish()
     assert "2 steers came after the run's last step and were not applied" in caplog.text
     assert steering.take() == [] and steering.finished
+
+
+def test_a_zoom_steered_live_is_its_job_with_the_steers(tiny_job, tmp_path):
+    zoom = {**job(tiny_job, tmp_path / "live", steps=6), "animation": {"mode": "zoom", "every": 2, "zoom": 1.1}}
+    steering = Steering()
+    live = run_job(build_config(zoom), steering=steering,
+                   extra_callbacks=[lambda e: steering.steer(prompt=YELLOW) if e.step == 2 else None])
+    assert steering.entries == [{"at": 3, "prompt": YELLOW}]
+    given = {**zoom, "steer": [{"at": 3, "prompt": YELLOW}], "output": {**zoom["output"], "dir": str(tmp_path / "j")}}
+    assert np.array_equal(pixels(run_job(build_config(given)).final), pixels(live.final))

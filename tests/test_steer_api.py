@@ -71,6 +71,10 @@ def test_pipeline_run_records_the_steers_and_vqclip_run_replays_them(pipe, tiny_
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(recorded))
     assert main(["run", str(tmp_path / "job.yaml"), "--quiet"]) == 0
     assert np.array_equal(pixels(tmp_path / "replay" / "final.png"), pixels(run.final))
+    skipped = vqclip.Steering()  # the replay's folder holds its finished run: skipped, so its steering is finished
+    pipe.run(recorded, tmp_path / "replay", steer=skipped)
+    with pytest.raises(VqclipError, match="finished"):
+        skipped.steer(lr=0.01)
 
 
 def test_one_steering_steers_one_run(pipe, tmp_path):

@@ -219,7 +219,11 @@ class Pipeline:
             raise VqclipError("steer: a Steering steers the run of one image; this job makes several (a sweep, n: or "
                               "candidates.keep): run them one by one to steer them")
         runner = run_job if steer is None else functools.partial(run_job, steering=steer)
-        runs = run_plan(place(plans), runner, cache=self.cache, stop=stop, callbacks=list(callbacks))
+        try:
+            runs = run_plan(place(plans), runner, cache=self.cache, stop=stop, callbacks=list(callbacks))
+        finally:  # a folder already finished (skipped) or stopped (resumed, unsteered for now): steers are refused
+            if steer is not None and not steer.finished:
+                steer.finish()
         return runs[0] if single else runs
 
 

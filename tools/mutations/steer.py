@@ -79,5 +79,8 @@ MUTATIONS = [
     M("Pipeline.run ignores its steering", API,
       "runner = run_job if steer is None else functools.partial(run_job, steering=steer)", "runner = run_job",
       T_API),
+    M("Pipeline.run of a folder already done leaves its steering open: steers accepted and lost", API,
+      "            if steer is not None and not steer.finished:\n                steer.finish()",
+      "            pass", T_API),
     M("a stream's steer goes nowhere", API, "        self.steering.steer(**change)", "        pass", T_API),
 ]
