@@ -162,3 +162,58 @@ def test_options_and_models_list_the_presets(server):
 def test_progress_when_idle_is_zero(server):
     status, progress = server.request("GET", "/sdapi/v1/progress")
     assert status == 200 and progress["progress"] == 0 and progress["current_image"] is None
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    webuiapi = pytest.importorskip("webuiapi", reason="the published A1111 client is in vqclip[test]")
+    return webuiapi.WebUIApi(host="127.0.0.1", port=int(server.url.rsplit(":", 1)[1]))
+
+
+def test_a_published_client_makes_an_image_with_its_parameters(client):
+    result = client.txt2img(prompt="a blue square", seed=3, steps=2, width=32, height=32, cfg_scale=5)
+    assert len(result.images) == 1 and result.image.size == (32, 32)
+    prompt, _, params = parse_parameters(result.image.info["parameters"])
+    assert (prompt, params["Seed"], params["Steps"]) == ("a blue square", "3", "2")
+    assert "cfg_scale" in result.info["ignored"]
+
+
+def test_a_published_client_edits_under_a_mask_keeping_the_black_part(client):
+    init = Image.new("RGB", (32, 32), (220, 20, 20))
+    init.paste((20, 20, 220), (16, 0, 32, 32))
+    mask = Image.new("L", (32, 32), 0)
+    mask.paste(255, (16, 0, 32, 32))  # A1111's rule, as vqclip's: white changes, black is kept
+    result = client.img2img(images=[init], mask_image=mask, mask_blur=0, prompt="a green field", steps=4,
+                            denoising_strength=0.5, width=32, height=32, seed=1)
+    params = parse_parameters(result.image.info["parameters"])[2]
+    assert params["Steps"] == "2"  # denoising_strength: the share of the steps that run, as A1111 runs them
+    out = result.image.convert("RGB")
+    kept = [out.getpixel((x, y)) for x in range(12) for y in range(32)]
+    assert all(abs(a - b) <= 2 for p in kept for a, b in zip(p, (220, 20, 20)))
+    changed = [out.getpixel((x, y)) for x in range(20, 32) for y in range(32)]
+    assert any(abs(a - b) > 10 for p in changed for a, b in zip(p, (20, 20, 220)))
+
+
+def test_a_published_client_sees_progress_and_interrupts_a_run(client):
+    answer = {}
+    thread = threading.Thread(target=lambda: answer.setdefault(
+        "result", client.txt2img(prompt="a red circle", steps=5000, width=32, height=32, seed=2)))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            progress = client.get_progress()
+            if progress["state"]["sampling_step"] >= 2 and progress["current_image"]:
+                break
+            assert time.monotonic() < deadline, progress
+            time.sleep(0.05)
+        assert 0 < progress["progress"] < 1 and progress["state"]["sampling_steps"] == 5000
+        with Image.open(io.BytesIO(base64.b64decode(progress["current_image"]))) as preview:
+            assert preview.size == (32, 32)
+    finally:
+        client.interrupt()
+        thread.join(60)
+    result = answer["result"]
+    params = parse_parameters(result.image.info["parameters"])[2]
+    assert result.info["interrupted"] is True and params["Stopped"] == "true"
+    assert 2 <= int(params["Steps done"]) < 5000

@@ -1,0 +1,30 @@
+"""Mutations of vqclip/ui/a1111.py, the AUTOMATIC1111 API: what a client of that API would notice if it broke."""
+
+from ._table import M
+
+A1111 = "vqclip/ui/a1111.py"
+T = ("tests/test_a1111.py",)
+
+MUTATIONS = [
+    M("seed -1 is sent to the job as seed -1, not drawn", A1111,
+      '"seed": None if seed == -1 else seed', '"seed": seed', T),
+    M("exactly the largest batch (batch_size x n_iter) is refused", A1111,
+      "if n > MAX_IMAGES:", "if n >= MAX_IMAGES:", T),
+    M("an oversized base64 image is decoded past its bound", A1111,
+      "if len(value) > (cap + 2) // 3 * 4:", "if len(value) > (cap + 2) // 3 * 4 + 4:", T),
+    M("img2img runs every step whatever denoising_strength says", A1111,
+      'job["steps"] = max(1, round(job["steps"] * strength))', 'job["steps"] = job["steps"]', T),
+    M("img2img ignores the mask: the kept part changes too", A1111,
+      'init["mask"] = f"upload:{mask}"', 'pass', T),
+    M("interrupt does not stop the run", A1111,
+      "queue.cancel(job.id)  # stopped", "pass  # stopped", T),
+    M("a POST to options switches to any name, unchecked", A1111,
+      'options["sd_model_checkpoint"] = preset_name(body["sd_model_checkpoint"])',
+      'options["sd_model_checkpoint"] = body["sd_model_checkpoint"]', T),
+    M("the ignored override_settings are not listed in info", A1111,
+      'if k != "sd_model_checkpoint")', 'if False)', T),
+    M("the negative prompt is dropped", A1111,
+      'job["negative"] = [negative]', 'pass', T),
+    M("steps 0 is accepted (a run of no steps)", A1111,
+      '"steps": integer(body, "steps", 20, 1)', '"steps": integer(body, "steps", 20, 0)', T),
+]
