@@ -194,7 +194,7 @@ def test_a_published_client_edits_under_a_mask_keeping_the_black_part(client):
     assert any(abs(a - b) > 10 for p in changed for a, b in zip(p, (20, 20, 220)))
 
 
-def test_a_published_client_sees_progress_and_interrupts_a_run(client):
+def test_a_published_client_sees_progress_and_interrupts_a_run(client, server):
     answer = {}
     thread = threading.Thread(target=lambda: answer.setdefault(
         "result", client.txt2img(prompt="a red circle", steps=5000, width=32, height=32, seed=2)))
@@ -212,7 +212,12 @@ def test_a_published_client_sees_progress_and_interrupts_a_run(client):
             assert preview.size == (32, 32)
     finally:
         client.interrupt()
-        thread.join(60)
+        thread.join(20)
+        went_on = thread.is_alive()
+        for job in server.queue.jobs():  # whatever interrupt did, the run stops before the server does
+            server.queue.cancel(job.id)
+        thread.join(30)
+    assert not went_on, "the interrupted run went on"
     result = answer["result"]
     params = parse_parameters(result.image.info["parameters"])[2]
     assert result.info["interrupted"] is True and params["Stopped"] == "true"
