@@ -10,13 +10,18 @@ import json
 import threading
 import time
 
+from pathlib import Path
+
 import pytest
+import yaml
 from PIL import Image
 
 pytest.importorskip("fastapi", reason="the web page's server needs vqclip[ui]")
 pytest.importorskip("uvicorn", reason="the web page's server needs vqclip[ui]")
 
 from uiserver import LiveServer  # noqa: E402
+
+import vqclip.mini  # noqa: E402
 
 from vqclip.files.infotext import parse_parameters  # noqa: E402
 from vqclip.nets.load import ModelCache  # noqa: E402
@@ -146,7 +151,7 @@ def test_hostile_requests_are_one_line_4xx_errors(server, path, body, status, me
 
 
 def test_a_body_over_the_cap_is_refused_unread(server):
-    got, answer = server.request("POST", "/sdapi/v1/txt2img", data=b"{" + b" " * (200 << 10 + 1) + b"}",
+    got, answer = server.request("POST", "/sdapi/v1/txt2img", data=b"{" + b" " * ((256 << 10) + 1) + b"}",
                                  headers={"Content-Type": "application/json"})
     assert got == 413 and "KB" in answer["error"]
 
@@ -171,20 +176,25 @@ def client(server):
 
 
 def test_a_published_client_makes_an_image_with_its_parameters(client):
-    result = client.txt2img(prompt="a blue square", seed=3, steps=2, width=32, height=32, cfg_scale=5)
-    assert len(result.images) == 1 and result.image.size == (32, 32)
+    result = client.txt2img(prompt="a blue square", seed=3, steps=2, width=42, height=30, cfg_scale=5)
+    with open(Path(vqclip.mini.__file__).parent / "weights" / "vqgan.yaml") as f:  # the size rule: multiples of
+        factor = 2 ** (len(yaml.safe_load(f)["model"]["params"]["ddconfig"]["ch_mult"]) - 1)  # the VQGAN's factor
+    size = tuple(max(factor, round(s / factor) * factor) for s in (42, 30))
+    assert len(result.images) == 1 and result.image.size == size != (42, 30)
+    assert (result.info["width"], result.info["height"]) == size
     prompt, _, params = parse_parameters(result.image.info["parameters"])
     assert (prompt, params["Seed"], params["Steps"]) == ("a blue square", "3", "2")
     assert "cfg_scale" in result.info["ignored"]
 
 
-def test_a_published_client_edits_under_a_mask_keeping_the_black_part(client):
+@pytest.mark.parametrize("invert", [0, 1])
+def test_a_published_client_edits_under_a_mask_keeping_the_black_part(client, invert):
     init = Image.new("RGB", (32, 32), (220, 20, 20))
     init.paste((20, 20, 220), (16, 0, 32, 32))
-    mask = Image.new("L", (32, 32), 0)
-    mask.paste(255, (16, 0, 32, 32))  # A1111's rule, as vqclip's: white changes, black is kept
+    mask = Image.new("L", (32, 32), 255 * invert)
+    mask.paste(255 * (1 - invert), (16, 0, 32, 32))  # A1111's rule, as vqclip's: white changes, black is kept
     result = client.img2img(images=[init], mask_image=mask, mask_blur=0, prompt="a green field", steps=4,
-                            denoising_strength=0.5, width=32, height=32, seed=1)
+                            denoising_strength=0.5, width=32, height=32, seed=1, inpainting_mask_invert=invert)
     params = parse_parameters(result.image.info["parameters"])[2]
     assert params["Steps"] == "2"  # denoising_strength: the share of the steps that run, as A1111 runs them
     out = result.image.convert("RGB")

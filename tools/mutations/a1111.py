@@ -27,4 +27,9 @@ MUTATIONS = [
       'job["negative"] = [negative]', 'pass', T),
     M("steps 0 is accepted (a run of no steps)", A1111,
       '"steps": integer(body, "steps", 20, 1)', '"steps": integer(body, "steps", 20, 0)', T),
+    M("inpainting_mask_invert is ignored: the part to keep changes", A1111,
+      'if body.get("inpainting_mask_invert"):', "if False:", T),
+    M("info reports the size asked for, not the size made (rounded to the image model's factor)", A1111,
+      "width, height = sizes[0] if sizes else (None, None)",
+      'width, height = body.get("width"), body.get("height")', T),
 ]

@@ -19,6 +19,7 @@ from ..errors import VqclipError
 from ..files.images import read_metadata
 from ..models.presets import list_presets
 from ..runs.queue import ENDED, RUNNING, Job, RunQueue
+from .bounded import Busy
 from .options import presets
 from .server import capped_body, fail, store_image
 
@@ -141,6 +142,8 @@ def a1111_router(queue: RunQueue, check: Callable[[dict], Awaitable[tuple]], upl
             queued = await asyncio.to_thread(queue.submit, planned, notes)
         except Refused as exc:
             return fail(exc.status, str(exc))
+        except Busy as exc:
+            return fail(503, str(exc))
         except VqclipError as exc:
             return fail(400, str(exc))
         await asyncio.to_thread(queue.wait, queued)
@@ -178,15 +181,16 @@ def a1111_router(queue: RunQueue, check: Callable[[dict], Awaitable[tuple]], upl
     def answer(body: dict, job: Job, ignored: list[str]) -> dict:
         files = finals(job)
         metas = [read_metadata(f) for f in files]
-        infotexts = []
+        infotexts, sizes = [], []
         for f in files:
             with Image.open(f) as im:
                 infotexts.append(im.text.get("parameters", ""))
+                sizes.append(im.size)
         cfg = metas[0]["config"] if metas else {}
+        width, height = sizes[0] if sizes else (None, None)  # as made: the size rounded to the image model's factor
         info = {"prompt": cfg.get("prompt"), "negative_prompt": ", ".join(cfg.get("negative") or []),
                 "all_prompts": [m["config"]["prompt"] for m in metas], "seed": metas[0].get("seed") if metas else None,
-                "all_seeds": [m.get("seed") for m in metas], "width": (cfg.get("size") or [None])[0],
-                "height": (cfg.get("size") or [None, None])[1], "steps": cfg.get("steps"),
+                "all_seeds": [m.get("seed") for m in metas], "width": width, "height": height, "steps": cfg.get("steps"),
                 "sd_model_name": cfg.get("model"), "infotexts": infotexts, "interrupted": job.state == "stopped",
                 "ignored": ignored, "run": job.dir.name if job.dir else None, "notes": list(job.notes)}
         images = [base64.b64encode(f.read_bytes()).decode() for f in files]

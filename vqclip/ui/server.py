@@ -249,12 +249,8 @@ def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional["
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
     async def check(job: dict) -> tuple:
-        """(plan, notes) of a page job, checked in a checking process as the page's are."""
-        try:
-            return await asyncio.to_thread(checker.run, "job", check_job, {"job": job}, Uploads(uploads), allow_paths,
-                                           device)
-        except Busy as exc:
-            raise VqclipError(str(exc)) from None
+        """(plan, notes) of a page job, checked in a checking process as the page's are (`Busy` when all are)."""
+        return await asyncio.to_thread(checker.run, "job", check_job, {"job": job}, Uploads(uploads), allow_paths, device)
 
     from .a1111 import a1111_router  # here: it builds on this module's helpers
 
