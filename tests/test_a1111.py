@@ -232,3 +232,16 @@ def test_a_published_client_sees_progress_and_interrupts_a_run(client, server):
     params = parse_parameters(result.image.info["parameters"])[2]
     assert result.info["interrupted"] is True and params["Stopped"] == "true"
     assert 2 <= int(params["Steps done"]) < 5000
+
+
+def test_a_request_no_checking_process_is_free_for_is_a_503_to_retry(tmp_path):
+    from vqclip.ui.bounded import Checker
+
+    checker = Checker(at_once=0, wait=0.05)  # never a free slot
+    srv = LiveServer(tmp_path / "outputs", device="cpu", checker=checker).start()
+    try:
+        status, answer = srv.request("POST", "/sdapi/v1/txt2img", {"prompt": "x", **SMALL})
+    finally:
+        srv.stop()
+        checker.close()
+    assert status == 503 and "busy" in answer["error"]
