@@ -137,6 +137,10 @@ def test_base64_images_are_bounded_before_decoding():
     ("txt2img", {"prompt": "x", "steps": -1, **{k: 32 for k in ("width", "height")}}, 400, "steps"),
     ("txt2img", {"prompt": "x", "steps": 2, "width": 100000, "height": 32}, 400, "size"),
     ("txt2img", [1, 2], 400, "JSON object"),
+    ("txt2img", b"{\"prompt\": ", 400, "not valid JSON"),
+    ("txt2img", {"prompt": "x", "seed": 2**70, **SMALL}, 400, "seed"),
+    ("txt2img", {"prompt": "a cat@/etc/mask.png", **SMALL}, 400, "cannot read mask files of the server"),
+    ("txt2img", {"prompt": "x", "negative_prompt": "y@/etc/mask.png", **SMALL}, 400, "cannot read mask files"),
     ("img2img", {"prompt": "x", **SMALL}, 400, "init_images"),
     ("img2img", {"prompt": "x", "init_images": [b64(b"not an image")], **SMALL}, 400, "not an image"),
     ("img2img", {"prompt": "x", "init_images": [b64(png())], "denoising_strength": 1.5, **SMALL}, 400,
@@ -146,7 +150,11 @@ def test_base64_images_are_bounded_before_decoding():
     ("options", {"sd_model_checkpoint": "nonexistent"}, 400, "no preset"),
 ])
 def test_hostile_requests_are_one_line_4xx_errors(server, path, body, status, message):
-    got, answer = server.request("POST", f"/sdapi/v1/{path}", body)
+    if isinstance(body, bytes):
+        got, answer = server.request("POST", f"/sdapi/v1/{path}", data=body,
+                                     headers={"Content-Type": "application/json"})
+    else:
+        got, answer = server.request("POST", f"/sdapi/v1/{path}", body)
     assert got == status and message in answer["error"] and "\n" not in answer["error"], answer
 
 

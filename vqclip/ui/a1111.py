@@ -190,7 +190,8 @@ def a1111_router(queue: RunQueue, check: Callable[[dict], Awaitable[tuple]], upl
         width, height = sizes[0] if sizes else (None, None)  # as made: the size rounded to the image model's factor
         info = {"prompt": cfg.get("prompt"), "negative_prompt": ", ".join(cfg.get("negative") or []),
                 "all_prompts": [m["config"]["prompt"] for m in metas], "seed": metas[0].get("seed") if metas else None,
-                "all_seeds": [m.get("seed") for m in metas], "width": width, "height": height, "steps": cfg.get("steps"),
+                "all_seeds": [m.get("seed") for m in metas], "width": width, "height": height,
+                "steps": cfg.get("steps"),
                 "sd_model_name": cfg.get("model"), "infotexts": infotexts, "interrupted": job.state == "stopped",
                 "ignored": ignored, "run": job.dir.name if job.dir else None, "notes": list(job.notes)}
         images = [base64.b64encode(f.read_bytes()).decode() for f in files]

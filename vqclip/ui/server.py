@@ -250,7 +250,8 @@ def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional["
 
     async def check(job: dict) -> tuple:
         """(plan, notes) of a page job, checked in a checking process as the page's are (`Busy` when all are)."""
-        return await asyncio.to_thread(checker.run, "job", check_job, {"job": job}, Uploads(uploads), allow_paths, device)
+        return await asyncio.to_thread(checker.run, "job", check_job, {"job": job}, Uploads(uploads), allow_paths,
+                                       device)
 
     from .a1111 import a1111_router  # here: it builds on this module's helpers
 
