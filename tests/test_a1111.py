@@ -9,8 +9,8 @@ import io
 import json
 import threading
 import time
-
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -25,7 +25,8 @@ import vqclip.mini  # noqa: E402
 
 from vqclip.files.infotext import parse_parameters  # noqa: E402
 from vqclip.nets.load import ModelCache  # noqa: E402
-from vqclip.ui.a1111 import MAX_IMAGES, Refused, image_bytes, to_job  # noqa: E402
+from vqclip.runs.plan import plan  # noqa: E402
+from vqclip.ui.a1111 import MAX_IMAGES, Refused, finals, image_bytes, to_job  # noqa: E402
 
 SMALL = {"width": 32, "height": 32, "steps": 2}
 
@@ -120,6 +121,18 @@ def test_images_per_request_are_bounded(n_iter, ok):
 def test_bad_fields_are_refused_naming_the_field(body, message):
     with pytest.raises(Refused, match=message.replace("(", r"\(")):
         to_job(body, "mini")
+
+
+def test_a_batch_answers_its_images_in_seed_order_and_skips_those_never_made(tmp_path):
+    batch = plan([("job", {"prompt": "x", "model": "mini", "n": 12, "seed": 5})])[0]
+    for m in batch.members[:11]:  # the 12th was interrupted before it ran
+        (tmp_path / m.name).mkdir()
+        (tmp_path / m.name / "final.png").write_text(str(m.cfg.seed))
+    job = SimpleNamespace(dir=tmp_path, plan=batch)
+    assert [int(f.read_text()) for f in finals(job)] == list(range(5, 16))
+    (tmp_path / "final.png").write_text("one run")
+    assert finals(SimpleNamespace(dir=tmp_path, plan=batch.members[0].cfg)) == [tmp_path / "final.png"]
+    assert finals(SimpleNamespace(dir=None, plan=batch)) == []
 
 
 def test_base64_images_are_bounded_before_decoding():

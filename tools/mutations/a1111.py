@@ -32,6 +32,9 @@ MUTATIONS = [
     M("info reports the size asked for, not the size made (rounded to the image model's factor)", A1111,
       "width, height = sizes[0] if sizes else (None, None)",
       'width, height = body.get("width"), body.get("height")', T),
+    M("a batch's images come back in their folders' name order (seed=10 before seed=9)", A1111,
+      "folders = [job.dir / m.name for m in job.plan.members]",
+      "folders = sorted(job.dir / m.name for m in job.plan.members)", T),
     M("a request no checking process is free for is a 400, not a 503 to retry", A1111,
       "return fail(503, str(exc))", "return fail(400, str(exc))", T),
 ]

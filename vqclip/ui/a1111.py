@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from PIL import Image, ImageOps
 
 from ..errors import VqclipError
 from ..files.images import read_metadata
 from ..models.presets import list_presets
+from ..runs.batch import Batch
 from ..runs.queue import ENDED, RUNNING, Job, RunQueue
 from .bounded import Busy
 from .options import presets
-from .server import capped_body, fail, store_image
 
 MAX_IMAGES = 16  # batch_size x n_iter of one request
 DENOISE = 0.75  # A1111's default denoising_strength
@@ -105,22 +106,31 @@ def image_bytes(value: Any, key: str, cap: int) -> bytes:
         raise Refused(f"{key}: not base64; send the image's bytes base64-encoded") from None
 
 
+def fail(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
 def finals(job: Job) -> list[Path]:
-    """The final.png of each run of an ended job: its own, or its batch members' in their order."""
+    """The final.png of each run of an ended job: its own, or its batch members' in their order (seed s, s+1, ...;
+    not their folders' names' order, where seed=10 comes before seed=9); a member an interrupt left unrun has none."""
     if job.dir is None:
         return []
-    own = job.dir / "final.png"
-    return [own] if own.is_file() else sorted(job.dir.glob("*/final.png"))
+    folders = [job.dir / m.name for m in job.plan.members] if isinstance(job.plan, Batch) else [job.dir]
+    return [f / "final.png" for f in folders if (f / "final.png").is_file()]
 
 
-def a1111_router(queue: RunQueue, check: Callable[[dict], Awaitable[tuple]], uploads: Path,
-                 max_upload: int, body_cap: int) -> APIRouter:
-    """The `/sdapi/v1` routes over `queue`; `check(job)` -> (plan, notes) checks a page job as the page's are."""
+def a1111_router(queue: RunQueue, check: Callable[[dict], Awaitable[tuple]],
+                 read_body: Callable[[Request, int], Awaitable[Optional[bytes]]],
+                 store: Callable[[bytes, str], tuple[str, Image.Image]], uploads: Path, max_upload: int,
+                 body_cap: int) -> APIRouter:
+    """The `/sdapi/v1` routes over `queue`, given the server's ways to check a page job (`check(job)` -> (plan,
+    notes), as the page's are), read a capped body (`read_body(request, cap)`: None past it) and keep an image
+    (`store(data, name)` -> (upload id, image) in `uploads`, or a VqclipError)."""
     router = APIRouter(prefix="/sdapi/v1")
     options = {"sd_model_checkpoint": presets()["default"]}
 
     async def read(request: Request) -> dict:
-        body = await capped_body(request, body_cap)
+        body = await read_body(request, body_cap)
         if body is None:
             raise Refused(f"the request is over {body_cap >> 10} KB", 413)
         try:
@@ -174,7 +184,7 @@ def a1111_router(queue: RunQueue, check: Callable[[dict], Awaitable[tuple]], upl
 
     def save(value: Any, key: str) -> str:
         try:
-            return store_image(image_bytes(value, key, max_upload), key, uploads)[0]
+            return store(image_bytes(value, key, max_upload), key)[0]
         except VqclipError as exc:
             raise Refused(str(exc).replace("upload: ", "", 1)) from None
 

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException
 
 from ..errors import VqclipError
 from ..runs.queue import ENDED, Job, RunQueue
+from .a1111 import a1111_router
 from .bounded import Busy, Checker
 from .gallery import UPLOADS, edit_job_json, list_runs, run_files, safe_file
 from .jobs import Uploads, check_job, field_of, page_text
@@ -253,9 +254,8 @@ def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional["
         return await asyncio.to_thread(checker.run, "job", check_job, {"job": job}, Uploads(uploads), allow_paths,
                                        device)
 
-    from .a1111 import a1111_router  # here: it builds on this module's helpers
-
-    app.include_router(a1111_router(queue, check, uploads, max_upload, 3 * max_upload + FORM_SLACK))
+    app.include_router(a1111_router(queue, check, capped_body, lambda data, name: store_image(data, name, uploads),
+                                    uploads, max_upload, 3 * max_upload + FORM_SLACK))  # two images in base64
 
     @app.get("/api/runs")
     async def runs():
