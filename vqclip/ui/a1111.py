@@ -177,7 +177,9 @@ def a1111_router(queue: RunQueue, check: Callable[[dict], Awaitable[tuple]],
             mask = save(body["mask"], "mask")
             if body.get("inpainting_mask_invert"):  # A1111's white = change; inverted: black = change
                 path = uploads / f"{mask}.png"
-                ImageOps.invert(Image.open(path).convert("RGB")).save(path)
+                with Image.open(path) as im:
+                    inverted = ImageOps.invert(im.convert("RGB"))
+                inverted.save(path)
             init["mask"] = f"upload:{mask}"
             init["mask_feather"] = integer(body, "mask_blur", 4, 0, 256)
         return {"init": init}
