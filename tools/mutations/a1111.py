@@ -35,6 +35,12 @@ MUTATIONS = [
     M("a batch's images come back in their folders' name order (seed=10 before seed=9)", A1111,
       "folders = [job.dir / m.name for m in job.plan.members]",
       "folders = sorted(job.dir / m.name for m in job.plan.members)", T),
+    M("img2img's mask_blur is ignored: the mask fades over vqclip's default 8 pixels into the kept part", A1111,
+      'init["mask_feather"] = integer(body, "mask_blur", 4, 0, 256)', "pass", T),
+    M("the request body may be one byte over its cap", A1111,
+      "body = await read_body(request, body_cap)", "body = await read_body(request, body_cap + 1)", T),
+    M("progress reports the share of the steps left, not done", A1111,
+      '"progress": job.step / job.total if job.total', '"progress": 1 - job.step / job.total if job.total', T),
     M("a request no checking process is free for is a 400, not a 503 to retry", A1111,
       "return fail(503, str(exc))", "return fail(400, str(exc))", T),
 ]
