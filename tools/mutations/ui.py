@@ -72,7 +72,7 @@ MUTATIONS = [
     M("any format Pillow knows is parsed (EPS goes to Ghostscript)", SERVER,
       'IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")', "IMAGE_FORMATS = None", T_UPLOADS),
     M("Pillow's decompression-bomb warning is not an error", SERVER,
-      '                warnings.simplefilter("error", Image.DecompressionBombWarning)\n', "", T_UPLOADS),
+      '            warnings.simplefilter("error", Image.DecompressionBombWarning)\n', "", T_UPLOADS),
     M("an upload is kept as sent, not re-encoded (its other bytes kept)", SERVER,
       'rgb.save(uploads / f"{upload_id}.png")', '(uploads / f"{upload_id}.png").write_bytes(data)', T_UPLOADS),
     M("upload ids are short (guessable, and no longer of the form jobs accept)", SERVER,

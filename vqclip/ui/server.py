@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException
 
 from ..errors import VqclipError
 from ..runs.queue import ENDED, Job, RunQueue
+from .a1111 import a1111_router
 from .bounded import Busy, Checker
 from .gallery import UPLOADS, edit_job_json, list_runs, run_files, safe_file
 from .jobs import Uploads, check_job, field_of, page_text
@@ -67,6 +68,29 @@ async def capped_body(request: Request, cap: int) -> Optional[bytes]:
         if len(body) > cap:
             return None
     return bytes(body)
+
+
+def store_image(data: bytes, name: str, uploads: Path) -> tuple[str, Image.Image]:
+    """(upload id, RGB image) of an uploaded image's bytes, re-encoded into the uploads folder (nothing of the bytes but
+    the pixels is kept); a one-line error for what is not an image or is over MAX_PIXELS."""
+    too_large = f"upload: {name} is too large an image (at most {MAX_PIXELS:,} pixels, e.g. 4096x4096)"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
+                im.verify()
+            with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
+                if im.width * im.height > MAX_PIXELS:  # before a pixel of it is decoded
+                    raise VqclipError(f"{too_large}: it is {im.width}x{im.height}")
+                rgb = im.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # Pillow's own, far larger limit
+        raise VqclipError(too_large) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise VqclipError(f"upload: {name} is not an image (PNG, JPEG, WebP, GIF or BMP)") from None
+    upload_id = secrets.token_hex(16)
+    uploads.mkdir(exist_ok=True)
+    rgb.save(uploads / f"{upload_id}.png")
+    return upload_id, rgb
 
 
 def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional["ModelCache"] = None,
@@ -147,23 +171,10 @@ def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional["
         data = await file.read(max_upload + 1)
         if len(data) > max_upload:
             return fail(413, f"upload: {name} {too_big}")
-        too_large = f"upload: {name} is too large an image (at most {MAX_PIXELS:,} pixels, e.g. 4096x4096)"
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
-                    im.verify()
-                with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
-                    if im.width * im.height > MAX_PIXELS:  # before a pixel of it is decoded
-                        return fail(400, f"{too_large}: it is {im.width}x{im.height}")
-                    rgb = im.convert("RGB")
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # Pillow's own, far larger limit
-            return fail(400, too_large)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-            return fail(400, f"upload: {name} is not an image (PNG, JPEG, WebP, GIF or BMP)")
-        upload_id = secrets.token_hex(16)
-        uploads.mkdir(exist_ok=True)
-        rgb.save(uploads / f"{upload_id}.png")  # re-encoded: nothing of the uploaded bytes but the pixels is kept
+            upload_id, rgb = store_image(data, name, uploads)
+        except VqclipError as exc:
+            return fail(400, str(exc))
         return {"id": f"upload:{upload_id}", "width": rgb.width, "height": rgb.height,
                 "url": f"/files/{UPLOADS}/{upload_id}.png"}
 
@@ -237,6 +248,14 @@ def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional["
                 await asyncio.sleep(0.1)
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    async def check(job: dict) -> tuple:
+        """(plan, notes) of a page job, checked in a checking process as the page's are (`Busy` when all are)."""
+        return await asyncio.to_thread(checker.run, "job", check_job, {"job": job}, Uploads(uploads), allow_paths,
+                                       device)
+
+    app.include_router(a1111_router(queue, check, capped_body, lambda data, name: store_image(data, name, uploads),
+                                    uploads, max_upload, 3 * max_upload + FORM_SLACK))  # two images in base64
 
     @app.get("/api/runs")
     async def runs():
