@@ -13,7 +13,7 @@ from vqclip.ui.options import form_options, presets
 # what the form must not offer (docs/ui.md): files of the server, its own settings, lists of sections
 NOT_OFFERED = ("vqgan.", "guide.model", "guide.weights", "restyle.input", "output.dir", "output.progress",
                "device", "devices", "threads", "output.upscale.model", "animation.depth", "clip[].", "candidates.clip[].",
-               "story[].")
+               "story[].", "steer[].")
 FIRST = ["prompt", "negative", "image_prompts", "init.image", "model", "size", "steps", "seed", "cutouts.n",
          "optimizer.lr", "optimizer.name", "candidates.n", "n", "animation.mode", "animation.zoom", "animation.rotate",
          "animation.shift_x", "animation.shift_y"]
@@ -72,3 +72,16 @@ def test_presets_installed_first_and_the_form_starts_on_the_default_once_it_is_h
     got = presets()
     assert got["default"] == "imagenet-16384"
     assert [p["name"] for p in got["presets"]][:3] == ["imagenet-16384", "mini", "sflckr"]
+
+
+def test_every_key_the_form_offers_is_a_key_a_job_takes():
+    """The page sends the form's keys as the job's keys: a list of sections (`story[].at`, `steer[].lr`) is no such
+    key, so none is offered."""
+    from vqclip.config import merge_layers
+
+    for o in form_options():
+        assert "[]" not in o["key"], o["key"]
+        head, *rest = o["key"].split(".")
+        layer = {head: o["default"]} if not rest else {head: {rest[0]: o["default"]}} if len(rest) == 1 else \
+            {head: {rest[0]: {rest[1]: o["default"]}}}
+        merge_layers([("form", layer)])
