@@ -43,6 +43,7 @@ def ray_cluster(tmp_path_factory):
            "VQCLIP_HOME": str(tmp_path_factory.mktemp("ray-home"))}
     before = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    others = {p.pid for p in psutil.Process().children(recursive=True)}  # not Ray's (e.g. the page's checkers)
     try:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         yield ray
@@ -51,7 +52,7 @@ def ray_cluster(tmp_path_factory):
         for k, v in before.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     deadline = time.monotonic() + 30
-    while (left := [p for p in psutil.Process().children(recursive=True) if p.is_running()
+    while (left := [p for p in psutil.Process().children(recursive=True) if p.pid not in others and p.is_running()
                     and p.status() != psutil.STATUS_ZOMBIE]) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not left, f"Ray processes left running: {[p.name() for p in left]}"
