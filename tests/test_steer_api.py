@@ -16,17 +16,9 @@ import vqclip
 from vqclip.cli import main
 from vqclip.errors import VqclipError
 
+from test_api import pipe, pixels  # noqa: F401  (the tiny-model Pipeline fixture and the pixel reader)
+
 RED, YELLOW = "a red circle on a blue background", "a yellow circle on a blue background"
-
-
-@pytest.fixture(scope="module")
-def pipe(tiny_vqgan, tiny_clip):
-    return vqclip.Pipeline.from_files(*tiny_vqgan, clip={"model": str(tiny_clip[0]), "pretrained": str(tiny_clip[1])},
-                                      device="cpu")
-
-
-def pixels(image) -> np.ndarray:
-    return np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else Image.open(image).convert("RGB"))
 
 
 def test_a_stream_steered_from_its_reader_replays_exactly(pipe):

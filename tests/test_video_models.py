@@ -4,30 +4,23 @@ flow model that is not on disk and cannot be fetched, refused in one line before
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from test_depth import _random_state
 from test_stabilise import textured_video
 from vqclip.cli import main
 from vqclip.files.video import read_video_frames
 from vqclip.models import auxmodels
 from vqclip.models.download import DownloadError, MissingFile
 
-PUBLISHED = json.loads((Path(__file__).parent / "data" / "depth_anything_v2_vits_keys.json").read_text())["keys"]
-
-
 @pytest.fixture(scope="module")
 def depth_weights(tmp_path_factory) -> Path:
-    """Random tensors in the published key layout, saved with torch.save as the real file is."""
-    g = torch.Generator().manual_seed(1)
-    state = {k: torch.randn(shape, generator=g) * 0.05 + (1.0 if k.endswith((".gamma", "norm1.weight", "norm2.weight",
-                                                                              "norm.weight")) else 0.0)
-             for k, shape in PUBLISHED.items()}
+    """Random tensors in the published key layout (tests/test_depth.py's), saved with torch.save as the real file is."""
     path = tmp_path_factory.mktemp("depth") / "depth_anything_v2_vits.pth"
-    torch.save(state, path)
+    torch.save(_random_state(), path)
     return path
 
 

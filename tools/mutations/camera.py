@@ -30,7 +30,7 @@ MUTATIONS = [
     M("a plane flown past still shows (what is behind the camera counts as covered)", CAM,
       "torch.where(ahead & (old[..., 2:] > 0), src,", "torch.where(old[..., 2:] > 0, src,", GEOM),
     M("a sample past the left edge counts as covered", CAM, "(x < -EDGE)", "(x < -1 - EDGE)", GEOM),
-    M("pixel centres read with align_corners=True (the whole view shifts half a pixel)", CAM,
+    M("pixel centres read with align_corners=True (the whole view shifts half a pixel)", "vqclip/optim/flowwarp.py",
       "return (2 * points + 1) / size - 1", "return 2 * points / size - 1", GEOM),
     M("the move's padding ignored (the uncovered border is always the border's colour)", CAM,
       "moved = sample(image, src, padding).clamp(0, 1)", "moved = sample(image, src).clamp(0, 1)", GEOM),

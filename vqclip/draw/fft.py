@@ -31,19 +31,21 @@ def color_matrix(device=None) -> Tensor:
     return m / m.norm(dim=0)
 
 
-def spectrum_scale(height: int, width: int, decay: float, device=None) -> Tensor:
-    """The scale [H,W//2+1] of each rfft2 frequency: 1 / max(f, 1/max(H,W))^decay * sqrt(H*W)."""
+def frequencies(height: int, width: int, device=None) -> Tensor:
+    """The radial frequency [H,W//2+1] of each rfft2 coefficient, in cycles per pixel."""
     fy = torch.fft.fftfreq(height, device=device)[:, None]
     fx = torch.fft.rfftfreq(width, device=device)[None, :]
-    freqs = (fx * fx + fy * fy).sqrt()
-    return freqs.clamp(min=1.0 / max(width, height)).pow(-decay) * (width * height) ** 0.5
+    return (fx * fx + fy * fy).sqrt()
+
+
+def spectrum_scale(height: int, width: int, decay: float, device=None) -> Tensor:
+    """The scale [H,W//2+1] of each rfft2 frequency: 1 / max(f, 1/max(H,W))^decay * sqrt(H*W)."""
+    return frequencies(height, width, device).clamp(min=1.0 / max(width, height)).pow(-decay) * (width * height) ** 0.5
 
 
 def moving(height: int, width: int, cutoff: float, device=None) -> Tensor:
     """[H,W//2+1] bool: the rfft2 frequencies at most `cutoff` cycles per pixel (radially), the ones a run moves."""
-    fy = torch.fft.fftfreq(height, device=device)[:, None]
-    fx = torch.fft.rfftfreq(width, device=device)[None, :]
-    return (fx * fx + fy * fy).sqrt() <= cutoff
+    return frequencies(height, width, device) <= cutoff
 
 
 def fft_image(params: Tensor, scale: Tensor, height: int, width: int, moves: Tensor | None = None) -> Tensor:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from kornia.geometry.camera import project_points, unproject_points
 from kornia.geometry.conversions import axis_angle_to_rotation_matrix
 from torch import Tensor
+
+from .flowwarp import pixel_grid, sample  # one sampler of images at pixel coordinates, the flow warp's too
 
 EDGE = 1e-3  # a sample this far (pixels) past the outer pixel centres still counts as covered, as zoom.py's
 FLAT = 1e-6  # a disparity map whose range is below this share of its largest value is flat (one plane, at `near`)
@@ -51,25 +52,6 @@ def rotation(x: float = 0.0, y: float = 0.0, z: float = 0.0) -> Tensor:
         axis[0, i] = math.radians(deg)
         r = r @ axis_angle_to_rotation_matrix(axis)
     return r
-
-
-def pixel_grid(width: int, height: int) -> Tensor:
-    """The pixel centres [1,H,W,2] (x, y) of an image."""
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
-                            indexing="ij")
-    return torch.stack([xs, ys], -1)[None]
-
-
-def to_grid(points: Tensor, width: int, height: int) -> Tensor:
-    """Pixel coordinates [B,H,W,2] as `grid_sample`'s normalised ones (align_corners=False)."""
-    size = torch.tensor([width, height], dtype=points.dtype, device=points.device)
-    return (2 * points + 1) / size - 1
-
-
-def sample(image: Tensor, points: Tensor, padding: str = "border") -> Tensor:
-    """Bilinear samples [B,C,H',W'] of an image [B,C,H,W] at pixel coordinates [B,H',W',2]."""
-    grid = to_grid(points, image.shape[-1], image.shape[-2])
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode=padding, align_corners=False)
 
 
 def source_points(depth: Tensor, camera: Tensor, rot: Tensor, forward: float, points: Tensor,

@@ -13,29 +13,47 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def pixel_grid(width: int, height: int, device=None, dtype=torch.float32) -> Tensor:
+    """The pixel centres [1,H,W,2] (x, y) of an image: pixel (i, j) is the centre of column i, row j."""
+    ys, xs = torch.meshgrid(torch.arange(height, device=device, dtype=dtype),
+                            torch.arange(width, device=device, dtype=dtype), indexing="ij")
+    return torch.stack([xs, ys], -1)[None]
+
+
+def to_grid(points: Tensor, width: int, height: int) -> Tensor:
+    """Pixel coordinates [B,H,W,2] as `grid_sample`'s normalised ones (align_corners=False)."""
+    size = torch.tensor([width, height], dtype=points.dtype, device=points.device)
+    return (2 * points + 1) / size - 1
+
+
+def sample(image: Tensor, points: Tensor, padding: str = "border") -> Tensor:
+    """Bilinear samples [B,C,H',W'] of an image [B,C,H,W] at pixel coordinates [B,H',W',2]."""
+    grid = to_grid(points, image.shape[-1], image.shape[-2])
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode=padding, align_corners=False)
+
+
+def flow_points(flow: Tensor) -> Tensor:
+    """The points p + flow(p) [B,H,W,2] in pixel coordinates of a flow [B,2,H,W]."""
+    _, _, h, w = flow.shape
+    return pixel_grid(w, h, flow.device, flow.dtype) + flow.permute(0, 2, 3, 1)
+
+
 def flow_grid(flow: Tensor) -> Tensor:
     """The `grid_sample` grid [B,H,W,2] (normalised, align_corners=False) of the points p + flow(p), flow [B,2,H,W]."""
-    b, _, h, w = flow.shape
-    ys, xs = torch.meshgrid(torch.arange(h, device=flow.device, dtype=flow.dtype),
-                            torch.arange(w, device=flow.device, dtype=flow.dtype), indexing="ij")
-    x = xs[None] + flow[:, 0]
-    y = ys[None] + flow[:, 1]
-    return torch.stack(((2 * x + 1) / w - 1, (2 * y + 1) / h - 1), dim=-1)
+    return to_grid(flow_points(flow), flow.shape[-1], flow.shape[-2])
 
 
 def warp(image: Tensor, flow: Tensor, padding: str = "border") -> Tensor:
     """`image` [B,C,H,W] sampled at p + flow(p) (bilinear): out(p) = image(p + flow(p)); flow [B,2,H,W] in pixels.
     Points outside the image read the `padding` (border: the nearest edge pixel; zeros)."""
-    return F.grid_sample(image, flow_grid(flow.to(image.dtype)), mode="bilinear", padding_mode=padding,
-                         align_corners=False)
+    return sample(image, flow_points(flow.to(image.dtype)), padding)
 
 
 def outside(flow: Tensor) -> Tensor:
     """[B,1,H,W]: 1 where p + flow(p) falls outside the image (past the outer pixel centres), else 0."""
     _, _, h, w = flow.shape
-    ys, xs = torch.meshgrid(torch.arange(h, device=flow.device, dtype=flow.dtype),
-                            torch.arange(w, device=flow.device, dtype=flow.dtype), indexing="ij")
-    x, y = xs + flow[:, 0], ys + flow[:, 1]
+    points = flow_points(flow)
+    x, y = points[..., 0], points[..., 1]
     return ((x < 0) | (x > w - 1) | (y < 0) | (y > h - 1))[:, None].to(flow.dtype)
 
 
