@@ -38,6 +38,16 @@ def test_a_drawer_without_a_vqgan_names_the_drawer_its_options_and_no_vqgan():
     p = chunk({"model": "mini", "drawer": {"name": "fft", "decay": 1.5}}, vqgan=False)
     assert (p["Model"], p["Drawer"], p["Decay"]) == ("mini", "fft", "1.5") and "VQGAN" not in p  # the preset only
     assert "Pixel size" not in p
+    p = chunk({"model": "mini", "drawer": {"name": "fft", "cutoff": 0.25}}, vqgan=False)
+    assert p["Cutoff"] == "0.25"  # the fft drawer's frozen-frequency bound
+
+
+def test_an_fft_runs_decay_and_cutoff_come_back_from_its_parameters(tmp_path):
+    from vqclip.runs.jobs import png_layer
+
+    png = png_with(tmp_path / "f.png", parameters="a cat\nSteps: 3, Seed: 5, Drawer: fft, Decay: 1.5, Cutoff: 0.25, "
+                                                  "Version: vqclip 9.9")
+    assert png_layer(png)["drawer"] == {"name": "fft", "decay": 1.5, "cutoff": 0.25}
     assert chunk({"model": "mini", "vqgan": {"checkpoint": "/w/vq.ckpt"}})["VQGAN"] == "vq.ckpt"  # a VQGAN job's
 
 

@@ -80,6 +80,8 @@ MUTATIONS = [
     M("the bar does not name the starts during best-of-n's trials", "vqclip/runs/callbacks.py",
       'f"{self.desc} ({event.trial} starts)" if event.trial else self.desc', "self.desc", (CB,)),
     # --- runs/jobs.py
+    M("an fft run's cutoff is not read back from its PNG parameters", "vqclip/runs/jobs.py",
+      '("Cutoff", "drawer.cutoff", _NUMBER, float),', "", ("tests/test_infotext_looks.py",)),
     M("a --from PNG's run folder is reused", "vqclip/runs/jobs.py", 'config["output"].items() if k != "dir"}', 'config["output"].items() if True}',
       ("tests/test_job_layers.py",)),
     M("the first preset named wins", "vqclip/runs/jobs.py",
