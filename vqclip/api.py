@@ -131,7 +131,7 @@ class Stream:
         """Fork the run at the start of its next step into a new run folder beside the stream's (`out` + "-b1",
         ...) with `changes` (prompt, lr) from there; with `stop`, this run stops at the end of that step. Returns a
         Future: `.result()` is the child's folder once the loop has written it (a moment, or until the run is
-        resumed when paused); `vqclip.runs.resume.resume_run(child)` runs it (see `vqclip.optim.steer.Steering.branch`)."""
+        resumed when paused); `vqclip.runs.resume.resume_run(child)` runs it (see `Steering.branch`)."""
         if self._out is None:
             raise VqclipError("branch: this stream runs in memory, with no run folder to branch beside; give "
                               "Pipeline.stream an out= folder to branch it")
