@@ -1,4 +1,5 @@
-"""`vqclip zoom`, `vqclip restyle` and `vqclip resume`: videos and continuing interrupted runs.
+"""`vqclip zoom`, `vqclip restyle`, `vqclip resume` and `vqclip branch`: videos, continuing interrupted runs and
+forking a run at one of its steps.
 
 Story prompts need no command of their own: `vqclip generate "a ^ b" --change-every 50`, or a `story:` list in a
 job file (`vqclip run configs/story.yaml`). Zoom jobs also run from YAML (`animation: {mode: zoom, ...}`).
@@ -105,8 +106,24 @@ def run_resume(args: argparse.Namespace) -> int:
     return 130 if run.interrupted else 0
 
 
+def run_branch(args: argparse.Namespace) -> int:
+    """`vqclip branch`."""
+    from ..runs.branch import branch_run  # torch comes with these: imported here so that --help is instant
+    from ..runs.callbacks import sigint_flag
+    from ..runs.resume import read_job, resume_run
+
+    child, _ = branch_run(args.run, read_job(args.run), args.at, {"prompt": args.prompt, "lr": args.lr})
+    if args.stop:
+        print(f"branched: {child} (run it with `vqclip resume {child}`)", file=sys.stderr)
+        return 0
+    with sigint_flag() as stop:
+        run = resume_run(child, stop=stop, overrides={"output": {"progress": False}} if args.quiet else None)
+    _report(run, f"{run.result.steps} steps")
+    return 130 if run.interrupted else 0
+
+
 def register(sub) -> None:
-    """Add `zoom`, `restyle` and `resume`."""
+    """Add `zoom`, `restyle`, `resume` and `branch`."""
     z = sub.add_parser("zoom", help="zoom/rotate/pan video from a prompt", epilog=ZOOM_EPILOG,
                        formatter_class=RawHelpFormatter,
                        description="Make a zoom video: the image is moved every few steps and optimised on; "
@@ -139,3 +156,16 @@ def register(sub) -> None:
         "--threads": "CPU threads for torch (default: the job's; another count may change the result's last bits) "
                      "[threads]"})
     s.set_defaults(func=run_resume)
+
+    b = sub.add_parser("branch", help="fork a finished or killed run at one of its steps",
+                       description="Write a new run folder beside RUN_DIR (its name + -b1, -b2, ...) whose job is "
+                                   "RUN_DIR's with its steers before STEP and the given changes from STEP on, then "
+                                   "run it. It starts from RUN_DIR's state.pt when that was saved at STEP, else "
+                                   "from step 0 (the same pixels, more time); the log says which.")
+    b.add_argument("run", metavar="RUN_DIR", help="the run folder (holds job.yaml)")
+    b.add_argument("--at", type=int, required=True, metavar="STEP", help="the step the changes take effect at")
+    b.add_argument("--prompt", metavar="P", help="the prompt from STEP on")
+    b.add_argument("--lr", type=float, metavar="X", help="the learning rate from STEP on")
+    b.add_argument("--stop", action="store_true", help="write the branch's folder only; `vqclip resume` runs it")
+    b.add_argument("--quiet", action="store_true", help="no progress bar, no notices [output.progress]")
+    b.set_defaults(func=run_branch)

@@ -1,10 +1,12 @@
 """Branching a run: a new run folder beside the parent's (its name + "-b1", "-b2", ...) whose job is the parent's with
 the steers that took effect before the branch's step, the branch's changes as steer entries at that step and
 `branch: {parent, step}`, and whose state.pt is the parent's state at the start of that step; `vqclip resume CHILD`
-continues it, and `vqclip run CHILD/job.yaml` makes the same final.png from step 0."""
+continues it, and `vqclip run CHILD/job.yaml` makes the same final.png from step 0. A live run is branched through
+its `Steering` (the loop calls `write_branch`); a finished or killed one by `branch_run` (`vqclip branch`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import shutil
@@ -13,10 +15,11 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import BranchConfig, GenerateConfig, SteerEntry, check, to_yaml
-from ..errors import write_error
+from ..errors import VqclipError, write_error
 from ..files.atomic import write_text
 from ..files.runfolder import MASK_FILE, RunFolder
-from .statefile import job_settings, save_state
+from ..optim.steer import check_change
+from .statefile import check_job, job_settings, load_state, save_state
 
 log = logging.getLogger("vqclip")
 
@@ -59,7 +62,7 @@ def write_branch(cfg: GenerateConfig, parent: RunFolder, step: int, past: list[d
     try:
         child = branch_job(cfg, parent.path.name, step, past, changes, path)
         folder = RunFolder(path)
-        for index, frame in parent.frames():
+        for index, frame in parent.frames() if saved is not None else ():
             if index < step:  # the steps before the branch are the parent's: so are their frames
                 folder.frames_dir.mkdir(exist_ok=True)
                 shutil.copyfile(frame, folder.frame(index))
@@ -79,3 +82,27 @@ def write_branch(cfg: GenerateConfig, parent: RunFolder, step: int, past: list[d
              "from its state then" if saved is not None else "from step 0: it replays the parent's steps to the branch")
     return path
 
+
+
+def branch_run(run_dir: str | Path, cfg: GenerateConfig, step: int, changes: dict) -> tuple[Path, bool]:
+    """Branch the finished or killed run in `run_dir` (whose job.yaml is `cfg`: `resume.read_job`) at `step` with
+    `changes` (prompt, lr): the child's job is the run's with its steers before `step` kept and the changes at
+    `step`; its start is the run's state.pt when that was saved exactly at `step`, else step 0 (it replays to `step`:
+    the same pixels, more time). The run's folder is locked meanwhile (a run still writing it is a one-line error).
+    Returns the child's folder and whether it starts from the parent's state."""
+    folder = RunFolder(run_dir)
+    changes = check_change(changes, "branch")
+    if not 0 <= step < cfg.steps:
+        raise VqclipError(f"branch: step {step} is outside the run's steps 0..{cfg.steps - 1}; branch at one of them")
+    folder.lock()
+    try:
+        saved = load_state(folder.state) if folder.state.is_file() else None
+        if saved is not None and (int(saved["step"]) != step or int(saved["seed"]) != cfg.seed or
+                                  int(saved["z"].shape[0]) != 1):  # elsewhere, or best-of-n's trials: replay
+            saved = None
+        if saved is not None:
+            check_job(saved, cfg, folder.state)
+        past = [{k: v for k, v in dataclasses.asdict(e).items() if v is not None and v != ""} for e in cfg.steer]
+        return write_branch(cfg, folder, step, past, changes, saved), saved is not None
+    finally:
+        folder.unlock()
