@@ -35,9 +35,9 @@ def pixels(path) -> np.ndarray:
 
 
 def job(tiny_job, out, **over) -> dict:
-    """A 10-step tiny run that saves its state every 2 steps."""
+    """A 10-step tiny run that saves its state and a frame every 2 steps."""
     return {**tiny_job, "prompt": RED, "steps": 10, "seed": 7, "state_every": 2, "optimizer": {"lr": LR},
-            "output": {"dir": str(out), "progress": False, "video": False}, **over}
+            "output": {"dir": str(out), "progress": False, "video": False, "save_every": 2}, **over}
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +81,12 @@ def test_a_branch_is_a_folder_beside_its_parent_with_the_parents_past_and_its_ch
     assert [{k: v for k, v in e.items() if v not in (None, "")} for e in b2["steer"]] == [
         {"at": 3, "prompt": YELLOW}, {"at": 8, "lr": LR / 4}]
     assert b2["branch"] == {"parent": "live", "step": 8}
-    before = {p.name: p.read_bytes() for p in (runs["root"] / "live" / "frames").glob("*.png") if int(p.stem) < K}
-    assert before and {p.name: p.read_bytes() for p in (runs["child"] / "frames").glob("*.png")
-                       if int(p.stem) < K} == before  # the parent's frames before the branch, taken along
+    frames = {p.name: p.read_bytes() for p in (runs["root"] / "live" / "frames").glob("*.png")}
+    before = {k: v for k, v in frames.items() if int(k[:-4]) < K}
+    assert len(before) == K // 2 and {p.name: p.read_bytes() for p in (runs["child"] / "frames").glob("*.png")
+                                      if int(p.stem) < K} == before  # the parent's frames before the branch
+    assert {p.name: p.read_bytes() for p in (runs["root"] / "live-b2" / "frames").glob("*.png")} == {
+        k: v for k, v in frames.items() if int(k[:-4]) < 8}  # not yet run: only those before its step
 
 
 def test_the_childs_start_is_the_parents_state_at_the_branch_step(runs):
@@ -128,6 +131,21 @@ def test_a_branch_with_stop_stops_the_parent_at_the_end_of_that_step(tiny_job, t
     assert load_state(tmp_path / "p-b1" / "state.pt")["step"] == 2
 
 
+def test_a_branch_its_job_refuses_is_the_futures_error_leaves_no_folder_and_the_parent_goes_on(tiny_job, tmp_path):
+    steering, got = Steering(), []
+
+    def wheel(event) -> None:
+        if event.step == 1:  # a steered prompt in a story: a job refuses it (the story's keyframes would fight it)
+            got.append(steering.branch(prompt=GREEN))
+
+    run = run_job(build_config(job(tiny_job, tmp_path / "story", steps=4, prompt="a ^ b")), steering=steering,
+                  extra_callbacks=[wheel])
+    with pytest.raises(VqclipError, match="story"):
+        got[0].result(0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["story"]
+    assert not run.interrupted and run.result.steps == 4
+
+
 def test_a_branch_of_a_finished_run_is_the_same_one_line_error_as_a_steer(runs):
     with pytest.raises(VqclipError, match="branch: the run has finished") as err:
         runs["steering"].branch(prompt=GREEN)
@@ -141,6 +159,18 @@ def test_a_bad_branch_is_refused_at_once_and_nothing_waits(change, message):
     with pytest.raises(VqclipError, match=message):
         steering.branch(**change)
     assert steering.take() == []
+
+
+def test_a_branch_shares_the_steers_queue_and_its_bound():
+    steering = Steering(size=3)
+    steering.steer(lr=0.1)
+    first = steering.branch(lr=0.2)
+    steering.steer(lr=0.3)
+    with pytest.raises(VqclipError, match="branch: 3 changes are already waiting") as err:
+        steering.branch(lr=0.4)
+    assert "\n" not in str(err.value)
+    taken = steering.take()
+    assert [t if isinstance(t, dict) else t.future for t in taken] == [{"lr": 0.1}, first, {"lr": 0.3}]
 
 
 def test_a_branch_waiting_when_the_run_ends_gets_an_error_not_a_hang():

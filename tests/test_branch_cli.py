@@ -11,6 +11,7 @@ import yaml
 from PIL import Image
 
 from vqclip.cli import main
+from vqclip.files.runfolder import RunFolder
 from vqclip.runs.jobs import build_config
 from vqclip.runs.pipeline import run_job
 from vqclip.runs.statefile import load_state
@@ -94,3 +95,13 @@ def test_a_folder_that_is_no_run_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["branch", str(tmp_path), "--at", "1", "--lr", "0.1"]) == 2
     err = capsys.readouterr().err.strip()
     assert "not a vqclip run folder" in err and len(err.splitlines()) == 1
+
+
+def test_a_run_still_writing_its_folder_is_not_branched(killed, capsys):
+    folder = RunFolder(killed).lock()
+    try:
+        assert main(["branch", str(killed), "--at", "4", "--lr", "0.1", "--stop"]) == 2
+    finally:
+        folder.unlock()
+    assert "another vqclip run is writing this folder" in capsys.readouterr().err
+    assert not (killed.parent / "run-b4").exists()

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
+import vqclip
 from vqclip.config import SteerEntry
 from vqclip.errors import VqclipError
 from vqclip.optim.steer import Steering
@@ -21,6 +22,8 @@ from vqclip.runs.jobs import build_config
 from vqclip.runs.pipeline import run_job
 from vqclip.runs.resume import resume_run
 from vqclip.runs.statefile import check_job, job_settings, load_state
+
+from test_api import pipe  # noqa: F401  (the tiny-model Pipeline fixture)
 
 RED, YELLOW = "a red circle on a blue background", "a yellow circle on a blue background"
 
@@ -115,3 +118,15 @@ def test_steer_entries_compare_as_the_job_writes_them(tiny_job):
     cfg = steered(tiny_job, (2, YELLOW))
     assert job_settings(cfg)["steer"] == [{"at": 2, "prompt": YELLOW, "lr": None}]
     assert cfg.steer == [SteerEntry(at=2, prompt=YELLOW)]
+
+
+def test_pipeline_run_steers_the_stopped_run_it_resumes(pipe, tmp_path):
+    keys = {"prompt": RED, "steps": 6, "seed": 2, "size": [32, 32], "cutouts": {"n": 2}, "state_every": 2,
+            "output": {"progress": False, "video": False}}
+    stopped = pipe.run(keys, tmp_path / "r", callbacks=[lambda e: e.step >= 2])
+    assert stopped.interrupted
+    steering = vqclip.Steering()
+    resumed = pipe.run(keys, tmp_path / "r", steer=steering,
+                       callbacks=[lambda e: steering.steer(lr=0.05) if e.step == 4 else None])
+    assert not resumed.interrupted and steering.entries == [{"at": 5, "lr": 0.05}]
+    assert yaml.safe_load((tmp_path / "r" / "job.yaml").read_text())["steer"][0]["lr"] == 0.05

@@ -13,6 +13,7 @@ It drives the same run path as the command line (vqclip.runs.pipeline), so the s
 from __future__ import annotations
 
 import contextlib
+import functools
 import queue
 import tempfile
 import threading
@@ -237,8 +238,9 @@ class Pipeline:
         if steer is not None and not single:
             raise VqclipError("steer: a Steering steers the run of one image; this job makes several (a sweep, n: or "
                               "candidates.keep): run them one by one to steer them")
-        try:
-            runs = run_plan(place(plans), run_job, cache=self.cache, stop=stop, callbacks=list(callbacks),
+        runner = run_job if steer is None else functools.partial(run_job, steering=steer)
+        try:  # a new run steered through `runner`, a stopped one resumed through `steering`
+            runs = run_plan(place(plans), runner, cache=self.cache, stop=stop, callbacks=list(callbacks),
                             steering=steer)
         finally:  # a folder already finished (skipped): steers are refused
             if steer is not None and not steer.finished:

@@ -118,7 +118,7 @@ def run_branch(args: argparse.Namespace) -> int:
         return 0
     with sigint_flag() as stop:
         run = resume_run(child, stop=stop, overrides={"output": {"progress": False}} if args.quiet else None)
-    _report(run, f"{run.result.steps} steps")
+    _report(run, f"{run.result.steps} steps, branched from {args.run} at step {args.at}")
     return 130 if run.interrupted else 0
 
 

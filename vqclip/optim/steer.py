@@ -114,11 +114,11 @@ class Steering:
         request = BranchRequest(check_change(changes, "branch"), bool(stop))
         with self._lock:
             self._refuse_when_finished("branch")
-            if len(self._queue) >= self.size:
-                raise VqclipError(f"branch: {self.size} changes are already waiting for the next step; wait for the "
-                                  "run to take them, then branch again")
-            self._queue.append(request)
-        return request.future
+            if len(self._queue) < self.size:  # one queue with the steers: all taken in the order they came
+                self._queue.append(request)
+                return request.future
+        raise VqclipError(f"branch: {self.size} changes are already waiting for the next step; wait for the run to "
+                          "take them, then branch again")
 
     def pause(self) -> None:
         """Hold the run at the start of its next step until `resume()`."""

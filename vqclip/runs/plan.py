@@ -157,7 +157,7 @@ def run_plan(placed: Sequence[Placed], run: Callable[..., Any], *, cache=None, s
     callbacks and one memo of best-of-n's trials that the `candidates.keep` images of a batch share), a stopped one
     resumed, a complete one skipped; each batch's grids and batch.yaml written for its runs. Stops after a run stopped
     early. Returns every run (skipped ones read back from their folders); `report` sees each run made as it ends;
-    `steering` (one run's plan only) steers the run made or resumed."""
+    `steering` (one run's plan only) steers a run it resumes (a new run is steered through `run`)."""
     from .resume import resume_run  # here: the run path (torch) only to run, not to plan
 
     trials: dict = {}
@@ -171,7 +171,6 @@ def run_plan(placed: Sequence[Placed], run: Callable[..., Any], *, cache=None, s
             result = resume_run(job.dest, cache=cache, stop=stop, extra_callbacks=callbacks, steering=steering)
         else:
             more = {"trials": trials} if shared else {}  # the images of one batch of starts: its trials run once
-            more.update({"steering": steering} if steering is not None else {})
             result = run(job.cfg, cache=cache, stop=stop, extra_callbacks=list(callbacks), **more)
         if report is not None:
             report(result)

@@ -52,6 +52,15 @@ def resume_run(run_dir: str | Path, *, overrides: Optional[dict] = None, cache: 
     one-line error); the temporary files of writes a kill cut short are removed first; a state.pt saved by another
     job than job.yaml's (`statefile.check_job`) is refused. `steering` steers the resumed run (see `run_job`): its
     changes are recorded in job.yaml after the run's earlier steers."""
+    try:
+        return _resume(run_dir, overrides, cache, stop, extra_callbacks, steering)
+    finally:
+        if steering is not None and not steering.finished:  # refused before it ran: later steers are errors, not lost
+            steering.finish()
+
+
+def _resume(run_dir, overrides, cache, stop, extra_callbacks, steering) -> RunResult:
+    """`resume_run` but for the end of its steering."""
     folder = RunFolder(run_dir)
     cfg = read_job(folder.path, overrides)
     folder.lock()
@@ -66,8 +75,6 @@ def resume_run(run_dir: str | Path, *, overrides: Optional[dict] = None, cache: 
         return run_job(cfg, cache=cache, stop=stop, extra_callbacks=extra_callbacks, folder=folder, saved=saved,
                        steering=steering)
     finally:
-        if steering is not None and not steering.finished:  # refused before the run began: later steers are errors
-            steering.finish()
         folder.unlock()
 
 

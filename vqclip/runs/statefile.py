@@ -28,8 +28,8 @@ JOB_KEY = "job"
 # cluster's worker), a branch's record of the run it came from (`branch`); every other key shapes the pixels or the
 # files and must stay as the run had it
 FREE_KEYS = frozenset({"steps", "device", "devices", "threads", "memory", "micro_batch", "compile", "decoder_layout",
-                       "cudnn_benchmark", "output.dir", "output.progress", "init.mask", "branch.parent",
-                       "branch.step"})
+                       "cudnn_benchmark", "output.dir", "output.progress", "init.mask"}) | {"branch.parent",
+                                                                                               "branch.step"}
 
 
 def job_settings(cfg: GenerateConfig) -> dict[str, Any]:
