@@ -44,6 +44,10 @@ def test_a_branch_at_the_states_step_starts_from_it_and_ends_as_its_job_from_scr
     assert main(["branch", str(killed), "--at", "4", "--prompt", GREEN, "--stop"]) == 0
     assert "from its state then" in capsys.readouterr().err
     child = killed.parent / "run-b1"
+    later = [p.name for p in (killed / "frames").glob("*.png") if int(p.stem) >= 4]
+    assert later  # the stopped run's last frame, at step 4: the child's to make, not the parent's to give
+    assert sorted(p.name for p in (child / "frames").glob("*.png")) == sorted(
+        p.name for p in (killed / "frames").glob("*.png") if int(p.stem) < 4)
     start = load_state(child / "state.pt")
     for key in ("step", "z", "z_init", "rng", "torch_rng"):
         assert torch.equal(torch.as_tensor(start[key]), torch.as_tensor(parent[key])), key
