@@ -33,6 +33,11 @@ def _save(fig, path: Path) -> Path:
 
 
 def loss_plot(terms: list[str], rows: list[dict[str, float]], markers: list[tuple[int, str]], path: Path) -> Path:
+    """`loss_figure` written to `path` as PNG."""
+    return _save(loss_figure(terms, rows, markers), path)
+
+
+def loss_figure(terms: list[str], rows: list[dict[str, float]], markers: list[tuple[int, str]]):
     """The loss per step: the total and each term (rows {"step", "total", term...}), with a dashed line and a label at
     each marker (step, label): story keyframes and steers."""
     from matplotlib.figure import Figure  # here: matplotlib is an extra, and only drawing needs it
@@ -52,10 +57,15 @@ def loss_plot(terms: list[str], rows: list[dict[str, float]], markers: list[tupl
     ax.set_title("loss per term")
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
 def score_plot(frames: list[dict], path: Path, best: Optional[int] = None) -> Path:
+    """`score_figure` written to `path` as PNG."""
+    return _save(score_figure(frames, best), path)
+
+
+def score_figure(frames: list[dict], best: Optional[int] = None):
     """The judge's score (and its aesthetic score, where there is one) of each scored frame [{step, judge,
     aesthetic, guide}] on the left axis, the guide's own score on the right (their scales differ); `best`: the
     kept frame's step, marked."""
@@ -83,4 +93,4 @@ def score_plot(frames: list[dict], path: Path, best: Optional[int] = None) -> Pa
     ax.set_title("score per saved frame: the judge beside the guide")
     ax.legend(handles, labels, fontsize=7, loc="lower right")
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
