@@ -39,6 +39,7 @@ MAX_BODY = 256 << 10  # bytes of a job request
 MAX_PIXELS = 4096 * 4096
 FORM_SLACK = 64 << 10  # bytes of a multipart form around its file
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")  # what Pillow may parse of an upload (not EPS: Ghostscript)
+REPORT_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; sandbox"
 
 
 def fail(status: int, message: str, field: Optional[str] = None) -> JSONResponse:
@@ -274,6 +275,10 @@ def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional["
 
     @app.get("/files/{name:path}")
     async def files(name: str):
-        return FileResponse(safe_file(outputs, name), headers={"Cache-Control": "no-cache"})
+        path = safe_file(outputs, name)
+        headers = {"Cache-Control": "no-cache"}
+        if path.suffix.lower() == ".html":  # a report: its inlined images and style, nothing else, no script
+            headers["Content-Security-Policy"] = REPORT_POLICY
+        return FileResponse(path, headers=headers)
 
     return app
