@@ -19,6 +19,7 @@ from vqclip.runs.jobs import build_config
 from vqclip.runs.pipeline import run_job
 
 STEPS = 6
+pytestmark = pytest.mark.usefixtures("run_reports")
 
 
 def scores_file(folder, frames, best=None):
@@ -31,7 +32,7 @@ def scores_file(folder, frames, best=None):
 
 
 @pytest.fixture(scope="module")
-def run(tiny_job, tmp_path_factory):
+def run(run_reports, tiny_job, tmp_path_factory):
     job = {**tiny_job, "prompt": "a red ball https://example.org <script>", "seed": 5, "steps": STEPS,
            "steer": [{"at": 3, "prompt": "a blue cube"}],
            "output": {"dir": str(tmp_path_factory.mktemp("report") / "run"), "progress": False, "video": False,
@@ -165,3 +166,15 @@ def test_markers_are_the_jobs_story_keyframes_and_steers_by_step(tmp_path):
                                           (28, [0, 3, 6, 9, 12, 15, 18, 21, 24, 27])])
 def test_the_strip_holds_the_first_and_last_frames_and_at_most_ten(count, picked):
     assert strip_frames(list(range(count))) == picked
+
+
+def test_a_zoom_story_run_reports_its_keyframes_and_a_curve_per_step(tiny_job, tmp_path):
+    job = {**tiny_job, "prompt": "a", "story": [{"at": 0, "prompt": "a red cat"}, {"at": 3, "prompt": "a blue dog"}],
+           "steps": 6, "seed": 1, "animation": {"mode": "zoom", "every": 2, "zoom": 1.1},
+           "output": {"dir": str(tmp_path / "z"), "progress": False, "video": False}}
+    done = run_job(build_config(job))
+    rec = read_run(done.dir)
+    assert [r["step"] for r in rec.losses] == list(range(6)) and rec.markers == [(0, "story: a red cat"),
+                                                                                 (3, "story: a blue dog")]
+    text = (done.dir / "report.html").read_text()
+    assert "step 3: story: a blue dog" in text and text.count("<figcaption>step ") == 4  # frames 0, 2, 4, 6

@@ -29,7 +29,8 @@ STYLE = """body{font-family:sans-serif;margin:1.5em;max-width:60em;color:#222}h1
 h2{font-size:1.1em;border-bottom:1px solid #ccc;margin-top:1.5em}pre{background:#f6f6f6;padding:.6em;overflow:auto}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:right}
 .strip{display:flex;flex-wrap:wrap;gap:.4em}.strip figure{margin:0;text-align:center;font-size:.8em}
-.missing{color:#8a5a00}img.plot{max-width:100%}"""
+.missing{color:#8a5a00}img.plot{max-width:100%}.strip img{width:96px;image-rendering:pixelated}
+img.final{width:256px;image-rendering:pixelated}"""
 
 
 def esc(text) -> str:
@@ -106,7 +107,7 @@ def _frames_section(rec: RunRecord) -> str:
     out = "<section id=\"frames\"><h2>Frames</h2>"
     final = rec.folder / FINAL_FILE
     if final.is_file():
-        out += f"<figure><img alt=\"final image\" src=\"{thumbnail(final, FINAL_SIDE)}\"><figcaption>final.png" \
+        out += f"<figure><img class=\"final\" alt=\"final image\" src=\"{thumbnail(final, FINAL_SIDE)}\"><figcaption>final.png" \
                "</figcaption></figure>"
     if not rec.frames:
         return out + "<p class=\"missing\">no saved frames</p></section>"
@@ -133,7 +134,8 @@ def report_html(rec: RunRecord, loss_png: Optional[Path], scores_png: Optional[P
     body = (f"<h1>{esc(rec.folder.name)}</h1><p>{esc(prompt)}</p>"
             + (f"<ul class=\"missing\" id=\"missing\">{notes}</ul>" if notes else "")
             + _loss_section(rec, loss_png) + _judge_section(rec, scores_png) + _frames_section(rec)
-            + f"<section id=\"job\"><h2>Job</h2><pre>{esc(rec.job_text) or 'no job.yaml'}</pre></section>"
+            + f"<section id=\"job\"><h2>Job</h2><details><summary>job.yaml</summary><pre>"
+            f"{esc(rec.job_text) or 'no job.yaml'}</pre></details></section>"
             + _speed_section(rec))
     return page(f"vqclip report: {rec.folder.name}", body)
 

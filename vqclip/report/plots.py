@@ -12,6 +12,7 @@ from ..errors import VqclipError
 from ..files.atomic import atomic_path
 
 WIDTH, HEIGHT, DPI = 8.0, 3.6, 90  # inches and dots per inch: 720x324 pixels, small enough to inline
+MARGINS = (0.09, 0.14, 0.9, 0.9)  # left, bottom, right, top: room for the labels of both axes (no tight_layout: slow)
 
 
 class MissingPlotting(VqclipError):
@@ -43,6 +44,7 @@ def loss_figure(terms: list[str], rows: list[dict[str, float]], markers: list[tu
     from matplotlib.figure import Figure  # here: matplotlib is an extra, and only drawing needs it
 
     fig = Figure(figsize=(WIDTH, HEIGHT))
+    fig.subplots_adjust(*MARGINS)
     ax = fig.add_subplot()
     for name in ["total", *terms]:
         points = [(r["step"], r[name]) for r in rows if name in r]
@@ -56,7 +58,6 @@ def loss_figure(terms: list[str], rows: list[dict[str, float]], markers: list[tu
     ax.set_ylabel("loss (lower is better)")
     ax.set_title("loss per term")
     ax.legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
     return fig
 
 
@@ -72,6 +73,7 @@ def score_figure(frames: list[dict], best: Optional[int] = None):
     from matplotlib.figure import Figure  # here: matplotlib is an extra, and only drawing needs it
 
     fig = Figure(figsize=(WIDTH, HEIGHT))
+    fig.subplots_adjust(*MARGINS)
     ax = fig.add_subplot()
     steps = [f["step"] for f in frames]
     ax.plot(steps, [f["judge"] for f in frames], "o-", color="tab:blue", label="judge")
@@ -92,5 +94,4 @@ def score_figure(frames: list[dict], best: Optional[int] = None):
         ax.axvline(best, color="tab:red", linestyle=":", linewidth=1)
     ax.set_title("score per saved frame: the judge beside the guide")
     ax.legend(handles, labels, fontsize=7, loc="lower right")
-    fig.tight_layout()
     return fig
