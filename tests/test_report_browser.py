@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (pip install playwright)")
+sync_api = pytest.importorskip("playwright.sync_api",
+                               reason="the browser tests need playwright (pip install playwright)")
 pytest.importorskip("matplotlib", reason="report.html's plots need vqclip[report]")
 
 from vqclip.runs.jobs import build_config  # noqa: E402

@@ -107,8 +107,8 @@ def _frames_section(rec: RunRecord) -> str:
     out = "<section id=\"frames\"><h2>Frames</h2>"
     final = rec.folder / FINAL_FILE
     if final.is_file():
-        out += f"<figure><img class=\"final\" alt=\"final image\" src=\"{thumbnail(final, FINAL_SIDE)}\"><figcaption>final.png" \
-               "</figcaption></figure>"
+        out += (f"<figure><img class=\"final\" alt=\"final image\" src=\"{thumbnail(final, FINAL_SIDE)}\">"
+                "<figcaption>final.png</figcaption></figure>")
     if not rec.frames:
         return out + "<p class=\"missing\">no saved frames</p></section>"
     figures = "".join(f"<figure><img alt=\"step {step}\" src=\"{thumbnail(path, THUMB)}\"><figcaption>step {step}"
