@@ -178,3 +178,33 @@ def test_a_zoom_story_run_reports_its_keyframes_and_a_curve_per_step(tiny_job, t
                                                                                  (3, "story: a blue dog")]
     text = (done.dir / "report.html").read_text()
     assert "step 3: story: a blue dog" in text and text.count("<figcaption>step ") == 4  # frames 0, 2, 4, 6
+
+
+def test_scores_are_the_frames_with_a_judges_number_by_step(tmp_path):
+    from vqclip.report.read import read_scores
+    frames = [{"step": 4, "judge": 0.4}, {"step": 0, "judge": 0.1}, {"step": 2, "judge": None}, "x",
+              {"step": 6, "judge": float("nan")}, {"step": "8", "judge": 0.3}, {"step": 9, "judge": True}]
+    (tmp_path / "scores.json").write_text(json.dumps({"frames": frames}))
+    assert [f["step"] for f in read_scores(tmp_path)["frames"]] == [0, 4]
+    (tmp_path / "scores.json").write_text("{not json")
+    assert read_scores(tmp_path) is None
+    (tmp_path / "scores.json").write_text('{"frames": {}}')
+    assert read_scores(tmp_path) is None
+
+
+def test_a_loss_table_cut_short_keeps_the_rows_that_parse(tmp_path):
+    from vqclip.report.read import read_losses
+    (tmp_path / "l.csv").write_text("step,total,a,b\n0,1.5,1.0,0.5\n1,x,1.0,0.5\n2,1.0,1.0,\n3,0.9,0.")
+    terms, rows = read_losses(tmp_path / "l.csv")
+    assert terms == ["a", "b"] and rows == [{"step": 0, "total": 1.5, "a": 1.0, "b": 0.5},
+                                            {"step": 2, "total": 1.0, "a": 1.0}, {"step": 3, "total": 0.9, "a": 0.0}]
+    (tmp_path / "l.csv").write_text("steps,loss\n0,1\n")
+    assert read_losses(tmp_path / "l.csv") == ([], [])
+
+
+def test_every_folder_is_checked_before_any_report_is_written(run, tmp_path, capsys):
+    folder = tmp_path / "run"
+    shutil.copytree(run.dir, folder)
+    (folder / "report.html").unlink()
+    assert main(["report", str(folder), str(tmp_path / "nope")]) == 2
+    assert not (folder / "report.html").exists() and "nope: no such folder" in capsys.readouterr().err

@@ -27,8 +27,7 @@ JOB_KEY = "job"
 # the progress bar (`--quiet`) and the report (`--no-report`), where the folder's own mask.png lies (`init.mask`: a folder moved, or made on a
 # cluster's worker); every other key shapes the pixels or the files and must stay as the run had it
 FREE_KEYS = frozenset({"steps", "device", "devices", "threads", "memory", "micro_batch", "compile", "decoder_layout",
-                       "cudnn_benchmark", "output.dir", "output.progress", "init.mask",
-                       "output.report"})
+                       "cudnn_benchmark", "output.dir", "output.report", "output.progress", "init.mask"})
 
 
 def job_settings(cfg: GenerateConfig) -> dict[str, Any]:

@@ -50,7 +50,9 @@ def safe_file(outputs: Path, name: str, *, folder: bool = False) -> Path:
         if kind != "folder" or path == outputs:
             raise HTTPException(404, f"{name[:80]!r}: no such run")
         return path
-    if path.suffix.lower() not in SERVED and path.name not in PAGES:
+    if path.name in PAGES and kind == "file":  # a run's report, a batch's ranking: the only HTML served
+        return path
+    if path.suffix.lower() not in SERVED:
         raise HTTPException(400, f"{name[:80]!r}: only images, videos and job files are served")
     if kind != "file":
         raise HTTPException(404, f"{name[:80]!r}: no such file")

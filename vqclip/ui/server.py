@@ -39,7 +39,8 @@ MAX_BODY = 256 << 10  # bytes of a job request
 MAX_PIXELS = 4096 * 4096
 FORM_SLACK = 64 << 10  # bytes of a multipart form around its file
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")  # what Pillow may parse of an upload (not EPS: Ghostscript)
-REPORT_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; sandbox"
+# what a served file may load or run, should it be a page (a run's report.html): its inlined images and style, no script
+FILES_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; sandbox"
 
 
 def fail(status: int, message: str, field: Optional[str] = None) -> JSONResponse:
@@ -275,10 +276,7 @@ def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional["
 
     @app.get("/files/{name:path}")
     async def files(name: str):
-        path = safe_file(outputs, name)
-        headers = {"Cache-Control": "no-cache"}
-        if path.suffix.lower() == ".html":  # a report: its inlined images and style, nothing else, no script
-            headers["Content-Security-Policy"] = REPORT_POLICY
-        return FileResponse(path, headers=headers)
+        return FileResponse(safe_file(outputs, name), headers={"Cache-Control": "no-cache",
+                                                               "Content-Security-Policy": FILES_POLICY})
 
     return app
