@@ -91,6 +91,7 @@ def test_losses_are_written_at_each_frame_and_state_save_only(tmp_path):
 def test_a_term_that_appears_later_gets_its_column_and_earlier_rows_leave_it_empty(tmp_path):
     log = LossLog(tmp_path)
     log(event(0, a=1.0))
+    log.flush()  # a save before the term exists
     log(event(1, a=2.0, guide=0.5))
     log.flush()
     assert table(tmp_path / "losses.csv") == [["step", "total", "a", "guide"], ["0", "1.0", "1.0", ""],
