@@ -88,6 +88,15 @@ def test_losses_are_written_at_each_frame_and_state_save_only(tmp_path):
     assert written == [1, 1, 1, 4, 5, 5, 7, 7, 7, 10]
 
 
+def test_a_run_that_saves_nothing_writes_every_thousand_steps(tmp_path):
+    log = LossLog(tmp_path, frames=0, states=0)
+    for step in range(999):
+        log(event(step, a=1.0))
+    assert not (tmp_path / "losses.csv").exists()
+    log(event(999, a=1.0))
+    assert len(table(tmp_path / "losses.csv")) == 1001 and log.pending == []
+
+
 def test_a_term_that_appears_later_gets_its_column_and_earlier_rows_leave_it_empty(tmp_path):
     log = LossLog(tmp_path)
     log(event(0, a=1.0))

@@ -24,6 +24,8 @@ from ..report.read import LOSSES_FILE, SPEED_FILE, STEP, TOTAL, read_losses
 
 log = logging.getLogger("vqclip")
 
+MAX_PENDING = 1000  # steps held on the device at most (a run that saves no frames and no state): then written
+
 
 class LossLog:
     """The callback that records each step's loss terms and the run's pace, and writes losses.csv (`flush`) with
@@ -50,8 +52,8 @@ class LossLog:
         if event.trial or event.frame is not None:  # a trial of best-of-n, a restyle's frame: not the run's curve
             return
         self.pending.append((event.step, event.loss_terms))
-        if (self.frames > 0 and event.step % self.frames == 0) or (self.states > 0 and
-                                                                    (event.step + 1) % self.states == 0):
+        if (self.frames > 0 and event.step % self.frames == 0) or (self.states > 0 and (
+                event.step + 1) % self.states == 0) or len(self.pending) >= MAX_PENDING:
             self.flush()
 
     def flush(self) -> Optional[Path]:
