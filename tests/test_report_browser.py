@@ -64,3 +64,38 @@ def test_the_report_opens_offline_with_every_section(run_reports, tiny_job, tmp_
     assert Image.open(shot).format == "PNG"
     if os.environ.get("VQCLIP_UI_SCREENSHOT"):
         Image.open(shot).convert("RGB").quantize(128).save(SCREENSHOT, optimize=True)
+
+
+def test_the_page_shows_a_runs_report_plots_and_links_its_report(tmp_path):
+    pytest.importorskip("fastapi", reason="the web page's server needs vqclip[ui]")
+    pytest.importorskip("uvicorn", reason="the web page's server needs vqclip[ui]")
+    from uiserver import LiveServer
+
+    from vqclip.report.plots import loss_plot
+
+    run = tmp_path / "outputs" / "run"
+    (run / "report").mkdir(parents=True)
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(run / "final.png")
+    loss_plot(["clip:a"], [{"step": s, "total": 1.0 / (s + 1), "clip:a": 1.0 / (s + 1)} for s in range(5)], [],
+              run / "report" / "loss.png")
+    (run / "report.html").write_text("<!DOCTYPE html><html><body><section id='loss'>report</section></body></html>")
+    srv = LiveServer(tmp_path / "outputs", device="cpu").start()
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1200, "height": 900})
+                page.goto(srv.url + "/#browse")
+                page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+                page.click("#gallery .card[data-name='run']")
+                page.wait_for_function("[...document.querySelectorAll('#d-plots img')].length == 1 && "
+                                       "[...document.querySelectorAll('#d-plots img')].every(i => i.complete && "
+                                       "i.naturalWidth == 720)")
+                href = page.get_attribute("#d-links a[href$='report.html']", "href")
+                assert href == "/files/run/report.html"
+                page.goto(srv.url + href)
+                assert page.locator("#loss").inner_text() == "report"
+            finally:
+                browser.close()
+    finally:
+        srv.stop()
