@@ -97,6 +97,21 @@ def test_a_run_that_saves_nothing_writes_every_thousand_steps(tmp_path):
     assert len(table(tmp_path / "losses.csv")) == 1001 and log.pending == []
 
 
+def test_a_save_appends_its_rows_and_a_new_column_rewrites_the_file(tmp_path):
+    log = LossLog(tmp_path)
+    log(event(0, a=1.0))
+    log.flush()
+    first = (tmp_path / "losses.csv").stat().st_ino
+    log(event(1, a=2.0))
+    log.flush()
+    assert (tmp_path / "losses.csv").stat().st_ino == first  # appended, not written again
+    log(event(2, a=2.0, b=1.0))
+    log.flush()
+    assert (tmp_path / "losses.csv").stat().st_ino != first  # a new column: the whole file, atomically
+    assert [r[:3] for r in table(tmp_path / "losses.csv")] == [["step", "total", "a"], ["0", "1.0", "1.0"],
+                                                               ["1", "2.0", "2.0"], ["2", "3.0", "2.0"]]
+
+
 def test_a_term_that_appears_later_gets_its_column_and_earlier_rows_leave_it_empty(tmp_path):
     log = LossLog(tmp_path)
     log(event(0, a=1.0))

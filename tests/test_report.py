@@ -194,10 +194,11 @@ def test_scores_are_the_frames_with_a_judges_number_by_step(tmp_path):
 
 def test_a_loss_table_cut_short_keeps_the_rows_that_parse(tmp_path):
     from vqclip.report.read import read_losses
-    (tmp_path / "l.csv").write_text("step,total,a,b\n0,1.5,1.0,0.5\n1,x,1.0,0.5\n2,1.0,1.0,\n3,0.9,0.")
-    terms, rows = read_losses(tmp_path / "l.csv")
+    (tmp_path / "l.csv").write_text("step,total,a,b\n0,1.5,1.0,0.5\n1,x,1.0,0.5\n2,1.0,1.0,\n3,0.9,0.8,0.1\n4,0.8,0.")
+    terms, rows = read_losses(tmp_path / "l.csv")  # step 4: an append a kill cut short (0.8 might be 0.85)
     assert terms == ["a", "b"] and rows == [{"step": 0, "total": 1.5, "a": 1.0, "b": 0.5},
-                                            {"step": 2, "total": 1.0, "a": 1.0}, {"step": 3, "total": 0.9, "a": 0.0}]
+                                            {"step": 2, "total": 1.0, "a": 1.0},
+                                            {"step": 3, "total": 0.9, "a": 0.8, "b": 0.1}]
     (tmp_path / "l.csv").write_text("steps,loss\n0,1\n")
     assert read_losses(tmp_path / "l.csv") == ([], [])
 

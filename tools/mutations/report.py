@@ -23,6 +23,8 @@ MUTATIONS = [
     M("a term that appears mid-run (a steered guide) gets no column", LOG,
       "self.terms += [k for k in dict.fromkeys(names) if k not in self.terms]",
       "self.terms = self.terms or list(dict.fromkeys(names))", T_LOG),
+    M("a term that appears mid-run is appended under the old header (its column has no name)", LOG,
+      "if self.written != self.terms:", "if self.written is None:", T_LOG),
     M("the total column is the largest term, not their sum", LOG, "repr(sum(terms.values()))",
       "repr(max(terms.values()))", T_LOG),
     M("best-of-n's trial steps are written as the run's curve", LOG, "if event.trial or event.frame is not None:",
@@ -48,6 +50,8 @@ MUTATIONS = [
     M("scores.json frames kept in file order, not by step", READ,
       'return {**data, "frames": sorted(frames, key=lambda f: f["step"])}', 'return {**data, "frames": frames}',
       T_REPORT),
+    M("a last line a kill cut short is read as a row (a number cut to fewer digits)", READ,
+      'text = text[:text.rfind("\\n") + 1]', "text = text", T_REPORT),
     M("a row cut mid-write stops the reading (rows after it lost)", READ,
       "        except (ValueError, IndexError):\n            continue", "        except (ValueError, IndexError):\n"
       "            break", T_REPORT),

@@ -24,8 +24,10 @@ RUN_MARKERS = (JOB_FILE, FINAL_FILE, FRAMES_DIR, LOSSES_FILE)  # any of them: th
 
 def read_losses(path: Path) -> tuple[list[str], list[dict[str, float]]]:
     """losses.csv as (term names, rows {"step": s, "total": x, term: x, ...}) in file order; a row that does not
-    parse (a file cut by hand) is skipped, an empty cell is a term that step did not have."""
+    parse (a file cut by hand) or a last line a kill cut short is skipped, an empty cell is a term that step did not
+    have."""
     text = Path(path).read_text(encoding="utf-8")
+    text = text[:text.rfind("\n") + 1]  # a last line without its end: a write cut short, not a row
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if not header or header[:2] != [STEP, TOTAL]:

@@ -1,9 +1,10 @@
 """What a run records for its report: losses.csv (the loss of each step per term of the objective, and their sum)
-and run.json (its speed: it/s, peak memory, device), both in the run folder and written atomically.
+and run.json (its speed: it/s, peak memory, device), both in the run folder.
 
 A step costs one list append (the terms stay device tensors); they are read from the device in one transfer when
-the file is written: at each saved frame or state, and at the end. A resume keeps the rows before its saved step and
-writes the rest again, so no step is there twice.
+the file is written: at each saved frame or state, and at the end, appended with an fsync (a kill leaves every row
+up to the last save; a line it cut short is not read). A resume keeps the rows before its saved step and writes the
+rest again, so no step is there twice.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import csv
 import io
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Optional
 
 import torch
 
+from ..errors import write_error
 from ..files.atomic import write_text
 from ..optim.loop import StepEvent, loss_numbers
 from ..report.read import LOSSES_FILE, SPEED_FILE, STEP, TOTAL, read_losses
@@ -39,6 +42,7 @@ class LossLog:
         self.terms: list[str] = []
         self.rows: list[tuple[int, dict]] = []  # (step, {term: number}) already read from the device
         self.pending: list[tuple[int, dict]] = []  # (step, {term: 0-d device tensor or float}) not yet read
+        self.written: Optional[list[str]] = None  # the columns of the file on disk, once this log wrote it whole
         self.events = 0
         self.began = time.perf_counter()
         if start > 0 and self.path.is_file():
@@ -57,23 +61,41 @@ class LossLog:
             self.flush()
 
     def flush(self) -> Optional[Path]:
-        """Read the pending steps from the device (one transfer) and rewrite losses.csv whole, atomically."""
+        """Read the pending steps from the device (one transfer) and write them to losses.csv: appended to the rows
+        there (one write, then fsync), or the file rewritten whole, atomically, at its first write, when a term
+        appears (a new column) and at a resume's first write (the rows past its saved step dropped)."""
+        new: list[tuple[int, dict]] = []
         if self.pending:
             names = [k for _, terms in self.pending for k in terms]
             values = iter(loss_numbers([v for _, terms in self.pending for v in terms.values()]))
-            for step, terms in self.pending:
-                self.rows.append((step, {k: next(values) for k in terms}))
+            new = [(step, {k: next(values) for k in terms}) for step, terms in self.pending]
+            self.rows += new
             self.terms += [k for k in dict.fromkeys(names) if k not in self.terms]
             self.pending = []
         if not self.rows:
             return None
+        if self.written != self.terms:
+            write_text(self.path, self._text([[STEP, TOTAL, *self.terms]], self.rows), fsync=True)
+            self.written = list(self.terms)
+        elif new:
+            try:
+                with open(self.path, "a", encoding="utf-8", newline="") as f:
+                    f.write(self._text([], new))
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as exc:
+                raise write_error(self.path, exc) from None
+        return self.path
+
+    def _text(self, head: list[list[str]], rows: list[tuple[int, dict]]) -> str:
+        """CSV lines: `head`, then a line per row (step, total, each term or empty)."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow([STEP, TOTAL, *self.terms])
-        for step, terms in self.rows:
+        writer.writerows(head)
+        for step, terms in rows:
             writer.writerow([step, repr(sum(terms.values())), *(repr(terms[k]) if k in terms else "" for k in
                                                                  self.terms)])
-        return write_text(self.path, out.getvalue(), fsync=True)
+        return out.getvalue()
 
     def speed(self, device: torch.device, first: int, last: int) -> dict:
         """This process's part of the run: steps `first` to `last`, seconds, it/s (every step it ran, best-of-n's
