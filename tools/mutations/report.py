@@ -25,6 +25,8 @@ MUTATIONS = [
       "self.terms = self.terms or list(dict.fromkeys(names))", T_LOG),
     M("a term that appears mid-run is appended under the old header (its column has no name)", LOG,
       "if self.written != self.terms:", "if self.written is None:", T_LOG),
+    M("the terms' numbers read from the device land in the wrong cells", LOG,
+      "return torch.stack(values).float().tolist()", "return torch.stack(values).float().tolist()[::-1]", T_LOG),
     M("the total column is the largest term, not their sum", LOG, "repr(sum(terms.values()))",
       "repr(max(terms.values()))", T_LOG),
     M("best-of-n's trial steps are written as the run's curve", LOG, "if event.trial or event.frame is not None:",
