@@ -16,8 +16,8 @@ T_GALLERY = ("tests/test_gallery_report.py",)
 MUTATIONS = [
     # --- losslog.py: every step once, per term, written at the saves, continued by a resume
     M("losses.csv written a step after each saved frame (a crash loses the frame's own row)", LOG,
-      "(self.frames > 0 and event.step % self.frames == 0)", "(self.frames > 0 and (event.step + 1) % self.frames == 0)",
-      T_LOG),
+      "at_frame = self.frames > 0 and event.step % self.frames == 0",
+      "at_frame = self.frames > 0 and (event.step + 1) % self.frames == 0", T_LOG),
     M("a resume keeps the row of its own first step and writes it again", LOG, 'if r["step"] < start]',
       'if r["step"] <= start]', T_LOG),
     M("a term that appears mid-run (a steered guide) gets no column", LOG,

@@ -2,9 +2,9 @@
 and run.json (its speed: it/s, peak memory, device), both in the run folder.
 
 A step costs one list append (the terms stay device tensors); they are read from the device in one transfer when
-the file is written: at each saved frame or state, and at the end, appended with an fsync (a kill leaves every row
-up to the last save; a line it cut short is not read). A resume keeps the rows before its saved step and writes the
-rest again, so no step is there twice.
+the file is written: at each saved frame or state, and at the end, appended (a kill leaves every row up to the last
+save; a line it cut short is not read; an fsync with each saved state and at the end). A resume keeps the rows
+before its saved step and writes the rest again, so no step is there twice.
 """
 
 from __future__ import annotations
@@ -56,14 +56,17 @@ class LossLog:
         if event.trial or event.frame is not None:  # a trial of best-of-n, a restyle's frame: not the run's curve
             return
         self.pending.append((event.step, event.loss_terms))
-        if (self.frames > 0 and event.step % self.frames == 0) or (self.states > 0 and (
-                event.step + 1) % self.states == 0) or len(self.pending) >= MAX_PENDING:
-            self.flush()
+        at_frame = self.frames > 0 and event.step % self.frames == 0
+        at_state = self.states > 0 and (event.step + 1) % self.states == 0
+        if at_frame or at_state or len(self.pending) >= MAX_PENDING:
+            self.flush(sync=at_state)
 
-    def flush(self) -> Optional[Path]:
+    def flush(self, sync: bool = True) -> Optional[Path]:
         """Read the pending steps from the device (one transfer) and write them to losses.csv: appended to the rows
-        there (one write, then fsync), or the file rewritten whole, atomically, at its first write, when a term
-        appears (a new column) and at a resume's first write (the rows past its saved step dropped)."""
+        there (one write), or the file rewritten whole, atomically, at its first write, when a term appears (a new
+        column) and at a resume's first write (the rows past its saved step dropped). `sync`: fsync it too (with
+        each saved state and at the end: a system crash then loses no row a resume needs; a killed process loses
+        nothing written either way, and a save without the fsync costs a frame's save a few ms less)."""
         new: list[tuple[int, dict]] = []
         if self.pending:
             names = [k for _, terms in self.pending for k in terms]
@@ -75,14 +78,15 @@ class LossLog:
         if not self.rows:
             return None
         if self.written != self.terms:
-            write_text(self.path, self._text([[STEP, TOTAL, *self.terms]], self.rows), fsync=True)
+            write_text(self.path, self._text([[STEP, TOTAL, *self.terms]], self.rows), fsync=sync)
             self.written = list(self.terms)
         elif new:
             try:
                 with open(self.path, "a", encoding="utf-8", newline="") as f:
                     f.write(self._text([], new))
-                    f.flush()
-                    os.fsync(f.fileno())
+                    if sync:
+                        f.flush()
+                        os.fsync(f.fileno())
             except OSError as exc:
                 raise write_error(self.path, exc) from None
         return self.path
