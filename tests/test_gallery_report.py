@@ -4,7 +4,6 @@ and the server serves exactly those HTML files (no other .html), every file unde
 from __future__ import annotations
 
 import urllib.request
-from pathlib import Path
 
 import pytest
 from PIL import Image
