@@ -42,6 +42,32 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_run_reports():
+    """The suite's runs end without report.html (its plots cost ~0.2 s a run, and the suite makes hundreds of runs);
+    the report's own tests turn it back on with `run_reports`."""
+    from vqclip.runs import pipeline
+
+    real = pipeline.write_report_at_end
+    pipeline.write_report_at_end = _no_report
+    yield real
+    pipeline.write_report_at_end = real
+
+
+def _no_report(folder):
+    return None
+
+
+@pytest.fixture(scope="module")
+def run_reports(_no_run_reports):
+    """Runs of this module end with their report.html, as outside the suite."""
+    from vqclip.runs import pipeline
+
+    pipeline.write_report_at_end = _no_run_reports
+    yield
+    pipeline.write_report_at_end = _no_report
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch):
     """Each test gets its own VQCLIP_HOME, so nothing touches ./checkpoints or a user cache."""

@@ -93,7 +93,8 @@ def test_a_2x2_sweep_writes_4_runs_and_a_grid_of_their_finals(tmp_path, tiny_job
            "sweep": {"optimizer.lr": [0.05, 0.2], "seed": [1, 2]}}
     assert main(["run", str(write_job(tmp_path, job))]) == 0
     names = [[f"lr={lr},seed={s}" for s in (1, 2)] for lr in (0.05, 0.2)]
-    assert sorted(p.name for p in out.iterdir()) == sorted(["batch.yaml", "grid.png", *names[0], *names[1]])
+    assert sorted(p.name for p in out.iterdir()) == sorted(["batch.yaml", "batch.html", "grid.png", *names[0],
+                                                            *names[1]])
     for r, lr in enumerate((0.05, 0.2)):
         for c, s in enumerate((1, 2)):
             meta = read_metadata(out / names[r][c] / "final.png")

@@ -59,7 +59,7 @@ def test_generate_n_makes_the_folders_jobs_and_images_of_vqclip_run(made, case):
     ran, generated = made[case]
     names = CASES[case][2]
     for root in (ran, generated):
-        assert sorted(p.name for p in root.iterdir()) == sorted([*names, "batch.yaml", "grid.png"])
+        assert sorted(p.name for p in root.iterdir()) == sorted([*names, "batch.yaml", "batch.html", "grid.png"])
     for name in names:
         assert job_of(generated / name) == job_of(ran / name), name
         assert np.array_equal(pixels(generated / name / "final.png"), pixels(ran / name / "final.png")), name

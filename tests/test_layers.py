@@ -26,7 +26,7 @@ LAYERS = {
     "vqclip.nets": 3,
     "vqclip.optim": 4, "vqclip.terms": 4, "vqclip.draw": 4,
     "vqclip.modes": 5,
-    "vqclip.runs": 6,
+    "vqclip.runs": 6, "vqclip.report": 6,
     "vqclip.api": 7, "vqclip.cli": 7, "vqclip.tools": 7, "vqclip.measure": 7, "vqclip.ui": 7, "vqclip.__main__": 7,
     "vqclip": 8, "vqclip.mini.train": 8,  # the package's lazy face (vqclip.Pipeline), and training: nothing imports them
 }

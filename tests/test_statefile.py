@@ -25,7 +25,8 @@ from vqclip.runs.statefile import StateSaver, job_changes, job_settings, load_st
 FREE = {"steps", "device", "devices", "threads", "memory", "micro_batch", "compile", "decoder_layout",
         "cudnn_benchmark", "output.dir", "output.progress",
         "init.mask",  # where the run folder's own mask.png lies (issue 37: a moved folder resumes with it)
-        "branch.parent", "branch.step"}  # a branch's record of where it came from (issue 39): no pixel changes
+        "branch.parent", "branch.step",  # a branch's record of where it came from (issue 39): no pixel changes
+        "output.report"}  # whether report.html is made at the end (issue 40): no pixel changes
 
 
 CACHE = ModelCache()  # the tiny models, loaded once for this file's runs (they are frozen)

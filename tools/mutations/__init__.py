@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from . import branch
-from . import (a1111, camera, cli, config, depth, edit, files, flow, interpolate, math, models, modes, nets, newcomer,
-               optim, regions, runs, steer, terms, tools, ui)
+from . import (a1111, branch, camera, cli, config, depth, edit, files, flow, interpolate, math, models, modes, nets,
+               newcomer, optim, regions, report, runs, steer, terms, tools, ui)
 from ._table import M, Mutation
 
 TABLES = {"math": math, "optim": optim, "modes": modes, "runs": runs, "config": config, "files": files, "nets": nets,
           "ui": ui, "models": models, "newcomer": newcomer, "terms": terms, "tools": tools, "cli": cli, "edit": edit,
           "regions": regions, "depth": depth, "camera": camera, "flow": flow, "interpolate": interpolate,
-          "steer": steer, "a1111": a1111}
-TABLES["branch"] = branch
+          "steer": steer, "a1111": a1111, "branch": branch, "report": report}
 MUTATIONS: list[Mutation] = [m for table in TABLES.values() for m in table.MUTATIONS]
 
 __all__ = ["M", "MUTATIONS", "Mutation", "TABLES"]

@@ -127,6 +127,9 @@ class OutputConfig:
     gif_max_side: Optional[int] = option(None, help="shrink GIF frames so no side exceeds this",
                                          flag="--gif-max-side", metavar="PX", unset="full size")
     upscale: UpscaleConfig = option(help="super-resolution of final.png at the end of a run", factory=UpscaleConfig)
+    report: bool = option(True, help="write report.html and report/*.png (loss per term, judge scores, frames, job, "
+                                     "speed) at the end; needs matplotlib (vqclip[report])", flag="--no-report",
+                          negate=True, flag_help="no report.html at the end (`vqclip report RUN` makes it later)")
 
 
 @dataclass

@@ -19,6 +19,7 @@ from ..files.atomic import write_text
 from ..files.grid import contact_sheet, write_sheet
 from ..files.images import open_rgb
 from ..files.runfolder import slug
+from ..report.batchpage import write_batch_page
 from .jobs import build_config
 
 GRID, RECORD = "grid.png", "batch.yaml"
@@ -155,7 +156,8 @@ def run_members(root: Path, batch: Batch, items: Sequence, run: Callable[[Any], 
 
 
 def write_grids(root: Path, batch: Batch, runs: list) -> list[Path]:
-    """grid.png (or one per value of the third key on) of the runs made, and batch.yaml listing every job."""
+    """grid.png (or one per value of the third key on) of the runs made, batch.yaml listing every job, and batch.html
+    ranking the runs made."""
     finals = {i: open_rgb(r.final) for i, r in enumerate(runs) if r.final.is_file()}
     written = []
     for name, title, rows, cols, cells in sheets(batch):
@@ -169,4 +171,6 @@ def write_grids(root: Path, batch: Batch, runs: list) -> list[Path]:
         {"folder": m.name, "values": m.values, "seed": (runs[i].config.seed if i < len(runs) else m.cfg.seed),
          "done": i < len(runs) and not runs[i].interrupted} for i, m in enumerate(batch.members)]}
     write_text(root / RECORD, yaml.safe_dump(record, sort_keys=False, allow_unicode=True))
+    if batch.members[0].cfg.output.report:
+        write_batch_page(root)  # batch.html: the runs ranked by the judge (or the final loss)
     return written

@@ -41,6 +41,7 @@ from ..optim.steer import Steering
 from .branch import write_branch
 from .callbacks import ProgressBar, SaveFrames, StopOnFlag, wants_trials
 from .devices import across_devices, check_devices
+from .losslog import LossLog, start_memory, write_speed
 from .regionfiles import copies, save_region_masks, with_masks
 from .statefile import StateSaver, job_settings, save_state
 from .upscale import prepare_upscaler, upscaled_name, write_upscaled
@@ -252,6 +253,10 @@ def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, 
         callbacks.append(bar)
     if stop is not None:
         callbacks.append(StopOnFlag(stop))
+    losses = LossLog(folder.path, mode.frame_every(cfg), cfg.state_every if mode.saves_state else 0,
+                     start if mode.saves_state else 0)  # losses.csv, and the pace for run.json
+    callbacks.append(losses)
+    start_memory(device)
     last: list = []  # across devices: the newest scored image, for final.png should a device be lost mid-run
     if len(cfg.devices) > 1:
         def keep_last(event) -> None:
@@ -278,7 +283,12 @@ def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, 
         job = job_settings(cfg)
         if mode.saves_state:  # stopped during best-of-n's trials: every start, and the trials go on at resume
             save_state(result.saved, folder.state, cfg.steps, job)  # before final.png and the video, which need room
-        return finish(cfg, folder, result, mode, frames, upscaler)
+        losses.flush()
+        write_speed(folder.path, losses.speed(device, start, result.steps))
+        done = finish(cfg, folder, result, mode, frames, upscaler)
+        if cfg.output.report:
+            write_report_at_end(folder.path)
+        return done
     except WriteError as exc:  # a full disk, no permission, the folder removed: what was written is kept
         if not resumed:
             folder.release()
@@ -296,6 +306,20 @@ def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, 
     finally:
         if bar:
             bar.close()
+
+
+def write_report_at_end(folder: Path) -> Optional[Path]:
+    """report.html and its plots at the end of a run (`vqclip.report`); without matplotlib one notice and none. A
+    report that cannot be made is a warning: the run's own files are all written by then."""
+    from ..report.page import MissingPlotting, write_report  # here: the report is made once, at the end
+
+    try:
+        return write_report(folder, quiet=True)
+    except MissingPlotting as exc:
+        log.info("%s", exc)
+    except (VqclipError, OSError, ValueError) as exc:
+        log.warning("%s: no report.html (%s); `vqclip report %s` makes it", folder, exc, folder)
+    return None
 
 
 def resume_hint(folder: RunFolder, state_every: Optional[int]) -> str:

@@ -23,13 +23,13 @@ from .regionfiles import canonical
 STATE_VERSION = 1  # keys added since (job, start) are optional: an older state still loads, a newer vqclip reads it
 JOB_KEY = "job"
 # job keys a resume may change without changing what the run computes: the steps to go on to (`--steps`), where and
-# how it runs (`--device`, `--devices`, `--threads`, the memory options an out-of-memory error suggests), the folder
-# and the progress bar (`--quiet`), where the folder's own mask.png lies (`init.mask`: a folder moved, or made on a
-# cluster's worker), a branch's record of the run it came from (`branch`); every other key shapes the pixels or the
-# files and must stay as the run had it
+# how it runs (`--device`, `--devices`, `--threads`, the memory options an out-of-memory error suggests), the folder,
+# the progress bar (`--quiet`) and the report (`--no-report`), where the folder's own mask.png lies (`init.mask`: a
+# folder moved, or made on a cluster's worker), a branch's record of the run it came from (`branch`); every other key
+# shapes the pixels or the files and must stay as the run had it
 FREE_KEYS = frozenset({"steps", "device", "devices", "threads", "memory", "micro_batch", "compile", "decoder_layout",
-                       "cudnn_benchmark", "output.dir", "output.progress", "init.mask"}) | {"branch.parent",
-                                                                                               "branch.step"}
+                       "cudnn_benchmark", "output.dir", "output.report", "output.progress", "init.mask"}) | {
+    "branch.parent", "branch.step"}
 
 
 def job_settings(cfg: GenerateConfig) -> dict[str, Any]:

@@ -23,6 +23,8 @@ from .jobs import UPLOAD, UPLOAD_KEYS
 MAX_ANSWER = 1 << 20  # characters of a run's job as JSON; any real job is a few KB
 UPLOADS = ".uploads"  # uploaded images, inside the outputs folder, named by their random id
 SERVED = {".png": "image/png", ".mp4": "video/mp4", ".gif": "image/gif", ".yaml": "text/yaml"}
+PAGES = {"report.html", "batch.html"}  # the only HTML served: a run's report and a batch's ranking (no script in them)
+PLOTS = "report/*.png"  # a run's report plots
 VIDEOS = ("*.mp4", "*.gif")
 SKIP = {"clip", "vqgan", "guide", "device", "output.dir", "output.progress"}  # the preset's, or the server's
 MAX_NAME = 1024  # characters of a path asked for; no file of a run has a longer one
@@ -48,6 +50,8 @@ def safe_file(outputs: Path, name: str, *, folder: bool = False) -> Path:
         if kind != "folder" or path == outputs:
             raise HTTPException(404, f"{name[:80]!r}: no such run")
         return path
+    if path.name in PAGES and kind == "file":  # a run's report, a batch's ranking: the only HTML served
+        return path
     if path.suffix.lower() not in SERVED:
         raise HTTPException(400, f"{name[:80]!r}: only images, videos and job files are served")
     if kind != "file":
@@ -68,10 +72,10 @@ def url(outputs: Path, path: Path) -> str:
 
 
 def run_files(outputs: Path, folder: Path) -> dict[str, Any]:
-    """URLs of a run's (or batch's) final image, latest frame, video, grids and job."""
+    """URLs of a run's (or batch's) final image, latest frame, video, grids, job, report and report plots."""
     out: dict[str, Any] = {"name": folder.relative_to(outputs).as_posix()}
     for key, file in (("final", FINAL_FILE), ("latest", LATEST_FILE), ("job", JOB_FILE), ("grid", GRID),
-                      ("batch", RECORD)):
+                      ("batch", RECORD), ("report", "report.html"), ("ranking", "batch.html")):
         if shown(outputs, folder / file):
             out[key] = url(outputs, folder / file)
     videos = sorted(p for pattern in VIDEOS for p in folder.glob(pattern)
@@ -81,6 +85,9 @@ def run_files(outputs: Path, folder: Path) -> dict[str, Any]:
     grids = sorted(p for p in folder.glob("grid-*.png") if shown(outputs, p))
     if grids:
         out["grids"] = [url(outputs, g) for g in grids]
+    plots = sorted(p for p in folder.glob(PLOTS) if shown(outputs, p))
+    if plots:
+        out["plots"] = [url(outputs, p) for p in plots]
     return out
 
 

@@ -39,6 +39,8 @@ MAX_BODY = 256 << 10  # bytes of a job request
 MAX_PIXELS = 4096 * 4096
 FORM_SLACK = 64 << 10  # bytes of a multipart form around its file
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")  # what Pillow may parse of an upload (not EPS: Ghostscript)
+# what a served file may load or run, should it be a page (a run's report.html): its inlined images and style, no script
+FILES_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; sandbox"
 
 
 def fail(status: int, message: str, field: Optional[str] = None) -> JSONResponse:
@@ -274,6 +276,7 @@ def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional["
 
     @app.get("/files/{name:path}")
     async def files(name: str):
-        return FileResponse(safe_file(outputs, name), headers={"Cache-Control": "no-cache"})
+        return FileResponse(safe_file(outputs, name), headers={"Cache-Control": "no-cache",
+                                                               "Content-Security-Policy": FILES_POLICY})
 
     return app

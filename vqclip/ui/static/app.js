@@ -234,7 +234,8 @@ function watch(id) {
 }
 function links(files) {
   return ["final", "video", "grid", "job"].filter((k) => files[k])
-    .map((k) => `<a href="${files[k]}" download>${k === "job" ? "job.yaml" : files[k].split("/").pop()}</a>`).join("");
+    .map((k) => `<a href="${files[k]}" download>${k === "job" ? "job.yaml" : files[k].split("/").pop()}</a>`).join("")
+    + ["report", "ranking"].filter((k) => files[k]).map((k) => `<a href="${files[k]}" target="_blank">${files[k].split("/").pop()}</a>`).join("");
 }
 function showResult(files) {
   $("#result").hidden = false;
@@ -296,6 +297,8 @@ async function openRun(run) {
   const video = $("#d-video");
   if (run.video) { video.src = run.video; video.hidden = false; } else { video.hidden = true; video.removeAttribute("src"); }
   $("#d-links").innerHTML = links(run);
+  $("#d-plots").replaceChildren(...(run.plots || []).map((src) => Object.assign(document.createElement("img"),
+    { src: `${src}?t=${Math.round(run.date)}`, alt: src.split("/").pop(), className: "plot" })));
   $("#d-runs").replaceChildren(...(run.runs || []).map(card));
   state.detail = null; $("#d-edit").disabled = run.kind === "batch";
   $("#d-paint").disabled = !run.final; $("#d-paint").onclick = () => editor.editRun(run);
