@@ -17,8 +17,8 @@ def run_clip(args: argparse.Namespace) -> int:
     """Train (or resume) a CLIP fine-tuning run and print where its results are."""
     import torch  # here: --help needs no torch
 
-    from ..nets.device import usable_threads
-    from ..train.clip import TrainConfig, train_clip
+    from ..nets.device import usable_threads  # here: --help needs no torch
+    from ..train.clip import TrainConfig, train_clip  # here: --help needs no torch
 
     if args.threads:
         torch.set_num_threads(usable_threads(args.threads))
