@@ -22,8 +22,9 @@ from torch import Tensor, nn
 from vqclip.errors import VqclipError
 from vqclip.files.atomic import atomic_path, write_text
 from vqclip.train import data as D
+from vqclip.train import distributed as P
 from vqclip.train.evaluate import evaluate
-from vqclip.train.export import export_clip, load_source
+from vqclip.train.export import export_clip, load_source, source_spec
 
 log = logging.getLogger("vqclip")
 
@@ -55,14 +56,17 @@ class TrainConfig:
     image_key: str = "filepath"
     caption_key: str = "caption"
     device: str = "cpu"
+    devices: str = ""  # several devices ("cpu,cpu", "cuda:0,cuda:1"): one process each, data-parallel
 
     def check(self) -> None:
         """One-line errors for values no training can use."""
         for name in ("steps", "accum", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise VqclipError(f"--{name.replace('_', '-')}: must be at least 1, got {getattr(self, name)}")
-        if self.batch % self.accum:
-            raise VqclipError(f"--accum {self.accum} must divide --batch {self.batch} into equal micro-batches")
+        procs = len(self.devices.split(",")) if self.devices else 1
+        if self.batch % (self.accum * procs):
+            raise VqclipError(f"--batch {self.batch} must split evenly into {procs} process(es) x --accum {self.accum} "
+                              "micro-batches")
         if not self.lr > 0 or self.wd < 0 or self.warmup < 0:
             raise VqclipError("--lr must be above 0, --wd and --warmup at least 0")
         if self.lock_image and self.lock_text:
@@ -122,9 +126,9 @@ def contrastive_step(model: nn.Module, loss_fn: ClipLoss, images: Tensor, tokens
 
 
 def save_checkpoint(run: Path, step: int, model: nn.Module, opt, sched) -> Path:
-    """RUN/checkpoint.pt, atomically: weights, optimiser, schedule, the step done and torch's RNG."""
-    state = {"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-             "rng": torch.get_rng_state()}
+    """RUN/checkpoint.pt, atomically: weights, optimiser, schedule and the step done (the data order and the
+    augmentations are functions of the seed and the step: nothing else to keep)."""
+    state = {"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
     with atomic_path(run / CHECKPOINT_FILE) as tmp:
         torch.save(state, tmp)
     return run / CHECKPOINT_FILE
@@ -161,34 +165,46 @@ def train_clip(cfg: Optional[TrainConfig] = None, resume: Optional[Path] = None,
                on_step: Optional[Callable[[int, float], None]] = None) -> dict:
     """Fine-tune a CLIP as `cfg` says, in the run folder cfg.out (or continue the run `resume`); evaluates before and
     after, writes RUN/metrics.json and the exported CLIP in RUN/clip; returns the metrics. `on_step(step, loss)` is
-    called after each step (a progress hook; raising KeyboardInterrupt there stops as Ctrl-C does)."""
+    called after each step (a progress hook; raising KeyboardInterrupt there stops as Ctrl-C does). With
+    `cfg.devices` naming several devices, one process per device trains data-parallel; under torchrun, this process
+    is one of them."""
+    group = P.from_torchrun() or P.Group(device=cfg.device if cfg else "cpu")
     # 1. The run folder, its data and its split
     if resume is not None:
         run = Path(resume)
         cfg = read_config(run)
         train_pairs, val_pairs = D.read_split(run)
-        state = load_checkpoint(run)
+        load_checkpoint(run)  # a missing or torn checkpoint is said now, before any process starts
     else:
         cfg.check()
         run = Path(cfg.out)
-        if (run / CONFIG_FILE).exists():
+        if (run / CHECKPOINT_FILE).exists():  # a folder whose run stopped before its first checkpoint starts afresh
             raise VqclipError(f"--out {run}: already holds a training run; continue it with --resume {run}, or give "
                               "another --out")
         pairs = D.read_pairs(Path(cfg.data), cfg.image_key, cfg.caption_key)
         train_ids, val_ids = D.split(len(pairs), cfg.val, cfg.seed)
         D.check_batch(cfg.batch, len(train_ids))
         train_pairs, val_pairs = [pairs[i] for i in train_ids], [pairs[i] for i in val_ids]
-        state = None
-    device = torch.device(cfg.device)
-    clip, model_cfg = load_source(cfg.source, device)
-    if resume is None:  # the model loads before anything is written: a bad --from leaves no folder behind
-        run.mkdir(parents=True, exist_ok=True)
-        D.write_split(run, [*train_pairs, *val_pairs], range(len(train_pairs)),
-                      range(len(train_pairs), len(train_pairs) + len(val_pairs)))
-        write_text(run / CONFIG_FILE, json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
-    log.info("training on %d pairs, %d held out; run folder %s", len(train_pairs), len(val_pairs), run)
+        source_spec(cfg.source)  # a bad --from leaves no folder behind
+        if group.main:
+            run.mkdir(parents=True, exist_ok=True)
+            D.write_split(run, [*train_pairs, *val_pairs], range(len(train_pairs)),
+                          range(len(train_pairs), len(train_pairs) + len(val_pairs)))
+            write_text(run / CONFIG_FILE, json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
+        log.info("training on %d pairs, %d held out; run folder %s", len(train_pairs), len(val_pairs), run)
+    devices = P.parse_devices(cfg.devices) if cfg.devices else []
+    if len(devices) > 1 and group.size == 1:  # one process per device, each loading the CLIP itself
+        P.spawn(_train, devices, run, cfg, run, train_pairs, val_pairs, resume is not None, None)
+        return json.loads((run / METRICS_FILE).read_text())
+    return _train(group, cfg, run, train_pairs, val_pairs, resume is not None, on_step)
 
+
+def _train(group: P.Group, cfg: TrainConfig, run: Path, train_pairs: list[D.Pair], val_pairs: list[D.Pair],
+           resuming: bool, on_step: Optional[Callable[[int, float], None]]) -> Optional[dict]:
+    """The training in one process of `group` (alone: the whole of it); the main process evaluates and writes."""
     # 2. The model, its transforms, the loss, the optimiser and the schedule
+    device = torch.device(group.device if group.size > 1 else cfg.device)
+    clip, model_cfg = load_source(cfg.source, device)
     model, tokenizer = clip.model.requires_grad_(True).train(), clip.tokenizer
     if cfg.lock_image:
         model.lock_image_tower()
@@ -196,41 +212,44 @@ def train_clip(cfg: Optional[TrainConfig] = None, resume: Optional[Path] = None,
         model.lock_text_tower()
     train_tf = image_transform_v2(clip.preprocess_cfg, is_train=True)
     eval_tf = clip.transform
-    loss_fn = ClipLoss()
+    loss_fn = ClipLoss(gather_with_grad=True, rank=group.rank, world_size=group.size)
     opt = torch.optim.AdamW(param_groups(model, cfg.wd), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup, cfg.steps))
     metrics_path = run / METRICS_FILE
-    if state is None:
-        before = _evaluate(model, tokenizer, eval_tf, val_pairs, device, cfg, "before")
-        write_text(metrics_path, json.dumps({"before": before}, indent=1) + "\n")
-        torch.manual_seed(cfg.seed)
-        start = 0
+    before, start = None, 0
+    if not resuming:
+        if group.main:
+            before = _evaluate(model, tokenizer, eval_tf, val_pairs, device, cfg, "before")
+            write_text(metrics_path, json.dumps({"before": before}, indent=1) + "\n")
     else:
+        state = load_checkpoint(run)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
         start = state["step"]
         before = json.loads(metrics_path.read_text()).get("before") if metrics_path.is_file() else None
         log.info("resuming %s at step %d of %d", run, start, cfg.steps)
 
-    # 3. The loop: one batch per step in each epoch's seeded order, a checkpoint every K steps
+    # 3. The loop: one batch per step in each epoch's seeded order (this process's share), a checkpoint every K steps
     t0, done = time.time(), start
     try:
         for step in range(start, cfg.steps):
             batch = [train_pairs[i] for i in D.batch_indices(len(train_pairs), cfg.batch, cfg.seed, step)]
-            images = D.load_images(batch, train_tf).to(device)
+            seeds = group.part(D.image_seeds(cfg.seed, step, cfg.batch))
+            batch = group.part(batch)
+            images = D.load_images(batch, train_tf, seeds).to(device)
             tokens = tokenizer([p.caption for p in batch]).to(device)
             opt.zero_grad(set_to_none=True)
             loss = contrastive_step(model, loss_fn, images, tokens, cfg.accum, cfg.amp)
+            P.average_gradients(model, group)
             opt.step()
             sched.step()
             with torch.no_grad():
                 model.logit_scale.clamp_(0, math.log(100))  # open_clip's bound on the temperature
             done = step + 1
-            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            if group.main and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
                 save_checkpoint(run, done, model, opt, sched)
-            if done % cfg.log_every == 0 or done == cfg.steps:
+            if group.main and (done % cfg.log_every == 0 or done == cfg.steps):
                 rate = (done - start) * cfg.batch / max(time.time() - t0, 1e-9)
                 log.info("step %d/%d loss %.4f lr %.2e scale %.1f  %.1f img/s  ETA %s", done, cfg.steps, loss.item(),
                          sched.get_last_lr()[0], model.logit_scale.exp().item(), rate,
@@ -243,10 +262,13 @@ def train_clip(cfg: Optional[TrainConfig] = None, resume: Optional[Path] = None,
                     f"the checkpoint of step {kept} is kept" if kept else "no checkpoint was written yet", run)
         raise
     wall = time.time() - t0
+    P.barrier(group)
+    if not group.main:
+        return None
 
     # 4. After: evaluation, metrics.json and the exported CLIP
     after = _evaluate(model, tokenizer, eval_tf, val_pairs, device, cfg, "after")
-    metrics = {"before": before, "after": after, "steps": cfg.steps, "batch": cfg.batch,
+    metrics = {"before": before, "after": after, "steps": cfg.steps, "batch": cfg.batch, "processes": group.size,
                "images_per_s": (cfg.steps - start) * cfg.batch / max(wall, 1e-9)}
     write_text(metrics_path, json.dumps(metrics, indent=1) + "\n")
     export_clip(model, model_cfg, clip.preprocess_cfg, run / EXPORT_DIR, cfg.templates)

@@ -195,10 +195,19 @@ def batch_indices(n: int, batch: int, seed: int, step: int) -> list[int]:
     return epoch_order(n, seed, epoch)[k * batch:(k + 1) * batch]
 
 
-def load_images(pairs: Sequence[Pair], transform: Callable) -> torch.Tensor:
-    """The pairs' images as one batch [B,3,S,S]: each opened as RGB and put through `transform` (open_clip's)."""
+def image_seeds(seed: int, step: int, batch: int) -> list[int]:
+    """The augmentation seed of each image of step `step`'s batch: one per (seed, step, place in the global batch), so
+    a resumed run and any number of processes draw the same crops as one unbroken process."""
+    return [(seed * 1_000_003 + step * batch + j) % 2**63 for j in range(batch)]
+
+
+def load_images(pairs: Sequence[Pair], transform: Callable, seeds: Optional[Sequence[int]] = None) -> torch.Tensor:
+    """The pairs' images as one batch [B,3,S,S]: each opened as RGB and put through `transform` (open_clip's), its
+    random draws (if any) seeded by `seeds` (one per image; torch's global RNG left as it was)."""
     out = []
-    for p in pairs:
-        with Image.open(p.image) as im:
+    for i, p in enumerate(pairs):
+        with Image.open(p.image) as im, torch.random.fork_rng(devices=[]):
+            if seeds is not None:
+                torch.manual_seed(seeds[i])
             out.append(transform(im.convert("RGB")))
     return torch.stack(out)
