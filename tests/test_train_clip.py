@@ -250,3 +250,24 @@ def test_ctrl_c_says_which_checkpoint_is_kept(tiny_source, pairs_folder, tmp_pat
     assert "interrupted after step 1; no checkpoint was written yet" in caplog.text
     with pytest.raises(VqclipError, match="stopped before its first checkpoint"):
         T.train_clip(resume=tmp_path / "r")
+
+
+def test_the_command_line_flags_reach_the_training(monkeypatch, capsys):
+    import vqclip.train.clip as module
+
+    seen = {}
+
+    def fake(cfg=None, resume=None):
+        seen["cfg"], seen["resume"] = cfg, resume
+        return {"steps": 1, "images_per_s": 1.0, "after": None}
+
+    monkeypatch.setattr(module, "train_clip", fake)
+    assert main(["train", "clip", "--data", "d", "--from", "mini", "--out", "o", "--no-amp", "--lock-image",
+                 "--classes", "red, blue", "--templates", "a {};the {}", "--devices", "cpu,cpu", "--accum", "2",
+                 "--steps", "7", "--quiet"]) == 0
+    cfg = seen["cfg"]
+    assert (cfg.amp, cfg.lock_image, cfg.lock_text, cfg.accum, cfg.steps) == (False, True, False, 2, 7)
+    assert cfg.classes == ["red", "blue"] and cfg.templates == ["a {}", "the {}"] and cfg.devices == "cpu,cpu"
+    assert main(["train", "clip", "--resume", "somewhere"]) == 0 and str(seen["resume"]) == "somewhere"
+    assert main(["train", "clip", "--data", "d", "--out", "o"]) == 2
+    assert "--from missing" in capsys.readouterr().err

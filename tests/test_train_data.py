@@ -160,3 +160,29 @@ def test_each_epoch_visits_full_batches_in_its_own_seeded_order():
     assert epoch0 != epoch1 and all(len(x) == b for x in epoch0 + epoch1)
     assert D.batch_indices(n, b, 8, 0) != epoch0[0]
     assert D.batch_indices(n, n, 7, 1) == D.epoch_order(n, 7, 1)  # a batch of all: one step per epoch
+
+
+def test_each_image_of_a_step_has_its_own_augmentation_seed():
+    a, b = D.image_seeds(0, 3, 4), D.image_seeds(0, 4, 4)
+    assert len(set(a + b)) == 8  # per place and per step
+    assert D.image_seeds(1, 3, 4) != a and D.image_seeds(0, 3, 4) == a
+
+
+def test_an_images_crop_follows_its_seed_not_its_neighbours(tmp_path):
+    import torch
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    pairs = []
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (48, 40, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+        pairs.append(D.Pair(folder / f"{i}.png", "x"))
+    tf = image_transform_v2(PreprocessCfg(size=32), is_train=True)
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    both = D.load_images(pairs, tf, [11, 12])
+    assert torch.equal(torch.get_rng_state(), state)  # torch's own RNG untouched
+    assert torch.equal(both[1], D.load_images(pairs[1:], tf, [12])[0])
+    assert not torch.equal(both[1], D.load_images(pairs[1:], tf, [13])[0])

@@ -67,3 +67,10 @@ def test_class_embeddings_average_the_templates_unit_embeddings():
     want = F.normalize((F.normalize(torch.tensor([2.0, 1]), dim=0) + F.normalize(torch.tensor([9.0, 1]), dim=0)) / 2,
                        dim=0)
     assert torch.allclose(got[0], want)
+
+
+def test_text_to_image_recall_asks_each_text_for_its_image():
+    txt = torch.eye(3)
+    img = _feats([[1, 0, 0], [1, 0.2, 0], [0, 0, 1]])  # images 0 and 1 both nearest text 0
+    got = E.retrieval(img, txt, ["a", "b", "c"])
+    assert got["image_to_text_r1"] == pytest.approx(2 / 3) and got["text_to_image_r1"] == 1.0
