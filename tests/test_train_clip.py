@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pytest
 import torch
@@ -54,14 +55,15 @@ def _cfg(tiny_source, pairs_folder, out, **kw):
 def runs(tiny_source, pairs_folder, tmp_path_factory):
     """An unbroken 6-step run, and the same run stopped by Ctrl-C after step 3 and resumed."""
     base = tmp_path_factory.mktemp("runs")
-    whole = _cfg(tiny_source, pairs_folder, base / "whole")
+    named = {"classes": ["circle", "square", "triangle"], "templates": ["a {}", "one {}"]}
+    whole = _cfg(tiny_source, pairs_folder, base / "whole", **named)
     metrics = T.train_clip(whole)
 
     def stop(step, loss):
         if step == 3:
             raise KeyboardInterrupt
 
-    broken = _cfg(tiny_source, pairs_folder, base / "broken")
+    broken = _cfg(tiny_source, pairs_folder, base / "broken", **named)
     with pytest.raises(KeyboardInterrupt):
         T.train_clip(broken, on_step=stop)
     kept = T.load_checkpoint(base / "broken")["step"]
@@ -139,10 +141,12 @@ def test_weight_decay_spares_gains_biases_and_the_temperature_and_frozen_weights
 
 
 @pytest.mark.parametrize("lock", ["lock_image", "lock_text"])
-def test_a_locked_tower_keeps_its_weights(tiny_source, pairs_folder, tmp_path, lock):
+def test_a_locked_tower_keeps_its_weights(tiny_source, pairs_folder, tmp_path, lock, caplog):
     cfg = _cfg(tiny_source, pairs_folder, tmp_path / "run", **{lock: True})
-    cfg.steps, cfg.val = 2, 0.0
-    T.train_clip(cfg)
+    cfg.steps, cfg.val, cfg.log_every = 2, 0.0, 1
+    with caplog.at_level(logging.INFO, logger="vqclip"):
+        T.train_clip(cfg)
+    assert re.search(r"step 2/2 loss [\d.]+ lr [\d.e+-]+ scale [\d.]+ +[\d.]+ img/s +ETA 0s", caplog.text)
     before = load_file(str(tiny_source / "open_clip_model.safetensors"))
     after = load_file(str(tmp_path / "run" / "clip" / WEIGHTS_NAME))
     frozen, free = ("visual.", "transformer.") if lock == "lock_image" else ("transformer.", "visual.")
@@ -168,6 +172,7 @@ def test_the_run_folder_records_split_config_and_metrics(runs):
     metrics = json.loads((run / "metrics.json").read_text())
     for when in ("before", "after"):
         assert metrics[when]["pairs"] == 6 and 0 <= metrics[when]["image_to_text_r1"] <= 1
+        assert metrics[when]["zero_shot"]["images"] == 6  # each caption names one shape: --classes reached it
     assert metrics["images_per_s"] > 0
     with pytest.raises(VqclipError, match="already holds a training run"):
         T.train_clip(T.read_config(run))
