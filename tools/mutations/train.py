@@ -83,7 +83,7 @@ MUTATIONS = [
     M("--no-amp is ignored", CLI, "amp=not args.no_amp", "amp=True", T_CLIP),
     M("--templates are split at commas", CLI, 'templates=_split(args.templates, ";")',
       'templates=_split(args.templates, ",")', T_CLIP),
-    M("--devices is dropped", CLI, "                          devices=args.devices)", "                          )",
+    M("--devices is dropped", CLI, "devices=args.devices or \"\")", "devices=\"\")",
       T_CLIP),
     # --- the mini world's variant palette
     M("a variant scene renders with the shipped colours", WORLD,

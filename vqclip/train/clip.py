@@ -191,11 +191,13 @@ def train_clip(cfg: Optional[TrainConfig] = None, resume: Optional[Path] = None,
             D.write_split(run, [*train_pairs, *val_pairs], range(len(train_pairs)),
                           range(len(train_pairs), len(train_pairs) + len(val_pairs)))
             write_text(run / CONFIG_FILE, json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
-        log.info("training on %d pairs, %d held out; run folder %s", len(train_pairs), len(val_pairs), run)
+            log.info("training on %d pairs, %d held out; run folder %s", len(train_pairs), len(val_pairs), run)
     devices = P.parse_devices(cfg.devices) if cfg.devices else []
     if len(devices) > 1 and group.size == 1:  # one process per device, each loading the CLIP itself
         P.spawn(_train, devices, run, cfg, run, train_pairs, val_pairs, resume is not None, None)
         return json.loads((run / METRICS_FILE).read_text())
+    if group.size > 1:  # torchrun started this process as one of several
+        return P.run_joined(group, _train, cfg, run, train_pairs, val_pairs, resume is not None, on_step)
     return _train(group, cfg, run, train_pairs, val_pairs, resume is not None, on_step)
 
 
