@@ -23,6 +23,8 @@ MUTATIONS = [
     M("a small held-out share holds out nothing", DATA, "1 if val > 0 and n > 1 else 0", "0", T_DATA),
     M("a batch one larger than the training pairs is accepted", DATA, "if batch > n_train:", "if batch > n_train + 1:",
       T_DATA),
+    M("the split records paths relative to the folder training started in", DATA,
+      '{"image": str(pairs[i].image.absolute()),', '{"image": str(pairs[i].image),', T_DATA),
     M("every epoch visits the pairs in the same order", DATA, "np.random.default_rng([seed, epoch])",
       "np.random.default_rng([seed, 0])", T_DATA),
     M("every step draws the same crops", DATA, "seed * 1_000_003 + step * batch + j", "seed * 1_000_003 + j", T_DATA),
