@@ -22,7 +22,7 @@ from vqclip.errors import VqclipError
 from vqclip.mini import world
 from vqclip.nets.clip import load_clip
 from vqclip.train import clip as T
-from vqclip.train.export import PRESET_NAME, WEIGHTS_NAME, source_spec, verify_export
+from vqclip.train.export import PRESET_NAME, WEIGHTS_NAME, paired_preset, preset_name, source_spec, verify_export
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +199,34 @@ def test_the_exported_clip_is_the_trained_one_and_the_clip_tools_use_it(runs, pa
         txt = F.normalize(model.encode_text(SimpleTokenizer(context_length=16)(labels)), dim=-1)
     want = [labels[i] for i in (img @ txt.T).argmax(1).tolist()]
     assert [r["label"] for r in got] == want
+
+
+def test_the_export_is_a_preset_the_clip_tools_take_by_name(runs, pairs_folder, monkeypatch, capsys):
+    from vqclip.models.presets import DEFAULT_PRESET, get_preset, load_presets_file
+
+    folder = runs["whole"] / "clip"
+    (name, preset), = load_presets_file(folder / PRESET_NAME).items()  # valid as any user's presets file
+    default = get_preset(DEFAULT_PRESET)
+    assert name == "whole" and preset.clip_model == str(folder.absolute())
+    assert preset.clip_templates == ("a {}", "one {}") and preset.files == default.files
+    images = [str(p) for p in sorted(pairs_folder.glob("*.png"))[:2]]
+    labels = "a red circle,a blue square"
+    assert main(["classify", *images, "--clip-model", str(folder), "--labels", labels, "--json", "--quiet",
+                 "--templates", "{}"]) == 0
+    by_folder = json.loads(capsys.readouterr().out)
+    monkeypatch.setenv("VQCLIP_PRESETS", str(folder / PRESET_NAME))
+    assert main(["classify", *images, "--model", name, "--labels", labels, "--json", "--quiet", "--templates",
+                 "{}"]) == 0
+    assert json.loads(capsys.readouterr().out) == by_folder
+
+
+def test_the_preset_pairs_with_a_downloadable_presets_vqgan():
+    from vqclip.models.presets import DEFAULT_PRESET
+
+    assert paired_preset("imagenet-1024").name == "imagenet-1024"
+    assert paired_preset("mini").name == DEFAULT_PRESET  # embedded: its VQGAN lives in the package
+    assert paired_preset("ViT-B-32/openai").name == DEFAULT_PRESET
+    assert preset_name("My Run #2") == "my-run-2" and preset_name("__") == "my-clip"
 
 
 def test_a_changed_export_is_refused(runs, tmp_path):

@@ -72,6 +72,9 @@ MUTATIONS = [
     M("a --from that is no open_clip model is tried as one", EXPORT,
       'if ClipSpec.parse(model).form != "name" or model not in open_clip.list_models() and not openai_name(model):',
       'if ClipSpec.parse(model).form != "name":', T_CLIP),
+    M("an embedded preset's VQGAN is paired with the exported CLIP", EXPORT,
+      "return own if own is not None and not own.embedded else", "return own if own is not None else", T_CLIP),
+    M("the exported preset forgets the CLIP's templates", EXPORT, '"templates": list(templates)}}', '}}', T_CLIP),
     M("the tag after MODEL/ is dropped", EXPORT, "    return model, tag or None", "    return model, None", T_CLIP),
     # --- data-parallel
     M("gradients are summed over processes, not averaged", DIST, "            p.grad.div_(group.size)\n", "", T_DIST),

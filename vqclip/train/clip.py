@@ -24,7 +24,7 @@ from vqclip.files.atomic import atomic_path, write_text
 from vqclip.train import data as D
 from vqclip.train import distributed as P
 from vqclip.train.evaluate import evaluate
-from vqclip.train.export import export_clip, load_source, source_spec
+from vqclip.train.export import PRESET_NAME, export_clip, load_source, paired_preset, source_spec
 
 log = logging.getLogger("vqclip")
 
@@ -273,8 +273,9 @@ def _train(group: P.Group, cfg: TrainConfig, run: Path, train_pairs: list[D.Pair
     metrics = {"before": before, "after": after, "steps": cfg.steps, "batch": cfg.batch, "processes": group.size,
                "images_per_s": (cfg.steps - start) * cfg.batch / max(wall, 1e-9)}
     write_text(metrics_path, json.dumps(metrics, indent=1) + "\n")
-    export_clip(model, model_cfg, clip.preprocess_cfg, run / EXPORT_DIR, cfg.templates)
-    log.info("exported the CLIP to %s (use it as --clip-model %s)", run / EXPORT_DIR, run / EXPORT_DIR)
+    export_clip(model, model_cfg, clip.preprocess_cfg, run / EXPORT_DIR, cfg.templates, pair=paired_preset(cfg.source))
+    log.info("exported the CLIP to %s (use it as --clip-model %s, or its preset through VQCLIP_PRESETS=%s)",
+             run / EXPORT_DIR, run / EXPORT_DIR, run / EXPORT_DIR / PRESET_NAME)
     return metrics
 
 
