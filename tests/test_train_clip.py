@@ -220,6 +220,17 @@ def test_the_export_is_a_preset_the_clip_tools_take_by_name(runs, pairs_folder, 
     assert json.loads(capsys.readouterr().out) == by_folder
 
 
+def test_the_exported_config_is_the_architecture_trained(tiny_source):
+    import open_clip
+
+    from vqclip.train.export import model_config
+
+    assert model_config(str(tiny_source), None) == CLIP_CFG
+    openai = model_config("ViT-B-32", "openai")  # OpenAI's weights were trained with QuickGELU: the export says so
+    assert openai.pop("quick_gelu") is True and openai == open_clip.get_model_config("ViT-B-32")
+    assert "quick_gelu" not in model_config("ViT-B-32", "laion2b_s34b_b79k")
+
+
 def test_the_preset_pairs_with_a_downloadable_presets_vqgan():
     from vqclip.models.presets import DEFAULT_PRESET
 

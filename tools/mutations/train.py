@@ -75,6 +75,8 @@ MUTATIONS = [
     M("an embedded preset's VQGAN is paired with the exported CLIP", EXPORT,
       "return own if own is not None and not own.embedded else", "return own if own is not None else", T_CLIP),
     M("the exported preset forgets the CLIP's templates", EXPORT, '"templates": list(templates)}}', '}}', T_CLIP),
+    M("a fine-tuned OpenAI CLIP is exported without its QuickGELU", EXPORT, '            cfg["quick_gelu"] = True\n',
+      "            pass\n", T_CLIP),
     M("the tag after MODEL/ is dropped", EXPORT, "    return model, tag or None", "    return model, None", T_CLIP),
     # --- data-parallel
     M("gradients are summed over processes, not averaged", DIST, "            p.grad.div_(group.size)\n", "", T_DIST),
