@@ -16,7 +16,7 @@ from ..errors import SHOWN, WRITE_FAULTS, VqclipError, cut, shown, write_error
 from ..nets.device import MPS_FALLBACK, enable_mps_fallback, passive_omp_wait
 from .options import HelpFormatter, quiet_flag
 
-COMMAND_MODULES = ("generate", "models", "clipjobs", "animate", "bench", "upscale", "ui", "report")
+COMMAND_MODULES = ("generate", "models", "clipjobs", "animate", "bench", "upscale", "ui", "report", "train")
 
 
 class _OneLine(logging.Formatter):

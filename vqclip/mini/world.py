@@ -79,17 +79,19 @@ class Attributes:
     clutter: bool = False
 
 
-def other_color(rng: np.random.Generator, exclude: str) -> str:
-    """A colour name other than `exclude`, drawn at random."""
-    names = [c for c in COLORS if c != exclude]
+def other_color(rng: np.random.Generator, exclude: str, colors: dict | None = None) -> str:
+    """A colour name of `colors` (default COLORS) other than `exclude`, drawn at random."""
+    names = [c for c in (COLORS if colors is None else colors) if c != exclude]
     return names[int(rng.integers(len(names)))]
 
 
-def sample_scene(rng: np.random.Generator, size: int = SIZE) -> Scene:
-    """A proper scene: one shape of half-extent 9-22 px (at 64 px), fully inside the canvas."""
+def sample_scene(rng: np.random.Generator, size: int = SIZE, colors: dict | None = None) -> Scene:
+    """A proper scene: one shape of half-extent 9-22 px (at 64 px), fully inside the canvas; its two colours drawn
+    from `colors` (default COLORS; a variant world with a colour more: `with_color`)."""
+    colors = COLORS if colors is None else colors
     kind = SHAPES[int(rng.integers(len(SHAPES)))]
-    color = list(COLORS)[int(rng.integers(len(COLORS)))]
-    bg = other_color(rng, color)
+    color = list(colors)[int(rng.integers(len(colors)))]
+    bg = other_color(rng, color, colors)
     return Scene(bg, (_placed(rng, kind, color, size),), 1)
 
 
@@ -191,12 +193,20 @@ def shape_mask(shape: Shape, size: int = SIZE) -> np.ndarray:
     return inside(shape.kind, x - shape.cx, y - shape.cy, shape.r)
 
 
-def render(scene: Scene, size: int = SIZE) -> np.ndarray:
-    """The scene as uint8 [size,size,3] RGB."""
+def with_color(name: str, rgb: tuple[int, int, int]) -> dict[str, tuple[int, int, int]]:
+    """A palette of the shipped colours and one more (a variant world for fine-tuning; COLORS itself unchanged)."""
+    if name in COLORS or not re.fullmatch(r"[a-z]+", name):
+        raise VqclipError(f"colour {name!r}: give a new lowercase word, not one of {', '.join(COLORS)}")
+    return {**COLORS, name: tuple(int(v) for v in rgb)}
+
+
+def render(scene: Scene, size: int = SIZE, colors: dict | None = None) -> np.ndarray:
+    """The scene as uint8 [size,size,3] RGB, its colour names looked up in `colors` (default COLORS)."""
+    colors = COLORS if colors is None else colors
     img = np.empty((size, size, 3), np.uint8)
-    img[:] = COLORS[scene.background]
+    img[:] = colors[scene.background]
     for sh in (*scene.shapes[1:], scene.shapes[0]) if scene.clutter else scene.shapes:  # clutter never hides the shape
-        img[shape_mask(sh, size)] = COLORS[sh.color]
+        img[shape_mask(sh, size)] = colors[sh.color]
     return img
 
 

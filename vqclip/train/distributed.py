@@ -1,0 +1,117 @@
+"""Data-parallel training over several processes (`--devices cpu,cpu` with gloo, `cuda:0,cuda:1` with nccl, or
+torchrun): one process per device, each with its share of the global batch; open_clip's ClipLoss gathers the features
+of all processes (with grad for the local part) and the gradients are averaged, so the step is the one-process step
+on the whole batch."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from vqclip.errors import VqclipError
+
+
+@dataclass(frozen=True)
+class Group:
+    """Where this process stands: its rank among `size` processes and its device."""
+
+    rank: int = 0
+    size: int = 1
+    device: str = "cpu"
+
+    @property
+    def main(self) -> bool:
+        """The process that evaluates, writes checkpoints and logs."""
+        return self.rank == 0
+
+    def part(self, items: list) -> list:
+        """This process's contiguous share of a global batch (the batch divides evenly)."""
+        n = len(items) // self.size
+        return items[self.rank * n:(self.rank + 1) * n]
+
+
+def parse_devices(text: str) -> list[str]:
+    """The devices of `--devices` ('cpu,cpu', 'cuda:0,cuda:1'); a one-line error for a mix or an empty entry."""
+    devices = [d.strip() for d in text.split(",")]
+    if not all(devices) or len({torch.device(d).type for d in devices}) != 1:
+        raise VqclipError(f"--devices {text}: give devices of one kind separated by commas, e.g. cpu,cpu or "
+                          "cuda:0,cuda:1")
+    return devices
+
+
+@contextlib.contextmanager
+def _quiet_gather():
+    """open_clip's gather calls torch's deprecated all_gather: its business, not the user's; that warning only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "torch.distributed.nn.functional.all_gather is deprecated", FutureWarning)
+        yield
+
+
+def from_torchrun() -> Group | None:
+    """The group torchrun started this process in (RANK, WORLD_SIZE, LOCAL_RANK set), not joined yet; None outside
+    torchrun."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return None
+    rank, size, local = (int(os.environ.get(k, 0)) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+    return Group(rank, size, f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+
+
+def run_joined(group: Group, fn: Callable, *args):
+    """fn(group, *args) inside torchrun's process group (env:// rendezvous), left afterwards."""
+    dist.init_process_group("nccl" if group.device.startswith("cuda") else "gloo")
+    try:
+        with _quiet_gather():
+            return fn(group, *args)
+    finally:
+        dist.destroy_process_group()
+
+
+def _worker(rank: int, devices: list[str], init: str, threads: int, fn: Callable, args: tuple) -> None:
+    """One spawned process: join the group, run fn(group, *args), leave (`threads`: its share of the CPU threads)."""
+    torch.set_num_threads(threads)
+    backend = "nccl" if devices[rank].startswith("cuda") else "gloo"
+    dist.init_process_group(backend, init_method=init, rank=rank, world_size=len(devices))
+    try:
+        if devices[rank].startswith("cuda"):
+            torch.cuda.set_device(devices[rank])
+        with _quiet_gather():
+            fn(Group(rank, len(devices), devices[rank]), *args)
+    finally:
+        dist.destroy_process_group()
+
+
+def spawn(fn: Callable, devices: list[str], rendezvous: Path, *args) -> None:
+    """Run fn(group, *args) in one process per device, joined through a file in `rendezvous` (removed after)."""
+    store = rendezvous / ".rendezvous"
+    store.unlink(missing_ok=True)
+    try:
+        threads = max(1, torch.get_num_threads() // len(devices))
+        mp.spawn(_worker, args=(devices, f"file://{store.absolute()}", threads, fn, args), nprocs=len(devices),
+                 join=True)
+    finally:
+        store.unlink(missing_ok=True)
+
+
+def average_gradients(model: nn.Module, group: Group) -> None:
+    """Average the gradients of all processes in place (what DistributedDataParallel does after backward)."""
+    if group.size == 1:
+        return
+    for p in model.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad.div_(group.size)
+
+
+def barrier(group: Group) -> None:
+    """Wait for every process (a no-op alone)."""
+    if group.size > 1:
+        dist.barrier()
