@@ -8,8 +8,8 @@ from ._table import M, Mutation
 
 TABLES = {"math": math, "optim": optim, "modes": modes, "runs": runs, "config": config, "files": files, "nets": nets,
           "ui": ui, "models": models, "newcomer": newcomer, "terms": terms, "tools": tools, "cli": cli, "edit": edit,
-          "regions": regions, "depth": depth, "camera": camera, "flow": flow, "interpolate": interpolate, "steer":
-          steer, "a1111": a1111, "branch": branch, "report": report, "train": train}
+          "regions": regions, "depth": depth, "camera": camera, "flow": flow, "interpolate": interpolate,
+          "steer": steer, "a1111": a1111, "branch": branch, "report": report, "train": train}
 MUTATIONS: list[Mutation] = [m for table in TABLES.values() for m in table.MUTATIONS]
 
 __all__ = ["M", "MUTATIONS", "Mutation", "TABLES"]
