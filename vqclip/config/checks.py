@@ -20,7 +20,7 @@ from ..optim.inits import INITS, MASK_INITS, canvas_size, wants_edit
 from ..optim.optimizers import OPTIMIZERS
 from ..optim.prompts import check_has_target, parse_image_prompt, parse_job_prompts
 from ..optim.regions import REGIONS, read_mask
-from ..optim.steer import check_entries
+from ..optim.steer import check_entries, steer_files
 from ..optim.schedules import (LR_SCHEDULES, STORY_MODES, PromptSchedule, job_regions, parse_keyframed,
                                story_keyframes)
 from ..models.spec import ClipSpec, upscaler_is_path
@@ -215,7 +215,7 @@ def _check_animation(cfg: GenerateConfig) -> None:
         beside = parse_job_prompts("" if "^" in cfg.prompt else cfg.prompt, cfg.negative, cfg.image_prompts)
         if not any(p.weight > 0 for p in beside):  # a prompt or image prompt that pulls throughout covers every step
             schedule.check_targets()
-    check_entries(cfg.steer, cfg.steps)
+    check_entries(cfg.steer, cfg.steps, cfg)  # (best of n's trials: checked as the run starts, `Steered`)
     if keyframes and any(e.prompt for e in cfg.steer):
         raise VqclipError("steer: a steered prompt replaces the job's prompt, and this job tells a story; steer its lr "
                           "only, or drop the story")
@@ -300,6 +300,7 @@ def check_inputs(cfg: GenerateConfig) -> None:
     wanted += rules_of(cfg).inputs(cfg)  # the mode's own files (a restyle's video)
     wanted += [("palette.image", cfg.palette.image, "image")] if cfg.palette.image else []
     wanted += [("init.mask", cfg.init.mask, "image")] if cfg.init.mask else []
+    wanted += [(key, path, "image") for key, path in steer_files(cfg.steer)]
     for key, path, kind in wanted:
         head, _, weight = str(path).rpartition(":")
         if key == "image_prompts" and not Path(path).is_file() and head and Path(head).is_file():
@@ -309,8 +310,8 @@ def check_inputs(cfg: GenerateConfig) -> None:
             raise VqclipError(f"{key}: {missing(path, kind + ' file')}; check the path")
         if kind == "image":
             open_rgb(path)  # a corrupt image fails here, not after its run folder is made
-        if key == "init.mask" and open_rgb(path).convert("L").getextrema()[1] == 0:
-            raise VqclipError(f"init.mask: {shown(path)} is all black, so nothing may change; paint white where the "
+        if key.endswith("mask") and open_rgb(path).convert("L").getextrema()[1] == 0:
+            raise VqclipError(f"{key}: {shown(path)} is all black, so nothing may change; paint white where the "
                               "image may change")
     for region in job_regions(cfg):
         if region not in REGIONS:

@@ -1,10 +1,13 @@
-"""Steering a run while it goes: changes (a new prompt, a new learning rate) sent from any thread to a `Steering`, taken
-by the loop at the start of the next step and recorded there as a `steer:` entry of the job, so that running the
-recorded job replays the steered run exactly; and pause, which waits between steps without touching the state.
+"""Steering a run while it goes: changes (a new prompt, negatives, image prompts, guide weight, edit mask or learning
+rate) sent from any thread to a `Steering`, taken by the loop at the start of the next step and recorded there as a
+`steer:` entry of the job, so that running the recorded job replays the steered run exactly; and pause, which waits
+between steps without touching the state.
 
-A steer is a keyframe of the job's settings: from step `at` on, the job runs as if its prompt (or lr) had been the
-entry's. The objective is rebuilt from that job when the prompt changes (the same build in the live run, its replay
-and its resume), and the lr schedule goes on from the new lr."""
+A steer is a keyframe of the job's settings: from step `at` on, the job runs as if its prompt (negatives, image
+prompts, guide weight, mask, lr) had been the entry's. The objective is rebuilt from that job when what shapes it
+changes (the same build in the live run, its replay and its resume), and the lr schedule goes on from the new lr.
+Best of n: a steer sent during the trials takes effect at the first step after the pick (the trials' starts are
+scored on the job's own prompts), and a job's `steer:` entry may not fall inside the trials."""
 
 from __future__ import annotations
 
@@ -13,52 +16,144 @@ import logging
 import math
 import threading
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..errors import VqclipError, shown
-from .prompts import check_has_target, parse_job_prompts
+from ..errors import VqclipError, missing, shown
+from ..files.images import open_rgb
+from .prompts import check_has_target, parse_image_prompt, parse_job_prompts, parse_negatives, parse_prompts
 
 log = logging.getLogger("vqclip")
 
-STEER_KEYS = ("prompt", "lr")  # what a steer may change (the `steer:` entry's keys besides `at`)
+STEER_KEYS = ("prompt", "lr", "negative", "images", "guide_weight", "mask")  # the `steer:` entry's keys besides `at`
+SHAPES = ("prompt", "negative", "images", "guide_weight", "mask")  # the keys whose change rebuilds the objective
 QUEUE_SIZE = 64  # steers waiting for the next step at most; one more is refused, never dropped
 
 
-def check_change(change: dict, where: str = "steer", negative: tuple = (), images: tuple = ()) -> dict:
-    """A steer's changes checked: known keys only, a prompt that parses and (with the job's `negative` and `images`)
-    has something to aim at, a finite lr > 0; a one-line error naming `where` otherwise. Returns them without Nones."""
+def job_at(cfg, values: dict):
+    """The job `cfg` with steered `values` ({prompt?, negative?, images?, guide_weight?, mask?}) in effect."""
+    out = replace(cfg, prompt=values.get("prompt", cfg.prompt), negative=list(values.get("negative", cfg.negative)),
+                  image_prompts=list(values.get("images", cfg.image_prompts)))
+    if "guide_weight" in values:
+        out = replace(out, guide=replace(out.guide, weight=values["guide_weight"]))
+    if "mask" in values:
+        out = replace(out, init=replace(out.init, mask=values["mask"]))
+    return out
+
+
+def entry_change(entry) -> dict:
+    """A `SteerEntry`'s changes as `check_change` takes them (its unset keys as None)."""
+    return {key: getattr(entry, key) for key in STEER_KEYS}
+
+
+def _texts(value, where: str) -> list[str]:
+    """A list of texts (negatives, image prompts), else a one-line error naming `where`."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(x, str) and x.strip() for x in value):
+        raise VqclipError(f"{where}: expected a list of texts ([] clears them), got {shown(value)}")
+    return list(value)
+
+
+def _image(path: str, where: str) -> None:
+    """An image file the run reads, checked as the job checks its files: there, and a readable image."""
+    if not Path(path).is_file():
+        raise VqclipError(f"{where}: {missing(path, 'image file')}; check the path")
+    open_rgb(path)
+
+
+def check_change(change: dict, where: str = "steer", job=None, files: bool = True) -> dict:
+    """A steer's changes checked: known keys only, a prompt and negatives that parse, image prompts and a mask that
+    are readable images (with `files`), a guide weight >= 0 and a finite lr > 0; with the `job` in effect, a guide
+    to weigh and an image to mask, and something to aim at (else the change's own prompt must aim at something).
+    A one-line error naming `where` otherwise. Returns the changes without Nones ([] clears negatives or images)."""
     for key in change:
         if key not in STEER_KEYS:
             raise VqclipError(f"{where}: unknown key {shown(key)}; a steer changes {', '.join(STEER_KEYS)}")
     out = {k: v for k, v in change.items() if v is not None and v != ""}
     if not out:
-        raise VqclipError(f"{where}: changes nothing; give a prompt or an lr")
+        raise VqclipError(f"{where}: changes nothing; give one of {', '.join(STEER_KEYS)}")
     if "prompt" in out:
         if not isinstance(out["prompt"], str):
             raise VqclipError(f"{where}.prompt: expected a text, got {shown(out['prompt'])}")
-        check_has_target(parse_job_prompts(out["prompt"], list(negative), list(images)))
+        parse_prompts(out["prompt"])
+    if "negative" in out:
+        out["negative"] = _texts(out["negative"], f"{where}.negative")
+        parse_negatives(out["negative"])
+    if "images" in out:
+        out["images"] = _texts(out["images"], f"{where}.images")
+        for i, item in enumerate(out["images"]):
+            path = parse_image_prompt(item).text
+            if files:
+                _image(path, f"{where}.images[{i}]")
+    if "guide_weight" in out:
+        w = out["guide_weight"]
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            raise VqclipError(f"{where}.guide_weight: expected a weight >= 0 (0: no guidance), got {shown(w)}")
+        out["guide_weight"] = float(w)
+        if job is not None and not job.guide.model:
+            raise VqclipError(f"{where}.guide_weight: this run has no classifier guide (guide.model); set one in the "
+                              "job to weigh it")
+    if "mask" in out:
+        if not isinstance(out["mask"], str):
+            raise VqclipError(f"{where}.mask: expected the path of a mask image, got {shown(out['mask'])}")
+        if job is not None and not job.init.image:
+            raise VqclipError(f"{where}.mask: a mask edits init.image, and this run has none; start the run from an "
+                              "image (init.image) to mask it")
+        if files:
+            _image(out["mask"], f"{where}.mask")
+            if open_rgb(out["mask"]).convert("L").getextrema()[1] == 0:
+                raise VqclipError(f"{where}.mask: {shown(out['mask'])} is all black, so nothing may change; paint "
+                                  "white where the image may change")
     if "lr" in out:
         lr = out["lr"]
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
             raise VqclipError(f"{where}.lr: expected a learning rate > 0, got {shown(lr)}")
         out["lr"] = float(lr)
+    if job is not None:
+        steered = job_at(job, out)
+        check_has_target(parse_job_prompts(steered.prompt, steered.negative, steered.image_prompts))
+    elif "prompt" in out:
+        check_has_target(parse_job_prompts(out["prompt"], out.get("negative", []), out.get("images", [])))
     return out
 
 
-def check_entries(entries: list, steps: int) -> None:
-    """A job's `steer:` list: each entry's step in [0, steps), the steps in order (several at one step apply in
-    order), and its changes as `check_change` wants them."""
-    last = 0
+def shaped(entries: list[dict], step: Optional[int] = None) -> dict:
+    """The newest value of each key of `SHAPES` among `entries` (those at or before `step`; None: all)."""
+    out: dict = {}
+    for e in entries:
+        if step is not None and e["at"] > step:
+            break
+        out.update((k, v) for k, v in e.items() if k in SHAPES)
+    return out
+
+
+def check_entries(entries: list, steps: int, job=None, first: int = 0) -> None:
+    """A job's `steer:` list: each entry's step in [first, steps) (`first`: the first step after best-of-n's
+    trials), the steps in order (several at one step apply in order), and its changes as `check_change` wants them
+    (files are the job's input check's), each with the `job` as the entries above it left it."""
+    last, values = 0, {}
     for i, e in enumerate(entries):
         where = f"steer[{i}]"
         if not 0 <= e.at < steps:
             raise VqclipError(f"{where}.at: {e.at} is outside the run's steps 0..{steps - 1}; a steer takes effect at "
                               "the start of a step of the run")
+        if e.at < first:
+            raise VqclipError(f"{where}.at: {e.at} falls in best-of-n's trials (steps 0..{first - 1}); a steer takes "
+                              f"effect after the pick, from step {first}")
         if e.at < last:
             raise VqclipError(f"{where}.at: {e.at} comes before the entry above it (step {last}); list steers in the "
                               "order of their steps")
         last = e.at
-        check_change({"prompt": e.prompt, "lr": e.lr}, where)
+        change = check_change(entry_change(e), where, None if job is None else job_at(job, values), files=False)
+        values.update((k, v) for k, v in change.items() if k in SHAPES)
+
+
+def steer_files(entries: list) -> list[tuple[str, str]]:
+    """(key, image path) of every file a job's `steer:` entries read: image prompts and masks."""
+    out = []
+    for i, e in enumerate(entries):
+        out += [(f"steer[{i}].images", parse_image_prompt(item).text) for item in e.images or []]
+        out += [(f"steer[{i}].mask", e.mask)] if e.mask else []
+    return out
 
 
 class Steering:
@@ -71,6 +166,8 @@ class Steering:
         self.size = size
         self.entries: list[dict] = []
         self.on_record: Optional[Callable[[list[dict]], None]] = None
+        self.on_take: Optional[Callable[[dict], None]] = None  # told each change as it is taken (a vocabulary notice)
+        self.job = None  # the run's job (set when it starts): a steer is checked against it and the changes before
         self._lock = threading.Lock()
         self._queue: collections.deque = collections.deque()
         self._go = threading.Event()
@@ -78,11 +175,12 @@ class Steering:
         self._finished = False
 
     def steer(self, **change: Any) -> None:
-        """Queue a change (`prompt`, `lr`) for the start of the next step; checked now, so a bad one leaves the run
-        as it is."""
-        change = check_change(change)
+        """Queue a change (any of `STEER_KEYS`) for the start of the next step; checked now (against the job as the
+        changes before it leave it, once the run has started), so a bad one leaves the run as it is."""
         with self._lock:
             self._refuse_when_finished("steer")
+            job = None if self.job is None else job_at(self.job, shaped([*self.entries, *self._queue]))
+            change = check_change(change, job=job)
             if len(self._queue) >= self.size:
                 raise VqclipError(f"steer: {self.size} changes are already waiting for the next step; wait for the "
                                   "run to take them, then steer again")
@@ -137,30 +235,43 @@ class Steering:
 
 class Steered:
     """The loop's side of steering: the job's `steer:` entries and a live `Steering`'s changes applied at the start
-    of each step. `build(cfg)` makes the objective of a job; it is called when the prompt in effect changes."""
+    of each step from `first` on (best-of-n's trials end there; before it, only a pause holds the run). `build(cfg)`
+    makes the objective of a job; it is called when what shapes the objective (`SHAPES`) changes."""
 
-    def __init__(self, cfg, build: Callable[[Any], Any], steering: Optional[Steering] = None):
-        self.cfg, self.build, self.steering = cfg, build, steering
-        self.entries = [{"at": e.at, **check_change({"prompt": e.prompt, "lr": e.lr})} for e in cfg.steer]
-        self.prompt = cfg.prompt  # the prompt the objective in hand was built for
+    def __init__(self, cfg, build: Callable[[Any], Any], steering: Optional[Steering] = None, first: int = 0):
+        self.cfg, self.build, self.steering, self.first = cfg, build, steering, first
+        if first:
+            check_entries(cfg.steer, cfg.steps, first=first)
+        self.entries = [{"at": e.at, **check_change(entry_change(e), files=False)} for e in cfg.steer]
+        self.shape = self.shape_of(cfg)  # what the objective in hand was built for
+        self.objective = None  # the objective last in effect (the final image is decoded by it: e.g. a steered mask)
         if steering is not None:
             steering.entries = [dict(e) for e in self.entries]
+            steering.job = cfg
+
+    @staticmethod
+    def shape_of(cfg) -> tuple:
+        """What of a job shapes its objective and a steer may change."""
+        return cfg.prompt, tuple(cfg.negative), tuple(cfg.image_prompts), cfg.guide.weight, cfg.init.mask
 
     def before(self, step: int, objective):
-        """Wait while paused, record the changes sent meanwhile as entries at `step`, and return the objective of the
-        job as of `step` (rebuilt when its prompt differs from the one in hand)."""
+        """Wait while paused, record the changes sent meanwhile as entries at `step` (from `first` on), and return the
+        objective of the job as of `step` (rebuilt when what shapes it differs from the one in hand)."""
         if self.steering is not None:
             self.steering.wait()
-            taken = self.steering.take()
+            taken = self.steering.take() if step >= self.first else []
             if taken:
                 self.entries += [{"at": step, **change} for change in taken]
                 self.entries.sort(key=lambda e: e["at"])  # stable: taken after any of the job's own at this step
                 self.steering.entries = [dict(e) for e in self.entries]
                 if self.steering.on_record is not None:
                     self.steering.on_record(self.steering.entries)
-        prompt = self.value_at(step, "prompt", self.cfg.prompt)
-        if prompt != self.prompt:
-            objective, self.prompt = self.build(replace(self.cfg, prompt=prompt)), prompt
+                for change in taken if self.steering.on_take is not None else ():
+                    self.steering.on_take(change)
+        job = job_at(self.cfg, shaped(self.entries, step))
+        if self.shape_of(job) != self.shape:
+            objective, self.shape = self.build(job), self.shape_of(job)
+        self.objective = objective
         return objective
 
     def lr(self, step: int, scheduled: float) -> float:

@@ -36,7 +36,7 @@ from ..nets.memory import is_out_of_memory, out_of_memory_message
 from ..optim.interpolate import inbetweens
 from ..optim.loop import AfterStep, Callback
 from ..optim.schedules import job_texts
-from ..optim.steer import Steering
+from ..optim.steer import Steering, entry_change
 from .callbacks import ProgressBar, SaveFrames, StopOnFlag, wants_trials
 from .devices import across_devices, check_devices
 from .regionfiles import copies, save_region_masks, with_masks
@@ -95,6 +95,9 @@ def generate(cfg: GenerateConfig, models: Models, callbacks: Iterable[Callback] 
     if mode is None:  # a mode given is prepared already: a restyle reads its whole video once, not twice
         mode = mode_for(cfg)
         cfg = mode.prepare(cfg, models)
+    if steering is not None:  # a steer is checked against the job; a steered text gets the vocabulary notice
+        steering.job = cfg
+        steering.on_take = lambda change: note_vocabulary(steered_texts(cfg, change))
     callbacks = list(callbacks)
     every = mode.frame_every(cfg)
     own = [SaveFrames(frames.write, every)] if frames is not None and every > 0 else []
@@ -111,9 +114,16 @@ def generate(cfg: GenerateConfig, models: Models, callbacks: Iterable[Callback] 
     return result
 
 
+def steered_texts(cfg: GenerateConfig, change: dict) -> GenerateConfig:
+    """The job with only the texts a steer `change` brings (its prompt and negatives), for `note_vocabulary`."""
+    return replace(cfg, prompt=change.get("prompt") or "", negative=list(change.get("negative") or []), story=[],
+                   steer=[])
+
+
 def note_vocabulary(cfg: GenerateConfig) -> None:
-    """One notice when the job's texts use words that its preset's CLIP does not know (a preset that declares its
-    vocabulary, as `mini` declares its world's caption grammar): the run goes on, but those words will not show."""
+    """One notice when the job's texts (its `steer:` entries' too) use words that its preset's CLIP does not know (a
+    preset that declares its vocabulary, as `mini` declares its world's caption grammar): the run goes on, but those
+    words will not show."""
     if not cfg.model:
         return
     try:
@@ -122,7 +132,8 @@ def note_vocabulary(cfg: GenerateConfig) -> None:
         return
     if preset.vocabulary is None or preset_clip(preset, check=False)[0] not in [c.model for c in cfg.clip]:
         return
-    unknown = preset.vocabulary.unknown(job_texts(cfg))
+    steered = [steered_texts(cfg, entry_change(e)) for e in cfg.steer]
+    unknown = preset.vocabulary.unknown([t for job in (cfg, *steered) for t in job_texts(job)])
     if unknown:
         log.info("the %s preset knows only its captions, %s; %s %s not among its words and will not show; try e.g. "
                  "'%s'", preset.name, preset.vocabulary.grammar, ", ".join(f"'{w}'" for w in unknown),
