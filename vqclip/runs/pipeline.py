@@ -209,6 +209,10 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
     """
     check_inputs(cfg)
     check_devices(cfg)
+    if steering is not None and len(cfg.devices) > 1:
+        raise VqclipError("steer: a run across devices cannot be steered live (the other devices' processes run the "
+                          "job as it started); run it on one device (--device) to steer it, or give the changes as "
+                          "the job's steer: entries")
     # 1. Device, seed and folder (before loading anything heavy, so bad input fails fast)
     device = pick_device(cfg.devices[0] if cfg.devices else cfg.device)
     resumed = folder is not None
