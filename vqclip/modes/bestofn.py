@@ -10,10 +10,11 @@ counting once; each start's image is then scored on `candidates.views` augmented
 The starts are also scored during the trials (every frame step, and a few times more for the preview): the start
 ranked to go on so far is the one the frames, `StepEvent.preview` and a stopped run's result show. A run stopped
 during the trials keeps every start in its state, so a resume goes on with the trials and picks as if never stopped.
-A steered run's steers take effect after the pick (the trial steps are the run's own first steps, and the starts
-are scored on the job's prompts): one sent during the trials is recorded at the first step after them, so the
-recorded job replays the run exactly. The scoring models are the job's own CLIP models, or `candidates.clip`: a model the starts were not optimised
+The scoring models are the job's own CLIP models, or `candidates.clip`: a model the starts were not optimised
 against is a fairer judge, since they learn to please the one they are optimised against. Same seed, same pick.
+A steered run's steers take effect after the pick (the trial steps are the run's own first steps, and the starts are
+scored on the job's prompts): one sent during the trials is recorded at the first step after them, and a pause holds
+the trials too, so the recorded job replays the run exactly.
 """
 
 from __future__ import annotations
