@@ -180,7 +180,7 @@ def live_steering(tiny_job, files, **over) -> Steering:
 
 @pytest.mark.parametrize("change, message", [
     ({"images": ["MISSING"]}, r"steer\.images\[0\]: .*no such image file"),
-    ({"images": ["TEXT"]}, "not a readable image"),
+    ({"images": ["TEXT"]}, r"steer\.images\[0\]: .*not a readable image"),
     ({"images": "TARGET"}, r"steer\.images: expected a list"),
     ({"negative": "blurry"}, r"steer\.negative: expected a list"),
     ({"negative": ["blurry:"]}, "empty weight"), ({"negative": [" "]}, r"steer\.negative: expected a list"),
@@ -216,7 +216,8 @@ def test_the_guide_weight_and_the_mask_are_checked_against_the_job(tiny_job, fil
 
 @pytest.mark.parametrize("entry, message", [
     ({"at": 2, "guide_weight": -1}, r"steer\[0\]\.guide_weight"), ({"at": 2, "negative": "x"}, r"steer\[0\]\.negative"),
-    ({"at": 2, "mask": str(__file__)}, "not a readable image"), ({"at": 2, "images": ["nope.png"]}, "no such image"),
+    ({"at": 2, "mask": str(__file__)}, r"steer\[0\]\.mask: .*not a readable image"),
+    ({"at": 2, "images": ["nope.png"]}, r"steer\[0\]\.images\[0\]: .*no such image"),
 ])
 def test_vqclip_run_of_a_bad_steer_entry_is_exit_2_and_one_line(tiny_job, files, tmp_path, capsys, entry, message):
     path = tmp_path / "job.yaml"

@@ -20,7 +20,7 @@ from ..optim.inits import INITS, MASK_INITS, canvas_size, wants_edit
 from ..optim.optimizers import OPTIMIZERS
 from ..optim.prompts import check_has_target, parse_image_prompt, parse_job_prompts
 from ..optim.regions import REGIONS, read_mask
-from ..optim.steer import check_entries, steer_files
+from ..optim.steer import check_entries, check_steer_files
 from ..optim.schedules import (LR_SCHEDULES, STORY_MODES, PromptSchedule, job_regions, parse_keyframed,
                                story_keyframes)
 from ..models.spec import ClipSpec, upscaler_is_path
@@ -300,7 +300,6 @@ def check_inputs(cfg: GenerateConfig) -> None:
     wanted += rules_of(cfg).inputs(cfg)  # the mode's own files (a restyle's video)
     wanted += [("palette.image", cfg.palette.image, "image")] if cfg.palette.image else []
     wanted += [("init.mask", cfg.init.mask, "image")] if cfg.init.mask else []
-    wanted += [(key, path, "image") for key, path in steer_files(cfg.steer)]
     for key, path, kind in wanted:
         head, _, weight = str(path).rpartition(":")
         if key == "image_prompts" and not Path(path).is_file() and head and Path(head).is_file():
@@ -310,9 +309,10 @@ def check_inputs(cfg: GenerateConfig) -> None:
             raise VqclipError(f"{key}: {missing(path, kind + ' file')}; check the path")
         if kind == "image":
             open_rgb(path)  # a corrupt image fails here, not after its run folder is made
-        if key.endswith("mask") and open_rgb(path).convert("L").getextrema()[1] == 0:
-            raise VqclipError(f"{key}: {shown(path)} is all black, so nothing may change; paint white where the "
+        if key == "init.mask" and open_rgb(path).convert("L").getextrema()[1] == 0:
+            raise VqclipError(f"init.mask: {shown(path)} is all black, so nothing may change; paint white where the "
                               "image may change")
+    check_steer_files(cfg.steer)  # the images and masks of its steer: entries, as a live steer's are checked
     for region in job_regions(cfg):
         if region not in REGIONS:
             read_mask(region)  # a missing, corrupt or all-black mask fails here, in one line

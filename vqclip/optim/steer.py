@@ -57,7 +57,22 @@ def _image(path: str, where: str) -> None:
     """An image file the run reads, checked as the job checks its files: there, and a readable image."""
     if not Path(path).is_file():
         raise VqclipError(f"{where}: {missing(path, 'image file')}; check the path")
-    open_rgb(path)
+    try:
+        open_rgb(path)
+    except VqclipError as exc:
+        raise VqclipError(f"{where}: {exc}") from None
+
+
+def check_files(change: dict, where: str) -> None:
+    """A change's image prompts and mask, checked as the job checks its files: there, readable images, and a mask
+    not all black."""
+    for i, item in enumerate(change.get("images") or []):
+        _image(parse_image_prompt(item).text, f"{where}.images[{i}]")
+    if change.get("mask"):
+        _image(change["mask"], f"{where}.mask")
+        if open_rgb(change["mask"]).convert("L").getextrema()[1] == 0:
+            raise VqclipError(f"{where}.mask: {shown(change['mask'])} is all black, so nothing may change; paint white "
+                              "where the image may change")
 
 
 def check_change(change: dict, where: str = "steer", job=None, files: bool = True) -> dict:
@@ -80,10 +95,8 @@ def check_change(change: dict, where: str = "steer", job=None, files: bool = Tru
         parse_negatives(out["negative"])
     if "images" in out:
         out["images"] = _texts(out["images"], f"{where}.images")
-        for i, item in enumerate(out["images"]):
-            path = parse_image_prompt(item).text
-            if files:
-                _image(path, f"{where}.images[{i}]")
+        for item in out["images"]:
+            parse_image_prompt(item)
     if "guide_weight" in out:
         w = out["guide_weight"]
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
@@ -98,11 +111,8 @@ def check_change(change: dict, where: str = "steer", job=None, files: bool = Tru
         if job is not None and not job.init.image:
             raise VqclipError(f"{where}.mask: a mask edits init.image, and this run has none; start the run from an "
                               "image (init.image) to mask it")
-        if files:
-            _image(out["mask"], f"{where}.mask")
-            if open_rgb(out["mask"]).convert("L").getextrema()[1] == 0:
-                raise VqclipError(f"{where}.mask: {shown(out['mask'])} is all black, so nothing may change; paint "
-                                  "white where the image may change")
+    if files:
+        check_files(out, where)
     if "lr" in out:
         lr = out["lr"]
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
@@ -147,13 +157,10 @@ def check_entries(entries: list, steps: int, job=None, first: int = 0) -> None:
         values.update((k, v) for k, v in change.items() if k in SHAPES)
 
 
-def steer_files(entries: list) -> list[tuple[str, str]]:
-    """(key, image path) of every file a job's `steer:` entries read: image prompts and masks."""
-    out = []
+def check_steer_files(entries: list) -> None:
+    """The files a job's `steer:` entries read (image prompts, masks), checked as a live steer's are."""
     for i, e in enumerate(entries):
-        out += [(f"steer[{i}].images", parse_image_prompt(item).text) for item in e.images or []]
-        out += [(f"steer[{i}].mask", e.mask)] if e.mask else []
-    return out
+        check_files({"images": e.images, "mask": e.mask}, f"steer[{i}]")
 
 
 class Steering:
