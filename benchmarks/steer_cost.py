@@ -34,8 +34,9 @@ def timed(cfg, models, steering=None) -> float:
 
 
 def latencies(cfg, models, key: str, count: int, seed: int) -> list[tuple[int, float, float]]:
-    """(steps, ms, the step's ms) of `count` steers of `key` sent by another thread at random moments of the run's
-    steps: steps from the step running when it was sent to the one that took it, ms from `steer()` to its taking."""
+    """(steps, ms, step ms) of `count` steers of `key` sent by another thread at random moments of the run's steps:
+    steps from the step running when it was sent to the one that took it, ms from `steer()` to its taking, and the
+    ms of the step it was sent in (the wait is the rest of that step, so ms / step ms stays below 1)."""
     from vqclip.optim.steer import Steering
     from vqclip.runs.pipeline import generate
 
@@ -69,8 +70,10 @@ def latencies(cfg, models, key: str, count: int, seed: int) -> list[tuple[int, f
     sender.start()
     generate(cfg, models, [on_step], steering=steering)
     sender.join(5)
-    step_ms = 1000 * statistics.median(b - a for (_, a), (_, b) in zip(ends, ends[1:]))
-    return [(at - running, 1000 * (t_take - t_sent), step_ms) for (t_sent, running), (t_take, at) in zip(sent, taken)]
+    end = dict(ends)  # step -> when its update ended
+    own = [1000 * (end[running] - end[running - 1]) for _, running in sent]  # the step each steer was sent in
+    return [(at - running, 1000 * (t_take - t_sent), ms)
+            for (t_sent, running), (t_take, at), ms in zip(sent, taken, own)]
 
 
 def main() -> None:
@@ -105,9 +108,10 @@ def main() -> None:
            "plain_it_s": plain, "steered_it_s": steered,
            "plain_median": statistics.median(plain), "steered_median": statistics.median(steered),
            "ratio": statistics.median(steered) / statistics.median(plain),
-           "latency": {key: {"steps": [s for s, _, _ in v], "ms": [m for _, m, _ in v], "step_ms": v[0][2] if v else None,
+           "latency": {key: {"steps": [s for s, _, _ in v], "ms": [m for _, m, _ in v], "step_ms": [x for _, _, x in v],
                              "max_steps": max(s for s, _, _ in v), "median_ms": statistics.median(m for _, m, _ in v),
-                             "max_ms": max(m for _, m, _ in v)} for key, v in lat.items()}}
+                             "max_ms": max(m for _, m, _ in v), "median_step_ms": statistics.median(x for *_, x in v),
+                             "max_share": max(m / x for _, m, x in v)} for key, v in lat.items()}}
     if args.json:
         print(json.dumps(out, indent=1))
         return
@@ -117,8 +121,9 @@ def main() -> None:
     print(f"  Steering, unused:   {out['steered_median']:.2f} it/s  (runs: {', '.join(f'{x:.2f}' for x in steered)})")
     print(f"  ratio:              {out['ratio']:.3f}")
     for key, v in out["latency"].items():
-        print(f"  {key} steer latency: at most {v['max_steps']} step(s); {v['median_ms']:.1f} ms median, "
-              f"{v['max_ms']:.1f} ms max; a step takes {v['step_ms']:.1f} ms ({len(v['ms'])} steers)")
+        print(f"  {key} steer latency: at most {v['max_steps']} step(s); {v['median_ms']:.0f} ms median, "
+              f"{v['max_ms']:.0f} ms max; at most {v['max_share']:.2f} of the step it was sent in (median step "
+              f"{v['median_step_ms']:.0f} ms; {len(v['ms'])} steers)")
 
 
 if __name__ == "__main__":

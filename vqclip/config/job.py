@@ -187,10 +187,10 @@ class SteerEntry:
     negative: Optional[list[str]] = option(None, help="the negative prompts from this step on ([]: none)",
                                            unset="unchanged")
     images: Optional[list[str]] = option(None, help="the image prompts from this step on, PATH[:weight[:stop]] ([]: "
-                                         "none)", unset="unchanged", path="image")
+                                         "none)", unset="unchanged")
     guide_weight: Optional[float] = option(None, help="guide.weight from this step on", unset="unchanged")
     mask: Optional[str] = option(None, help="init.mask from this step on: the edit mask (the job edits init.image)",
-                                 unset="unchanged", path="image")
+                                 unset="unchanged")
 
 
 @dataclass
