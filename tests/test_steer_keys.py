@@ -284,3 +284,17 @@ def test_best_of_n_takes_a_steer_sent_in_its_trials_after_the_pick_and_replays(t
     assert np.array_equal(pixels(run_job(build_config(recorded)).final), pixels(live.final))
     plain = run_job(build_config(job(tiny_job, files, tmp_path / "plain", **over)))
     assert live.result.losses[:2] == plain.result.losses[:2] and live.result.losses[2] != plain.result.losses[2]
+
+
+def test_a_story_is_steered_by_its_lr_only_live_and_in_its_job(tiny_job, files):
+    """A rebuilt objective would drop the story's keyframes: every key that rebuilds it is refused."""
+    told = live_steering(tiny_job, files, prompt="a red circle ^ a blue square")
+    for change in ({"negative": []}, {"guide_weight": 0.5}, {"prompt": RED}):
+        with pytest.raises(VqclipError, match=rf"steer\.{next(iter(change))}: this run tells a story"):
+            told.steer(**change)
+    told.steer(lr=0.05)
+    keyed = {**job(tiny_job, files, files["root"] / "unused"), "prompt": "",
+             "story": [{"at": 0, "prompt": RED}, {"at": 5, "prompt": YELLOW}]}
+    with pytest.raises(VqclipError, match=r"steer\[0\]\.images: this run tells a story"):
+        build_config({**keyed, "steer": [{"at": 2, "images": [str(files["target"])]}]})
+    assert build_config({**keyed, "steer": [{"at": 2, "lr": 0.05}]}).steer[0].lr == 0.05

@@ -216,9 +216,6 @@ def _check_animation(cfg: GenerateConfig) -> None:
         if not any(p.weight > 0 for p in beside):  # a prompt or image prompt that pulls throughout covers every step
             schedule.check_targets()
     check_entries(cfg.steer, cfg.steps, cfg)  # (best of n's trials: checked as the run starts, `Steered`)
-    if keyframes and any(e.prompt for e in cfg.steer):
-        raise VqclipError("steer: a steered prompt replaces the job's prompt, and this job tells a story; steer its lr "
-                          "only, or drop the story")
     a = cfg.animation
     _one_of(a.mode, ANIMATION_MODES, "animation.mode")
     _one_of(a.padding, PADDINGS, "animation.padding")

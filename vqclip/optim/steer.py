@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 from ..errors import VqclipError, missing, shown
 from ..files.images import open_rgb
 from .prompts import check_has_target, parse_image_prompt, parse_job_prompts, parse_negatives, parse_prompts
+from .schedules import STORY_SEPARATOR
 
 log = logging.getLogger("vqclip")
 
@@ -77,8 +78,9 @@ def check_files(change: dict, where: str) -> None:
 
 def check_change(change: dict, where: str = "steer", job=None, files: bool = True) -> dict:
     """A steer's changes checked: known keys only, a prompt and negatives that parse, image prompts and a mask that
-    are readable images (with `files`), a guide weight >= 0 and a finite lr > 0; with the `job` in effect, a guide
-    to weigh and an image to mask, and something to aim at (else the change's own prompt must aim at something).
+    are readable images (with `files`), a guide weight >= 0 and a finite lr > 0; with the `job` in effect, no story
+    (its keyframes set the targets: only its lr may be steered), a guide to weigh and an image to mask, and something
+    to aim at (else the change's own prompt must aim at something).
     A one-line error naming `where` otherwise. Returns the changes without Nones ([] clears negatives or images)."""
     for key in change:
         if key not in STEER_KEYS:
@@ -86,6 +88,10 @@ def check_change(change: dict, where: str = "steer", job=None, files: bool = Tru
     out = {k: v for k, v in change.items() if v is not None and v != ""}
     if not out:
         raise VqclipError(f"{where}: changes nothing; give one of {', '.join(STEER_KEYS)}")
+    shaping = [k for k in out if k in SHAPES]
+    if job is not None and shaping and (job.story or STORY_SEPARATOR in job.prompt):
+        raise VqclipError(f"{where}.{shaping[0]}: this run tells a story, whose keyframes set what it aims at; steer "
+                          "its lr only, or drop the story")
     if "prompt" in out:
         if not isinstance(out["prompt"], str):
             raise VqclipError(f"{where}.prompt: expected a text, got {shown(out['prompt'])}")
@@ -118,7 +124,7 @@ def check_change(change: dict, where: str = "steer", job=None, files: bool = Tru
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
             raise VqclipError(f"{where}.lr: expected a learning rate > 0, got {shown(lr)}")
         out["lr"] = float(lr)
-    if job is not None:
+    if job is not None and shaping:  # (an lr leaves the targets as they were)
         steered = job_at(job, out)
         check_has_target(parse_job_prompts(steered.prompt, steered.negative, steered.image_prompts))
     elif "prompt" in out:
@@ -275,7 +281,8 @@ class Steered:
                     self.steering.on_record(self.steering.entries)
                 for change in taken if self.steering.on_take is not None else ():
                     self.steering.on_take(change)
-        job = job_at(self.cfg, shaped(self.entries, step))
+        values = shaped(self.entries, step)
+        job = job_at(self.cfg, values) if values else self.cfg
         if self.shape_of(job) != self.shape:
             objective, self.shape = self.build(job), self.shape_of(job)
         self.objective = objective
