@@ -118,6 +118,8 @@ MUTATIONS = [
       "        if job is not None and not job.guide.model:\n", "        if False:\n", T_KEYS),
     M("a steer is checked without the steers queued before it: one leaving nothing to aim at slips through", STEER,
       "shaped([*self.entries, *self._queue])", "shaped(self.entries)", T_KEYS),
+    M("an lr steer of a story is refused as leaving nothing to aim at", STEER,
+      "    if job is not None and shaping:  # (an lr", "    if job is not None:  # (an lr", T_KEYS),
     M("a job's steer: entry's files are not checked before the run", "vqclip/config/checks.py",
       "    check_steer_files(cfg.steer)  # the images", "    pass  # the images", T_KEYS),
     M("a wrong type inside a steer: entry is OmegaConf's cryptic message", "vqclip/config/layers.py",

@@ -100,8 +100,8 @@ def sampler(name: Any) -> Optional[str]:
     (A1111's samplers, such as 'Euler a', have no meaning here: the field is then ignored)."""
     if not isinstance(name, str):
         return None
-    wanted = name.strip().lower()
-    return next((key for key, torch_name in OPTIMIZERS.items() if wanted in (key, torch_name.lower())), None)
+    wanted = name.strip().lower()  # the keys are the torch names in lower case
+    return wanted if wanted in OPTIMIZERS else None
 
 
 def samplers() -> list[dict]:
