@@ -8,6 +8,7 @@ STEER, LOOP, STILL = "vqclip/optim/steer.py", "vqclip/optim/loop.py", "vqclip/mo
 PIPE, API = "vqclip/runs/pipeline.py", "vqclip/api.py"
 T, T_API = ("tests/test_steer.py",), ("tests/test_steer_api.py",)
 T_KEYS, T_VOCAB = ("tests/test_steer_keys.py",), ("tests/test_steer_vocabulary.py",)
+JOBS, T_PAGE = "vqclip/ui/jobs.py", ("tests/test_steer_page.py",)
 
 MUTATIONS = [
     # --- checks of a steer and of a job's steer: list
@@ -139,4 +140,11 @@ MUTATIONS = [
       "        steering.on_take = lambda change: note_vocabulary(steered_texts(cfg, change))\n", "", T_VOCAB),
     M("a job's steer: entries' words are not noted", PIPE,
       "    steered = [steered_texts(cfg, entry_change(e)) for e in cfg.steer]\n", "    steered = []\n", T_VOCAB),
+    # --- a page's job with steer: entries (vqclip/ui/jobs.py)
+    M("a page's steer: entries are not looked at: a file of the server slips in as an image prompt", JOBS,
+      '    if base == "steer" and isinstance(value, list):  # a steered', "    if False:  # a steered", T_PAGE),
+    M("a page's steer: entry's mask may be a file of the server", JOBS,
+      'out["mask"] = _upload(f"{key}.mask", out["mask"], upload)', 'out["mask"] = out["mask"]', T_PAGE),
+    M("a page's steered prompt may aim at a mask file of the server", JOBS,
+      'out[name] = _regions(f"{key}.{name}", out[name], upload)', "out[name] = out[name]", T_PAGE),
 ]
