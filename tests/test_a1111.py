@@ -272,3 +272,68 @@ def test_a_request_no_checking_process_is_free_for_is_a_503_to_retry(tmp_path):
         srv.stop()
         checker.close()
     assert status == 503 and "busy" in answer["error"]
+
+
+def test_png_info_reads_back_a_runs_parameters_and_job(server, batch):
+    data = base64.b64decode(batch["images"][0])
+    with Image.open(io.BytesIO(data)) as im:
+        chunks = dict(im.text)
+    sent = {"image": "data:image/png;base64," + batch["images"][0]}  # a data URL, as browsers' clients send it
+    status, info = server.request("POST", "/sdapi/v1/png-info", sent)
+    assert status == 200 and set(info) == {"info", "items", "parameters"}
+    assert info["info"] == chunks["parameters"] and "parameters" not in info["items"]
+    assert json.loads(info["items"]["vqclip"])["config"]["prompt"] == "a red circle"
+    p = info["parameters"]
+    assert (p["Prompt"], p["Negative prompt"], p["Seed"], p["Steps"], p["Size"]) == ("a red circle", "text", "7", "2",
+                                                                                   "32x32")
+
+
+def test_png_info_parses_an_a1111_infotext_and_answers_an_image_without_one(server):
+    from PIL.PngImagePlugin import PngInfo
+
+    text = PngInfo()
+    text.add_text("parameters", "a cat, oil painting\nNegative prompt: blurry, text\nSteps: 20, Sampler: Euler a, "
+                                "CFG scale: 7, Seed: 1234, Size: 512x768, Model: sd15")
+    text.add_text("Software", "A1111")
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="PNG", pnginfo=text)
+    status, info = server.request("POST", "/sdapi/v1/png-info", {"image": b64(buffer.getvalue())})
+    assert status == 200 and info["items"] == {"Software": "A1111"}
+    assert info["parameters"] == {"Prompt": "a cat, oil painting", "Negative prompt": "blurry, text", "Steps": "20",
+                                  "Sampler": "Euler a", "CFG scale": "7", "Seed": "1234", "Size": "512x768",
+                                  "Model": "sd15"}
+    assert server.request("POST", "/sdapi/v1/png-info", {"image": b64(png())})[1] == {"info": "", "items": {},
+                                                                                       "parameters": {}}
+    assert server.request("POST", "/sdapi/v1/png-info", {"image": " "})[1] == {"info": "", "items": {},
+                                                                              "parameters": {}}
+
+
+@pytest.mark.parametrize("body, status, message", [
+    ({}, 400, "image: expected a base64 image"), ({"image": 3}, 400, "image: expected a base64 image"),
+    ({"image": "!!not base64!!"}, 400, "not base64"), ({"image": b64(b"GIF89a not really")}, 400, "not a readable"),
+    ({"image": b64(bytes(70 << 10))}, 413, "limit"), ([1], 400, "JSON object"),
+])
+def test_hostile_png_info_requests_are_one_line_4xx(server, body, status, message):
+    got, answer = server.request("POST", "/sdapi/v1/png-info", body)
+    assert got == status and message in answer["error"] and "\n" not in answer["error"], answer
+
+
+def test_a_published_client_lists_the_optimisers_as_samplers_and_the_upscaler_presets(client):
+    from vqclip.models.upscalers import BUILTIN_FILE
+
+    listed = client.get_samplers()
+    assert all(set(s) == {"name", "aliases", "options"} for s in listed)  # A1111's SamplerItem
+    assert {"Adam", "SGD"} <= {s["name"] for s in listed}
+    presets = yaml.safe_load(BUILTIN_FILE.read_text())["upscalers"]
+    ups = client.get_upscalers()
+    assert all(set(u) == {"name", "model_name", "model_path", "model_url", "scale"} for u in ups)  # UpscalerItem
+    assert {u["name"]: u["scale"] for u in ups} == {name: float(p["scale"]) for name, p in presets.items()}
+    assert all(u["model_path"] is None and u["model_url"] == presets[u["name"]]["file"]["urls"][0] for u in ups)
+
+
+@pytest.mark.parametrize("name, optimizer", [("SGD", "sgd"), ("adamw", "adamw"), (" RAdam ", "radam"),
+                                             ("Euler a", None), ("DPM++ 2M", None), (3, None)])
+def test_a_sampler_naming_an_optimiser_picks_it_and_any_other_is_ignored(name, optimizer):
+    job, ignored = to_job({"prompt": "x", "sampler_name": name}, "mini")
+    assert job.get("optimizer") == (None if optimizer is None else {"name": optimizer})
+    assert ("sampler_name" in ignored) == (optimizer is None)

@@ -71,7 +71,7 @@ class PipelineOutput:
 
 class Stream:
     """A run in a background thread, seen as its live `StepEvent`s (best-of-n's trial steps too): iterate over it;
-    `stop()` ends the run at the end of its step (the result is kept); `steer(prompt=..., lr=...)`, `pause()` and
+    `stop()` ends the run at the end of its step (the result is kept); `steer(prompt=..., lr=..., ...)`, `pause()` and
     `resume()` steer it from the next step on (`steering`; the result's config records each change); `result` is the
     `PipelineOutput` once the iteration is over. An error of the run is raised by the iteration. A stream given a
     folder (`Pipeline.stream(..., out=...)`) writes its run there (`run` is its `RunResult` at the end) and can
@@ -125,7 +125,8 @@ class Stream:
         self.steering.resume()  # a paused run ends too
 
     def steer(self, **change: Any) -> None:
-        """Change the prompt and/or lr from the start of the next step (see `vqclip.optim.steer.Steering.steer`)."""
+        """Change the prompt, lr, negative, images, guide_weight or mask from the start of the next step (see
+        `vqclip.optim.steer.Steering.steer`)."""
         self.steering.steer(**change)
 
     def branch(self, stop: bool = False, **changes: Any) -> Future:

@@ -20,7 +20,7 @@ from ..optim.inits import INITS, MASK_INITS, canvas_size, wants_edit
 from ..optim.optimizers import OPTIMIZERS
 from ..optim.prompts import check_has_target, parse_image_prompt, parse_job_prompts
 from ..optim.regions import REGIONS, read_mask
-from ..optim.steer import check_entries
+from ..optim.steer import check_entries, check_steer_files
 from ..optim.schedules import (LR_SCHEDULES, STORY_MODES, PromptSchedule, job_regions, parse_keyframed,
                                story_keyframes)
 from ..models.spec import ClipSpec, upscaler_is_path
@@ -215,14 +215,11 @@ def _check_animation(cfg: GenerateConfig) -> None:
         beside = parse_job_prompts("" if "^" in cfg.prompt else cfg.prompt, cfg.negative, cfg.image_prompts)
         if not any(p.weight > 0 for p in beside):  # a prompt or image prompt that pulls throughout covers every step
             schedule.check_targets()
-    check_entries(cfg.steer, cfg.steps)
+    check_entries(cfg.steer, cfg.steps, cfg)  # (best of n's trials: checked as the run starts, `Steered`)
     b = cfg.branch
     if (b.parent or b.step) and not 0 <= b.step < cfg.steps:
         raise VqclipError(f"branch.step: {shown(b.step)} is outside the run's steps 0..{cfg.steps - 1}; a branch "
                           "starts at a step of its parent's run")
-    if keyframes and any(e.prompt for e in cfg.steer):
-        raise VqclipError("steer: a steered prompt replaces the job's prompt, and this job tells a story; steer its lr "
-                          "only, or drop the story")
     a = cfg.animation
     _one_of(a.mode, ANIMATION_MODES, "animation.mode")
     _one_of(a.padding, PADDINGS, "animation.padding")
@@ -316,6 +313,7 @@ def check_inputs(cfg: GenerateConfig) -> None:
         if key == "init.mask" and open_rgb(path).convert("L").getextrema()[1] == 0:
             raise VqclipError(f"init.mask: {shown(path)} is all black, so nothing may change; paint white where the "
                               "image may change")
+    check_steer_files(cfg.steer)  # the images and masks of its steer: entries, as a live steer's are checked
     for region in job_regions(cfg):
         if region not in REGIONS:
             read_mask(region)  # a missing, corrupt or all-black mask fails here, in one line

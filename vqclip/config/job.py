@@ -187,6 +187,13 @@ class SteerEntry:
     prompt: str = option("", help="the prompt from this step on, 'text:weight[:stop]|...' (empty: unchanged)")
     lr: Optional[float] = option(None, help="the learning rate from this step on (the schedule goes on from it)",
                                  unset="unchanged")
+    negative: Optional[list[str]] = option(None, help="the negative prompts from this step on ([]: none)",
+                                           unset="unchanged")
+    images: Optional[list[str]] = option(None, help="the image prompts from this step on, PATH[:weight[:stop]] ([]: "
+                                         "none)", unset="unchanged")
+    guide_weight: Optional[float] = option(None, help="guide.weight from this step on", unset="unchanged")
+    mask: Optional[str] = option(None, help="init.mask from this step on: the edit mask (the job edits init.image)",
+                                 unset="unchanged")
 
 
 @dataclass
@@ -325,7 +332,7 @@ class GenerateConfig:
     story: list[StoryKeyframe] = option(help="story keyframes: [{at: step, prompt: ..., weight: 1}]", factory=list,
                                         item=StoryKeyframe)
     steer: list[SteerEntry] = option(help="changes made while the run went, replayed at their steps: [{at: step, "
-                                          "prompt: ..., lr: ...}]", factory=list, item=SteerEntry)
+                                          "prompt: ..., lr: ..., negative: [...], ...}]", factory=list, item=SteerEntry)
     branch: BranchConfig = option(help="where a branched run came from (changes no pixel)", factory=BranchConfig)
     story_mode: str = option("switch", help="switch: one keyframe at a time; blend: linear between neighbours",
                              choices=STORY_MODES)

@@ -132,6 +132,10 @@ def _check_sections(raw: dict, cls: type, source: str, prefix: str = "") -> None
         elif _is_list(hints[f.name]) and not isinstance(value, list):
             what = "{model: ..., pretrained: ...} or a list of them" if key == "clip" else "a list"
             raise VqclipError(f"{source}: {key}: expected {what}, got {shown(value)}")
+        elif section is not None and isinstance(value, list):  # a list of sections: each item's lists (steer[])
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    _check_sections(item, section, source, f"{key}[{i}].")
     clips = raw.get("clip") if prefix in ("", "candidates.") else None  # the two lists of CLIP models
     for i, item in enumerate(clips if isinstance(clips, list) else []):
         if not isinstance(item, dict):

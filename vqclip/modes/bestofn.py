@@ -12,6 +12,9 @@ ranked to go on so far is the one the frames, `StepEvent.preview` and a stopped 
 during the trials keeps every start in its state, so a resume goes on with the trials and picks as if never stopped.
 The scoring models are the job's own CLIP models, or `candidates.clip`: a model the starts were not optimised
 against is a fairer judge, since they learn to please the one they are optimised against. Same seed, same pick.
+A steered run's steers take effect after the pick (the trial steps are the run's own first steps, and the starts are
+scored on the job's prompts): one sent during the trials is recorded at the first step after them, and a pause holds
+the trials too, so the recorded job replays the run exactly.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from ..optim.loop import AfterStep, StepEvent, run_steps
 from ..optim.objective import Objective
 from ..optim.scoring import Scorer
 from ..optim.state import RunState
+from ..optim.steer import Steered
 
 log = logging.getLogger("vqclip")
 
@@ -122,13 +126,13 @@ class Pick:
 
 
 def best_of_n(ctx, objective: Objective, state: RunState, frame_every: int = 0,
-              hooks: Sequence[AfterStep] = ()) -> Pick:
+              hooks: Sequence[AfterStep] = (), steer: Optional[Steered] = None) -> Pick:
     """Run the `candidates.n` starts in `state` together up to the trial steps (from `state.step`: a resumed run goes
     on with its trials), then score each start's image and keep the chosen one in `state`. Callbacks that ask for
     the trials see them (`trial` = n, `best` the start ranked to go on so far), and that start's image goes to
     `ctx.frames` at the frame steps; `hooks` (a story's fade) and those of `ctx` (the state saver) run after each
     step. A callback that stops the trials (Ctrl-C) ends them there: `state` keeps every start, so that a resume
-    goes on with them."""
+    goes on with them. `steer` (a steered run) holds the trials while paused; its changes wait for the pick."""
     cfg, c = ctx.cfg, ctx.cfg.candidates
     steps = trial_steps(cfg)
     ranking = Ranking(ctx, objective)
@@ -164,7 +168,7 @@ def best_of_n(ctx, objective: Objective, state: RunState, frame_every: int = 0,
             log.info("trying %d starts together for %d of the %d steps%s; the best-scored one goes on", c.n, steps,
                      cfg.steps, f" (from step {state.step})" if state.step else "")
         curve, stopped = run_steps(state, objective, ctx.lr_at, steps, cfg.steps, [watch], [*hooks, *ctx.after],
-                                   trial=c.n)
+                                   trial=c.n, steer=steer)
         # a copy (RunState.state_dict), with the global RNG as the trials left it (the scoring below runs in its own
         # fork)
         trials_end = state.state_dict() if ctx.trials is not None else None

@@ -11,7 +11,7 @@ from ..optim.loop import AfterStep, run_steps
 from ..optim.objective import Objective
 from ..optim.steer import Steered
 from .base import GenerateResult, Mode, RunContext, start_run
-from .bestofn import best_of_n
+from .bestofn import best_of_n, trial_steps
 from .story import StoryFade, story_targets
 
 
@@ -34,16 +34,20 @@ class Still(Mode):
         curve, stopped, start = [], False, 0
         if ctx.saved is not None:
             state.load_state_dict(ctx.saved)
-        if starts > 1:  # the trials, from the start or from where a saved state left them
-            pick = best_of_n(ctx, objective, state, self.frame_every(cfg), fade)
-            curve, stopped, start = list(pick.curve), pick.stopped, pick.start
         steer = None
-        if cfg.steer or ctx.steering is not None:  # a job's steers rebuild its objective as `start_run` built it
-            steer = Steered(cfg, lambda job: Objective(job, ctx.models, ctx.device, batch=starts), ctx.steering)
+        if cfg.steer or ctx.steering is not None:  # a job's steers rebuild its objective as `start_run` built it;
+            # steers sent during best-of-n's trials take effect after the pick (a pause holds the trials too)
+            steer = Steered(cfg, lambda job: Objective(job, ctx.models, ctx.device, batch=starts), ctx.steering,
+                            trial_steps(cfg))
+        if starts > 1:  # the trials, from the start or from where a saved state left them
+            pick = best_of_n(ctx, objective, state, self.frame_every(cfg), fade, steer)
+            curve, stopped, start = list(pick.curve), pick.stopped, pick.start
         if not stopped:
             more, stopped = run_steps(state, objective, ctx.lr_at, cfg.steps, cfg.steps, ctx.callbacks,
                                       [*fade, *self.hooks(cfg, objective), *ctx.after], steer=steer)
             curve += more
+        if steer is not None and steer.objective is not None:  # the image as the job of the last step shows it
+            objective = steer.objective
         if state.starts > 1:  # stopped during the trials: the result is the start ranked to go on
             z = state.z[start:start + 1].detach()
         else:

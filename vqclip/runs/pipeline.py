@@ -37,7 +37,7 @@ from ..nets.memory import is_out_of_memory, out_of_memory_message
 from ..optim.interpolate import inbetweens
 from ..optim.loop import AfterStep, Callback
 from ..optim.schedules import job_texts
-from ..optim.steer import Steering
+from ..optim.steer import Steering, entry_change
 from .branch import write_branch
 from .callbacks import ProgressBar, SaveFrames, StopOnFlag, wants_trials
 from .devices import across_devices, check_devices
@@ -98,6 +98,9 @@ def generate(cfg: GenerateConfig, models: Models, callbacks: Iterable[Callback] 
     if mode is None:  # a mode given is prepared already: a restyle reads its whole video once, not twice
         mode = mode_for(cfg)
         cfg = mode.prepare(cfg, models)
+    if steering is not None:  # a steer is checked against the job; a steered text gets the vocabulary notice
+        steering.job = cfg
+        steering.on_take = lambda change: note_vocabulary(steered_texts(cfg, change))
     callbacks = list(callbacks)
     every = mode.frame_every(cfg)
     own = [SaveFrames(frames.write, every)] if frames is not None and every > 0 else []
@@ -114,9 +117,16 @@ def generate(cfg: GenerateConfig, models: Models, callbacks: Iterable[Callback] 
     return result
 
 
+def steered_texts(cfg: GenerateConfig, change: dict) -> GenerateConfig:
+    """The job with only the texts a steer `change` brings (its prompt and negatives), for `note_vocabulary`."""
+    return replace(cfg, prompt=change.get("prompt") or "", negative=list(change.get("negative") or []), story=[],
+                   steer=[])
+
+
 def note_vocabulary(cfg: GenerateConfig) -> None:
-    """One notice when the job's texts use words that its preset's CLIP does not know (a preset that declares its
-    vocabulary, as `mini` declares its world's caption grammar): the run goes on, but those words will not show."""
+    """One notice when the job's texts (its `steer:` entries' too) use words that its preset's CLIP does not know (a
+    preset that declares its vocabulary, as `mini` declares its world's caption grammar): the run goes on, but those
+    words will not show."""
     if not cfg.model:
         return
     try:
@@ -125,7 +135,8 @@ def note_vocabulary(cfg: GenerateConfig) -> None:
         return
     if preset.vocabulary is None or preset_clip(preset, check=False)[0] not in [c.model for c in cfg.clip]:
         return
-    unknown = preset.vocabulary.unknown(job_texts(cfg))
+    steered = [steered_texts(cfg, entry_change(e)) for e in cfg.steer]
+    unknown = preset.vocabulary.unknown([t for job in (cfg, *steered) for t in job_texts(job)])
     if unknown:
         log.info("the %s preset knows only its captions, %s; %s %s not among its words and will not show; try e.g. "
                  "'%s'", preset.name, preset.vocabulary.grammar, ", ".join(f"'{w}'" for w in unknown),
@@ -201,6 +212,10 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
     """
     check_inputs(cfg)
     check_devices(cfg)
+    if steering is not None and len(cfg.devices) > 1:
+        raise VqclipError("steer: a run across devices cannot be steered live (the other devices' processes run the "
+                          "job as it started); run it on one device (--device) to steer it, or give the changes as "
+                          "the job's steer: entries")
     # 1. Device, seed and folder (before loading anything heavy, so bad input fails fast)
     device = pick_device(cfg.devices[0] if cfg.devices else cfg.device)
     resumed = folder is not None

@@ -1,24 +1,31 @@
 """AUTOMATIC1111's HTTP API (`/sdapi/v1/...`) over the page's run queue, so that clients written for that web UI drive
 vqclip unchanged: a request becomes a page job (checked as the page's are, run one at a time), the answer carries
-final.png as base64 with its `parameters` chunk; what has no meaning for VQGAN+CLIP is accepted and listed in `info`."""
+final.png as base64 with its `parameters` chunk; what has no meaning for VQGAN+CLIP is accepted and listed in `info`.
+A sampler is vqclip's optimiser (`/samplers` lists them; `sampler_name` naming one picks it), `/upscalers` lists the
+upscaler presets, and `/png-info` reads a PNG's `parameters` back."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import binascii
+import io
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import VqclipError
+from ..errors import VqclipError, reason
 from ..files.images import read_metadata
+from ..files.infotext import parse_parameters
 from ..models.presets import list_presets
+from ..models.upscalers import load_upscalers_file
+from ..optim.optimizers import OPTIMIZERS
 from ..runs.batch import Batch
 from ..runs.queue import ENDED, RUNNING, Job, RunQueue
 from .bounded import Busy
@@ -80,9 +87,56 @@ def to_job(body: dict, model: str) -> tuple[dict, list[str]]:
         job["negative"] = [negative]
     if body.get("tiling"):
         job["tile"] = True
-    ignored = sorted(k for k in body if k not in USED) + sorted(f"override_settings.{k}" for k in override
-                                                                if k != "sd_model_checkpoint")
+    optimizer = sampler(body.get("sampler_name"))
+    if optimizer:
+        job["optimizer"] = {"name": optimizer}
+    ignored = sorted(k for k in body if k not in USED and not (k == "sampler_name" and optimizer)) + sorted(
+        f"override_settings.{k}" for k in override if k != "sd_model_checkpoint")
     return job, ignored
+
+
+def sampler(name: Any) -> Optional[str]:
+    """The optimiser a `sampler_name` names (its key or torch name, any case, as `/samplers` lists them), else None
+    (A1111's samplers, such as 'Euler a', have no meaning here: the field is then ignored)."""
+    if not isinstance(name, str):
+        return None
+    wanted = name.strip().lower()  # the keys are the torch names in lower case
+    return wanted if wanted in OPTIMIZERS else None
+
+
+def samplers() -> list[dict]:
+    """A1111's `SamplerItem`s (name, aliases, options): vqclip's optimisers, which step the latents as a sampler
+    steps a diffusion's."""
+    return [{"name": torch_name, "aliases": [key], "options": {"optimizer.name": key}}
+            for key, torch_name in OPTIMIZERS.items()]
+
+
+def upscalers() -> list[dict]:
+    """A1111's `UpscalerItem`s (name, model_name, model_path, model_url, scale): the upscaler presets (no server
+    path is shown; the URL is the preset's public download)."""
+    return [{"name": p.name, "model_name": p.name, "model_path": None,
+             "model_url": p.file.urls[0] if p.file.urls else None, "scale": float(p.scale)}
+            for p in load_upscalers_file().values()]
+
+
+def png_info(data: bytes) -> dict:
+    """A1111's `PNGInfoResponse` of an image's bytes: `info` its `parameters` text, `parameters` that text parsed
+    (Prompt, Negative prompt and the pairs), `items` its other text chunks (vqclip's job among them)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # a bomb is a bad image, not a warning
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()  # text chunks after the image data are read too
+                chunks = {str(k): v for k, v in getattr(im, "text", {}).items() if isinstance(v, str)}
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:
+        raise Refused(f"image: not a readable image ({reason(exc)})") from None
+    info = chunks.pop("parameters", "")
+    parameters = {}
+    if info:
+        prompt, negative, pairs = parse_parameters(info)
+        parameters = {"Prompt": prompt, "Negative prompt": negative, **pairs}
+    return {"info": info, "items": chunks, "parameters": parameters}
 
 
 def preset_name(value: Any) -> str:
@@ -263,6 +317,25 @@ def a1111_router(queue: RunQueue, check: Callable[[dict], Awaitable[tuple]],
         except Refused as exc:
             return fail(exc.status, str(exc))
         return None
+
+    @router.get("/samplers")
+    async def get_samplers():
+        return samplers()
+
+    @router.get("/upscalers")
+    async def get_upscalers():
+        return upscalers()
+
+    @router.post("/png-info")
+    async def get_png_info(request: Request):
+        try:
+            body = await read(request)
+            value = body.get("image")
+            if isinstance(value, str) and not value.strip():  # as A1111 answers an empty image
+                return {"info": "", "items": {}, "parameters": {}}
+            return await asyncio.to_thread(png_info, image_bytes(value, "image", max_upload))
+        except Refused as exc:
+            return fail(exc.status, str(exc))
 
     @router.get("/sd-models")
     async def sd_models():

@@ -126,6 +126,8 @@ def _value(key: str, value: Any, upload: Callable[[str], str]) -> Any:
                           "outputs folder; leave it unset")
     if base in PROMPT_KEYS:
         return _regions(key, value, upload)
+    if base == "steer" and isinstance(value, list):  # a steered run's entries name images too
+        return [_steer_entry(f"{key}[{i}]", entry, upload) for i, entry in enumerate(value)]
     if base in ("clip", "candidates.clip") and isinstance(value, list):
         return [_value(f"{key}[{i}]", v, upload) for i, v in enumerate(value)]
     if base in ("clip", "candidates.clip"):  # a CLIP entry given as its bare name
@@ -141,6 +143,25 @@ def _value(key: str, value: Any, upload: Callable[[str], str]) -> Any:
         items = value if isinstance(value, list) else [value]
         return [_upload(f"{key}[{i}]", v, upload) for i, v in enumerate(items)]
     return value
+
+
+def _steer_entry(key: str, entry: Any, upload: Callable[[str], str]) -> Any:
+    """One `steer:` entry of a page's job: the regions of its prompt and negatives, its image prompts and its mask
+    as the job's own are taken (uploads only, never a file of the server); what is no mapping is left for the job's
+    check to name."""
+    if not isinstance(entry, dict):
+        return entry
+    out = dict(entry)
+    for name in ("prompt", "negative"):
+        if name in out:
+            out[name] = _regions(f"{key}.{name}", out[name], upload)
+    images = out.get("images")
+    if images is not None:
+        out["images"] = [_upload(f"{key}.images[{i}]", v, upload)
+                         for i, v in enumerate(images if isinstance(images, list) else [images])]
+    if out.get("mask") not in (None, ""):
+        out["mask"] = _upload(f"{key}.mask", out["mask"], upload)
+    return out
 
 
 def _regions(key: str, value: Any, upload: Callable[[str], str]) -> Any:
