@@ -131,18 +131,41 @@ def test_a_branch_with_stop_stops_the_parent_at_the_end_of_that_step(tiny_job, t
     assert load_state(tmp_path / "p-b1" / "state.pt")["step"] == 2
 
 
-def test_a_branch_its_job_refuses_is_the_futures_error_leaves_no_folder_and_the_parent_goes_on(tiny_job, tmp_path):
-    steering, got = Steering(), []
+def test_a_branch_its_job_would_refuse_is_refused_at_once(tiny_job, tmp_path):
+    steering, refused = Steering(), []
 
     def wheel(event) -> None:
         if event.step == 1:  # a steered prompt in a story: a job refuses it (the story's keyframes would fight it)
-            got.append(steering.branch(prompt=GREEN))
+            with pytest.raises(VqclipError, match="story") as err:
+                steering.branch(prompt=GREEN)
+            refused.append(str(err.value))
 
     run = run_job(build_config(job(tiny_job, tmp_path / "story", steps=4, prompt="a ^ b")), steering=steering,
                   extra_callbacks=[wheel])
-    with pytest.raises(VqclipError, match="story"):
-        got[0].result(0)
+    assert refused and refused[0].startswith("branch.prompt:")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["story"]
+    assert not run.interrupted and run.result.steps == 4
+
+
+def test_a_branch_that_cannot_be_written_is_the_futures_error_leaves_no_folder_and_the_parent_goes_on(
+        tiny_job, tmp_path, monkeypatch):
+    import vqclip.runs.branch as branch_module  # its state writer fails as a full disk does
+
+    def full_disk(*args, **kwargs):
+        raise VqclipError("state.pt: no space left on the device")
+
+    monkeypatch.setattr(branch_module, "save_state", full_disk)
+    steering, got = Steering(), []
+
+    def wheel(event) -> None:
+        if event.step == 1:
+            got.append(steering.branch(prompt=GREEN))
+
+    run = run_job(build_config(job(tiny_job, tmp_path / "parent", steps=4)), steering=steering,
+                  extra_callbacks=[wheel])
+    with pytest.raises(VqclipError, match="no space"):
+        got[0].result(0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parent"]
     assert not run.interrupted and run.result.steps == 4
 
 

@@ -21,7 +21,7 @@ from vqclip.optim.steer import Steering
 from vqclip.runs.jobs import build_config
 from vqclip.runs.pipeline import run_job
 from vqclip.runs.resume import resume_run
-from vqclip.runs.statefile import check_job, job_settings, load_state
+from vqclip.runs.statefile import check_job, check_past_steers, job_settings, load_state
 
 from test_api import pipe  # noqa: F401  (the tiny-model Pipeline fixture)
 
@@ -116,7 +116,8 @@ def test_a_resume_refused_before_it_runs_finishes_its_steering(gap):
 
 def test_steer_entries_compare_as_the_job_writes_them(tiny_job):
     cfg = steered(tiny_job, (2, YELLOW))
-    assert job_settings(cfg)["steer"] == [{"at": 2, "prompt": YELLOW, "lr": None}]
+    unset = {"lr": None, "negative": None, "images": None, "guide_weight": None, "mask": None}
+    assert job_settings(cfg)["steer"] == [{"at": 2, "prompt": YELLOW, **unset}]
     assert cfg.steer == [SteerEntry(at=2, prompt=YELLOW)]
 
 
@@ -130,3 +131,12 @@ def test_pipeline_run_steers_the_stopped_run_it_resumes(pipe, tmp_path):
                        callbacks=[lambda e: steering.steer(lr=0.05) if e.step == 4 else None])
     assert not resumed.interrupted and steering.entries == [{"at": 5, "lr": 0.05}]
     assert yaml.safe_load((tmp_path / "r" / "job.yaml").read_text())["steer"][0]["lr"] == 0.05
+
+
+def test_a_state_saved_before_a_steer_key_existed_compares_equal(tmp_path):
+    """An entry recorded without the keys added since (unset there) is the same steer as today's with them unset."""
+    old = [{"at": 1, "prompt": YELLOW, "lr": None}]
+    now = [{"at": 1, "prompt": YELLOW, "lr": None, "negative": None, "images": None, "guide_weight": None, "mask": None}]
+    check_past_steers(old, now, 5, tmp_path / "state.pt")  # no error
+    with pytest.raises(VqclipError, match=r"steer\[0\]"):
+        check_past_steers(old, [{**now[0], "lr": 0.1}], 5, tmp_path / "state.pt")

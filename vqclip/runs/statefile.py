@@ -82,12 +82,17 @@ def check_job(state: dict, cfg: GenerateConfig, path: Path) -> bool:
     return True
 
 
+def _given(entry: dict) -> dict:
+    """A steer entry's keys that change something (unset ones dropped: a key added to vqclip since counts as unset)."""
+    return {k: v for k, v in entry.items() if v is not None and v != ""}
+
+
 def check_past_steers(recorded: list, now: list, step: int, path: Path) -> None:
     """Refuse, in one line, a job.yaml whose `steer:` entries before `step` (the state's past) differ from those the
     state was saved with; entries at or after it are the state's future (a steer taken after the last save, a
     branch's changes) and may differ."""
-    past = [e for e in recorded if isinstance(e, dict) and e.get("at", 0) < step]
-    mine = [e for e in now if e["at"] < step]
+    past = [_given(e) for e in recorded if isinstance(e, dict) and e.get("at", 0) < step]
+    mine = [_given(e) for e in now if e["at"] < step]
     for i in range(max(len(past), len(mine))):
         was, got = (past[i] if i < len(past) else None), (mine[i] if i < len(mine) else None)
         if was != got:
