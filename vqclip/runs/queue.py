@@ -278,10 +278,12 @@ class RunQueue:
             for job in self._jobs.values():
                 if job.state in (QUEUED, BRANCHING):
                     job.state, job.ended = CANCELLED, time.time()
+                    if job.steering is not None:
+                        job.steering.finish()
                 elif job.state == RUNNING:
                     job.stop.set()
-                if job.steering is not None:
-                    job.steering.resume()
+                    if job.steering is not None:
+                        job.steering.resume()
             self._lock.notify_all()
             workers = list(self._workers.values())
         for worker in workers:
