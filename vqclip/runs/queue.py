@@ -94,12 +94,20 @@ class Job:
                 "started": self.started, "ended": self.ended, "batch": isinstance(self.plan, Batch),
                 "steerable": steering is not None, "paused": bool(steering and steering.paused),
                 "steers": [dict(e) for e in steering.entries] if steering else [], "prompt_now": self.prompt_now(),
-                "keyframes": list(self.keyframes), "first_step": self.first_step, "parent": self.parent}
+                "lr_now": self.lr_now(), "keyframes": list(self.keyframes), "first_step": self.first_step,
+                "parent": self.parent}
 
     def prompt_now(self) -> str:
         """The prompt in effect at the job's step: its newest steer's that has one, else its own."""
+        return self._now("prompt", self.prompt)
+
+    def lr_now(self) -> Optional[float]:
+        """The lr in effect at the job's step (its newest steer's, else its own; None for a batch)."""
+        return self._now("lr", getattr(getattr(self.plan, "optimizer", None), "lr", None))
+
+    def _now(self, key: str, default):
         steers = self.steering.entries if self.steering is not None else []
-        return next((e["prompt"] for e in reversed(steers) if "prompt" in e and e["at"] <= self.step), self.prompt)
+        return next((e[key] for e in reversed(steers) if key in e and e["at"] <= self.step), default)
 
 
 class Progress:
