@@ -24,7 +24,8 @@ from vqclip.runs.statefile import StateSaver, job_changes, job_settings, load_st
 # what docs/animation.md says a resume may change: the steps, where and how it runs, the folder, the progress bar
 FREE = {"steps", "device", "devices", "threads", "memory", "micro_batch", "compile", "decoder_layout",
         "cudnn_benchmark", "output.dir", "output.progress",
-        "init.mask"}  # where the run folder's own mask.png lies (issue 37: a moved folder resumes with it)
+        "init.mask",  # where the run folder's own mask.png lies (issue 37: a moved folder resumes with it)
+        "branch.parent", "branch.step"}  # a branch's record of where it came from (issue 39): no pixel changes
 
 
 CACHE = ModelCache()  # the tiny models, loaded once for this file's runs (they are frozen)

@@ -13,10 +13,10 @@ It drives the same run path as the command line (vqclip.runs.pipeline), so the s
 from __future__ import annotations
 
 import contextlib
-import functools
 import queue
 import tempfile
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
@@ -72,16 +72,20 @@ class Stream:
     """A run in a background thread, seen as its live `StepEvent`s (best-of-n's trial steps too): iterate over it;
     `stop()` ends the run at the end of its step (the result is kept); `steer(prompt=..., lr=...)`, `pause()` and
     `resume()` steer it from the next step on (`steering`; the result's config records each change); `result` is the
-    `PipelineOutput` once the iteration is over. An error of the run is raised by the iteration."""
+    `PipelineOutput` once the iteration is over. An error of the run is raised by the iteration. A stream given a
+    folder (`Pipeline.stream(..., out=...)`) writes its run there (`run` is its `RunResult` at the end) and can
+    `branch(...)` it."""
 
     _END = object()
 
     def __init__(self, pipe: "Pipeline", cfg: GenerateConfig, callbacks: list[Callback],
-                 files: Optional[contextlib.AbstractContextManager] = None):
+                 files: Optional[contextlib.AbstractContextManager] = None, out: Optional[str | Path] = None):
         self._files = files  # what the run reads and the stream removes at its end (a mask given as an image)
         self._events: queue.Queue = queue.Queue()
         self._flag = threading.Event()
+        self._out = out
         self.result: Optional[PipelineOutput] = None
+        self.run: Optional[RunResult] = None
         self._error: Optional[BaseException] = None
         self.steering = Steering()
         feed = with_trials(lambda event: self._events.put(event))
@@ -91,7 +95,12 @@ class Stream:
 
     def _work(self, pipe: "Pipeline", cfg: GenerateConfig, callbacks: list[Callback]) -> None:
         try:
-            self.result = pipe._generate(cfg, callbacks, self.steering)
+            if self._out is None:
+                self.result = pipe._generate(cfg, callbacks, self.steering)
+            else:  # into a run folder, as `Pipeline.run` writes it: job.yaml, frames, state.pt, final.png
+                cfg = replace(cfg, output=replace(cfg.output, dir=str(self._out)))
+                self.run = run_job(cfg, cache=pipe.cache, extra_callbacks=callbacks, steering=self.steering)
+                self.result = PipelineOutput.of(self.run.result, self.run.config)
         except BaseException as exc:  # handed to the iterating thread, which raises it
             self._error = exc
         finally:
@@ -117,6 +126,16 @@ class Stream:
     def steer(self, **change: Any) -> None:
         """Change the prompt and/or lr from the start of the next step (see `vqclip.optim.steer.Steering.steer`)."""
         self.steering.steer(**change)
+
+    def branch(self, stop: bool = False, **changes: Any) -> Future:
+        """Fork the run at the start of its next step into a new run folder beside the stream's (`out` + "-b1",
+        ...) with `changes` (prompt, lr) from there; with `stop`, this run stops at the end of that step. Returns a
+        Future: `.result()` is the child's folder once the loop has written it (a moment, or until the run is
+        resumed when paused); `vqclip.runs.resume.resume_run(child)` runs it (see `vqclip.optim.steer.Steering.branch`)."""
+        if self._out is None:
+            raise VqclipError("branch: this stream runs in memory, with no run folder to branch beside; give "
+                              "Pipeline.stream an out= folder to branch it")
+        return self.steering.branch(stop=stop, **changes)
 
     def pause(self) -> None:
         """Hold the run before its next step (the image is untouched) until `resume()`."""
@@ -191,14 +210,14 @@ class Pipeline:
             return self._generate(self.config(prompt, **with_mask(job, path)), callbacks)
 
     def stream(self, prompt: Optional[str] = None, *, callbacks: Iterable[Callback] = (), mask: Any = None,
-               **job: Any) -> Stream:
+               out: Optional[str | Path] = None, **job: Any) -> Stream:
         """Run in the background and yield live `StepEvent`s (step, total, loss, losses, image; `.preview` is a PIL
         image); `stop()` on the stream ends the run. Keep torch's global RNG to the stream while it runs. `mask`:
-        as for a call."""
+        as for a call. `out`: write the run into this folder as `Pipeline.run` does (then it can be branched)."""
         files = mask_file(mask)
         path = files.__enter__()  # left when the run ends (`Stream._work`)
         try:
-            return Stream(self, self.config(prompt, **with_mask(job, path)), list(callbacks), files)
+            return Stream(self, self.config(prompt, **with_mask(job, path)), list(callbacks), files, out)
         except BaseException:
             files.__exit__(None, None, None)
             raise
@@ -218,10 +237,10 @@ class Pipeline:
         if steer is not None and not single:
             raise VqclipError("steer: a Steering steers the run of one image; this job makes several (a sweep, n: or "
                               "candidates.keep): run them one by one to steer them")
-        runner = run_job if steer is None else functools.partial(run_job, steering=steer)
         try:
-            runs = run_plan(place(plans), runner, cache=self.cache, stop=stop, callbacks=list(callbacks))
-        finally:  # a folder already finished (skipped) or stopped (resumed, unsteered for now): steers are refused
+            runs = run_plan(place(plans), run_job, cache=self.cache, stop=stop, callbacks=list(callbacks),
+                            steering=steer)
+        finally:  # a folder already finished (skipped): steers are refused
             if steer is not None and not steer.finished:
                 steer.finish()
         return runs[0] if single else runs

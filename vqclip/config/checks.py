@@ -216,6 +216,10 @@ def _check_animation(cfg: GenerateConfig) -> None:
         if not any(p.weight > 0 for p in beside):  # a prompt or image prompt that pulls throughout covers every step
             schedule.check_targets()
     check_entries(cfg.steer, cfg.steps)
+    b = cfg.branch
+    if (b.parent or b.step) and not 0 <= b.step < cfg.steps:
+        raise VqclipError(f"branch.step: {shown(b.step)} is outside the run's steps 0..{cfg.steps - 1}; a branch "
+                          "starts at a step of its parent's run")
     if keyframes and any(e.prompt for e in cfg.steer):
         raise VqclipError("steer: a steered prompt replaces the job's prompt, and this job tells a story; steer its lr "
                           "only, or drop the story")

@@ -187,6 +187,12 @@ class SteerEntry:
 
 
 @dataclass
+class BranchConfig:
+    parent: str = option("", help="the run folder this run branched from (its name, beside this one; empty: none)")
+    step: int = option(0, help="the step of the parent run this run branched at (its state then is this run's start)")
+
+
+@dataclass
 class AnimationConfig:
     mode: str = option("none", help="zoom: move the image every `every` steps, one video frame each",
                        choices=ANIMATION_MODES, label="animation")
@@ -317,6 +323,7 @@ class GenerateConfig:
                                         item=StoryKeyframe)
     steer: list[SteerEntry] = option(help="changes made while the run went, replayed at their steps: [{at: step, "
                                           "prompt: ..., lr: ...}]", factory=list, item=SteerEntry)
+    branch: BranchConfig = option(help="where a branched run came from (changes no pixel)", factory=BranchConfig)
     story_mode: str = option("switch", help="switch: one keyframe at a time; blend: linear between neighbours",
                              choices=STORY_MODES)
     change_every: int = option(0, help="for 'a ^ b' prompts: steps per part (0: spread evenly over steps)",

@@ -81,6 +81,8 @@ def job_parameters(metadata: dict, vqgan: bool = True) -> str:
         "Story mode": cfg["story_mode"] if "^" in cfg["prompt"] or cfg["story"] else None,
         "Animation": cfg["animation"]["mode"] if cfg["animation"]["mode"] != "none" else None,
         "Restyle input": _names(cfg["restyle"]["input"]),
+        "Branch of": f"{cfg['branch']['parent']} at step {cfg['branch']['step']}" if cfg.get("branch", {}).get(
+            "parent") else None,
         "Stopped": "true" if metadata.get("stopped") else None,
         "Version": f"vqclip {metadata.get('versions', {}).get('vqclip', '')}".strip(),
     }

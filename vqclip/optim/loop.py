@@ -91,12 +91,12 @@ def run_steps(state: RunState, objective: Objective, lr_at: Callable[[int], floa
     while state.step < until and not stopped:
         lr = lr_at(state.step)
         if steer is not None:  # paused: waits here, between steps; changes sent meanwhile take effect now
-            objective = steer.before(state.step, objective)
+            objective = steer.before(state.step, objective, state)
             lr = steer.lr(state.step, lr)
         event = take_step(state, objective, lr, total)
         if trial or frame is not None:
             event = replace(event, trial=trial, frame=frame)
         curve.append(event.loss_value)
         stops = [bool(cb(event)) for cb in callbacks] + [bool(hook(state, event)) for hook in after]
-        stopped = any(stops)
+        stopped = any(stops) or (steer is not None and steer.stopping)
     return loss_numbers(curve), stopped

@@ -12,7 +12,8 @@ import collections
 import logging
 import math
 import threading
-from dataclasses import replace
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional
 
 from ..errors import VqclipError, shown
@@ -61,16 +62,33 @@ def check_entries(entries: list, steps: int) -> None:
         check_change({"prompt": e.prompt, "lr": e.lr}, where)
 
 
+@dataclass
+class BranchRequest:
+    """A branch waiting for the next step: its checked `changes`, whether the parent then stops, and the Future that
+    gets the child's folder."""
+
+    changes: dict
+    stop: bool = False
+    future: Future = field(default_factory=Future)
+
+
+# the pipeline's writer of a branch's folder: (step, the parent's entries before it, the changes, the parent's state
+# at the start of that step as `RunState.state_dict()`) -> the child's folder
+BranchWriter = Callable[[int, list, dict, dict], Any]
+
+
 class Steering:
     """A run's steering wheel, safe to use from any thread: `steer(prompt=..., lr=...)` queues a change for the start
-    of the next step (at most `size` wait; one more is an error), `pause()` / `resume()` hold the run between steps.
-    `entries` is the run's record: every change taken, as `{at, prompt?, lr?}`, in order; `on_record` (set by the
-    pipeline) is told the whole record after each change is taken. Once the run ends, a steer or pause is an error."""
+    of the next step (at most `size` wait; one more is an error), `pause()` / `resume()` hold the run between steps,
+    `branch(...)` forks a new run there. `entries` is the run's record: every change taken, as `{at, prompt?, lr?}`,
+    in order; `on_record` (set by the pipeline) is told the whole record after each change is taken, `on_branch`
+    (likewise) writes a branch's folder. Once the run ends, a steer, pause or branch is an error."""
 
     def __init__(self, size: int = QUEUE_SIZE):
         self.size = size
         self.entries: list[dict] = []
         self.on_record: Optional[Callable[[list[dict]], None]] = None
+        self.on_branch: Optional[BranchWriter] = None
         self._lock = threading.Lock()
         self._queue: collections.deque = collections.deque()
         self._go = threading.Event()
@@ -87,6 +105,20 @@ class Steering:
                 raise VqclipError(f"steer: {self.size} changes are already waiting for the next step; wait for the "
                                   "run to take them, then steer again")
             self._queue.append(change)
+
+    def branch(self, stop: bool = False, **changes: Any) -> Future:
+        """Fork the run at the start of its next step into a new run folder beside its own (its name + "-b1", "-b2",
+        ...) whose job is this run's with `changes` (checked now, as a steer's) from that step and whose start is
+        this run's state then; with `stop`, this run stops at the end of that step. The Future's result is the
+        child's folder (a Path), or the error that kept it from being written."""
+        request = BranchRequest(check_change(changes, "branch"), bool(stop))
+        with self._lock:
+            self._refuse_when_finished("branch")
+            if len(self._queue) >= self.size:
+                raise VqclipError(f"branch: {self.size} changes are already waiting for the next step; wait for the "
+                                  "run to take them, then branch again")
+            self._queue.append(request)
+        return request.future
 
     def pause(self) -> None:
         """Hold the run at the start of its next step until `resume()`."""
@@ -124,8 +156,14 @@ class Steering:
         with self._lock:
             self._finished = True
             left = len(self._queue)
+            waiting = list(self._queue)
             self._queue.clear()
         self._go.set()
+        for request in waiting:
+            if isinstance(request, BranchRequest):
+                request.future.set_exception(VqclipError("branch: the run ended before its next step, so there is "
+                                                         "nothing to branch from; branch a finished run with "
+                                                         "`vqclip branch RUN --at STEP`"))
         if left:
             log.warning("%d steer%s came after the run's last step and %s not applied", left, "" if left == 1 else "s",
                         "was" if left == 1 else "were")
@@ -143,15 +181,21 @@ class Steered:
         self.cfg, self.build, self.steering = cfg, build, steering
         self.entries = [{"at": e.at, **check_change({"prompt": e.prompt, "lr": e.lr})} for e in cfg.steer]
         self.prompt = cfg.prompt  # the prompt the objective in hand was built for
+        self.stopping = False  # a branch with stop=True was taken: the run stops at the end of this step
         if steering is not None:
             steering.entries = [dict(e) for e in self.entries]
 
-    def before(self, step: int, objective):
-        """Wait while paused, record the changes sent meanwhile as entries at `step`, and return the objective of the
-        job as of `step` (rebuilt when its prompt differs from the one in hand)."""
+    def before(self, step: int, objective, state=None):
+        """Wait while paused, write the branches sent meanwhile from `state` (the `RunState` at the start of `step`),
+        record the changes sent meanwhile as entries at `step`, and return the objective of the job as of `step`
+        (rebuilt when its prompt differs from the one in hand)."""
         if self.steering is not None:
             self.steering.wait()
             taken = self.steering.take()
+            branches = [t for t in taken if isinstance(t, BranchRequest)]
+            if branches:
+                taken = [t for t in taken if not isinstance(t, BranchRequest)]
+                self.branch(step, branches, state)
             if taken:
                 self.entries += [{"at": step, **change} for change in taken]
                 self.entries.sort(key=lambda e: e["at"])  # stable: taken after any of the job's own at this step
@@ -162,6 +206,23 @@ class Steered:
         if prompt != self.prompt:
             objective, self.prompt = self.build(replace(self.cfg, prompt=prompt)), prompt
         return objective
+
+    def branch(self, step: int, requests: list[BranchRequest], state) -> None:
+        """Each request's child written by the pipeline's `on_branch` from the state at the start of `step` and the
+        entries that took effect before it; its Future gets the child's folder, or the error (the run goes on)."""
+        past = [dict(e) for e in self.entries if e["at"] < step]
+        saved = state.state_dict() if state is not None else None  # once for all: taken in the run's RNG context
+        for request in requests:
+            try:
+                if self.steering.on_branch is None or saved is None:
+                    raise VqclipError("branch: this run has no run folder to branch beside; run it into a folder "
+                                      "(`Pipeline.run(..., steer=Steering())`, `vqclip run`) to branch it")
+                child = self.steering.on_branch(step, past, dict(request.changes), saved)
+            except Exception as exc:  # handed to the Future's holder; the parent run goes on
+                request.future.set_exception(exc)
+            else:
+                request.future.set_result(child)
+                self.stopping = self.stopping or request.stop
 
     def lr(self, step: int, scheduled: float) -> float:
         """The lr of `step`: the schedule's `scheduled`, scaled by the newest lr entry over the job's own lr."""

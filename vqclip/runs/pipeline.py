@@ -7,6 +7,7 @@ Every entry point uses it: each CLI command (generate, run, zoom, restyle, resum
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import threading
@@ -37,6 +38,7 @@ from ..optim.interpolate import inbetweens
 from ..optim.loop import AfterStep, Callback
 from ..optim.schedules import job_texts
 from ..optim.steer import Steering
+from .branch import write_branch
 from .callbacks import ProgressBar, SaveFrames, StopOnFlag, wants_trials
 from .devices import across_devices, check_devices
 from .regionfiles import copies, save_region_masks, with_masks
@@ -267,6 +269,8 @@ def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, 
             for saver in after:
                 saver.job = job_settings(steered[0])
         steering.on_record = record
+        if mode.saves_state:  # a branch starts from a state: a restyle (frames from its input) has none to give
+            steering.on_branch = functools.partial(write_branch, cfg, folder)
     try:
         result = generate(cfg, models, callbacks, device, saved=saved, frames=frames, after=after, mode=mode,
                           trials=trials, steering=steering)

@@ -152,11 +152,12 @@ def finished_run(job: PlannedJob) -> Any:
 
 
 def run_plan(placed: Sequence[Placed], run: Callable[..., Any], *, cache=None, stop=None,
-             callbacks: Sequence = (), report: Optional[Callable[[Any], None]] = None) -> list:
+             callbacks: Sequence = (), report: Optional[Callable[[Any], None]] = None, steering=None) -> list:
     """Run placed plans in order here: a new run with `run` (the pipeline's `run_job`, given the cache, stop flag,
     callbacks and one memo of best-of-n's trials that the `candidates.keep` images of a batch share), a stopped one
     resumed, a complete one skipped; each batch's grids and batch.yaml written for its runs. Stops after a run stopped
-    early. Returns every run (skipped ones read back from their folders); `report` sees each run made as it ends."""
+    early. Returns every run (skipped ones read back from their folders); `report` sees each run made as it ends;
+    `steering` (one run's plan only) steers the run made or resumed."""
     from .resume import resume_run  # here: the run path (torch) only to run, not to plan
 
     trials: dict = {}
@@ -167,9 +168,10 @@ def run_plan(placed: Sequence[Placed], run: Callable[..., Any], *, cache=None, s
             log.info("skipped: %s is complete", job.dest)
             return finished_run(job)
         elif job.state == RESUME:
-            result = resume_run(job.dest, cache=cache, stop=stop, extra_callbacks=callbacks)
+            result = resume_run(job.dest, cache=cache, stop=stop, extra_callbacks=callbacks, steering=steering)
         else:
             more = {"trials": trials} if shared else {}  # the images of one batch of starts: its trials run once
+            more.update({"steering": steering} if steering is not None else {})
             result = run(job.cfg, cache=cache, stop=stop, extra_callbacks=list(callbacks), **more)
         if report is not None:
             report(result)

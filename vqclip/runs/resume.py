@@ -20,6 +20,7 @@ from ..modes.registry import mode_name, rules_of
 from ..modes.restyle import frames_done
 from ..nets.load import ModelCache
 from ..optim.loop import Callback
+from ..optim.steer import Steering
 from .jobs import local_weights, own_mask
 from .pipeline import RunResult, run_job
 from .statefile import check_job, load_state
@@ -44,11 +45,13 @@ def read_job(run_dir: Path, overrides: Optional[dict] = None):
 
 
 def resume_run(run_dir: str | Path, *, overrides: Optional[dict] = None, cache: Optional[ModelCache] = None,
-               stop: Optional[threading.Event] = None, extra_callbacks: Iterable[Callback] = ()) -> RunResult:
+               stop: Optional[threading.Event] = None, extra_callbacks: Iterable[Callback] = (),
+               steering: Optional[Steering] = None) -> RunResult:
     """Continue a killed or stopped run in its own folder from its state.pt (from step 0 when there is none); a
     restyle from its first missing frame. The folder is locked throughout (a second resume of it meanwhile is a
     one-line error); the temporary files of writes a kill cut short are removed first; a state.pt saved by another
-    job than job.yaml's (`statefile.check_job`) is refused."""
+    job than job.yaml's (`statefile.check_job`) is refused. `steering` steers the resumed run (see `run_job`): its
+    changes are recorded in job.yaml after the run's earlier steers."""
     folder = RunFolder(run_dir)
     cfg = read_job(folder.path, overrides)
     folder.lock()
@@ -60,8 +63,11 @@ def resume_run(run_dir: str | Path, *, overrides: Optional[dict] = None, cache: 
         saved = _saved_state(folder, cfg)
         if overrides:
             write_text(folder.job, to_yaml(cfg))
-        return run_job(cfg, cache=cache, stop=stop, extra_callbacks=extra_callbacks, folder=folder, saved=saved)
+        return run_job(cfg, cache=cache, stop=stop, extra_callbacks=extra_callbacks, folder=folder, saved=saved,
+                       steering=steering)
     finally:
+        if steering is not None and not steering.finished:  # refused before the run began: later steers are errors
+            steering.finish()
         folder.unlock()
 
 

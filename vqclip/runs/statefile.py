@@ -25,9 +25,11 @@ JOB_KEY = "job"
 # job keys a resume may change without changing what the run computes: the steps to go on to (`--steps`), where and
 # how it runs (`--device`, `--devices`, `--threads`, the memory options an out-of-memory error suggests), the folder
 # and the progress bar (`--quiet`), where the folder's own mask.png lies (`init.mask`: a folder moved, or made on a
-# cluster's worker); every other key shapes the pixels or the files and must stay as the run had it
+# cluster's worker), a branch's record of the run it came from (`branch`); every other key shapes the pixels or the
+# files and must stay as the run had it
 FREE_KEYS = frozenset({"steps", "device", "devices", "threads", "memory", "micro_batch", "compile", "decoder_layout",
-                       "cudnn_benchmark", "output.dir", "output.progress", "init.mask"})
+                       "cudnn_benchmark", "output.dir", "output.progress", "init.mask", "branch.parent",
+                       "branch.step"})
 
 
 def job_settings(cfg: GenerateConfig) -> dict[str, Any]:
@@ -68,7 +70,8 @@ def check_job(state: dict, cfg: GenerateConfig, path: Path) -> bool:
     recorded = state.get(JOB_KEY)
     if recorded is None:
         return False
-    changed = job_changes(recorded, cfg)
+    check_past_steers(recorded.get("steer", []), job_settings(cfg)["steer"], int(state["step"]), path)
+    changed = {k: v for k, v in job_changes(recorded, cfg).items() if k != "steer"}  # its future may differ
     if changed:
         shown = ", ".join(f"{k}: {_short(now)} (the run had {_short(was)})" for k, (was, now) in
                           list(changed.items())[:4])
@@ -77,6 +80,22 @@ def check_job(state: dict, cfg: GenerateConfig, path: Path) -> bool:
                           f"{'it' if len(changed) == 1 else 'them'} back in job.yaml to go on, or delete state.pt to "
                           "start the run over")
     return True
+
+
+def check_past_steers(recorded: list, now: list, step: int, path: Path) -> None:
+    """Refuse, in one line, a job.yaml whose `steer:` entries before `step` (the state's past) differ from those the
+    state was saved with; entries at or after it are the state's future (a steer taken after the last save, a
+    branch's changes) and may differ."""
+    past = [e for e in recorded if isinstance(e, dict) and e.get("at", 0) < step]
+    mine = [e for e in now if e["at"] < step]
+    for i in range(max(len(past), len(mine))):
+        was, got = (past[i] if i < len(past) else None), (mine[i] if i < len(mine) else None)
+        if was != got:
+            said = f"steer[{i}] is {_short(got, 80)}" if got is not None else f"steer[{i}] is missing"
+            had = "none" if was is None else _short(was, 80)
+            raise VqclipError(f"{path}: was saved at step {step}, and job.yaml changed a steer before it: {said} (the "
+                              f"run had {had}); set it back in job.yaml to go on, or delete state.pt to start the run "
+                              "over")
 
 
 def _short(value, limit: int = 40) -> str:
