@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt-get install chromium)")]
 
 RED, YELLOW = "a red circle on a blue background", "a yellow circle on a blue background"
-STEPS, SWITCH, BRANCH = 28, 8, 16  # the prompt changes at step 8 or soon after, the branch at 16 or soon after
+STEPS, SWITCH, BRANCH = 32, 8, 16  # the prompt changes at step 8 or soon after, the branch at 16 or soon after
 
 
 def shares(page) -> dict:
@@ -62,7 +62,12 @@ def test_steer_the_prompt_from_the_page_see_the_colour_move_branch_and_find_both
     assert page.get_attribute("#curve-marks line.steer", "data-step") == str(steer["at"])
     assert page.text_content("#s-error") == ""
 
-    # 2. branch once, stopping the parent; watch the branch to its end
+    # 2. pause and continue from the page; then branch once, stopping the parent, and watch the branch to its end
+    page.click("#s-pause")
+    page.wait_for_function("document.querySelector('#s-pause').textContent === 'Continue'")
+    assert srv.queue.get(parent_id).steering.paused
+    page.click("#s-pause")
+    page.wait_for_function("document.querySelector('#s-pause').textContent === 'Pause'")
     step_at_least(page, BRANCH)
     page.check("#s-branch-stop")
     page.click("#s-branch")
@@ -79,7 +84,7 @@ def test_steer_the_prompt_from_the_page_see_the_colour_move_branch_and_find_both
     # 3. the preview moved toward yellow: yellow pixels where there were none, more of them than red ones
     after = shares(page)
     assert after["step"] == STEPS - 1 and before["yellow"] < 0.01
-    assert after["yellow"] >= before["yellow"] + 0.02 and after["yellow"] > after["red"], (before, after)
+    assert after["yellow"] >= before["yellow"] + 0.02 and after["yellow"] > after["red"], (steer, before, after)
 
     # 4. both runs in the gallery, the branch under its parent, its parent and step recorded in its job.yaml
     parent, child = folders(srv)
