@@ -83,8 +83,12 @@ def test_two_clients_steering_one_run_are_recorded_in_order_in_its_job_and_its_s
     assert [e["at"] for e in steers] == sorted(e["at"] for e in steers)
     assert summary(srv, running)["prompt_now"] == "a green circle:2"
     [folder] = [p for p in srv.outputs.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    recorded = yaml.safe_load((folder / "job.yaml").read_text())["steer"]  # written as each is taken
-    assert [{k: v for k, v in e.items() if v not in (None, "")} for e in recorded] == steers
+
+    def recorded() -> list:  # job.yaml, rewritten (atomically) as each is taken
+        return yaml.safe_load((folder / "job.yaml").read_text()).get("steer") or []
+
+    wait_for(lambda: len(recorded()) == 4)
+    assert [{k: v for k, v in e.items() if v not in (None, "")} for e in recorded()] == steers
     stream = []  # a tab opened now gets every steer once, then the run's progress
     with urllib.request.urlopen(f"{srv.url}/api/jobs/{running}/events", timeout=30) as res:
         for line in res:
@@ -221,3 +225,34 @@ def test_pause_holds_the_run_continue_lets_it_go_and_stop_ends_a_paused_run(srv,
     assert ended["state"] == "stopped"
     status, answer = steer(srv, run.id, {"lr": 0.1})
     assert status == 409 and one_line(answer, "has stopped")
+
+
+def test_a_branch_from_the_page_resumes_its_folder_beside_the_parent_steerable_and_under_it_in_the_gallery(srv,
+                                                                                                          tiny_job):
+    _, answer = srv.request("POST", "/api/jobs", {"job": job(tiny_job, prompt="trunk", seed=4)})
+    parent = srv.queue.get(answer["id"])
+    wait_for(lambda: parent.step >= 2)
+    status, bad = srv.request("POST", f"/api/jobs/{parent.id}/branch", {"lr": -1})
+    assert status == 400 and one_line(bad, "branch.lr: expected a learning rate > 0")
+    status, child = srv.request("POST", f"/api/jobs/{parent.id}/branch", {"lr": 0.02, "stop": True})
+    assert status == 200 and child["parent"] == parent.id and child["state"] in ("branching", "queued")
+    assert child["steerable"] is True and child["id"] != parent.id
+    assert srv.wait(parent.id)["state"] == "stopped"  # it stops at the end of the step it branched at
+    branch = srv.queue.get(child["id"])
+    wait_for(lambda: branch.state == "running" and branch.step > 0)
+    assert steer(srv, branch.id, {"prompt": "a leaf"})[0] == 200  # the branch is steered as any run
+    wait_for(lambda: any(e.get("prompt") == "a leaf" for e in summary(srv, branch.id)["steers"]))
+    srv.request("DELETE", f"/api/jobs/{branch.id}")
+    done = srv.wait(branch.id)
+    trunk = srv.outputs / srv.queue.get(parent.id).dir.name
+    assert done["state"] == "stopped" and done["dir"] == trunk.name + "-b1"
+    recorded = yaml.safe_load((trunk.parent / done["dir"] / "job.yaml").read_text())
+    at = recorded["branch"]["step"]
+    assert recorded["branch"]["parent"] == trunk.name and at >= 2
+    assert [(e["at"], e.get("lr"), e.get("prompt") or None) for e in recorded["steer"]][:1] == [(at, 0.02, None)]
+    assert recorded["steer"][-1]["prompt"] == "a leaf" and recorded["steer"][-1]["at"] > at
+    assert done["first_step"] == at  # its curve starts where it branched
+    _, runs = srv.request("GET", "/api/runs")
+    [listed] = [r for r in runs if r["name"] == trunk.name]
+    assert [(b["name"], b["branch_step"]) for b in listed["branches"]] == [(done["dir"], at)]
+    assert done["dir"] not in [r["name"] for r in runs]
