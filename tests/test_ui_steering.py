@@ -9,6 +9,7 @@ import json
 import threading
 import time
 import urllib.request
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -54,8 +55,10 @@ def steer(srv, job_id: str, body) -> tuple[int, dict]:
     return srv.request("POST", f"/api/jobs/{job_id}/steer", body)
 
 
-def one_line(answer: dict, *words: str) -> bool:
-    return "\n" not in answer["error"] and all(w in answer["error"] for w in words)
+def one_line(answer, *words: str) -> bool:
+    """Whether the answer is the page's JSON error, on one line, with these words (a 500's text is not)."""
+    return isinstance(answer, dict) and "\n" not in answer.get("error", "\n") and all(w in answer["error"]
+                                                                                    for w in words)
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +156,19 @@ def test_a_bad_steer_is_one_line_and_the_run_goes_on_as_it_was(srv, running, bod
     assert after["state"] == "running" and after["steers"] == before["steers"]
 
 
+def test_json_nested_past_the_parser_is_one_line(srv, running, monkeypatch):
+    """The parser's RecursionError, raised here by a stand-in (a real one, from JSON nested thousands deep, leaves
+    CPython 3.11's AST parser broken for the rest of the session: pytest could then not report a failure)."""
+    from vqclip.ui import steering
+
+    def too_deep(raw):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(steering, "json", SimpleNamespace(loads=too_deep, JSONDecodeError=json.JSONDecodeError))
+    status, answer = srv.request("POST", f"/api/jobs/{running}/steer", {"lr": 0.1})
+    assert status == 400 and one_line(answer, "steer: nested too deeply to be a steer")
+
+
 def test_hostile_requests_are_refused_and_the_server_stays_up(srv, running):
     path = f"/api/jobs/{running}/steer"
     status, answer = srv.request("POST", path, data=b"{not json", headers={"Content-Type": "application/json"})
@@ -161,9 +177,7 @@ def test_hostile_requests_are_refused_and_the_server_stays_up(srv, running):
                                  headers={"Content-Type": "application/json"})
     assert status == 413 and one_line(answer, "steer: the request is over 64 KB")
     status, answer = srv.request("POST", path, data=b"[" * 100000, headers={"Content-Type": "application/json"})
-    assert status == 413 or (status == 400 and one_line(answer, "steer:"))
-    status, answer = srv.request("POST", path, data=b"[" * 5000 + b"]" * 5000)
-    assert status == 400 and one_line(answer, "steer:")
+    assert status == 413 and one_line(answer, "steer: the request is over 64 KB")
     for what in ("steer", "pause", "resume", "branch"):
         status, answer = srv.request("POST", f"/api/jobs/j999/{what}", {"lr": 0.1})
         assert status == 404 and one_line(answer, f"{what}: no job 'j999'")
