@@ -61,6 +61,12 @@ def test_steer_the_prompt_from_the_page_see_the_colour_move_branch_and_find_both
     assert page.text_content("#s-history li") == f"step {steer['at']}: prompt → {YELLOW}"
     assert page.get_attribute("#curve-marks line.steer", "data-step") == str(steer["at"])
     assert page.text_content("#s-error") == ""
+    page.fill("#s-prompt", "a yellow circle:2|a blue background")  # a slider for the weighted part, not sent yet
+    assert page.eval_on_selector_all("#s-weights input[type=range]", "s => s.map(i => i.getAttribute('aria-label'))") \
+        == ['weight of "a yellow circle"']
+    page.eval_on_selector("#s-weights input", "i => { i.value = '0.5'; i.dispatchEvent(new Event('input')); }")
+    assert page.input_value("#s-prompt") == "a yellow circle:0.5|a blue background"
+    page.fill("#s-prompt", YELLOW)
 
     # 2. pause and continue from the page; then branch once, stopping the parent, and watch the branch to its end
     page.click("#s-pause")

@@ -248,7 +248,7 @@ async function refreshQueue() {
     const tr = document.createElement("tr"); tr.dataset.job = j.id;
     const place = j.state === "queued" ? `${j.position + 1}` : "";
     tr.innerHTML = `<td>${j.id}</td><td class="p"></td><td>${j.state}</td><td>${place}</td><td></td>`;
-    tr.children[1].textContent = j.prompt;
+    tr.children[1].textContent = j.parent ? `${j.prompt} (a branch of ${j.parent})` : j.prompt;
     const act = tr.children[4];
     if (j.state === "queued" || j.state === "running") {
       const b = document.createElement("button"); b.textContent = j.state === "queued" ? "Cancel" : "Stop";
