@@ -17,13 +17,16 @@ MUTATIONS = [
       "run = self._run if job.steering is None else functools.partial(self._run, steering=job.steering)",
       "run = self._run", T_QUEUE + T_SERVER),
     M("Stop of a paused run never ends it (it waits for Continue)", QUEUE,
-      "                    job.steering.resume()  # a paused run reaches the end of its step too\n", "", T_QUEUE),
+      "                    job.steering.resume()  # a paused run reaches the end of its step too\n",
+      "                    pass\n", T_QUEUE),
     M("a job that failed before its run began still takes steers (kept, never applied)", QUEUE,
       "                job.steering.finish()  # a run that failed before it began", "                pass  #", T_QUEUE),
     M("a cancelled queued job still takes steers", QUEUE,
-      "            if job.state in (QUEUED, BRANCHING):\n                job.state, job.ended = CANCELLED, time.time()\n"
+      "            if job.state in (QUEUED, BRANCHING):\n"
+      "                job.state, job.ended = CANCELLED, time.time()\n"
       "                if job.steering is not None:\n                    job.steering.finish()",
-      "            if job.state in (QUEUED, BRANCHING):\n                job.state, job.ended = CANCELLED, time.time()\n"
+      "            if job.state in (QUEUED, BRANCHING):\n"
+      "                job.state, job.ended = CANCELLED, time.time()\n"
       "                if job.steering is not None:\n                    pass", T_QUEUE),
     M("a branch is queued before its parent has written its folder", QUEUE,
       "job = Job(f\"j{seq}\", seq, parent.plan, parent.device, prompt, BRANCHING,",

@@ -116,7 +116,9 @@ MUTATIONS = [
       'if device and "device" not in job:', "if device:", T_JOBS),
     # the form
     M("the form offers the threads option (the server's own)", OPTIONS,
-      '"steer[].", "threads")', '"steer[].")', T_OPTIONS),
+      '"steer[].", "threads",', '"steer[].",', T_OPTIONS),
+    M("the form offers a branch's parent and step as fields (the form sent them empty, which every job refused)",
+      OPTIONS, '          "branch.")', '          )', T_OPTIONS),
     M("the form offers a run's steers as fields (keys a job refuses)", OPTIONS, '"story[].", "steer[].",', '"story[].",',
       T_OPTIONS),
     M("the form offers the fields of hidden sections (vqgan files, CLIP lists)", OPTIONS,
