@@ -104,6 +104,35 @@ def test_two_clients_steering_one_run_are_recorded_in_order_in_its_job_and_its_s
     assert stream == steers
 
 
+def test_the_stream_carries_each_steer_once_as_it_is_taken_and_the_paused_state(srv, running):
+    def messages(res):
+        for line in res:
+            if line.startswith(b"data: "):
+                yield json.loads(line[6:])
+
+    with urllib.request.urlopen(f"{srv.url}/api/jobs/{running}/events", timeout=30) as res:
+        stream = messages(res)
+        old = []
+        while "steer" in (event := next(stream)):  # the steers so far, then the first summary
+            old.append(event["steer"])
+        assert old == summary(srv, running)["steers"]
+        assert steer(srv, running, {"lr": 0.07})[0] == 200
+        new, summaries = [], 0
+        while summaries < 5 or not new:  # the new steer once, and nothing again over the next five events
+            event = next(stream)
+            if "steer" in event:
+                new.append(event["steer"])
+            else:
+                summaries += bool(new)
+        assert [e["lr"] for e in new] == [0.07] and new == summary(srv, running)["steers"][len(old):]
+        srv.request("POST", f"/api/jobs/{running}/pause")
+        while not next(stream).get("paused"):
+            pass
+        srv.request("POST", f"/api/jobs/{running}/resume")
+        while next(stream).get("paused", True):
+            pass
+
+
 def test_a_hundred_steers_in_a_second_are_each_recorded_or_refused(srv, running):
     before = len(summary(srv, running)["steers"])
     answers: list = []
