@@ -15,6 +15,7 @@ from test_queue import runs, wait_for  # noqa: F401  (the stand-in queue fixture
 from vqclip.errors import VqclipError
 from vqclip.optim.steer import Steering
 from vqclip.runs import queue as q
+from vqclip.runs.jobs import build_config
 from vqclip.runs.plan import plan as plan_jobs
 
 
@@ -142,3 +143,15 @@ def test_the_prompt_in_effect_is_the_newest_steers_up_to_the_jobs_step(steered):
     job.steering.entries = [{"at": 0, "lr": 0.1}, {"at": 3, "prompt": "three"}, {"at": 9, "prompt": "nine"}]
     assert [job.__setattr__("step", s) or job.prompt_now() for s in (0, 2, 3, 8, 9)] == \
         ["own", "own", "three", "three", "nine"]
+
+
+def test_a_jobs_story_keyframes_and_lr_are_listed_for_the_page(steered, tiny_job):
+    story = [{"at": 0, "prompt": "a forest"}, {"at": 5, "prompt": "a city"}]
+    plan = build_config(base=[("job", {**tiny_job, "prompt": "a forest", "story": story, "steps": 10,
+                                       "optimizer": {"lr": 0.3}})])
+    job = steered.queue.submit(plan)
+    assert job.summary()["keyframes"] == [0, 5] and job.summary()["lr_now"] == 0.3
+    job.steering.entries = [{"at": 2, "lr": 0.1}]
+    job.step = 2
+    assert job.summary()["lr_now"] == 0.1
+    steered.queue.cancel(job.id)

@@ -44,6 +44,10 @@ MUTATIONS = [
       "if False:", T_QUEUE),
     M("the prompt in effect ignores a steer taken at the current step", QUEUE,
       'if key in e and e["at"] <= self.step), default)', 'if key in e and e["at"] < self.step), default)', T_QUEUE),
+    M("the loss curve has no marks for the story's keyframes", QUEUE, "keyframes=[k.at for k in first.story])",
+      "keyframes=[])", T_QUEUE),
+    M("the lr field shows the job's own lr after an lr steer", QUEUE, 'return self._now("lr", getattr(',
+      'return (lambda key, default: default)("lr", getattr(', T_QUEUE),
     # --- the endpoints
     M("a steer to a finished run is accepted (and silently never applied)", ROUTES,
       "        if job.state in ENDED:\n            return fail(409", "        if False:\n            return fail(409",
