@@ -5,7 +5,9 @@
 "use strict";
 const steering = (() => {
   const $s = (sel) => document.querySelector(sel);
-  const st = { job: null, steers: [], keyframes: [], first: 0, total: 0, curve: [], dirty: false, lr: null };
+  // dirty: the box was edited and not sent; pending: a change was sent and the run has not taken it yet
+  const st = { job: null, steers: [], keyframes: [], first: 0, total: 0, curve: [], dirty: false, pending: false,
+    lr: null };
   const SVG = "http://www.w3.org/2000/svg";
 
   // ---- the loss curve: x is the step (0 .. total-1), y the loss scaled to the box
@@ -73,7 +75,7 @@ const steering = (() => {
   async function apply(ev) {
     if (ev) ev.preventDefault();
     const sent = await post("steer", changes());
-    if (sent) { st.dirty = false; if ("lr" in changes()) st.lr = Number($s("#s-lr").value); }
+    if (sent) { st.dirty = false; st.pending = true; }
   }
   async function branch() {
     const child = await post("branch", { ...changes(), stop: $s("#s-branch-stop").checked });
@@ -87,20 +89,22 @@ const steering = (() => {
 
   // ---- app.js's hooks: a new job watched, each event of its stream
   function watching(id) {
-    Object.assign(st, { job: id, steers: [], keyframes: [], first: 0, total: 0, curve: [], dirty: false, lr: null });
+    Object.assign(st, { job: id, steers: [], keyframes: [], first: 0, total: 0, curve: [], dirty: false,
+      pending: false, lr: null });
     $s("#steer").hidden = true; $s("#s-branched").replaceChildren(); showError(""); history(); draw();
   }
   function event(e) {
-    if (e.steer) { st.steers.push(e.steer); history(); draw(); return; }
+    if (e.steer) { st.steers.push(e.steer); st.pending = false; history(); draw(); return; }
     const ended = ["done", "stopped", "failed", "cancelled"].includes(e.state);
     $s("#steer").hidden = !e.steerable || ended;
     st.total = e.total || st.total; st.keyframes = e.keyframes || [];
     if (e.first_step != null) st.first = e.first_step;
     if (e.curve && e.curve.length) { st.curve.length = e.curve_from; st.curve.push(...e.curve); }
-    if (!st.dirty && document.activeElement !== $s("#s-prompt") && $s("#s-prompt").value !== e.prompt_now) {
+    const keep = st.dirty || st.pending;  // what the user typed or sent stays until the run has taken it
+    if (!keep && document.activeElement !== $s("#s-prompt") && $s("#s-prompt").value !== e.prompt_now) {
       $s("#s-prompt").value = e.prompt_now || ""; sliders();
     }
-    if (e.lr_now != null && e.lr_now !== st.lr && document.activeElement !== $s("#s-lr")) {
+    if (!keep && e.lr_now != null && e.lr_now !== st.lr && document.activeElement !== $s("#s-lr")) {
       st.lr = e.lr_now; $s("#s-lr").value = e.lr_now;
     }
     $s("#s-pause").textContent = e.paused ? "Continue" : "Pause";
@@ -113,6 +117,7 @@ const steering = (() => {
       if (ev.key === "Enter" && !ev.shiftKey) apply(ev);
     });
     $s("#s-prompt").addEventListener("input", () => { st.dirty = true; sliders(); });
+    $s("#s-lr").addEventListener("input", () => { st.dirty = true; });
     $s("#s-pause").onclick = () => post($s("#s-pause").dataset.paused ? "resume" : "pause");
     $s("#s-branch").onclick = branch;
   }
