@@ -7,7 +7,7 @@ const steering = (() => {
   const $s = (sel) => document.querySelector(sel);
   // dirty: the box was edited and not sent; pending: a change was sent and the run has not taken it yet
   const st = { job: null, steers: [], keyframes: [], first: 0, total: 0, curve: [], dirty: false, pending: false,
-    lr: null };
+    lr: null, prompt: null };
   const SVG = "http://www.w3.org/2000/svg";
 
   // ---- the loss curve: x is the step (0 .. total-1), y the loss scaled to the box
@@ -66,19 +66,21 @@ const steering = (() => {
     showError(res.ok ? "" : res.data.error);
     return res.ok ? res.data : null;
   }
-  function changes() {  // what the form changes: the prompt always (a steer or branch names it), the lr if edited
-    const out = { prompt: $s("#s-prompt").value.trim() };
-    const lr = $s("#s-lr").value.trim();
+  function changes(branching) {  // what the form changes (a branch names the prompt at least: it changes something)
+    const out = {}, prompt = $s("#s-prompt").value.trim(), lr = $s("#s-lr").value.trim();
+    if (prompt !== st.prompt || branching) out.prompt = prompt;
     if (lr !== "" && Number(lr) !== st.lr) out.lr = Number(lr);
     return out;
   }
   async function apply(ev) {
     if (ev) ev.preventDefault();
-    const sent = await post("steer", changes());
+    const change = changes();
+    if (!Object.keys(change).length) return showError("nothing changed: edit the prompt, a weight or the lr");
+    const sent = await post("steer", change);
     if (sent) { st.dirty = false; st.pending = true; }
   }
   async function branch() {
-    const child = await post("branch", { ...changes(), stop: $s("#s-branch-stop").checked });
+    const child = await post("branch", { ...changes(true), stop: $s("#s-branch-stop").checked });
     if (!child) return;
     const note = $s("#s-branched"), button = document.createElement("button");
     button.type = "button"; button.textContent = `Watch ${child.id}`; button.onclick = () => watch(child.id);
@@ -90,7 +92,7 @@ const steering = (() => {
   // ---- app.js's hooks: a new job watched, each event of its stream
   function watching(id) {
     Object.assign(st, { job: id, steers: [], keyframes: [], first: 0, total: 0, curve: [], dirty: false,
-      pending: false, lr: null });
+      pending: false, lr: null, prompt: null });
     $s("#steer").hidden = true; $s("#s-branched").replaceChildren(); showError(""); history(); draw();
   }
   function event(e) {
@@ -100,6 +102,7 @@ const steering = (() => {
     st.total = e.total || st.total; st.keyframes = e.keyframes || [];
     if (e.first_step != null) st.first = e.first_step;
     if (e.curve && e.curve.length) { st.curve.length = e.curve_from; st.curve.push(...e.curve); }
+    st.prompt = e.prompt_now;
     const keep = st.dirty || st.pending;  // what the user typed or sent stays until the run has taken it
     if (!keep && document.activeElement !== $s("#s-prompt") && $s("#s-prompt").value !== e.prompt_now) {
       $s("#s-prompt").value = e.prompt_now || ""; sliders();
