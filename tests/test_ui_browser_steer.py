@@ -67,6 +67,8 @@ def test_steer_the_prompt_from_the_page_see_the_colour_move_branch_and_find_both
     page.eval_on_selector("#s-weights input", "i => { i.value = '0.5'; i.dispatchEvent(new Event('input')); }")
     assert page.input_value("#s-prompt") == "a yellow circle:0.5|a blue background"
     page.fill("#s-prompt", YELLOW)
+    page.click("#s-apply")  # the prompt in effect, the lr in effect: nothing to send
+    page.wait_for_function("document.querySelector('#s-error').textContent.startsWith('nothing changed')")
 
     # 2. pause and continue from the page; then branch once, stopping the parent, and watch the branch to its end
     page.click("#s-pause")
@@ -78,6 +80,7 @@ def test_steer_the_prompt_from_the_page_see_the_colour_move_branch_and_find_both
     page.check("#s-branch-stop")
     page.click("#s-branch")
     page.wait_for_selector("#s-branched button")
+    assert len(srv.queue.get(parent_id).steering.entries) == 1
     child_id = page.get_attribute("#s-branched", "data-child")
     page.wait_for_function("document.querySelector('#w-state').textContent === 'stopped'", timeout=60_000)
     page.click("#s-branched button")
