@@ -107,3 +107,6 @@ def test_steer_the_prompt_from_the_page_see_the_colour_move_branch_and_find_both
     page.wait_for_selector(nested)
     assert page.eval_on_selector_all("#gallery > .card", "cs => cs.map(c => c.dataset.name)") == [parent.name]
     assert page.text_content(f"{nested} .m").startswith(f"branched at step {branch['step']} · ")
+    page.focus(nested)  # keyboard: Enter on the branch's card opens the branch
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"document.querySelector('#d-name').textContent === '{child.name}'")

@@ -273,6 +273,8 @@ function card(run) {
   if (run.parent) m.textContent = `branched at step ${run.branch_step ?? "?"} · ${m.textContent}`;
   div.append(img, p, m);
   div.onclick = (ev) => { ev.stopPropagation(); openRun(run); };
+  div.tabIndex = 0; div.setAttribute("role", "button");  // keyboard: Tab to a card, Enter opens it
+  div.onkeydown = (ev) => { if (ev.key === "Enter" && ev.target === div) openRun(run); };
   if (run.branches && run.branches.length) {  // a run's branches, under it
     const under = document.createElement("div"); under.className = "branches";
     under.setAttribute("aria-label", "branches of this run"); under.append(...run.branches.map(card)); div.append(under);
