@@ -212,6 +212,9 @@ def test_hostile_requests_are_refused_and_the_server_stays_up(srv, running):
         assert status == 404 and one_line(answer, f"{what}: no job 'j999'")
         status, answer = srv.request("POST", f"/api/jobs/{'x' * 300}/{what}", {"lr": 0.1})
         assert status == 404 and len(answer["error"]) < 100
+    for what in ("steer", "branch"):  # a region's mask named by path: a file of the server, refused as in a job
+        status, answer = srv.request("POST", f"/api/jobs/{running}/{what}", {"prompt": f"a cat@{srv.outputs}/x.png"})
+        assert status == 400 and one_line(answer, "the page cannot read mask files of the server"), answer
     status, answer = srv.request("POST", f"/api/jobs/{running}/branch", {"lr": 0.1, "stop": "yes"})
     assert status == 400 and one_line(answer, "branch.stop: expected true or false")
     status, answer = srv.request("POST", f"/api/jobs/{running}/branch", {"bogus": 1})

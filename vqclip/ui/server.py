@@ -268,7 +268,7 @@ def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional["
     app.include_router(a1111_router(queue, check, capped_body, lambda data, name: store_image(data, name, uploads),
                                     uploads, max_upload, 3 * max_upload + FORM_SLACK))  # two images in base64
 
-    app.include_router(steering_router(queue, capped_body, describe))
+    app.include_router(steering_router(queue, capped_body, describe, Uploads(uploads)))
 
     @app.get("/api/runs")
     async def runs():

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from ..errors import VqclipError, shown
 from ..optim.steer import STEER_KEYS
 from ..runs.queue import ENDED, Job, RunQueue
+from .jobs import Uploads, check_safe
 
 MAX_STEER = 64 << 10  # bytes of a steer or branch request; a prompt is far shorter
 
@@ -28,9 +29,19 @@ def check_keys(change: dict, what: str) -> None:
             raise VqclipError(f"{what}: unknown key {shown(key)}; a {what} changes {', '.join(STEER_KEYS)}")
 
 
+def page_change(change: dict, uploads: Uploads) -> dict:
+    """A change as the page may send it: what names an image (a prompt's region mask, a steer's image prompts or
+    mask) must be one of its uploads, as in a job of the page (`check_safe`), never a file of the server."""
+    safe = check_safe({"steer": [change]}, uploads)["steer"][0]
+    if isinstance(safe.get("prompt"), str):
+        check_safe({"prompt": safe["prompt"]}, uploads)  # a region after '@': a named one or an upload
+    return safe
+
+
 def steering_router(queue: RunQueue, capped_body: Callable[[Request, int], Awaitable[Optional[bytes]]],
-                    describe: Callable[[Job], dict]) -> APIRouter:
-    """POST /api/jobs/{id}/steer, /pause, /resume and /branch over `queue`; `describe` makes a job's answer."""
+                    describe: Callable[[Job], dict], uploads: Uploads) -> APIRouter:
+    """POST /api/jobs/{id}/steer, /pause, /resume and /branch over `queue`; `describe` makes a job's answer; what a
+    change names as an image must be one of the page's `uploads`."""
     router = APIRouter()
 
     def steered(job_id: str, what: str) -> Job | JSONResponse:
@@ -70,7 +81,7 @@ def steering_router(queue: RunQueue, capped_body: Callable[[Request, int], Await
             return data
         try:
             check_keys(data, "steer")
-            job.steering.steer(**data)  # checked here: a bad change is refused, the run goes on as it was
+            job.steering.steer(**page_change(data, uploads))  # checked now: a bad one leaves the run as it was
         except VqclipError as exc:
             return fail(400, str(exc))
         queue.changed(job)
@@ -108,7 +119,7 @@ def steering_router(queue: RunQueue, capped_body: Callable[[Request, int], Await
             return fail(400, f"branch.stop: expected true or false, got {shown(stop)}")
         try:
             check_keys(data, "branch")
-            child = queue.branch(job, stop, **data)
+            child = queue.branch(job, stop, **page_change(data, uploads))
         except VqclipError as exc:
             return fail(400, str(exc))
         queue.changed(job)
