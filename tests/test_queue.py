@@ -31,7 +31,7 @@ class Runs:
         with self.lock:
             return self.gates.setdefault(name, threading.Event())
 
-    def __call__(self, cfg, cache=None, stop=None, extra_callbacks=()):
+    def __call__(self, cfg, cache=None, stop=None, extra_callbacks=(), steering=None):
         name = cfg.prompt
         self.log.append(("start", name, threading.current_thread().name))
         while not self.gate(name).wait(0.005) and not stop.is_set():

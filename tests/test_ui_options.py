@@ -13,7 +13,7 @@ from vqclip.ui.options import form_options, presets
 # what the form must not offer (docs/ui.md): files of the server, its own settings, lists of sections
 NOT_OFFERED = ("vqgan.", "guide.model", "guide.weights", "restyle.input", "output.dir", "output.progress",
                "device", "devices", "threads", "output.upscale.model", "animation.depth", "clip[].", "candidates.clip[].",
-               "story[].", "steer[].")
+               "story[].", "steer[].", "branch.")
 FIRST = ["prompt", "negative", "image_prompts", "init.image", "model", "size", "steps", "seed", "cutouts.n",
          "optimizer.lr", "optimizer.name", "candidates.n", "n", "animation.mode", "animation.zoom", "animation.rotate",
          "animation.shift_x", "animation.shift_y"]

@@ -116,7 +116,9 @@ MUTATIONS = [
       'if device and "device" not in job:', "if device:", T_JOBS),
     # the form
     M("the form offers the threads option (the server's own)", OPTIONS,
-      '"steer[].", "threads")', '"steer[].")', T_OPTIONS),
+      '"steer[].", "threads",', '"steer[].",', T_OPTIONS),
+    M("the form offers a branch's parent and step as fields (the form sent them empty, which every job refused)",
+      OPTIONS, '          "branch.")', '          )', T_OPTIONS),
     M("the form offers a run's steers as fields (keys a job refuses)", OPTIONS, '"story[].", "steer[].",', '"story[].",',
       T_OPTIONS),
     M("the form offers the fields of hidden sections (vqgan files, CLIP lists)", OPTIONS,
@@ -138,19 +140,19 @@ MUTATIONS = [
     M("'cuda' and 'cuda:0' get a worker each and run two jobs at once", QUEUE,
       'return f"cuda:{torch.cuda.current_device()}"', "return str(device)", T_QUEUE),
     M("every job gets its own worker: one device runs them all at once", QUEUE,
-      "if device not in self._workers:", "if True:", T_QUEUE),
+      "if job.device not in self._workers:", "if True:", T_QUEUE),
     M("a job failing with a bug ends its device's worker: the jobs after it never run", QUEUE,
       "except Exception as exc:  # noqa: BLE001", "except VqclipError as exc:  # noqa: BLE001", T_QUEUE),
     M("stop does not stop a running job", QUEUE,
-      "            elif job.state == RUNNING:\n                job.stop.set()\n            return job",
-      "            return job", T_QUEUE),
+      "            elif job.state == RUNNING:\n                job.stop.set()\n                if job.steering is not None:\n"
+      "                    job.steering.resume()  # a paused",
+      "            elif job.state == RUNNING:\n                if job.steering is not None:\n"
+      "                    job.steering.resume()  # a paused", T_QUEUE),
     M("a place in the queue does not count the running job", QUEUE,
       "and j.state in (QUEUED, RUNNING))", "and j.state == QUEUED)", T_QUEUE),
     M("closing the queue still runs what waits", QUEUE,
-      "            for job in self._jobs.values():\n                if job.state == QUEUED:\n"
-      "                    job.state, job.ended = CANCELLED, time.time()\n                elif",
-      "            for job in self._jobs.values():\n                if False:\n                    pass\n"
-      "                elif", T_QUEUE),
+      "            for job in self._jobs.values():\n                if job.state in (QUEUED, BRANCHING):\n",
+      "            for job in self._jobs.values():\n                if False:\n", T_QUEUE),
     M("the last step's image is not shown when it comes soon after the one before", QUEUE,
       "(now - self.shown >= PREVIEW_EVERY or event.step + 1 >= event.total)", "now - self.shown >= PREVIEW_EVERY",
       T_QUEUE),

@@ -109,6 +109,11 @@ def _summary(outputs: Path, folder: Path) -> Optional[dict]:
             info.update(prompt=folder.name, keys=record.get("keys"),
                         members=[r.get("folder") or r.get("name") for r in record.get("runs", [])
                                  if isinstance(r, dict)])
+        branch = (read_yaml(folder / JOB_FILE, "job file") or {}).get("branch") if "job" in files else None
+        if isinstance(branch, dict) and isinstance(branch.get("parent"), str) and branch["parent"]:
+            step = branch.get("step")
+            info.update(parent=branch["parent"][:MAX_NAME],
+                        branch_step=step if isinstance(step, int) and not isinstance(step, bool) else None)
     except (VqclipError, OSError, yaml.YAMLError, AttributeError):  # a damaged run is listed, without its details
         pass
     info["thumb"] = files.get("final") or files.get("grid") or files.get("latest")
@@ -127,7 +132,29 @@ def list_runs(outputs: Path) -> list[dict]:
                 info["runs"] = [s for s in (_summary(outputs, f) for f in sorted(folder.iterdir())
                                             if f.is_dir() and not f.is_symlink()) if s]
             found.append(info)
-    return sorted(found, key=lambda i: i["date"], reverse=True)
+    return under_parents(sorted(found, key=lambda i: i["date"], reverse=True))
+
+
+def under_parents(runs: list[dict]) -> list[dict]:
+    """The listing with each branch (a run whose job names its `branch.parent`) in its parent's `branches`, by the
+    step it branched at; a branch whose parent is not listed stays in the listing itself."""
+    names = {r["name"]: r for r in runs}
+    children: dict[str, list[dict]] = {}
+    for run in runs:
+        if run.get("parent") in names and run["parent"] != run["name"]:
+            children.setdefault(run["parent"], []).append(run)
+    top, placed = [r for r in runs if r.get("parent") not in names or r["parent"] == r["name"]], set()
+    stack = list(top)
+    while stack:  # from the top down, so a loop of parents (a damaged job.yaml) cannot hide a run or recurse
+        run = stack.pop()
+        placed.add(run["name"])
+        kids = sorted((c for c in children.get(run["name"], []) if c["name"] not in placed),
+                      key=lambda c: (c["branch_step"] or 0, c["name"]))
+        if kids:
+            run["branches"] = kids
+            placed.update(c["name"] for c in kids)
+            stack.extend(kids)
+    return top + [r for r in runs if r["name"] not in placed]
 
 
 def _flat(data: Any, prefix: str = "") -> dict[str, Any]:

@@ -20,7 +20,8 @@ MAIN = ("prompt", "negative", "image_prompts", "init.image", "model", "size", "s
 # keys the page does not offer: files of the server, the server's own settings, lists of sections (story has its own
 # box, CLIP models come with the preset)
 HIDDEN = (*file_keys(GenerateConfig, "server", "model"), "output.progress", "device", "devices", "clip[].",
-          "candidates.clip[].", "story[].", "steer[].", "threads")  # a run's steers come live, not from the form
+          "candidates.clip[].", "story[].", "steer[].", "threads",
+          "branch.")  # a run's steers come live, not from the form; a branch's parent is written by the branch
 HIDDEN_SECTIONS = tuple(k for k in HIDDEN if k.endswith("."))  # every key inside them (not "animation.depth_size")
 
 

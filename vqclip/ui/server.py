@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import io
 import json
@@ -29,6 +30,7 @@ from .bounded import Busy, Checker
 from .gallery import UPLOADS, edit_job_json, list_runs, run_files, safe_file
 from .jobs import Uploads, check_job, field_of, page_text
 from .options import form_options, presets
+from .steering import steering_router
 
 if TYPE_CHECKING:
     from ..nets.load import ModelCache
@@ -231,11 +233,20 @@ def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional["
             return fail(404, f"no job {job_id[:40]!r}")
 
         async def stream():
-            seen, sent_curve, sent_preview = -1, 0, -2
+            seen, sent_curve, sent_preview, sent_steers = None, 0, -2, collections.Counter()
             while not stopping.is_set():  # the server is stopping: end the stream now, not at its grace timeout
-                if job.version != seen:
-                    seen = job.version
+                steering = job.steering
+                now = (job.version, len(steering.entries), steering.paused) if steering else job.version
+                if now != seen:  # a step, a steer taken or a pause
+                    seen = now
                     event = describe(job)
+                    counted: collections.Counter = collections.Counter()
+                    for steer in event.pop("steers"):  # each steer once, as it is taken; a later tab gets all
+                        key = json.dumps(steer, sort_keys=True)
+                        counted[key] += 1
+                        if counted[key] > sent_steers[key]:
+                            sent_steers[key] += 1
+                            yield f"data: {json.dumps({'steer': steer})}\n\n"
                     event["curve_from"], event["curve"] = sent_curve, job.curve[sent_curve:]
                     sent_curve = len(event["curve"]) + sent_curve
                     if job.preview is not None and job.preview_step != sent_preview:
@@ -258,6 +269,8 @@ def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional["
 
     app.include_router(a1111_router(queue, check, capped_body, lambda data, name: store_image(data, name, uploads),
                                     uploads, max_upload, 3 * max_upload + FORM_SLACK))  # two images in base64
+
+    app.include_router(steering_router(queue, capped_body, describe, Uploads(uploads)))
 
     @app.get("/api/runs")
     async def runs():

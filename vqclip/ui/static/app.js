@@ -1,7 +1,7 @@
 // vqclip's page: the form is made from /api/options and /api/presets; runs are watched through server-sent events.
 "use strict";
 const $ = (sel) => document.querySelector(sel);
-const state = { options: [], presets: {}, preset: null, extra: {}, watching: null, source: null, curve: [],
+const state = { options: [], presets: {}, preset: null, extra: {}, watching: null, source: null,
   uploads: {}, detail: null, before: {}, drawer: null };
 
 async function api(method, url, body) {
@@ -185,30 +185,20 @@ function fmtTime(s) {
   if (s == null || !isFinite(s)) return "–";
   s = Math.round(s); return s >= 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s} s`;
 }
-function drawCurve() {
-  const c = $("#curve"), g = c.getContext("2d"), v = state.curve;
-  c.width = c.clientWidth || 360; g.clearRect(0, 0, c.width, c.height);
-  if (v.length < 2) return;
-  const lo = Math.min(...v), hi = Math.max(...v), span = hi - lo || 1;
-  g.strokeStyle = "#6aa7ff"; g.lineWidth = 1.5; g.beginPath();
-  v.forEach((y, i) => {
-    const px = (i / (v.length - 1)) * (c.width - 4) + 2, py = c.height - 4 - ((y - lo) / span) * (c.height - 8);
-    i ? g.lineTo(px, py) : g.moveTo(px, py);
-  });
-  g.stroke();
-}
 function watch(id) {
   if (state.source) state.source.close();
-  state.watching = id; state.curve = [];
+  state.watching = id; steering.watching(id);
   $("#w-job").textContent = id; $("#result").hidden = true; $("#stop").disabled = false;
   for (const k of ["#w-step", "#w-total"]) $(k).textContent = "0";
   for (const k of ["#w-loss", "#w-rate", "#w-eta"]) $(k).textContent = "–";
-  $("#w-state").textContent = "queued"; drawCurve(); $("#w-notes").replaceChildren();
+  $("#w-state").textContent = "queued"; $("#w-notes").replaceChildren();
   $("#preview").hidden = true; $("#w-empty").hidden = false; $("#w-empty").textContent = "waiting for its turn…";
   const es = new EventSource(`/api/jobs/${id}/events`);
   state.source = es;
   es.onmessage = (msg) => {
     const e = JSON.parse(msg.data);
+    steering.event(e);  // a steer taken (its own message), or the run's steering state, curve and marks
+    if (e.steer) return;
     $("#w-state").textContent = e.state === "queued" ? `queued (${e.position} ahead)`
       : e.state + (e.state === "running" && e.trial ? ` (best of ${e.trial} starts)` : "");
     $("#w-step").textContent = e.step; $("#w-total").textContent = e.total;
@@ -218,7 +208,6 @@ function watch(id) {
     if (e.notes && e.notes.length !== $("#w-notes").children.length) {  // what the run said, as a terminal shows it
       $("#w-notes").replaceChildren(...e.notes.map((n) => { const li = document.createElement("li"); li.textContent = n; return li; }));
     }
-    if (e.curve && e.curve.length) { state.curve.length = e.curve_from; state.curve.push(...e.curve); drawCurve(); }
     if (e.preview) {
       const img = $("#preview"); img.src = e.preview; img.dataset.step = e.preview_step;
       img.hidden = false; $("#w-empty").hidden = true;
@@ -260,7 +249,7 @@ async function refreshQueue() {
     const tr = document.createElement("tr"); tr.dataset.job = j.id;
     const place = j.state === "queued" ? `${j.position + 1}` : "";
     tr.innerHTML = `<td>${j.id}</td><td class="p"></td><td>${j.state}</td><td>${place}</td><td></td>`;
-    tr.children[1].textContent = j.prompt;
+    tr.children[1].textContent = j.parent ? `${j.prompt} (a branch of ${j.parent})` : j.prompt;
     const act = tr.children[4];
     if (j.state === "queued" || j.state === "running") {
       const b = document.createElement("button"); b.textContent = j.state === "queued" ? "Cancel" : "Stop";
@@ -282,8 +271,15 @@ function card(run) {
   const when = new Date(run.date * 1000).toLocaleString();
   m.textContent = run.kind === "batch" ? `batch · ${(run.runs || []).length} runs · ${when}`
     : `seed ${run.seed ?? "?"} · ${run.steps ?? "?"} steps${run.stopped ? " (stopped)" : ""}${run.running ? " · running" : ""} · ${when}`;
+  if (run.parent) m.textContent = `branched at step ${run.branch_step ?? "?"} · ${m.textContent}`;
   div.append(img, p, m);
-  div.onclick = () => openRun(run);
+  div.onclick = (ev) => { ev.stopPropagation(); openRun(run); };
+  div.tabIndex = 0; div.setAttribute("role", "button");  // keyboard: Tab to a card, Enter opens it
+  div.onkeydown = (ev) => { if (ev.key === "Enter" && ev.target === div) openRun(run); };
+  if (run.branches && run.branches.length) {  // a run's branches, under it
+    const under = document.createElement("div"); under.className = "branches";
+    under.setAttribute("aria-label", "branches of this run"); under.append(...run.branches.map(card)); div.append(under);
+  }
   return div;
 }
 async function refreshGallery() {
@@ -352,7 +348,7 @@ async function start() {
     const job = readForm();
     if (await editor.beforeSubmit(job)) submit({ job });
   };
-  editor.init();
+  editor.init(); steering.init();
   $("#reset").onclick = () => fillForm({});
   refreshQueue(); refreshGallery();
   setInterval(refreshQueue, 2000);
