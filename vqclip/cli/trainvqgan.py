@@ -26,6 +26,7 @@ def run_vqgan(args: argparse.Namespace) -> int:
                               "RUN)")
         cfg = VqganTrainConfig(data=args.data, source=args.source, out=args.out, steps=args.steps, batch=args.batch,
                                size=args.size, lr=args.lr, disc_start=args.disc_start, disc_weight=args.disc_weight,
+                               disc_ndf=args.disc_ndf,
                                codebook_weight=args.codebook_weight, perceptual_weight=args.perceptual_weight,
                                freeze=args.freeze or "", val=args.val, seed=args.seed, amp=args.amp,
                                checkpoint_every=args.checkpoint_every, grid_every=args.grid_every,
@@ -58,6 +59,7 @@ def register(sub, formatter_class) -> None:
     a("--lr", type=float, default=1.8e-5, help="learning rate of both optimisers (Adam, betas 0.5, 0.9)")
     a("--disc-start", type=int, default=500, metavar="STEP", help="step at which the discriminator joins")
     a("--disc-weight", type=float, default=0.8, help="weight of the GAN term (times taming's adaptive weight)")
+    a("--disc-ndf", type=int, default=64, metavar="N", help="filters of the discriminator's first layer")
     a("--codebook-weight", type=float, default=1.0, help="weight of the codebook/commitment loss")
     a("--perceptual-weight", type=float, default=1.0, help="weight of LPIPS (0: none; needs `vqclip models download "
                                                            "lpips-vgg vgg16-imagenet`)")

@@ -51,6 +51,7 @@ class VqganTrainConfig:
     lr: float = 4.5e-6 * 4  # taming's base_learning_rate x batch
     disc_start: int = 500  # steps before the discriminator joins the objective
     disc_weight: float = 0.8
+    disc_ndf: int = 64  # filters of the discriminator's first layer (taming's disc_ndf)
     codebook_weight: float = 1.0
     perceptual_weight: float = 1.0
     freeze: str = ""  # "encoder" or "codebook"
@@ -64,7 +65,7 @@ class VqganTrainConfig:
 
     def check(self) -> None:
         """One-line errors for values no training can use."""
-        for name in ("steps", "batch", "checkpoint_every", "grid_every", "log_every"):
+        for name in ("steps", "batch", "disc_ndf", "checkpoint_every", "grid_every", "log_every"):
             if getattr(self, name) < 1:
                 raise VqclipError(f"--{name.replace('_', '-')}: must be at least 1, got {getattr(self, name)}")
         if self.freeze not in FREEZE:
@@ -229,7 +230,7 @@ def train_vqgan(cfg: Optional[VqganTrainConfig] = None, resume: Optional[Path] =
 
     # 2. The networks, the perceptual term and the two optimisers (taming's: Adam, betas 0.5, 0.9)
     torch.manual_seed(cfg.seed)
-    disc = NLayerDiscriminator(input_nc=3, n_layers=DISC_LAYERS, ndf=64).apply(weights_init).to(device).train()
+    disc = NLayerDiscriminator(input_nc=3, n_layers=DISC_LAYERS, ndf=cfg.disc_ndf).apply(weights_init).to(device).train()
     lpips = find_lpips(home_dir, log) if cfg.perceptual_weight > 0 else None
     lpips = lpips.to(device) if lpips is not None else None
     model.train()
