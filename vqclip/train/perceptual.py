@@ -42,12 +42,12 @@ def build_lpips(lin_path: Path, vgg_path: Path) -> LPIPS:
     state = {f"net.{s}.{name}.{p}": vgg.get(f"features.{name}.{p}") for s in ("slice1", "slice2", "slice3", "slice4",
              "slice5") for name, _ in getattr(lp.net, s).named_children() for p in ("weight", "bias")}
     state.update(lin)
-    expected = lp.state_dict()
+    expected = {k: v for k, v in lp.state_dict().items() if not k.startswith("scaling_layer.")}  # its constants
     bad = [k for k in expected if k not in state or state[k] is None or state[k].shape != expected[k].shape]
     if bad:
         raise VqclipError(f"LPIPS weights ({vgg_path}, {lin_path}) do not fit taming's LPIPS (e.g. {bad[0]}); fetch "
                           f"them again with `vqclip models download {LIN_PRESET} {VGG_PRESET}`")
-    lp.load_state_dict({k: state[k] for k in expected})
+    lp.load_state_dict({k: state[k] for k in expected}, strict=False)
     return lp.eval().requires_grad_(False)
 
 
