@@ -86,3 +86,23 @@ def test_both_files_on_disk_are_found_and_built(weights, quick_vgg, tmp_path, mo
     lp = find_lpips(tmp_path)
     assert isinstance(lp, taming_lpips.LPIPS)
     assert asked == [("lpips-vgg", False), ("vgg16-imagenet", False)]  # never a download during training
+
+
+def test_the_presets_pin_the_files_taming_expects():
+    import hashlib
+    from pathlib import Path
+
+    from taming.util import MD5_MAP
+
+    from vqclip.models.auxmodels import get_aux
+
+    lin, vgg = get_aux("lpips-vgg", kind="lpips"), get_aux("vgg16-imagenet", kind="lpips")
+    assert vgg.file.filename == f"vgg16-{vgg.sha256_prefix}.pth"  # torchvision's name carries its sha256's start
+    assert lin.file.size is not None and lin.file.sha256 is not None
+    torchmetrics = pytest.importorskip("torchmetrics")  # ships the same LPIPS layers: taming's md5 says which file
+    copy = Path(torchmetrics.__file__).parent / "functional" / "image" / "lpips_models" / "vgg.pth"
+    if not copy.is_file():
+        pytest.skip("torchmetrics without its LPIPS weights")
+    data = copy.read_bytes()
+    assert hashlib.md5(data).hexdigest() == MD5_MAP["vgg_lpips"]
+    assert (hashlib.sha256(data).hexdigest(), len(data)) == (lin.file.sha256, lin.file.size)
