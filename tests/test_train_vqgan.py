@@ -75,7 +75,7 @@ def taming_objective(monkeypatch):
     return lambda **kw: taming_loss.VQLPIPSWithDiscriminator(**kw)
 
 
-@pytest.mark.parametrize("step", [1, 4])
+@pytest.mark.parametrize("step", [2, 3])  # one before disc_start, and disc_start
 def test_the_generator_objective_is_taming_vqlpips_with_discriminator(tiny_vqgan, taming_objective, step, capsys):
     cfg = V.VqganTrainConfig(data="", source="", out="", disc_start=3, disc_weight=0.8, codebook_weight=0.7,
                              perceptual_weight=0.5)
@@ -102,8 +102,9 @@ def test_the_discriminator_step_is_tamings_hinge_loss(tiny_vqgan, taming_objecti
     x = torch.rand(2, 3, 32, 32)
     rec, _ = V.reconstruct(model, x)
     theirs, _ = ref(torch.zeros(()), x * 2 - 1, rec, 1, 5)
-    ours = taming_loss.hinge_d_loss(ref.discriminator(x * 2 - 1), ref.discriminator(rec))
-    assert torch.allclose(ours, theirs)
+    ours = V.discriminator_loss(ref.discriminator, x, rec)
+    assert torch.allclose(ours, theirs) and ours.item() != pytest.approx(
+        taming_loss.hinge_d_loss(ref.discriminator(rec), ref.discriminator(x * 2 - 1)).item())  # real and fake apart
 
 
 def test_the_adaptive_weight_is_tamings_formula():
@@ -242,3 +243,23 @@ def test_the_exported_preset_is_the_trained_vqgan_and_generate_uses_it(runs, tin
     capsys.readouterr()
     assert main([*common, "--model", str(changed), "--out", str(tmp_path / "gen2")]) == 2
     assert "sha256" in capsys.readouterr().err
+
+
+def test_the_command_line_flags_reach_the_training(monkeypatch, capsys):
+    seen = {}
+
+    def fake(cfg=None, resume=None):
+        seen["cfg"], seen["resume"] = cfg, resume
+        return {"steps": 1, "images_per_s": 1.0, "before": {"l1": 0.5}, "after": {"l1": 0.25}}
+
+    monkeypatch.setattr(V, "train_vqgan", fake)
+    assert main(["train", "vqgan", "--data", "d", "--from", "mini", "--out", "o", "--amp", "--freeze", "codebook",
+                 "--disc-start", "7", "--disc-weight", "0.3", "--disc-ndf", "16", "--codebook-weight", "0.6",
+                 "--perceptual-weight", "0", "--size", "48", "--grid-every", "5", "--steps", "9", "--quiet"]) == 0
+    cfg = seen["cfg"]
+    assert (cfg.amp, cfg.freeze, cfg.disc_start, cfg.disc_weight, cfg.disc_ndf) == (True, "codebook", 7, 0.3, 16)
+    assert (cfg.codebook_weight, cfg.perceptual_weight, cfg.size, cfg.grid_every, cfg.steps) == (0.6, 0, 48, 5, 9)
+    assert "held-out L1 0.5000 -> 0.2500" in capsys.readouterr().out
+    assert main(["train", "vqgan", "--resume", "somewhere"]) == 0 and str(seen["resume"]) == "somewhere"
+    assert main(["train", "vqgan", "--data", "d", "--out", "o"]) == 2
+    assert "--from missing" in capsys.readouterr().err

@@ -229,11 +229,11 @@ def read_images(data: Path, min_side: int = MIN_SIDE) -> list[Pair]:
                           f"({', '.join(sorted(IMAGE_SUFFIXES))}); give a folder of images")
     why = [usable(p, min_side) for p in images]
     kept = [Pair(p, "") for p, w in zip(images, why) if w is None]
-    bad, tiny = why.count("unreadable"), why.count("tiny")
-    if bad or tiny:
-        log.info("skipped %d of %d images: %d unreadable, %d tiny (a side under %d px)", bad + tiny, len(images), bad,
-                 tiny, min_side)
-    if not kept:
+    unreadable, small = why.count("unreadable"), why.count("tiny")
+    if unreadable or small:
+        log.info("skipped %d of %d images: %d unreadable, %d tiny (a side under %d px)", unreadable + small,
+                 len(images), unreadable, small, min_side)
+    if not kept:  # every image unusable
         raise VqclipError(f"--data {data}: none of its {len(images)} images is readable and at least {min_side} px a "
                           "side; check the files")
     return kept

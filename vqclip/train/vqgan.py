@@ -155,6 +155,12 @@ def generator_loss(model: nn.Module, disc: nn.Module, lpips: Optional[nn.Module]
     return loss, rec.detach(), figures
 
 
+def discriminator_loss(disc: nn.Module, x: Tensor, rec: Tensor) -> Tensor:
+    """taming's discriminator objective: the hinge loss of real images x [B,3,S,S] in [0,1] (scaled to [-1,1])
+    against the reconstructions rec [B,3,S,S] in [-1,1], both detached from the generator."""
+    return hinge_d_loss(disc(x.detach() * 2 - 1), disc(rec.detach()))
+
+
 def held_out_l1(model: nn.Module, images: Tensor, amp: bool = False) -> float:
     """Mean absolute error in [0,1] units of the quantised reconstructions of held-out images [N,3,S,S]."""
     with torch.no_grad():
@@ -262,7 +268,7 @@ def train_vqgan(cfg: Optional[VqganTrainConfig] = None, resume: Optional[Path] =
             loss.backward()
             opt_g.step()
             if step >= cfg.disc_start:
-                d_loss = hinge_d_loss(disc(x * 2 - 1), disc(rec))
+                d_loss = discriminator_loss(disc, x, rec)
                 opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
                 opt_d.step()
