@@ -38,14 +38,14 @@ def images_folder(tmp_path_factory):
 
 
 def _cfg(tiny_vqgan, folder, out, **kw):
-    kw = {"steps": 4, "batch": 2, "size": 32, "lr": 1e-3, "disc_start": 2, "disc_ndf": 8, "val": 0.2, "checkpoint_every": 2,
+    kw = {"steps": 4, "batch": 2, "size": 32, "lr": 1e-3, "disc_start": 1, "disc_ndf": 8, "val": 0.2, "checkpoint_every": 2,
           "grid_every": 2, "log_every": 3, **kw}
     return V.VqganTrainConfig(data=str(folder), source=f"{tiny_vqgan[0]}+{tiny_vqgan[1]}", out=str(out), **kw)
 
 
 @pytest.fixture(scope="module")
 def runs(tiny_vqgan, images_folder, tmp_path_factory):
-    """An unbroken 4-step run (discriminator from step 2), and the same run stopped by Ctrl-C after step 3 and
+    """An unbroken 4-step run (discriminator from step 1), and the same run stopped by Ctrl-C after step 3 and
     resumed."""
     base = tmp_path_factory.mktemp("vqruns")
     metrics = V.train_vqgan(_cfg(tiny_vqgan, images_folder, base / "whole"))
