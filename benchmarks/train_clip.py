@@ -102,16 +102,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0, help="seed of the scenes and of the training")
     p.add_argument("--plain-steps", type=int, default=10)
     p.add_argument("--json", type=Path, help="write the figures here too")
     p.add_argument("extra", nargs="*", help="extra `vqclip train clip` options (after --)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     palette = world.with_color(NEW, RGB)
-    test = scenes(args.test, 10_000, palette, 1 / len(palette))
+    test = scenes(args.test, 10_000 + args.seed, palette, 1 / len(palette))
     with tempfile.TemporaryDirectory() as tmp:
         data, run = Path(tmp) / "data", Path(tmp) / "run"
-        write_folder(data, scenes(args.train, 1, palette, args.new_share), palette, 2)
+        write_folder(data, scenes(args.train, 1 + 100 * args.seed, palette, args.new_share), palette, 2 + args.seed)
         source, _ = load_source("mini", torch.device("cpu"))
         before = colour_accuracy(source, test, palette)
         plain = plain_loop(source, data, args.plain_steps, args.batch, args.lr)
@@ -119,14 +120,14 @@ def main(argv: list[str] | None = None) -> int:
         code = vqclip_main(["train", "clip", "--data", str(data), "--from", "mini", "--out", str(run), "--steps",
                             str(args.steps), "--batch", str(args.batch), "--lr", str(args.lr), "--warmup", "10",
                             "--val", "0.1", "--log-every", "25", "--checkpoint-every", str(args.steps),
-                            "--threads", str(args.threads), *args.extra])
+                            "--threads", str(args.threads), "--seed", str(args.seed), *args.extra])
         wall = time.perf_counter() - t0
         if code != 0:
             raise SystemExit(f"vqclip train clip failed (exit {code})")
         metrics = json.loads((run / "metrics.json").read_text())
         after = colour_accuracy(load_clip(str(run / "clip")), test, palette)
     figures = {"new_colour": NEW, "rgb": RGB, "train_scenes": args.train, "test_scenes": args.test,
-               "steps": args.steps, "batch": args.batch, "lr": args.lr, "threads": args.threads,
+               "seed": args.seed, "steps": args.steps, "batch": args.batch, "lr": args.lr, "threads": args.threads,
                "before": before, "after": after,
                "recall_at_1_before": metrics["before"]["image_to_text_r1"],
                "recall_at_1_after": metrics["after"]["image_to_text_r1"],

@@ -13,8 +13,8 @@ def test_a_variant_palette_draws_and_renders_the_new_colour_and_leaves_the_world
     assert list(palette) == [*shipped, "pink"] and world.COLORS == shipped
     rng = np.random.default_rng(0)
     scenes = [world.sample_scene(rng, colors=palette) for _ in range(300)]
-    used = {c for sc in scenes for c in (sc.shapes[0].color, sc.background)}
-    assert used == set(palette) and all(sc.shapes[0].color != sc.background for sc in scenes)
+    assert {sc.shapes[0].color for sc in scenes} == {sc.background for sc in scenes} == set(palette)
+    assert all(sc.shapes[0].color != sc.background for sc in scenes)
     sc = next(s for s in scenes if s.shapes[0].color == "pink")
     img = world.render(sc, colors=palette)
     s = sc.shapes[0]

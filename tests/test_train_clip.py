@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pytest
 import torch
@@ -21,7 +22,7 @@ from vqclip.errors import VqclipError
 from vqclip.mini import world
 from vqclip.nets.clip import load_clip
 from vqclip.train import clip as T
-from vqclip.train.export import PRESET_NAME, WEIGHTS_NAME, source_spec, verify_export
+from vqclip.train.export import PRESET_NAME, WEIGHTS_NAME, paired_preset, preset_name, source_spec, verify_export
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +55,15 @@ def _cfg(tiny_source, pairs_folder, out, **kw):
 def runs(tiny_source, pairs_folder, tmp_path_factory):
     """An unbroken 6-step run, and the same run stopped by Ctrl-C after step 3 and resumed."""
     base = tmp_path_factory.mktemp("runs")
-    whole = _cfg(tiny_source, pairs_folder, base / "whole")
+    named = {"classes": ["circle", "square", "triangle"], "templates": ["a {}", "one {}"]}
+    whole = _cfg(tiny_source, pairs_folder, base / "whole", **named)
     metrics = T.train_clip(whole)
 
     def stop(step, loss):
         if step == 3:
             raise KeyboardInterrupt
 
-    broken = _cfg(tiny_source, pairs_folder, base / "broken")
+    broken = _cfg(tiny_source, pairs_folder, base / "broken", **named)
     with pytest.raises(KeyboardInterrupt):
         T.train_clip(broken, on_step=stop)
     kept = T.load_checkpoint(base / "broken")["step"]
@@ -139,10 +141,12 @@ def test_weight_decay_spares_gains_biases_and_the_temperature_and_frozen_weights
 
 
 @pytest.mark.parametrize("lock", ["lock_image", "lock_text"])
-def test_a_locked_tower_keeps_its_weights(tiny_source, pairs_folder, tmp_path, lock):
+def test_a_locked_tower_keeps_its_weights(tiny_source, pairs_folder, tmp_path, lock, caplog):
     cfg = _cfg(tiny_source, pairs_folder, tmp_path / "run", **{lock: True})
-    cfg.steps, cfg.val = 2, 0.0
-    T.train_clip(cfg)
+    cfg.steps, cfg.val, cfg.log_every = 2, 0.0, 1
+    with caplog.at_level(logging.INFO, logger="vqclip"):
+        T.train_clip(cfg)
+    assert re.search(r"step 2/2 loss [\d.]+ lr [\d.e+-]+ scale [\d.]+ +[\d.]+ img/s +ETA 0s", caplog.text)
     before = load_file(str(tiny_source / "open_clip_model.safetensors"))
     after = load_file(str(tmp_path / "run" / "clip" / WEIGHTS_NAME))
     frozen, free = ("visual.", "transformer.") if lock == "lock_image" else ("transformer.", "visual.")
@@ -168,6 +172,7 @@ def test_the_run_folder_records_split_config_and_metrics(runs):
     metrics = json.loads((run / "metrics.json").read_text())
     for when in ("before", "after"):
         assert metrics[when]["pairs"] == 6 and 0 <= metrics[when]["image_to_text_r1"] <= 1
+        assert metrics[when]["zero_shot"]["images"] == 6  # each caption names one shape: --classes reached it
     assert metrics["images_per_s"] > 0
     with pytest.raises(VqclipError, match="already holds a training run"):
         T.train_clip(T.read_config(run))
@@ -194,6 +199,45 @@ def test_the_exported_clip_is_the_trained_one_and_the_clip_tools_use_it(runs, pa
         txt = F.normalize(model.encode_text(SimpleTokenizer(context_length=16)(labels)), dim=-1)
     want = [labels[i] for i in (img @ txt.T).argmax(1).tolist()]
     assert [r["label"] for r in got] == want
+
+
+def test_the_export_is_a_preset_the_clip_tools_take_by_name(runs, pairs_folder, monkeypatch, capsys):
+    from vqclip.models.presets import DEFAULT_PRESET, get_preset, load_presets_file
+
+    folder = runs["whole"] / "clip"
+    (name, preset), = load_presets_file(folder / PRESET_NAME).items()  # valid as any user's presets file
+    default = get_preset(DEFAULT_PRESET)
+    assert name == "whole" and preset.clip_model == str(folder.absolute())
+    assert preset.clip_templates == ("a {}", "one {}") and preset.files == default.files
+    images = [str(p) for p in sorted(pairs_folder.glob("*.png"))[:2]]
+    labels = "a red circle,a blue square"
+    assert main(["classify", *images, "--clip-model", str(folder), "--labels", labels, "--json", "--quiet",
+                 "--templates", "{}"]) == 0
+    by_folder = json.loads(capsys.readouterr().out)
+    monkeypatch.setenv("VQCLIP_PRESETS", str(folder / PRESET_NAME))
+    assert main(["classify", *images, "--model", name, "--labels", labels, "--json", "--quiet", "--templates",
+                 "{}"]) == 0
+    assert json.loads(capsys.readouterr().out) == by_folder
+
+
+def test_the_exported_config_is_the_architecture_trained(tiny_source):
+    import open_clip
+
+    from vqclip.train.export import model_config
+
+    assert model_config(str(tiny_source), None) == CLIP_CFG
+    openai = model_config("ViT-B-32", "openai")  # OpenAI's weights were trained with QuickGELU: the export says so
+    assert openai.pop("quick_gelu") is True and openai == open_clip.get_model_config("ViT-B-32")
+    assert "quick_gelu" not in model_config("ViT-B-32", "laion2b_s34b_b79k")
+
+
+def test_the_preset_pairs_with_a_downloadable_presets_vqgan():
+    from vqclip.models.presets import DEFAULT_PRESET
+
+    assert paired_preset("imagenet-1024").name == "imagenet-1024"
+    assert paired_preset("mini").name == DEFAULT_PRESET  # embedded: its VQGAN lives in the package
+    assert paired_preset("ViT-B-32/openai").name == DEFAULT_PRESET
+    assert preset_name("My Run #2") == "my-run-2" and preset_name("__") == "my-clip"
 
 
 def test_a_changed_export_is_refused(runs, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,12 +133,15 @@ def test_the_split_is_seeded_disjoint_and_holds_out_the_share():
         D.split(20, -0.1, 0)
 
 
-def test_the_split_is_recorded_and_read_back(tmp_path):
-    pairs = [D.Pair(tmp_path / f"{i}.png", f"caption {i}") for i in range(4)]
+def test_the_split_is_recorded_and_read_back(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    pairs = [D.Pair(Path(f"{i}.png"), f"caption {i}") for i in range(4)]  # relative, as --data may give them
     D.write_split(tmp_path, pairs, [0, 2], [3])
     data = json.loads((tmp_path / "split.json").read_text())
     assert [r["caption"] for r in data["train"]] == ["caption 0", "caption 2"]
-    assert D.read_split(tmp_path) == ([pairs[0], pairs[2]], [pairs[3]])
+    monkeypatch.chdir(tmp_path.parent)  # a resume from another folder finds the same images
+    assert D.read_split(tmp_path) == ([D.Pair(tmp_path / "0.png", "caption 0"), D.Pair(tmp_path / "2.png", "caption 2")],
+                                      [D.Pair(tmp_path / "3.png", "caption 3")])
     with pytest.raises(VqclipError, match="cannot read the run's split"):
         D.read_split(tmp_path / "elsewhere")
 

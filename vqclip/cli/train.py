@@ -35,8 +35,10 @@ def run_clip(args: argparse.Namespace) -> int:
                           checkpoint_every=args.checkpoint_every, log_every=args.log_every,
                           classes=_split(args.classes, ","), templates=_split(args.templates, ";") or ["{}"],
                           image_key=args.image_key, caption_key=args.caption_key, device=args.device,
-                          devices=args.devices)
+                          devices=args.devices or "")
         metrics = train_clip(cfg)
+    if metrics is None:  # one of torchrun's other processes: the first one reports
+        return 0
     after = metrics.get("after") or {}
     print(f"done: {metrics['steps']} steps, {metrics['images_per_s']:.1f} images/s; recall@1 image->text "
           f"{after.get('image_to_text_r1', float('nan')):.3f}")
@@ -78,7 +80,7 @@ def register(subparsers) -> None:
     a("--image-key", default="filepath", help="CSV column / JSONL field of the image path")
     a("--caption-key", default="caption", help="CSV column / JSONL field of the caption")
     a("--device", default="cpu", help="cpu, cuda or cuda:N")
-    a("--devices", default="", metavar="D1,D2", help="train data-parallel, one process per device: cpu,cpu (gloo) or "
+    a("--devices", metavar="D1,D2", help="train data-parallel, one process per device: cpu,cpu (gloo) or "
                                                      "cuda:0,cuda:1 (nccl); the batch is split among them")
     a("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     a("--quiet", action="store_true", help="only warnings and the result")

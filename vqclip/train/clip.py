@@ -24,7 +24,7 @@ from vqclip.files.atomic import atomic_path, write_text
 from vqclip.train import data as D
 from vqclip.train import distributed as P
 from vqclip.train.evaluate import evaluate
-from vqclip.train.export import export_clip, load_source, source_spec
+from vqclip.train.export import PRESET_NAME, export_clip, load_source, paired_preset, source_spec
 
 log = logging.getLogger("vqclip")
 
@@ -191,11 +191,13 @@ def train_clip(cfg: Optional[TrainConfig] = None, resume: Optional[Path] = None,
             D.write_split(run, [*train_pairs, *val_pairs], range(len(train_pairs)),
                           range(len(train_pairs), len(train_pairs) + len(val_pairs)))
             write_text(run / CONFIG_FILE, json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
-        log.info("training on %d pairs, %d held out; run folder %s", len(train_pairs), len(val_pairs), run)
+            log.info("training on %d pairs, %d held out; run folder %s", len(train_pairs), len(val_pairs), run)
     devices = P.parse_devices(cfg.devices) if cfg.devices else []
     if len(devices) > 1 and group.size == 1:  # one process per device, each loading the CLIP itself
         P.spawn(_train, devices, run, cfg, run, train_pairs, val_pairs, resume is not None, None)
         return json.loads((run / METRICS_FILE).read_text())
+    if group.size > 1:  # torchrun started this process as one of several
+        return P.run_joined(group, _train, cfg, run, train_pairs, val_pairs, resume is not None, on_step)
     return _train(group, cfg, run, train_pairs, val_pairs, resume is not None, on_step)
 
 
@@ -271,8 +273,9 @@ def _train(group: P.Group, cfg: TrainConfig, run: Path, train_pairs: list[D.Pair
     metrics = {"before": before, "after": after, "steps": cfg.steps, "batch": cfg.batch, "processes": group.size,
                "images_per_s": (cfg.steps - start) * cfg.batch / max(wall, 1e-9)}
     write_text(metrics_path, json.dumps(metrics, indent=1) + "\n")
-    export_clip(model, model_cfg, clip.preprocess_cfg, run / EXPORT_DIR, cfg.templates)
-    log.info("exported the CLIP to %s (use it as --clip-model %s)", run / EXPORT_DIR, run / EXPORT_DIR)
+    export_clip(model, model_cfg, clip.preprocess_cfg, run / EXPORT_DIR, cfg.templates, pair=paired_preset(cfg.source))
+    log.info("exported the CLIP to %s (use it as --clip-model %s, or its preset through VQCLIP_PRESETS=%s)",
+             run / EXPORT_DIR, run / EXPORT_DIR, run / EXPORT_DIR / PRESET_NAME)
     return metrics
 
 

@@ -157,9 +157,10 @@ def split(n: int, val: float, seed: int) -> tuple[list[int], list[int]]:
 
 
 def write_split(run: Path, pairs: Sequence[Pair], train: Sequence[int], val: Sequence[int]) -> Path:
-    """Record the split in RUN/split.json (image paths and captions of each part), so that the run can be resumed
-    and the held-out images named."""
-    rec = lambda ids: [{"image": str(pairs[i].image), "caption": pairs[i].caption} for i in ids]  # noqa: E731
+    """Record the split in RUN/split.json (absolute image paths and captions of each part), so that the run can be
+    resumed from any folder and the held-out images named."""
+    rec = lambda ids: [{"image": str(pairs[i].image.absolute()), "caption": pairs[i].caption}  # noqa: E731
+                       for i in ids]
     return write_text(run / SPLIT_FILE, json.dumps({"train": rec(train), "val": rec(val)}, indent=1) + "\n")
 
 

@@ -5,6 +5,7 @@ on the whole batch."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -47,14 +48,31 @@ def parse_devices(text: str) -> list[str]:
     return devices
 
 
+@contextlib.contextmanager
+def _quiet_gather():
+    """open_clip's gather calls torch's deprecated all_gather: its business, not the user's; that warning only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "torch.distributed.nn.functional.all_gather is deprecated", FutureWarning)
+        yield
+
+
 def from_torchrun() -> Group | None:
-    """The group torchrun started this process in (RANK, WORLD_SIZE, LOCAL_RANK set), joined; None outside torchrun."""
+    """The group torchrun started this process in (RANK, WORLD_SIZE, LOCAL_RANK set), not joined yet; None outside
+    torchrun."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return None
-    rank, size, local = (int(os.environ[k]) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
-    device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
-    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return Group(rank, size, device)
+    rank, size, local = (int(os.environ.get(k, 0)) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+    return Group(rank, size, f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+
+
+def run_joined(group: Group, fn: Callable, *args):
+    """fn(group, *args) inside torchrun's process group (env:// rendezvous), left afterwards."""
+    dist.init_process_group("nccl" if group.device.startswith("cuda") else "gloo")
+    try:
+        with _quiet_gather():
+            return fn(group, *args)
+    finally:
+        dist.destroy_process_group()
 
 
 def _worker(rank: int, devices: list[str], init: str, threads: int, fn: Callable, args: tuple) -> None:
@@ -65,9 +83,7 @@ def _worker(rank: int, devices: list[str], init: str, threads: int, fn: Callable
     try:
         if devices[rank].startswith("cuda"):
             torch.cuda.set_device(devices[rank])
-        with warnings.catch_warnings():  # open_clip's gather calls torch's deprecated all_gather: its business, not ours
-            warnings.filterwarnings("ignore", "torch.distributed.nn.functional.all_gather is deprecated",
-                                    FutureWarning)
+        with _quiet_gather():
             fn(Group(rank, len(devices), devices[rank]), *args)
     finally:
         dist.destroy_process_group()

@@ -1,12 +1,13 @@
 """The CLIP a training starts from (`--from`: a preset's, an open_clip MODEL[/TAG], a CLIP folder or architecture
 JSON) with its open_clip config; and the trained CLIP written as an open_clip folder (open_clip_config.json +
-open_clip_model.safetensors + a presets entry with the files' sha256) that `--clip-model DIR` loads like any other."""
+open_clip_model.safetensors + the files' sha256 + a presets file) that `--clip-model DIR` loads like any other."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -18,12 +19,13 @@ from torch import nn
 
 from vqclip.errors import VqclipError
 from vqclip.files.atomic import atomic_path, write_text
-from vqclip.models.presets import get_preset, list_presets
+from vqclip.models.presets import DEFAULT_PRESET, Preset, get_preset, list_presets
 from vqclip.models.resolve import preset_clip, resolve_clip
 from vqclip.models.spec import ClipSpec, openai_name
 from vqclip.nets.clip import ClipModel, load_clip
 
-CONFIG_NAME, WEIGHTS_NAME, PRESET_NAME = "open_clip_config.json", "open_clip_model.safetensors", "preset.yaml"
+CONFIG_NAME, WEIGHTS_NAME = "open_clip_config.json", "open_clip_model.safetensors"
+PRESET_NAME, SHA_NAME = "presets.yaml", "sha256.json"
 
 
 def source_spec(source: str) -> tuple[str, str | None]:
@@ -78,27 +80,53 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def paired_preset(source: str) -> Preset:
+    """The preset whose VQGAN the exported CLIP's preset pairs with: --from's own when it names a downloadable
+    preset, else the default one (an embedded preset's files live inside the package, out of a user preset's reach)."""
+    presets = list_presets()
+    own = presets.get(source.strip().lower())
+    return own if own is not None and not own.embedded else get_preset(DEFAULT_PRESET)
+
+
+def preset_name(text: str) -> str:
+    """`text` as a valid preset name (lowercase letters, digits, '.', '_', '-'), e.g. a run folder's name."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).lstrip("._-")
+    return name or "my-clip"
+
+
+def _file_entry(spec) -> dict:
+    """A preset's FileSpec as its YAML mapping (the fields it has)."""
+    entry = {"filename": spec.filename, "urls": list(spec.urls), "size": spec.size, "sha256": spec.sha256,
+             "approx_size": spec.approx_size}
+    return {k: v for k, v in entry.items() if v not in (None, [])}
+
+
 def export_clip(model: nn.Module, model_cfg: dict, preprocess_cfg, out: Path, templates: Sequence[str] = ("{}",),
-                name: str | None = None) -> Path:
-    """Write the CLIP as an open_clip folder in `out`: its config with open_clip's preprocessing, its weights (fp32
-    safetensors) and preset.yaml (the CLIP with the files' sha256 and its templates, for a presets file); each file
-    atomically. Returns the folder."""
+                name: str | None = None, pair: Preset | None = None) -> Path:
+    """Write the CLIP as an open_clip folder in `out`, each file atomically: its config with open_clip's
+    preprocessing, its weights (fp32 safetensors), sha256.json (each file's sha256 and size) and presets.yaml, a
+    presets file whose one preset is this CLIP with the VQGAN of `pair` (default: the default preset). Returns the
+    folder."""
     out.mkdir(parents=True, exist_ok=True)
     pre = {k: v for k, v in dataclasses.asdict(preprocess_cfg).items() if k != "size"}
     write_text(out / CONFIG_NAME, json.dumps({"model_cfg": model_cfg, "preprocess_cfg": pre}, indent=2) + "\n")
     state = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_path(out / WEIGHTS_NAME) as tmp:
         save_file(state, str(tmp))
-    entry = {"clip": {"model": str(out.absolute()), "templates": list(templates)},
-             "files": {n: {"sha256": sha256(out / n), "size": (out / n).stat().st_size}
-                       for n in (CONFIG_NAME, WEIGHTS_NAME)}}
-    write_text(out / PRESET_NAME, yaml.safe_dump({name or out.absolute().parent.name: entry}, sort_keys=False))
+    files = {n: {"sha256": sha256(out / n), "size": (out / n).stat().st_size} for n in (CONFIG_NAME, WEIGHTS_NAME)}
+    write_text(out / SHA_NAME, json.dumps(files, indent=1) + "\n")
+    pair = pair or get_preset(DEFAULT_PRESET)
+    entry = {"description": f"CLIP fine-tuned by vqclip train clip ({out.absolute()}), with the {pair.name} VQGAN",
+             "source": "vqclip train clip", "vqgan": {"config": _file_entry(pair.vqgan_config),
+                                                     "checkpoint": _file_entry(pair.vqgan_checkpoint)},
+             "clip": {"model": str(out.absolute()), "templates": list(templates)}}
+    name = preset_name(name or out.absolute().parent.name)
+    write_text(out / PRESET_NAME, yaml.safe_dump({"version": 1, "presets": {name: entry}}, sort_keys=False))
     return out
 
 
 def verify_export(out: Path) -> None:
-    """A one-line error when an exported folder's files are not the ones its preset.yaml recorded."""
-    entry = next(iter(yaml.safe_load((out / PRESET_NAME).read_text(encoding="utf-8")).values()))
-    for n, rec in entry["files"].items():
+    """A one-line error when an exported folder's files are not the ones its sha256.json recorded."""
+    for n, rec in json.loads((out / SHA_NAME).read_text(encoding="utf-8")).items():
         if sha256(out / n) != rec["sha256"]:
-            raise VqclipError(f"{out / n}: its sha256 is not the one {PRESET_NAME} recorded; export it again")
+            raise VqclipError(f"{out / n}: its sha256 is not the one {SHA_NAME} recorded; export it again")
