@@ -3,7 +3,7 @@ world's colours, on random crops (default: the whole 64 px image), and the recon
 before and after; its speed is compared with a plain loop (the same network and crops, L1 + codebook loss, Adam,
 tensors already in memory).
 
-    python benchmarks/train_vqgan.py [--steps 240] [--batch 8] [--size 64] [--threads 1] [--out /tmp/vqring]
+    python benchmarks/train_vqgan.py [--steps 320] [--batch 8] [--size 64] [--threads 1] [--out /tmp/vqring]
 
 Prints one JSON object: held-out L1 before/after and its drop, the pixel judge's colour verdicts on the
 reconstructions (the judge knows filled circles, squares and triangles only, so it cannot say whether a ring is a ring:
@@ -89,7 +89,7 @@ def plain_loop(model, x: torch.Tensor, steps: int, batch: int, lr: float) -> flo
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=240)
+    ap.add_argument("--steps", type=int, default=320)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--size", type=int, default=64, help="side of the random training crops")
