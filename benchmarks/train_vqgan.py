@@ -1,7 +1,7 @@
 """The mini VQGAN learns a shape it never saw: `vqclip train vqgan` fine-tunes it on rings (3 px wide) in the mini
-world's colours, on random crops (default: the whole 64 px image), and the reconstruction error on whole held-out rings is measured
-before and after; its speed is compared with a plain loop (the same network and crops, L1 + codebook loss, Adam,
-tensors already in memory).
+world's colours, on random crops (default: the whole 64 px image), and the reconstruction error on whole held-out
+rings is measured before and after; its speed is compared with a plain loop (the same network and crops, L1 +
+codebook loss, Adam, tensors already in memory).
 
     python benchmarks/train_vqgan.py [--steps 320] [--batch 8] [--size 64] [--threads 1] [--out /tmp/vqring]
 
@@ -111,7 +111,8 @@ def main() -> None:
     mini = load_vqgan(files.vqgan_config, files.vqgan_checkpoint)
     rec0 = recon(mini, held)
     cfg = V.VqganTrainConfig(data=str(out / "train"), source="mini", out=str(out / "run"), steps=args.steps,
-                             batch=args.batch, size=args.size, lr=args.lr, disc_start=args.steps if args.disc_start is None else args.disc_start, disc_ndf=32,
+                             batch=args.batch, size=args.size, lr=args.lr, disc_ndf=32,
+                             disc_start=args.steps if args.disc_start is None else args.disc_start,
                              val=0.0, checkpoint_every=args.steps, grid_every=args.steps, log_every=50)
     t0 = time.time()
     metrics = V.train_vqgan(cfg)
@@ -125,7 +126,8 @@ def main() -> None:
     plain = plain_loop(load_vqgan(files.vqgan_config, files.vqgan_checkpoint).train().requires_grad_(True), crops,
                        min(args.steps, 20), args.batch, args.lr)
     print(json.dumps({
-        "steps": args.steps, "batch": args.batch, "size": args.size, "threads": args.threads, "train_images": args.train,
+        "steps": args.steps, "batch": args.batch, "size": args.size, "threads": args.threads,
+        "train_images": args.train,
         "held_out_images": args.held, "held_out_l1": {"before": l1[0], "after": l1[1], "drop": 1 - l1[1] / l1[0]},
         "judge_before": judged(rec0, labels), "judge_after": judged(rec1, labels),
         "trainer_images_per_s": metrics["images_per_s"], "plain_loop_images_per_s": plain, "wall_s": wall,

@@ -38,8 +38,8 @@ def images_folder(tmp_path_factory):
 
 
 def _cfg(tiny_vqgan, folder, out, **kw):
-    kw = {"steps": 4, "batch": 2, "size": 32, "lr": 1e-3, "disc_start": 1, "disc_ndf": 8, "val": 0.2, "checkpoint_every": 2,
-          "grid_every": 2, "log_every": 3, **kw}
+    kw = {"steps": 4, "batch": 2, "size": 32, "lr": 1e-3, "disc_start": 1, "disc_ndf": 8, "val": 0.2,
+          "checkpoint_every": 2, "grid_every": 2, "log_every": 3, **kw}
     return V.VqganTrainConfig(data=str(folder), source=f"{tiny_vqgan[0]}+{tiny_vqgan[1]}", out=str(out), **kw)
 
 

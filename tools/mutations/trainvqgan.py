@@ -6,7 +6,8 @@ from ._table import M
 
 VQ, EXP, LP, DATA, CLI, PRE = ("vqclip/train/vqgan.py", "vqclip/train/vqexport.py", "vqclip/train/perceptual.py",
                                "vqclip/train/data.py", "vqclip/cli/trainvqgan.py", "vqclip/models/presets.py")
-T_VQ, T_EXP, T_LP = ("tests/test_train_vqgan.py",), ("tests/test_train_vqexport.py",), ("tests/test_train_perceptual.py",)
+T_VQ, T_EXP = ("tests/test_train_vqgan.py",), ("tests/test_train_vqexport.py",)
+T_LP = ("tests/test_train_perceptual.py",)
 T_IMG = ("tests/test_train_images.py",)
 
 MUTATIONS = [
@@ -24,7 +25,8 @@ MUTATIONS = [
     M("the discriminator learns real and fake the wrong way round", VQ,
       "hinge_d_loss(disc(x.detach() * 2 - 1), disc(rec.detach()))",
       "hinge_d_loss(disc(rec.detach()), disc(x.detach() * 2 - 1))", T_VQ),
-    M("a VQGAN training never runs under bf16 autocast", VQ, "torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp)",
+    M("a VQGAN training never runs under bf16 autocast", VQ,
+      "torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp)",
       "torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=False)", T_VQ),
     # --- frozen parts, crops, sizes
     M("--freeze encoder still trains quant_conv", VQ, "        model.quant_conv.requires_grad_(False)\n", "", T_VQ),
@@ -56,7 +58,8 @@ MUTATIONS = [
       "    if False:\n", T_EXP),
     M("CONFIG+CHECKPOINT is read the wrong way round", EXP, 'config, _, ckpt = source.partition("+")',
       'ckpt, _, config = source.partition("+")', T_EXP),
-    M("a GumbelVQ is trained as a VQModel", EXP, "    if gumbel:\n        raise", "    if False:\n        raise", T_EXP),
+    M("a GumbelVQ is trained as a VQModel", EXP, "    if gumbel:\n        raise", "    if False:\n        raise",
+      T_EXP),
     M("a preset folder's files are looked for in the model home", PRE,
       "return dataclasses.replace(next(iter(found.values())), base=folder.absolute())",
       "return next(iter(found.values()))", T_VQ + T_EXP),

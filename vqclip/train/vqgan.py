@@ -236,7 +236,8 @@ def train_vqgan(cfg: Optional[VqganTrainConfig] = None, resume: Optional[Path] =
 
     # 2. The networks, the perceptual term and the two optimisers (taming's: Adam, betas 0.5, 0.9)
     torch.manual_seed(cfg.seed)
-    disc = NLayerDiscriminator(input_nc=3, n_layers=DISC_LAYERS, ndf=cfg.disc_ndf).apply(weights_init).to(device).train()
+    disc = NLayerDiscriminator(input_nc=3, n_layers=DISC_LAYERS, ndf=cfg.disc_ndf).apply(weights_init)
+    disc = disc.to(device).train()
     lpips = find_lpips(home_dir, log) if cfg.perceptual_weight > 0 else None
     lpips = lpips.to(device) if lpips is not None else None
     model.train()
