@@ -28,7 +28,7 @@ LAYERS = {
     "vqclip.modes": 5,
     "vqclip.runs": 6, "vqclip.report": 6,
     "vqclip.api": 7, "vqclip.cli": 7, "vqclip.tools": 7, "vqclip.measure": 7, "vqclip.ui": 7, "vqclip.__main__": 7,
-    "vqclip": 8, "vqclip.mini.train": 8, "vqclip.train": 8, "vqclip.cli.train": 8,  # the package's lazy face (vqclip.Pipeline), and training: nothing imports them
+    "vqclip": 8, "vqclip.mini.train": 8, "vqclip.train": 8, "vqclip.cli.train": 8, "vqclip.cli.trainvqgan": 8,  # the package's lazy face (vqclip.Pipeline), and training: nothing imports them
 }
 TORCH_FREE_LAYERS = 1  # modules up to this layer import no torch, kornia, open_clip or taming at module level
 HEAVY = ("torch", "kornia", "open_clip", "taming", "torchvision")

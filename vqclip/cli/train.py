@@ -85,3 +85,5 @@ def register(subparsers) -> None:
     a("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     a("--quiet", action="store_true", help="only warnings and the result")
     c.set_defaults(func=run_clip)
+    from .trainvqgan import register as register_vqgan  # noqa: PLC0415 (its own module: `train vqgan`)
+    register_vqgan(sub, p.formatter_class)

@@ -22,7 +22,7 @@ from .spec import upscaler_is_path
 
 BUILTIN_FILE = Path(__file__).resolve().parent / "auxmodels.yaml"
 FOLDER = "auxmodels"  # under the model home
-KINDS = ("depth", "flow")
+KINDS = ("depth", "flow", "lpips")
 _PREFIX = re.compile(r"^[0-9a-f]{8,63}$")
 
 

@@ -10,6 +10,7 @@ live in its folder (the model home, or inside the package for an `embedded` one 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import functools
 import os
@@ -30,6 +31,7 @@ DEFAULT_CLIP = ("ViT-B-32", "openai")
 BUILTIN_FILE = Path(__file__).resolve().parent / "presets.yaml"
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "mini" / "weights"  # where embedded presets' files ship
 MANIFEST_NAME = "manifest.json"
+PRESET_FILE = "preset.yaml"  # a preset folder's own presets file (one preset, its files beside it)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -80,6 +82,7 @@ class Preset:
     embedded: bool = False  # files ship inside the package (MINI_DIR), nothing to download
     origin: str = "built-in"  # "built-in" or the user file that defined it
     vocabulary: Vocabulary | None = None  # the only words its CLIP knows, when it knows few (the mini world's)
+    base: Path | None = None  # a preset given as a folder (`--model DIR`): its files live there
 
     @property
     def files(self) -> tuple[FileSpec, FileSpec]:
@@ -88,7 +91,7 @@ class Preset:
 
     def folder(self, home_dir: Path | None = None) -> Path:
         """Where this preset's files live: inside the package for an embedded preset, else the model home."""
-        return EMBEDDED_DIR if self.embedded else _home_or_default(home_dir)
+        return self.base if self.base is not None else EMBEDDED_DIR if self.embedded else _home_or_default(home_dir)
 
     def local(self, name: str | None, home_dir: Path | None = None) -> str | None:
         """A file this preset names by a bare file name (CLIP or guide files), as its path in the preset's folder;
@@ -357,7 +360,14 @@ def list_presets(*, home: Path | None = None, presets_file: str | os.PathLike | 
 
 
 def get_preset(name: str, *, home: Path | None = None, presets_file: str | os.PathLike | None = None) -> Preset:
-    """The preset called `name` (or one of its aliases); an unknown name lists the known ones."""
+    """The preset called `name` (or one of its aliases), or the one preset of a preset folder (DIR/preset.yaml, its
+    files beside it: what `vqclip train vqgan` exports); an unknown name lists the known ones."""
+    folder = Path(name).expanduser() if isinstance(name, str) and name.strip() else None
+    if folder is not None and (folder / PRESET_FILE).is_file():
+        found = load_presets_file(folder / PRESET_FILE)
+        if len(found) != 1:
+            raise VqclipError(f"{folder / PRESET_FILE}: a preset folder holds exactly one preset, found {len(found)}")
+        return dataclasses.replace(next(iter(found.values())), base=folder.absolute())
     presets = list_presets(home=home, presets_file=presets_file)
     key = name.strip().lower() if isinstance(name, str) else name
     if key in presets:

@@ -212,3 +212,29 @@ def load_images(pairs: Sequence[Pair], transform: Callable, seeds: Optional[Sequ
                 torch.manual_seed(seeds[i])
             out.append(transform(im.convert("RGB")))
     return torch.stack(out)
+
+
+def read_images(data: Path, min_side: int = MIN_SIDE) -> list[Pair]:
+    """The usable images of a folder (recursively, sorted) as captionless pairs, for an image-only training (a VQGAN);
+    the skipped ones counted in the log; errors for an empty folder, a folder without images or without usable ones."""
+    data = Path(data)
+    if not data.is_dir():
+        raise VqclipError(f"--data {data}: {'not a folder' if data.exists() else 'no such folder'}; give a folder of "
+                          "images")
+    files = sorted(p for p in data.rglob("*") if p.is_file() and not p.name.startswith("."))
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise VqclipError(f"--data {data}: the folder is empty; put the images to train on there")
+    if not images:
+        raise VqclipError(f"--data {data}: none of its {len(files)} files is an image "
+                          f"({', '.join(sorted(IMAGE_SUFFIXES))}); give a folder of images")
+    why = [usable(p, min_side) for p in images]
+    kept = [Pair(p, "") for p, w in zip(images, why) if w is None]
+    unreadable, small = why.count("unreadable"), why.count("tiny")
+    if unreadable or small:
+        log.info("skipped %d of %d images: %d unreadable, %d tiny (a side under %d px)", unreadable + small,
+                 len(images), unreadable, small, min_side)
+    if not kept:  # every image unusable
+        raise VqclipError(f"--data {data}: none of its {len(images)} images is readable and at least {min_side} px a "
+                          "side; check the files")
+    return kept

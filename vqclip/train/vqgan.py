@@ -1,0 +1,308 @@
+"""Fine-tuning a taming VQGAN on a folder of images with taming's objective, written with taming's modules and no
+pytorch_lightning: L1 + LPIPS (when its weights are on disk) + the quantizer's codebook/commitment loss, and after
+`disc_start` taming's patch discriminator (hinge loss, adaptive weight); two Adam optimisers, bf16 autocast, seeded
+random crops, a reconstruction grid and an atomic checkpoint every K steps, and a resume that ends on the same weights
+as an uninterrupted run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from taming.modules.discriminator.model import NLayerDiscriminator, weights_init
+from taming.modules.losses.vqperceptual import hinge_d_loss
+from torch import Tensor, nn
+
+from vqclip.errors import VqclipError
+from vqclip.files.atomic import atomic_path, write_text
+from vqclip.files.images import save_png
+from vqclip.train import data as D
+from vqclip.train.clip import _eta, load_checkpoint
+from vqclip.train.perceptual import find_lpips
+from vqclip.train.vqexport import export_vqgan, load_source, source_files
+
+log = logging.getLogger("vqclip")
+
+CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, EXPORT_DIR, GRID_DIR = ("train.json", "checkpoint.pt", "metrics.json",
+                                                                     "vqgan", "grids")
+FREEZE = ("", "encoder", "codebook")
+GRID_IMAGES = 4  # held-out images shown in each reconstruction grid
+DISC_LAYERS = 3  # taming's NLayerDiscriminator default: the patch discriminator sees 32 px and more
+
+
+@dataclass
+class VqganTrainConfig:
+    """What `vqclip train vqgan` was asked, recorded in RUN/train.json (a resume reads it back)."""
+
+    data: str
+    source: str  # --from: a preset (mini), or CONFIG.yaml+CHECKPOINT
+    out: str
+    steps: int = 1000
+    batch: int = 4
+    size: int = 256  # random crops of size x size pixels
+    lr: float = 4.5e-6 * 4  # taming's base_learning_rate x batch
+    disc_start: int = 500  # steps before the discriminator joins the objective
+    disc_weight: float = 0.8
+    disc_ndf: int = 64  # filters of the discriminator's first layer (taming's disc_ndf)
+    codebook_weight: float = 1.0
+    perceptual_weight: float = 1.0
+    freeze: str = ""  # "encoder" or "codebook"
+    val: float = 0.1
+    seed: int = 0
+    amp: bool = False  # bf16 autocast
+    checkpoint_every: int = 100
+    grid_every: int = 100
+    log_every: int = 10
+    device: str = "cpu"
+
+    def check(self) -> None:
+        """One-line errors for values no training can use."""
+        for name in ("steps", "batch", "disc_ndf", "checkpoint_every", "grid_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise VqclipError(f"--{name.replace('_', '-')}: must be at least 1, got {getattr(self, name)}")
+        if self.freeze not in FREEZE:
+            raise VqclipError(f"--freeze: one of encoder, codebook, got {self.freeze!r}")
+        if not self.lr > 0 or self.disc_start < 0 or min(self.disc_weight, self.codebook_weight,
+                                                          self.perceptual_weight) < 0:
+            raise VqclipError("--lr must be above 0; --disc-start and the loss weights at least 0")
+        if self.size < 2 ** (DISC_LAYERS + 2):
+            raise VqclipError(f"--size {self.size}: the patch discriminator needs crops of at least "
+                              f"{2 ** (DISC_LAYERS + 2)} px")
+
+
+def check_size(size: int, factor: int) -> None:
+    """The crop side must be a multiple of the VQGAN's downsampling factor."""
+    if size % factor:
+        lower, upper = size // factor * factor, (size // factor + 1) * factor
+        raise VqclipError(f"--size {size}: this VQGAN downsamples by {factor}; give a multiple of {factor} (e.g. "
+                          f"{lower or upper} or {upper})")
+
+
+def crop_transform(size: int, train: bool) -> Callable[[Image.Image], Tensor]:
+    """PIL RGB image -> [3,size,size] in [0,1]: the shorter side raised to `size` when under it (bicubic), then a
+    random crop (torch's RNG, seeded per image by the caller) or the centre crop."""
+    def tf(im: Image.Image) -> Tensor:
+        w, h = im.size
+        if min(w, h) < size:
+            k = size / min(w, h)
+            im = im.resize((max(size, round(w * k)), max(size, round(h * k))), Image.BICUBIC)
+            w, h = im.size
+        if train:
+            x, y = int(torch.randint(0, w - size + 1, ())), int(torch.randint(0, h - size + 1, ()))
+        else:
+            x, y = (w - size) // 2, (h - size) // 2
+        im = im.crop((x, y, x + size, y + size))
+        return torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return tf
+
+
+def adaptive_weight(nll: Tensor, g_loss: Tensor, last_layer: Tensor, disc_weight: float) -> Tensor:
+    """taming's adaptive weight of the generator's GAN term: |d nll / d W| / (|d g_loss / d W| + 1e-4), W the
+    decoder's last layer, clamped to [0, 1e4], detached, times `disc_weight`."""
+    nll_grads = torch.autograd.grad(nll, last_layer, retain_graph=True)[0]
+    g_grads = torch.autograd.grad(g_loss, last_layer, retain_graph=True)[0]
+    d_weight = torch.norm(nll_grads) / (torch.norm(g_grads) + 1e-4)
+    return torch.clamp(d_weight, 0.0, 1e4).detach() * disc_weight
+
+
+def trainable(model: nn.Module, freeze: str) -> list[nn.Parameter]:
+    """The VQGAN's parameters the generator's optimiser trains, after freezing the encoder (with quant_conv) or the
+    codebook."""
+    model.requires_grad_(True)
+    if freeze == "encoder":
+        model.encoder.requires_grad_(False)
+        model.quant_conv.requires_grad_(False)
+    elif freeze == "codebook":
+        model.quantize.requires_grad_(False)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def reconstruct(model: nn.Module, x: Tensor, amp: bool = False) -> tuple[Tensor, Tensor]:
+    """Images [B,3,S,S] in [0,1] -> (reconstruction [B,3,S,S] in [-1,1] as the decoder gives it, the quantizer's
+    codebook + commitment loss), float32."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        h = model.quant_conv(model.encoder(x * 2 - 1))
+        z_q, qloss, _ = model.quantize(h.float())
+        rec = model.decoder(model.post_quant_conv(z_q))
+    return rec.float(), qloss.float()
+
+
+def generator_loss(model: nn.Module, disc: nn.Module, lpips: Optional[nn.Module], x: Tensor, step: int,
+                   cfg: VqganTrainConfig) -> tuple[Tensor, Tensor, dict]:
+    """taming's VQLPIPSWithDiscriminator generator objective for images x [B,3,S,S] in [0,1]: (loss, the
+    reconstruction [-1,1] detached, logged figures)."""
+    rec, qloss = reconstruct(model, x, cfg.amp)
+    inputs = x * 2 - 1
+    rec_loss = (inputs - rec).abs()
+    if lpips is not None and cfg.perceptual_weight > 0:
+        rec_loss = rec_loss + cfg.perceptual_weight * lpips(inputs, rec)
+    nll = rec_loss.mean()
+    loss = nll + cfg.codebook_weight * qloss.mean()
+    figures = {"nll": nll.item(), "q": qloss.item()}
+    if step >= cfg.disc_start:
+        g_loss = -disc(rec).mean()
+        d_weight = adaptive_weight(nll, g_loss, model.decoder.conv_out.weight, cfg.disc_weight)
+        loss = loss + d_weight * g_loss
+        figures.update(g=g_loss.item(), d_weight=d_weight.item())
+    return loss, rec.detach(), figures
+
+
+def discriminator_loss(disc: nn.Module, x: Tensor, rec: Tensor) -> Tensor:
+    """taming's discriminator objective: the hinge loss of real images x [B,3,S,S] in [0,1] (scaled to [-1,1])
+    against the reconstructions rec [B,3,S,S] in [-1,1], both detached from the generator."""
+    return hinge_d_loss(disc(x.detach() * 2 - 1), disc(rec.detach()))
+
+
+def held_out_l1(model: nn.Module, images: Tensor, amp: bool = False) -> float:
+    """Mean absolute error in [0,1] units of the quantised reconstructions of held-out images [N,3,S,S]."""
+    with torch.no_grad():
+        errs = [(reconstruct(model, images[i:i + 8], amp)[0].add(1).div(2).clamp(0, 1) - images[i:i + 8]).abs()
+                .flatten(1).mean(1) for i in range(0, len(images), 8)]
+    return float(torch.cat(errs).mean()) if errs else float("nan")
+
+
+def save_grid(path: Path, images: Tensor, rec: Tensor) -> Path:
+    """A PNG of the images [N,3,S,S] in [0,1] over their reconstructions, side by side, written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    top, bottom = torch.cat(list(images), dim=2), torch.cat(list(rec.clamp(0, 1)), dim=2)
+    return save_png(torch.cat([top, bottom], dim=1)[None], path)
+
+
+def save_checkpoint(run: Path, step: int, model, disc, opt_g, opt_d) -> Path:
+    """RUN/checkpoint.pt, atomically: both networks, both optimisers and the step done (crops are functions of the
+    seed and the step)."""
+    state = {"step": step, "model": model.state_dict(), "disc": disc.state_dict(), "opt_g": opt_g.state_dict(),
+             "opt_d": opt_d.state_dict()}
+    with atomic_path(run / CHECKPOINT_FILE) as tmp:
+        torch.save(state, tmp)
+    return run / CHECKPOINT_FILE
+
+
+def read_config(run: Path) -> VqganTrainConfig:
+    """The VqganTrainConfig recorded in RUN/train.json."""
+    try:
+        return VqganTrainConfig(**json.loads((Path(run) / CONFIG_FILE).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError) as exc:
+        raise VqclipError(f"--resume {run}: no readable {CONFIG_FILE} of a VQGAN training "
+                          f"({exc.__class__.__name__}); give the folder of a `vqclip train vqgan` run") from None
+
+
+def _val_images(pairs: Sequence[D.Pair], size: int) -> Tensor:
+    """Held-out images as centre crops [N,3,S,S] (none: [0,3,S,S])."""
+    return D.load_images(pairs, crop_transform(size, False)) if pairs else torch.zeros(0, 3, size, size)
+
+
+def train_vqgan(cfg: Optional[VqganTrainConfig] = None, resume: Optional[Path] = None,
+                on_step: Optional[Callable[[int, float], None]] = None, home_dir: Optional[Path] = None) -> dict:
+    """Fine-tune a VQGAN as `cfg` says in the run folder cfg.out (or continue the run `resume`); writes grids,
+    checkpoints, RUN/metrics.json (held-out L1 before and after) and the exported preset folder RUN/vqgan; returns
+    the metrics. `on_step(step, loss)` runs after each step (raising KeyboardInterrupt there stops as Ctrl-C does)."""
+    # 1. The run folder, its data and its split
+    if resume is not None:
+        run = Path(resume)
+        cfg = read_config(run)
+        train_pairs, val_pairs = D.read_split(run)
+        state = load_checkpoint(run)
+    else:
+        cfg.check()
+        run, state = Path(cfg.out), None
+        if (run / CHECKPOINT_FILE).exists():
+            raise VqclipError(f"--out {run}: already holds a training run; continue it with --resume {run}, or give "
+                              "another --out")
+        pairs = D.read_images(Path(cfg.data), min_side=D.MIN_SIDE)
+        train_ids, val_ids = D.split(len(pairs), cfg.val, cfg.seed)
+        if cfg.batch > len(train_ids):
+            raise VqclipError(f"--batch {cfg.batch} is larger than the {len(train_ids)} training images; give --batch "
+                              f"{len(train_ids)} or less, or more images")
+        train_pairs, val_pairs = [pairs[i] for i in train_ids], [pairs[i] for i in val_ids]
+        source_files(cfg.source, home_dir)  # a bad --from leaves no folder behind
+    device = torch.device(cfg.device)
+    model, spec = load_source(cfg.source, device, home_dir)
+    check_size(cfg.size, model.factor)
+    if resume is None:
+        run.mkdir(parents=True, exist_ok=True)
+        D.write_split(run, [*train_pairs, *val_pairs], range(len(train_pairs)),
+                      range(len(train_pairs), len(train_pairs) + len(val_pairs)))
+        write_text(run / CONFIG_FILE, json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
+        log.info("training on %d images, %d held out; run folder %s", len(train_pairs), len(val_pairs), run)
+
+    # 2. The networks, the perceptual term and the two optimisers (taming's: Adam, betas 0.5, 0.9)
+    torch.manual_seed(cfg.seed)
+    disc = NLayerDiscriminator(input_nc=3, n_layers=DISC_LAYERS, ndf=cfg.disc_ndf).apply(weights_init)
+    disc = disc.to(device).train()
+    lpips = find_lpips(home_dir, log) if cfg.perceptual_weight > 0 else None
+    lpips = lpips.to(device) if lpips is not None else None
+    model.train()
+    opt_g = torch.optim.Adam(trainable(model, cfg.freeze), lr=cfg.lr, betas=(0.5, 0.9))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+    val_x = _val_images(val_pairs, cfg.size).to(device)
+    metrics_path, start = run / METRICS_FILE, 0
+    if state is None:
+        before = held_out_l1(model, val_x, cfg.amp) if len(val_x) else None
+        write_text(metrics_path, json.dumps({"before": {"l1": before}}, indent=1) + "\n")
+    else:
+        model.load_state_dict(state["model"])
+        disc.load_state_dict(state["disc"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        start = state["step"]
+        before = json.loads(metrics_path.read_text())["before"]["l1"] if metrics_path.is_file() else None
+        log.info("resuming %s at step %d of %d", run, start, cfg.steps)
+
+    # 3. The loop: a generator step, then (after disc_start) a discriminator step on the same reconstructions
+    train_tf = crop_transform(cfg.size, True)
+    t0, done = time.time(), start
+    try:
+        for step in range(start, cfg.steps):
+            batch = [train_pairs[i] for i in D.batch_indices(len(train_pairs), cfg.batch, cfg.seed, step)]
+            x = D.load_images(batch, train_tf, D.image_seeds(cfg.seed, step, cfg.batch)).to(device)
+            loss, rec, figures = generator_loss(model, disc, lpips, x, step, cfg)
+            opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_g.step()
+            if step >= cfg.disc_start:
+                d_loss = discriminator_loss(disc, x, rec)
+                opt_d.zero_grad(set_to_none=True)
+                d_loss.backward()
+                opt_d.step()
+                figures["disc"] = d_loss.item()
+            done = step + 1
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                save_checkpoint(run, done, model, disc, opt_g, opt_d)
+            if len(val_x) and (done % cfg.grid_every == 0 or done == cfg.steps):
+                with torch.no_grad():
+                    shown = val_x[:GRID_IMAGES]
+                    save_grid(run / GRID_DIR / f"step_{done:06d}.png", shown,
+                              reconstruct(model, shown, cfg.amp)[0].add(1).div(2))
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                rate = (done - start) * cfg.batch / max(time.time() - t0, 1e-9)
+                log.info("step %d/%d loss %.4f %s  %.1f img/s  ETA %s", done, cfg.steps, loss.item(),
+                         " ".join(f"{k} {v:.4f}" for k, v in figures.items()), rate,
+                         _eta((cfg.steps - done) * cfg.batch / rate))
+            if on_step is not None:
+                on_step(done, loss.item())
+    except KeyboardInterrupt:
+        kept = (done // cfg.checkpoint_every) * cfg.checkpoint_every
+        log.warning("interrupted after step %d; %s; continue with `vqclip train vqgan --resume %s`", done,
+                    f"the checkpoint of step {kept} is kept" if kept else "no checkpoint was written yet", run)
+        raise
+    wall = time.time() - t0
+
+    # 4. After: held-out L1, metrics.json and the exported preset
+    model.eval()
+    after = held_out_l1(model, val_x, cfg.amp) if len(val_x) else None
+    metrics = {"before": {"l1": before}, "after": {"l1": after}, "steps": cfg.steps, "batch": cfg.batch,
+               "size": cfg.size, "perceptual": lpips is not None,
+               "images_per_s": (cfg.steps - start) * cfg.batch / max(wall, 1e-9)}
+    write_text(metrics_path, json.dumps(metrics, indent=1) + "\n")
+    export_vqgan(model, spec, run / EXPORT_DIR, cfg.source, home_dir)
+    log.info("exported the VQGAN preset to %s (use it as --model %s)", run / EXPORT_DIR, run / EXPORT_DIR)
+    return metrics
