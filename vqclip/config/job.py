@@ -127,6 +127,12 @@ class OutputConfig:
     gif_max_side: Optional[int] = option(None, help="shrink GIF frames so no side exceeds this",
                                          flag="--gif-max-side", metavar="PX", unset="full size")
     upscale: UpscaleConfig = option(help="super-resolution of final.png at the end of a run", factory=UpscaleConfig)
+    judge: bool = option(False, help="score every saved frame with the preset's held-out judge, a CLIP that did not "
+                                     "guide the run, into scores.json beside the guide's score", flag="--judge")
+    keep_best: bool = option(False, help="also write best.png, the saved frame the judge scored highest (judges the "
+                                         "frames)", flag="--keep-best")
+    patience: Optional[int] = option(None, help="end the run once the judge has not improved for K scored frames "
+                                                "(judges the frames)", flag="--patience", metavar="K", unset="off")
 
 
 @dataclass

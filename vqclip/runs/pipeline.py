@@ -39,6 +39,7 @@ from ..optim.schedules import job_texts
 from ..optim.steer import Steering
 from .callbacks import ProgressBar, SaveFrames, StopOnFlag, wants_trials
 from .devices import across_devices, check_devices
+from .judging import Judging, check_judge, judged, load_judge
 from .regionfiles import copies, save_region_masks, with_masks
 from .statefile import StateSaver, job_settings, save_state
 from .upscale import prepare_upscaler, upscaled_name, write_upscaled
@@ -133,8 +134,8 @@ class FolderFrames:
     """A run folder's frames: written atomically as frames/NNNNNN.png. On a resume, the frames from before the saved
     step are kept, those after it are made again, and any not made again are removed at the end (`clean`)."""
 
-    def __init__(self, folder: RunFolder, keep_before: Optional[int] = None):
-        self.folder = folder
+    def __init__(self, folder: RunFolder, keep_before: Optional[int] = None, on_write=None):
+        self.folder, self.on_write = folder, on_write  # on_write(index, path, image): after each frame (the judge)
         found = folder.frames()
         self.saved = [p for i, p in found if keep_before is not None and i < keep_before]
         self.stale = [p for i, p in found if keep_before is not None and i >= keep_before]
@@ -145,6 +146,8 @@ class FolderFrames:
         if path not in self.saved:
             self.saved.append(path)
         self.folder.show_latest(path)
+        if self.on_write is not None:
+            self.on_write(index, path, image)
         return path
 
     def existing(self) -> list[Path]:
@@ -198,6 +201,8 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
     """
     check_inputs(cfg)
     check_devices(cfg)
+    if judged(cfg):
+        check_judge(cfg)  # before anything loads: a judge that also guides is one line
     # 1. Device, seed and folder (before loading anything heavy, so bad input fails fast)
     device = pick_device(cfg.devices[0] if cfg.devices else cfg.device)
     resumed = folder is not None
@@ -227,6 +232,7 @@ def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, 
     up = cfg.output.upscale
     upscaler = prepare_upscaler(up.model, up.scale, device, cfg.output.progress) if up.model else None
     models = load_models(cfg, device, cache)
+    judge = load_judge(cfg, models, device, cache) if judged(cfg) else None  # nothing of it when off
     mode = mode or mode_for(cfg)
     cfg = mode.prepare(cfg, models)  # once: `generate` runs the mode prepared here
     if not resumed:
@@ -240,8 +246,11 @@ def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, 
         save_region_masks(job, folder.path)
     # 3. Run, saving frames and state as it goes
     start = int(saved["step"]) if saved else 0
-    frames = FolderFrames(folder, start if mode.saves_state else None)
+    judging = Judging(judge, cfg, folder.path, start if mode.saves_state else 0) if judge is not None else None
+    frames = FolderFrames(folder, start if mode.saves_state else None, judging and judging.scored)
     callbacks: list[Callback] = list(extra_callbacks)
+    if judging is not None:
+        callbacks.append(judging)  # after the frames' writer: it sees this step's score
     bar = None
     if cfg.output.progress:
         done = start if mode.saves_state else mode.steps_done(cfg, frames.existing())
@@ -274,6 +283,8 @@ def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, 
         job = job_settings(cfg)
         if mode.saves_state:  # stopped during best-of-n's trials: every start, and the trials go on at resume
             save_state(result.saved, folder.state, cfg.steps, job)  # before final.png and the video, which need room
+        if judging is not None and cfg.output.keep_best:
+            judging.record_in(result.info)  # final.png records the best frame's step (the last frame's scored too)
         return finish(cfg, folder, result, mode, frames, upscaler)
     except WriteError as exc:  # a full disk, no permission, the folder removed: what was written is kept
         if not resumed:
