@@ -74,7 +74,7 @@ def test_keep_best_keeps_the_highest_frame(tiny_job, tmp_path, monkeypatch, scri
     assert data["best"] == {"step": best, "file": "best.png"}
     assert (run.dir / "best.png").read_bytes() == (run.dir / "frames" / f"{best:06d}.png").read_bytes()
     assert read_metadata(run.final)["best_step"] == best
-    assert not run.interrupted  # keep_best alone never stops a run
+    assert not run.result.stopped  # keep_best alone never stops a run
 
 
 @pytest.mark.parametrize("patience", [1, 2, 3])
@@ -82,7 +82,8 @@ def test_patience_stops_k_frames_after_the_best(tiny_job, tmp_path, monkeypatch,
     scripted(monkeypatch, DOWNHILL)
     run = run_job(build_config(job(tiny_job, tmp_path / "r", patience=patience)))
     stop = 2 + patience  # the frame at which the judge has not improved for `patience` frames
-    assert run.interrupted and run.result.steps == stop + 1  # stopped at the end of that step
+    assert run.result.stopped and run.result.steps == stop + 1  # stopped at the end of that step
+    assert not run.interrupted and run.result.info["stopped_by"] == "patience"  # its end, not the user's stop
     data = read_scores(run.dir)
     assert data["stopped_by"] == "patience"
     assert [f["step"] for f in data["frames"]] == list(range(stop + 2))  # the final image is scored too
@@ -91,20 +92,22 @@ def test_patience_stops_k_frames_after_the_best(tiny_job, tmp_path, monkeypatch,
 def test_an_improvement_just_in_time_keeps_the_run_going(tiny_job, tmp_path, monkeypatch):
     scripted(monkeypatch, [0.1, 0.5, 0.4, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0])  # better again at the 2nd frame after
     run = run_job(build_config(job(tiny_job, tmp_path / "r", patience=2)))
-    assert run.interrupted and run.result.steps == 6  # not at step 3: stopped at step 5, two after the new best
+    assert run.result.stopped and run.result.steps == 6  # not at step 3: stopped at step 5, two after the new best
 
 
 def test_patience_that_never_runs_out_ends_at_steps(tiny_job, tmp_path, monkeypatch):
     scripted(monkeypatch, [0.1 * i for i in range(10)])  # better every frame
     run = run_job(build_config(job(tiny_job, tmp_path / "r", steps=5, patience=1)))
-    assert not run.interrupted and run.result.steps == 5 and read_scores(run.dir)["stopped_by"] is None
+    assert not run.result.stopped and run.result.steps == 5 and read_scores(run.dir)["stopped_by"] is None
 
 
-@pytest.fixture
-def whole(tiny_job, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def whole(tiny_job, tmp_path_factory):
     """The uninterrupted run that patience 3 stops at step 5 (best at 2)."""
-    scripted(monkeypatch, DOWNHILL)
-    return run_job(build_config(job(tiny_job, tmp_path / "whole", patience=3, keep_best=True)))
+    with pytest.MonkeyPatch.context() as mp:
+        scripted(mp, DOWNHILL)
+        return run_job(build_config(job(tiny_job, tmp_path_factory.mktemp("whole") / "r", patience=3,
+                                        keep_best=True)))
 
 
 def same_end(run, whole) -> None:
@@ -168,17 +171,11 @@ def test_nothing_of_the_judge_loads_or_runs_when_off(tiny_job, tmp_path, monkeyp
 
     monkeypatch.setattr(pipeline, "load_judge", load)
     monkeypatch.setattr(pipeline, "check_judge", check)
-    run = run_job(build_config(job(tiny_job, tmp_path / "off", steps=3, judge=False)))
-    assert calls == {"load": 0, "score": 0, "check": 0} and not (run.dir / "scores.json").exists()
-    run_job(build_config(job(tiny_job, tmp_path / "on", steps=3)))
-    assert calls == {"load": 1, "score": 4, "check": 1}  # frames 0-2 and the final image
-
-
-def test_judging_does_not_change_the_pixels(tiny_job, tmp_path, monkeypatch):
-    scripted(monkeypatch, DOWNHILL)
-    on = run_job(build_config(job(tiny_job, tmp_path / "on", steps=3)))
     off = run_job(build_config(job(tiny_job, tmp_path / "off", steps=3, judge=False)))
-    assert np.array_equal(pixels(on.final), pixels(off.final))
+    assert calls == {"load": 0, "score": 0, "check": 0} and not (off.dir / "scores.json").exists()
+    on = run_job(build_config(job(tiny_job, tmp_path / "on", steps=3)))
+    assert calls == {"load": 1, "score": 4, "check": 1}  # frames 0-2 and the final image
+    assert np.array_equal(pixels(on.final), pixels(off.final))  # judging changes no pixel
 
 
 @pytest.mark.parametrize("output, message", [

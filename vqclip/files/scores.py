@@ -91,3 +91,9 @@ def write_scores(run_dir: Path, data: dict) -> Path:
     """Write a run's scores.json atomically (checked first: a bad record is an error, never a bad file)."""
     path = scores_path(run_dir)
     return write_text(path, json.dumps(check_scores(data, str(path)), indent=1) + "\n")
+
+
+def final_score(data: Optional[dict]) -> Optional[float]:
+    """The judge's score of a run's last scored frame (its final image), None for a run without scores."""
+    frames = (data or {}).get("frames") or []
+    return max(frames, key=lambda f: f["step"])["judge"] if frames else None

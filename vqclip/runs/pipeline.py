@@ -172,7 +172,8 @@ class RunResult:
 
     @property
     def interrupted(self) -> bool:
-        return self.result.stopped
+        """Stopped before its end by the user (patience ending a run is its end)."""
+        return self.result.stopped and self.result.info.get("stopped_by") != "patience"
 
     def _repr_png_(self) -> bytes:
         """Notebooks show the run's final.png inline."""
@@ -283,6 +284,8 @@ def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, 
         job = job_settings(cfg)
         if mode.saves_state:  # stopped during best-of-n's trials: every start, and the trials go on at resume
             save_state(result.saved, folder.state, cfg.steps, job)  # before final.png and the video, which need room
+        if judging is not None and judging.data["stopped_by"]:
+            result.info["stopped_by"] = judging.data["stopped_by"]  # final.png and `interrupted` say why it ended
         if judging is not None and cfg.output.keep_best:
             judging.record_in(result.info)  # final.png records the best frame's step (the last frame's scored too)
         return finish(cfg, folder, result, mode, frames, upscaler)

@@ -67,7 +67,8 @@ def folder_state(path: Path) -> str:
     folder = RunFolder(path)
     if folder.final.is_file():
         try:
-            if not read_metadata(folder.final).get("stopped"):
+            meta = read_metadata(folder.final)
+            if not meta.get("stopped") or meta.get("stopped_by") == "patience":  # patience ends a run: its end
                 return DONE
         except VqclipError:
             pass
