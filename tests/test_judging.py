@@ -18,6 +18,7 @@ from vqclip.runs import judging, pipeline
 from vqclip.runs.callbacks import StopAfter
 from vqclip.runs.jobs import build_config
 from vqclip.runs.pipeline import run_job
+from vqclip.runs.plan import DONE, RESUME, folder_state
 from vqclip.runs.resume import resume_run
 from vqclip.runs.statefile import load_state
 
@@ -118,6 +119,13 @@ def same_end(run, whole) -> None:
     assert [(f["step"], f["judge"]) for f in a["frames"]] == [(f["step"], f["judge"]) for f in b["frames"]]
     assert a["best"] == b["best"] == {"step": 2, "file": "best.png"} and a["stopped_by"] == "patience"
     assert np.array_equal(pixels(run.dir / "best.png"), pixels(whole.dir / "best.png"))
+
+
+def test_a_run_that_patience_ended_is_complete(whole, tmp_path, tiny_job, monkeypatch):
+    assert folder_state(whole.dir) == DONE and not whole.interrupted  # a plan's re-run skips it
+    scripted(monkeypatch, DOWNHILL)
+    cut = run_job(build_config(job(tiny_job, tmp_path / "cut", steps=3)), extra_callbacks=[StopAfter(1)])
+    assert folder_state(cut.dir) == RESUME  # stopped by the user: a re-run goes on
 
 
 def test_a_stopped_run_resumes_to_the_same_end(tiny_job, tmp_path, monkeypatch, whole):

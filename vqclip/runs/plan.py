@@ -67,8 +67,9 @@ def folder_state(path: Path) -> str:
     folder = RunFolder(path)
     if folder.final.is_file():
         try:
-            meta = read_metadata(folder.final)
-            if not meta.get("stopped") or meta.get("stopped_by") == "patience":  # patience ends a run: its end
+            if not read_metadata(folder.final).get("stopped"):
+                return DONE
+            if read_metadata(folder.final).get("stopped_by") == "patience":  # patience ended it: its end
                 return DONE
         except VqclipError:
             pass

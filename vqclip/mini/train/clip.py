@@ -184,11 +184,12 @@ def train_clip(out_dir: Path, seed: int = 0, steps: int = 900, batch_size: int =
     return figures
 
 
-def train_judge(out_dir: Path, seed: int = 1, steps: int = 1200, batch_size: int = 128, lr: float = 1e-3,
-                finetune_steps: int = 300) -> dict:
+def train_judge(out_dir: Path, seed: int = 1, steps: int = 600, batch_size: int = 64, lr: float = 1e-3,
+                finetune_steps: int = 0) -> dict:
     """The held-out judge of the mini world: `JUDGE_CONFIG` trained apart from the guiding CLIP (another seed and
-    architecture, never against generations, so it has not seen what the guide's runs exploit): stage 1 from scratch,
-    then the clutter and blob fine-tune; writes judge.json + judge.safetensors (fp16); returns measured figures."""
+    architecture, never against generations, so it has not seen what the guide's runs exploit): stage 1 from scratch
+    (and, with `finetune_steps`, the clutter and blob fine-tune); writes judge.json + judge.safetensors (fp16);
+    returns measured figures."""
     figures = {"stage1": _train(out_dir, seed, steps, batch_size, lr, 0.3, 0.0, 0.0, None, config=JUDGE_CONFIG,
                                 name="judge")}
     if finetune_steps > 0:
