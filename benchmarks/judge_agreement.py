@@ -72,7 +72,7 @@ def prompts() -> list[str]:
     return out
 
 
-# (steps, extra options): good runs and bad ones, two seeds of each prompt
+# (steps, extra options): good runs and bad ones, two seeds of each prompt; `--steps-scale` shortens them all
 RECIPES = [(100, []), (3, []), (25, ["--candidates", "1"]), (10, []), (100, ["--candidates", "1"]), (25, [])]
 
 
@@ -82,30 +82,41 @@ def truth(path: Path, prompt: str) -> int:
     return int(v.color) + int(bool(v.background)) + int(v.shape)
 
 
-def agreement(out: Path) -> list[dict]:
+def agreement(out: Path, limit: int = 24, scale: float = 1.0) -> list[dict]:
+    """The runs, judged; one record per run: truth, the judge's and the guide's score of the final image, the run's
+    seconds and the seconds inside the scoring."""
     rows = []
     for i, prompt in enumerate(prompts()):
         for k in range(2):
+            if len(rows) >= limit:
+                return rows
             steps, extra = RECIPES[(2 * i + k) % len(RECIPES)]
+            steps = max(3, round(steps * scale))
             seed = 100 + 7 * i + k
             run_dir = out / f"{i:02d}-{k}"
+            before, t0 = INSIDE[0], time.perf_counter()
             code = vqclip_main(["generate", prompt, "--model", "mini", "--seed", str(seed), "--steps", str(steps),
                                 "--out", str(run_dir), "--no-video", "--quiet", "--judge", *extra])
+            seconds, scoring = time.perf_counter() - t0, INSIDE[0] - before
             if code != 0:
                 raise SystemExit(f"vqclip generate failed (exit {code}) for {prompt!r}")
             data = read_scores(run_dir)
             last = max(data["frames"], key=lambda f: f["step"])
             rows.append({"prompt": prompt, "seed": seed, "steps": steps, "extra": extra,
-                         "truth": truth(run_dir / "final.png", prompt), "judge": last["judge"], "guide": last["guide"]})
+                         "truth": truth(run_dir / "final.png", prompt), "judge": last["judge"], "guide": last["guide"],
+                         "seconds": seconds, "scoring_seconds": scoring})
             r = rows[-1]
             print(f"truth {r['truth']}  judge {r['judge']:.3f}  guide {r['guide']:.3f}  {steps:3d} steps "
+                  f"{seconds:5.1f} s (scoring {scoring:.2f} s) "
                   f"{' '.join(extra):<14} {prompt} (seed {seed})", flush=True)
     return rows
 
 
-def cost(out: Path, pairs: int) -> dict:
-    """Alternated 100-step runs with and without --judge; seconds each, and the seconds inside the scoring."""
-    inside = [0.0]
+INSIDE = [0.0]  # seconds spent inside Judging.scored so far (the scoring of frames, scores.json, best.png)
+
+
+def timed_scoring() -> None:
+    """Count the seconds inside `Judging.scored` (in this process) into INSIDE."""
     scored = judging.Judging.scored
 
     def timed(self, *args, **kwargs):
@@ -113,22 +124,25 @@ def cost(out: Path, pairs: int) -> dict:
         try:
             return scored(self, *args, **kwargs)
         finally:
-            inside[0] += time.perf_counter() - t0
+            INSIDE[0] += time.perf_counter() - t0
 
     judging.Judging.scored = timed
+
+
+def cost(out: Path, pairs: int) -> dict:
+    """Alternated 100-step runs with and without --judge; seconds each, and the seconds inside the scoring."""
+    start = INSIDE[0]
     walls: dict[str, list[float]] = {"off": [], "on": []}
-    try:
-        for p in range(pairs):
-            for mode in ("off", "on") if p % 2 == 0 else ("on", "off"):
-                t0 = time.perf_counter()
-                code = vqclip_main(["generate", "a red circle on a blue background", "--model", "mini", "--seed", "1",
-                                    "--out", str(out / f"cost-{p}-{mode}"), "--no-video", "--quiet",
-                                    *(["--judge"] if mode == "on" else [])])
-                walls[mode].append(time.perf_counter() - t0)
-                if code != 0:
-                    raise SystemExit(f"vqclip generate failed (exit {code})")
-    finally:
-        judging.Judging.scored = scored
+    for p in range(pairs):
+        for mode in ("off", "on") if p % 2 == 0 else ("on", "off"):
+            t0 = time.perf_counter()
+            code = vqclip_main(["generate", "a red circle on a blue background", "--model", "mini", "--seed", "1",
+                                "--out", str(out / f"cost-{p}-{mode}"), "--no-video", "--quiet",
+                                *(["--judge"] if mode == "on" else [])])
+            walls[mode].append(time.perf_counter() - t0)
+            if code != 0:
+                raise SystemExit(f"vqclip generate failed (exit {code})")
+    inside = [INSIDE[0] - start]
     on, off = sum(walls["on"]) / max(1, pairs), sum(walls["off"]) / max(1, pairs)
     return {"pairs": pairs, "seconds_on": on, "seconds_off": off, "extra_share": (on - off) / off if off else None,
             "scoring_seconds_per_run": inside[0] / max(1, pairs), "scoring_share": inside[0] / max(1e-9, sum(walls["on"]))}
@@ -139,16 +153,21 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=3, help="timing pairs (0: none)")
     p.add_argument("--json", type=Path, help="write the rows and figures here")
     p.add_argument("--out", type=Path, help="keep the runs here (default: a temporary folder)")
+    p.add_argument("--limit", type=int, default=24, help="runs (default: all 24; fewer: a quick look)")
+    p.add_argument("--steps-scale", type=float, default=1.0, help="scale every recipe's steps (at least 3)")
     args = p.parse_args()
     check_spearman()
+    timed_scoring()
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
-        rows = agreement(out)
+        rows = agreement(out, args.limit, args.steps_scale)
         truths = [r["truth"] for r in rows]
         figures = {"runs": len(rows), "judge_rho": spearman([r["judge"] for r in rows], truths),
-                   "guide_rho": spearman([r["guide"] for r in rows], truths)}
+                   "guide_rho": spearman([r["guide"] for r in rows], truths),
+                   "scoring_share": sum(r["scoring_seconds"] for r in rows) / sum(r["seconds"] for r in rows)}
         print(f"Spearman against the pixel judge, {len(rows)} runs: held-out judge {figures['judge_rho']:.3f}, "
-              f"guide {figures['guide_rho']:.3f}", flush=True)
+              f"guide {figures['guide_rho']:.3f}; scoring took {figures['scoring_share']:.1%} of the runs' time",
+              flush=True)
         if args.pairs:
             figures["cost"] = cost(out, args.pairs)
             c = figures["cost"]

@@ -184,7 +184,7 @@ def train_clip(out_dir: Path, seed: int = 0, steps: int = 900, batch_size: int =
     return figures
 
 
-def train_judge(out_dir: Path, seed: int = 1, steps: int = 600, batch_size: int = 64, lr: float = 1e-3,
+def train_judge(out_dir: Path, seed: int = 1, steps: int = 150, batch_size: int = 64, lr: float = 1e-3,
                 finetune_steps: int = 0) -> dict:
     """The held-out judge of the mini world: `JUDGE_CONFIG` trained apart from the guiding CLIP (another seed and
     architecture, never against generations, so it has not seen what the guide's runs exploit): stage 1 from scratch
