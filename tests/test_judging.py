@@ -129,6 +129,7 @@ def test_a_run_that_patience_ended_is_complete(whole, tmp_path, tiny_job, monkey
 
 
 def test_a_stopped_run_resumes_to_the_same_end(tiny_job, tmp_path, monkeypatch, whole):
+    scripted(monkeypatch, DOWNHILL)
     cut = run_job(build_config(job(tiny_job, tmp_path / "cut", patience=3, keep_best=True)),
                   extra_callbacks=[StopAfter(4)])
     assert cut.interrupted and read_scores(cut.dir)["stopped_by"] is None
@@ -149,6 +150,7 @@ def test_a_killed_run_resumes_with_the_same_counter(tiny_job, tmp_path, monkeypa
         if event.step == 4:
             raise Killed
 
+    scripted(monkeypatch, DOWNHILL)
     with pytest.raises(Killed):
         run_job(build_config(job(tiny_job, tmp_path / "killed", patience=3, keep_best=True)), extra_callbacks=[kill])
     folder = tmp_path / "killed"
