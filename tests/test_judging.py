@@ -193,7 +193,8 @@ def test_nothing_of_the_judge_loads_or_runs_when_off(tiny_job, tmp_path, monkeyp
     ({"patience": -2}, "output.patience: must be >= 1"),
     ({"keep_best": True, "save_every": 0}, "output.save_every: the judge scores saved frames"),
 ])
-def test_bad_judge_settings_are_one_line(tiny_job, tmp_path, capsys, output, message):
+def test_bad_judge_settings_are_one_line(tiny_job, tmp_path, capsys, monkeypatch, output, message):
+    scripted(monkeypatch, DOWNHILL)  # were the setting taken, the run would go on offline
     spec = tmp_path / "job.yaml"
     spec.write_text(yaml.safe_dump({**job(tiny_job, tmp_path / "r", steps=2), "output": {
         "dir": str(tmp_path / "r"), "progress": False, **output}}))
