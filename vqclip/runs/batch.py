@@ -158,7 +158,7 @@ def run_members(root: Path, batch: Batch, items: Sequence, run: Callable[[Any], 
 def write_grids(root: Path, batch: Batch, runs: list) -> list[Path]:
     """grid.png (or one per value of the third key on) of the runs made, and batch.yaml listing every job."""
     finals = {i: open_rgb(r.final) for i, r in enumerate(runs) if r.final.is_file()}
-    judged = {i: final_score(read_scores(r.dir)) for i, r in enumerate(runs) if r.final.is_file()}
+    judged = {i: final_score(read_scores(Path(r.final).parent)) for i, r in enumerate(runs) if r.final.is_file()}
     written = []
     for name, title, rows, cols, cells in sheets(batch):
         n_rows = 1 + max(r for r, _ in cells)
