@@ -145,7 +145,8 @@ def cost(out: Path, pairs: int) -> dict:
     inside = [INSIDE[0] - start]
     on, off = sum(walls["on"]) / max(1, pairs), sum(walls["off"]) / max(1, pairs)
     return {"pairs": pairs, "seconds_on": on, "seconds_off": off, "extra_share": (on - off) / off if off else None,
-            "scoring_seconds_per_run": inside[0] / max(1, pairs), "scoring_share": inside[0] / max(1e-9, sum(walls["on"]))}
+            "scoring_seconds_per_run": inside[0] / max(1, pairs),
+            "scoring_share": inside[0] / max(1e-9, sum(walls["on"]))}
 
 
 def main() -> None:

@@ -167,7 +167,8 @@ def test_a_job_guided_by_its_own_judge_is_one_line(models, tmp_path, monkeypatch
     assert not (tmp_path / "run").exists()
     copy = tmp_path / "copy"  # the same weights under another name are the same model
     copy.mkdir()
-    renamed = (shutil.copy(models["guide"][0], copy / "a.json"), shutil.copy(models["guide"][1], copy / "a.safetensors"))
+    renamed = (shutil.copy(models["guide"][0], copy / "a.json"),
+               shutil.copy(models["guide"][1], copy / "a.safetensors"))
     with pytest.raises(VqclipError, match="also guides this run"):
         check_judge(build_config(job(models, tmp_path / "run", guide=renamed)))
 

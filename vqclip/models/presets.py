@@ -296,7 +296,8 @@ def _judge(data: Any, where: str, embedded: bool) -> JudgeSpec:
     data = _check_keys(data, where, {"model"}, {"pretrained", "aesthetic"})
     model = _string(data["model"], f"{where}.model")
     aesthetic = data.get("aesthetic")
-    return JudgeSpec(openai_name(model) or model, _string(data.get("pretrained"), f"{where}.pretrained", allow_none=True),
+    pretrained = _string(data.get("pretrained"), f"{where}.pretrained", allow_none=True)
+    return JudgeSpec(openai_name(model) or model, pretrained,
                      _file_spec(aesthetic, f"{where}.aesthetic", embedded=embedded) if aesthetic is not None else None)
 
 

@@ -29,7 +29,8 @@ class AestheticHead(nn.Module):
 
 def load_aesthetic(path: str | Path, dim: int, device: torch.device | str = "cpu") -> AestheticHead:
     """An aesthetic head from its published file (a torch state dict {weight [1,D], bias [1]}, read weights-only, or
-    the same in .safetensors) for a judge whose embedding has `dim` dimensions; a one-line error when it does not fit."""
+    the same in .safetensors) for a judge whose embedding has `dim` dimensions; one line of error when it does not
+    fit."""
     state = load_state_dict(path)
     weight, bias = state.get("weight"), state.get("bias")
     if weight is None or bias is None or set(state) != {"weight", "bias"}:

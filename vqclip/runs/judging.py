@@ -86,7 +86,8 @@ def check_judge(cfg) -> None:
         weights_file = bool(pretrained and g_pretrained and Path(pretrained).is_file() and Path(g_pretrained).is_file())
         if (weights_file and _same(pretrained, g_pretrained)) or (
                 not weights_file and _same(model, g_model) and _same(pretrained, g_pretrained)):
-            raise VqclipError(f"output.judge: the judge ({Path(model).name}, {pretrained and Path(pretrained).name}) also "
+            name = f"{Path(model).name}, {pretrained and Path(pretrained).name}"
+            raise VqclipError(f"output.judge: the judge ({name}) also "
                               f"guides this run (clip[{i}]), so its score would flatter the image; guide with another "
                               "CLIP, or turn output.judge, keep_best and patience off")
 
