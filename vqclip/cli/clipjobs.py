@@ -4,6 +4,7 @@ module only parses their options; the jobs are `vqclip.tools.clipping`'s."""
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 from pathlib import Path
 
@@ -134,6 +135,8 @@ def run_rank(args: argparse.Namespace) -> int:
     """Rank runs under a folder by how well each final.png matches its own recorded prompt."""
     from ..tools.clipping import rank_runs  # torch: here for a fast --help
     records = rank_runs(args.folder, clip_choice(args), args.batch_size, args.top, progress=not args.quiet)
+    if records and "by" in records[0] and not args.quiet:
+        print(f"ranked by the runs' held-out judge, {records[0]['by']} (scores.json)", file=sys.stderr)
     rows = [[str(r["rank"]), f"{r['score']:.4f}", r["run"], r["prompt"][:60]] for r in records]
     _emit(args, records, ["rank", "score", "run", "prompt"], rows, {0, 1})
     return 0

@@ -125,6 +125,12 @@ def check(cfg: GenerateConfig) -> None:
     check_device(cfg.device)
     _one_of(cfg.output.video_format, VIDEO_FORMATS, "output.video_format")
     _require("output.save_every", cfg.output.save_every, cfg.output.save_every >= 0, ">= 0 (0 = no frames)")
+    o = cfg.output
+    _require("output.patience", o.patience, o.patience is None or o.patience >= 1,
+             ">= 1 (scored frames without improvement) or unset (off)")
+    if (o.judge or o.keep_best or o.patience is not None) and o.save_every <= 0:
+        raise VqclipError("output.save_every: the judge scores saved frames, and 0 saves none; set save_every > 0 or "
+                          "turn off output.judge, keep_best and patience")
     _require("output.fps", cfg.output.fps, cfg.output.fps >= 1, ">= 1")
     if not cfg.clip:
         raise VqclipError("clip: at least one CLIP model is needed")

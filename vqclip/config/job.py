@@ -130,6 +130,12 @@ class OutputConfig:
     report: bool = option(True, help="write report.html and report/*.png (loss per term, judge scores, frames, job, "
                                      "speed) at the end; needs matplotlib (vqclip[report])", flag="--no-report",
                           negate=True, flag_help="no report.html at the end (`vqclip report RUN` makes it later)")
+    judge: bool = option(False, help="score every saved frame with the preset's held-out judge, a CLIP that did not "
+                                     "guide the run, into scores.json beside the guide's score", flag="--judge")
+    keep_best: bool = option(False, help="also write best.png, the saved frame the judge scored highest (judges the "
+                                         "frames)", flag="--keep-best")
+    patience: Optional[int] = option(None, help="end the run once the judge has not improved for K scored frames "
+                                                "(judges the frames)", flag="--patience", metavar="K", unset="off")
 
 
 @dataclass

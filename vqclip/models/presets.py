@@ -65,6 +65,17 @@ class Vocabulary:
 
 
 @dataclass(frozen=True)
+class JudgeSpec:
+    """The held-out judge a preset names: a CLIP that did not guide the run (an open_clip name + tag, or files in the
+    preset's folder) and optionally a LAION aesthetic head (one linear layer on its image embedding), a file fetched as
+    the preset's others are."""
+
+    model: str
+    pretrained: str | None
+    aesthetic: FileSpec | None = None
+
+
+@dataclass(frozen=True)
 class Preset:
     """A named VQGAN (config + checkpoint) with its default CLIP, provenance and job defaults."""
 
@@ -83,6 +94,7 @@ class Preset:
     origin: str = "built-in"  # "built-in" or the user file that defined it
     vocabulary: Vocabulary | None = None  # the only words its CLIP knows, when it knows few (the mini world's)
     base: Path | None = None  # a preset given as a folder (`--model DIR`): its files live there
+    judge: JudgeSpec | None = None  # what scores its runs' frames (output.judge), never one of their guides
 
     @property
     def files(self) -> tuple[FileSpec, FileSpec]:
@@ -238,7 +250,7 @@ def _preset(name: Any, data: Any, source: str, *, builtin: bool) -> Preset:
     if not isinstance(name, str) or not _NAME.match(name):
         raise VqclipError(f"{source}: preset name {name!r} must be lowercase letters, digits, '.', '_' or '-'")
     data = _check_keys(data, where, {"description", "vqgan"},
-                       {"clip", "defaults", "source", "licence", "aliases", "embedded", "vocabulary"})
+                       {"clip", "defaults", "source", "licence", "aliases", "embedded", "vocabulary", "judge"})
     embedded = data.get("embedded", False)
     if not isinstance(embedded, bool):
         raise VqclipError(f"{where}.embedded: expected true or false, got {embedded!r}")
@@ -278,7 +290,18 @@ def _preset(name: Any, data: Any, source: str, *, builtin: bool) -> Preset:
         embedded=embedded,
         origin="built-in" if builtin else source,
         vocabulary=_vocabulary(data["vocabulary"], f"{where}.vocabulary") if "vocabulary" in data else None,
+        judge=_judge(data["judge"], f"{where}.judge", embedded) if "judge" in data else None,
     )
+
+
+def _judge(data: Any, where: str, embedded: bool) -> JudgeSpec:
+    """A validated JudgeSpec: a CLIP (model, pretrained) and an optional aesthetic head file entry."""
+    data = _check_keys(data, where, {"model"}, {"pretrained", "aesthetic"})
+    model = _string(data["model"], f"{where}.model")
+    aesthetic = data.get("aesthetic")
+    pretrained = _string(data.get("pretrained"), f"{where}.pretrained", allow_none=True)
+    return JudgeSpec(openai_name(model) or model, pretrained,
+                     _file_spec(aesthetic, f"{where}.aesthetic", embedded=embedded) if aesthetic is not None else None)
 
 
 def _vocabulary(data: Any, where: str) -> Vocabulary:

@@ -17,6 +17,7 @@ from ..config.sweep import SWEEP, expand, folder_name, labels, short_keys
 from ..errors import VqclipError
 from ..files.atomic import write_text
 from ..files.grid import contact_sheet, write_sheet
+from ..files.scores import final_score, read_scores
 from ..files.images import open_rgb
 from ..files.runfolder import slug
 from ..report.batchpage import write_batch_page
@@ -159,12 +160,16 @@ def write_grids(root: Path, batch: Batch, runs: list) -> list[Path]:
     """grid.png (or one per value of the third key on) of the runs made, batch.yaml listing every job, and batch.html
     ranking the runs made."""
     finals = {i: open_rgb(r.final) for i, r in enumerate(runs) if r.final.is_file()}
+    judged = {i: final_score(read_scores(Path(r.final).parent)) for i, r in enumerate(runs) if r.final.is_file()}
     written = []
     for name, title, rows, cols, cells in sheets(batch):
         n_rows = 1 + max(r for r, _ in cells)
         n_cols = max(len(cols), 1 + max(c for _, c in cells))
         tiles = [[finals.get(cells[r, c]) if (r, c) in cells else None for c in range(n_cols)] for r in range(n_rows)]
         captions = {rc: batch.members[i].name for rc, i in cells.items()} if batch.wrap else None
+        if any(v is not None for v in judged.values()):  # the judge's score of each final image under its tile
+            captions = {rc: " ".join(filter(None, [(captions or {}).get(rc), judged.get(i) is not None and
+                                                   f"judge {judged[i]:.3f}"])) for rc, i in cells.items()}
         sheet, _ = contact_sheet(tiles, rows or None, cols or None, captions, title)
         written.append(write_sheet(root / name, sheet))
     record = {"keys": batch.keys, "grids": [p.name for p in written], "runs": [

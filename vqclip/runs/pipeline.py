@@ -42,6 +42,7 @@ from .branch import write_branch
 from .callbacks import ProgressBar, SaveFrames, StopOnFlag, wants_trials
 from .devices import across_devices, check_devices
 from .losslog import LossLog, start_memory, write_speed
+from .judging import Judging, check_judge, judged, load_judge
 from .regionfiles import copies, save_region_masks, with_masks
 from .statefile import StateSaver, job_settings, save_state
 from .upscale import prepare_upscaler, upscaled_name, write_upscaled
@@ -147,8 +148,8 @@ class FolderFrames:
     """A run folder's frames: written atomically as frames/NNNNNN.png. On a resume, the frames from before the saved
     step are kept, those after it are made again, and any not made again are removed at the end (`clean`)."""
 
-    def __init__(self, folder: RunFolder, keep_before: Optional[int] = None):
-        self.folder = folder
+    def __init__(self, folder: RunFolder, keep_before: Optional[int] = None, on_write=None):
+        self.folder, self.on_write = folder, on_write  # on_write(index, path, image): after each frame (the judge)
         found = folder.frames()
         self.saved = [p for i, p in found if keep_before is not None and i < keep_before]
         self.stale = [p for i, p in found if keep_before is not None and i >= keep_before]
@@ -159,6 +160,8 @@ class FolderFrames:
         if path not in self.saved:
             self.saved.append(path)
         self.folder.show_latest(path)
+        if self.on_write is not None:
+            self.on_write(index, path, image)
         return path
 
     def existing(self) -> list[Path]:
@@ -183,7 +186,8 @@ class RunResult:
 
     @property
     def interrupted(self) -> bool:
-        return self.result.stopped
+        """Stopped before its end by the user (patience ending a run is its end)."""
+        return self.result.stopped and self.result.info.get("stopped_by") != "patience"
 
     def _repr_png_(self) -> bytes:
         """Notebooks show the run's final.png inline."""
@@ -216,6 +220,8 @@ def run_job(cfg: GenerateConfig, *, cache: Optional[ModelCache] = None, stop: Op
         raise VqclipError("steer: a run across devices cannot be steered live (the other devices' processes run the "
                           "job as it started); run it on one device (--device) to steer it, or give the changes as "
                           "the job's steer: entries")
+    if judged(cfg):
+        check_judge(cfg)  # before anything loads: a judge that also guides is one line
     # 1. Device, seed and folder (before loading anything heavy, so bad input fails fast)
     device = pick_device(cfg.devices[0] if cfg.devices else cfg.device)
     resumed = folder is not None
@@ -245,6 +251,7 @@ def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, 
     up = cfg.output.upscale
     upscaler = prepare_upscaler(up.model, up.scale, device, cfg.output.progress) if up.model else None
     models = load_models(cfg, device, cache)
+    judge = load_judge(cfg, models, device, cache) if judged(cfg) else None  # nothing of it when off
     mode = mode or mode_for(cfg)
     cfg = mode.prepare(cfg, models)  # once: `generate` runs the mode prepared here
     if not resumed:
@@ -258,8 +265,11 @@ def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, 
         save_region_masks(job, folder.path)
     # 3. Run, saving frames and state as it goes
     start = int(saved["step"]) if saved else 0
-    frames = FolderFrames(folder, start if mode.saves_state else None)
+    judging = Judging(judge, cfg, folder.path, start if mode.saves_state else 0) if judge is not None else None
+    frames = FolderFrames(folder, start if mode.saves_state else None, judging and judging.scored)
     callbacks: list[Callback] = list(extra_callbacks)
+    if judging is not None:
+        callbacks.append(judging)  # after the frames' writer: it sees this step's score
     bar = None
     if cfg.output.progress:
         done = start if mode.saves_state else mode.steps_done(cfg, frames.existing())
@@ -298,6 +308,10 @@ def _run_job(cfg, device, resumed, folder, cache, stop, extra_callbacks, saved, 
         job = job_settings(cfg)
         if mode.saves_state:  # stopped during best-of-n's trials: every start, and the trials go on at resume
             save_state(result.saved, folder.state, cfg.steps, job)  # before final.png and the video, which need room
+        if judging is not None and judging.data["stopped_by"]:
+            result.info["stopped_by"] = judging.data["stopped_by"]  # final.png and `interrupted` say why it ended
+        if judging is not None and cfg.output.keep_best:
+            judging.record_in(result.info)  # final.png records the best frame's step (the last frame's scored too)
         losses.flush()
         write_speed(folder.path, losses.speed(device, start, result.steps))
         done = finish(cfg, folder, result, mode, frames, upscaler)

@@ -69,6 +69,8 @@ def folder_state(path: Path) -> str:
         try:
             if not read_metadata(folder.final).get("stopped"):
                 return DONE
+            if read_metadata(folder.final).get("stopped_by") == "patience":  # patience ended it: its end
+                return DONE
         except VqclipError:
             pass
     return RESUME if folder.job.is_file() else NEW

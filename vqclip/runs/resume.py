@@ -22,6 +22,7 @@ from ..nets.load import ModelCache
 from ..optim.loop import Callback
 from ..optim.steer import Steering
 from .jobs import local_weights, own_mask
+from .judging import stopped_by_patience
 from .pipeline import RunResult, run_job
 from .statefile import check_job, load_state
 
@@ -97,6 +98,11 @@ def _saved_state(folder: RunFolder, cfg) -> Optional[dict]:
     if start > cfg.steps:
         raise VqclipError(f"{folder.path}: the saved state is at step {start}, past steps={cfg.steps}; pass more "
                           "--steps")
+    patience = stopped_by_patience(folder.path) if folder.final.is_file() else None
+    if patience is not None:  # its end: going on would not be the run the job describes
+        best = f", best.png is step {patience['best']['step']}" if patience["best"] else ""
+        raise VqclipError(f"{folder.path}: patience ended this run (the judge had not improved for "
+                          f"{cfg.output.patience} scored frames); final.png is its end{best}")
     if start == cfg.steps and folder.final.is_file() and not _was_stopped(folder):
         raise VqclipError(f"{folder.path}: already finished all {cfg.steps} steps; pass --steps N to go on further")
     if saved:

@@ -19,6 +19,7 @@ from torch import Tensor
 from ..errors import VqclipError, reason
 from ..files.images import read_png_json
 from ..files.runfolder import FINAL_FILE as RANK_IMAGE
+from ..files.scores import final_score, read_scores
 from ..models.clipweights import clips_missing
 from ..models.download import DownloadError
 from ..models.presets import DEFAULT_CLIP, get_preset
@@ -173,7 +174,8 @@ def read_run_prompt(path: Path) -> Optional[str]:
 def rank_runs(folder: str | Path, clips: ClipChoice = ClipChoice(), batch_size: int = 32, top: Optional[int] = None,
               progress: bool = False) -> list[dict]:
     """The runs under a folder ranked by how well each final.png matches the prompt recorded in it, best first:
-    [{run, image, prompt, score, rank}]."""
+    [{run, image, prompt, score, rank}]; when every run was judged by the same held-out judge (scores.json), by its
+    score of the final image (each record then says `by` which judge), else by `clips`."""
     finals = [p for p in scan_images(folder) if p.name == RANK_IMAGE]
     if not finals:
         raise VqclipError(f"{folder}: no runs found (no {RANK_IMAGE} below it); give an outputs folder")
@@ -184,11 +186,28 @@ def rank_runs(folder: str | Path, clips: ClipChoice = ClipChoice(), batch_size: 
             runs[path] = prompt
     if not runs:
         raise VqclipError(f"{folder}: none of the {len(finals)} runs has a readable prompt in its {RANK_IMAGE}")
+    judged = judge_scores(list(runs))
+    if judged is not None:  # every run scored by the same held-out judge: its score of each final image
+        return ranked([{"run": str(p.parent), "image": str(p), "prompt": runs[p], "score": s, "by": by}
+                       for p, (s, by) in judged.items()], top)
     models = load_clips(clips)
     kept, embs = embed_files(models, list(runs), batch_size, progress)
     scores = averaged(models, embs, lambda clip, emb: prompt_scores(clip, emb, [runs[p] for p in kept]))
     return ranked([{"run": str(p.parent), "image": str(p), "prompt": runs[p], "score": float(s)}
                    for p, s in zip(kept, scores)], top)
+
+
+def judge_scores(finals: list[Path]) -> Optional[dict[Path, tuple[float, str]]]:
+    """{final.png: (its judge's score, the judge)} when every run was judged (scores.json) by the same judge; None
+    otherwise (scores of different judges, or of a judge and a CLIP, do not compare), with a notice when some were."""
+    found = {p: read_scores(p.parent) for p in finals}
+    scored = {p: (final_score(d), d["judge"]["model"]) for p, d in found.items() if final_score(d) is not None}
+    if scored and len(scored) == len(finals) and len({by for _, by in scored.values()}) == 1:
+        return scored
+    if scored:
+        log.info("%d of %d runs have judge scores (scores.json) from %s: ranking all by CLIP instead", len(scored),
+                 len(finals), ", ".join(sorted({by for _, by in scored.values()})))
+    return None
 
 
 def search(folder: str | Path, query: Optional[str] = None, image: Optional[str | Path] = None,

@@ -1,5 +1,6 @@
 """Reproduce the shipped mini weights: `python -m vqclip.mini.train vqgan|clip|guide --seed 0 [--out DIR]` (VQGAN
-first: the last CLIP stages generate with it, and the guide learns from its reconstructions). Weights go to
+first: the last CLIP stages generate with it, and the guide learns from its reconstructions); the held-out judge:
+`judge --seed 1`. Weights go to
 ./mini-weights unless --out says otherwise, never over the shipped ones unless --out names their folder."""
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from vqclip.nets.device import usable_threads
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, train one model, print its measured figures as JSON."""
     p = argparse.ArgumentParser(prog="python -m vqclip.mini.train", description=__doc__)
-    p.add_argument("which", choices=["clip", "vqgan", "guide"])
+    p.add_argument("which", choices=["clip", "vqgan", "guide", "judge"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the shipped recipe)")
     p.add_argument("--out", type=Path, default=Path("mini-weights"),
@@ -47,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
             from vqclip.mini.train.clip import train_clip  # here: one model's code, when it is trained
 
             figures = train_clip(args.out, stage=args.stage, **kw)
+        elif args.which == "judge":
+            from vqclip.mini.train.clip import train_judge  # here: one model's code, when it is trained
+
+            figures = train_judge(args.out, **kw)
         elif args.which == "guide":
             from vqclip.mini.train.guide import train_guide  # here: one model's code, when it is trained
 

@@ -29,16 +29,25 @@ CLIP_CONFIG: dict = {
     "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 128, "layers": 4, "head_width": 32, "mlp_ratio": 4.0},
     "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 128, "heads": 4, "layers": 4},
 }
+# the held-out judge (`judge.json`): another architecture than the guiding CLIP (narrower, shallower, a 64-d
+# embedding), trained apart with another seed, small enough to ship (the token table is most of its 1.8 MB)
+JUDGE_CONFIG: dict = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 64, "layers": 2, "head_width": 32, "mlp_ratio": 4.0},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 2},
+}
 
 
 
 
-def training_model(weights: Path | None = None):
-    """(open_clip CLIP of `CLIP_CONFIG` in fp32, trainable, from fp16 `weights` or fresh; its tokenizer)."""
-    model = CLIP(**CLIP_CONFIG)
+def training_model(weights: Path | None = None, config: dict | None = None):
+    """(open_clip CLIP of `config` (default `CLIP_CONFIG`) in fp32, trainable, from fp16 `weights` or fresh; its
+    tokenizer)."""
+    config = config or CLIP_CONFIG
+    model = CLIP(**config)
     if weights is not None:
         model.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
-    return model, open_clip.tokenizer.SimpleTokenizer(context_length=CLIP_CONFIG["text_cfg"]["context_length"])
+    return model, open_clip.tokenizer.SimpleTokenizer(context_length=config["text_cfg"]["context_length"])
 
 
 def augment(img: Tensor, gen: torch.Generator) -> Tensor:
@@ -175,6 +184,20 @@ def train_clip(out_dir: Path, seed: int = 0, steps: int = 900, batch_size: int =
     return figures
 
 
+def train_judge(out_dir: Path, seed: int = 1, steps: int = 150, batch_size: int = 64, lr: float = 1e-3,
+                finetune_steps: int = 0) -> dict:
+    """The held-out judge of the mini world: `JUDGE_CONFIG` trained apart from the guiding CLIP (another seed and
+    architecture, never against generations, so it has not seen what the guide's runs exploit): stage 1 from scratch
+    (and, with `finetune_steps`, the clutter and blob fine-tune); writes judge.json + judge.safetensors (fp16);
+    returns measured figures."""
+    figures = {"stage1": _train(out_dir, seed, steps, batch_size, lr, 0.3, 0.0, 0.0, None, config=JUDGE_CONFIG,
+                                name="judge")}
+    if finetune_steps > 0:
+        figures["stage2"] = _train(out_dir, seed + 1, finetune_steps, batch_size, lr / 3, 0.2, 0.15, 0.25,
+                                   out_dir / "judge.safetensors", config=JUDGE_CONFIG, name="judge")
+    return figures
+
+
 def _load_vqgan(out_dir: Path):
     """The mini VQGAN stages 3 and 4 generate with (the one in out_dir); a clear error when it is not there."""
     files = out_dir / "vqgan.yaml", out_dir / "vqgan.safetensors"
@@ -186,19 +209,22 @@ def _load_vqgan(out_dir: Path):
 
 def _train(out_dir: Path, seed: int, steps: int, batch_size: int, lr: float, negatives: float, clutter: float,
            blobs: float, init: Path | None, adversarial: bool = False, gen_steps: int = 1,
-           pair_weight: float = 0.0, amp: torch.dtype | None = None) -> dict:
+           pair_weight: float = 0.0, amp: torch.dtype | None = None, config: dict | None = None,
+           name: str = "clip") -> dict:
     """One training stage, from scratch or from `init` weights; writes the weights and returns measured figures.
 
     With `adversarial`, each step also takes `gen_steps` generation steps on a `GeneratorPool`, adds a clean render of
     each pooled caption to the batch, shows a quarter of the scenes through the VQGAN (so decoder texture is no tell),
     and uses the pool's images as extra negatives. With `pair_weight`, the clean renders go through the VQGAN too and
     `paired_loss` asks each pooled caption to rank its clean render above the pool's image of it. `amp` is the
-    autocast dtype the VQGAN runs in for the pool and the reconstructions (None: fp32, as generation on CPU)."""
+    autocast dtype the VQGAN runs in for the pool and the reconstructions (None: fp32, as generation on CPU).
+    `config` is the architecture (default `CLIP_CONFIG`), written as NAME.json + NAME.safetensors."""
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model, tokenizer = training_model(init)
+    config = config or CLIP_CONFIG
+    model, tokenizer = training_model(init, config)
     vqgan = _load_vqgan(out_dir) if adversarial else None
     pool = GeneratorPool(vqgan, rng, amp=amp) if adversarial else None
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
@@ -245,7 +271,7 @@ def _train(out_dir: Path, seed: int, steps: int, batch_size: int, lr: float, neg
     model.eval()
     wall = time.time() - t0
     acc = zero_shot(model, tokenizer)
-    export_fp16(model, out_dir, "clip.safetensors", "clip.json", json.dumps(CLIP_CONFIG, indent=2) + "\n")
+    export_fp16(model, out_dir, f"{name}.safetensors", f"{name}.json", json.dumps(config, indent=2) + "\n")
     n_params = sum(p.numel() for p in model.parameters())
     figures = {"wall_s": wall, "params": n_params, "steps": steps, "batch": batch_size, "seed": seed,
                "clutter": clutter, "blobs": blobs, "adversarial": adversarial, "gen_steps": gen_steps,
