@@ -180,15 +180,19 @@ def test_a_zoom_story_run_reports_its_keyframes_and_a_curve_per_step(tiny_job, t
     assert "step 3: story: a blue dog" in text and text.count("<figcaption>step ") == 4  # frames 0, 2, 4, 6
 
 
-def test_scores_are_the_frames_with_a_judges_number_by_step(tmp_path):
+def test_scores_are_read_by_step_and_a_broken_file_is_said_and_left_out(tmp_path, caplog):
     from vqclip.report.read import read_scores
-    frames = [{"step": 4, "judge": 0.4}, {"step": 0, "judge": 0.1}, {"step": 2, "judge": None}, "x",
-              {"step": 6, "judge": float("nan")}, {"step": "8", "judge": 0.3}, {"step": 9, "judge": True}]
-    (tmp_path / "scores.json").write_text(json.dumps({"frames": frames}))
+    frame = {"file": "frames/000004.png", "aesthetic": None, "guide": 0.2}
+    data = {"judge": {"model": "j", "aesthetic": None}, "guides": ["g"], "best": None, "stopped_by": None,
+            "frames": [{**frame, "step": 4, "judge": 0.4}, {**frame, "step": 0, "judge": 0.1}]}
+    (tmp_path / "scores.json").write_text(json.dumps(data))
     assert [f["step"] for f in read_scores(tmp_path)["frames"]] == [0, 4]
-    (tmp_path / "scores.json").write_text("{not json")
-    assert read_scores(tmp_path) is None
-    (tmp_path / "scores.json").write_text('{"frames": {}}')
+    for broken in ("{not json", json.dumps({**data, "frames": [{**frame, "step": 2, "judge": None}]})):
+        (tmp_path / "scores.json").write_text(broken)
+        caplog.clear()
+        assert read_scores(tmp_path) is None
+        assert "scores.json" in caplog.text  # said, once, and the report goes on without the scores
+    (tmp_path / "scores.json").unlink()
     assert read_scores(tmp_path) is None
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +16,11 @@ from typing import Any, Optional
 import yaml
 
 from ..errors import VqclipError
+from ..files import scores as scores_file
 from ..files.runfolder import FINAL_FILE, FRAMES_DIR, JOB_FILE, STATE_FILE
 
-LOSSES_FILE, SPEED_FILE, SCORES_FILE = "losses.csv", "run.json", "scores.json"
+log = logging.getLogger("vqclip")
+LOSSES_FILE, SPEED_FILE, SCORES_FILE = "losses.csv", "run.json", scores_file.SCORES_FILE
 STEP, TOTAL = "step", "total"  # losses.csv's first two columns; then one per term, in the order they first appear
 RUN_MARKERS = (JOB_FILE, FINAL_FILE, FRAMES_DIR, LOSSES_FILE)  # any of them: the folder holds a run
 
@@ -45,20 +48,15 @@ def read_losses(path: Path) -> tuple[list[str], list[dict[str, float]]]:
 
 
 def read_scores(folder: Path) -> Optional[dict]:
-    """scores.json of the held-out judge (frames [{step, file, judge, aesthetic, guide}], best, stopped_by), or None
-    when the run has none or it is not such a file. (The judge's own reader replaces this one at the merge.)"""
-    path = Path(folder) / SCORES_FILE
-    if not path.is_file():
-        return None
+    """scores.json of the held-out judge (frames [{step, file, judge, aesthetic, guide}] by step, best, stopped_by),
+    read and checked by `vqclip.files.scores`; None when the run has none, or a broken one (said in the log: the
+    report goes on without it)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, OSError):
+        data = scores_file.read_scores(Path(folder))
+    except VqclipError as exc:
+        log.warning("%s", exc)
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("frames"), list):
-        return None
-    frames = [f for f in data["frames"] if isinstance(f, dict) and isinstance(f.get("step"), int)
-              and _number(f.get("judge"))]
-    return {**data, "frames": sorted(frames, key=lambda f: f["step"])}
+    return None if data is None else {**data, "frames": sorted(data["frames"], key=lambda f: f["step"])}
 
 
 def _number(value: Any) -> bool:
