@@ -76,8 +76,9 @@ def job_file(tmp_path_factory, tiny_job):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, job_file):
-    """The same file run by `vqclip run` without Ray, one thread, in a folder of its own."""
+def reference(tmp_path_factory, job_file, run_reports):
+    """The same file run by `vqclip run` without Ray, one thread, in a folder of its own; with its report.html, as
+    the workers (processes of their own, outside the suite's switch) write theirs."""
     where = tmp_path_factory.mktemp("reference")
     cwd = os.getcwd()
     os.chdir(where)

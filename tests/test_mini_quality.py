@@ -13,7 +13,7 @@ from vqclip.nets.clip import load_clip
 from vqclip.nets.vqgan import load_vqgan, vqgan_spec
 
 SHIPPED = {"vqgan.yaml", "vqgan.safetensors", "clip.json", "clip.safetensors", "guide.json", "guide.safetensors",
-           "MODEL_CARD.md", "defaults.yaml"}
+           "judge.json", "judge.safetensors", "MODEL_CARD.md", "defaults.yaml"}
 
 
 def _tensors(path):
