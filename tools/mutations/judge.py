@@ -39,7 +39,7 @@ MUTATIONS = [
     M("a judge that also guides is let through", RUN,
       "raise VqclipError(f\"output.judge: the judge (", "log.info(f\"output.judge: the judge (", T_NET),
     M("the same weights under another name are not the same model", RUN,
-      "return pa.samefile(pb) or (pa.stat().st_size == pb.stat().st_size and _digest(pa) == _digest(pb))",
+      "return pa.samefile(pb) or (pa.stat().st_size == pb.stat().st_size and sha256_file(pa) == sha256_file(pb))",
       "return pa.samefile(pb)", T_NET),
     M("a tie takes the later frame as the best", RUN, 'frame["judge"] > frames[self.best]["judge"]',
       'frame["judge"] >= frames[self.best]["judge"]', T_RUN),

@@ -5,7 +5,6 @@ as the uninterrupted run does."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 from pathlib import Path
@@ -17,6 +16,7 @@ from ..errors import VqclipError
 from ..files.atomic import atomic_path
 from ..files.scores import read_scores, write_scores
 from ..models.download import fetch
+from ..models.integrity import sha256_file
 from ..models.presets import DEFAULT_PRESET, Preset, get_preset
 from ..models.resolve import resolve_clip
 from ..models.spec import ClipSpec, canonical_model
@@ -54,14 +54,6 @@ def judge_clip(cfg) -> tuple[str, Optional[str]]:
     return preset.local(preset.judge.model), preset.local(preset.judge.pretrained)
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _same(a: Optional[str], b: Optional[str]) -> bool:
     """Whether two CLIP model or weights values name the same thing: the same name or tag, or the same file (the
     same path, or the same bytes under another name)."""
@@ -69,7 +61,7 @@ def _same(a: Optional[str], b: Optional[str]) -> bool:
         return a is None and b is None
     pa, pb = Path(a), Path(b)
     if pa.is_file() and pb.is_file():
-        return pa.samefile(pb) or (pa.stat().st_size == pb.stat().st_size and _digest(pa) == _digest(pb))
+        return pa.samefile(pb) or (pa.stat().st_size == pb.stat().st_size and sha256_file(pa) == sha256_file(pb))
     return canonical_model(a).strip().lower() == canonical_model(b).strip().lower()
 
 

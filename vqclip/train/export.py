@@ -5,7 +5,6 @@ open_clip_model.safetensors + the files' sha256 + a presets file) that `--clip-m
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -19,6 +18,7 @@ from torch import nn
 
 from vqclip.errors import VqclipError
 from vqclip.files.atomic import atomic_path, write_text
+from vqclip.models.integrity import sha256_file as sha256
 from vqclip.models.presets import DEFAULT_PRESET, Preset, get_preset, list_presets
 from vqclip.models.resolve import preset_clip, resolve_clip
 from vqclip.models.spec import ClipSpec, openai_name
@@ -69,15 +69,6 @@ def load_source(source: str, device: torch.device) -> tuple[ClipModel, dict]:
     files = resolve_clip(model, pretrained)
     clip = load_clip(files.model, files.pretrained, device, files.cache_dir, like=files.like)
     return clip, model_config(model, pretrained)
-
-
-def sha256(path: Path) -> str:
-    """The sha256 of a file, hex."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def paired_preset(source: str) -> Preset:
