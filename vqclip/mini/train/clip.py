@@ -184,8 +184,8 @@ def train_clip(out_dir: Path, seed: int = 0, steps: int = 900, batch_size: int =
     return figures
 
 
-def train_judge(out_dir: Path, seed: int = 1, steps: int = 150, batch_size: int = 64, lr: float = 1e-3,
-                finetune_steps: int = 0) -> dict:
+def train_judge(out_dir: Path, seed: int = 1, steps: int = 3000, batch_size: int = 64, lr: float = 1e-3,
+                finetune_steps: int = 1000) -> dict:
     """The held-out judge of the mini world: `JUDGE_CONFIG` trained apart from the guiding CLIP (another seed and
     architecture, never against generations, so it has not seen what the guide's runs exploit): stage 1 from scratch
     (and, with `finetune_steps`, the clutter and blob fine-tune); writes judge.json + judge.safetensors (fp16);
