@@ -19,7 +19,7 @@ from ..models.download import fetch
 from ..models.integrity import sha256_file
 from ..models.presets import DEFAULT_PRESET, Preset, get_preset
 from ..models.resolve import resolve_clip
-from ..models.spec import ClipSpec, canonical_model
+from ..models.spec import canonical_model
 from ..nets.judge import Judge, load_aesthetic
 from ..nets.load import ModelCache, Models
 from ..optim.loop import StepEvent
