@@ -7,13 +7,17 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.spawned import fail_on_the_second
 from tests.test_train_vqgan import _cfg, images_folder  # noqa: F401 - the shared fixture
 from vqclip.cli import main
+from vqclip.errors import VqclipError
+from vqclip.train import distributed as P
 from vqclip.train import vqgan as V
 
 WEIGHT_TOLERANCE = 2e-4  # weights after 4 Adam steps at lr 1e-4 (each moves up to 4e-4): float32 sums in another
 # order, which Adam's normalisation magnifies where a gradient is float noise (the biases a GroupNorm cancels, the
-# attention's key bias); measured 9.5e-5 for the VQGAN, 4.4e-5 for the discriminator, 1.3e-6 for its BatchNorm statistics
+# attention's key bias); measured 9.5e-5 for the VQGAN, 4.4e-5 for the discriminator, 1.3e-6 for its BatchNorm
+# statistics
 MOMENT_TOLERANCE = 1e-3  # Adam's first moments (running means of the gradients, their scale kept), against the
 # optimiser's largest one: measured 1.5e-5 (VQGAN) and 3.6e-5 (discriminator); at lr 1e-3 the float noise above grows
 # through the steps to 1e-2, so the test trains at 1e-4
@@ -61,3 +65,11 @@ def test_a_batch_the_devices_cannot_share_is_one_line_and_exit_2(tiny_vqgan, ima
     assert main([*common, "--out", str(tmp_path / "m"), "--batch", "2", "--devices", "cpu,cuda:0"]) == 2
     assert "--devices cpu,cuda:0" in capsys.readouterr().err
     assert not (tmp_path / "r").exists() and not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
+def test_an_error_in_one_process_stops_them_all_in_one_line(tmp_path):
+    with pytest.raises(VqclipError) as err:
+        P.spawn(fail_on_the_second, ["cpu", "cpu"], tmp_path, "im3.png")
+    assert str(err.value) == "cpu: im3.png: unreadable"
+    assert not (tmp_path / ".rendezvous").exists()

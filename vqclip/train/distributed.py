@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,15 +91,49 @@ def _worker(rank: int, devices: list[str], init: str, threads: int, fn: Callable
 
 
 def spawn(fn: Callable, devices: list[str], rendezvous: Path, *args) -> None:
-    """Run fn(group, *args) in one process per device, joined through a file in `rendezvous` (removed after)."""
+    """Run fn(group, *args) in one process per device, joined through a file in `rendezvous` (removed after). All
+    stop together: an error in one ends the others (torch's join), Ctrl-C ends those still running; a VqclipError in
+    one is raised here as its one line."""
     store = rendezvous / ".rendezvous"
     store.unlink(missing_ok=True)
+    threads = max(1, torch.get_num_threads() // len(devices))
+    context = mp.spawn(_worker, args=(devices, f"file://{store.absolute()}", threads, fn, args),
+                       nprocs=len(devices), join=False)
     try:
-        threads = max(1, torch.get_num_threads() // len(devices))
-        mp.spawn(_worker, args=(devices, f"file://{store.absolute()}", threads, fn, args), nprocs=len(devices),
-                 join=True)
+        while not context.join():
+            pass
+    except (mp.ProcessRaisedException, mp.ProcessExitedException):
+        _end(context)
+        said = _one_line(context.error_files)  # the cause, though a peer's broken collective may have been seen first
+        if said is not None:
+            raise VqclipError(f"{devices[said[0]]}: {said[1]}") from None
+        raise
     finally:
+        _end(context)  # after Ctrl-C too
         store.unlink(missing_ok=True)
+
+
+def _end(context) -> None:
+    """End the spawned processes still running and wait for each."""
+    for process in context.processes:
+        if process.is_alive():
+            process.terminate()
+        process.join()
+
+
+def _one_line(error_files: list[str]) -> tuple[int, str] | None:
+    """(rank, message) of the first process that ended on a VqclipError, from the traceback text torch's spawn wrote
+    for each failed process (a pickled string of our own children); None without one."""
+    prefix = f"{VqclipError.__module__}.{VqclipError.__name__}: "
+    for rank, path in enumerate(error_files):
+        try:
+            with open(path, "rb") as fh:
+                lines = str(pickle.load(fh)).strip().splitlines()
+        except (OSError, EOFError, pickle.UnpicklingError):
+            continue
+        if lines and lines[-1].startswith(prefix):
+            return rank, lines[-1][len(prefix):]
+    return None
 
 
 def average_gradients(model: nn.Module, group: Group) -> None:
