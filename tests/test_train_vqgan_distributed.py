@@ -4,10 +4,13 @@ BatchNorm over the global batch, the adaptive weight from the global gradients);
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 import torch
 
-from tests.spawned import fail_on_the_second
+from tests.spawned import fail_on_the_second, interrupt_the_parent
 from tests.test_train_vqgan import _cfg, images_folder  # noqa: F401 - the shared fixture
 from vqclip.cli import main
 from vqclip.errors import VqclipError
@@ -73,3 +76,19 @@ def test_an_error_in_one_process_stops_them_all_in_one_line(tmp_path):
         P.spawn(fail_on_the_second, ["cpu", "cpu"], tmp_path, "im3.png")
     assert str(err.value) == "cpu: im3.png: unreadable"
     assert not (tmp_path / ".rendezvous").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_every_process(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        P.spawn(interrupt_the_parent, ["cpu", "cpu"], tmp_path, str(tmp_path))
+    alive = []
+    for pid in (int((tmp_path / f"pid{r}").read_text()) for r in range(2)):
+        try:
+            os.kill(pid, 0)  # still there: not ended (or not reaped)
+            alive.append(pid)
+        except ProcessLookupError:
+            pass
+    for pid in alive:  # the processes this test started, ended here should spawn have left them
+        os.kill(pid, signal.SIGKILL)
+    assert not alive

@@ -113,6 +113,7 @@ MUTATIONS = [
       "        if False:\n", T_VQD),
     M("a process's one-line error keeps the exception's class name", DIST, "return rank, lines[-1][len(prefix):]",
       "return rank, lines[-1]", T_VQD),
+    M("Ctrl-C leaves the other processes running", DIST, "        _end(context)  # after Ctrl-C too\n", "", T_VQD),
     M("--devices is ignored", CLI, 'devices=args.devices or ""', 'devices=""', T_VQD),
     # --- the command line
     M("--freeze is ignored", CLI, 'freeze=args.freeze or ""', 'freeze=""', T_VQ),
