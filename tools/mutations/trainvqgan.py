@@ -6,9 +6,11 @@ from ._table import M
 
 VQ, EXP, LP, DATA, CLI, PRE = ("vqclip/train/vqgan.py", "vqclip/train/vqexport.py", "vqclip/train/perceptual.py",
                                "vqclip/train/data.py", "vqclip/cli/trainvqgan.py", "vqclip/models/presets.py")
+DIST = "vqclip/train/distributed.py"
 T_VQ, T_EXP = ("tests/test_train_vqgan.py",), ("tests/test_train_vqexport.py",)
 T_LP = ("tests/test_train_perceptual.py",)
 T_IMG = ("tests/test_train_images.py",)
+T_VQD = ("tests/test_train_vqgan_distributed.py",)
 
 MUTATIONS = [
     # --- the objective
@@ -41,8 +43,8 @@ MUTATIONS = [
     M("a batch as large as the training images is refused", VQ, "if cfg.batch > len(train_ids):",
       "if cfg.batch >= len(train_ids):", T_VQ),
     # --- checkpoints, resume, grids
-    M("a checkpoint is written only at the end", VQ, "if done % cfg.checkpoint_every == 0 or done == cfg.steps:",
-      "if done == cfg.steps:", T_VQ),
+    M("a checkpoint is written only at the end", VQ, "(done % cfg.checkpoint_every == 0 or done == cfg.steps):",
+      "(done == cfg.steps):", T_VQ),
     M("a resumed run restarts its discriminator", VQ, '        disc.load_state_dict(state["disc"])\n', "", T_VQ),
     M("a resumed run restarts the generator's optimiser", VQ, '        opt_g.load_state_dict(state["opt_g"])\n', "",
       T_VQ),
@@ -81,6 +83,38 @@ MUTATIONS = [
     M("a VQGAN's unreadable images are skipped without a count", DATA,
       'unreadable, small = why.count("unreadable"), why.count("tiny")', 'unreadable, small = 0, why.count("tiny")',
       T_IMG),
+    # --- several devices (--devices, torchrun)
+    M("with --devices every process trains on the first half of the batch", VQ,
+      "x = D.load_images(group.part(batch), train_tf, seeds)", "x = D.load_images(batch[:len(seeds)], train_tf, seeds)",
+      T_VQD),
+    M("with --devices the second process crops with the first one's seeds", VQ,
+      "seeds = group.part(D.image_seeds(cfg.seed, step, cfg.batch))",
+      "seeds = D.image_seeds(cfg.seed, step, cfg.batch)[:cfg.batch // group.size]", T_VQD),
+    M("with --devices the generator's gradients are not averaged", VQ,
+      "            P.average_gradients(model, group)\n", "", T_VQD),
+    M("with --devices the discriminator's gradients are not averaged", VQ,
+      "                P.average_gradients(disc, group)\n", "", T_VQD),
+    M("with --devices the adaptive weight comes from each process's own GAN gradient", VQ,
+      "g_grads = P.average(torch.autograd.grad(g_loss, last_layer, retain_graph=True)[0], group)",
+      "g_grads = torch.autograd.grad(g_loss, last_layer, retain_graph=True)[0]", T_VQD),
+    M("with --devices the discriminator's BatchNorm sees each process's share only", DIST,
+      "    if group.size > 1:\n        for m in model.modules():", "    if False:\n        for m in model.modules():",
+      T_VQD),
+    M("the global BatchNorm's variance forgets the mean", DIST, "(stats[1] - stats[0] ** 2).clamp_min(0)",
+      "stats[1].clamp_min(0)", T_VQD),
+    M("the global BatchNorm's gradient misses the other processes' share", DIST,
+      "        grad = grad.clone()\n        dist.all_reduce(grad, op=dist.ReduceOp.SUM)\n",
+      "        grad = grad.clone()\n", T_VQD),
+    M("the global BatchNorm's running variance is the biased one", DIST, "m * var * n / max(n - 1, 1)", "m * var",
+      T_VQD),
+    M("a batch the devices cannot share is split unevenly", VQ,
+      'procs = len(self.devices.split(",")) if self.devices else 1', "procs = 1", T_VQD),
+    M("an error in one of the processes is a traceback, not its one line", DIST, "        if said is not None:\n",
+      "        if False:\n", T_VQD),
+    M("a process's one-line error keeps the exception's class name", DIST, "return rank, lines[-1][len(prefix):]",
+      "return rank, lines[-1]", T_VQD),
+    M("Ctrl-C leaves the other processes running", DIST, "        _end(context)  # after Ctrl-C too\n", "", T_VQD),
+    M("--devices is ignored", CLI, 'devices=args.devices or ""', 'devices=""', T_VQD),
     # --- the command line
     M("--freeze is ignored", CLI, 'freeze=args.freeze or ""', 'freeze=""', T_VQ),
     M("--amp is ignored", CLI, "amp=args.amp,", "amp=False,", T_VQ),

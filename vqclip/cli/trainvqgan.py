@@ -30,8 +30,10 @@ def run_vqgan(args: argparse.Namespace) -> int:
                                codebook_weight=args.codebook_weight, perceptual_weight=args.perceptual_weight,
                                freeze=args.freeze or "", val=args.val, seed=args.seed, amp=args.amp,
                                checkpoint_every=args.checkpoint_every, grid_every=args.grid_every,
-                               log_every=args.log_every, device=args.device)
+                               log_every=args.log_every, device=args.device, devices=args.devices or "")
         metrics = train_vqgan(cfg)
+    if metrics is None:  # one of torchrun's other processes: the first one reports
+        return 0
     before, after = (metrics.get(k) or {} for k in ("before", "after"))
     print(f"done: {metrics['steps']} steps, {metrics['images_per_s']:.1f} images/s; held-out L1 "
           f"{before.get('l1') or float('nan'):.4f} -> {after.get('l1') or float('nan'):.4f}")
@@ -71,6 +73,8 @@ def register(sub, formatter_class) -> None:
     a("--grid-every", type=int, default=100, metavar="K", help="write RUN/grids/step_N.png every K steps")
     a("--log-every", type=int, default=10, metavar="K", help="log losses, speed and ETA every K steps")
     a("--device", default="cpu", help="cpu, cuda or cuda:N")
+    a("--devices", metavar="D1,D2", help="train data-parallel, one process per device, each with its share of --batch: "
+                                         "cpu,cpu (gloo) or cuda:0,cuda:1 (nccl); under torchrun, leave it out")
     a("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     a("--quiet", action="store_true", help="only warnings and the result")
     c.set_defaults(func=run_vqgan)

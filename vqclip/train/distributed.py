@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from torch import nn
+from torch import Tensor, nn
 
 from vqclip.errors import VqclipError
 
@@ -90,15 +91,49 @@ def _worker(rank: int, devices: list[str], init: str, threads: int, fn: Callable
 
 
 def spawn(fn: Callable, devices: list[str], rendezvous: Path, *args) -> None:
-    """Run fn(group, *args) in one process per device, joined through a file in `rendezvous` (removed after)."""
+    """Run fn(group, *args) in one process per device, joined through a file in `rendezvous` (removed after). All
+    stop together: an error in one ends the others (torch's join), Ctrl-C ends those still running; a VqclipError in
+    one is raised here as its one line."""
     store = rendezvous / ".rendezvous"
     store.unlink(missing_ok=True)
+    threads = max(1, torch.get_num_threads() // len(devices))
+    context = mp.spawn(_worker, args=(devices, f"file://{store.absolute()}", threads, fn, args),
+                       nprocs=len(devices), join=False)
     try:
-        threads = max(1, torch.get_num_threads() // len(devices))
-        mp.spawn(_worker, args=(devices, f"file://{store.absolute()}", threads, fn, args), nprocs=len(devices),
-                 join=True)
+        while not context.join():
+            pass
+    except (mp.ProcessRaisedException, mp.ProcessExitedException):
+        _end(context)
+        said = _one_line(context.error_files)  # the cause, though a peer's broken collective may have been seen first
+        if said is not None:
+            raise VqclipError(f"{devices[said[0]]}: {said[1]}") from None
+        raise
     finally:
+        _end(context)  # after Ctrl-C too
         store.unlink(missing_ok=True)
+
+
+def _end(context) -> None:
+    """End the spawned processes still running and wait for each."""
+    for process in context.processes:
+        if process.is_alive():
+            process.terminate()
+        process.join()
+
+
+def _one_line(error_files: list[str]) -> tuple[int, str] | None:
+    """(rank, message) of the first process that ended on a VqclipError, from the traceback text torch's spawn wrote
+    for each failed process (a pickled string of our own children); None without one."""
+    prefix = f"{VqclipError.__module__}.{VqclipError.__name__}: "
+    for rank, path in enumerate(error_files):
+        try:
+            with open(path, "rb") as fh:
+                lines = str(pickle.load(fh)).strip().splitlines()
+        except (OSError, EOFError, pickle.UnpicklingError):
+            continue
+        if lines and lines[-1].startswith(prefix):
+            return rank, lines[-1][len(prefix):]
+    return None
 
 
 def average_gradients(model: nn.Module, group: Group) -> None:
@@ -109,6 +144,66 @@ def average_gradients(model: nn.Module, group: Group) -> None:
         if p.grad is not None:
             dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
             p.grad.div_(group.size)
+
+
+def average(t: Tensor, group: Group) -> Tensor:
+    """The mean of `t` over all processes, in place (alone: t)."""
+    if group.size > 1:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        t.div_(group.size)
+    return t
+
+
+class _SumAll(torch.autograd.Function):
+    """The sum of a tensor over all processes; its gradient the sum of all processes' gradients (what each process's
+    loss owes to every process's input)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        x = x.clone()
+        dist.all_reduce(x, op=dist.ReduceOp.SUM)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad
+
+
+class SyncedBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics are those of the global batch (torch's SyncBatchNorm takes GPUs only):
+    each process's mean and mean square over its equal share, averaged with gradient; the running statistics as
+    BatchNorm2d keeps them for the whole batch."""
+
+    size: int = 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[B,C,H,W] -> [B,C,H,W], normalised with the statistics of every process's batch."""
+        if not self.training or self.size == 1:
+            return super().forward(x)
+        stats = _SumAll.apply(torch.stack([x.mean((0, 2, 3)), (x * x).mean((0, 2, 3))])) / self.size
+        mean, var = stats[0], (stats[1] - stats[0] ** 2).clamp_min(0)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = self.momentum if self.momentum is not None else 1 / float(self.num_batches_tracked)
+                n = x.numel() // x.shape[1] * self.size
+                self.running_mean.mul_(1 - m).add_(m * mean)
+                self.running_var.mul_(1 - m).add_(m * var * n / max(n - 1, 1))
+        shape = (1, -1, 1, 1)
+        y = (x - mean.view(shape)) * torch.rsqrt(var + self.eps).view(shape)
+        return y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
+
+
+def sync_batch_norms(model: nn.Module, group: Group) -> nn.Module:
+    """The model with each BatchNorm2d normalising over the global batch of `group` (same parameters and state
+    names, so checkpoints move between one process and several); alone: unchanged."""
+    if group.size > 1:
+        for m in model.modules():
+            if type(m) is nn.BatchNorm2d:
+                m.__class__, m.size = SyncedBatchNorm2d, group.size
+    return model
 
 
 def barrier(group: Group) -> None:

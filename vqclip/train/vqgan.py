@@ -25,8 +25,10 @@ from vqclip.errors import VqclipError
 from vqclip.files.atomic import atomic_path, write_text
 from vqclip.files.images import save_png
 from vqclip.train import data as D
+from vqclip.train import distributed as P
 from vqclip.train.clip import _eta, load_checkpoint
 from vqclip.train.perceptual import find_lpips
+from vqclip.nets.vqgan import vqgan_spec
 from vqclip.train.vqexport import export_vqgan, load_source, source_files
 
 log = logging.getLogger("vqclip")
@@ -62,12 +64,17 @@ class VqganTrainConfig:
     grid_every: int = 100
     log_every: int = 10
     device: str = "cpu"
+    devices: str = ""  # several devices ("cpu,cpu", "cuda:0,cuda:1"): one process each, data-parallel
 
     def check(self) -> None:
         """One-line errors for values no training can use."""
         for name in ("steps", "batch", "disc_ndf", "checkpoint_every", "grid_every", "log_every"):
             if getattr(self, name) < 1:
                 raise VqclipError(f"--{name.replace('_', '-')}: must be at least 1, got {getattr(self, name)}")
+        procs = len(self.devices.split(",")) if self.devices else 1
+        if self.batch % procs:
+            raise VqclipError(f"--batch {self.batch} must split evenly into {procs} processes (one per device); give "
+                              f"a multiple of {procs}")
         if self.freeze not in FREEZE:
             raise VqclipError(f"--freeze: one of encoder, codebook, got {self.freeze!r}")
         if not self.lr > 0 or self.disc_start < 0 or min(self.disc_weight, self.codebook_weight,
@@ -104,11 +111,13 @@ def crop_transform(size: int, train: bool) -> Callable[[Image.Image], Tensor]:
     return tf
 
 
-def adaptive_weight(nll: Tensor, g_loss: Tensor, last_layer: Tensor, disc_weight: float) -> Tensor:
+def adaptive_weight(nll: Tensor, g_loss: Tensor, last_layer: Tensor, disc_weight: float,
+                    group: P.Group = P.Group()) -> Tensor:
     """taming's adaptive weight of the generator's GAN term: |d nll / d W| / (|d g_loss / d W| + 1e-4), W the
-    decoder's last layer, clamped to [0, 1e4], detached, times `disc_weight`."""
-    nll_grads = torch.autograd.grad(nll, last_layer, retain_graph=True)[0]
-    g_grads = torch.autograd.grad(g_loss, last_layer, retain_graph=True)[0]
+    decoder's last layer, clamped to [0, 1e4], detached, times `disc_weight`; the gradients those of the global batch
+    (averaged over the processes of `group`)."""
+    nll_grads = P.average(torch.autograd.grad(nll, last_layer, retain_graph=True)[0], group)
+    g_grads = P.average(torch.autograd.grad(g_loss, last_layer, retain_graph=True)[0], group)
     d_weight = torch.norm(nll_grads) / (torch.norm(g_grads) + 1e-4)
     return torch.clamp(d_weight, 0.0, 1e4).detach() * disc_weight
 
@@ -136,9 +145,9 @@ def reconstruct(model: nn.Module, x: Tensor, amp: bool = False) -> tuple[Tensor,
 
 
 def generator_loss(model: nn.Module, disc: nn.Module, lpips: Optional[nn.Module], x: Tensor, step: int,
-                   cfg: VqganTrainConfig) -> tuple[Tensor, Tensor, dict]:
-    """taming's VQLPIPSWithDiscriminator generator objective for images x [B,3,S,S] in [0,1]: (loss, the
-    reconstruction [-1,1] detached, logged figures)."""
+                   cfg: VqganTrainConfig, group: P.Group = P.Group()) -> tuple[Tensor, Tensor, dict]:
+    """taming's VQLPIPSWithDiscriminator generator objective for images x [B,3,S,S] in [0,1] (this process's share
+    of the batch of `group`): (loss, the reconstruction [-1,1] detached, logged figures)."""
     rec, qloss = reconstruct(model, x, cfg.amp)
     inputs = x * 2 - 1
     rec_loss = (inputs - rec).abs()
@@ -149,7 +158,7 @@ def generator_loss(model: nn.Module, disc: nn.Module, lpips: Optional[nn.Module]
     figures = {"nll": nll.item(), "q": qloss.item()}
     if step >= cfg.disc_start:
         g_loss = -disc(rec).mean()
-        d_weight = adaptive_weight(nll, g_loss, model.decoder.conv_out.weight, cfg.disc_weight)
+        d_weight = adaptive_weight(nll, g_loss, model.decoder.conv_out.weight, cfg.disc_weight, group)
         loss = loss + d_weight * g_loss
         figures.update(g=g_loss.item(), d_weight=d_weight.item())
     return loss, rec.detach(), figures
@@ -200,20 +209,33 @@ def _val_images(pairs: Sequence[D.Pair], size: int) -> Tensor:
     return D.load_images(pairs, crop_transform(size, False)) if pairs else torch.zeros(0, 3, size, size)
 
 
+def _check_source(cfg: VqganTrainConfig, home_dir: Optional[Path]) -> None:
+    """One-line errors for a --from that is no VQModel VQGAN and a --size its downsampling cannot take, read from
+    its config."""
+    ddconfig, _, _, gumbel, _ = vqgan_spec(source_files(cfg.source, home_dir)[0])
+    if gumbel:
+        load_source(cfg.source, torch.device("cpu"), home_dir)  # says why in one line
+    check_size(cfg.size, 2 ** (len(ddconfig["ch_mult"]) - 1))
+
+
 def train_vqgan(cfg: Optional[VqganTrainConfig] = None, resume: Optional[Path] = None,
-                on_step: Optional[Callable[[int, float], None]] = None, home_dir: Optional[Path] = None) -> dict:
+                on_step: Optional[Callable[[int, float], None]] = None, home_dir: Optional[Path] = None
+                ) -> Optional[dict]:
     """Fine-tune a VQGAN as `cfg` says in the run folder cfg.out (or continue the run `resume`); writes grids,
     checkpoints, RUN/metrics.json (held-out L1 before and after) and the exported preset folder RUN/vqgan; returns
-    the metrics. `on_step(step, loss)` runs after each step (raising KeyboardInterrupt there stops as Ctrl-C does)."""
+    the metrics. `on_step(step, loss)` runs after each step (raising KeyboardInterrupt there stops as Ctrl-C does).
+    With `cfg.devices` naming several devices, one process per device trains data-parallel; under torchrun, this
+    process is one of them (None in all but the first)."""
+    group = P.from_torchrun() or P.Group(device=cfg.device if cfg else "cpu")
     # 1. The run folder, its data and its split
     if resume is not None:
         run = Path(resume)
         cfg = read_config(run)
         train_pairs, val_pairs = D.read_split(run)
-        state = load_checkpoint(run)
+        load_checkpoint(run)  # a missing or torn checkpoint is said now, before any process starts
     else:
         cfg.check()
-        run, state = Path(cfg.out), None
+        run = Path(cfg.out)
         if (run / CHECKPOINT_FILE).exists():
             raise VqclipError(f"--out {run}: already holds a training run; continue it with --resume {run}, or give "
                               "another --out")
@@ -223,66 +245,88 @@ def train_vqgan(cfg: Optional[VqganTrainConfig] = None, resume: Optional[Path] =
             raise VqclipError(f"--batch {cfg.batch} is larger than the {len(train_ids)} training images; give --batch "
                               f"{len(train_ids)} or less, or more images")
         train_pairs, val_pairs = [pairs[i] for i in train_ids], [pairs[i] for i in val_ids]
-        source_files(cfg.source, home_dir)  # a bad --from leaves no folder behind
-    device = torch.device(cfg.device)
-    model, spec = load_source(cfg.source, device, home_dir)
-    check_size(cfg.size, model.factor)
-    if resume is None:
+    devices = P.parse_devices(cfg.devices) if cfg.devices else []
+    if cfg.batch % group.size:
+        raise VqclipError(f"--batch {cfg.batch} must split evenly into the {group.size} processes torchrun started")
+    _check_source(cfg, home_dir)  # a bad --from or --size leaves no folder behind and starts no process
+    if resume is None and group.main:
         run.mkdir(parents=True, exist_ok=True)
         D.write_split(run, [*train_pairs, *val_pairs], range(len(train_pairs)),
                       range(len(train_pairs), len(train_pairs) + len(val_pairs)))
         write_text(run / CONFIG_FILE, json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
         log.info("training on %d images, %d held out; run folder %s", len(train_pairs), len(val_pairs), run)
+    args = (cfg, run, train_pairs, val_pairs, resume is not None)
+    if len(devices) > 1 and group.size == 1:  # one process per device, each loading the VQGAN itself
+        P.spawn(_train, devices, run, *args, None, home_dir)
+        return json.loads((run / METRICS_FILE).read_text())
+    if group.size > 1:  # torchrun started this process as one of several
+        return P.run_joined(group, _train, *args, on_step, home_dir)
+    return _train(group, *args, on_step, home_dir)
+
+
+def _train(group: P.Group, cfg: VqganTrainConfig, run: Path, train_pairs: list[D.Pair], val_pairs: list[D.Pair],
+           resuming: bool, on_step: Optional[Callable[[int, float], None]], home_dir: Optional[Path]) -> Optional[dict]:
+    """The training in one process of `group` (alone: the whole of it); the main process evaluates and writes."""
+    device = torch.device(group.device if group.size > 1 else cfg.device)
+    model, spec = load_source(cfg.source, device, home_dir)
 
     # 2. The networks, the perceptual term and the two optimisers (taming's: Adam, betas 0.5, 0.9)
     torch.manual_seed(cfg.seed)
     disc = NLayerDiscriminator(input_nc=3, n_layers=DISC_LAYERS, ndf=cfg.disc_ndf).apply(weights_init)
-    disc = disc.to(device).train()
-    lpips = find_lpips(home_dir, log) if cfg.perceptual_weight > 0 else None
+    disc = P.sync_batch_norms(disc.to(device).train(), group)  # its BatchNorm sees the global batch
+    quiet = logging.Logger("vqclip.rank", logging.CRITICAL)  # the first process alone says what is missing
+    lpips = find_lpips(home_dir, log if group.main else quiet) if cfg.perceptual_weight > 0 else None
     lpips = lpips.to(device) if lpips is not None else None
     model.train()
     opt_g = torch.optim.Adam(trainable(model, cfg.freeze), lr=cfg.lr, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
-    val_x = _val_images(val_pairs, cfg.size).to(device)
-    metrics_path, start = run / METRICS_FILE, 0
-    if state is None:
-        before = held_out_l1(model, val_x, cfg.amp) if len(val_x) else None
-        write_text(metrics_path, json.dumps({"before": {"l1": before}}, indent=1) + "\n")
+    val_x = _val_images(val_pairs, cfg.size).to(device) if group.main else torch.zeros(0, 3, cfg.size, cfg.size)
+    metrics_path, start, before = run / METRICS_FILE, 0, None
+    if not resuming:
+        if group.main:
+            before = held_out_l1(model, val_x, cfg.amp) if len(val_x) else None
+            write_text(metrics_path, json.dumps({"before": {"l1": before}}, indent=1) + "\n")
     else:
+        state = load_checkpoint(run)
         model.load_state_dict(state["model"])
         disc.load_state_dict(state["disc"])
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
         start = state["step"]
         before = json.loads(metrics_path.read_text())["before"]["l1"] if metrics_path.is_file() else None
-        log.info("resuming %s at step %d of %d", run, start, cfg.steps)
+        if group.main:
+            log.info("resuming %s at step %d of %d", run, start, cfg.steps)
 
-    # 3. The loop: a generator step, then (after disc_start) a discriminator step on the same reconstructions
+    # 3. The loop: a generator step, then (after disc_start) a discriminator step on the same reconstructions, each
+    # process on its share of the batch, the gradients of both averaged over the processes
     train_tf = crop_transform(cfg.size, True)
     t0, done = time.time(), start
     try:
         for step in range(start, cfg.steps):
             batch = [train_pairs[i] for i in D.batch_indices(len(train_pairs), cfg.batch, cfg.seed, step)]
-            x = D.load_images(batch, train_tf, D.image_seeds(cfg.seed, step, cfg.batch)).to(device)
-            loss, rec, figures = generator_loss(model, disc, lpips, x, step, cfg)
+            seeds = group.part(D.image_seeds(cfg.seed, step, cfg.batch))
+            x = D.load_images(group.part(batch), train_tf, seeds).to(device)
+            loss, rec, figures = generator_loss(model, disc, lpips, x, step, cfg, group)
             opt_g.zero_grad(set_to_none=True)
             loss.backward()
+            P.average_gradients(model, group)
             opt_g.step()
             if step >= cfg.disc_start:
                 d_loss = discriminator_loss(disc, x, rec)
                 opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
+                P.average_gradients(disc, group)
                 opt_d.step()
                 figures["disc"] = d_loss.item()
             done = step + 1
-            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            if group.main and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
                 save_checkpoint(run, done, model, disc, opt_g, opt_d)
             if len(val_x) and (done % cfg.grid_every == 0 or done == cfg.steps):
                 with torch.no_grad():
                     shown = val_x[:GRID_IMAGES]
                     save_grid(run / GRID_DIR / f"step_{done:06d}.png", shown,
                               reconstruct(model, shown, cfg.amp)[0].add(1).div(2))
-            if done % cfg.log_every == 0 or done == cfg.steps:
+            if group.main and (done % cfg.log_every == 0 or done == cfg.steps):
                 rate = (done - start) * cfg.batch / max(time.time() - t0, 1e-9)
                 log.info("step %d/%d loss %.4f %s  %.1f img/s  ETA %s", done, cfg.steps, loss.item(),
                          " ".join(f"{k} {v:.4f}" for k, v in figures.items()), rate,
@@ -290,17 +334,22 @@ def train_vqgan(cfg: Optional[VqganTrainConfig] = None, resume: Optional[Path] =
             if on_step is not None:
                 on_step(done, loss.item())
     except KeyboardInterrupt:
+        if not group.main:
+            raise
         kept = (done // cfg.checkpoint_every) * cfg.checkpoint_every
         log.warning("interrupted after step %d; %s; continue with `vqclip train vqgan --resume %s`", done,
                     f"the checkpoint of step {kept} is kept" if kept else "no checkpoint was written yet", run)
         raise
     wall = time.time() - t0
+    P.barrier(group)
+    if not group.main:
+        return None
 
     # 4. After: held-out L1, metrics.json and the exported preset
     model.eval()
     after = held_out_l1(model, val_x, cfg.amp) if len(val_x) else None
     metrics = {"before": {"l1": before}, "after": {"l1": after}, "steps": cfg.steps, "batch": cfg.batch,
-               "size": cfg.size, "perceptual": lpips is not None,
+               "size": cfg.size, "perceptual": lpips is not None, "processes": group.size,
                "images_per_s": (cfg.steps - start) * cfg.batch / max(wall, 1e-9)}
     write_text(metrics_path, json.dumps(metrics, indent=1) + "\n")
     export_vqgan(model, spec, run / EXPORT_DIR, cfg.source, home_dir)

@@ -1,0 +1,28 @@
+"""Functions for tests to run in spawned processes (vqclip.train.distributed.spawn), in a module light to import."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from vqclip.errors import VqclipError
+
+
+def fail_on_the_second(group, marker: str) -> None:
+    """The second process fails with a one-line error while the first would go on for an hour."""
+    if group.rank == 1:
+        raise VqclipError(f"{marker}: unreadable")
+    threading.Event().wait(3600)  # only the end of every process lets the run return
+
+
+def interrupt_the_parent(group, folder: str) -> None:
+    """Each process notes its pid in `folder`; the first then sends the parent Ctrl-C; both would go on for an hour."""
+    Path(folder, f"pid{group.rank}").write_text(str(os.getpid()))
+    if group.rank == 0:
+        while not Path(folder, "pid1").is_file():
+            time.sleep(0.01)
+        os.kill(os.getppid(), signal.SIGINT)
+    threading.Event().wait(3600)  # only the parent's ending of every process lets them stop
