@@ -130,3 +130,29 @@ def test_the_mps_fallback_is_set_only_on_macos_before_torch_and_a_users_value_is
     monkeypatch.setattr(sys, "platform", "darwin")
     monkeypatch.setenv(dev.MPS_FALLBACK, "0")
     assert dev.enable_mps_fallback() is False  # the user's "0" stands
+
+
+def test_compiled_code_runs_for_grad_steps_and_eager_code_without_grad(monkeypatch):
+    """The training step's graph is compiled once; a call without grad (a frame, the final image) runs the function
+    itself, so that grad mode flipping never costs a second compile."""
+    from vqclip.nets.device import compiled
+
+    made, ran = [], []
+
+    def fake_compile(fn):
+        made.append(fn)
+        return lambda *a: ran.append("compiled") or fn(*a)
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    fn = compiled(lambda x: x * 2, "doubler")
+    x = torch.tensor(3.0, requires_grad=True)
+    with torch.no_grad():
+        assert fn(x).item() == 6.0
+    assert made == [] and ran == []  # no compile for a call without grad
+    y = fn(x)
+    assert y.item() == 6.0 and y.requires_grad and len(made) == 1 and ran == ["compiled"]
+    with torch.no_grad():
+        fn(x)
+    assert ran == ["compiled"]  # still the function itself without grad, the compiled one kept for the next step
+    fn(x)
+    assert len(made) == 1 and ran == ["compiled", "compiled"]

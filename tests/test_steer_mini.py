@@ -1,7 +1,7 @@
 """Issue 39's replay on the mini preset: a run steered from "a red circle on a blue background" to "a yellow circle on
-a blue background" at step 15, its lr halved at step 25, paused and continued, gives the same final.png bit for bit
+a blue background" at step 6, its lr halved at step 13, paused and continued, gives the same final.png bit for bit
 when its recorded job.yaml is run again (the pause leaves no mark); and the same run in another process, SIGKILLed
-after its last steer (state.pt of step 20: the steer at 25 is its future), ends as the uninterrupted run under
+after its last steer (state.pt of step 10: the steer at 13 is its future), ends as the uninterrupted run under
 `vqclip resume`. Run as a script (`python tests/test_steer_mini.py OUT`), this file makes the steered run into OUT."""
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from vqclip.cli import main
 from vqclip.runs.statefile import load_state
 
 RED, YELLOW = "a red circle on a blue background", "a yellow circle on a blue background"
-STEPS, STATE_EVERY = 30, 10
-KILL_AFTER = 25  # the frame whose file tells the watcher to SIGKILL: after both steers, before the run ends
+STEPS, STATE_EVERY = 20, 10
+KILL_AFTER = 15  # the frame whose file tells the watcher to SIGKILL: after both steers, before the run ends
 
 
 def steered_run(pipe, out: Path):
@@ -33,10 +33,10 @@ def steered_run(pipe, out: Path):
     lr = pipe.config(RED).optimizer.lr
     steering = vqclip.Steering()
 
-    def wheel(event) -> None:  # after step 14's update: the prompt; after step 24's: the lr halved, and a pause
-        if event.step == 14:
+    def wheel(event) -> None:  # after step 5's update: the prompt; after step 12's: the lr halved, and a pause
+        if event.step == 5:
             steering.steer(prompt=YELLOW)
-        if event.step == 24:
+        if event.step == 12:
             steering.steer(lr=lr / 2)
             steering.pause()
             threading.Thread(target=steering.resume).start()
@@ -75,7 +75,7 @@ def test_a_steered_mini_run_replays_bit_for_bit_and_resumes_after_a_sigkill(tmp_
         pipe = vqclip.Pipeline.from_preset("mini", device="cpu")
         live, lr = steered_run(pipe, tmp_path / "live")
         recorded = yaml.safe_load((live.dir / "job.yaml").read_text())
-        assert [(e["at"], e["prompt"], e["lr"]) for e in recorded["steer"]] == [(15, YELLOW, None), (25, "", lr / 2)]
+        assert [(e["at"], e["prompt"], e["lr"]) for e in recorded["steer"]] == [(6, YELLOW, None), (13, "", lr / 2)]
         recorded["output"]["dir"] = str(tmp_path / "replay")
         replay = pipe.run(recorded, tmp_path / "replay")
         assert np.array_equal(pixels(live.final), pixels(replay.final))
@@ -84,7 +84,7 @@ def test_a_steered_mini_run_replays_bit_for_bit_and_resumes_after_a_sigkill(tmp_
         assert process.returncode == -signal.SIGKILL, (tmp_path / "killed.log").read_text()[-2000:]
         assert not (killed / "final.png").exists()
         state = load_state(killed / "state.pt")
-        assert KILL_AFTER > state["step"] >= 15  # saved after the first steer, before the second
+        assert 13 > state["step"] >= 6  # saved after the first steer, before the second
         theirs = yaml.safe_load((killed / "job.yaml").read_text())  # rewritten by the live steers: it replays the run
         assert {**theirs, "output": None} == {**yaml.safe_load((live.dir / "job.yaml").read_text()), "output": None}
         assert main(["resume", str(killed), "--quiet"]) == 0

@@ -228,4 +228,9 @@ MUTATIONS = [
       "[(self.clip(c, device), c.weight) for c in files.clips]", ("tests/test_load.py",)),
     M("the command line leaves torch's idle threads spinning", "vqclip/nets/device.py",
       'os.environ.setdefault(OMP_WAIT, "PASSIVE")', "pass", ("tests/test_omp_wait.py",)),
+    M("a frame saved without grad compiles the graph a second time", "vqclip/nets/device.py",
+      "        if not torch.is_grad_enabled():\n            return fn(*args, **kwargs)\n", "",
+      ("tests/test_device.py",)),
+    M("the compiled graph is never used (every step runs eagerly)", "vqclip/nets/device.py",
+      "        if not torch.is_grad_enabled():", "        if True:", ("tests/test_device.py",)),
 ]

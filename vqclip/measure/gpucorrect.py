@@ -128,17 +128,22 @@ def resume_after_kill(device: torch.device, steps: int, budget: Budget) -> dict:
                     "device": str(device), "cutouts": {"n": 8}, "candidates": {"n": 1},
                     "output": {"dir": str(Path(tmp) / name), "progress": False}}
 
-        with deterministic(device) as flagged:
-            whole = run_job(build_config(job("whole")))
         marker = Path(tmp) / "hanging"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
                                                              os.environ.get("PYTHONPATH", "")])}
+        # started first: it loads while the whole run runs here, and it waits at its step until it is killed; its
+        # stderr goes to a file (a pipe nobody reads while the whole run runs could fill and hold it up)
+        errors = (Path(tmp) / "killed.err").open("wb")
         proc = subprocess.Popen([sys.executable, "-c", killed_run_script(True), json.dumps(job("killed")), str(marker),
-                                 str(hang_at)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                 str(hang_at)], env=env, stdout=subprocess.DEVNULL, stderr=errors)
         try:
+            with deterministic(device) as flagged:
+                whole = run_job(build_config(job("whole")))
             while not marker.exists():
                 if proc.poll() is not None:
-                    tail = proc.stderr.read().decode().strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
+                    errors.flush()
+                    tail = ((Path(tmp) / "killed.err").read_text(errors="replace").strip().splitlines()[-1:]
+                            or [f"exit code {proc.returncode}"])
                     return {"skipped": f"skipped: the run to kill ended before step {hang_at}: {tail[0][:300]}"}
                 if not budget.allows(5):
                     return {"skipped": "skipped: budget spent before the run to kill reached its step"}
@@ -146,6 +151,7 @@ def resume_after_kill(device: torch.device, steps: int, budget: Budget) -> dict:
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+            errors.close()
         killed = Path(tmp) / "killed"
         with deterministic(device):
             resumed = resume_run(killed)

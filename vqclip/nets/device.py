@@ -153,12 +153,17 @@ def cpu_native_bf16() -> bool:
 
 
 def compiled(fn: Callable, name: str) -> Callable:
-    """`torch.compile(fn)`, falling back to `fn` (with a notice) if compiling or running the compiled code fails."""
+    """`torch.compile(fn)`, falling back to `fn` (with a notice) if compiling or running the compiled code fails.
+
+    Calls without grad (a frame, the final image, a score) run `fn` eagerly: the compiled graph is the training step's,
+    and a second one for grad mode off would cost a whole compile (dynamo guards on grad mode) to save milliseconds."""
     import torch  # here: see the module docstring
 
     state: dict = {"fn": None}
 
     def run(*args, **kwargs):
+        if not torch.is_grad_enabled():
+            return fn(*args, **kwargs)
         if state["fn"] is None:
             try:
                 state["fn"] = torch.compile(fn)
