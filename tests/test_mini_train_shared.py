@@ -4,9 +4,11 @@ the mini recipe's own rule, written in the test, to the bit where the shipped we
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import re
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -20,6 +22,11 @@ from vqclip.train import clip as T
 TINY = {"embed_dim": 16,
         "vision_cfg": {"image_size": 64, "patch_size": 16, "width": 32, "layers": 1, "head_width": 16},
         "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1}}
+
+
+def clock() -> SimpleNamespace:
+    """A `time` module whose clock moves 10 s at each reading: each step of a run takes 10 s."""
+    return SimpleNamespace(time=itertools.count(0, 10).__next__)
 
 
 @pytest.fixture(scope="module")
@@ -98,17 +105,19 @@ def test_a_mini_clip_stage_trains_in_fp32_with_an_eta(tmp_path, monkeypatch, cap
     monkeypatch.setattr(C, "training_model", spied)
     monkeypatch.setattr(C, "zero_shot", lambda model, tok: {})  # 600 held-out scenes: not this test's business
     monkeypatch.setattr(C, "prefers_clean", lambda model, tok: 0.0)
+    monkeypatch.setattr(C, "time", clock())
     with caplog.at_level(logging.INFO, logger="vqclip"):
         C._train(tmp_path, 0, 2, 4, 1e-3, 0.3, 0.0, 0.0, None, config=TINY, name="tiny")
     assert seen == [torch.float32] * 2
-    assert re.search(r"clip step 1/2 loss [\d.]+ scale [\d.]+ +\d+s +ETA \d+s", caplog.text)
-    assert re.search(r"clip step 2/2 loss [\d.]+ scale [\d.]+ +\d+s +ETA 0s", caplog.text)
+    assert re.search(r"clip step 1/2 loss [\d.]+ scale [\d.]+ +10s +ETA 10s\n", caplog.text)  # one step to go
+    assert re.search(r"clip step 2/2 loss [\d.]+ scale [\d.]+ +20s +ETA 0s\n", caplog.text)
     assert (tmp_path / "tiny.safetensors").is_file() and (tmp_path / "tiny.json").is_file()
 
 
 def test_a_mini_vqgan_run_says_its_progress_with_an_eta(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(V, "held_out_psnr", lambda model: 0.0)  # 256 held-out scenes: not this test's business
+    monkeypatch.setattr(V, "time", clock())
     with caplog.at_level(logging.INFO, logger="vqclip"):
-        V.train_vqgan(tmp_path, steps=2, batch_size=1, warmup=1, restart_every=1)
-    assert re.search(r"vqgan step 1/2 loss [\d.]+ psnr [\d.]+ +\d+s +ETA \d+s", caplog.text)
-    assert re.search(r"vqgan step 2/2 loss [\d.]+ psnr [\d.]+ +\d+s +ETA 0s", caplog.text)
+        V.train_vqgan(tmp_path, steps=3, batch_size=1, warmup=1, restart_every=1)
+    assert re.search(r"vqgan step 1/3 loss [\d.]+ psnr [\d.]+ +10s +ETA 20s\n", caplog.text)  # two steps to go
+    assert re.search(r"vqgan step 3/3 loss [\d.]+ psnr [\d.]+ +20s +ETA 0s\n", caplog.text)
