@@ -9,6 +9,8 @@ EXPORT, DIST, CLI, WORLD = ("vqclip/train/export.py", "vqclip/train/distributed.
                             "vqclip/mini/world.py")
 T_DATA, T_CLIP, T_EVAL = ("tests/test_train_data.py",), ("tests/test_train_clip.py",), ("tests/test_train_evaluate.py",)
 T_DIST, T_WORLD = ("tests/test_train_distributed.py",), ("tests/test_mini_world_variant.py",)
+MINI_CLIP, MINI_VQ, T_SHARED = ("vqclip/mini/train/clip.py", "vqclip/mini/train/vqgan.py",
+                                ("tests/test_mini_train_shared.py",))
 
 MUTATIONS = [
     # --- data
@@ -37,7 +39,6 @@ MUTATIONS = [
       "[img.detach()]", T_CLIP),
     M("bf16 autocast is never on", CLIP, "dtype=torch.bfloat16, enabled=amp)", "dtype=torch.bfloat16, enabled=False)",
       T_CLIP),
-    M("the warmup lasts a step longer", CLIP, "    if step < warmup:\n", "    if step <= warmup:\n", T_CLIP),
     M("frozen weights are handed to the optimiser", CLIP,
       "named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]",
       "named = [(n, p) for n, p in model.named_parameters()]", T_CLIP),
@@ -52,6 +53,38 @@ MUTATIONS = [
       "        if False:", T_CLIP),
     M("the batch need not split into micro-batches", CLIP, "        if self.batch % (self.accum * procs):",
       "        if False:", T_CLIP),
+    # --- the schedule and the weight decay, shared with the mini recipe
+    M("the warmup lasts a step longer", CLIP, "ramp = min(1.0, (step + 1) / warmup)", "ramp = min(1.0, step / warmup)",
+      T_SHARED),
+    M("the warmup never ends: the learning rate keeps growing past the base", CLIP,
+      "ramp = min(1.0, (step + 1) / warmup) if", "ramp = ((step + 1) / warmup) if", T_SHARED),
+    M("no warmup divides by zero", CLIP, "/ warmup) if warmup else 1.0", "/ max(warmup, 0))", T_SHARED),
+    M("the open_clip cosine counts the warmup's steps as decay", CLIP,
+      "max(0, step - warmup) / max(1, steps - warmup)", "max(0, step) / max(1, steps)", T_SHARED),
+    M("the mini recipe's cosine starts after the warmup", CLIP, "angle = math.pi * min(1.0, step / steps)",
+      "angle = math.pi * max(0, step - warmup) / max(1, steps - warmup)", T_SHARED),
+    M("the schedule's floor is ignored: the mini VQGAN's rate falls to 0, not a tenth", CLIP,
+      "ramp * (floor + (1 - floor) * 0.5", "ramp * ((1 - floor) * 0.5", T_SHARED),
+    M("a weight-decay rule given is ignored", CLIP, 'for n, p in named if no_decay(n, p)], "weight_decay": 0.0}',
+      'for n, p in named if open_clip_no_decay(n, p)], "weight_decay": 0.0}', T_SHARED),
+    M("the mini CLIP decays its embeddings", MINI_CLIP, 'return p.ndim < 2 or "embedding" in name',
+      "return p.ndim < 2", T_SHARED),
+    M("the mini CLIP's weight decay is doubled", MINI_CLIP, "param_groups(model, 0.1, no_decay)",
+      "param_groups(model, 0.2, no_decay)", T_SHARED),
+    M("the mini CLIP warms up over a tenth of its steps", MINI_CLIP, "warm = max(1, steps // 20)",
+      "warm = max(1, steps // 10)", T_SHARED),
+    M("the mini CLIP's towers train under bf16", MINI_CLIP, "features(model, x, tokenizer(caps), amp=False)",
+      "features(model, x, tokenizer(caps), amp=True)", T_SHARED),
+    M("the mini CLIP's ETA counts the step just done as still to do", MINI_CLIP,
+      "_eta(spent / (step + 1) * (steps - step - 1))", "_eta(spent / (step + 1) * (steps - step))", T_SHARED),
+    M("the mini VQGAN's cosine starts after its warmup", MINI_VQ, "lr_factor(s, 100, steps, floor=0.1, overlap=True)",
+      "lr_factor(s, 100, steps, floor=0.1)", T_SHARED),
+    M("the mini VQGAN's progress names the step before the one done", MINI_VQ,
+      '"vqgan step %d/%d loss %.5f psnr %.2f  %.0fs  ETA %s", step + 1, steps',
+      '"vqgan step %d/%d loss %.5f psnr %.2f  %.0fs  ETA %s", step, steps', T_SHARED),
+    M("the mini VQGAN's ETA is the time spent, not the time left", MINI_VQ,
+      "psnr(rec.detach(), x).mean().item(), spent, _eta(spent / (step + 1) * (steps - step - 1)))",
+      "psnr(rec.detach(), x).mean().item(), spent, _eta(spent))", T_SHARED),
     # --- evaluation
     M("recall@5 looks at the best one only", EVAL, "top = sim.topk(min(k, sim.shape[1]), dim=1).indices",
       "top = sim.topk(1, dim=1).indices", T_EVAL),

@@ -76,21 +76,30 @@ class TrainConfig:
             raise VqclipError(f"--templates: each needs one '{{}}' for the class, got {bad[0]!r}")
 
 
-def param_groups(model: nn.Module, wd: float) -> list[dict]:
-    """AdamW groups as open_clip's training makes them: weight decay on matrices, none on gains, biases, embeddings
-    and the temperature; frozen parameters left out."""
-    exclude = lambda n, p: p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n  # noqa: E731
+def open_clip_no_decay(name: str, p: nn.Parameter) -> bool:
+    """open_clip's training rule: no weight decay on gains, norms, biases and the temperature (every tensor under 2-D)."""
+    return p.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "logit_scale" in name
+
+
+def param_groups(model: nn.Module, wd: float, no_decay: Callable[[str, nn.Parameter], bool] = open_clip_no_decay
+                 ) -> list[dict]:
+    """AdamW groups [no decay, decay `wd`] of the trainable parameters (frozen ones left out); `no_decay(name,
+    param)` picks those spared (default open_clip's rule, which decays the embeddings)."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    return [{"params": [p for n, p in named if exclude(n, p)], "weight_decay": 0.0},
-            {"params": [p for n, p in named if not exclude(n, p)], "weight_decay": wd}]
+    return [{"params": [p for n, p in named if no_decay(n, p)], "weight_decay": 0.0},
+            {"params": [p for n, p in named if not no_decay(n, p)], "weight_decay": wd}]
 
 
-def lr_factor(step: int, warmup: int, steps: int) -> float:
-    """The share of the base learning rate at `step` (from 0): linear warmup to 1 over `warmup` steps, then a cosine
-    to 0 at `steps` (open_clip's cosine_lr)."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+def lr_factor(step: int, warmup: int, steps: int, floor: float = 0.0, overlap: bool = False) -> float:
+    """The share of the base learning rate at `step` (from 0): a linear warmup to 1 over `warmup` steps, then a
+    cosine to `floor` at `steps` (open_clip's cosine_lr with floor 0). With `overlap` the cosine runs over every step
+    from 0 and the warmup scales its start (the mini recipe's shape)."""
+    ramp = min(1.0, (step + 1) / warmup) if warmup else 1.0
+    if overlap:  # the cosine from step 0, in the mini recipe's arithmetic (its weights reproduce to the bit)
+        angle = math.pi * min(1.0, step / steps)
+    else:  # the cosine from the warmup's end, in open_clip's arithmetic
+        angle = math.pi * max(0, step - warmup) / max(1, steps - warmup)
+    return ramp * (floor + (1 - floor) * 0.5 * (1 + math.cos(angle)))
 
 
 def features(model: nn.Module, images: Tensor, tokens: Tensor, amp: bool) -> tuple[Tensor, Tensor]:

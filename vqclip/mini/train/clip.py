@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from vqclip.mini.train.adversarial import GeneratorPool, reconstruct
 from vqclip.mini.train.batches import normalize, to_tensor
 from vqclip.mini.train.export import export_fp16
 from vqclip.nets.vqgan import load_vqgan
+from vqclip.train.clip import _eta, features, lr_factor, param_groups
 
 log = logging.getLogger("vqclip")
 
@@ -48,6 +48,19 @@ def training_model(weights: Path | None = None, config: dict | None = None):
     if weights is not None:
         model.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
     return model, open_clip.tokenizer.SimpleTokenizer(context_length=config["text_cfg"]["context_length"])
+
+
+def no_decay(name: str, p: torch.nn.Parameter) -> bool:
+    """The recipe's rule: no weight decay on the embeddings (token, position), gains, biases and the temperature."""
+    return p.ndim < 2 or "embedding" in name
+
+
+def optimizer(model: CLIP, lr: float, steps: int) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """The recipe's AdamW (decay 0.1 but as `no_decay` says) and its schedule: a warmup over the first 5% of the
+    steps scaling a cosine from 1 to 0 over all of them (`vqclip.train.clip`'s param_groups and lr_factor)."""
+    opt = torch.optim.AdamW(param_groups(model, 0.1, no_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    warm = max(1, steps // 20)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warm, steps, overlap=True))
 
 
 def augment(img: Tensor, gen: torch.Generator) -> Tensor:
@@ -227,13 +240,7 @@ def _train(out_dir: Path, seed: int, steps: int, batch_size: int, lr: float, neg
     model, tokenizer = training_model(init, config)
     vqgan = _load_vqgan(out_dir) if adversarial else None
     pool = GeneratorPool(vqgan, rng, amp=amp) if adversarial else None
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
-                            lr=lr, betas=(0.9, 0.98), eps=1e-6)
-    warm = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    opt, sched = optimizer(model, lr, steps)
     t0 = time.time()
     model.train()
     for step in range(steps):
@@ -253,8 +260,7 @@ def _train(out_dir: Path, seed: int, steps: int, batch_size: int, lr: float, neg
             neg = normalize(augment(neg, gen))
         x = normalize(augment(x, gen))
         pos = consistent(attrs, [world.parse_caption(c) for c in caps])
-        img_f = F.normalize(model.encode_image(x), dim=-1)
-        txt_f = F.normalize(model.encode_text(tokenizer(caps)), dim=-1)
+        img_f, txt_f = features(model, x, tokenizer(caps), amp=False)  # CLIP in fp32 (`amp` is the VQGAN's)
         neg_f = F.normalize(model.encode_image(neg), dim=-1) if neg is not None else None
         loss = contrastive_loss(img_f, txt_f, model.logit_scale, pos, neg_f)
         if pair_weight and neg_f is not None:
@@ -266,8 +272,10 @@ def _train(out_dir: Path, seed: int, steps: int, batch_size: int, lr: float, neg
         opt.step()
         sched.step()
         if step % 50 == 0 or step == steps - 1:
-            log.info("clip step %d/%d loss %.4f scale %.1f%s  %.0fs", step, steps, loss.item(),
-                     model.logit_scale.exp().item(), f" pool distance {gen_dist:.3f}" if pool else "", time.time() - t0)
+            spent = time.time() - t0
+            log.info("clip step %d/%d loss %.4f scale %.1f%s  %.0fs  ETA %s", step + 1, steps, loss.item(),
+                     model.logit_scale.exp().item(), f" pool distance {gen_dist:.3f}" if pool else "", spent,
+                     _eta(spent / (step + 1) * (steps - step - 1)))
     model.eval()
     wall = time.time() - t0
     acc = zero_shot(model, tokenizer)

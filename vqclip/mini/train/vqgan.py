@@ -6,7 +6,6 @@ VQ training (MSE + codebook/commitment loss) with dead codes restarted from curr
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from vqclip.mini import world
 from vqclip.mini.train.batches import to_tensor
 from vqclip.mini.train.export import export_fp16
 from vqclip.nets.vqgan import VQGAN
+from vqclip.train.clip import _eta, lr_factor
 
 log = logging.getLogger("vqclip")
 
@@ -56,6 +56,12 @@ def psnr(x: Tensor, y: Tensor) -> Tensor:
     return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
 
 
+def schedule(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The recipe's learning rate: a warmup over 100 steps scaling a cosine from 1 to 0.1 over all the steps
+    (`vqclip.train.clip.lr_factor`)."""
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, 100, steps, floor=0.1, overlap=True))
+
+
 def world_batch(rng: np.random.Generator, n: int, negatives: float = 0.3) -> Tensor:
     """n fresh mini-world scenes as [n,3,64,64] in [0,1] (a share of multi-object negatives for variety)."""
     imgs = np.stack([world.render(world.sample_negative(rng) if rng.random() < negatives else world.sample_scene(rng))
@@ -85,8 +91,7 @@ def train_vqgan(out_dir: Path, seed: int = 0, steps: int = 1400, batch_size: int
     rng = np.random.default_rng(seed)
     model = VQGAN(DDCONFIG, N_EMBED, EMBED_DIM)
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.9))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
+    sched = schedule(opt, steps)
     usage = torch.zeros(N_EMBED)
     t0 = time.time()
     model.train()
@@ -110,8 +115,9 @@ def train_vqgan(out_dir: Path, seed: int = 0, steps: int = 1400, batch_size: int
         opt.step()
         sched.step()
         if step % 50 == 0 or step == steps - 1:
-            log.info("vqgan step %d/%d loss %.5f psnr %.2f  %.0fs", step, steps, loss.item(),
-                     psnr(rec.detach(), x).mean().item(), time.time() - t0)
+            spent = time.time() - t0
+            log.info("vqgan step %d/%d loss %.5f psnr %.2f  %.0fs  ETA %s", step + 1, steps, loss.item(),
+                     psnr(rec.detach(), x).mean().item(), spent, _eta(spent / (step + 1) * (steps - step - 1)))
     model.eval()
     wall = time.time() - t0
     figures = {"wall_s": wall, "params": sum(p.numel() for p in model.parameters()), "steps": steps,
