@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -11,10 +12,17 @@ from pathlib import Path
 from vqclip.errors import VqclipError
 
 
-def fail_on_the_second(group, marker: str) -> None:
-    """The second process fails with a one-line error while the first would go on for an hour."""
+def fail_on_the_second(group, marker: str, folder: str) -> None:
+    """Each process says a note, a warning and an error in vqclip's log; then the second fails with a one-line error
+    (once the first has spoken) while the first would go on for an hour."""
+    log = logging.getLogger("vqclip")
+    for say in (log.info, log.warning, log.error):
+        say("%s from process %d", say.__name__, group.rank)
     if group.rank == 1:
+        while not Path(folder, "spoke").is_file():
+            time.sleep(0.01)
         raise VqclipError(f"{marker}: unreadable")
+    Path(folder, "spoke").write_text("")
     threading.Event().wait(3600)  # only the end of every process lets the run return
 
 
