@@ -13,16 +13,19 @@ from vqclip.errors import VqclipError
 
 
 def fail_on_the_second(group, marker: str, folder: str) -> None:
-    """Each process says a note, a warning and an error in vqclip's log; then the second fails with a one-line error
-    (once the first has spoken) while the first would go on for an hour."""
+    """Each process says a note, a warning and an error in vqclip's log; the second then fails with a one-line error
+    once the parent has heard the first's error (it notes that as `folder`/heard: the log arrives while the processes
+    run), while the first would go on for an hour."""
     log = logging.getLogger("vqclip")
     for say in (log.info, log.warning, log.error):
         say("%s from process %d", say.__name__, group.rank)
     if group.rank == 1:
-        while not Path(folder, "spoke").is_file():
+        waited = time.monotonic()
+        while not Path(folder, "heard").is_file():
+            if time.monotonic() - waited > 30:
+                raise VqclipError("the parent never heard the first process")
             time.sleep(0.01)
         raise VqclipError(f"{marker}: unreadable")
-    Path(folder, "spoke").write_text("")
     threading.Event().wait(3600)  # only the end of every process lets the run return
 
 

@@ -4,6 +4,7 @@ batch; the first process alone writes and logs."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -47,6 +48,15 @@ def five_steps(tiny_source, pairs_folder, tmp_path_factory):  # noqa: F811 - the
     return base
 
 
+@pytest.fixture(scope="module")
+def with_a_speck(pairs_folder, tmp_path_factory):  # noqa: F811 - the imported fixture
+    """The pairs and one tiny image, which every process reads and the first alone counts as skipped."""
+    data = shutil.copytree(pairs_folder, tmp_path_factory.mktemp("speck") / "data")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(data / "tiny.png")
+    (data / "tiny.txt").write_text("a speck")
+    return data
+
+
 def _same_weights(one: Path, other: Path, tiny_source: Path) -> None:  # noqa: F811 - the imported fixture
     """The checkpoints of `one` and `other` hold the same weights and AdamW moments, up to float rounding."""
     (a, opt_a), (b, opt_b) = ((c["model"], c["optimizer"]) for c in map(T.load_checkpoint, (one, other)))
@@ -72,11 +82,8 @@ def test_two_gloo_processes_end_on_the_weights_of_one_with_the_same_global_batch
 
 @pytest.mark.slow
 def test_torchrun_on_cpu_ends_on_the_weights_of_one_process_and_only_the_first_writes_and_logs(  # noqa: F811
-        five_steps, tiny_source, pairs_folder):  # noqa: F811
-    data = shutil.copytree(pairs_folder, five_steps / "data")  # the same pairs and one tiny image, which every
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(data / "tiny.png")  # process reads and the first counts
-    (data / "tiny.txt").write_text("a speck")
-    cfg = _cfg(tiny_source, data, five_steps / "torchrun", **FIVE)
+        five_steps, tiny_source, with_a_speck):  # noqa: F811
+    cfg = _cfg(tiny_source, with_a_speck, five_steps / "torchrun", **FIVE)  # the same 24 pairs trained
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            "-m", "vqclip", *_command(cfg), "--threads", "1"], cwd=ROOT, env=env, capture_output=True,
@@ -105,3 +112,17 @@ def test_devices_are_one_kind_and_the_batch_splits_evenly(tiny_source, pairs_fol
             parse_devices(bad)
     with pytest.raises(VqclipError, match="split evenly into 2 process"):
         T.train_clip(_cfg(tiny_source, pairs_folder, tmp_path / "r", batch=6, accum=2, devices="cpu,cpu"))
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_a_batch_torchrun_s_processes_cannot_share_is_one_line_and_the_first_alone_logs(  # noqa: F811
+        rank, tiny_source, with_a_speck, tmp_path, monkeypatch, caplog):  # noqa: F811
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with caplog.at_level(logging.INFO, logger="vqclip"):
+        with pytest.raises(VqclipError, match=r"^--batch 6 must split evenly into the 2 processes torchrun started x "
+                                              r"--accum 2 micro-batches$"):
+            T.train_clip(_cfg(tiny_source, with_a_speck, tmp_path / "r", batch=6, accum=2))  # 6 = 2 x 3, not 2 x 2
+        assert logging.getLogger("vqclip").level == logging.INFO  # the second's errors-only level undone after
+    assert ("skipped 1 of 25 images" in caplog.text) == (rank == "0")
+    assert not (tmp_path / "r").exists()

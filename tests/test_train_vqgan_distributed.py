@@ -10,10 +10,13 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from tests.spawned import fail_on_the_second, interrupt_the_parent
 from tests.test_train_vqgan import _cfg, images_folder  # noqa: F401 - the shared fixture
@@ -100,11 +103,43 @@ def test_a_batch_the_devices_cannot_share_is_one_line_and_exit_2(tiny_vqgan, ima
     assert not (tmp_path / "r").exists() and not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_a_batch_torchrun_s_processes_cannot_share_is_one_line_and_the_first_alone_logs(  # noqa: F811
+        rank, tiny_vqgan, images_folder, tmp_path, monkeypatch, caplog):  # noqa: F811
+    data = shutil.copytree(images_folder, tmp_path / "data")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(data / "tiny.png")
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with caplog.at_level(logging.INFO, logger="vqclip"):
+        with pytest.raises(VqclipError, match=r"^--batch 3 must split evenly into the 2 processes torchrun started$"):
+            V.train_vqgan(_cfg(tiny_vqgan, data, tmp_path / "r", batch=3))
+        assert logging.getLogger("vqclip").level == logging.INFO  # the second's errors-only level undone after
+    assert ("skipped 1 of 11 images" in caplog.text) == (rank == "0")
+    assert not (tmp_path / "r").exists()
+
+
+class _NoteHeard(logging.Handler):
+    """Writes FOLDER/heard when the first process's error reaches this process's log."""
+
+    def __init__(self, folder):
+        super().__init__()
+        self.folder = folder
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == "error from process 0":
+            (self.folder / "heard").write_text("")
+
+
 @pytest.mark.slow
 def test_an_error_in_one_process_stops_them_all_in_one_line(tmp_path, caplog):
-    with pytest.raises(VqclipError) as err, caplog.at_level(logging.INFO, logger="vqclip"):
-        P.spawn(fail_on_the_second, ["cpu", "cpu"], tmp_path, "im3.png", str(tmp_path))
-    assert str(err.value) == "cpu: im3.png: unreadable"
+    heard = _NoteHeard(tmp_path)
+    logging.getLogger("vqclip").addHandler(heard)
+    try:
+        with pytest.raises(VqclipError) as err, caplog.at_level(logging.INFO, logger="vqclip"):
+            P.spawn(fail_on_the_second, ["cpu", "cpu"], tmp_path, "im3.png", str(tmp_path))
+    finally:
+        logging.getLogger("vqclip").removeHandler(heard)
+    assert str(err.value) == "cpu: im3.png: unreadable"  # the second heard that the first's log had arrived
     assert not (tmp_path / ".rendezvous").exists()
     # the first process's log reaches this one's handlers (its level here); the second says its errors only
     assert sorted((r.getMessage(), r.levelno) for r in caplog.records if r.name == "vqclip") == [
