@@ -30,10 +30,12 @@ def fail_on_the_second(group, marker: str, folder: str) -> None:
 
 
 def interrupt_the_parent(group, folder: str) -> None:
-    """Each process notes its pid in `folder`; the first then sends the parent Ctrl-C; both would go on for an hour."""
+    """Each process notes its pid in `folder`; the first then says so in vqclip's log and sends the parent Ctrl-C; both
+    would go on for an hour."""
     Path(folder, f"pid{group.rank}").write_text(str(os.getpid()))
     if group.rank == 0:
         while not Path(folder, "pid1").is_file():
             time.sleep(0.01)
+        logging.getLogger("vqclip").info("process 0 sends Ctrl-C")
         os.kill(os.getppid(), signal.SIGINT)
     threading.Event().wait(3600)  # only the parent's ending of every process lets them stop
