@@ -10,6 +10,8 @@ def test_a_failing_test_is_a_catch():
     out = "F\nFAILED tests/test_x.py::test_a - AssertionError\n1 failed in 0.1s\n"
     assert mutate.verdict(1, out) == ("caught", "tests/test_x.py::test_a")
     assert mutate.verdict(1, "E\nERROR tests/test_x.py::test_b - RuntimeError\n")[0] == "caught"  # its fixture failed
+    logged = "F\n---- Captured log call ----\nERROR    vqclip:x.py:3 said\n" + out  # a record the failing test logged
+    assert mutate.verdict(1, logged) == ("caught", "tests/test_x.py::test_a")
 
 
 def test_a_module_that_cannot_be_collected_is_an_error_not_a_catch():

@@ -4,11 +4,19 @@ BatchNorm over the global batch, the adaptive weight from the global gradients);
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import logging
 import os
+import re
+import shutil
 import signal
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from tests.spawned import fail_on_the_second, interrupt_the_parent
 from tests.test_train_vqgan import _cfg, images_folder  # noqa: F401 - the shared fixture
@@ -26,19 +34,34 @@ MOMENT_TOLERANCE = 1e-3  # Adam's first moments (running means of the gradients,
 # through the steps to 1e-2, so the test trains at 1e-4
 
 
+def _command(cfg: V.VqganTrainConfig) -> list[str]:
+    """The `vqclip train vqgan` arguments that ask for `cfg`."""
+    return ["train", "vqgan", "--data", cfg.data, "--from", cfg.source, "--out", cfg.out, "--steps", str(cfg.steps),
+            "--batch", str(cfg.batch), "--size", str(cfg.size), "--lr", str(cfg.lr), "--disc-start",
+            str(cfg.disc_start), "--disc-ndf", str(cfg.disc_ndf), "--val", str(cfg.val), "--checkpoint-every",
+            str(cfg.checkpoint_every), "--grid-every", str(cfg.grid_every), "--log-every", str(cfg.log_every),
+            *(["--devices", cfg.devices] if cfg.devices else [])]
+
+
 @pytest.fixture(scope="module")
 def pair(tiny_vqgan, images_folder, tmp_path_factory):  # noqa: F811 - the imported fixture
-    """One process and two gloo processes, the same 4 steps of batch 4, the discriminator from step 2."""
+    """One process and two gloo processes through the command, the same 4 steps of batch 4, the discriminator from
+    step 2: (base folder, the metrics of each, what each said on stderr)."""
     base = tmp_path_factory.mktemp("vqdist")
     kw = {"steps": 4, "batch": 4, "lr": 1e-4, "disc_start": 2, "checkpoint_every": 4, "grid_every": 4}
-    one = V.train_vqgan(_cfg(tiny_vqgan, images_folder, base / "one", **kw))
-    two = V.train_vqgan(_cfg(tiny_vqgan, images_folder, base / "two", devices="cpu,cpu", **kw))
-    return base, one, two
+    said = {}
+    for name, devices in (("one", ""), ("two", "cpu,cpu")):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            assert main(_command(_cfg(tiny_vqgan, images_folder, base / name, devices=devices, **kw))) == 0
+        said[name] = err.getvalue()
+    one, two = (json.loads((base / k / V.METRICS_FILE).read_text()) for k in ("one", "two"))
+    return base, one, two, said
 
 
 @pytest.mark.slow
 def test_two_gloo_processes_end_on_the_weights_of_one_with_the_same_global_batch(pair, tiny_vqgan):
-    base, one, two = pair
+    base, one, two, _ = pair
     assert (one["processes"], two["processes"]) == (1, 2)
     a, b = (V.load_checkpoint(base / k) for k in ("one", "two"))
     assert a["step"] == b["step"] == 4
@@ -58,6 +81,16 @@ def test_two_gloo_processes_end_on_the_weights_of_one_with_the_same_global_batch
     assert (base / "two" / V.EXPORT_DIR).is_dir() and two["after"]["l1"] is not None
 
 
+@pytest.mark.slow
+def test_two_processes_log_what_one_process_logs_once(pair):
+    base, _, _, said = pair
+    assert re.search(r"^note: step 4/4 loss [\d.]+ .* img/s +ETA 0s$", said["two"], re.M)  # live, as the CLI formats
+    assert re.search(r"^note: exported the VQGAN preset to \S+two", said["two"], re.M)
+    shape = [re.sub(r"\d+(\.\d+)?(e[+-]\d+)?", "#", line.replace(str(base / "one"), str(base / "two")))
+             for line in said["one"].splitlines()]
+    assert [re.sub(r"\d+(\.\d+)?(e[+-]\d+)?", "#", line) for line in said["two"].splitlines()] == shape
+
+
 def test_a_batch_the_devices_cannot_share_is_one_line_and_exit_2(tiny_vqgan, images_folder, tmp_path,  # noqa: F811
                                                                   capsys):
     src = f"{tiny_vqgan[0]}+{tiny_vqgan[1]}"
@@ -70,18 +103,56 @@ def test_a_batch_the_devices_cannot_share_is_one_line_and_exit_2(tiny_vqgan, ima
     assert not (tmp_path / "r").exists() and not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_a_batch_torchrun_s_processes_cannot_share_is_one_line_and_the_first_alone_logs(  # noqa: F811
+        rank, tiny_vqgan, images_folder, tmp_path, monkeypatch, caplog):  # noqa: F811
+    data = shutil.copytree(images_folder, tmp_path / "data")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(data / "tiny.png")
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with caplog.at_level(logging.INFO, logger="vqclip"):
+        with pytest.raises(VqclipError, match=r"^--batch 3 must split evenly into the 2 processes torchrun started$"):
+            V.train_vqgan(_cfg(tiny_vqgan, data, tmp_path / "r", batch=3))
+        assert logging.getLogger("vqclip").level == logging.INFO  # the second's errors-only level undone after
+    assert ("skipped 1 of 11 images" in caplog.text) == (rank == "0")
+    assert not (tmp_path / "r").exists()
+
+
+class _NoteHeard(logging.Handler):
+    """Writes FOLDER/heard when the first process's error reaches this process's log."""
+
+    def __init__(self, folder):
+        super().__init__()
+        self.folder = folder
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == "error from process 0":
+            (self.folder / "heard").write_text("")
+
+
 @pytest.mark.slow
-def test_an_error_in_one_process_stops_them_all_in_one_line(tmp_path):
-    with pytest.raises(VqclipError) as err:
-        P.spawn(fail_on_the_second, ["cpu", "cpu"], tmp_path, "im3.png")
-    assert str(err.value) == "cpu: im3.png: unreadable"
+def test_an_error_in_one_process_stops_them_all_in_one_line(tmp_path, caplog):
+    heard = _NoteHeard(tmp_path)
+    logging.getLogger("vqclip").addHandler(heard)
+    try:
+        with pytest.raises(VqclipError) as err, caplog.at_level(logging.INFO, logger="vqclip"):
+            P.spawn(fail_on_the_second, ["cpu", "cpu"], tmp_path, "im3.png", str(tmp_path))
+    finally:
+        logging.getLogger("vqclip").removeHandler(heard)
+    assert str(err.value) == "cpu: im3.png: unreadable"  # the second heard that the first's log had arrived
     assert not (tmp_path / ".rendezvous").exists()
+    # the first process's log reaches this one's handlers (its level here); the second says its errors only
+    assert sorted((r.getMessage(), r.levelno) for r in caplog.records if r.name == "vqclip") == [
+        ("error from process 0", logging.ERROR), ("error from process 1", logging.ERROR),
+        ("info from process 0", logging.INFO), ("warning from process 0", logging.WARNING)]
 
 
 @pytest.mark.slow
-def test_ctrl_c_ends_every_process(tmp_path):
-    with pytest.raises(KeyboardInterrupt):
+def test_ctrl_c_ends_every_process(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(P, "RELAY_EVERY", 600.0)  # no look at the log while they run: only the one after they end
+    with pytest.raises(KeyboardInterrupt), caplog.at_level(logging.INFO, logger="vqclip"):
         P.spawn(interrupt_the_parent, ["cpu", "cpu"], tmp_path, str(tmp_path))
+    assert [r.getMessage() for r in caplog.records if r.name == "vqclip"] == ["process 0 sends Ctrl-C"]  # still said
     alive = []
     for pid in (int((tmp_path / f"pid{r}").read_text()) for r in range(2)):
         try:

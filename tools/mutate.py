@@ -90,6 +90,7 @@ def verdict(returncode: int, stdout: str, stderr: str = "") -> tuple[str, str]:
     test (`FAILED`/`ERROR path::test`) is a catch: a module that cannot be collected (`ERROR path`, which -x
     reports with exit 1, e.g. a mutation that leaves a syntax error) is an error."""
     failed = [line.split(" ")[1] for line in stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
+    failed = [f for f in failed if f]  # not a captured log record's `ERROR    name:file:line message`
     if returncode == 0:
         return "survived", ""
     if returncode == 1 and failed and all("::" in f for f in failed):  # a test failed: only that counts as caught

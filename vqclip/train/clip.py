@@ -171,13 +171,20 @@ def _eta(seconds: float) -> str:
 
 
 def train_clip(cfg: Optional[TrainConfig] = None, resume: Optional[Path] = None,
-               on_step: Optional[Callable[[int, float], None]] = None) -> dict:
+               on_step: Optional[Callable[[int, float], None]] = None) -> Optional[dict]:
     """Fine-tune a CLIP as `cfg` says, in the run folder cfg.out (or continue the run `resume`); evaluates before and
     after, writes RUN/metrics.json and the exported CLIP in RUN/clip; returns the metrics. `on_step(step, loss)` is
     called after each step (a progress hook; raising KeyboardInterrupt there stops as Ctrl-C does). With
     `cfg.devices` naming several devices, one process per device trains data-parallel; under torchrun, this process
-    is one of them."""
+    is one of them (None in all but the first, which alone logs)."""
     group = P.from_torchrun() or P.Group(device=cfg.device if cfg else "cpu")
+    with P.quiet_unless_main(group):
+        return _start(group, cfg, resume, on_step)
+
+
+def _start(group: P.Group, cfg: Optional[TrainConfig], resume: Optional[Path],
+           on_step: Optional[Callable[[int, float], None]]) -> Optional[dict]:
+    """train_clip in this process of `group`: the run folder, then the training (here, joined, or spawned)."""
     # 1. The run folder, its data and its split
     if resume is not None:
         run = Path(resume)
@@ -195,13 +202,16 @@ def train_clip(cfg: Optional[TrainConfig] = None, resume: Optional[Path] = None,
         D.check_batch(cfg.batch, len(train_ids))
         train_pairs, val_pairs = [pairs[i] for i in train_ids], [pairs[i] for i in val_ids]
         source_spec(cfg.source)  # a bad --from leaves no folder behind
-        if group.main:
-            run.mkdir(parents=True, exist_ok=True)
-            D.write_split(run, [*train_pairs, *val_pairs], range(len(train_pairs)),
-                          range(len(train_pairs), len(train_pairs) + len(val_pairs)))
-            write_text(run / CONFIG_FILE, json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
-            log.info("training on %d pairs, %d held out; run folder %s", len(train_pairs), len(val_pairs), run)
     devices = P.parse_devices(cfg.devices) if cfg.devices else []
+    if cfg.batch % (cfg.accum * group.size):  # torchrun's processes (--devices is checked with the other values)
+        raise VqclipError(f"--batch {cfg.batch} must split evenly into the {group.size} processes torchrun started "
+                          f"x --accum {cfg.accum} micro-batches")
+    if resume is None and group.main:
+        run.mkdir(parents=True, exist_ok=True)
+        D.write_split(run, [*train_pairs, *val_pairs], range(len(train_pairs)),
+                      range(len(train_pairs), len(train_pairs) + len(val_pairs)))
+        write_text(run / CONFIG_FILE, json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
+        log.info("training on %d pairs, %d held out; run folder %s", len(train_pairs), len(val_pairs), run)
     if len(devices) > 1 and group.size == 1:  # one process per device, each loading the CLIP itself
         P.spawn(_train, devices, run, cfg, run, train_pairs, val_pairs, resume is not None, None)
         return json.loads((run / METRICS_FILE).read_text())

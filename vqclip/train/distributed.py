@@ -6,10 +6,12 @@ on the whole batch."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pickle
 import warnings
 from dataclasses import dataclass
+from logging.handlers import QueueHandler
 from pathlib import Path
 from typing import Callable
 
@@ -19,6 +21,9 @@ import torch.multiprocessing as mp
 from torch import Tensor, nn
 
 from vqclip.errors import VqclipError
+
+LOGGER = "vqclip"  # the logger whose records the spawned processes send to the parent's handlers
+RELAY_EVERY = 0.1  # seconds between the parent's looks for the processes' log records (progress lines arrive live)
 
 
 @dataclass(frozen=True)
@@ -66,26 +71,57 @@ def from_torchrun() -> Group | None:
     return Group(rank, size, f"cuda:{local}" if torch.cuda.is_available() else "cpu")
 
 
+class _ToParent(QueueHandler):
+    """Sends each log record, its message formatted, through a multiprocessing SimpleQueue to the parent."""
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        self.queue.put(record)
+
+
+@contextlib.contextmanager
+def quiet_unless_main(group: Group):
+    """In every process but the first, vqclip's log says errors only (the first speaks for all); the level restored
+    after."""
+    logger = logging.getLogger(LOGGER)
+    level = logger.level
+    if not group.main:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.ERROR))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def run_joined(group: Group, fn: Callable, *args):
     """fn(group, *args) inside torchrun's process group (env:// rendezvous), left afterwards."""
     dist.init_process_group("nccl" if group.device.startswith("cuda") else "gloo")
     try:
+        if group.device.startswith("cuda"):
+            torch.cuda.set_device(group.device)
         with _quiet_gather():
             return fn(group, *args)
     finally:
         dist.destroy_process_group()
 
 
-def _worker(rank: int, devices: list[str], init: str, threads: int, fn: Callable, args: tuple) -> None:
-    """One spawned process: join the group, run fn(group, *args), leave (`threads`: its share of the CPU threads)."""
+def _worker(rank: int, devices: list[str], init: str, threads: int, logs, level: int, fn: Callable,
+            args: tuple) -> None:
+    """One spawned process: join the group, run fn(group, *args), leave (`threads`: its share of the CPU threads);
+    vqclip's log records at `level` go to the queue `logs`, for the parent's handlers (the first process's: the
+    others say errors only)."""
     torch.set_num_threads(threads)
+    logger = logging.getLogger(LOGGER)
+    logger.addHandler(_ToParent(logs))
+    logger.setLevel(level)
+    logger.propagate = False
     backend = "nccl" if devices[rank].startswith("cuda") else "gloo"
     dist.init_process_group(backend, init_method=init, rank=rank, world_size=len(devices))
     try:
         if devices[rank].startswith("cuda"):
             torch.cuda.set_device(devices[rank])
-        with _quiet_gather():
-            fn(Group(rank, len(devices), devices[rank]), *args)
+        group = Group(rank, len(devices), devices[rank])
+        with _quiet_gather(), quiet_unless_main(group):
+            fn(group, *args)
     finally:
         dist.destroy_process_group()
 
@@ -93,15 +129,18 @@ def _worker(rank: int, devices: list[str], init: str, threads: int, fn: Callable
 def spawn(fn: Callable, devices: list[str], rendezvous: Path, *args) -> None:
     """Run fn(group, *args) in one process per device, joined through a file in `rendezvous` (removed after). All
     stop together: an error in one ends the others (torch's join), Ctrl-C ends those still running; a VqclipError in
-    one is raised here as its one line."""
+    one is raised here as its one line. The first process logs here as it would alone: its records pass through
+    this process's vqclip logger (its handlers, format and level)."""
     store = rendezvous / ".rendezvous"
     store.unlink(missing_ok=True)
     threads = max(1, torch.get_num_threads() // len(devices))
-    context = mp.spawn(_worker, args=(devices, f"file://{store.absolute()}", threads, fn, args),
+    logs = mp.get_context("spawn").SimpleQueue()
+    level = logging.getLogger(LOGGER).getEffectiveLevel()
+    context = mp.spawn(_worker, args=(devices, f"file://{store.absolute()}", threads, logs, level, fn, args),
                        nprocs=len(devices), join=False)
     try:
-        while not context.join():
-            pass
+        while not context.join(RELAY_EVERY):
+            _relay(logs)
     except (mp.ProcessRaisedException, mp.ProcessExitedException):
         _end(context)
         said = _one_line(context.error_files)  # the cause, though a peer's broken collective may have been seen first
@@ -110,7 +149,16 @@ def spawn(fn: Callable, devices: list[str], rendezvous: Path, *args) -> None:
         raise
     finally:
         _end(context)  # after Ctrl-C too
+        _relay(logs)  # the last lines (the export, or what the first process said as it stopped)
+        logs.close()
         store.unlink(missing_ok=True)
+
+
+def _relay(logs) -> None:
+    """Hand the log records the processes sent to this process's loggers, in the order they came."""
+    while not logs.empty():
+        record = logs.get()
+        logging.getLogger(record.name).handle(record)
 
 
 def _end(context) -> None:

@@ -225,8 +225,15 @@ def train_vqgan(cfg: Optional[VqganTrainConfig] = None, resume: Optional[Path] =
     checkpoints, RUN/metrics.json (held-out L1 before and after) and the exported preset folder RUN/vqgan; returns
     the metrics. `on_step(step, loss)` runs after each step (raising KeyboardInterrupt there stops as Ctrl-C does).
     With `cfg.devices` naming several devices, one process per device trains data-parallel; under torchrun, this
-    process is one of them (None in all but the first)."""
+    process is one of them (None in all but the first, which alone logs)."""
     group = P.from_torchrun() or P.Group(device=cfg.device if cfg else "cpu")
+    with P.quiet_unless_main(group):
+        return _start(group, cfg, resume, on_step, home_dir)
+
+
+def _start(group: P.Group, cfg: Optional[VqganTrainConfig], resume: Optional[Path],
+           on_step: Optional[Callable[[int, float], None]], home_dir: Optional[Path]) -> Optional[dict]:
+    """train_vqgan in this process of `group`: the run folder, then the training (here, joined, or spawned)."""
     # 1. The run folder, its data and its split
     if resume is not None:
         run = Path(resume)
