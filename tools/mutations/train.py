@@ -139,6 +139,11 @@ MUTATIONS = [
       T_WORLD),
     M("a variant scene's background comes from the shipped colours", WORLD, "bg = other_color(rng, color, colors)",
       "bg = other_color(rng, color)", T_WORLD),
+    M("the held-out images are recorded as training images too", DATA,
+      "range(len(train)), range(len(train), len(train) + len(val)))", "range(len(train) + len(val)), range(0))",
+      T_CLIP + ("tests/test_train_vqgan.py",)),
+    M("a new run records no options, so --resume cannot read it", DATA,
+      '    write_text(run / OPTIONS_FILE, json.dumps(options, indent=1) + "\\n")\n', "", T_CLIP),
     M("a shipped colour name is taken as a new one", WORLD, 'if name in COLORS or not re.fullmatch(r"[a-z]+", name):',
       'if not re.fullmatch(r"[a-z]+", name):', T_WORLD),
 ]

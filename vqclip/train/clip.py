@@ -28,7 +28,7 @@ from vqclip.train.export import PRESET_NAME, export_clip, load_source, paired_pr
 
 log = logging.getLogger("vqclip")
 
-CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, EXPORT_DIR = "train.json", "checkpoint.pt", "metrics.json", "clip"
+CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, EXPORT_DIR = D.OPTIONS_FILE, "checkpoint.pt", "metrics.json", "clip"
 
 
 @dataclass
@@ -77,7 +77,7 @@ class TrainConfig:
 
 
 def open_clip_no_decay(name: str, p: nn.Parameter) -> bool:
-    """open_clip's training rule: no weight decay on gains, norms, biases and the temperature (every tensor under 2-D)."""
+    """open_clip's training rule: no weight decay on gains, norms, biases and the temperature (tensors under 2-D)."""
     return p.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "logit_scale" in name
 
 
@@ -207,11 +207,7 @@ def _start(group: P.Group, cfg: Optional[TrainConfig], resume: Optional[Path],
         raise VqclipError(f"--batch {cfg.batch} must split evenly into the {group.size} processes torchrun started "
                           f"x --accum {cfg.accum} micro-batches")
     if resume is None and group.main:
-        run.mkdir(parents=True, exist_ok=True)
-        D.write_split(run, [*train_pairs, *val_pairs], range(len(train_pairs)),
-                      range(len(train_pairs), len(train_pairs) + len(val_pairs)))
-        write_text(run / CONFIG_FILE, json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
-        log.info("training on %d pairs, %d held out; run folder %s", len(train_pairs), len(val_pairs), run)
+        D.start_run(run, dataclasses.asdict(cfg), train_pairs, val_pairs, "pairs")
     if len(devices) > 1 and group.size == 1:  # one process per device, each loading the CLIP itself
         P.spawn(_train, devices, run, cfg, run, train_pairs, val_pairs, resume is not None, None)
         return json.loads((run / METRICS_FILE).read_text())

@@ -22,7 +22,7 @@ log = logging.getLogger("vqclip")
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 MIN_SIDE = 16  # pixels: a smaller image is skipped as tiny (an icon, a tracking pixel), not upscaled into noise
-SPLIT_FILE = "split.json"
+SPLIT_FILE, OPTIONS_FILE = "split.json", "train.json"  # in the run folder: the split, the options
 SHOWN_FILES = 3  # files named in a "captions missing" error
 
 
@@ -162,6 +162,15 @@ def write_split(run: Path, pairs: Sequence[Pair], train: Sequence[int], val: Seq
     rec = lambda ids: [{"image": str(pairs[i].image.absolute()), "caption": pairs[i].caption}  # noqa: E731
                        for i in ids]
     return write_text(run / SPLIT_FILE, json.dumps({"train": rec(train), "val": rec(val)}, indent=1) + "\n")
+
+
+def start_run(run: Path, options: dict, train: Sequence[Pair], val: Sequence[Pair], noun: str) -> None:
+    """A new run folder: RUN/split.json (train first, then held out) and RUN/train.json (the options, read back by
+    --resume), said in one log line counting the `noun`s ("pairs", "images") of each part."""
+    run.mkdir(parents=True, exist_ok=True)
+    write_split(run, [*train, *val], range(len(train)), range(len(train), len(train) + len(val)))
+    write_text(run / OPTIONS_FILE, json.dumps(options, indent=1) + "\n")
+    log.info("training on %d %s, %d held out; run folder %s", len(train), noun, len(val), run)
 
 
 def read_split(run: Path) -> tuple[list[Pair], list[Pair]]:

@@ -33,7 +33,7 @@ from vqclip.train.vqexport import export_vqgan, load_source, source_files
 
 log = logging.getLogger("vqclip")
 
-CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, EXPORT_DIR, GRID_DIR = ("train.json", "checkpoint.pt", "metrics.json",
+CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, EXPORT_DIR, GRID_DIR = (D.OPTIONS_FILE, "checkpoint.pt", "metrics.json",
                                                                      "vqgan", "grids")
 FREEZE = ("", "encoder", "codebook")
 GRID_IMAGES = 4  # held-out images shown in each reconstruction grid
@@ -257,11 +257,7 @@ def _start(group: P.Group, cfg: Optional[VqganTrainConfig], resume: Optional[Pat
         raise VqclipError(f"--batch {cfg.batch} must split evenly into the {group.size} processes torchrun started")
     _check_source(cfg, home_dir)  # a bad --from or --size leaves no folder behind and starts no process
     if resume is None and group.main:
-        run.mkdir(parents=True, exist_ok=True)
-        D.write_split(run, [*train_pairs, *val_pairs], range(len(train_pairs)),
-                      range(len(train_pairs), len(train_pairs) + len(val_pairs)))
-        write_text(run / CONFIG_FILE, json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
-        log.info("training on %d images, %d held out; run folder %s", len(train_pairs), len(val_pairs), run)
+        D.start_run(run, dataclasses.asdict(cfg), train_pairs, val_pairs, "images")
     args = (cfg, run, train_pairs, val_pairs, resume is not None)
     if len(devices) > 1 and group.size == 1:  # one process per device, each loading the VQGAN itself
         P.spawn(_train, devices, run, *args, None, home_dir)
