@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = {
         "ring_prompts": len(rings), "ordinary_prompts": len(ordinary), "seeds": args.seeds, "hole_share": HOLE_SHARE,
         "vq_steps": args.vq_steps, "clip_steps": args.clip_steps, "threads": args.threads, "train_wall": wall,
-        "vqgan_held_out_l1": vq_metrics.get("held_out_l1", vq_metrics.get("l1")),
+        "vqgan_held_out_l1": [vq_metrics["before"]["l1"], vq_metrics["after"]["l1"]],
         "clip_recall_at_1": [clip_metrics["before"]["image_to_text_r1"], clip_metrics["after"]["image_to_text_r1"]],
         **{f"{name}_rings": shares(res[name]["rings"], ("ring", "color", "background")) for name in res},
         "rings_new_vs_old": {k: paired(res["new"]["rings"], res["old"]["rings"], k) for k in ("ring", "color")},
