@@ -1,6 +1,6 @@
-"""The ring judge of `benchmarks/ring_preset.py`: rings drawn here (several sizes, widths, colours, positions) are rings;
-the mini world's filled shapes, a blank background, a broken ring, a square frame, a disk with a small hole and a ring
-of another colour than the prompt's are not."""
+"""The ring judge of `benchmarks/ring_preset.py`: rings drawn here (several sizes, widths, colours, positions) are
+rings; the mini world's filled shapes, a blank background, a broken ring, a square frame, a disk with a small hole
+and a ring of another colour than the prompt's are not."""
 
 from __future__ import annotations
 

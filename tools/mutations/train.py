@@ -93,8 +93,8 @@ MUTATIONS = [
     M("the preset names the CLIP it started from, not the trained one", EXPORT,
       'entry["clip"] = {"model": CONFIG_NAME, "pretrained": WEIGHTS_NAME,',
       'entry["clip"] = {"model": pair.clip_model, "pretrained": pair.clip_pretrained,', T_PRESET),
-    M("the VQGAN's files are named but not placed beside the CLIP", EXPORT, "        _place(src, out / spec.filename)\n",
-      "", T_PRESET),
+    M("the VQGAN's files are named but not placed beside the CLIP", EXPORT,
+      "        _place(src, out / spec.filename)\n", "", T_PRESET),
     M("the trainer gives the export no captions", CLIP, "words=[p.caption for p in train_pairs])", "words=[])",
       T_PRESET),
     # --- data-parallel

@@ -1,7 +1,7 @@
 """The CLIP a training starts from (`--from`: a preset's, an open_clip MODEL[/TAG], a CLIP folder or architecture
 JSON) with its open_clip config; and the trained CLIP written as an open_clip folder (open_clip_config.json +
-open_clip_model.safetensors + the files' sha256 + a presets file) that `--clip-model DIR` loads like any other. Trained `--from` a VQGAN's preset folder, the export is itself a preset folder
-of that VQGAN and this CLIP (`--model DIR`)."""
+open_clip_model.safetensors + the files' sha256 + a presets file) that `--clip-model DIR` loads like any other;
+trained `--from` a VQGAN's preset folder, the export is itself a preset folder of that VQGAN and this CLIP."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ PRESET_NAME, SHA_NAME = "presets.yaml", "sha256.json"
 
 
 def preset_folder(source: str) -> Preset | None:
-    """The preset of a --from that is a preset folder (DIR/preset.yaml: what `vqclip train vqgan` exports), else None."""
+    """The preset of a --from that is a preset folder (DIR/preset.yaml, as `vqclip train vqgan` exports), or None."""
     path = Path(source.strip()).expanduser()
     return get_preset(str(path)) if source.strip() and (path / PRESET_FILE).is_file() else None
 
