@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip-rings", type=int, default=300)
     p.add_argument("--clip-scenes", type=int, default=700)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--ordinary", type=int, default=6, help="ordinary mini prompts (circles, squares, triangles)")
+    p.add_argument("--old-json", type=Path, help="an earlier run's --json: take the old preset's images from it")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, help="keep the runs and images here (default: a temporary folder)")
     p.add_argument("--json", type=Path, help="write the figures here too")
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     ordinary = [(q, *(lambda a: (a.color, a.background, a.shape))(world.parse_caption(q)))
-                for q in mini_prompts()[::4]]
+                for q in mini_prompts()[::4][:args.ordinary]]
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
@@ -190,15 +192,18 @@ def main(argv: list[str] | None = None) -> int:
             runc, wall["clip_s"] = train_clip(out, runv, args)
         new_model = str(runc / "clip")
         rings = [(q, c, b, None) for q, c, b in ring_prompts()]
-        res = {}
+        res = {"old": json.loads(args.old_json.read_text())["rows"]["old"]} if args.old_json else {}
         for name, model in (("old", "mini"), ("new", new_model)):
+            if name in res:
+                continue
             res[name] = {"rings": generate(model, rings, args.seeds, out / name / "rings", args.extra),
                          "ordinary": generate(model, ordinary, args.seeds, out / name / "ordinary", args.extra)}
         vq_metrics = json.loads((runv / "metrics.json").read_text())
         clip_metrics = json.loads((runc / "metrics.json").read_text())
     figures = {
         "ring_prompts": len(rings), "ordinary_prompts": len(ordinary), "seeds": args.seeds, "hole_share": HOLE_SHARE,
-        "vq_steps": args.vq_steps, "clip_steps": args.clip_steps, "threads": args.threads, "train_wall": wall,
+        "vq_steps": vq_metrics["steps"], "clip_steps": clip_metrics["steps"], "old_json": str(args.old_json or ""),
+        "threads": args.threads, "generate_options": args.extra, "train_wall": wall,
         "vqgan_held_out_l1": [vq_metrics["before"]["l1"], vq_metrics["after"]["l1"]],
         "clip_recall_at_1": [clip_metrics["before"]["image_to_text_r1"], clip_metrics["after"]["image_to_text_r1"]],
         **{f"{name}_rings": shares(res[name]["rings"], ("ring", "color", "background")) for name in res},
