@@ -11,6 +11,7 @@ T_DATA, T_CLIP, T_EVAL = ("tests/test_train_data.py",), ("tests/test_train_clip.
 T_DIST, T_WORLD = ("tests/test_train_distributed.py",), ("tests/test_mini_world_variant.py",)
 MINI_CLIP, MINI_VQ, T_SHARED = ("vqclip/mini/train/clip.py", "vqclip/mini/train/vqgan.py",
                                 ("tests/test_mini_train_shared.py",))
+T_PRESET = ("tests/test_train_export.py",)
 
 MUTATIONS = [
     # --- data
@@ -111,6 +112,24 @@ MUTATIONS = [
     M("a fine-tuned OpenAI CLIP is exported without its QuickGELU", EXPORT, '            cfg["quick_gelu"] = True\n',
       "            pass\n", T_CLIP),
     M("the tag after MODEL/ is dropped", EXPORT, "    return model, tag or None", "    return model, None", T_CLIP),
+    # --- --from a VQGAN's preset folder: one preset of both
+    M("any folder is taken for a preset folder", EXPORT, "if source.strip() and (path / PRESET_FILE).is_file() else",
+      "if source.strip() and path.is_dir() else", T_PRESET),
+    M("a preset folder's CLIP is not the one trained from", EXPORT, "        return preset_clip(folder)\n",
+      "        pass\n", T_PRESET),
+    M("the export pairs with the default VQGAN, not the folder's", EXPORT,
+      "    if folder is not None:\n        return folder\n    presets", "    presets", T_PRESET),
+    M("the preset folder's job defaults are dropped", EXPORT, "    if pair.defaults:\n", "    if not pair.defaults:\n",
+      T_PRESET),
+    M("the captions' words are not added to the vocabulary", EXPORT, '"words": sorted(v.words | set(new))',
+      '"words": sorted(v.words)', T_PRESET),
+    M("the preset names the CLIP it started from, not the trained one", EXPORT,
+      'entry["clip"] = {"model": CONFIG_NAME, "pretrained": WEIGHTS_NAME,',
+      'entry["clip"] = {"model": pair.clip_model, "pretrained": pair.clip_pretrained,', T_PRESET),
+    M("the VQGAN's files are named but not placed beside the CLIP", EXPORT,
+      "        _place(src, out / spec.filename)\n", "", T_PRESET),
+    M("the trainer gives the export no captions", CLIP, "words=[p.caption for p in train_pairs])", "words=[])",
+      T_PRESET),
     # --- data-parallel
     M("gradients are summed over processes, not averaged", DIST, "            p.grad.div_(group.size)\n", "", T_DIST),
     M("every process takes the first share of the batch", DIST, "return items[self.rank * n:(self.rank + 1) * n]",

@@ -58,7 +58,8 @@ def register(subparsers) -> None:
     a = c.add_argument
     a("--data", metavar="DIR|CSV|JSONL", help="a folder of images with a .txt caption beside each, or a CSV / JSONL")
     a("--from", dest="source", metavar="MODEL[/TAG]|PRESET|PATH",
-      help="the CLIP to start from: mini, ViT-B-32/openai, or a CLIP folder (open_clip_config.json + weights)")
+      help="the CLIP to start from: mini, ViT-B-32/openai, a CLIP folder (open_clip_config.json + weights), or a "
+           "VQGAN's preset folder (RUN/vqgan: its CLIP; RUN/clip becomes one preset of both, --model RUN/clip)")
     a("--out", metavar="RUN", help="the run folder (split.json, train.json, checkpoint.pt, metrics.json, clip/)")
     a("--resume", metavar="RUN", help="continue the run in RUN from its last checkpoint (same result as unbroken)")
     a("--steps", type=int, default=100, help="optimiser steps")

@@ -288,9 +288,15 @@ def _train(group: P.Group, cfg: TrainConfig, run: Path, train_pairs: list[D.Pair
     metrics = {"before": before, "after": after, "steps": cfg.steps, "batch": cfg.batch, "processes": group.size,
                "images_per_s": (cfg.steps - start) * cfg.batch / max(wall, 1e-9)}
     write_text(metrics_path, json.dumps(metrics, indent=1) + "\n")
-    export_clip(model, model_cfg, clip.preprocess_cfg, run / EXPORT_DIR, cfg.templates, pair=paired_preset(cfg.source))
-    log.info("exported the CLIP to %s (use it as --clip-model %s, or its preset through VQCLIP_PRESETS=%s)",
-             run / EXPORT_DIR, run / EXPORT_DIR, run / EXPORT_DIR / PRESET_NAME)
+    pair = paired_preset(cfg.source)
+    export_clip(model, model_cfg, clip.preprocess_cfg, run / EXPORT_DIR, cfg.templates, pair=pair,
+                words=[p.caption for p in train_pairs])
+    if pair.base is not None:
+        log.info("exported the CLIP to %s with the VQGAN of %s: a preset folder (use it as --model %s)",
+                 run / EXPORT_DIR, pair.base, run / EXPORT_DIR)
+    else:
+        log.info("exported the CLIP to %s (use it as --clip-model %s, or its preset through VQCLIP_PRESETS=%s)",
+                 run / EXPORT_DIR, run / EXPORT_DIR, run / EXPORT_DIR / PRESET_NAME)
     return metrics
 
 

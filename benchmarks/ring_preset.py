@@ -1,0 +1,222 @@
+"""A preset of your own draws a new shape: the mini VQGAN fine-tuned on rings (`vqclip train vqgan`) and the mini CLIP
+taught the word "ring" (`vqclip train clip --from` that VQGAN's preset folder, on captioned rings and ordinary mini
+scenes so the old words stay), exported as one preset; then ring prompts generated with the old `mini` and the new
+preset (in-process `vqclip generate`, the preset's defaults) and judged in pixel space by a ring judge written here.
+
+The ring judge (the mini pixel judge knows filled circles, squares and triangles only): every pixel is classified as
+the nearest named colour (vqclip.mini.judge); the prompt's colour forms a ring when its largest 8-connected blob holds
+at least `judge.ONE_OBJECT_SHARE` of that colour's pixels (one object), the blob with its holes filled is judged a
+circle by the mini judge's own shape test (roundish), and the background-coloured pixels the blob encloses (not
+reachable from the border) cover at least `HOLE_SHARE` of that filled disk.
+
+    python benchmarks/ring_preset.py --threads 1                          # train both, generate, judge
+    python benchmarks/ring_preset.py --vqgan RUNV --clip RUNC --threads 1  # runs already trained: generate, judge
+
+Prints one JSON object: per preset, the share of ring prompts judged a ring (and colour, background) with 95% Wilson
+intervals, the paired sign test new vs old, and the same for a few ordinary mini prompts (did the old shapes suffer?).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vqclip.cli import main as vqclip_main
+from vqclip.mini import judge, world
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the rings of train_vqgan.py, the statistics of mini_quality
+from mini_quality import prompts as mini_prompts, sign_test, wilson  # noqa: E402
+from train_vqgan import ring, write_rings  # noqa: E402
+
+HOLE_SHARE = 0.25  # enclosed background / filled disk: a hole at least half the outer radius (a ring, not a dot)
+
+
+def ring_verdict(image, color: str, background: str) -> dict:
+    """Is `image` (see judge.to_array) a `color` ring on `background`? {ring, color, background, hole_share, kind}."""
+    cls = judge.classify_pixels(judge.to_array(image))
+    border = np.concatenate([cls[:2].ravel(), cls[-2:].ravel(), cls[:, :2].ravel(), cls[:, -2:].ravel()])
+    bg = int(np.bincount(border, minlength=len(judge.COLOR_NAMES)).argmax())
+    counts = np.bincount(cls.ravel(), minlength=len(judge.COLOR_NAMES))
+    counts[bg] = 0
+    found = judge.COLOR_NAMES[int(counts.argmax())] if counts.max() >= judge.MIN_AREA else None
+    out = {"ring": False, "color": found == color, "background": judge.COLOR_NAMES[bg] == background,
+           "hole_share": 0.0, "kind": None}
+    target = judge.COLOR_NAMES.index(color)
+    mask = cls == target
+    if target == bg or mask.sum() < judge.MIN_AREA:
+        return out
+    labels, areas = judge.label_components(mask)
+    blob = labels == int(areas.argmax()) + 1
+    filled = judge.fill_holes(blob)
+    hole = filled & ~blob & (cls == bg)
+    out["hole_share"] = float(hole.sum() / filled.sum())
+    out["kind"] = judge.shape_kind(filled)
+    out["ring"] = bool(areas.max() / areas.sum() >= judge.ONE_OBJECT_SHARE and out["kind"] == "circle"
+                       and out["hole_share"] >= HOLE_SHARE)
+    return out
+
+
+def ring_prompts() -> list[tuple[str, str, str]]:
+    """12 (prompt, colour, background): each world colour as the ring's colour once or twice, never its background."""
+    names = list(world.COLORS)
+    pairs = [(names[i % 8], names[(i + 1 + i // 8) % 8]) for i in range(12)]
+    return [(f"{world._a(c)} {c} ring on {world._a(b)} {b} background", c, b) for c, b in pairs]
+
+
+def write_clip_data(folder: Path, rings: int, scenes: int, seed: int) -> None:
+    """Captioned PNGs for `vqclip train clip`: rings ("a red ring on a blue background", 1 in 6 without the
+    background, as the world's captions) and ordinary mini scenes with their world captions."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(rings):
+        img, c, b = ring(rng)
+        Image.fromarray(img).save(folder / f"ring{i:05d}.png")
+        text = f"{world._a(c)} {c} ring" + ("" if rng.integers(6) == 5 else f" on {world._a(b)} {b} background")
+        (folder / f"ring{i:05d}.txt").write_text(text)
+    for i in range(scenes):
+        sc = world.sample_scene(rng)
+        Image.fromarray(world.render(sc)).save(folder / f"scene{i:05d}.png")
+        (folder / f"scene{i:05d}.txt").write_text(world.caption(sc, rng))
+
+
+def write_vqgan_data(folder: Path, rings: int, scenes: int, seed: int) -> None:
+    """PNGs for `vqclip train vqgan`: rings (train_vqgan.py's) and ordinary mini scenes, so the old shapes stay."""
+    write_rings(folder, rings, seed)
+    rng = np.random.default_rng(seed + 1)
+    for i in range(scenes):
+        Image.fromarray(world.render(world.sample_scene(rng))).save(folder / f"scene{i:05d}.png")
+
+
+def call(argv: list[str]) -> float:
+    """Run one vqclip command in-process; its seconds (exit on failure)."""
+    t0 = time.perf_counter()
+    code = vqclip_main(argv)
+    if code != 0:
+        raise SystemExit(f"vqclip {' '.join(argv[:2])} failed (exit {code})")
+    return time.perf_counter() - t0
+
+
+def train_vqgan(out: Path, args) -> tuple[Path, float]:
+    """`vqclip train vqgan --from mini` on rings and scenes: (the run folder, its wall seconds)."""
+    write_vqgan_data(out / "vqdata", args.vq_rings, args.vq_scenes, seed=1)
+    run = out / "ringvq"
+    return run, call(["train", "vqgan", "--data", str(out / "vqdata"), "--from", "mini", "--out", str(run),
+                      "--steps", str(args.vq_steps), "--batch", "8", "--size", "64", "--lr", "3e-4",
+                      "--disc-start", str(args.vq_steps), "--disc-ndf", "32", "--perceptual-weight", "0",
+                      "--val", "0.1", "--checkpoint-every", str(args.vq_steps), "--grid-every",
+                      str(args.vq_steps), "--log-every", "50", "--threads", str(args.threads), "--quiet"])
+
+
+def train_clip(out: Path, vqgan_run: Path, args) -> tuple[Path, float]:
+    """`vqclip train clip --from VQGAN_RUN/vqgan` on captioned rings and scenes: (the run folder, its wall seconds)."""
+    write_clip_data(out / "clipdata", args.clip_rings, args.clip_scenes, seed=3)
+    run = out / "ringclip"
+    return run, call(["train", "clip", "--data", str(out / "clipdata"), "--from", str(vqgan_run / "vqgan"), "--out",
+                      str(run), "--steps", str(args.clip_steps), "--batch", "32", "--lr", "2e-4", "--warmup", "10",
+                      "--val", "0.1", "--log-every", "25", "--checkpoint-every", str(args.clip_steps),
+                      "--threads", str(args.threads), "--quiet"])
+
+
+def generate(model: str, items: list[tuple[str, str, str, str | None]], seeds: list[int], out: Path,
+             extra: list[str]) -> list[dict]:
+    """Generate every (prompt, colour, background, mini shape) x seed with `--model model`; one judged row each."""
+    rows = []
+    for i, (prompt, c, b, shape) in enumerate(items):
+        for seed in seeds:
+            run = out / f"{i:02d}-s{seed}"
+            seconds = call(["generate", prompt, "--model", model, "--seed", str(seed), "--out", str(run),
+                            "--save-every", "0", "--no-video", "--quiet", *extra])
+            img = Image.open(run / "final.png")
+            v = ring_verdict(img, c, b)
+            if shape is not None:  # an ordinary mini prompt: the mini judge's shape verdict
+                v["shape"] = judge.judge(img, prompt).shape
+            rows.append({"prompt": prompt, "seed": seed, "seconds": seconds, **v})
+            print(f"{model[-12:]:>12} {prompt:<42} s{seed}: ring {v['ring']} (hole {v['hole_share']:.2f}, "
+                  f"{v['kind']}), colour {v['color']}, bg {v['background']}", file=sys.stderr, flush=True)
+    return rows
+
+
+def shares(rows: list[dict], keys: tuple[str, ...]) -> dict:
+    """Per key: images right, share and its 95% Wilson interval."""
+    n = len(rows)
+    out = {"images": n}
+    for k in keys:
+        right = sum(bool(r[k]) for r in rows)
+        out[k] = {"right": right, "share": right / max(1, n), "ci95": [round(x, 3) for x in wilson(right, n)]}
+    return out
+
+
+def paired(new: list[dict], old: list[dict], key: str) -> dict:
+    """Images paired by (prompt, seed): right with the new preset only, with the old only, sign-test p."""
+    wins = sum(bool(a[key]) and not b[key] for a, b in zip(new, old))
+    losses = sum(bool(b[key]) and not a[key] for a, b in zip(new, old))
+    return {"wins": wins, "losses": losses, "p": sign_test(wins, losses)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--vqgan", type=Path, help="a `vqclip train vqgan` run already trained")
+    p.add_argument("--clip", type=Path, help="a `vqclip train clip --from VQGAN/vqgan` run already trained")
+    p.add_argument("--vq-steps", type=int, default=320)
+    p.add_argument("--vq-rings", type=int, default=160)
+    p.add_argument("--vq-scenes", type=int, default=80)
+    p.add_argument("--clip-steps", type=int, default=80)
+    p.add_argument("--clip-rings", type=int, default=300)
+    p.add_argument("--clip-scenes", type=int, default=700)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--ordinary", type=int, default=6, help="ordinary mini prompts (circles, squares, triangles)")
+    p.add_argument("--old-json", type=Path, help="an earlier run's --json: take the old preset's images from it")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", type=Path, help="keep the runs and images here (default: a temporary folder)")
+    p.add_argument("--json", type=Path, help="write the figures here too")
+    p.add_argument("extra", nargs="*", help="extra `vqclip generate` options (after --)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    ordinary = [(q, *(lambda a: (a.color, a.background, a.shape))(world.parse_caption(q)))
+                for q in mini_prompts()[::4][:args.ordinary]]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = args.out or Path(tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        wall = {}
+        runv, runc = args.vqgan, args.clip
+        if runv is None:
+            runv, wall["vqgan_s"] = train_vqgan(out, args)
+        if runc is None:
+            runc, wall["clip_s"] = train_clip(out, runv, args)
+        new_model = str(runc / "clip")
+        rings = [(q, c, b, None) for q, c, b in ring_prompts()]
+        res = {"old": json.loads(args.old_json.read_text())["rows"]["old"]} if args.old_json else {}
+        for name, model in (("old", "mini"), ("new", new_model)):
+            if name in res:
+                continue
+            res[name] = {"rings": generate(model, rings, args.seeds, out / name / "rings", args.extra),
+                         "ordinary": generate(model, ordinary, args.seeds, out / name / "ordinary", args.extra)}
+        vq_metrics = json.loads((runv / "metrics.json").read_text())
+        clip_metrics = json.loads((runc / "metrics.json").read_text())
+    figures = {
+        "ring_prompts": len(rings), "ordinary_prompts": len(ordinary), "seeds": args.seeds, "hole_share": HOLE_SHARE,
+        "vq_steps": vq_metrics["steps"], "clip_steps": clip_metrics["steps"], "old_json": str(args.old_json or ""),
+        "threads": args.threads, "generate_options": args.extra, "train_wall": wall,
+        "vqgan_held_out_l1": [vq_metrics["before"]["l1"], vq_metrics["after"]["l1"]],
+        "clip_recall_at_1": [clip_metrics["before"]["image_to_text_r1"], clip_metrics["after"]["image_to_text_r1"]],
+        **{f"{name}_rings": shares(res[name]["rings"], ("ring", "color", "background")) for name in res},
+        "rings_new_vs_old": {k: paired(res["new"]["rings"], res["old"]["rings"], k) for k in ("ring", "color")},
+        **{f"{name}_ordinary": shares(res[name]["ordinary"], ("shape", "color", "background")) for name in res},
+        "ordinary_new_vs_old": paired(res["new"]["ordinary"], res["old"]["ordinary"], "shape"),
+        "seconds_per_image": {name: float(np.mean([r["seconds"] for r in res[name]["rings"]])) for name in res},
+    }
+    print(json.dumps(figures, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps({**figures, "rows": res}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

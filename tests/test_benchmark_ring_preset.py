@@ -1,0 +1,82 @@
+"""The ring judge of `benchmarks/ring_preset.py`: rings drawn here (several sizes, widths, colours, positions) are
+rings; the mini world's filled shapes, a blank background, a broken ring, a square frame, a disk with a small hole
+and a ring of another colour than the prompt's are not."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from vqclip.mini import world
+
+_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "ring_preset.py"
+_spec = importlib.util.spec_from_file_location("ring_preset", _PATH)
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+
+def draw(color: str, bg: str, cx: float, cy: float, r: float, width: int, kind: str = "ellipse") -> np.ndarray:
+    """A 64x64 outline (ellipse or rectangle) of half-extent r, `width` px wide, drawn by PIL: uint8 [64,64,3]."""
+    im = Image.new("RGB", (64, 64), world.COLORS[bg])
+    getattr(ImageDraw.Draw(im), kind)((cx - r, cy - r, cx + r, cy + r), outline=world.COLORS[color], width=width)
+    return np.asarray(im)
+
+
+@pytest.mark.parametrize("color,bg,cx,cy,r,width", [
+    ("red", "blue", 32, 32, 12, 3), ("white", "black", 22, 40, 10, 2), ("orange", "purple", 40, 26, 20, 3),
+    ("black", "yellow", 31.5, 33, 16, 6)])
+def test_a_drawn_ring_is_a_ring(color, bg, cx, cy, r, width):
+    v = bench.ring_verdict(draw(color, bg, cx, cy, r, width), color, bg)
+    assert v["ring"] and v["color"] and v["background"] and v["kind"] == "circle"
+    inner = (r - width) ** 2 / r ** 2  # the hole's share of the disk, as drawn
+    assert v["hole_share"] == pytest.approx(inner, abs=0.1)
+
+
+def test_the_worlds_filled_shapes_and_a_blank_are_not():
+    rng = np.random.default_rng(0)
+    for kind in world.SHAPES:
+        color = list(world.COLORS)[int(rng.integers(8))]
+        sc = world.Scene(world.other_color(rng, color), (world.Shape(kind, color, 30.0, 34.0, 15.0),), 1)
+        v = bench.ring_verdict(world.render(sc), color, sc.background)
+        assert not v["ring"] and v["hole_share"] == 0.0 and v["kind"] == kind and v["color"] and v["background"]
+    blank = np.zeros((64, 64, 3), np.uint8) + np.array(world.COLORS["blue"], np.uint8)
+    assert bench.ring_verdict(blank, "red", "blue") == {"ring": False, "color": False, "background": True,
+                                                         "hole_share": 0.0, "kind": None}
+
+
+def test_a_ring_must_be_closed_round_hollow_and_of_the_prompts_colour():
+    ring = draw("red", "blue", 32, 32, 14, 3)
+    assert bench.ring_verdict(ring, "red", "blue")["ring"]
+    assert not bench.ring_verdict(ring, "green", "blue")["ring"]  # the prompt's colour is not there
+    broken = ring.copy()
+    broken[28:37, 40:] = world.COLORS["blue"]  # a gap on the right: its hole reaches the border
+    assert not bench.ring_verdict(broken, "red", "blue")["ring"]
+    frame = draw("red", "blue", 32, 32, 14, 3, kind="rectangle")  # hollow, but square
+    v = bench.ring_verdict(frame, "red", "blue")
+    assert v["hole_share"] > bench.HOLE_SHARE and v["kind"] == "square" and not v["ring"]
+
+
+def test_the_hole_must_be_a_good_share_of_the_disk():
+    def disk_with_hole(hole_r: float) -> np.ndarray:
+        y, x = world.pixel_centres(64, 64)
+        d = np.hypot(x - 32, y - 32)
+        img = np.zeros((64, 64, 3), np.uint8) + np.array(world.COLORS["blue"], np.uint8)
+        img[(d <= 20) & (d > hole_r)] = world.COLORS["red"]
+        return img
+
+    shares = {h: bench.ring_verdict(disk_with_hole(h), "red", "blue") for h in (6, 9, 11, 14)}
+    for h, v in shares.items():
+        assert v["hole_share"] == pytest.approx(h * h / 400, abs=0.03)
+        assert v["ring"] == (v["hole_share"] >= bench.HOLE_SHARE)
+    assert not shares[6]["ring"] and not shares[9]["ring"] and shares[11]["ring"] and shares[14]["ring"]
+
+
+def test_the_prompts_name_each_colour_on_another():
+    items = bench.ring_prompts()
+    assert len(items) == 12 and len({(c, b) for _, c, b in items}) == 12
+    assert all(c != b and q == f"{world._a(c)} {c} ring on {world._a(b)} {b} background" for q, c, b in items)
+    assert {c for _, c, _ in items} == set(world.COLORS)
