@@ -11,6 +11,8 @@ reachable from the border) cover at least `HOLE_SHARE` of that filled disk.
 
     python benchmarks/ring_preset.py --threads 1                          # train both, generate, judge
     python benchmarks/ring_preset.py --vqgan RUNV --clip RUNC --threads 1  # runs already trained: generate, judge
+    python benchmarks/ring_preset.py --vqgan RUNV --recon 24 --recon-only  # can its decoder show a ring at all?
+    python benchmarks/ring_preset.py --vqgan RUNV --closure-negatives 300   # a CLIP that also saw broken rings
 
 Prints one JSON object: per preset, the share of ring prompts judged a ring (and colour, background) with 95% Wilson
 intervals, the paired sign test new vs old, and the same for a few ordinary mini prompts (did the old shapes suffer?).
