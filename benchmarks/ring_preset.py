@@ -11,6 +11,8 @@ reachable from the border) cover at least `HOLE_SHARE` of that filled disk.
 
     python benchmarks/ring_preset.py --threads 1                          # train both, generate, judge
     python benchmarks/ring_preset.py --vqgan RUNV --clip RUNC --threads 1  # runs already trained: generate, judge
+    python benchmarks/ring_preset.py --vqgan RUNV --recon 24 --recon-only  # can its decoder show a ring at all?
+    python benchmarks/ring_preset.py --vqgan RUNV --closure-negatives 300   # a CLIP that also saw broken rings
 
 Prints one JSON object: per preset, the share of ring prompts judged a ring (and colour, background) with 95% Wilson
 intervals, the paired sign test new vs old, and the same for a few ordinary mini prompts (did the old shapes suffer?).
@@ -22,18 +24,20 @@ import json
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from vqclip.cli import main as vqclip_main
 from vqclip.mini import judge, world
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the rings of train_vqgan.py, the statistics of mini_quality
 from mini_quality import prompts as mini_prompts, sign_test, wilson  # noqa: E402
-from train_vqgan import ring, write_rings  # noqa: E402
+import train_vqgan as vq_bench  # noqa: E402
+from train_vqgan import RING_WIDTH, SIZE, recon, ring, write_rings  # noqa: E402
 
 HOLE_SHARE = 0.25  # enclosed background / filled disk: a hole at least half the outer radius (a ring, not a dot)
 
@@ -70,11 +74,51 @@ def ring_prompts() -> list[tuple[str, str, str]]:
     return [(f"{world._a(c)} {c} ring on {world._a(b)} {b} background", c, b) for c, b in pairs]
 
 
-def write_clip_data(folder: Path, rings: int, scenes: int, seed: int) -> None:
+@contextmanager
+def ring_width(width: int):
+    """Draw the rings (train_vqgan.py's `ring`, and `broken_ring`) `width` px wide inside the block."""
+    vq_bench.RING_WIDTH = width
+    try:
+        yield
+    finally:
+        vq_bench.RING_WIDTH = RING_WIDTH
+
+
+def broken_ring(rng: np.random.Generator) -> tuple[np.ndarray, str, str]:
+    """A ring that does not close (image [64,64,3] uint8, colour, background), in the ring's colours and width: a ring
+    with 2-4 gaps, one arc of 90-270 degrees, or 4-9 short curved strokes scattered over the background."""
+    color, bg = rng.choice(list(world.COLORS), 2, replace=False)
+    im = Image.new("RGB", (SIZE, SIZE), world.COLORS[bg])
+    draw, kind = ImageDraw.Draw(im), int(rng.integers(3))
+    arc = lambda cx, cy, r, a, b: draw.arc((cx - r, cy - r, cx + r, cy + r), a, b,  # noqa: E731
+                                           fill=world.COLORS[color], width=vq_bench.RING_WIDTH)
+    if kind == 2:
+        for _ in range(int(rng.integers(4, 10))):
+            a = rng.uniform(0, 360)
+            arc(*rng.uniform(8, 56, 2), rng.uniform(5, 14), a, a + rng.uniform(40, 110))
+    else:
+        cx, cy, r = *rng.uniform(24, 40, 2), rng.uniform(12, 20)
+        if kind == 1:
+            a = rng.uniform(0, 360)
+            arc(cx, cy, r, a, a + rng.uniform(90, 270))
+        else:
+            cuts = np.sort(rng.uniform(0, 360, int(rng.integers(2, 5))))
+            for a, b in zip(cuts, np.append(cuts[1:], cuts[0] + 360)):
+                if b - a > 40:  # a 40-degree gap around every cut; a piece shorter than that is left out
+                    arc(cx, cy, r, a + 20, b - 20)
+    return np.asarray(im), str(color), str(bg)
+
+
+def write_clip_data(folder: Path, rings: int, scenes: int, seed: int, negatives: int = 0) -> None:
     """Captioned PNGs for `vqclip train clip`: rings ("a red ring on a blue background", 1 in 6 without the
-    background, as the world's captions) and ordinary mini scenes with their world captions."""
+    background, as the world's captions), ordinary mini scenes with their world captions, and `negatives` broken
+    rings (`broken_ring`) captioned as the world's fragments ("red fragments on a blue background")."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
+    for i in range(negatives):
+        img, c, b = broken_ring(rng)
+        Image.fromarray(img).save(folder / f"broken{i:05d}.png")
+        (folder / f"broken{i:05d}.txt").write_text(f"{c} fragments on {world._a(b)} {b} background")
     for i in range(rings):
         img, c, b = ring(rng)
         Image.fromarray(img).save(folder / f"ring{i:05d}.png")
@@ -105,7 +149,8 @@ def call(argv: list[str]) -> float:
 
 def train_vqgan(out: Path, args) -> tuple[Path, float]:
     """`vqclip train vqgan --from mini` on rings and scenes: (the run folder, its wall seconds)."""
-    write_vqgan_data(out / "vqdata", args.vq_rings, args.vq_scenes, seed=1)
+    with ring_width(args.ring_width):
+        write_vqgan_data(out / "vqdata", args.vq_rings, args.vq_scenes, seed=1)
     run = out / "ringvq"
     return run, call(["train", "vqgan", "--data", str(out / "vqdata"), "--from", "mini", "--out", str(run),
                       "--steps", str(args.vq_steps), "--batch", "8", "--size", "64", "--lr", "3e-4",
@@ -116,12 +161,35 @@ def train_vqgan(out: Path, args) -> tuple[Path, float]:
 
 def train_clip(out: Path, vqgan_run: Path, args) -> tuple[Path, float]:
     """`vqclip train clip --from VQGAN_RUN/vqgan` on captioned rings and scenes: (the run folder, its wall seconds)."""
-    write_clip_data(out / "clipdata", args.clip_rings, args.clip_scenes, seed=3)
+    with ring_width(args.ring_width):
+        write_clip_data(out / "clipdata", args.clip_rings, args.clip_scenes, seed=3, negatives=args.closure_negatives)
     run = out / "ringclip"
     return run, call(["train", "clip", "--data", str(out / "clipdata"), "--from", str(vqgan_run / "vqgan"), "--out",
                       str(run), "--steps", str(args.clip_steps), "--batch", "32", "--lr", "2e-4", "--warmup", "10",
                       "--val", "0.1", "--log-every", "25", "--checkpoint-every", str(args.clip_steps),
                       "--threads", str(args.threads), "--quiet"])
+
+
+def reconstructions(vqgan_run: Path, n: int, out: Path, width: int = RING_WIDTH) -> dict:
+    """The ring judge on n held-out rings (train_vqgan.py's seed 2, `width` px wide) reconstructed by the old mini
+    VQGAN and by the run's: can the decoder show such a ring at all? Per VQGAN (and the originals): rings judged a
+    ring, colour right, mean L1 and each hole share."""
+    from vqclip.models.resolve import resolve_preset
+    from vqclip.nets.vqgan import load_vqgan
+    with ring_width(width):
+        labels = write_rings(out / "held", n, seed=2)
+    x = torch.stack([torch.from_numpy(np.asarray(Image.open(q).convert("RGB"), np.float32) / 255).permute(2, 0, 1)
+                     for q in sorted((out / "held").glob("*.png"))])
+    files = resolve_preset("mini", fetch_clip_weights=False)
+    models = {"original": None, "old": load_vqgan(files.vqgan_config, files.vqgan_checkpoint),
+              "new": load_vqgan(vqgan_run / "vqgan" / "vqgan.yaml", vqgan_run / "vqgan" / "vqgan.safetensors")}
+    res = {}
+    for name, model in models.items():
+        rec = x if model is None else recon(model, x)
+        rows = [ring_verdict(img[None], c, b) for img, (c, b) in zip(rec, labels)]
+        res[name] = {**shares(rows, ("ring", "color")), "l1": float((rec - x).abs().mean()),
+                     "hole_share": [round(r["hole_share"], 2) for r in rows]}
+    return res
 
 
 def generate(model: str, items: list[tuple[str, str, str, str | None]], seeds: list[int], out: Path,
@@ -170,6 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip-steps", type=int, default=80)
     p.add_argument("--clip-rings", type=int, default=300)
     p.add_argument("--clip-scenes", type=int, default=700)
+    p.add_argument("--closure-negatives", type=int, default=0,
+                   help="broken rings, arcs and strokes captioned as fragments in the CLIP's data")
+    p.add_argument("--recon", type=int, default=0, help="first judge N held-out rings through both VQGANs")
+    p.add_argument("--ring-width", type=int, default=RING_WIDTH, help="the training rings' width in pixels")
+    p.add_argument("--recon-width", type=int, default=RING_WIDTH, help="--recon's rings' width in pixels")
+    p.add_argument("--recon-only", action="store_true", help="stop after --recon's figures")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--ordinary", type=int, default=6, help="ordinary mini prompts (circles, squares, triangles)")
     p.add_argument("--old-json", type=Path, help="an earlier run's --json: take the old preset's images from it")
@@ -188,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         runv, runc = args.vqgan, args.clip
         if runv is None:
             runv, wall["vqgan_s"] = train_vqgan(out, args)
+        recons = reconstructions(runv, args.recon, out / "recon", args.recon_width) if args.recon else None
+        if args.recon_only:
+            print(json.dumps({"reconstructed_rings": recons}, indent=1))
+            return 0
         if runc is None:
             runc, wall["clip_s"] = train_clip(out, runv, args)
         new_model = str(runc / "clip")
@@ -203,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = {
         "ring_prompts": len(rings), "ordinary_prompts": len(ordinary), "seeds": args.seeds, "hole_share": HOLE_SHARE,
         "vq_steps": vq_metrics["steps"], "clip_steps": clip_metrics["steps"], "old_json": str(args.old_json or ""),
+        "closure_negatives": args.closure_negatives, "ring_width": args.ring_width, "reconstructed_rings": recons,
         "threads": args.threads, "generate_options": args.extra, "train_wall": wall,
         "vqgan_held_out_l1": [vq_metrics["before"]["l1"], vq_metrics["after"]["l1"]],
         "clip_recall_at_1": [clip_metrics["before"]["image_to_text_r1"], clip_metrics["after"]["image_to_text_r1"]],

@@ -80,3 +80,25 @@ def test_the_prompts_name_each_colour_on_another():
     assert len(items) == 12 and len({(c, b) for _, c, b in items}) == 12
     assert all(c != b and q == f"{world._a(c)} {c} ring on {world._a(b)} {b} background" for q, c, b in items)
     assert {c for _, c, _ in items} == set(world.COLORS)
+
+
+def test_closure_negatives_are_unclosed_rings_captioned_as_fragments(tmp_path):
+    bench.write_clip_data(tmp_path, rings=0, scenes=0, seed=0, negatives=12)
+    pngs = sorted(tmp_path.glob("broken*.png"))
+    assert len(pngs) == 12 and len(list(tmp_path.iterdir())) == 24
+    for png in pngs:
+        want = world.parse_caption(png.with_suffix(".txt").read_text())
+        assert want.count == 0 and want.shape is None  # the world's "red fragments on a blue background"
+        v = bench.ring_verdict(Image.open(png), want.color, want.background)
+        assert v["color"] and v["background"] and not v["ring"]
+
+
+def test_ring_width_widens_the_drawn_rings_inside_the_block_only():
+    def colour_pixels() -> int:
+        img, color, _ = bench.ring(np.random.default_rng(4))
+        return int((img == np.array(world.COLORS[color], np.uint8)).all(-1).sum())
+
+    thin = colour_pixels()
+    with bench.ring_width(6):
+        wide = colour_pixels()
+    assert 1.6 < wide / thin < 2.2 and colour_pixels() == thin  # about twice the ink; restored after the block
