@@ -126,3 +126,27 @@ def test_a_batch_torchrun_s_processes_cannot_share_is_one_line_and_the_first_alo
         assert logging.getLogger("vqclip").level == logging.INFO  # the second's errors-only level undone after
     assert ("skipped 1 of 25 images" in caplog.text) == (rank == "0")
     assert not (tmp_path / "r").exists()
+
+
+def test_launch_spawns_one_process_per_device_joins_under_torchrun_and_else_trains_here(tmp_path, monkeypatch):
+    """Where a training runs: `--devices` naming several → spawned (no step callback in the processes; the first
+    one's metrics read back), a process torchrun started → joined, else here; each given
+    (group, *args, on_step, *rest)."""
+    from vqclip.train import distributed as P
+
+    calls = []
+    fn = lambda group, *a: calls.append(("here", group, a)) or {"here": True}  # noqa: E731
+    monkeypatch.setattr(P, "spawn", lambda f, devices, run, *a: calls.append(("spawn", f, devices, run, a)))
+    monkeypatch.setattr(P, "run_joined", lambda group, f, *a: calls.append(("joined", group, f, a)) or {"joined": 1})
+    (tmp_path / "metrics.json").write_text('{"after": 1}')
+    step = lambda i, loss: None  # noqa: E731
+    metrics = tmp_path / "metrics.json"
+    assert P.launch(fn, Group(), ["cpu", "cpu"], tmp_path, metrics, ("a", 1), step, "x") == {"after": 1}
+    assert calls.pop() == ("spawn", fn, ["cpu", "cpu"], tmp_path, ("a", 1, None, "x"))
+    two = Group(rank=1, size=2)
+    assert P.launch(fn, two, [], tmp_path, tmp_path / "metrics.json", ("a", 1), step, "x") == {"joined": 1}
+    assert calls.pop() == ("joined", two, fn, ("a", 1, step, "x"))
+    for devices in ([], ["cpu"]):  # none named, or one: here
+        assert P.launch(fn, Group(), devices, tmp_path, tmp_path / "metrics.json", ("a", 1), step) == {"here": True}
+        assert calls.pop() == ("here", Group(), ("a", 1, step))
+    assert calls == []

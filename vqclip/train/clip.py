@@ -194,9 +194,7 @@ def _start(group: P.Group, cfg: Optional[TrainConfig], resume: Optional[Path],
     else:
         cfg.check()
         run = Path(cfg.out)
-        if (run / CHECKPOINT_FILE).exists():  # a folder whose run stopped before its first checkpoint starts afresh
-            raise VqclipError(f"--out {run}: already holds a training run; continue it with --resume {run}, or give "
-                              "another --out")
+        D.check_fresh(run, CHECKPOINT_FILE)
         pairs = D.read_pairs(Path(cfg.data), cfg.image_key, cfg.caption_key)
         train_ids, val_ids = D.split(len(pairs), cfg.val, cfg.seed)
         D.check_batch(cfg.batch, len(train_ids))
@@ -208,12 +206,8 @@ def _start(group: P.Group, cfg: Optional[TrainConfig], resume: Optional[Path],
                           f"x --accum {cfg.accum} micro-batches")
     if resume is None and group.main:
         D.start_run(run, dataclasses.asdict(cfg), train_pairs, val_pairs, "pairs")
-    if len(devices) > 1 and group.size == 1:  # one process per device, each loading the CLIP itself
-        P.spawn(_train, devices, run, cfg, run, train_pairs, val_pairs, resume is not None, None)
-        return json.loads((run / METRICS_FILE).read_text())
-    if group.size > 1:  # torchrun started this process as one of several
-        return P.run_joined(group, _train, cfg, run, train_pairs, val_pairs, resume is not None, on_step)
-    return _train(group, cfg, run, train_pairs, val_pairs, resume is not None, on_step)
+    return P.launch(_train, group, devices, run, run / METRICS_FILE, (cfg, run, train_pairs, val_pairs,
+                                                                     resume is not None), on_step)
 
 
 def _train(group: P.Group, cfg: TrainConfig, run: Path, train_pairs: list[D.Pair], val_pairs: list[D.Pair],

@@ -164,6 +164,14 @@ def write_split(run: Path, pairs: Sequence[Pair], train: Sequence[int], val: Seq
     return write_text(run / SPLIT_FILE, json.dumps({"train": rec(train), "val": rec(val)}, indent=1) + "\n")
 
 
+def check_fresh(run: Path, checkpoint: str) -> None:
+    """--out must not hold a run that checkpointed (a folder whose run stopped before its first checkpoint starts
+    afresh): a one-line error naming --resume otherwise."""
+    if (run / checkpoint).exists():
+        raise VqclipError(f"--out {run}: already holds a training run; continue it with --resume {run}, or give "
+                          "another --out")
+
+
 def start_run(run: Path, options: dict, train: Sequence[Pair], val: Sequence[Pair], noun: str) -> None:
     """A new run folder: RUN/split.json (train first, then held out) and RUN/train.json (the options, read back by
     --resume), said in one log line counting the `noun`s ("pairs", "images") of each part."""

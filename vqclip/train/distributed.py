@@ -6,6 +6,7 @@ on the whole batch."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import pickle
@@ -13,7 +14,7 @@ import warnings
 from dataclasses import dataclass
 from logging.handlers import QueueHandler
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.distributed as dist
@@ -124,6 +125,19 @@ def _worker(rank: int, devices: list[str], init: str, threads: int, logs, level:
             fn(group, *args)
     finally:
         dist.destroy_process_group()
+
+
+def launch(fn: Callable, group: Group, devices: list[str], run: Path, metrics: Path, args: tuple,
+           on_step: Optional[Callable], *rest) -> Optional[dict]:
+    """fn(group, *args, on_step, *rest), the training of one run: in one spawned process per device when `devices`
+    names several (no `on_step` there; the metrics the first one wrote are read back), joined when torchrun started
+    this process as one of several, else here alone."""
+    if len(devices) > 1 and group.size == 1:
+        spawn(fn, devices, run, *args, None, *rest)
+        return json.loads(metrics.read_text())
+    if group.size > 1:
+        return run_joined(group, fn, *args, on_step, *rest)
+    return fn(group, *args, on_step, *rest)
 
 
 def spawn(fn: Callable, devices: list[str], rendezvous: Path, *args) -> None:

@@ -243,9 +243,7 @@ def _start(group: P.Group, cfg: Optional[VqganTrainConfig], resume: Optional[Pat
     else:
         cfg.check()
         run = Path(cfg.out)
-        if (run / CHECKPOINT_FILE).exists():
-            raise VqclipError(f"--out {run}: already holds a training run; continue it with --resume {run}, or give "
-                              "another --out")
+        D.check_fresh(run, CHECKPOINT_FILE)
         pairs = D.read_images(Path(cfg.data), min_side=D.MIN_SIDE)
         train_ids, val_ids = D.split(len(pairs), cfg.val, cfg.seed)
         if cfg.batch > len(train_ids):
@@ -258,13 +256,8 @@ def _start(group: P.Group, cfg: Optional[VqganTrainConfig], resume: Optional[Pat
     _check_source(cfg, home_dir)  # a bad --from or --size leaves no folder behind and starts no process
     if resume is None and group.main:
         D.start_run(run, dataclasses.asdict(cfg), train_pairs, val_pairs, "images")
-    args = (cfg, run, train_pairs, val_pairs, resume is not None)
-    if len(devices) > 1 and group.size == 1:  # one process per device, each loading the VQGAN itself
-        P.spawn(_train, devices, run, *args, None, home_dir)
-        return json.loads((run / METRICS_FILE).read_text())
-    if group.size > 1:  # torchrun started this process as one of several
-        return P.run_joined(group, _train, *args, on_step, home_dir)
-    return _train(group, *args, on_step, home_dir)
+    return P.launch(_train, group, devices, run, run / METRICS_FILE, (cfg, run, train_pairs, val_pairs,
+                                                                     resume is not None), on_step, home_dir)
 
 
 def _train(group: P.Group, cfg: VqganTrainConfig, run: Path, train_pairs: list[D.Pair], val_pairs: list[D.Pair],
