@@ -188,12 +188,12 @@ def test_a_bad_steer_is_one_line_and_the_run_goes_on_as_it_was(srv, running, bod
 def test_json_nested_past_the_parser_is_one_line(srv, running, monkeypatch):
     """The parser's RecursionError, raised here by a stand-in (a real one, from JSON nested thousands deep, leaves
     CPython 3.11's AST parser broken for the rest of the session: pytest could then not report a failure)."""
-    from vqclip.ui import steering
+    from vqclip.ui import bodies  # where the page parses a request's JSON
 
     def too_deep(raw):
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr(steering, "json", SimpleNamespace(loads=too_deep, JSONDecodeError=json.JSONDecodeError))
+    monkeypatch.setattr(bodies, "json", SimpleNamespace(loads=too_deep, JSONDecodeError=json.JSONDecodeError))
     status, answer = srv.request("POST", f"/api/jobs/{running}/steer", {"lr": 0.1})
     assert status == 400 and one_line(answer, "steer: nested too deeply to be a steer")
 

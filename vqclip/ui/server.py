@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException
 from ..errors import VqclipError
 from ..runs.queue import ENDED, Job, RunQueue
 from .a1111 import a1111_router
+from .bodies import capped_body, content_length, fail, read_json
 from .bounded import Busy, Checker
 from .gallery import UPLOADS, edit_job_json, list_runs, run_files, safe_file
 from .jobs import Uploads, check_job, field_of, page_text
@@ -45,33 +46,9 @@ IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")  # what Pillow may parse o
 FILES_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; sandbox"
 
 
-def fail(status: int, message: str, field: Optional[str] = None) -> JSONResponse:
-    return JSONResponse({"error": message, **({"field": field} if field else {})}, status_code=status)
-
-
 def file_name(name: Optional[str]) -> str:
     """An uploaded file's name as a message shows it: one line, at most 60 characters."""
     return " ".join((name or "the file").split())[:60] or "the file"
-
-
-def content_length(request: Request) -> Optional[int]:
-    """The length the request says its body has, or None."""
-    try:
-        return int(request.headers["content-length"])
-    except (KeyError, ValueError):
-        return None
-
-
-async def capped_body(request: Request, cap: int) -> Optional[bytes]:
-    """The request's body, or None once it is over `cap` bytes (read no further: a huge body never sits in memory)."""
-    if (content_length(request) or 0) > cap:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > cap:
-            return None
-    return bytes(body)
 
 
 def store_image(data: bytes, name: str, uploads: Path) -> tuple[str, Image.Image]:
@@ -184,15 +161,9 @@ def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional["
 
     @app.post("/api/jobs")
     async def submit(request: Request):
-        body = await capped_body(request, MAX_BODY)
-        if body is None:
-            return fail(413, f"job: the request is over {MAX_BODY >> 10} KB")
-        try:
-            data = json.loads(body or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return fail(400, f"job: not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})")
-        except RecursionError:
-            return fail(400, "job: nested too deeply to be a job")
+        data = await read_json(request, MAX_BODY, "job")
+        if isinstance(data, JSONResponse):
+            return data
         if not isinstance(data, dict) or not (isinstance(data.get("job"), dict) or isinstance(data.get("yaml"), str)):
             return fail(400, 'job: send {"job": {...keys...}} or {"yaml": "...text..."}')
         try:  # in a checking process: a job whose check runs away is stopped at the bound, not a server thread
@@ -270,7 +241,7 @@ def create_app(outputs: Path, *, device: Optional[str] = None, cache: Optional["
     app.include_router(a1111_router(queue, check, capped_body, lambda data, name: store_image(data, name, uploads),
                                     uploads, max_upload, 3 * max_upload + FORM_SLACK))  # two images in base64
 
-    app.include_router(steering_router(queue, capped_body, describe, Uploads(uploads)))
+    app.include_router(steering_router(queue, describe, Uploads(uploads)))
 
     @app.get("/api/runs")
     async def runs():

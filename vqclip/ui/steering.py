@@ -4,8 +4,7 @@ error (4xx) that leaves the run as it was."""
 
 from __future__ import annotations
 
-import json
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -13,13 +12,10 @@ from fastapi.responses import JSONResponse
 from ..errors import VqclipError, shown
 from ..optim.steer import STEER_KEYS
 from ..runs.queue import ENDED, Job, RunQueue
+from .bodies import fail, read_json
 from .jobs import Uploads, check_safe
 
 MAX_STEER = 64 << 10  # bytes of a steer or branch request; a prompt is far shorter
-
-
-def fail(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
 
 
 def check_keys(change: dict, what: str) -> None:
@@ -38,8 +34,7 @@ def page_change(change: dict, uploads: Uploads) -> dict:
     return safe
 
 
-def steering_router(queue: RunQueue, capped_body: Callable[[Request, int], Awaitable[Optional[bytes]]],
-                    describe: Callable[[Job], dict], uploads: Uploads) -> APIRouter:
+def steering_router(queue: RunQueue, describe: Callable[[Job], dict], uploads: Uploads) -> APIRouter:
     """POST /api/jobs/{id}/steer, /pause, /resume and /branch over `queue`; `describe` makes a job's answer; what a
     change names as an image must be one of the page's `uploads`."""
     router = APIRouter()
@@ -59,15 +54,9 @@ def steering_router(queue: RunQueue, capped_body: Callable[[Request, int], Await
 
     async def body(request: Request, what: str) -> dict | JSONResponse:
         """The request's JSON object (at most MAX_STEER bytes), or the one-line answer why not."""
-        raw = await capped_body(request, MAX_STEER)
-        if raw is None:
-            return fail(413, f"{what}: the request is over {MAX_STEER >> 10} KB; a {what} is a few words")
-        try:
-            data = json.loads(raw or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return fail(400, f"{what}: not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})")
-        except RecursionError:
-            return fail(400, f"{what}: nested too deeply to be a {what}")
+        data = await read_json(request, MAX_STEER, what, f"; a {what} is a few words", empty=b"{}")
+        if isinstance(data, JSONResponse):
+            return data
         if not isinstance(data, dict):
             keys = " or ".join(f'"{k}"' for k in STEER_KEYS)
             return fail(400, f"{what}: send a JSON object of the changes, e.g. {{{keys}: ...}}")
