@@ -13,6 +13,7 @@ reachable from the border) cover at least `HOLE_SHARE` of that filled disk.
     python benchmarks/ring_preset.py --vqgan RUNV --clip RUNC --threads 1  # runs already trained: generate, judge
     python benchmarks/ring_preset.py --vqgan RUNV --recon 24 --recon-only  # can its decoder show a ring at all?
     python benchmarks/ring_preset.py --vqgan RUNV --closure-negatives 300   # a CLIP that also saw broken rings
+    python benchmarks/ring_preset.py --vqgan RUNV --generated 32            # a CLIP trained against its generator
 
 Prints one JSON object: per preset, the share of ring prompts judged a ring (and colour, background) with 95% Wilson
 intervals, the paired sign test new vs old, and the same for a few ordinary mini prompts (did the old shapes suffer?).
@@ -167,7 +168,8 @@ def train_clip(out: Path, vqgan_run: Path, args) -> tuple[Path, float]:
     return run, call(["train", "clip", "--data", str(out / "clipdata"), "--from", str(vqgan_run / "vqgan"), "--out",
                       str(run), "--steps", str(args.clip_steps), "--batch", "32", "--lr", "2e-4", "--warmup", "10",
                       "--val", "0.1", "--log-every", "25", "--checkpoint-every", str(args.clip_steps),
-                      "--threads", str(args.threads), "--quiet"])
+                      "--threads", str(args.threads), "--quiet",
+                      *(["--generated", str(args.generated)] if args.generated else [])])
 
 
 def reconstructions(vqgan_run: Path, n: int, out: Path, width: int = RING_WIDTH) -> dict:
@@ -240,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip-scenes", type=int, default=700)
     p.add_argument("--closure-negatives", type=int, default=0,
                    help="broken rings, arcs and strokes captioned as fragments in the CLIP's data")
+    p.add_argument("--generated", type=int, default=0,
+                   help="train the CLIP with a pool of N generator negatives (`vqclip train clip --generated N`)")
     p.add_argument("--recon", type=int, default=0, help="first judge N held-out rings through both VQGANs")
     p.add_argument("--ring-width", type=int, default=RING_WIDTH, help="the training rings' width in pixels")
     p.add_argument("--recon-width", type=int, default=RING_WIDTH, help="--recon's rings' width in pixels")
@@ -281,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     figures = {
         "ring_prompts": len(rings), "ordinary_prompts": len(ordinary), "seeds": args.seeds, "hole_share": HOLE_SHARE,
         "vq_steps": vq_metrics["steps"], "clip_steps": clip_metrics["steps"], "old_json": str(args.old_json or ""),
-        "closure_negatives": args.closure_negatives, "ring_width": args.ring_width, "reconstructed_rings": recons,
+        "closure_negatives": args.closure_negatives, "generated": args.generated, "ring_width": args.ring_width,
+        "reconstructed_rings": recons,
         "threads": args.threads, "generate_options": args.extra, "train_wall": wall,
         "vqgan_held_out_l1": [vq_metrics["before"]["l1"], vq_metrics["after"]["l1"]],
         "clip_recall_at_1": [clip_metrics["before"]["image_to_text_r1"], clip_metrics["after"]["image_to_text_r1"]],

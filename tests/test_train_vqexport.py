@@ -73,3 +73,21 @@ def test_from_is_a_preset_a_preset_folder_or_config_plus_checkpoint(exported, ti
 def test_a_gumbel_vqgan_is_refused(tiny_gumbel):
     with pytest.raises(VqclipError, match="GumbelVQ"):
         load_source(f"{tiny_gumbel[0]}+{tiny_gumbel[1]}", torch.device("cpu"))
+
+
+def test_a_mini_export_made_by_another_install_finds_this_installs_mini_files(exported, tmp_path):
+    """Its preset.yaml names the mini CLIP and guide inside the install that exported it (gone since: a removed
+    virtualenv or checkout); they are this install's copies of the same files."""
+    from vqclip.models.resolve import preset_clip, preset_defaults
+
+    model, spec, _ = exported
+    folder = export_vqgan(model, spec, tmp_path / "m", "mini", name="mymini")
+    mini = get_preset("mini").folder()
+    text = (folder / PRESET_FILE).read_text()
+    assert str(mini) in text
+    (folder / PRESET_FILE).write_text(text.replace(str(mini.parents[2]), "/gone/site-packages"))
+    mine = get_preset(str(folder))
+    assert mine.clip_model.startswith("/gone/site-packages/vqclip/mini/weights/")
+    assert preset_clip(mine) == (str(mini / "clip.json"), str(mini / "clip.safetensors"))
+    guide = preset_defaults(mine)["guide"]
+    assert (guide["model"], guide["weights"]) == (str(mini / "guide.json"), str(mini / "guide.safetensors"))

@@ -12,6 +12,7 @@ T_DIST, T_WORLD = ("tests/test_train_distributed.py",), ("tests/test_mini_world_
 MINI_CLIP, MINI_VQ, T_SHARED = ("vqclip/mini/train/clip.py", "vqclip/mini/train/vqgan.py",
                                 ("tests/test_mini_train_shared.py",))
 T_PRESET = ("tests/test_train_export.py",)
+GEN, T_GEN = "vqclip/train/generated.py", ("tests/test_train_generated.py",)
 
 MUTATIONS = [
     # --- data
@@ -158,7 +159,7 @@ MUTATIONS = [
     M("--no-amp is ignored", CLI, "amp=not args.no_amp", "amp=True", T_CLIP),
     M("--templates are split at commas", CLI, 'templates=_split(args.templates, ";")',
       'templates=_split(args.templates, ",")', T_CLIP),
-    M("--devices is dropped", CLI, "devices=args.devices or \"\")", "devices=\"\")",
+    M("--devices is dropped", CLI, "devices=args.devices or \"\",", "devices=\"\",",
       T_CLIP),
     # --- the mini world's variant palette
     M("a variant scene renders with the shipped colours", WORLD,
@@ -173,4 +174,34 @@ MUTATIONS = [
       '    write_text(run / OPTIONS_FILE, json.dumps(options, indent=1) + "\\n")\n', "", T_CLIP),
     M("a shipped colour name is taken as a new one", WORLD, 'if name in COLORS or not re.fullmatch(r"[a-z]+", name):',
       'if not re.fullmatch(r"[a-z]+", name):', T_WORLD),
+    # --- generator negatives (vqclip/train/generated.py) and the preset paths of another install
+    M("the ranking loss prefers the generator's picture", GEN, "torch.zeros(len(logits), dtype=torch.long",
+      "torch.ones(len(logits), dtype=torch.long", T_GEN),
+    M("each latent's Adam ignores its own step count", GEN, "t = age.view(-1, 1, 1, 1).float()",
+      "t = age.view(-1, 1, 1, 1).float().max()", T_GEN),
+    M("a pool latent steps past the codebook's range", GEN, "return (z - step).maximum(lo).minimum(hi)",
+      "return z - step", T_GEN),
+    M("a restarted latent keeps its Adam moments", GEN, "self.m[idx], self.v[idx], self.age[idx] = 0.0, 0.0, 0",
+      "self.age[idx] = 0", T_GEN),
+    M("latents never restart", GEN, "old = self.age >= self.life", "old = self.age > self.life + 10**6", T_GEN),
+    M("a pool starts grey whatever background its caption names", GEN,
+      "prompt_background(c) or [0.5, 0.5, 0.5]", "[0.5, 0.5, 0.5]", T_GEN),
+    M("fresh flat latents count as negatives", GEN, "keep = (self.age >= self.min_age).nonzero()[:, 0]",
+      "keep = (self.age >= 0).nonzero()[:, 0]", T_GEN),
+    M("the real images are shown as they are, not through the VQGAN", GEN,
+      "return decode_latent(self.vqgan, self.vqgan.encode(x)).float().clamp(0, 1)", "return x", T_GEN),
+    M("the pool's views change on a resume (drawn from the global RNG)", GEN,
+      "torch.manual_seed(step_seed(self.seed, step, 2))", "pass", T_GEN),
+    M("the pool is not saved in the checkpoint", CLIP, 'state["pool"] = pool', "pass", T_GEN),
+    M("a resumed run starts a fresh pool", CLIP, 'pool.load_state_dict(state["pool"])', "pass", T_GEN),
+    M("the ranking loss never reaches the CLIP", GEN, "    loss.backward()\n    return distance", "    return distance",
+      T_GEN),
+    M("--generated-life is dropped", CLI, "generated_life=args.generated_life)", "generated_life=50)", T_GEN),
+    M("--generated with several devices is accepted", CLIP, "if self.generated and procs > 1:",
+      "if self.generated and procs > 99:", T_GEN),
+    M("--generated from a CLIP without a VQGAN fails late, in the training", CLIP,
+      "            G.pool_vqgan(cfg.source)  # so does", "            pass  # so does", T_GEN),
+    M("a preset exported from another install's mini loses its CLIP", "vqclip/models/resolve.py",
+      "model, pretrained = (local_embedded(preset.local(p, home_dir))", "model, pretrained = ((preset.local(p, home_dir))",
+      ("tests/test_train_vqexport.py",)),
 ]

@@ -35,7 +35,8 @@ def run_clip(args: argparse.Namespace) -> int:
                           checkpoint_every=args.checkpoint_every, log_every=args.log_every,
                           classes=_split(args.classes, ","), templates=_split(args.templates, ";") or ["{}"],
                           image_key=args.image_key, caption_key=args.caption_key, device=args.device,
-                          devices=args.devices or "")
+                          devices=args.devices or "", generated=args.generated,
+                          generated_weight=args.generated_weight, generated_life=args.generated_life)
         metrics = train_clip(cfg)
     if metrics is None:  # one of torchrun's other processes: the first one reports
         return 0
@@ -73,6 +74,12 @@ def register(subparsers) -> None:
     a("--no-amp", action="store_true", help="train in float32 (default: bf16 autocast)")
     a("--lock-image", action="store_true", help="freeze the image tower (LiT)")
     a("--lock-text", action="store_true", help="freeze the text tower")
+    a("--generated", type=int, default=0, metavar="N",
+      help="a pool of N generations drawn against the CLIP in training by --from's VQGAN; each pooled caption must "
+           "rank its real image above them (makes the CLIP a guide generation cannot fool; docs/training.md)")
+    a("--generated-weight", type=float, default=1.0, metavar="W", help="the weight of --generated's ranking loss")
+    a("--generated-life", type=int, default=50, metavar="K",
+      help="generation steps before a pooled latent restarts on another caption")
     a("--checkpoint-every", type=int, default=50, metavar="K", help="write RUN/checkpoint.pt every K steps")
     a("--log-every", type=int, default=10, metavar="K", help="log loss, speed and ETA every K steps")
     a("--classes", metavar="A,B,...", help="class names the captions say, for zero-shot accuracy (default: the "

@@ -49,8 +49,9 @@ def preset_paths(preset: Preset, home_dir: Path | None = None) -> tuple[Path, Pa
 
 def preset_clip(preset: Preset, home_dir: Path | None = None, check: bool = True) -> tuple[str, str | None]:
     """The preset's CLIP as (model, pretrained): an open_clip name and tag, or its files in the preset's folder
-    (an embedded preset's must be there: a clear error names the missing ones)."""
-    model, pretrained = preset.local(preset.clip_model, home_dir), preset.local(preset.clip_pretrained, home_dir)
+    (an embedded preset's must be there: a clear error names the missing ones). A path into another install's embedded
+    weights (a preset exported from `mini` there) is this install's copy."""
+    model, pretrained = (local_embedded(preset.local(p, home_dir)) for p in (preset.clip_model, preset.clip_pretrained))
     if preset.embedded and check:
         own = [Path(p) for p in (model, pretrained) if p and Path(p).parent == preset.folder(home_dir)]
         absent = [str(p) for p in own if not p.is_file()]
@@ -65,8 +66,8 @@ def preset_defaults(preset: Preset, home_dir: Path | None = None) -> dict:
     defaults = dict(preset.defaults)
     guide = defaults.get("guide")
     if isinstance(guide, dict):
-        defaults["guide"] = {**guide, **{k: preset.local(guide[k], home_dir) for k in ("model", "weights")
-                                         if isinstance(guide.get(k), str)}}
+        defaults["guide"] = {**guide, **{k: local_embedded(preset.local(guide[k], home_dir))
+                                         for k in ("model", "weights") if isinstance(guide.get(k), str)}}
     return defaults
 
 

@@ -23,6 +23,7 @@ from vqclip.errors import VqclipError
 from vqclip.files.atomic import atomic_path, write_text
 from vqclip.train import data as D
 from vqclip.train import distributed as P
+from vqclip.train import generated as G
 from vqclip.train.evaluate import evaluate
 from vqclip.train.export import PRESET_NAME, export_clip, load_source, paired_preset, source_spec
 
@@ -57,6 +58,9 @@ class TrainConfig:
     caption_key: str = "caption"
     device: str = "cpu"
     devices: str = ""  # several devices ("cpu,cpu", "cuda:0,cuda:1"): one process each, data-parallel
+    generated: int = 0  # latents in the pool of generator negatives (vqclip.train.generated); 0: none
+    generated_weight: float = 1.0  # the ranking loss's weight beside the contrastive loss
+    generated_life: int = 50  # generation steps before a pooled latent restarts on another caption
 
     def check(self) -> None:
         """One-line errors for values no training can use."""
@@ -69,6 +73,10 @@ class TrainConfig:
                               "micro-batches")
         if not self.lr > 0 or self.wd < 0 or self.warmup < 0:
             raise VqclipError("--lr must be above 0, --wd and --warmup at least 0")
+        if self.generated < 0 or self.generated_life < 1 or not self.generated_weight > 0:
+            raise VqclipError("--generated must be at least 0, --generated-life at least 1, --generated-weight above 0")
+        if self.generated and procs > 1:
+            raise VqclipError("--generated trains on one device; leave out --devices (or --generated)")
         if self.lock_image and self.lock_text:
             raise VqclipError("--lock-image and --lock-text together leave nothing to train; give one of them")
         bad = [t for t in self.templates if t.count("{}") != 1]
@@ -134,10 +142,12 @@ def contrastive_step(model: nn.Module, loss_fn: ClipLoss, images: Tensor, tokens
     return loss.detach()
 
 
-def save_checkpoint(run: Path, step: int, model: nn.Module, opt, sched) -> Path:
-    """RUN/checkpoint.pt, atomically: weights, optimiser, schedule and the step done (the data order and the
-    augmentations are functions of the seed and the step: nothing else to keep)."""
+def save_checkpoint(run: Path, step: int, model: nn.Module, opt, sched, pool: Optional[dict] = None) -> Path:
+    """RUN/checkpoint.pt, atomically: weights, optimiser, schedule, the step done and the pool of generator negatives
+    if any (the data order and the augmentations are functions of the seed and the step: nothing else to keep)."""
     state = {"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+    if pool is not None:
+        state["pool"] = pool
     with atomic_path(run / CHECKPOINT_FILE) as tmp:
         torch.save(state, tmp)
     return run / CHECKPOINT_FILE
@@ -200,7 +210,11 @@ def _start(group: P.Group, cfg: Optional[TrainConfig], resume: Optional[Path],
         D.check_batch(cfg.batch, len(train_ids))
         train_pairs, val_pairs = [pairs[i] for i in train_ids], [pairs[i] for i in val_ids]
         source_spec(cfg.source)  # a bad --from leaves no folder behind
+        if cfg.generated:
+            G.pool_vqgan(cfg.source)  # so does a --from without a VQGAN to draw the pool
     devices = P.parse_devices(cfg.devices) if cfg.devices else []
+    if cfg.generated and group.size > 1:
+        raise VqclipError("--generated trains on one device; run it without torchrun (or without --generated)")
     if cfg.batch % (cfg.accum * group.size):  # torchrun's processes (--devices is checked with the other values)
         raise VqclipError(f"--batch {cfg.batch} must split evenly into the {group.size} processes torchrun started "
                           f"x --accum {cfg.accum} micro-batches")
@@ -226,6 +240,9 @@ def _train(group: P.Group, cfg: TrainConfig, run: Path, train_pairs: list[D.Pair
     loss_fn = ClipLoss(gather_with_grad=True, rank=group.rank, world_size=group.size)
     opt = torch.optim.AdamW(param_groups(model, cfg.wd), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup, cfg.steps))
+    pool = G.GeneratedPool(G.pool_vqgan(cfg.source, device), clip, train_pairs, cfg.generated, cfg.seed,
+                           cfg.generated_life, amp=torch.bfloat16 if cfg.amp and device.type == "cuda" else None
+                           ) if cfg.generated else None
     metrics_path = run / METRICS_FILE
     before, start = None, 0
     if not resuming:
@@ -237,6 +254,8 @@ def _train(group: P.Group, cfg: TrainConfig, run: Path, train_pairs: list[D.Pair
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        if pool is not None:
+            pool.load_state_dict(state["pool"])
         start = state["step"]
         before = json.loads(metrics_path.read_text()).get("before") if metrics_path.is_file() else None
         log.info("resuming %s at step %d of %d", run, start, cfg.steps)
@@ -252,6 +271,7 @@ def _train(group: P.Group, cfg: TrainConfig, run: Path, train_pairs: list[D.Pair
             tokens = tokenizer([p.caption for p in batch]).to(device)
             opt.zero_grad(set_to_none=True)
             loss = contrastive_step(model, loss_fn, images, tokens, cfg.accum, cfg.amp)
+            ranked = G.ranking_step(pool, model, tokenizer, step, cfg.generated_weight, cfg.amp) if pool else None
             P.average_gradients(model, group)
             opt.step()
             sched.step()
@@ -259,10 +279,11 @@ def _train(group: P.Group, cfg: TrainConfig, run: Path, train_pairs: list[D.Pair
                 model.logit_scale.clamp_(0, math.log(100))  # open_clip's bound on the temperature
             done = step + 1
             if group.main and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-                save_checkpoint(run, done, model, opt, sched)
+                save_checkpoint(run, done, model, opt, sched, pool.state_dict() if pool else None)
             if group.main and (done % cfg.log_every == 0 or done == cfg.steps):
                 rate = (done - start) * cfg.batch / max(time.time() - t0, 1e-9)
-                log.info("step %d/%d loss %.4f lr %.2e scale %.1f  %.1f img/s  ETA %s", done, cfg.steps, loss.item(),
+                log.info("step %d/%d loss %.4f%s lr %.2e scale %.1f  %.1f img/s  ETA %s", done, cfg.steps, loss.item(),
+                         "" if ranked is None else f" (generated: distance {ranked[0]:.3f}, ranking {ranked[1]:.3f})",
                          sched.get_last_lr()[0], model.logit_scale.exp().item(), rate,
                          _eta((cfg.steps - done) * cfg.batch / rate))
             if on_step is not None:

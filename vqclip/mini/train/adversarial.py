@@ -28,6 +28,7 @@ from vqclip.optim.cutouts import add_noise
 from vqclip.optim.inits import flat_image, prompt_background
 from vqclip.optim.losses import spherical_distance, tv_loss
 from vqclip.draw.vqgan import decode_image
+from vqclip.train.generated import latent_adam
 
 
 @torch.no_grad()
@@ -87,11 +88,7 @@ class GeneratorPool:
         (grad,) = torch.autograd.grad(loss, z)  # CLIP's parameters get no gradient here
         with torch.no_grad():  # Adam by hand: torch's Adam keeps one step count, each latent here needs its own
             self.age += 1
-            t = self.age.view(-1, 1, 1, 1).float()
-            self.m.mul_(0.9).add_(0.1 * grad)
-            self.v.mul_(0.999).add_(0.001 * grad * grad)
-            step = self.lr * (self.m / (1 - 0.9 ** t)) / ((self.v / (1 - 0.999 ** t)).sqrt() + 1e-8)
-            self.z = (self.z - step).maximum(self.z_min).minimum(self.z_max)
+            self.z = latent_adam(self.z, grad, self.m, self.v, self.age, self.lr, self.z_min, self.z_max)
             self.image = image.detach()
             old = self.age >= self.life
             if old.any():
