@@ -133,6 +133,18 @@ def test_the_ranking_step_backpropagates_the_ranking_loss_into_clip(pool):
     assert "logit_scale" not in got  # the temperature is the contrastive loss's
 
 
+def test_the_grid_shows_the_real_images_over_the_pools_pictures(pool, tmp_path):
+    pool.save_grid(tmp_path / "g.png")
+    assert not (tmp_path / "g.png").exists()  # no pictures before the first step
+    pool.step(0)
+    pool.save_grid(tmp_path / "g.png", n=3)
+    grid = torch.from_numpy(np.asarray(Image.open(tmp_path / "g.png"), np.float32) / 255).permute(2, 0, 1)
+    assert grid.shape == (3, 64, 96)
+    real, fake = pool.real(pool.index[:3]), pool.image[:3]
+    assert torch.allclose(grid[:, :32, 32:64], real[1], atol=1 / 255) and torch.allclose(grid[:, 32:, 64:], fake[2],
+                                                                                          atol=1 / 255)
+
+
 def test_the_real_images_come_back_through_the_vqgan(pool, pairs):
     real = pool.real(torch.tensor([0, 3]))
     x = torch.stack([torch.from_numpy(np.asarray(Image.open(pairs[i].image), np.float32) / 255).permute(2, 0, 1)
@@ -153,6 +165,10 @@ def test_a_killed_run_with_generated_negatives_resumes_to_the_same_weights(tmp_p
                                     lr=1e-4, warmup=1, val=0.0, checkpoint_every=2, log_every=4, generated=2,
                                     generated_life=3, amp=False)
     T.train_clip(cfg("whole"))
+    grids = sorted(p.name for p in (tmp_path / "whole" / T.GENERATED_DIR).iterdir())
+    assert grids == ["step_000002.png", "step_000004.png"]  # at each checkpoint
+    grid = np.asarray(Image.open(tmp_path / "whole" / T.GENERATED_DIR / grids[-1]))
+    assert grid.shape == (128, 128, 3)  # the pool's 2 real images (64 px) over its 2 pictures
 
     def stop(step, loss):
         if step == 3:

@@ -30,6 +30,7 @@ from vqclip.train.export import PRESET_NAME, export_clip, load_source, paired_pr
 log = logging.getLogger("vqclip")
 
 CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, EXPORT_DIR = D.OPTIONS_FILE, "checkpoint.pt", "metrics.json", "clip"
+GENERATED_DIR = "generated"  # --generated: the pool's pictures under their real images at each checkpoint
 
 
 @dataclass
@@ -280,6 +281,8 @@ def _train(group: P.Group, cfg: TrainConfig, run: Path, train_pairs: list[D.Pair
             done = step + 1
             if group.main and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
                 save_checkpoint(run, done, model, opt, sched, pool.state_dict() if pool else None)
+                if pool is not None:
+                    pool.save_grid(run / GENERATED_DIR / f"step_{done:06d}.png")
             if group.main and (done % cfg.log_every == 0 or done == cfg.steps):
                 rate = (done - start) * cfg.batch / max(time.time() - t0, 1e-9)
                 log.info("step %d/%d loss %.4f%s lr %.2e scale %.1f  %.1f img/s  ETA %s", done, cfg.steps, loss.item(),

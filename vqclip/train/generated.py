@@ -22,6 +22,7 @@ from torch import Tensor
 
 from vqclip.draw.vqgan import decode_image
 from vqclip.errors import VqclipError
+from vqclip.files.images import save_png
 from vqclip.nets.lean import decode_latent
 from vqclip.optim.augments import build_augments
 from vqclip.optim.cutouts import add_noise
@@ -147,6 +148,17 @@ class GeneratedPool:
         """The training pairs' images [k,3,S,S] in [0,1], as the VQGAN gives them back (encoded and decoded)."""
         x = D.load_images([self.pairs[i] for i in index.tolist()], self.real_tf).to(self.device)
         return decode_latent(self.vqgan, self.vqgan.encode(x)).float().clamp(0, 1)
+
+    def save_grid(self, path, n: int = 8) -> None:
+        """A PNG (written atomically) of up to n pooled pairs' real images, as the VQGAN gives them back, over the
+        pool's pictures of their captions: what the CLIP is being taught to tell apart."""
+        if self.image is None:
+            return
+        fake, index = self.image[:n], self.index[:n]
+        real = self.real(index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        top, bottom = torch.cat(list(real.cpu()), dim=2), torch.cat(list(fake.cpu()), dim=2)
+        save_png(torch.cat([top, bottom], dim=1)[None], path)
 
     def state_dict(self) -> dict:
         """The pool's tensors (latents, Adam moments, ages, pairs), for the checkpoint."""
