@@ -201,3 +201,16 @@ def test_bad_generated_input_is_one_line_and_exit_2(tmp_path, pairs, capsys):
         err = capsys.readouterr().err.strip()
         assert said in err and len(err.splitlines()) == 1 and "Traceback" not in err
         assert not out.exists()  # nothing written
+
+
+def test_the_pool_draws_under_bf16_autocast_as_on_cuda(tiny_vqgan, tiny_clip, pairs):
+    """The decoder under bf16 (what --generated uses on CUDA), here on the CPU: the pictures stay close to fp32's."""
+    clip = load_clip(str(tiny_clip[0]), str(tiny_clip[1]))
+    vqgan = load_vqgan(*tiny_vqgan).eval().requires_grad_(False)
+    pools = [G.GeneratedPool(vqgan, clip, pairs, size=2, seed=1, life=5, min_age=0, amp=amp)
+             for amp in (None, torch.bfloat16)]
+    for p in pools:
+        p.step(0)
+    fp32, bf16 = (p.negatives()[0] for p in pools)
+    assert bf16.dtype == torch.float32 and torch.isfinite(bf16).all()
+    assert (bf16 - fp32).abs().mean() < 0.02 and not torch.equal(bf16, fp32)  # bf16 did run, and rounds a little
