@@ -280,6 +280,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, pairs_folder, tiny_source, c
     err = capsys.readouterr().err
     assert "--batch 23 is larger than the 22 training pairs" in err and err.count("\n") == 1
     assert main([*common, "--from", str(tiny_source), "--batch", "4", "--accum", "3"]) == 2
+    assert "--batch 4 must split evenly into 1 process(es) x --accum 3" in capsys.readouterr().err
+    assert main([*common, "--from", str(tiny_source), "--batch", "6", "--accum", "2", "--devices", "cpu,cpu"]) == 2
+    assert "--batch 6 must split evenly into 2 process(es) x --accum 2" in capsys.readouterr().err  # before a spawn
     assert main(["train", "clip", "--resume", str(tmp_path)]) == 2
     assert not (tmp_path / "r").exists()  # nothing half-made
 
