@@ -148,3 +148,42 @@ def no_chosen_home(tmp_path, monkeypatch) -> dict:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read once, at import
     return where
+
+
+FRESH = """import json, sys
+def names():
+    return sorted({m.split('.')[0] for m in sys.modules})
+seen = {}
+import vqclip
+seen['first'] = names()
+vqclip.Pipeline
+seen['api'] = names()
+import vqclip.cli, vqclip.runs.pipeline, vqclip.api
+vqclip.cli.build_parser()
+seen['parser'] = names()
+seen['code'] = vqclip.cli.main(['run', sys.argv[1]])
+seen['run'] = names()
+print(json.dumps(seen))
+"""
+
+
+@pytest.fixture(scope="session")
+def fresh_process(tmp_path_factory, tiny_job) -> dict:
+    """The top-level modules a fresh interpreter holds at each point of a user's way in: 'first' after `import
+    vqclip`, 'api' after touching vqclip.Pipeline, 'parser' after importing the CLI, the pipeline and the API and
+    building the parser, 'run' after `vqclip run` of a 1-step tiny job ('code': its exit code). One process (~4 s)
+    shared by the tests of lazy and optional imports instead of one each."""
+    import json
+    import os
+    import subprocess
+
+    import yaml
+
+    where = tmp_path_factory.mktemp("fresh")
+    job = where / "job.yaml"
+    job.write_text(yaml.safe_dump({**tiny_job, "prompt": "a red circle", "steps": 1, "output": {
+        "dir": str(where / "out"), "video": False, "progress": False}}))
+    done = subprocess.run([sys.executable, "-c", FRESH, str(job)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "VQCLIP_HOME": str(where / "vqclip-home")})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
