@@ -187,3 +187,36 @@ def fresh_process(tmp_path_factory, tiny_job) -> dict:
                           env={**os.environ, "VQCLIP_HOME": str(where / "vqclip-home")})
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def steered_edit_on_two_devices(tiny_job, tmp_path_factory):
+    """A masked edit (VQGAN) whose prompt pulls in regions, steered by its job's entries (the prompt at step 1, the lr
+    and a negative at 2), 3 steps on two gloo processes ('two') and on one device scoring the cutouts half at a time
+    ('halves'); 'photo' [32,32,3] is the edited image. One spawned run (~4 s) read by the tests of edits and of steer
+    entries across devices (tests/test_draw_devices.py, tests/test_steer_devices.py) instead of one each."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from PIL import Image
+
+    from vqclip.runs.jobs import build_config
+    from vqclip.runs.pipeline import run_job
+
+    where = tmp_path_factory.mktemp("steered-edit")
+    photo = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:24, 4:20] = 255
+    Image.fromarray(photo).save(where / "photo.png")
+    Image.fromarray(mask).save(where / "mask.png")
+    job = {**tiny_job, "prompt": "a red circle:1@left|a blue square:1@right", "seed": 1, "steps": 3, "threads": 1,
+           "init": {"image": str(where / "photo.png"), "mask": str(where / "mask.png"), "mask_feather": 2},
+           "steer": [{"at": 1, "prompt": "a yellow circle"}, {"at": 2, "lr": 0.05, "negative": ["a blue square"]}]}
+    runs = {"photo": photo}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VQCLIP_HOME", str(where / "vqclip-home"))
+        for name, over in (("two", {"devices": ["cpu", "cpu"]}),
+                           ("halves", {"devices": [], "micro_batch": tiny_job["cutouts"]["n"] // 2})):
+            output = {"dir": str(where / name), "video": False, "progress": False}
+            runs[name] = run_job(build_config(base=[("job", {**job, **over, "output": output})]))
+    return SimpleNamespace(**runs)
