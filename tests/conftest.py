@@ -167,26 +167,44 @@ print(json.dumps(seen))
 """
 
 
-@pytest.fixture(scope="session")
-def fresh_process(tmp_path_factory, tiny_job) -> dict:
-    """The top-level modules a fresh interpreter holds at each point of a user's way in: 'first' after `import
-    vqclip`, 'api' after touching vqclip.Pipeline, 'parser' after importing the CLI, the pipeline and the API and
-    building the parser, 'run' after `vqclip run` of a 1-step tiny job ('code': its exit code). One process (~4 s)
-    shared by the tests of lazy and optional imports instead of one each."""
-    import json
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_process_started(request, tmp_path_factory):
+    """The interpreter of `fresh_process`, started before the session's first test when one of its tests is to run:
+    it runs on the CPU the suite (one torch thread) leaves idle; killed at the end if never read."""
     import os
     import subprocess
 
     import yaml
 
+    if not any("fresh_process" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        yield None
+        return
+    tiny_job = request.getfixturevalue("tiny_job")
     where = tmp_path_factory.mktemp("fresh")
     job = where / "job.yaml"
     job.write_text(yaml.safe_dump({**tiny_job, "prompt": "a red circle", "steps": 1, "output": {
         "dir": str(where / "out"), "video": False, "progress": False}}))
-    done = subprocess.run([sys.executable, "-c", FRESH, str(job)], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "VQCLIP_HOME": str(where / "vqclip-home")})
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    proc = subprocess.Popen([sys.executable, "-c", FRESH, str(job)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "VQCLIP_HOME": str(where / "vqclip-home")})
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+@pytest.fixture(scope="session")
+def fresh_process(_fresh_process_started) -> dict:
+    """The top-level modules a fresh interpreter holds at each point of a user's way in: 'first' after `import
+    vqclip`, 'api' after touching vqclip.Pipeline, 'parser' after importing the CLI, the pipeline and the API and
+    building the parser, 'run' after `vqclip run` of a 1-step tiny job ('code': its exit code). One process (~4 s,
+    started before the first test) shared by the tests of lazy and optional imports instead of one each."""
+    import json
+
+    out, err = _fresh_process_started.communicate(timeout=300)
+    assert _fresh_process_started.returncode == 0, err[-2000:]
+    return json.loads(out.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="session")
