@@ -148,3 +148,93 @@ def no_chosen_home(tmp_path, monkeypatch) -> dict:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read once, at import
     return where
+
+
+FRESH = """import json, sys
+def names():
+    return sorted({m.split('.')[0] for m in sys.modules})
+seen = {}
+import vqclip
+seen['first'] = names()
+vqclip.Pipeline
+seen['api'] = names()
+import vqclip.cli, vqclip.runs.pipeline, vqclip.api
+vqclip.cli.build_parser()
+seen['parser'] = names()
+seen['code'] = vqclip.cli.main(['run', sys.argv[1]])
+seen['run'] = names()
+print(json.dumps(seen))
+"""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_process_started(request, tmp_path_factory):
+    """The interpreter of `fresh_process`, started before the session's first test when one of its tests is to run:
+    it runs on the CPU the suite (one torch thread) leaves idle; killed at the end if never read."""
+    import os
+    import subprocess
+
+    import yaml
+
+    if not any("fresh_process" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        yield None
+        return
+    tiny_job = request.getfixturevalue("tiny_job")
+    where = tmp_path_factory.mktemp("fresh")
+    job = where / "job.yaml"
+    job.write_text(yaml.safe_dump({**tiny_job, "prompt": "a red circle", "steps": 1, "output": {
+        "dir": str(where / "out"), "video": False, "progress": False}}))
+    proc = subprocess.Popen([sys.executable, "-c", FRESH, str(job)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "VQCLIP_HOME": str(where / "vqclip-home")})
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+@pytest.fixture(scope="session")
+def fresh_process(_fresh_process_started) -> dict:
+    """The top-level modules a fresh interpreter holds at each point of a user's way in: 'first' after `import
+    vqclip`, 'api' after touching vqclip.Pipeline, 'parser' after importing the CLI, the pipeline and the API and
+    building the parser, 'run' after `vqclip run` of a 1-step tiny job ('code': its exit code). One process (~4 s,
+    started before the first test) shared by the tests of lazy and optional imports instead of one each."""
+    import json
+
+    out, err = _fresh_process_started.communicate(timeout=300)
+    assert _fresh_process_started.returncode == 0, err[-2000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def steered_edit_on_two_devices(tiny_job, tmp_path_factory):
+    """A masked edit (VQGAN) whose prompt pulls in regions, steered by its job's entries (the prompt at step 1, the lr
+    and a negative at 2), 3 steps on two gloo processes ('two') and on one device scoring the cutouts half at a time
+    ('halves'); 'photo' [32,32,3] is the edited image. One spawned run (~4 s) read by the tests of edits and of steer
+    entries across devices (tests/test_draw_devices.py, tests/test_steer_devices.py) instead of one each."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from PIL import Image
+
+    from vqclip.runs.jobs import build_config
+    from vqclip.runs.pipeline import run_job
+
+    where = tmp_path_factory.mktemp("steered-edit")
+    photo = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:24, 4:20] = 255
+    Image.fromarray(photo).save(where / "photo.png")
+    Image.fromarray(mask).save(where / "mask.png")
+    job = {**tiny_job, "prompt": "a red circle:1@left|a blue square:1@right", "seed": 1, "steps": 3, "threads": 1,
+           "init": {"image": str(where / "photo.png"), "mask": str(where / "mask.png"), "mask_feather": 2},
+           "steer": [{"at": 1, "prompt": "a yellow circle"}, {"at": 2, "lr": 0.05, "negative": ["a blue square"]}]}
+    runs = {"photo": photo}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VQCLIP_HOME", str(where / "vqclip-home"))
+        for name, over in (("two", {"devices": ["cpu", "cpu"]}),
+                           ("halves", {"devices": [], "micro_batch": tiny_job["cutouts"]["n"] // 2})):
+            output = {"dir": str(where / name), "video": False, "progress": False}
+            runs[name] = run_job(build_config(base=[("job", {**job, **over, "output": output})]))
+    return SimpleNamespace(**runs)

@@ -3,6 +3,8 @@ cutouts, give the image and loss curve of one device scoring them half at a time
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -22,52 +24,61 @@ def _run(tiny_job, out, devices, steps, callbacks=(), **job):
     return run_job(build_config(base=[("job", job)]), extra_callbacks=callbacks)
 
 
-@pytest.fixture
-def two_torch_threads():
-    """This process on 2 torch threads while the jobs ask for 1 (the suite runs on 1): the job's count must be the
-    one every process runs on, as a Python caller's process has its own (issue 34: through the API, rank 0 ran on
-    the caller's count and the bits differed)."""
+@pytest.fixture(scope="module")
+def twenty_steps(tiny_job, tmp_path_factory):
+    """One 20-step run on two gloo processes (rank 0's prompt_loss calls and torch thread count at each step
+    recorded) and the same job on one device, scoring the cutouts half at a time and all at once; shared by the
+    tests below (each two-process run spawns a process that imports torch: ~4 s). This process is on 2 torch threads
+    while the jobs ask for 1 (the suite runs on 1): the job's count must be the one every process runs on, as a
+    Python caller's process has its own (issue 34: through the API, rank 0 ran on the caller's count and the bits
+    differed)."""
     import torch
 
+    from vqclip.optim import scoring
+
+    out, half = tmp_path_factory.mktemp("devices"), tiny_job["cutouts"]["n"] // 2
+    seen = SimpleNamespace(out=out, calls=[], counts=[])
+    score = scoring.prompt_loss
     before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VQCLIP_HOME", str(out / "vqclip-home"))
+        torch.set_num_threads(2)
+        try:
+            with pytest.MonkeyPatch.context() as counting:  # this process only (rank 0): its share at each step
+                counting.setattr(scoring, "prompt_loss",
+                                 lambda embeds, *a: seen.calls.append(len(embeds)) or score(embeds, *a))
+                seen.two = _run(tiny_job, out / "two", ["cpu", "cpu"], 20,
+                                [lambda e: seen.counts.append(torch.get_num_threads())])
+            seen.threads_after = torch.get_num_threads()
+            seen.halves = _run(tiny_job, out / "halves", [], 20, micro_batch=half)
+            seen.one = _run(tiny_job, out / "one", [], 20)
+        finally:
+            torch.set_num_threads(before)
+    return seen
 
 
-def test_two_gloo_processes_give_the_one_device_image_and_loss_curve(tiny_job, tmp_path, two_torch_threads):
+def test_two_gloo_processes_give_the_one_device_image_and_loss_curve(twenty_steps):
     """Two devices are one device whose cutouts are scored half at a time (micro_batch = cutn / 2), bit for bit,
     for 20 steps: each device fills its own rows of the cutouts' gradient, so their sum is exact. Against one device
     scoring all cutouts in one pass only the float order of the cutouts' gradient sum differs (the issue's check:
     pixels within 1/255, the loss curve within 1e-4, after 20 steps)."""
-    import torch
-
-    half, counts = tiny_job["cutouts"]["n"] // 2, []
-    two = _run(tiny_job, tmp_path / "two", ["cpu", "cpu"], 20, [lambda e: counts.append(torch.get_num_threads())])
-    halves = _run(tiny_job, tmp_path / "halves", [], 20, micro_batch=half)
-    assert set(counts) == {1} and torch.get_num_threads() == 2  # the job's threads, then the caller's again
+    run = twenty_steps
+    two, halves, one = run.two, run.halves, run.one
+    assert set(run.counts) == {1} and run.threads_after == 2  # the job's threads, then the caller's again
     assert len(two.result.losses) == 20
     assert two.result.losses == halves.result.losses
     assert np.array_equal(pixels(two.final), pixels(halves.final))
-    assert (tmp_path / "two" / "state.pt").is_file() and [p.name for p in (tmp_path / "two" / "frames").iterdir()]
+    assert (run.out / "two" / "state.pt").is_file() and [p.name for p in (run.out / "two" / "frames").iterdir()]
 
-    one = _run(tiny_job, tmp_path / "one", [], 20)
     assert np.allclose(one.result.losses, two.result.losses, atol=1e-4, rtol=0)
     diff = np.abs(pixels(one.final).astype(float) - pixels(two.final).astype(float)).mean() / 255
     assert diff < 1 / 255
 
 
-def test_the_shards_are_the_cutouts_not_copies_of_them(tiny_job, tmp_path, monkeypatch):
+def test_the_shards_are_the_cutouts_not_copies_of_them(twenty_steps, tiny_job):
     """Were each process to score all cutouts (or the same half), the sum would be twice the one-device loss."""
-    from vqclip.optim import scoring
-
-    calls = []
-    score = scoring.prompt_loss
-    monkeypatch.setattr(scoring, "prompt_loss", lambda embeds, *a: calls.append(len(embeds)) or score(embeds, *a))
-    two = _run(tiny_job, tmp_path / "two", ["cpu", "cpu"], 2)
-    one = _run(tiny_job, tmp_path / "one", [], 2)
-    assert calls[:2] == [tiny_job["cutouts"]["n"] // 2] * 2  # this process (rank 0): its half at each step
-    assert abs(one.result.losses[0] - two.result.losses[0]) < 1e-5
+    assert twenty_steps.calls[:2] == [tiny_job["cutouts"]["n"] // 2] * 2  # this process (rank 0): its half each step
+    assert abs(twenty_steps.one.result.losses[0] - twenty_steps.two.result.losses[0]) < 1e-5
 
 
 @pytest.mark.parametrize("extra, message", [

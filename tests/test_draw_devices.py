@@ -23,23 +23,14 @@ def test_two_devices_are_one_scoring_half_the_cutouts_at_a_time(tiny_job, tmp_pa
     assert np.array_equal(pixels(two.final), pixels(halves.final))
 
 
-def test_an_edit_with_a_region_prompt_on_two_devices_is_one_scoring_half_the_cutouts(tiny_job, tmp_path):
+def test_an_edit_with_a_region_prompt_on_two_devices_is_one_scoring_half_the_cutouts(steered_edit_on_two_devices):
     """A masked edit (VQGAN) whose prompt pulls in a region: the mask, the composite and the coverage weights are the
-    same on each device, so two gloo processes give the one-device image and loss curve, and keep the outside."""
-    from PIL import Image
-
-    photo = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    mask = np.zeros((32, 32), np.uint8)
-    mask[8:24, 4:20] = 255
-    Image.fromarray(photo).save(tmp_path / "photo.png")
-    Image.fromarray(mask).save(tmp_path / "mask.png")
-    edit = {"prompt": "a red circle:1@left|a blue square:1@right",
-            "init": {"image": str(tmp_path / "photo.png"), "mask": str(tmp_path / "mask.png"), "mask_feather": 2}}
-    half = tiny_job["cutouts"]["n"] // 2
-    two = _run(tiny_job, tmp_path / "two", ["cpu", "cpu"], 3, **edit)
-    halves = _run(tiny_job, tmp_path / "halves", [], 3, micro_batch=half, **edit)
+    same on each device, so two gloo processes give the one-device image and loss curve, and keep the outside (the
+    run, steered by its job's entries, is shared with tests/test_steer_devices.py: conftest.py)."""
+    run = steered_edit_on_two_devices
+    two, halves = run.two, run.halves
     assert len(two.result.losses) == 3 and two.result.losses == halves.result.losses
     assert np.array_equal(pixels(two.final), pixels(halves.final))
     far = np.ones((32, 32), bool)
     far[5:27, 1:23] = False  # the mask widened by its feather and a pixel
-    assert np.array_equal(pixels(two.final)[far], photo[far])
+    assert np.array_equal(pixels(two.final)[far], run.photo[far])

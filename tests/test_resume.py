@@ -73,25 +73,41 @@ def reference(tiny_job, tmp_path_factory):
     return uninterrupted(tiny_job, tmp_path_factory.mktemp("resume") / "whole", story_zoom_job)
 
 
-@pytest.mark.parametrize("kind", list(JOBS))
-def test_resume_after_sigkill_is_bit_identical(tiny_job, reference, tmp_path, kind):
-    make = JOBS[kind]
-    reference = reference if kind == "story+zoom" else uninterrupted(tiny_job, tmp_path / "whole", make)
-    killed = tmp_path / "killed"
-    marker = tmp_path / "hanging"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", killed_run_script(False), json.dumps(make(tiny_job, killed)),
-                             str(marker), "9"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+@pytest.fixture(scope="module")
+def killed_runs(tiny_job, tmp_path_factory, request):
+    """Each kind's run in a process of its own, SIGKILLed while it hangs in step 9, and its uninterrupted run: the
+    three processes start together and the uninterrupted runs are made here while they load (each spends ~4 s
+    importing torch, which this process waited out three times over, one at a time). kind -> (run folder, exit
+    code, the uninterrupted run)."""
+    root = tmp_path_factory.mktemp("killed")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "VQCLIP_HOME": str(root / "vqclip-home")}
+    procs = {}
     try:
+        for i, (kind, make) in enumerate(JOBS.items()):
+            log = (root / f"{i}.log").open("wb")  # a file, not a pipe: a full pipe unread would hold a run up
+            procs[kind] = (root / str(i), root / f"{i}.hanging", log, subprocess.Popen(
+                [sys.executable, "-c", killed_run_script(False), json.dumps(make(tiny_job, root / str(i))),
+                 str(root / f"{i}.hanging"), "9"], env=env, stdout=subprocess.DEVNULL, stderr=log))
+        wholes = {kind: request.getfixturevalue("reference") if kind == "story+zoom" else
+                  uninterrupted(tiny_job, root / f"whole-{kind}", make) for kind, make in JOBS.items()}
         deadline = time.monotonic() + 180
-        while not marker.exists():
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "the run never reached step 9"
-            time.sleep(0.05)
+        for kind, (_, marker, log, proc) in procs.items():
+            while not marker.exists():
+                assert proc.poll() is None, Path(log.name).read_text(errors="replace")[-2000:]
+                assert time.monotonic() < deadline, f"the {kind} run never reached step 9"
+                time.sleep(0.05)
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+        for _, _, log, proc in procs.values():
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            log.close()
+    return {kind: (folder, proc.returncode, wholes[kind]) for kind, (folder, _, _, proc) in procs.items()}
+
+
+@pytest.mark.parametrize("kind", list(JOBS))
+def test_resume_after_sigkill_is_bit_identical(killed_runs, kind):
+    killed, code, reference = killed_runs[kind]
+    assert code == -signal.SIGKILL
     assert not (killed / "final.png").exists()
     assert load_state(state_path(killed))["step"] == 8  # saved every 4 updates; killed during step 9
 

@@ -15,8 +15,6 @@ from vqclip.runs.pipeline import run_job
 
 from test_batch import pixels
 
-STEER = [{"at": 1, "prompt": "a yellow circle"}, {"at": 2, "lr": 0.05, "negative": ["a blue square"]}]
-
 
 def job(tiny_job, out, devices, **over) -> dict:
     return {**tiny_job, "prompt": "a red circle", "seed": 1, "steps": 3, "threads": 1, "devices": devices,
@@ -41,8 +39,9 @@ def test_a_steered_run_on_a_named_device_is_steered(tiny_job, tmp_path):
 
 
 @pytest.mark.slow
-def test_steer_entries_replay_across_two_devices_as_on_one(tiny_job, tmp_path):
-    half = tiny_job["cutouts"]["n"] // 2
-    two = run_job(build_config(job(tiny_job, tmp_path / "two", ["cpu", "cpu"], steer=STEER)))
-    one = run_job(build_config(job(tiny_job, tmp_path / "one", [], steer=STEER, micro_batch=half)))
+def test_steer_entries_replay_across_two_devices_as_on_one(steered_edit_on_two_devices):
+    """The prompt steered at step 1, the lr and a negative at 2, on two gloo processes and on one scoring the cutouts
+    half at a time (the run, a masked edit with regions, is shared with tests/test_draw_devices.py: conftest.py)."""
+    two, one = steered_edit_on_two_devices.two, steered_edit_on_two_devices.halves
+    assert [(e.at, e.prompt, e.lr) for e in two.config.steer] == [(1, "a yellow circle", None), (2, "", 0.05)]
     assert two.result.losses == one.result.losses and np.array_equal(pixels(two.final), pixels(one.final))
