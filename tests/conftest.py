@@ -32,6 +32,19 @@ def tiny_clip(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _ctrl_c_delivered():
+    """The Ctrl-C tests send SIGINT to this process and to the ones it starts. A suite started in the background of a
+    non-interactive shell (`cmd &`, nohup) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt
+    handler, here or in its children (a spawned process would wait for an hour): give this process Python's own
+    handler, which a started process's exec resets to the default."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread():
     """Tiny models run fastest on one thread, and the suite shares 2 cores; restored afterwards."""
     import torch
