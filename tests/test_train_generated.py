@@ -214,3 +214,13 @@ def test_the_pool_draws_under_bf16_autocast_as_on_cuda(tiny_vqgan, tiny_clip, pa
     fp32, bf16 = (p.negatives()[0] for p in pools)
     assert bf16.dtype == torch.float32 and torch.isfinite(bf16).all()
     assert (bf16 - fp32).abs().mean() < 0.02 and not torch.equal(bf16, fp32)  # bf16 did run, and rounds a little
+
+
+def test_a_clip_size_the_vqgans_grid_cannot_draw_is_one_line(tiny_vqgan, pairs):
+    from types import SimpleNamespace
+
+    from vqclip.errors import VqclipError
+
+    vqgan = load_vqgan(*tiny_vqgan)  # factor 4
+    with pytest.raises(VqclipError, match="input size 30 is not a multiple of the VQGAN's factor 4"):
+        G.GeneratedPool(vqgan, SimpleNamespace(image_size=30), pairs, size=2, seed=0)

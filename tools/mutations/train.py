@@ -198,6 +198,8 @@ MUTATIONS = [
     M("the pool's grid puts the pictures over the real images", GEN, "torch.cat([top, bottom], dim=1)[None], path)",
       "torch.cat([bottom, top], dim=1)[None], path)", T_GEN),
     M("a resumed run starts a fresh pool", CLIP, 'pool.load_state_dict(state["pool"])', "pass", T_GEN),
+    M("a CLIP size the VQGAN's grid cannot draw is accepted", GEN, "        if side % vqgan.factor:", "        if False:",
+      T_GEN),
     M("the ranking loss never reaches the CLIP", GEN, "    loss.backward()\n    return distance", "    return distance",
       T_GEN),
     M("--generated-life is dropped", CLI, "generated_life=args.generated_life)", "generated_life=50)", T_GEN),
