@@ -184,12 +184,11 @@ print(json.dumps(seen))
 def _fresh_process_started(request, tmp_path_factory):
     """The interpreter of `fresh_process`, started before the session's first test when one of its tests is to run:
     it runs on the CPU the suite (one torch thread) leaves idle; killed at the end if never read."""
-    import os
-    import subprocess
-
     import yaml
 
-    if not any("fresh_process" in getattr(item, "fixturenames", ()) for item in request.session.items):
+    from tests.early import selected, started
+
+    if not selected(request, fixture="fresh_process"):
         yield None
         return
     tiny_job = request.getfixturevalue("tiny_job")
@@ -197,14 +196,8 @@ def _fresh_process_started(request, tmp_path_factory):
     job = where / "job.yaml"
     job.write_text(yaml.safe_dump({**tiny_job, "prompt": "a red circle", "steps": 1, "output": {
         "dir": str(where / "out"), "video": False, "progress": False}}))
-    proc = subprocess.Popen([sys.executable, "-c", FRESH, str(job)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "VQCLIP_HOME": str(where / "vqclip-home")})
-    try:
+    with started([sys.executable, "-c", FRESH, str(job)], where / "vqclip-home") as proc:
         yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from tests.early import selected, started
 from vqclip.cli import main
 from vqclip.files.atomic import TEMP_GLOB
 from vqclip.files.images import read_metadata
@@ -224,21 +225,14 @@ def test_an_unknown_option_points_at_its_commands_help(argv, prog, capsys):
 def _console_script(request, tmp_path_factory, tiny_args):
     """`python -m vqclip generate` of a bad job file, started with the module when its test is to run: a fresh
     interpreter (~3 s) runs beside the tests before it instead of being waited out."""
-    if not any(item.name == "test_bad_input_from_the_console_script_has_no_traceback"
-               for item in request.session.items):
+    if not selected(request, test="test_bad_input_from_the_console_script_has_no_traceback"):
         yield None
         return
     where = tmp_path_factory.mktemp("console")
     (where / "job.yaml").write_text("prompt: x\nsteps: banana\n")
-    proc = subprocess.Popen([sys.executable, "-m", "vqclip", "generate", "--config", str(where / "job.yaml"),
-                             *tiny_args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "VQCLIP_HOME": str(where / "home")})
-    try:
+    with started([sys.executable, "-m", "vqclip", "generate", "--config", str(where / "job.yaml"), *tiny_args],
+                 where / "home") as proc:
         yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
 
 
 def test_bad_input_from_the_console_script_has_no_traceback(_console_script):

@@ -230,25 +230,19 @@ sys.exit(main(["score", sys.argv[1], "--prompt", "x", "--device", "cpu"]))
 def _offline_score(request, tmp_path_factory):
     """The process of the failed-download test, started with the module when that test is to run: a fresh
     interpreter importing torch and open_clip (~4 s) runs beside the tests before it instead of being waited out."""
-    import subprocess
     import sys
 
     from PIL import Image
 
-    if not any(item.name == "test_a_failed_clip_download_prints_our_error_not_the_librarys_log"
-               for item in request.session.items):
+    from tests.early import selected, started
+
+    if not selected(request, test="test_a_failed_clip_download_prints_our_error_not_the_librarys_log"):
         yield None
         return
     where = tmp_path_factory.mktemp("offline")
     Image.new("RGB", (8, 8)).save(where / "a.png")
-    proc = subprocess.Popen([sys.executable, "-c", OFFLINE_SCORE, str(where / "a.png")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "VQCLIP_HOME": str(where / "home")})
-    try:
+    with started([sys.executable, "-c", OFFLINE_SCORE, str(where / "a.png")], where / "home") as proc:
         yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
 
 
 def test_a_failed_clip_download_prints_our_error_not_the_librarys_log(_offline_score):
