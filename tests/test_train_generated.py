@@ -117,7 +117,7 @@ def test_the_pools_state_round_trips_and_its_steps_repeat(pool, tiny_vqgan, tiny
 
 def test_the_ranking_step_backpropagates_the_ranking_loss_into_clip(pool):
     model = pool.clip.model.train().requires_grad_(True)
-    distance, loss = G.ranking_step(pool, model, pool.clip.tokenizer, 0, 0.5, amp=False)
+    distance, loss = T.ranking_step(pool, model, pool.clip.tokenizer, 0, 0.5, amp=False)
     got = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)
     fake, index = pool.negatives()

@@ -200,7 +200,7 @@ MUTATIONS = [
     M("a resumed run starts a fresh pool", CLIP, 'pool.load_state_dict(state["pool"])', "pass", T_GEN),
     M("a CLIP size the VQGAN's grid cannot draw is accepted", GEN, "        if side % vqgan.factor:", "        if False:",
       T_GEN),
-    M("the ranking loss never reaches the CLIP", GEN, "    loss.backward()\n    return distance", "    return distance",
+    M("the ranking loss never reaches the CLIP", CLIP, "    loss.backward()\n    return distance", "    return distance",
       T_GEN),
     M("--generated-life is dropped", CLI, "generated_life=args.generated_life)", "generated_life=50)", T_GEN),
     M("--generated with several devices is accepted", CLIP, "if self.generated and procs > 1:",

@@ -143,6 +143,25 @@ def contrastive_step(model: nn.Module, loss_fn: ClipLoss, images: Tensor, tokens
     return loss.detach()
 
 
+def ranking_step(pool: G.GeneratedPool, model: nn.Module, tokenizer, step: int, weight: float, amp: bool
+                 ) -> tuple[float, float]:
+    """Training step `step`'s share of the generator negatives: one generation step of the pool, then `weight` x
+    `G.ranking_loss` of the pooled captions backpropagated into `model` (the towers as `features` runs them, the
+    temperature taken as it is). Returns (the pool's mean distance to its captions, the ranking loss)."""
+    distance = pool.step(step)
+    fake, index = pool.negatives()
+    if not len(index):
+        return distance, 0.0
+    real = pool.real(index)
+    images = (torch.cat([real, fake.to(real.device)]) - pool.clip.mean) / pool.clip.std
+    tokens = tokenizer([pool.pairs[i].caption for i in index.tolist()]).to(real.device)
+    img, txt = features(model, images, tokens, amp)
+    real_f, fake_f = img.chunk(2)
+    loss = weight * G.ranking_loss(txt, real_f, fake_f, model.logit_scale.exp().detach())
+    loss.backward()
+    return distance, float(loss.detach())
+
+
 def save_checkpoint(run: Path, step: int, model: nn.Module, opt, sched, pool: Optional[dict] = None) -> Path:
     """RUN/checkpoint.pt, atomically: weights, optimiser, schedule, the step done and the pool of generator negatives
     if any (the data order and the augmentations are functions of the seed and the step: nothing else to keep)."""
@@ -272,7 +291,7 @@ def _train(group: P.Group, cfg: TrainConfig, run: Path, train_pairs: list[D.Pair
             tokens = tokenizer([p.caption for p in batch]).to(device)
             opt.zero_grad(set_to_none=True)
             loss = contrastive_step(model, loss_fn, images, tokens, cfg.accum, cfg.amp)
-            ranked = G.ranking_step(pool, model, tokenizer, step, cfg.generated_weight, cfg.amp) if pool else None
+            ranked = ranking_step(pool, model, tokenizer, step, cfg.generated_weight, cfg.amp) if pool else None
             P.average_gradients(model, group)
             opt.step()
             sched.step()

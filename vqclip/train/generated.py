@@ -172,36 +172,15 @@ class GeneratedPool:
 
 
 def pool_vqgan(source: str, device: Optional[torch.device] = None):
-    """The VQGAN that draws the pool: that of the preset (or preset folder) `--from` names, frozen; with no device,
-    only checks that there is one (its files resolved, nothing downloaded)."""
-    from vqclip.models.resolve import resolve_preset  # here: the presets' machinery is needed by --generated only
-    from vqclip.nets.vqgan import load_vqgan
+    """The VQGAN that draws the pool: that of the preset (or preset folder) `--from` names, as `vqclip train vqgan
+    --from` finds it (fetched once), frozen; with no device, only checks that there is one."""
+    from vqclip.nets.vqgan import load_vqgan  # here: --generated alone needs the VQGAN's loader
+    from vqclip.train.vqexport import source_files
 
     try:
-        files = resolve_preset(source, download=False, fetch_clip_weights=False)
+        config, checkpoint = source_files(source)
     except VqclipError as exc:
-        raise VqclipError(f"--generated needs a VQGAN to draw with: --from {source} is no preset with one ({exc}); "
-                          "give --from a preset (mini) or a VQGAN's preset folder (RUN/vqgan)") from None
+        raise VqclipError(f"--generated needs a VQGAN to draw with: {exc}") from None
     if device is None:
         return None
-    return load_vqgan(files.vqgan_config, files.vqgan_checkpoint).to(device).eval().requires_grad_(False)
-
-
-def ranking_step(pool: GeneratedPool, model, tokenizer, step: int, weight: float, amp: bool) -> tuple[float, float]:
-    """Training step `step`'s share of the generator negatives: one generation step of the pool, then `weight` x
-    `ranking_loss` of the pooled captions backpropagated into `model` (open_clip's; towers under bf16 autocast when
-    `amp`, its temperature taken as it is). Returns (the pool's mean distance to its captions, the ranking loss)."""
-    distance = pool.step(step)
-    fake, index = pool.negatives()
-    if not len(index):
-        return distance, 0.0
-    real = pool.real(index)
-    mean, std = pool.clip.mean, pool.clip.std
-    device = real.device
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-        img = model.encode_image((torch.cat([real, fake.to(device)]) - mean) / std)
-        txt = model.encode_text(tokenizer([pool.pairs[i].caption for i in index.tolist()]).to(device))
-    real_f, fake_f = F.normalize(img.float(), dim=-1).chunk(2)
-    loss = weight * ranking_loss(F.normalize(txt.float(), dim=-1), real_f, fake_f, model.logit_scale.exp().detach())
-    loss.backward()
-    return distance, float(loss.detach())
+    return load_vqgan(config, checkpoint).to(device).eval().requires_grad_(False)
