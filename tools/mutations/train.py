@@ -13,6 +13,7 @@ MINI_CLIP, MINI_VQ, T_SHARED = ("vqclip/mini/train/clip.py", "vqclip/mini/train/
                                 ("tests/test_mini_train_shared.py",))
 T_PRESET = ("tests/test_train_export.py",)
 GEN, T_GEN = "vqclip/train/generated.py", ("tests/test_train_generated.py",)
+MINI_POOL, T_MINI_POOL = "vqclip/mini/train/adversarial.py", ("tests/test_mini_adversarial.py",)
 
 MUTATIONS = [
     # --- data
@@ -210,4 +211,16 @@ MUTATIONS = [
     M("a preset exported from another install's mini loses its CLIP", "vqclip/models/resolve.py",
       "model, pretrained = (local_embedded(preset.local(p, home_dir))", "model, pretrained = ((preset.local(p, home_dir))",
       ("tests/test_train_vqexport.py",)),
+    # --- the mini recipe's own generator pool (stage 3), which shares the per-latent Adam
+    M("a restarted mini pool latent keeps its Adam moments", MINI_POOL,
+      "self.m[idx], self.v[idx], self.age[idx] = 0.0, 0.0, 0", "self.age[idx] = 0", T_MINI_POOL),
+    M("mini pool latents never restart", MINI_POOL, "old = self.age >= self.life", "old = self.age > self.life + 10**6",
+      T_MINI_POOL),
+    M("fresh mini pool latents count as negatives", MINI_POOL, "keep = (self.age >= self.min_age).nonzero()[:, 0]",
+      "keep = (self.age >= 0).nonzero()[:, 0]", T_MINI_POOL),
+    M("the mini pool's steps move away from their captions", MINI_POOL,
+      "loss = dist.sum() + self.tv_weight", "loss = -dist.sum() + self.tv_weight", T_MINI_POOL),
+    M("the mini pool starts in a random colour, not its caption's background", MINI_POOL,
+      "flat_image(world.SIZE, world.SIZE, prompt_background(self.captions[i]), None)",
+      "flat_image(world.SIZE, world.SIZE, None, None)", T_MINI_POOL),
 ]
