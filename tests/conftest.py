@@ -186,7 +186,7 @@ def _fresh_process_started(request, tmp_path_factory):
     it runs on the CPU the suite (one torch thread) leaves idle; killed at the end if never read."""
     import yaml
 
-    from tests.early import selected, started
+    from early import selected, started
 
     if not selected(request, fixture="fresh_process"):
         yield None

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.early import selected, started
+from early import selected, started
 from vqclip.cli import main
 from vqclip.files.atomic import TEMP_GLOB
 from vqclip.files.images import read_metadata

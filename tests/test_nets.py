@@ -234,7 +234,7 @@ def _offline_score(request, tmp_path_factory):
 
     from PIL import Image
 
-    from tests.early import selected, started
+    from early import selected, started
 
     if not selected(request, test="test_a_failed_clip_download_prints_our_error_not_the_librarys_log"):
         yield None
