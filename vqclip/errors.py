@@ -35,6 +35,23 @@ def cut(text: str) -> str:
     return text if len(text) <= SHOWN else text[:CUT_TO] + "..."
 
 
+PATH_SHOWN = 240  # a path is echoed whole up to this length: the file name at its end is what the reader needs
+
+
+def cut_path(text: str) -> str:
+    """A path as an error message echoes it: whole up to PATH_SHOWN characters, else its first and last characters
+    around '...' (PATH_SHOWN in all), so a deep folder still shows where it starts and which file it names."""
+    if len(text) <= PATH_SHOWN:
+        return text
+    keep = (PATH_SHOWN - 3) // 2
+    return text[:keep] + "..." + text[-keep:]
+
+
+def shown_path(path: str | Path) -> str:
+    """`path` quoted as `shown` quotes a text, cut as `cut_path` cuts it (never to its first characters only)."""
+    return repr(cut_path(str(path)))
+
+
 _REPR = reprlib.Repr()  # containers written in part (6 items, 3 levels deep): no huge value is written out whole
 _REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxdict = 6
 _REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, SHOWN, SHOWN, SHOWN
@@ -56,8 +73,8 @@ def missing(path: str | Path, what: str) -> str:
     article = "an" if what[0] in "aeiou" else "a"
     bad = path_problem(path)
     if bad:
-        return f"{shown(str(path))}: {bad}"
-    name = cut(str(path))
+        return f"{shown_path(path)}: {bad}"
+    name = cut_path(str(path))
     return f"{name}: is a folder, not {article} {what}" if Path(path).is_dir() else f"{name}: no such {what}"
 
 

@@ -91,4 +91,17 @@ MUTATIONS = [
     M("what a preset is is cut after the first line", "vqclip/cli/models.py",
       "lines.extend(\" \" * (len(head) + 2) + part for part in parts[1:])", "pass",
       ("tests/test_models_table.py",)),
+    # --- vqclip/errors.py: how a message echoes a value or a path
+    M("a path in an error is cut to its first 60 characters again, hiding the file name", "vqclip/errors.py",
+      "    name = cut_path(str(path))", "    name = cut(str(path))", ("tests/test_errors.py",)),
+    M("paths are echoed whole only up to the 80 characters of any value", "vqclip/errors.py",
+      "    if len(text) <= PATH_SHOWN:\n        return text", "    if len(text) <= SHOWN:\n        return text",
+      ("tests/test_errors.py",)),
+    M("a huge path keeps its start only", "vqclip/errors.py", 'return text[:keep] + "..." + text[-keep:]',
+      'return text[:2 * keep] + "..."', ("tests/test_errors.py",)),
+    M("a check names a bad path by its first 60 characters", "vqclip/config/checks.py",
+      'raise VqclipError(f"{key}: {shown_path(path)} {bad}; check the path")',
+      'raise VqclipError(f"{key}: {shown(path)} {bad}; check the path")', ("tests/test_errors.py",)),
+    M("a reason is cut inside a word", "vqclip/errors.py", 'text = text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:") + " ..."',
+      'text = text[:limit] + " ..."', ("tests/test_errors.py",)),
 ]

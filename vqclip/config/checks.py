@@ -10,7 +10,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from ..errors import VqclipError, missing, path_problem, shown
+from ..errors import VqclipError, missing, path_problem, shown, shown_path
 from ..files.images import open_rgb
 from ..files.video import INTERPOLATE_METHODS, MAX_INTERPOLATE, VIDEO_FORMATS
 from ..nets.device import PRECISIONS, check_device
@@ -82,7 +82,7 @@ def check(cfg: GenerateConfig) -> None:
     for key, path in path_options(cfg):
         bad = path_problem(path)
         if bad:
-            raise VqclipError(f"{key}: {shown(path)} {bad}; check the path")
+            raise VqclipError(f"{key}: {shown_path(path)} {bad}; check the path")
     _require("seed", cfg.seed, cfg.seed is None or -2**63 <= cfg.seed < 2**63, "a 64-bit integer (-2**63 to 2**63 - 1)")
     _require("threads", cfg.threads, cfg.threads >= 0, ">= 0 (0 = torch's choice)")
     _require("steps", cfg.steps, cfg.steps >= 0, ">= 0")
@@ -317,8 +317,8 @@ def check_inputs(cfg: GenerateConfig) -> None:
         if kind == "image":
             open_rgb(path)  # a corrupt image fails here, not after its run folder is made
         if key == "init.mask" and open_rgb(path).convert("L").getextrema()[1] == 0:
-            raise VqclipError(f"init.mask: {shown(path)} is all black, so nothing may change; paint white where the "
-                              "image may change")
+            raise VqclipError(f"init.mask: {shown_path(path)} is all black, so nothing may change; paint white where "
+                              "the image may change")
     check_steer_files(cfg.steer)  # the images and masks of its steer: entries, as a live steer's are checked
     for region in job_regions(cfg):
         if region not in REGIONS:

@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import VqclipError, shown
+from ..errors import VqclipError, shown, shown_path
 
 log = logging.getLogger("vqclip")
 
@@ -62,19 +62,19 @@ def read_mask(path: str, width: Optional[int] = None, height: Optional[int] = No
     from PIL import Image, UnidentifiedImageError
 
     if not Path(path).is_file():
-        raise VqclipError(f"region mask {shown(path)}: no such file; check the path")
+        raise VqclipError(f"region mask {shown_path(path)}: no such file; check the path")
     try:
         with Image.open(path) as im:
             grey = im.convert("L")
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise VqclipError(f"region mask {shown(path)} is not an image ({type(e).__name__}); give a PNG or JPEG "
+        raise VqclipError(f"region mask {shown_path(path)} is not an image ({type(e).__name__}); give a PNG or JPEG "
                           "(white = where the prompt pulls)") from None
     if width is not None and height is not None and grey.size != (width, height):
         log.info("region mask %s (%dx%d) resized to the image's %dx%d", path, *grey.size, width, height)
         grey = grey.resize((width, height), Image.Resampling.BILINEAR)
     mask = np.asarray(grey, dtype=np.float64) / 255
     if not mask.any():
-        raise VqclipError(f"region mask {shown(path)} is all black: the prompt would pull nowhere; paint where it "
+        raise VqclipError(f"region mask {shown_path(path)} is all black: the prompt would pull nowhere; paint where it "
                           "applies in white")
     return mask
 
