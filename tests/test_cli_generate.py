@@ -269,25 +269,6 @@ def test_help_and_option_errors_do_not_load_torch():
     assert proc.returncode == 0 and proc.stdout.strip().splitlines()[-1] == "False", proc.stderr
 
 
-def test_help_reads_well(capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["generate", "--help"])
-    assert info.value.code == 0
-    text = capsys.readouterr().out
-    for option in ("--steps", "--size", "--seed", "--cutn", "--save-every", "--out", "--config", "--from",
-                   "--device", "--no-video", "--model", "--negative", "--image-prompt", "--init-image"):
-        assert option in text
-    with pytest.raises(SystemExit):
-        main(["--help"])
-    assert "generate" in capsys.readouterr().out
-    with pytest.raises(SystemExit):  # restyle's --steps and --fps name the keys they set there
-        main(["restyle", "--help"])
-    text = " ".join(capsys.readouterr().out.split())
-    assert "per input frame [restyle.steps_per_frame]" in text and "[restyle.fps]" in text
-    assert "--save-every" not in text and "--candidates" not in text  # options restyle and zoom do not use
-
-
-
 def test_closed_pipe_is_quiet(monkeypatch, capsys):
     """`vqclip models | head`: a reader that left ends the command quietly (exit 141), not with a traceback."""
     with capsys.disabled():
@@ -383,56 +364,3 @@ def test_notes_do_not_tear_the_progress_bar(tmp_path, tiny_args, capsys):
     err = capsys.readouterr().err
     notes = [line for line in err.split("\n") if "init background:" in line]
     assert notes and all(line.split("\r")[-1].startswith("note: init background:") for line in notes), err
-
-
-@pytest.mark.parametrize("command", ["generate", "zoom", "restyle"])
-def test_help_shows_every_default_and_key(command, capsys):
-    """--help is generated from the config fields: each job option's line names its YAML key and its default."""
-    from vqclip.cli.options import JOB_SECTIONS, describe, job_options, preset_values
-
-    with pytest.raises(SystemExit):
-        main([command, "--help"])
-    text = "".join(capsys.readouterr().out.split())  # argparse wraps lines, at hyphens too
-    include = {"zoom": ["animation."], "restyle": ["restyle."]}.get(command, [])
-    options = job_options(include=include, skip=() if command == "generate" else ("--save-every", "--candidates"))
-    assert len(options) >= 30
-    for o in options:
-        if command == "restyle" and o.flag in ("--steps", "--fps"):
-            continue  # they mean per-frame steps and the output rate there, and say so
-        line = describe(o, presets=preset_values())
-        assert f"[{o.key.replace('[]', '[i]')}" in line and o.flag in text
-        assert "(default: " in line or "default true" in line or "default" in o.help or o.default in (None, []), line
-        assert "".join(line.split()) in text, line
-    assert "(default:300;mini:100)[steps]" in text or command == "restyle"  # and the preset that replaces it
-    assert not any(o.key.startswith(JOB_SECTIONS) for o in job_options())  # zoom's and restyle's keys: theirs
-
-
-def test_every_job_flag_sets_its_key(tiny_args):
-    """The flag-to-key map is the fields' own: each flag given on the command line lands on its key."""
-    from vqclip.cli import build_parser
-    from vqclip.cli.options import cli_overrides
-
-    argv = ["generate", "p", "--steps", "7", "--cutn", "3", "--augments", "affine,noise", "--no-video", "--quiet",
-            "--init-image", "x.png", "--clip-model", "a.json", "--clip-model", "ViT-B-32", "--clip-pretrained", "w.pt",
-            "--clip-weight", "2", "--size", "40", "24", "--negative", "n1", "--negative", "n2:-0.5", "--set", "tv_weight=3"]
-    args = build_parser().parse_args(argv)
-    cli = cli_overrides(args)
-    assert cli == {"prompt": "p", "steps": 7, "cutouts": {"n": 3, "augments": ["affine", "noise"]},
-                   "output": {"video": False, "progress": False}, "init": {"image": "x.png", "kind": "image"},
-                   "clip": [{"model": "a.json", "pretrained": "w.pt", "weight": 2.0},
-                            {"model": "ViT-B-32", "pretrained": None}],
-                   "size": [40, 24], "negative": ["n1", "n2:-0.5"], "tv_weight": 3}
-
-
-def test_docs_options_lists_every_key_and_is_up_to_date():
-    """docs/options.md is generated from the config fields; a key missing from it (or a stale line) fails here."""
-    from pathlib import Path
-
-    from vqclip.cli.options_doc import options_markdown
-    from vqclip.config import GenerateConfig
-    from vqclip.config.fields import walk
-
-    text = (Path(__file__).resolve().parents[1] / "docs" / "options.md").read_text()
-    assert text == options_markdown(), "run: python -m vqclip.cli.options_doc > docs/options.md"
-    for o in walk(GenerateConfig):
-        assert f"| `{o.key.replace('[]', '[i]')}` |" in text

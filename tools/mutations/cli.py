@@ -12,7 +12,7 @@ T_API, T_API_ALL = ("tests/test_api_rules.py",), ("tests/test_api.py",)
 T_RULES, T_SERVE, T_BATCH = ("tests/test_cli_rules.py",), ("tests/test_cli_serve.py",), \
     ("tests/test_cli_generate_batch.py",)
 T_MODELS = ("tests/test_cli_models.py",)
-T_DOC = ("tests/test_cli_generate.py::test_docs_options_lists_every_key_and_is_up_to_date",)
+T_DOC = ("tests/test_cli_help.py::test_docs_options_lists_every_key_and_is_up_to_date",)
 
 MUTATIONS = [
     # --- api.py: the Pipeline's arguments

@@ -118,7 +118,7 @@ MUTATIONS = [
       T_CHECKS),
     M("--init-image no longer implies init.kind in the command line layer", JOB,
       'implies=("init.kind", "image"), label="init image", path="image")', 'label="init image", path="image")',
-      ("tests/test_cli_generate.py::test_every_job_flag_sets_its_key",)),
+      ("tests/test_cli_help.py::test_every_job_flag_sets_its_key",)),
     # --- the keys that name a file, marked once on their option (issue 36)
     M("the path check passes over the model files (CLIP weights, upscaler)", FIELDS,
       'if o.cli_get("path") in (kinds or PATH_KINDS))', 'if o.cli_get("path") in (kinds or ("image", "server")))',
