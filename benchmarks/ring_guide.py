@@ -4,7 +4,7 @@ shape a prompt names; it knows no ring. This trains the same guide with a fifth 
 a fifth of each batch), broken rings (ring_preset.py's) among the near misses, seen through the ring VQGAN; then
 generates ring_preset.py's 12 ring prompts with a preset (`--model`) and this guide, and judges them with its judge.
 
-    python benchmarks/ring_guide.py --vqgan RUNV --model RUNC/clip --steps 600 --seeds 0 1 [-- --set guide.weight=0.5]
+    python benchmarks/ring_guide.py --vqgan RUNV --model RUNC/clip [--ring-width 5] [-- --set guide.weight=0.5]
 
 Prints one JSON object: the guide's held-out accuracy per label and the ring prompts' shares (ring, colour,
 background) with 95% Wilson intervals. An experiment, not a shipped trainer: the mini guide's recipe is mini's own.
@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vqgan", type=Path, required=True, help="a `vqclip train vqgan` run (ring_preset.py's)")
     p.add_argument("--model", required=True, help="the preset to generate with (e.g. RUNC/clip)")
     p.add_argument("--steps", type=int, default=600, help="guide training steps (the mini guide: 1200)")
+    p.add_argument("--guide", type=Path, help="a guide this script trained before (its OUT/guide): generate only")
+    p.add_argument("--ring-width", type=int, default=vb.RING_WIDTH, help="its rings' and broken rings' width in px")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, help="keep the guide and the images here (default: a temporary folder)")
@@ -70,13 +72,20 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
-        guide = train_ring_guide(args.vqgan, out / "guide", args.steps)
-        extra = ["--set", f"guide.model={out / 'guide' / 'guide.json'}", "--set",
-                 f"guide.weights={out / 'guide' / 'guide.safetensors'}", *args.extra]
+        folder = args.guide or out / "guide"
+        if args.guide is None:
+            with rp.ring_width(args.ring_width):
+                guide = train_ring_guide(args.vqgan, folder, args.steps)
+            (folder / "figures.json").write_text(json.dumps(guide) + "\n")
+        figures = folder / "figures.json"
+        guide = json.loads(figures.read_text()) if figures.exists() else None  # (a guide trained before it wrote one)
+        extra = ["--set", f"guide.model={folder / 'guide.json'}", "--set",
+                 f"guide.weights={folder / 'guide.safetensors'}", *args.extra]
         rows = rp.generate(args.model, [(q, c, b, None) for q, c, b in rp.ring_prompts()], args.seeds,
                            out / "rings", extra)
-    print(json.dumps({"guide": guide, "rings": rp.shares(rows, ("ring", "color", "background")),
-                      "generate_options": extra[4:]}, indent=1))
+    print(json.dumps({"guide": guide, "ring_width": args.ring_width,
+                      "rings": rp.shares(rows, ("ring", "color", "background")), "generate_options": extra[4:]},
+                     indent=1))
     return 0
 
 

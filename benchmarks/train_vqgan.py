@@ -3,7 +3,7 @@ world's colours, on random crops (default: the whole 64 px image), and the recon
 rings is measured before and after; its speed is compared with a plain loop (the same network and crops, L1 +
 codebook loss, Adam, tensors already in memory).
 
-    python benchmarks/train_vqgan.py [--steps 320] [--batch 8] [--size 64] [--threads 1] [--out /tmp/vqring]
+    python benchmarks/train_vqgan.py [--steps 320] [--batch 8] [--size 64] [--ring-width 3] [--threads 1] [--out DIR]
 
 Prints one JSON object: held-out L1 before/after and its drop, the pixel judge's colour verdicts on the
 reconstructions (the judge knows filled circles, squares and triangles only, so it cannot say whether a ring is a ring:
@@ -32,24 +32,26 @@ SIZE = 64
 RING_WIDTH = 3
 
 
-def ring(rng: np.random.Generator) -> tuple[np.ndarray, str, str]:
-    """A 64x64 ring (3 px wide, radius 12-20 px) of a world colour on another world colour: (image [64,64,3] uint8,
-    colour, background). The mini world has filled shapes only: the mini VQGAN never saw a ring."""
+def ring(rng: np.random.Generator, width: int | None = None) -> tuple[np.ndarray, str, str]:
+    """A 64x64 ring (`width` px wide, default RING_WIDTH, radius 12-20 px) of a world colour on another world colour:
+    (image [64,64,3] uint8, colour, background). The mini world has filled shapes only: the mini VQGAN never saw a
+    ring."""
     color, bg = rng.choice(list(world.COLORS), 2, replace=False)
     im = Image.new("RGB", (SIZE, SIZE), world.COLORS[bg])
     cx, cy = rng.uniform(24, 40, 2)
     r = rng.uniform(12, 20)
-    ImageDraw.Draw(im).ellipse((cx - r, cy - r, cx + r, cy + r), outline=world.COLORS[color], width=RING_WIDTH)
+    ImageDraw.Draw(im).ellipse((cx - r, cy - r, cx + r, cy + r), outline=world.COLORS[color],
+                                    width=RING_WIDTH if width is None else width)
     return np.asarray(im), str(color), str(bg)
 
 
-def write_rings(folder: Path, n: int, seed: int) -> list[tuple[str, str]]:
-    """n ring PNGs in `folder`; their (colour, background)."""
+def write_rings(folder: Path, n: int, seed: int, width: int | None = None) -> list[tuple[str, str]]:
+    """n ring PNGs (`width` px wide, default RING_WIDTH) in `folder`; their (colour, background)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):
-        img, color, bg = ring(rng)
+        img, color, bg = ring(rng, width)
         Image.fromarray(img).save(folder / f"ring{i:04d}.png")
         out.append((color, bg))
     return out
@@ -96,6 +98,7 @@ def main() -> None:
     ap.add_argument("--disc-start", type=int, default=None, help="default: never (the steps): L1 + codebook only")
     ap.add_argument("--train", type=int, default=160, help="training rings")
     ap.add_argument("--held", type=int, default=64, help="held-out rings")
+    ap.add_argument("--ring-width", type=int, default=RING_WIDTH, help="the rings' line width in pixels")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="/tmp/vqclip-bench-vqring")
     args = ap.parse_args()
@@ -103,8 +106,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
-    write_rings(out / "train", args.train, seed=1)
-    labels = write_rings(out / "held", args.held, seed=2)
+    write_rings(out / "train", args.train, seed=1, width=args.ring_width)
+    labels = write_rings(out / "held", args.held, seed=2, width=args.ring_width)
     held = torch.stack([torch.from_numpy(np.asarray(Image.open(p).convert("RGB"), np.float32) / 255).permute(2, 0, 1)
                         for p in sorted((out / "held").glob("*.png"))])
     files = resolve_preset("mini", fetch_clip_weights=False)
@@ -127,7 +130,7 @@ def main() -> None:
                        min(args.steps, 20), args.batch, args.lr)
     print(json.dumps({
         "steps": args.steps, "batch": args.batch, "size": args.size, "threads": args.threads,
-        "train_images": args.train,
+        "ring_width": args.ring_width, "train_images": args.train,
         "held_out_images": args.held, "held_out_l1": {"before": l1[0], "after": l1[1], "drop": 1 - l1[1] / l1[0]},
         "judge_before": judged(rec0, labels), "judge_after": judged(rec1, labels),
         "trainer_images_per_s": metrics["images_per_s"], "plain_loop_images_per_s": plain, "wall_s": wall,

@@ -94,14 +94,25 @@ def test_closure_negatives_are_unclosed_rings_captioned_as_fragments(tmp_path):
 
 
 def test_ring_width_widens_the_drawn_rings_inside_the_block_only():
-    def colour_pixels() -> int:
-        img, color, _ = bench.ring(np.random.default_rng(4))
+    def colour_pixels(width: int | None = None) -> int:
+        img, color, _ = bench.ring(np.random.default_rng(4), width)
         return int((img == np.array(world.COLORS[color], np.uint8)).all(-1).sum())
 
     thin = colour_pixels()
     with bench.ring_width(6):
         wide = colour_pixels()
     assert 1.6 < wide / thin < 2.2 and colour_pixels() == thin  # about twice the ink; restored after the block
+    assert colour_pixels(6) == wide and colour_pixels(bench.RING_WIDTH) == thin  # train_vqgan.py's --ring-width
+
+
+def test_train_vqgans_ring_width_reaches_every_ring_it_writes(tmp_path):
+    """benchmarks/train_vqgan.py --ring-width: the training and held-out rings it writes are that wide."""
+    ink = []
+    for width in (3, 5):
+        labels = bench.vq_bench.write_rings(tmp_path / str(width), 4, seed=2, width=width)
+        ink.append([int((np.asarray(Image.open(q)) == np.array(world.COLORS[c], np.uint8)).all(-1).sum())
+                    for q, (c, _) in zip(sorted((tmp_path / str(width)).glob("*.png")), labels)])
+    assert all(1.3 < b / a < 2.0 for a, b in zip(*ink))  # the same rings (seed), wider lines
 
 
 def test_the_ring_guides_batches_are_rings_broken_rings_and_the_mini_mix():
