@@ -35,7 +35,7 @@ def cut(text: str) -> str:
     return text if len(text) <= SHOWN else text[:CUT_TO] + "..."
 
 
-PATH_SHOWN = 240  # a path is echoed whole up to this length: the file name at its end is what the reader needs
+PATH_SHOWN = 200  # a path is echoed whole up to this length: the file name at its end is what the reader needs
 
 
 def cut_path(text: str) -> str:
