@@ -133,3 +133,21 @@ def test_the_ring_guides_batches_are_rings_broken_rings_and_the_mini_mix():
         elif label < 3:  # the world's own scenes, labelled with their shape
             assert bench.judge.shape_kind(bench.judge.fill_holes(cls != border)) == ("circle", "square",
                                                                                       "triangle")[label]
+
+
+def test_train_vqgans_plus_signs_are_filled_pluses_the_mini_judge_calls_no_shape_it_knows(tmp_path):
+    """benchmarks/train_vqgan.py --plus ARM: each image is one filled plus, its four corners background, its arms as
+    wide as asked (the ring's alternative, a filled shape the mini world lacks)."""
+    for arm in (0.2, 0.3):
+        labels = bench.vq_bench.write_rings(tmp_path / str(arm), 6, seed=1, plus_arm=arm)
+        for q, (c, b) in zip(sorted((tmp_path / str(arm)).glob("*.png")), labels):
+            mask = (np.asarray(Image.open(q)) == np.array(world.COLORS[c], np.uint8)).all(-1)
+            ys, xs = np.nonzero(mask)
+            h, w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+            assert abs(h - w) <= 1 and 24 <= h <= 41
+            assert not mask[ys.min(), xs.min()] and not mask[ys.max(), xs.max()]  # corners empty: not a square
+            assert mask[(ys.min() + ys.max()) // 2].sum() == w  # a full-width bar through the centre
+            assert mask[:, (xs.min() + xs.max()) // 2].sum() == h  # and a full-height one
+            bar = mask[ys.min()].sum()  # the top arm's width, against 2 x arm x half-extent
+            assert abs(bar - 2 * arm * h / 2) <= 2
+            assert bench.judge.shape_kind(mask) is None
