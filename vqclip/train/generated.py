@@ -12,7 +12,7 @@ pool's state goes into the checkpoint, so a resumed run ends on the same weights
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -42,6 +42,31 @@ def latent_adam(z: Tensor, grad: Tensor, m: Tensor, v: Tensor, age: Tensor, lr: 
     v.mul_(0.999).add_(0.001 * grad * grad)
     step = lr * (m / (1 - 0.9 ** t)) / ((v / (1 - 0.999 ** t)).sqrt() + 1e-8)
     return (z - step).maximum(lo).minimum(hi)
+
+
+def generation_grad(vqgan, z: Tensor, captions: list[str], encode_text: Callable[[list[str]], Tensor],
+                    encode_image: Callable[[Tensor], Tensor], augment, views: int, noise: float, tv_weight: float,
+                    amp: Optional[torch.dtype] = None, seed: Optional[int] = None) -> tuple[Tensor, Tensor, Tensor]:
+    """One generation step's gradient for latents z [P,E,h,w], each drawn towards its own caption as `vqclip generate`
+    draws: `views` affine (`augment`) + noise views of each decoded image, scored by `encode_image` ([V,3,S,S] in
+    [0,1] -> unit features) as the spherical distance to `encode_text(captions)` (unit features [P,D], no gradient),
+    plus tv_weight x P x the TV prior. The views are drawn from `seed` when given (so a resume draws them again),
+    else from the global RNG. The CLIP's weights get no gradient. Returns (grad of z, the images [P,3,S,S], the
+    distance of each latent [P]), the last two detached."""
+    z = z.clone().requires_grad_(True)
+    image = decode_image(vqgan, z, amp)
+    with torch.random.fork_rng(devices=[z.device] if z.device.type == "cuda" else [], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        seen = add_noise(augment(image.repeat_interleave(views, 0)), noise)
+    with torch.no_grad():
+        text = encode_text(captions)
+    emb = encode_image(seen)
+    own = torch.arange(len(z)).repeat_interleave(views)
+    dist = spherical_distance(emb, text)[torch.arange(len(own)), own].view(len(z), views).mean(1)
+    loss = dist.sum() + tv_weight * len(z) * tv_loss(image)
+    (grad,) = torch.autograd.grad(loss, z)
+    return grad, image.detach(), dist.detach()
 
 
 def ranking_loss(text: Tensor, real: Tensor, fake: Tensor, scale: Tensor) -> Tensor:
@@ -114,26 +139,17 @@ class GeneratedPool:
     def step(self, step: int) -> float:
         """One generation step of every latent towards its caption under the CLIP as it is now (its weights get no
         gradient); restarts the latents whose life is over. Returns the mean spherical distance to the captions."""
-        z = self.z.clone().requires_grad_(True)
-        image = decode_image(self.vqgan, z, self.amp)
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(step_seed(self.seed, step, 2))
-            views = add_noise(self.augment(image.repeat_interleave(self.views, 0)), self.noise)
-        with torch.no_grad():
-            text = self.clip.encode_text(self.captions())
-        emb = self.clip.encode_image(views)
-        own = torch.arange(self.size).repeat_interleave(self.views)
-        dist = spherical_distance(emb, text)[torch.arange(len(own)), own].view(self.size, self.views).mean(1)
-        loss = dist.sum() + self.tv_weight * self.size * tv_loss(image)
-        (grad,) = torch.autograd.grad(loss, z)
+        grad, image, dist = generation_grad(
+            self.vqgan, self.z, self.captions(), self.clip.encode_text, self.clip.encode_image, self.augment,
+            self.views, self.noise, self.tv_weight, self.amp, seed=step_seed(self.seed, step, 2))
         with torch.no_grad():
             self.age += 1
             self.z = latent_adam(self.z, grad, self.m, self.v, self.age.to(self.device), self.lr, self.lo, self.hi)
-            self.image = image.detach()
+            self.image = image
             old = self.age >= self.life
             if old.any():
                 self.restart(old.nonzero()[:, 0], step)
-        return float(dist.detach().mean())
+        return float(dist.mean())
 
     def negatives(self) -> tuple[Tensor, Tensor]:
         """(the pictures [k,3,S,S] in [0,1] of the latents old enough to have left their flat start, the indices [k]

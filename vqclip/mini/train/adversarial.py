@@ -24,11 +24,9 @@ from vqclip.nets.device import amp_autocast
 from vqclip.nets.lean import decode_latent
 from vqclip.nets.vqgan import VQGAN
 from vqclip.optim.augments import build_augments
-from vqclip.optim.cutouts import add_noise
 from vqclip.optim.inits import flat_image, prompt_background
-from vqclip.optim.losses import spherical_distance, tv_loss
 from vqclip.draw.vqgan import decode_image
-from vqclip.train.generated import latent_adam
+from vqclip.train.generated import generation_grad, latent_adam
 
 
 @torch.no_grad()
@@ -76,24 +74,18 @@ class GeneratorPool:
 
     def step(self, model, tokenizer) -> float:
         """One Adam step of every latent towards its caption under `model`; returns the mean prompt distance."""
-        z = self.z.clone().requires_grad_(True)
-        image = self.decode(z)
-        views = add_noise(self.augment(image.repeat_interleave(self.views, 0)), self.noise)
-        with torch.no_grad():
-            text = F.normalize(model.encode_text(tokenizer(self.captions)), dim=-1)
-        emb = F.normalize(model.encode_image(normalize(views)), dim=-1)
-        own = torch.arange(self.size).repeat_interleave(self.views)
-        dist = spherical_distance(emb, text)[torch.arange(len(own)), own].view(self.size, self.views).mean(1)
-        loss = dist.sum() + self.tv_weight * self.size * tv_loss(image)
-        (grad,) = torch.autograd.grad(loss, z)  # CLIP's parameters get no gradient here
+        grad, image, dist = generation_grad(
+            self.vqgan, self.z, self.captions, lambda c: F.normalize(model.encode_text(tokenizer(c)), dim=-1),
+            lambda v: F.normalize(model.encode_image(normalize(v)), dim=-1), self.augment, self.views, self.noise,
+            self.tv_weight, self.amp)  # CLIP's parameters get no gradient here
         with torch.no_grad():  # Adam by hand: torch's Adam keeps one step count, each latent here needs its own
             self.age += 1
             self.z = latent_adam(self.z, grad, self.m, self.v, self.age, self.lr, self.z_min, self.z_max)
-            self.image = image.detach()
+            self.image = image
             old = self.age >= self.life
             if old.any():
                 self.restart(old.nonzero()[:, 0])
-        return float(dist.detach().mean())
+        return float(dist.mean())
 
     def negatives(self) -> tuple[Tensor, list[str]]:
         """The pool's images old enough to have left their flat start, [k,3,H,W], and their captions."""
