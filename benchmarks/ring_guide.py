@@ -5,6 +5,7 @@ a fifth of each batch), broken rings (ring_preset.py's) among the near misses, s
 generates ring_preset.py's 12 ring prompts with a preset (`--model`) and this guide, and judges them with its judge.
 
     python benchmarks/ring_guide.py --vqgan RUNV --model RUNC/clip [--ring-width 5] [-- --set guide.weight=0.5]
+    python benchmarks/ring_guide.py --guide OUT/guide --model RUNC/clip    # a guide trained before: generate only
 
 Prints one JSON object: the guide's held-out accuracy per label and the ring prompts' shares (ring, colour,
 background) with 95% Wilson intervals. An experiment, not a shipped trainer: the mini guide's recipe is mini's own.
@@ -59,7 +60,7 @@ def train_ring_guide(vqgan_run: Path, out: Path, steps: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--vqgan", type=Path, required=True, help="a `vqclip train vqgan` run (ring_preset.py's)")
+    p.add_argument("--vqgan", type=Path, help="the `vqclip train vqgan` run (ring_preset.py's) to train a guide with")
     p.add_argument("--model", required=True, help="the preset to generate with (e.g. RUNC/clip)")
     p.add_argument("--steps", type=int, default=600, help="guide training steps (the mini guide: 1200)")
     p.add_argument("--guide", type=Path, help="a guide this script trained before (its OUT/guide): generate only")
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="keep the guide and the images here (default: a temporary folder)")
     p.add_argument("extra", nargs="*", help="extra `vqclip generate` options (after --)")
     args = p.parse_args(argv)
+    if (args.vqgan is None) == (args.guide is None):
+        p.error("give --vqgan to train a guide, or --guide to use one trained before")
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
@@ -76,9 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.guide is None:
             with rp.ring_width(args.ring_width):
                 guide = train_ring_guide(args.vqgan, folder, args.steps)
-            (folder / "figures.json").write_text(json.dumps(guide) + "\n")
-        figures = folder / "figures.json"
-        guide = json.loads(figures.read_text()) if figures.exists() else None  # (a guide trained before it wrote one)
+            (folder / "figures.json").write_text(json.dumps(guide) + "\n")  # for a later --guide
+        else:
+            guide = json.loads((folder / "figures.json").read_text())
         extra = ["--set", f"guide.model={folder / 'guide.json'}", "--set",
                  f"guide.weights={folder / 'guide.safetensors'}", *args.extra]
         rows = rp.generate(args.model, [(q, c, b, None) for q, c, b in rp.ring_prompts()], args.seeds,
