@@ -111,6 +111,14 @@ def test_bad_mask_files_are_one_line(tmp_path):
     with pytest.raises(VqclipError, match="no such file"):
         read_mask(str(tmp_path / "none.png"))
     assert read_mask(str(tmp_path / "almost.png")).max() == pytest.approx(1 / 255)  # the faintest grey is inside
+    deep = tmp_path.joinpath(*["a-long-folder-name"] * 5)  # the messages name a mask deep in folders whole
+    deep.mkdir(parents=True)
+    for name in ("text.png", "black.png"):
+        (deep / name).write_bytes((tmp_path / name).read_bytes())
+    for name in ("text.png", "black.png", "none.png"):
+        with pytest.raises(VqclipError) as info:
+            read_mask(str(deep / name))
+        assert f"region mask '{deep / name}'" in str(info.value)
 
 
 def test_a_story_keeps_one_text_in_two_regions_apart():

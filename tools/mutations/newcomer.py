@@ -102,6 +102,9 @@ MUTATIONS = [
     M("a check names a bad path by its first 60 characters", "vqclip/config/checks.py",
       'raise VqclipError(f"{key}: {shown_path(path)} {bad}; check the path")',
       'raise VqclipError(f"{key}: {shown(path)} {bad}; check the path")', ("tests/test_errors.py",)),
+    M("a region mask that is not an image is named by its first 60 characters", "vqclip/optim/regions.py",
+      'raise VqclipError(f"region mask {shown_path(path)} is not an image',
+      'raise VqclipError(f"region mask {shown(path)} is not an image', ("tests/test_regions.py",)),
     M("a reason is cut inside a word", "vqclip/errors.py", 'text = text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:") + " ..."',
       'text = text[:limit] + " ..."', ("tests/test_errors.py",)),
 ]
