@@ -6,9 +6,16 @@ generates ring_preset.py's 12 ring prompts with a preset (`--model`) and this gu
 
     python benchmarks/ring_guide.py --vqgan RUNV --model RUNC/clip [--ring-width 5] [-- --set guide.weight=0.5]
     python benchmarks/ring_guide.py --guide OUT/guide --model RUNC/clip    # a guide trained before: generate only
+    python benchmarks/ring_guide.py --guide OUT/guide --model RUNC/clip --rounds 2 --out R   # refined, then judged
 
-Prints one JSON object: the guide's held-out accuracy per label and the ring prompts' shares (ring, colour,
-background) with 95% Wilson intervals. An experiment, not a shipped trainer: the mini guide's recipe is mini's own.
+`--rounds N` refines the guide N times against its own generator, as a GAN's discriminator learns from its generator:
+each round generates the 44 ring prompts the judge never sees with the preset and the latest guide (seed 100 + round),
+then fine-tunes that guide for `--refine-steps` with every round's images so far (final image and the frames of the
+second half) as near misses; the judged prompts are generated with the last guide (R/guide1, R/guide2, ...).
+
+Prints one JSON object: the guide's held-out accuracy per label (each round's too, with the share of held-out
+generator images it calls '_none' before and after) and the ring prompts' shares (ring, colour, background) with 95%
+Wilson intervals. An experiment, not a shipped trainer: the mini guide's recipe is mini's own.
 """
 from __future__ import annotations
 
@@ -17,20 +24,29 @@ import json
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from PIL import Image
 
 import vqclip.mini.train.guide as G
 from vqclip.mini import world
-from vqclip.nets.guide import GuideSpec
+from vqclip.mini.train.batches import to_tensor
+from vqclip.mini.train.export import export_fp16
+from vqclip.nets.guide import GuideSpec, load_guide
+from vqclip.nets.vqgan import load_vqgan
+from vqclip.optim.augments import build_augments
+from vqclip.optim.cutouts import add_noise
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ring_preset as rp  # noqa: E402
 import train_vqgan as vb  # noqa: E402
 
 RING_SHARE, BROKEN_SHARE = 0.2, 0.1  # of each batch; the rest is the mini guide's own mix
+BATCH, POOL_SHARE, REFINE_LR, HELD_RUNS = 64, 0.15, 5e-4, 8  # refinement: batch, generator share, lr, runs held out
 
 
 def ring_sample(rng: np.random.Generator, mini_sample=G.sample) -> tuple[np.ndarray, int]:
@@ -58,6 +74,81 @@ def train_ring_guide(vqgan_run: Path, out: Path, steps: int) -> dict:
         G.SPEC, G.NONE, G.sample = saved
 
 
+def pool_prompts() -> list[tuple[str, str, str]]:
+    """The ring prompts ring_preset.py does not judge (44 colour pairs): the generator's draws for the refinement."""
+    judged = {(c, b) for _, c, b in rp.ring_prompts()}
+    return [(f"{world._a(c)} {c} ring on {world._a(b)} {b} background", c, b) for c in world.COLORS
+            for b in world.COLORS if c != b and (c, b) not in judged]
+
+
+def generator_images(model: str, guide: Path, out: Path, seed: int, extra: list[str]) -> list[list[np.ndarray]]:
+    """What `model` draws for each pool prompt with `guide`, a list per run (uint8 [64,64,3]): its final image and
+    the frames of its second half, where the near misses the guide lets through take their shape."""
+    runs = []
+    for i, (prompt, _, _) in enumerate(pool_prompts()):
+        run = out / f"{i:02d}"
+        rp.call(["generate", prompt, "--model", model, "--seed", str(seed), "--out", str(run), "--save-every", "25",
+                 "--no-video", "--quiet", *guide_options(guide), *extra])
+        frames = sorted((run / "frames").glob("*.png"))
+        runs.append([np.asarray(Image.open(f).convert("RGB")) for f in [run / "final.png", *frames[len(frames) // 2:]]])
+    return runs
+
+
+def refine_guide(guide: Path, runs: list[list[np.ndarray]], out: Path, steps: int, seed: int = 0) -> dict:
+    """Fine-tune `guide` with the generator's images as near misses (POOL_SHARE of each batch, '_none', as a GAN's
+    discriminator sees its generator), the rest ring_sample's mix; written to `out` (guide and its VQGAN). Figures:
+    held-out accuracy per label, and the share of the final images of HELD_RUNS runs it never saw that the guide calls
+    '_none' before and after."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("vqgan.yaml", "vqgan.safetensors"):
+        shutil.copy(guide / name, out / name)
+    model = load_guide(guide / "guide.json", guide / "guide.safetensors").train().requires_grad_(True)
+    vqgan = load_vqgan(guide / "vqgan.yaml", guide / "vqgan.safetensors")
+    none, k = model.labels.index("_none"), round(BATCH * POOL_SHARE)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(runs))
+    held = to_tensor(np.stack([runs[i][0] for i in order[:HELD_RUNS]]))
+    train = to_tensor(np.stack([im for i in order[HELD_RUNS:] for im in runs[i]]))
+
+    def called_none(x: torch.Tensor) -> float:
+        with torch.no_grad():
+            return float((model.eval()(x).argmax(1) == none).float().mean())
+
+    before = called_none(held)
+    augment = build_augments(["affine"])
+    opt = torch.optim.AdamW(model.train().parameters(), REFINE_LR, weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, REFINE_LR, total_steps=steps, pct_start=0.1)
+    saved = G.sample
+    G.sample = ring_sample
+    try:
+        held_x, held_y = G.batch(np.random.default_rng(seed + 10_000), 400, vqgan)
+        t0 = time.time()
+        for _ in range(steps):
+            x, y = G.batch(rng, BATCH - k, vqgan)
+            x = torch.cat([x, train[torch.from_numpy(rng.integers(len(train), size=k))]])
+            y = torch.cat([y, torch.full((k,), none)])
+            loss = F.cross_entropy(model(add_noise(augment(x), 0.1)), y, label_smoothing=0.05)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    finally:
+        G.sample = saved
+    with torch.no_grad():
+        pred = model.eval()(held_x).argmax(1)
+    export_fp16(model.net, out, "guide.safetensors", "guide.json", model.spec.to_json())
+    return {"wall_s": time.time() - t0, "steps": steps, "runs": len(runs), "images": len(train),
+            "held_out_accuracy": float((pred == held_y).float().mean()),
+            "held_out_by_label": {label: float((pred[held_y == i] == i).float().mean())
+                                  for i, label in enumerate(model.labels)},
+            "generator_called_none": [before, called_none(held)]}
+
+
+def guide_options(folder: Path) -> list[str]:
+    """The `vqclip generate` options that use the guide in `folder`."""
+    return ["--set", f"guide.model={folder / 'guide.json'}", "--set", f"guide.weights={folder / 'guide.safetensors'}"]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--vqgan", type=Path, help="the `vqclip train vqgan` run (ring_preset.py's) to train a guide with")
@@ -65,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=600, help="guide training steps (the mini guide: 1200)")
     p.add_argument("--guide", type=Path, help="a guide this script trained before (its OUT/guide): generate only")
     p.add_argument("--ring-width", type=int, default=vb.RING_WIDTH, help="its rings' and broken rings' width in px")
+    p.add_argument("--rounds", type=int, default=0, help="refine the guide this many times against what the preset "
+                   "draws with it for the 44 pool prompts (seeds 100, 101, ...)")
+    p.add_argument("--refine-steps", type=int, default=200, help="training steps of each refinement")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, help="keep the guide and the images here (default: a temporary folder)")
@@ -82,12 +176,17 @@ def main(argv: list[str] | None = None) -> int:
             (folder / "figures.json").write_text(json.dumps(guide) + "\n")  # for a later --guide
         else:
             guide = json.loads((folder / "figures.json").read_text())
-        extra = ["--set", f"guide.model={folder / 'guide.json'}", "--set",
-                 f"guide.weights={folder / 'guide.safetensors'}", *args.extra]
+        runs, rounds = [], []
+        for r in range(args.rounds):
+            runs += generator_images(args.model, folder, out / f"pool{r + 1}", 100 + r, args.extra)
+            previous, folder = folder, out / f"guide{r + 1}"
+            with rp.ring_width(args.ring_width):
+                rounds.append(refine_guide(previous, runs, folder, args.refine_steps))
+            (folder / "figures.json").write_text(json.dumps(rounds[-1]) + "\n")
         rows = rp.generate(args.model, [(q, c, b, None) for q, c, b in rp.ring_prompts()], args.seeds,
-                           out / "rings", extra)
-    print(json.dumps({"guide": guide, "ring_width": args.ring_width,
-                      "rings": rp.shares(rows, ("ring", "color", "background")), "generate_options": extra[4:]},
+                           out / "rings", [*guide_options(folder), *args.extra])
+    print(json.dumps({"guide": guide, "rounds": rounds, "ring_width": args.ring_width,
+                      "rings": rp.shares(rows, ("ring", "color", "background")), "generate_options": args.extra},
                      indent=1))
     return 0
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 from vqclip.mini import world
@@ -115,11 +116,17 @@ def test_train_vqgans_ring_width_reaches_every_ring_it_writes(tmp_path):
     assert all(1.3 < b / a < 2.0 for a, b in zip(*ink))  # the same rings (seed), wider lines
 
 
+def _ring_guide():
+    """benchmarks/ring_guide.py as a module."""
+    spec = importlib.util.spec_from_file_location("ring_guide", _PATH.parent / "ring_guide.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_the_ring_guides_batches_are_rings_broken_rings_and_the_mini_mix():
     """benchmarks/ring_guide.py: label 3 is a ring (the ring judge says so), 4 the near misses (a broken ring is one)."""
-    spec = importlib.util.spec_from_file_location("ring_guide", _PATH.parent / "ring_guide.py")
-    guide = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(guide)
+    guide = _ring_guide()
     rng = np.random.default_rng(0)
     drawn = [guide.ring_sample(rng) for _ in range(200)]
     labels = np.bincount([label for _, label in drawn], minlength=5)
@@ -151,3 +158,46 @@ def test_train_vqgans_plus_signs_are_filled_pluses_the_mini_judge_calls_no_shape
             bar = mask[ys.min()].sum()  # the top arm's width, against 2 x arm x half-extent
             assert abs(bar - 2 * arm * h / 2) <= 2
             assert bench.judge.shape_kind(mask) is None
+
+
+def test_the_refinements_pool_prompts_are_the_ring_prompts_the_benchmark_does_not_judge():
+    """benchmarks/ring_guide.py --rounds: the generator's near misses come from the 44 colour pairs that the 12 judged
+    prompts leave, so that no judged image is ever trained on."""
+    pool = _ring_guide().pool_prompts()
+    judged = {(c, b) for _, c, b in bench.ring_prompts()}
+    pairs = {(c, b) for _, c, b in pool}
+    assert len(pool) == len(pairs) == 44 and not pairs & judged
+    assert pairs | judged == {(c, b) for c in world.COLORS for b in world.COLORS if c != b}
+    assert all(q == f"{world._a(c)} {c} ring on {world._a(b)} {b} background" for q, c, b in pool)
+
+
+def test_a_refinement_teaches_the_guide_that_its_generators_images_are_near_misses(tmp_path, monkeypatch):
+    """refine_guide: images the guide called anything but '_none' before are '_none' after, on runs it never saw;
+    the refined guide is written beside its VQGAN and loads as generation loads it."""
+    from tiny import write_vqgan
+
+    from vqclip.mini.train.export import export_fp16
+    from vqclip.nets.guide import Guide, GuideSpec, load_guide
+
+    rg = _ring_guide()
+    monkeypatch.setattr(rg, "BATCH", 16)
+    monkeypatch.setattr(rg, "HELD_RUNS", 4)
+    monkeypatch.setattr(rg, "REFINE_LR", 5e-3)  # a tiny guide trained from scratch, for a few steps
+    src = tmp_path / "guide"
+    write_vqgan(src, fmt="safetensors")
+    torch.manual_seed(0)
+    spec = GuideSpec(labels=(*world.SHAPES, "ring", "_none"), widths=(8, 16), strides=(2, 2))
+    export_fp16(Guide(spec).net, src, "guide.safetensors", "guide.json", spec.to_json())
+    rng = np.random.default_rng(0)
+    stripes = np.zeros((64, 64, 3), np.uint8)
+    stripes[:, ::8] = world.COLORS["yellow"]  # what this 'generator' draws: thin yellow stripes on black
+    runs = [[np.roll(stripes, int(rng.integers(8)), axis=1) for _ in range(2)] for _ in range(12)]
+    figures = rg.refine_guide(src, runs, tmp_path / "refined", steps=40)
+    before, after = figures["generator_called_none"]
+    assert before < 0.5 and after == 1.0
+    assert figures["runs"] == 12 and figures["images"] == 16  # 8 runs of 2 trained on, 4 held out
+    assert set(figures["held_out_by_label"]) == set(spec.labels)
+    guide = load_guide(tmp_path / "refined" / "guide.json", tmp_path / "refined" / "guide.safetensors")
+    held = torch.from_numpy(np.stack([np.roll(stripes, 3, axis=1)])).permute(0, 3, 1, 2).float() / 255
+    assert guide.labels[int(guide(held).argmax())] == "_none"
+    assert (tmp_path / "refined" / "vqgan.yaml").is_file() and (tmp_path / "refined" / "vqgan.safetensors").is_file()
