@@ -276,6 +276,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, pairs_folder, tiny_source, c
     common = ["train", "clip", "--data", str(pairs_folder), "--out", str(tmp_path / "r")]
     assert main([*common, "--from", str(tmp_path / "absent"), "--batch", "4"]) == 2
     assert "no such preset, folder or file" in capsys.readouterr().err
+    for data in (empty, csv_file):  # a typo in --from is said before the data is read
+        assert main(["train", "clip", "--data", str(data), "--from", "ViT-B-99/x", "--out", str(tmp_path / "r")]) == 2
+        assert "--from ViT-B-99/x: no such preset" in capsys.readouterr().err
     assert main([*common, "--from", str(tiny_source), "--batch", "23"]) == 2  # 24 pairs, 2 held out: 22 train
     err = capsys.readouterr().err
     assert "--batch 23 is larger than the 22 training pairs" in err and err.count("\n") == 1

@@ -206,6 +206,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, images_folder, tiny_vqgan, c
     cases = [(["--data", str(empty), "--from", src], "the folder is empty"),
              (["--data", str(texts), "--from", src], "none of its 1 files is an image"),
              (["--data", str(images_folder), "--from", str(tmp_path / "absent")], "no such preset, preset folder"),
+             (["--data", str(empty), "--from", str(tmp_path / "absent")], "no such preset"),  # said before the data
+             (["--data", str(empty), "--from", f"{tiny_vqgan[0]}+{tmp_path / 'x.ckpt'}"], "is not a file"),
              (["--data", str(images_folder), "--from", f"{tiny_vqgan[0]}+{tmp_path / 'x.ckpt'}"], "is not a file"),
              (["--data", str(images_folder), "--from", src, "--batch", "10"], "--batch 10 is larger than the 9"),
              (["--data", str(images_folder), "--from", src, "--size", "34"], "downsamples by 4; give a multiple of 4"),

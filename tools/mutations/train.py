@@ -37,6 +37,8 @@ MUTATIONS = [
     # --- the trainer
     M("the temperature's gradient is counted once per micro-batch", CLIP, "scale if j == 0 else scale.detach()",
       "scale", T_CLIP),
+    M("a typo in --from (a CLIP) is said only after the data is read", CLIP,
+      "        source_spec(cfg.source)  # a bad --from", "        pass  # a bad --from", T_CLIP),
     M("accumulation leaves the earlier micro-batches without gradient", CLIP,
       "all_img = torch.cat([c[0] for c in cached[:j]] + [img]", "all_img = torch.cat([c[0] for c in cached[:j]] + "
       "[img.detach()]", T_CLIP),

@@ -223,13 +223,13 @@ def _start(group: P.Group, cfg: Optional[TrainConfig], resume: Optional[Path],
         load_checkpoint(run)  # a missing or torn checkpoint is said now, before any process starts
     else:
         cfg.check()
+        source_spec(cfg.source)  # a bad --from is said before a large folder is read, and leaves no folder behind
         run = Path(cfg.out)
         D.check_fresh(run, CHECKPOINT_FILE)
         pairs = D.read_pairs(Path(cfg.data), cfg.image_key, cfg.caption_key)
         train_ids, val_ids = D.split(len(pairs), cfg.val, cfg.seed)
         D.check_batch(cfg.batch, len(train_ids))
         train_pairs, val_pairs = [pairs[i] for i in train_ids], [pairs[i] for i in val_ids]
-        source_spec(cfg.source)  # a bad --from leaves no folder behind
         if cfg.generated:
             G.pool_vqgan(cfg.source)  # so does a --from without a VQGAN to draw the pool
     devices = P.parse_devices(cfg.devices) if cfg.devices else []

@@ -29,7 +29,7 @@ from vqclip.train import distributed as P
 from vqclip.train.clip import _eta, load_checkpoint
 from vqclip.train.perceptual import find_lpips
 from vqclip.nets.vqgan import vqgan_spec
-from vqclip.train.vqexport import export_vqgan, load_source, source_files
+from vqclip.train.vqexport import check_source, export_vqgan, load_source, source_files
 
 log = logging.getLogger("vqclip")
 
@@ -209,7 +209,7 @@ def _val_images(pairs: Sequence[D.Pair], size: int) -> Tensor:
     return D.load_images(pairs, crop_transform(size, False)) if pairs else torch.zeros(0, 3, size, size)
 
 
-def _check_source(cfg: VqganTrainConfig, home_dir: Optional[Path]) -> None:
+def _check_fit(cfg: VqganTrainConfig, home_dir: Optional[Path]) -> None:
     """One-line errors for a --from that is no VQModel VQGAN and a --size its downsampling cannot take, read from
     its config."""
     ddconfig, _, _, gumbel, _ = vqgan_spec(source_files(cfg.source, home_dir)[0])
@@ -242,6 +242,7 @@ def _start(group: P.Group, cfg: Optional[VqganTrainConfig], resume: Optional[Pat
         load_checkpoint(run)  # a missing or torn checkpoint is said now, before any process starts
     else:
         cfg.check()
+        check_source(cfg.source, home_dir)  # a typo in --from is said before a large folder is read
         run = Path(cfg.out)
         D.check_fresh(run, CHECKPOINT_FILE)
         pairs = D.read_images(Path(cfg.data), min_side=D.MIN_SIDE)
@@ -253,7 +254,7 @@ def _start(group: P.Group, cfg: Optional[VqganTrainConfig], resume: Optional[Pat
     devices = P.parse_devices(cfg.devices) if cfg.devices else []
     if cfg.batch % group.size:
         raise VqclipError(f"--batch {cfg.batch} must split evenly into the {group.size} processes torchrun started")
-    _check_source(cfg, home_dir)  # a bad --from or --size leaves no folder behind and starts no process
+    _check_fit(cfg, home_dir)  # no VQModel or a --size it cannot take: no folder left behind, no process started
     if resume is None and group.main:
         D.start_run(run, dataclasses.asdict(cfg), train_pairs, val_pairs, "images")
     return P.launch(_train, group, devices, run, run / METRICS_FILE, (cfg, run, train_pairs, val_pairs,
