@@ -21,7 +21,7 @@ from vqclip.train.export import sha256
 CONFIG_NAME, WEIGHTS_NAME = "vqgan.yaml", "vqgan.safetensors"
 
 
-def pair_form(source: str) -> bool:
+def _pair_form(source: str) -> bool:
     """Is a --from value CONFIG.yaml+CHECKPOINT (rather than a preset or a preset folder)?"""
     return "+" in source and not Path(source).exists()
 
@@ -30,7 +30,7 @@ def check_source(source: str, home_dir: Optional[Path] = None) -> None:
     """The one-line error of a --from that names no preset, preset folder or pair of files; reads and fetches no
     weights, so that a typo is said before a large --data folder is read or a preset downloaded."""
     source = source.strip()
-    if pair_form(source):
+    if _pair_form(source):
         missing = [p for p in source.partition("+")[::2] if not Path(p).expanduser().is_file()]
         if missing:
             raise VqclipError(f"--from {source}: {missing[0]} is not a file; give CONFIG.yaml+CHECKPOINT of a taming "
@@ -48,7 +48,7 @@ def source_files(source: str, home_dir: Optional[Path] = None) -> tuple[Path, Pa
     """(config, checkpoint) of a --from value: a preset's files (fetched once), or CONFIG.yaml+CHECKPOINT."""
     source = source.strip()
     check_source(source, home_dir)
-    if pair_form(source):
+    if _pair_form(source):
         config, _, ckpt = source.partition("+")
         return Path(config).expanduser(), Path(ckpt).expanduser()
     resolved = resolve_preset(source, home=home_dir, fetch_clip_weights=False)
