@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 import vqclip.mini.train.guide as G
@@ -39,24 +38,24 @@ from vqclip.mini.train.export import export_fp16
 from vqclip.nets.guide import GuideSpec, load_guide
 from vqclip.nets.vqgan import load_vqgan
 from vqclip.optim.augments import build_augments
-from vqclip.optim.cutouts import add_noise
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ring_preset as rp  # noqa: E402
 import train_vqgan as vb  # noqa: E402
 
 RING_SHARE, BROKEN_SHARE = 0.2, 0.1  # of each batch; the rest is the mini guide's own mix
+RING_SPEC = GuideSpec(labels=(*world.SHAPES, "ring", "_none"), widths=G.SPEC.widths, strides=G.SPEC.strides)
 BATCH, POOL_SHARE, REFINE_LR, HELD_RUNS = 64, 0.15, 5e-4, 8  # refinement: batch, generator share, lr, runs held out
 
 
-def ring_sample(rng: np.random.Generator, mini_sample=G.sample) -> tuple[np.ndarray, int]:
+def ring_sample(rng: np.random.Generator) -> tuple[np.ndarray, int]:
     """One training image (uint8 [64,64,3]) and its label: a ring, a broken ring (a near miss) or the mini mix."""
     u = rng.random()
     if u < RING_SHARE:
         return vb.ring(rng)[0], len(world.SHAPES)
     if u < RING_SHARE + BROKEN_SHARE:
         return rp.broken_ring(rng)[0], len(world.SHAPES) + 1
-    label = mini_sample(rng)
+    label = G.sample(rng)
     return label[0], label[1] if label[1] < len(world.SHAPES) else len(world.SHAPES) + 1
 
 
@@ -65,13 +64,7 @@ def train_ring_guide(vqgan_run: Path, out: Path, steps: int) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     for name in ("vqgan.yaml", "vqgan.safetensors"):  # train_guide shows its images through out's VQGAN
         shutil.copy(vqgan_run / "vqgan" / name, out / name)
-    saved = G.SPEC, G.NONE, G.sample
-    G.SPEC = GuideSpec(labels=(*world.SHAPES, "ring", "_none"), widths=G.SPEC.widths, strides=G.SPEC.strides)
-    G.NONE, G.sample = len(world.SHAPES) + 1, ring_sample
-    try:
-        return G.train_guide(out, steps=steps)
-    finally:
-        G.SPEC, G.NONE, G.sample = saved
+    return G.train_guide(out, steps=steps, spec=RING_SPEC, draw=ring_sample)
 
 
 def pool_prompts() -> list[tuple[str, str, str]]:
@@ -118,29 +111,15 @@ def refine_guide(guide: Path, runs: list[list[np.ndarray]], out: Path, steps: in
     augment = build_augments(["affine"])
     opt = torch.optim.AdamW(model.train().parameters(), REFINE_LR, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, REFINE_LR, total_steps=steps, pct_start=0.1)
-    saved = G.sample
-    G.sample = ring_sample
-    try:
-        held_x, held_y = G.batch(np.random.default_rng(seed + 10_000), 400, vqgan)
-        t0 = time.time()
-        for _ in range(steps):
-            x, y = G.batch(rng, BATCH - k, vqgan)
-            x = torch.cat([x, train[torch.from_numpy(rng.integers(len(train), size=k))]])
-            y = torch.cat([y, torch.full((k,), none)])
-            loss = F.cross_entropy(model(add_noise(augment(x), 0.1)), y, label_smoothing=0.05)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-    finally:
-        G.sample = saved
-    with torch.no_grad():
-        pred = model.eval()(held_x).argmax(1)
+    held_x, held_y = G.batch(np.random.default_rng(seed + 10_000), 400, vqgan, ring_sample)
+    t0 = time.time()
+    for _ in range(steps):
+        x, y = G.batch(rng, BATCH - k, vqgan, ring_sample)
+        x = torch.cat([x, train[torch.from_numpy(rng.integers(len(train), size=k))]])
+        G.fit_step(model, opt, sched, augment, x, torch.cat([y, torch.full((k,), none)]))
+    figures = G.held_out_figures(model, held_x, held_y)
     export_fp16(model.net, out, "guide.safetensors", "guide.json", model.spec.to_json())
-    return {"wall_s": time.time() - t0, "steps": steps, "runs": len(runs), "images": len(train),
-            "held_out_accuracy": float((pred == held_y).float().mean()),
-            "held_out_by_label": {label: float((pred[held_y == i] == i).float().mean())
-                                  for i, label in enumerate(model.labels)},
+    return {"wall_s": time.time() - t0, "steps": steps, "runs": len(runs), "images": len(train), **figures,
             "generator_called_none": [before, called_none(held)]}
 
 

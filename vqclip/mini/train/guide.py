@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ log = logging.getLogger("vqclip")
 
 SPEC = GuideSpec(labels=(*world.SHAPES, "_none"), widths=(32, 32, 64, 64, 128, 128), strides=(1, 2, 1, 2, 1, 2))
 NONE = len(world.SHAPES)
+Draw = Callable[[np.random.Generator], tuple[np.ndarray, int]]  # one training image (uint8 [64,64,3]), its label
 #: share of each near miss in a batch; the rest are proper scenes
 NEAR_MISSES = {"lumpy": 0.15, "blob": 0.08, "rectangle": 0.08, "clipped": 0.08, "copies": 0.06}
 
@@ -96,39 +98,56 @@ def sample(rng: np.random.Generator) -> tuple[np.ndarray, int]:
     return world.render(scene), world.SHAPES.index(scene.shapes[0].kind)
 
 
-def batch(rng: np.random.Generator, n: int, vqgan) -> tuple[torch.Tensor, torch.Tensor]:
-    """n images through the mini VQGAN (as generation shows them) and their labels."""
-    imgs, labels = zip(*(sample(rng) for _ in range(n)))
+def batch(rng: np.random.Generator, n: int, vqgan, draw: Optional[Draw] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """n images drawn by `draw` (default: `sample`) through the mini VQGAN, as generation shows them, and their
+    labels."""
+    imgs, labels = zip(*((draw or sample)(rng) for _ in range(n)))
     return reconstruct(vqgan, to_tensor(np.stack(imgs)), torch.bfloat16), torch.tensor(labels)
 
 
+def fit_step(model: Guide, opt: torch.optim.Optimizer, sched, augment, x: torch.Tensor, y: torch.Tensor
+             ) -> torch.Tensor:
+    """One training step on images x [B,3,H,W] in [0,1] and labels y [B], seen as generation scores them (affine +
+    noise views), label-smoothed cross-entropy; returns the loss (detached, not synced)."""
+    loss = F.cross_entropy(model(add_noise(augment(x), 0.1)), y, label_smoothing=0.05)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return loss.detach()
+
+
+def held_out_figures(model: Guide, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """The guide's accuracy on held-out images x [N,3,H,W] and labels y [N], overall and per label (eval mode)."""
+    model.eval()
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    return {"held_out_accuracy": float((pred == y).float().mean()),
+            "held_out_by_label": {label: float((pred[y == i] == i).float().mean())
+                                  for i, label in enumerate(model.labels)}}
+
+
 def train_guide(out_dir: Path, seed: int = 0, steps: int = 1200, batch_size: int = 64, lr: float = 2e-3,
-                held_out: int = 400) -> dict:
-    """Train from scratch and write guide.json + guide.safetensors (fp16) into out_dir; returns measured figures."""
+                held_out: int = 400, spec: Optional[GuideSpec] = None, draw: Optional[Draw] = None) -> dict:
+    """Train from scratch and write guide.json + guide.safetensors (fp16) into out_dir; returns measured figures.
+    `spec` (default SPEC) and `draw` (default `sample`: an image and its label index in spec) train another guide
+    by the same recipe, e.g. one with a label of its own."""
+    spec = spec or SPEC
     vq_dir = out_dir if (out_dir / "vqgan.yaml").is_file() else WEIGHTS_DIR
     vqgan = load_vqgan(vq_dir / "vqgan.yaml", vq_dir / "vqgan.safetensors")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = Guide(SPEC)
+    model = Guide(spec)
     augment = build_augments(["affine"])  # the views generation scores (vqclip.optim.guidance: guide views)
     opt = torch.optim.AdamW(model.parameters(), lr, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
-    held_x, held_y = batch(np.random.default_rng(seed + 10_000), held_out, vqgan)
+    held_x, held_y = batch(np.random.default_rng(seed + 10_000), held_out, vqgan, draw)
     t0 = time.time()
     for step in range(steps):
-        x, y = batch(rng, batch_size, vqgan)
-        loss = F.cross_entropy(model(add_noise(augment(x), 0.1)), y, label_smoothing=0.05)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        loss = fit_step(model, opt, sched, augment, *batch(rng, batch_size, vqgan, draw))
         if step % 100 == 0 or step == steps - 1:
             log.info("guide step %d/%d loss %.4f  %.0fs", step, steps, loss.item(), time.time() - t0)
-    model.eval()
     wall = time.time() - t0
-    with torch.no_grad():
-        pred = model(held_x).argmax(1)
-    per_label = {label: float((pred[held_y == i] == i).float().mean()) for i, label in enumerate(SPEC.labels)}
-    export_fp16(model.net, out_dir, "guide.safetensors", "guide.json", SPEC.to_json())
-    return {"wall_s": wall, "params": sum(p.numel() for p in model.parameters()), "steps": steps,
-            "held_out_accuracy": float((pred == held_y).float().mean()), "held_out_by_label": per_label}
+    figures = held_out_figures(model, held_x, held_y)
+    export_fp16(model.net, out_dir, "guide.safetensors", "guide.json", spec.to_json())
+    return {"wall_s": wall, "params": sum(p.numel() for p in model.parameters()), "steps": steps, **figures}
