@@ -14,6 +14,7 @@ MINI_CLIP, MINI_VQ, T_SHARED = ("vqclip/mini/train/clip.py", "vqclip/mini/train/
 T_PRESET = ("tests/test_train_export.py",)
 GEN, T_GEN = "vqclip/train/generated.py", ("tests/test_train_generated.py",)
 MINI_POOL, T_MINI_POOL = "vqclip/mini/train/adversarial.py", ("tests/test_mini_adversarial.py",)
+GUIDE, T_GUIDE = "vqclip/mini/train/guide.py", ("tests/test_mini_guide.py", "tests/test_benchmark_ring_preset.py")
 
 MUTATIONS = [
     # --- data
@@ -225,6 +226,20 @@ MUTATIONS = [
       "keep = (self.age >= 0).nonzero()[:, 0]", T_MINI_POOL),
     M("the pools' generation steps move away from their captions", GEN,
       "loss = dist.sum() + tv_weight", "loss = -dist.sum() + tv_weight", T_MINI_POOL + T_GEN),
+    # --- the guide's recipe, shared by the mini guide and the ring benchmark's guides
+    M("a guide's training step never moves it", GUIDE, "    opt.step()\n    sched.step()\n    return loss.detach()",
+      "    sched.step()\n    return loss.detach()", T_GUIDE),
+    M("a guide's training step leaves its schedule where it was", GUIDE, "    opt.step()\n    sched.step()\n",
+      "    opt.step()\n", T_GUIDE),
+    M("a guide's batch ignores the draw it is given", GUIDE, "(draw or sample)(rng)", "sample(rng)", T_GUIDE),
+    M("train_guide trains the mini labels whatever spec it is given", GUIDE, "    spec = spec or SPEC\n",
+      "    spec = SPEC\n", T_GUIDE),
+    M("train_guide's held-out images come from the mini draw", GUIDE, "held_out, vqgan, draw)", "held_out, vqgan)",
+      T_GUIDE),
+    M("a guide's per-label accuracy counts another label's hits", GUIDE, "(pred[y == i] == i)", "(pred[y == i] == 0)",
+      T_GUIDE),
+    M("a guide is scored on held-out images in training mode", GUIDE,
+      "    model.eval()\n    with torch.no_grad():\n        pred", "    with torch.no_grad():\n        pred", T_GUIDE),
     M("the mini pool starts in a random colour, not its caption's background", MINI_POOL,
       "flat_image(world.SIZE, world.SIZE, prompt_background(self.captions[i]), None)",
       "flat_image(world.SIZE, world.SIZE, None, None)", T_MINI_POOL),
