@@ -14,6 +14,14 @@ reachable from the border) cover at least `HOLE_SHARE` of that filled disk.
     python benchmarks/ring_preset.py --vqgan RUNV --recon 24 --recon-only  # can its decoder show a ring at all?
     python benchmarks/ring_preset.py --vqgan RUNV --closure-negatives 300   # a CLIP that also saw broken rings
     python benchmarks/ring_preset.py --vqgan RUNV --generated 32            # a CLIP trained against its generator
+    python benchmarks/ring_preset.py --vqgan RUNV --clip RUNC --start disc  # from a disc: does it carve a hole?
+
+`--start disc` starts every ring prompt from a filled disc of the ring's colour (`--init-image`, radius 16, centred)
+and `--start circle` asks for "C circle on B" for `CIRCLE_STEPS` (the preset's defaults), then steers the run to the
+ring prompt at a gentler learning rate (`steer`: `RING_LR`, `RING_STEPS` more): can a preset that knows the word carve
+a ring out of a disc where it cannot close one from strokes? Besides the judge's verdict, each
+image's `centre_background` (the share of the central disc, radius 7, in the background colour) says whether a hole
+opened, and `annulus_color` (the share of the ring's band, radius 11-16, in the ring's colour) whether the band stayed.
 
 Prints one JSON object: per preset, the share of ring prompts judged a ring (and colour, background) with 95% Wilson
 intervals, the paired sign test new vs old, and the same for a few ordinary mini prompts (did the old shapes suffer?).
@@ -41,6 +49,8 @@ import train_vqgan as vq_bench  # noqa: E402
 from train_vqgan import RING_WIDTH, SIZE, recon, ring, write_rings  # noqa: E402
 
 HOLE_SHARE = 0.25  # enclosed background / filled disk: a hole at least half the outer radius (a ring, not a dot)
+DISC_RADIUS = 16  # px: `--start disc`'s disc, the outer edge of the band `band_shares` looks at
+CIRCLE_STEPS, RING_STEPS, RING_LR = 100, 80, 0.02  # `--start circle`: a circle as mini draws it, then steered to a ring
 
 
 def ring_verdict(image, color: str, background: str) -> dict:
@@ -194,17 +204,54 @@ def reconstructions(vqgan_run: Path, n: int, out: Path, width: int = RING_WIDTH)
     return res
 
 
-def generate(model: str, items: list[tuple[str, str, str, str | None]], seeds: list[int], out: Path,
-             extra: list[str]) -> list[dict]:
-    """Generate every (prompt, colour, background, mini shape) x seed with `--model model`; one judged row each."""
+def disc_image(color: str, background: str, radius: float = DISC_RADIUS) -> Image.Image:
+    """A filled `color` disc of `radius` px centred on `background`, SIZE x SIZE: `--start disc`'s init image."""
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    img = np.empty((SIZE, SIZE, 3), np.uint8)
+    img[:] = world.COLORS[background]
+    img[(yy - (SIZE - 1) / 2) ** 2 + (xx - (SIZE - 1) / 2) ** 2 <= radius ** 2] = world.COLORS[color]
+    return Image.fromarray(img)
+
+
+def band_shares(image, color: str, background: str) -> dict:
+    """Did a hole open in the middle and the band stay? The share of the central disc (radius 7) classified as
+    `background` and of the ring band (radius 11-16) classified as `color`, around the image's centre."""
+    cls = judge.classify_pixels(judge.to_array(image))
+    yy, xx = np.mgrid[:cls.shape[0], :cls.shape[1]]
+    d2 = (yy - (cls.shape[0] - 1) / 2) ** 2 + (xx - (cls.shape[1] - 1) / 2) ** 2
+    centre, band = d2 <= 7 ** 2, (d2 >= 11 ** 2) & (d2 <= DISC_RADIUS ** 2)
+    return {"centre_background": float((cls[centre] == judge.COLOR_NAMES.index(background)).mean()),
+            "annulus_color": float((cls[band] == judge.COLOR_NAMES.index(color)).mean())}
+
+
+def start_items(start: str, out: Path) -> list[tuple[str, str, str, str | None, list[str]]]:
+    """The ring prompts as (prompt, colour, background, None, extra options) for `--start` prompt, disc or circle."""
+    items = []
+    for i, (q, c, b) in enumerate(ring_prompts()):
+        if start == "disc":
+            out.mkdir(parents=True, exist_ok=True)
+            disc_image(c, b).save(out / f"disc{i:02d}.png")
+            items.append((q, c, b, None, ["--init-image", str(out / f"disc{i:02d}.png")]))
+        elif start == "circle":  # steered: the ring prompt and a gentler step from CIRCLE_STEPS on
+            items.append((q.replace(" ring ", " circle "), c, b, None, [
+                "--steps", str(CIRCLE_STEPS + RING_STEPS),
+                "--set", f'steer=[{{at: {CIRCLE_STEPS}, prompt: "{q}", lr: {RING_LR}}}]']))
+        else:
+            items.append((q, c, b, None, []))
+    return items
+
+
+def generate(model: str, items: list[tuple], seeds: list[int], out: Path, extra: list[str]) -> list[dict]:
+    """Generate every (prompt, colour, background, mini shape[, its own options]) x seed with `--model model`; one
+    judged row each."""
     rows = []
-    for i, (prompt, c, b, shape) in enumerate(items):
+    for i, (prompt, c, b, shape, *own) in enumerate(items):
         for seed in seeds:
             run = out / f"{i:02d}-s{seed}"
             seconds = call(["generate", prompt, "--model", model, "--seed", str(seed), "--out", str(run),
-                            "--save-every", "0", "--no-video", "--quiet", *extra])
+                            "--save-every", "0", "--no-video", "--quiet", *extra, *(own[0] if own else [])])
             img = Image.open(run / "final.png")
-            v = ring_verdict(img, c, b)
+            v = {**ring_verdict(img, c, b), **band_shares(img, c, b)}
             if shape is not None:  # an ordinary mini prompt: the mini judge's shape verdict
                 v["shape"] = judge.judge(img, prompt).shape
             rows.append({"prompt": prompt, "seed": seed, "seconds": seconds, **v})
@@ -248,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ring-width", type=int, default=RING_WIDTH, help="the training rings' width in pixels")
     p.add_argument("--recon-width", type=int, default=RING_WIDTH, help="--recon's rings' width in pixels")
     p.add_argument("--recon-only", action="store_true", help="stop after --recon's figures")
+    p.add_argument("--start", choices=("prompt", "disc", "circle"), default="prompt",
+                   help="ring prompts from the preset's start (prompt), from a disc of their colour (disc), or told "
+                        "as a story from a circle (circle)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--ordinary", type=int, default=6, help="ordinary mini prompts (circles, squares, triangles)")
     p.add_argument("--old-json", type=Path, help="an earlier run's --json: take the old preset's images from it")
@@ -273,8 +323,12 @@ def main(argv: list[str] | None = None) -> int:
         if runc is None:
             runc, wall["clip_s"] = train_clip(out, runv, args)
         new_model = str(runc / "clip")
-        rings = [(q, c, b, None) for q, c, b in ring_prompts()]
-        res = {"old": json.loads(args.old_json.read_text())["rows"]["old"]} if args.old_json else {}
+        rings = start_items(args.start, out / "discs")
+        earlier = json.loads(args.old_json.read_text()) if args.old_json else {}
+        if earlier and earlier.get("start", "prompt") != args.start:
+            raise SystemExit(f"{args.old_json} was run with --start {earlier.get('start', 'prompt')}, not "
+                             f"{args.start}: give the same --start, or leave out --old-json")
+        res = {"old": earlier["rows"]["old"]} if earlier else {}
         for name, model in (("old", "mini"), ("new", new_model)):
             if name in res:
                 continue
@@ -286,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         "ring_prompts": len(rings), "ordinary_prompts": len(ordinary), "seeds": args.seeds, "hole_share": HOLE_SHARE,
         "vq_steps": vq_metrics["steps"], "clip_steps": clip_metrics["steps"], "old_json": str(args.old_json or ""),
         "closure_negatives": args.closure_negatives, "generated": args.generated, "ring_width": args.ring_width,
+        "start": args.start, **{f"{name}_bands": {k: round(float(np.mean([r[k] for r in res[name]["rings"]])), 3)
+                                                for k in ("centre_background", "annulus_color")} for name in res
+                         if all("centre_background" in r for r in res[name]["rings"])},
         "reconstructed_rings": recons,
         "threads": args.threads, "generate_options": args.extra, "train_wall": wall,
         "vqgan_held_out_l1": [vq_metrics["before"]["l1"], vq_metrics["after"]["l1"]],

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image, ImageDraw
 
 from vqclip.mini import world
@@ -81,6 +82,64 @@ def test_the_prompts_name_each_colour_on_another():
     assert len(items) == 12 and len({(c, b) for _, c, b in items}) == 12
     assert all(c != b and q == f"{world._a(c)} {c} ring on {world._a(b)} {b} background" for q, c, b in items)
     assert {c for _, c, _ in items} == set(world.COLORS)
+
+
+def test_the_start_disc_is_a_filled_centred_disc_of_the_rings_colour_that_the_judge_calls_a_circle():
+    img = np.asarray(bench.disc_image("red", "blue"))
+    red = (img == np.array(world.COLORS["red"], np.uint8)).all(-1)
+    assert red.sum() + (img == np.array(world.COLORS["blue"], np.uint8)).all(-1).sum() == 64 * 64
+    ys, xs = np.nonzero(red)
+    assert abs(red.sum() - np.pi * 16 ** 2) < 0.03 * np.pi * 16 ** 2  # area of a disc of radius 16
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (16, 47, 16, 47)  # centred on 31.5
+    v = bench.ring_verdict(img, "red", "blue")
+    assert v["kind"] == "circle" and v["hole_share"] == 0 and not v["ring"]
+
+
+def test_band_shares_tell_a_ring_from_a_disc_and_from_a_blank():
+    ring = bench.band_shares(draw("red", "blue", 31.5, 31.5, 16, 6), "red", "blue")  # radius 10-16, hole inside
+    disc = bench.band_shares(bench.disc_image("red", "blue"), "red", "blue")
+    blank = bench.band_shares(Image.new("RGB", (64, 64), world.COLORS["blue"]), "red", "blue")
+    assert ring["centre_background"] == 1 and ring["annulus_color"] > 0.8
+    assert disc["centre_background"] == 0 and disc["annulus_color"] == 1
+    assert blank["centre_background"] == 1 and blank["annulus_color"] == 0
+    shifted = bench.band_shares(draw("red", "blue", 20, 31.5, 16, 6), "red", "blue")  # off centre: the band misses
+    assert shifted["annulus_color"] < ring["annulus_color"] - 0.3
+
+
+def test_each_start_gives_every_ring_prompt_its_own_options(tmp_path):
+    prompts = bench.ring_prompts()
+    plain = bench.start_items("prompt", tmp_path)
+    assert [(q, c, b, s, o) for q, c, b, s, o in plain] == [(q, c, b, None, []) for q, c, b in prompts]
+    steered = bench.start_items("circle", tmp_path)
+    for (q, c, b), (sq, sc, sb, _, opts) in zip(prompts, steered):
+        want = world.parse_caption(sq)
+        assert (want.shape, want.color, want.background, sc, sb) == ("circle", c, b, c, b)
+        assert opts[:2] == ["--steps", str(bench.CIRCLE_STEPS + bench.RING_STEPS)] and opts[2] == "--set"
+        steer = OmegaConf.from_dotlist([opts[3]]).steer
+        assert len(steer) == 1 and steer[0].at == bench.CIRCLE_STEPS and steer[0].prompt == q
+        assert steer[0].lr == bench.RING_LR
+    discs = bench.start_items("disc", tmp_path / "d")
+    for (q, c, b), (dq, _, _, _, opts) in zip(prompts, discs):
+        assert dq == q and opts[0] == "--init-image"
+        assert np.array_equal(np.asarray(Image.open(opts[1])), np.asarray(bench.disc_image(c, b)))
+    assert len({o[1] for *_, o in discs}) == 12
+
+
+def test_generate_passes_each_items_own_options_after_the_common_ones(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_call(argv):
+        calls.append(argv)
+        run = Path(argv[argv.index("--out") + 1])
+        run.mkdir(parents=True)
+        Image.fromarray(draw("red", "blue", 31.5, 31.5, 14, 5)).save(run / "final.png")
+        return 0.5
+    monkeypatch.setattr(bench, "call", fake_call)
+    rows = bench.generate("M", [("p", "red", "blue", None, ["--own", "1"]), ("q", "red", "blue", None)], [3],
+                          tmp_path, ["--common"])
+    assert calls[0][-3:] == ["--common", "--own", "1"] and calls[1][-1] == "--common"
+    assert calls[0][:2] == ["generate", "p"] and calls[0][calls[0].index("--seed") + 1] == "3"
+    assert all(r["ring"] and r["centre_background"] == 1 for r in rows) and len(rows) == 2
 
 
 def test_closure_negatives_are_unclosed_rings_captioned_as_fragments(tmp_path):
