@@ -19,9 +19,9 @@ reachable from the border) cover at least `HOLE_SHARE` of that filled disk.
 `--start disc` starts every ring prompt from a filled disc of the ring's colour (`--init-image`, radius 16, centred)
 and `--start circle` asks for "C circle on B" for `CIRCLE_STEPS` (the preset's defaults), then steers the run to the
 ring prompt at a gentler learning rate (`steer`: `RING_LR`, `RING_STEPS` more): can a preset that knows the word carve
-a ring out of a disc where it cannot close one from strokes? Besides the judge's verdict, each
-image's `centre_background` (the share of the central disc, radius 7, in the background colour) says whether a hole
-opened, and `annulus_color` (the share of the ring's band, radius 11-16, in the ring's colour) whether the band stayed.
+a ring out of a disc where it cannot close one from strokes? Besides the judge's verdict, each image's
+`centre_background` (the share of the central disc, radius 7, in the background colour) says whether a hole opened,
+and `annulus_color` (the share of the ring's band, radius 11-16, in the ring's colour) whether the band stayed.
 
 Prints one JSON object: per preset, the share of ring prompts judged a ring (and colour, background) with 95% Wilson
 intervals, the paired sign test new vs old, and the same for a few ordinary mini prompts (did the old shapes suffer?).
@@ -205,12 +205,10 @@ def reconstructions(vqgan_run: Path, n: int, out: Path, width: int = RING_WIDTH)
 
 
 def disc_image(color: str, background: str, radius: float = DISC_RADIUS) -> Image.Image:
-    """A filled `color` disc of `radius` px centred on `background`, SIZE x SIZE: `--start disc`'s init image."""
-    yy, xx = np.mgrid[:SIZE, :SIZE]
-    img = np.empty((SIZE, SIZE, 3), np.uint8)
-    img[:] = world.COLORS[background]
-    img[(yy - (SIZE - 1) / 2) ** 2 + (xx - (SIZE - 1) / 2) ** 2 <= radius ** 2] = world.COLORS[color]
-    return Image.fromarray(img)
+    """A filled `color` disc of `radius` px centred on `background`, SIZE x SIZE, as the world draws a circle:
+    `--start disc`'s init image."""
+    disc = world.Shape("circle", color, SIZE / 2, SIZE / 2, radius)
+    return Image.fromarray(world.render(world.Scene(background, (disc,)), SIZE))
 
 
 def band_shares(image, color: str, background: str) -> dict:
@@ -296,8 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recon-width", type=int, default=RING_WIDTH, help="--recon's rings' width in pixels")
     p.add_argument("--recon-only", action="store_true", help="stop after --recon's figures")
     p.add_argument("--start", choices=("prompt", "disc", "circle"), default="prompt",
-                   help="ring prompts from the preset's start (prompt), from a disc of their colour (disc), or told "
-                        "as a story from a circle (circle)")
+                   help="ring prompts from the preset's start (prompt), from a disc of their colour (disc), or from "
+                        "a circle the run draws first and is then steered to the ring (circle)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--ordinary", type=int, default=6, help="ordinary mini prompts (circles, squares, triangles)")
     p.add_argument("--old-json", type=Path, help="an earlier run's --json: take the old preset's images from it")
