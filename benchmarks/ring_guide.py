@@ -46,6 +46,7 @@ import train_vqgan as vb  # noqa: E402
 RING_SHARE, BROKEN_SHARE = 0.2, 0.1  # of each batch; the rest is the mini guide's own mix
 RING_SPEC = GuideSpec(labels=(*world.SHAPES, "ring", "_none"), widths=G.SPEC.widths, strides=G.SPEC.strides)
 BATCH, POOL_SHARE, REFINE_LR, HELD_RUNS = 64, 0.15, 5e-4, 8  # refinement: batch, generator share, lr, runs held out
+HELD_IMAGES = 400  # the ring_sample images the refined guide's held-out accuracy is measured on
 
 
 def ring_sample(rng: np.random.Generator) -> tuple[np.ndarray, int]:
@@ -111,7 +112,7 @@ def refine_guide(guide: Path, runs: list[list[np.ndarray]], out: Path, steps: in
     augment = build_augments(["affine"])
     opt = torch.optim.AdamW(model.train().parameters(), REFINE_LR, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, REFINE_LR, total_steps=steps, pct_start=0.1)
-    held_x, held_y = G.batch(np.random.default_rng(seed + 10_000), 400, vqgan, ring_sample)
+    held_x, held_y = G.batch(np.random.default_rng(seed + 10_000), HELD_IMAGES, vqgan, ring_sample)
     t0 = time.time()
     for _ in range(steps):
         x, y = G.batch(rng, BATCH - k, vqgan, ring_sample)

@@ -241,6 +241,7 @@ def test_a_refinement_teaches_the_guide_that_its_generators_images_are_near_miss
     rg = _ring_guide()
     monkeypatch.setattr(rg, "BATCH", 16)
     monkeypatch.setattr(rg, "HELD_RUNS", 4)
+    monkeypatch.setattr(rg, "HELD_IMAGES", 40)  # per-label accuracy needs every label, not 400 images
     monkeypatch.setattr(rg, "REFINE_LR", 5e-3)  # a tiny guide trained from scratch, for a few steps
     src = tmp_path / "guide"
     write_vqgan(src, fmt="safetensors")

@@ -89,6 +89,15 @@ def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch, tmp_path, flags, na
         dev.cpu_native_bf16.cache_clear()
 
 
+def test_training_recipes_take_bf16_only_where_the_hardware_does_it(monkeypatch):
+    """native_bf16: bf16 on CUDA and on native-bf16 CPUs; fp32 (None) on other CPUs, where it is emulated, and on MPS."""
+    monkeypatch.setattr(dev, "cpu_native_bf16", lambda: True)
+    assert dev.native_bf16("cpu") == torch.bfloat16 and dev.native_bf16("cuda") == torch.bfloat16
+    assert dev.native_bf16("mps") is None
+    monkeypatch.setattr(dev, "cpu_native_bf16", lambda: False)
+    assert dev.native_bf16("cpu") is None and dev.native_bf16() is None and dev.native_bf16("cuda") == torch.bfloat16
+
+
 def test_autocast_context_is_off_for_fp32_and_bf16_when_asked():
     with dev.amp_autocast("cpu", None):
         assert not torch.is_autocast_enabled("cpu")

@@ -91,6 +91,16 @@ def test_a_guide_of_other_labels_trains_on_its_own_draw(tmp_path):
     assert len(drawn) == 5 + 8 + 2 * 4  # the held-out images and both steps' batches came from `draw`
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_the_guide_batch_runs_the_vqgan_in_bf16_only_on_a_cpu_that_does_it_in_hardware(monkeypatch, native):
+    """Emulated bf16 is ~40x slower than fp32 on a CPU without AVX512-BF16: there the batch's VQGAN runs in fp32."""
+    seen = []
+    monkeypatch.setattr("vqclip.nets.device.cpu_native_bf16", lambda: native)
+    monkeypatch.setattr(tg, "reconstruct", lambda vqgan, x, amp: seen.append((vqgan, amp)) or x)
+    x, y = tg.batch(np.random.default_rng(0), 3, "the vqgan")
+    assert seen == [("the vqgan", torch.bfloat16 if native else None)] and x.shape == (3, 3, 64, 64) and len(y) == 3
+
+
 def test_held_out_figures_count_each_label_against_its_own_images():
     """held_out_figures against a count by hand: a model whose predictions are fixed."""
     class Fixed(torch.nn.Module):

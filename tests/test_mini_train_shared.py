@@ -114,6 +114,20 @@ def test_a_mini_clip_stage_trains_in_fp32_with_an_eta(tmp_path, monkeypatch, cap
     assert (tmp_path / "tiny.safetensors").is_file() and (tmp_path / "tiny.json").is_file()
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_the_generator_stage_runs_the_vqgan_in_bf16_only_on_a_cpu_that_does_it_in_hardware(tmp_path, monkeypatch,
+                                                                                         native):
+    """Stage 3's pool: bf16 autocast where the CPU does bf16 in hardware, fp32 where it would be emulated (slower)."""
+    calls = []
+    monkeypatch.setattr("vqclip.nets.device.cpu_native_bf16", lambda: native)
+    monkeypatch.setattr(C, "_load_vqgan", lambda out_dir: None)
+    monkeypatch.setattr(C, "_train", lambda *a, **kw: calls.append(kw) or {})
+    (tmp_path / "clip.safetensors").write_bytes(b"")
+    C.train_clip(tmp_path, stage="3")
+    assert [kw.get("adversarial") for kw in calls] == [True]
+    assert calls[0]["amp"] == (torch.bfloat16 if native else None)
+
+
 def test_a_mini_vqgan_run_says_its_progress_with_an_eta(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(V, "held_out_psnr", lambda model: 0.0)  # 256 held-out scenes: not this test's business
     monkeypatch.setattr(V, "time", clock())

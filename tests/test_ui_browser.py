@@ -176,3 +176,34 @@ def test_a_typed_error_shows_next_to_its_field_and_the_page_goes_on(browser_page
     generate(page)
     page.wait_for_selector("#result:not([hidden])", timeout=120_000)
     assert len(folders(srv)) == 1
+
+
+def test_a_gallery_refresh_keeps_the_card_that_has_the_keyboard_and_an_older_answer_loses(browser_page):
+    """Two refreshes in flight (a run ends while the user presses Refresh): the older answer, arriving last, is dropped,
+    and the card the keyboard was on is focused again in the new gallery, so Enter still opens it."""
+    srv, page = browser_page
+    for prompt in ("a red circle on a blue background", "a green square on a white background"):
+        make(page, prompt, 2)
+        generate(page)
+        page.wait_for_function("document.querySelector('#w-state').textContent === 'done'", timeout=120_000)
+    older, newer = folders(srv)
+    page.click("#refresh")
+    page.wait_for_function("document.querySelectorAll('#gallery > .card').length === 2")
+    shown = page.evaluate("""async (name) => {
+        const real = window.fetch; let first = true;
+        window.fetch = async (url, init) => {  // the first /api/runs answer comes late and lists the newest run only
+          const res = await real(url, init);
+          if (!String(url).endsWith('/api/runs') || !first) return res;
+          first = false;
+          const runs = (await res.json()).slice(0, 1);
+          await new Promise((done) => setTimeout(done, 500));
+          return new Response(JSON.stringify(runs), {status: 200, headers: {'Content-Type': 'application/json'}});
+        };
+        document.querySelector(`#gallery > .card[data-name='${name}']`).focus();
+        try { await Promise.all([refreshGallery(), refreshGallery()]); } finally { window.fetch = real; }
+        return {cards: [...document.querySelectorAll('#gallery > .card')].map((c) => c.dataset.name),
+                focused: document.activeElement.dataset.name || null};
+    }""", older.name)
+    assert shown == {"cards": [newer.name, older.name], "focused": older.name}
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"document.querySelector('#d-name').textContent === '{older.name}'")

@@ -195,6 +195,9 @@ MUTATIONS = [
       'layout == "auto" and device.type == "cuda"', ("tests/test_device.py",)),
     M("a seeded block uses another seed than the one given", DEV, "        torch.manual_seed(seed)\n        yield",
       "        torch.manual_seed(seed + 1)\n        yield", ("tests/test_device.py",)),
+    M("training recipes take bf16 on CPUs that emulate it", DEV,
+      'device_type == "cuda" or (device_type == "cpu" and cpu_native_bf16())', 'device_type in ("cuda", "cpu")',
+      ("tests/test_device.py",)),
     M("AMX CPUs not counted as native bf16", DEV, '{"avx512_bf16", "amx_bf16"}', '{"avx512_bf16"}',
       ("tests/test_device.py",)),
     # --- memory

@@ -8,7 +8,8 @@ CLIP so that a clean render of each pooled caption outranks the pool's image of 
 divergence, in the manner of a GAN discriminator). No judge and no labels beyond the caption are used.
 
 The VQGAN is most of a step's time. Stage 3 runs it under bf16 autocast (codes still chosen in fp32, as generation on
-CUDA does), three times faster on CPUs with native bf16; stage 4 runs it in fp32, exactly as generation on CPU does.
+CUDA does) on CPUs with native bf16, where that is three times faster, and in fp32 on other CPUs, where emulated bf16
+is ~40 times slower; stage 4 runs it in fp32, exactly as generation on CPU does.
 """
 from __future__ import annotations
 

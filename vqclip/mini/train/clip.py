@@ -19,6 +19,7 @@ from vqclip.mini import world
 from vqclip.mini.train.adversarial import GeneratorPool, reconstruct
 from vqclip.mini.train.batches import normalize, to_tensor
 from vqclip.mini.train.export import export_fp16
+from vqclip.nets.device import native_bf16
 from vqclip.nets.vqgan import load_vqgan
 from vqclip.train.clip import _eta, features, lr_factor, param_groups
 
@@ -190,7 +191,7 @@ def train_clip(out_dir: Path, seed: int = 0, steps: int = 900, batch_size: int =
                                    out_dir / "clip.safetensors")
     if stage in ("all", "3") and adversarial_steps > 0:
         figures["stage3"] = _train(out_dir, seed + 2, adversarial_steps, batch_size, lr / 5, 0.2, 0.1, 0.15,
-                                   out_dir / "clip.safetensors", adversarial=True, amp=torch.bfloat16)
+                                   out_dir / "clip.safetensors", adversarial=True, amp=native_bf16("cpu"))
     if stage in ("all", "4") and duel_steps > 0:
         figures["stage4"] = _train(out_dir, seed + 3, duel_steps, batch_size, lr / 5, 0.2, 0.1, 0.15,
                                    out_dir / "clip.safetensors", adversarial=True, gen_steps=4, pair_weight=1.0)

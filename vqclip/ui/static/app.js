@@ -2,7 +2,7 @@
 "use strict";
 const $ = (sel) => document.querySelector(sel);
 const state = { options: [], presets: {}, preset: null, extra: {}, watching: null, source: null,
-  uploads: {}, detail: null, before: {}, drawer: null };
+  uploads: {}, detail: null, before: {}, drawer: null, galleryAsked: 0 };
 
 async function api(method, url, body) {
   const init = { method, headers: {} };
@@ -282,9 +282,13 @@ function card(run) {
   }
   return div;
 }
-async function refreshGallery() {
+async function refreshGallery() {  // the newest answer wins; the card that had the keyboard keeps it
+  const asked = ++state.galleryAsked;
   const res = await api("GET", "/api/runs");
-  if (res.ok) $("#gallery").replaceChildren(...res.data.map(card));
+  if (!res.ok || asked !== state.galleryAsked) return;  // a later refresh is on its way: this answer is older
+  const had = document.activeElement && document.activeElement.closest && document.activeElement.closest("#gallery .card");
+  $("#gallery").replaceChildren(...res.data.map(card));
+  if (had) { const again = $(`#gallery .card[data-name="${CSS.escape(had.dataset.name)}"]`); if (again) again.focus(); }
 }
 async function openRun(run) {
   const d = $("#detail"); d.hidden = false;
