@@ -15,6 +15,8 @@ reachable from the border) cover at least `HOLE_SHARE` of that filled disk.
     python benchmarks/ring_preset.py --vqgan RUNV --closure-negatives 300   # a CLIP that also saw broken rings
     python benchmarks/ring_preset.py --vqgan RUNV --generated 32            # a CLIP trained against its generator
     python benchmarks/ring_preset.py --vqgan RUNV --clip RUNC --start disc  # from a disc: does it carve a hole?
+    python benchmarks/ring_preset.py --vqgan RUNV --clip RUNC --start image # aimed at a drawn ring's own image
+    python benchmarks/ring_preset.py --vqgan RUNV --closure-negatives 600 --one-gap 0.5  # half of them one gap short
 
 `--start disc` starts every ring prompt from a filled disc of the ring's colour (`--init-image`, radius 16, centred)
 and `--start circle` asks for "C circle on B" for `CIRCLE_STEPS` (the preset's defaults), then steers the run to the
@@ -22,6 +24,13 @@ ring prompt at a gentler learning rate (`steer`: `RING_LR`, `RING_STEPS` more): 
 a ring out of a disc where it cannot close one from strokes? Besides the judge's verdict, each image's
 `centre_background` (the share of the central disc, radius 7, in the background colour) says whether a hole opened,
 and `annulus_color` (the share of the ring's band, radius 11-16, in the ring's colour) whether the band stayed.
+`--start image` takes the text away: each run aims at the CLIP embedding of a drawn ring (`ring_image`, centred,
+outer radius 16) by `--image-prompt`, the ring prompt kept at weight 0 only to name the start's background. Can the
+generator reach a ring when the aim is a ring's own image, not a caption?
+
+Both presets' `closure` figures (`closure_figures`) ask whether the CLIP can see closure at all: the image-image
+cosine of drawn rings and the same rings with one gap, against that of rings and discs, and how often the ring's
+prompt scores the ring above its gapped self.
 
 Prints one JSON object: per preset, the share of ring prompts judged a ring (and colour, background) with 95% Wilson
 intervals, the paired sign test new vs old, and the same for a few ordinary mini prompts (did the old shapes suffer?).
@@ -51,6 +60,8 @@ from train_vqgan import RING_WIDTH, SIZE, recon, ring, write_rings  # noqa: E402
 HOLE_SHARE = 0.25  # enclosed background / filled disk: a hole at least half the outer radius (a ring, not a dot)
 DISC_RADIUS = 16  # px: `--start disc`'s disc, the outer edge of the band `band_shares` looks at
 CIRCLE_STEPS, RING_STEPS, RING_LR = 100, 80, 0.02  # `--start circle`: a circle as mini draws it, then steered to a ring
+ONE_GAP_DEGREES = (25.0, 60.0)  # `--one-gap`: the single gap of the hardest closure negatives
+CLOSURE_PAIRS, CLOSURE_GAP = 32, 40.0  # `closure_figures`: drawn rings and the same rings with one gap of this many degrees
 
 
 def ring_verdict(image, color: str, background: str) -> dict:
@@ -95,14 +106,22 @@ def ring_width(width: int):
         vq_bench.RING_WIDTH = RING_WIDTH
 
 
-def broken_ring(rng: np.random.Generator) -> tuple[np.ndarray, str, str]:
+def broken_ring(rng: np.random.Generator, one_gap: float = 0.0) -> tuple[np.ndarray, str, str]:
     """A ring that does not close (image [64,64,3] uint8, colour, background), in the ring's colours and width: a ring
-    with 2-4 gaps, one arc of 90-270 degrees, or 4-9 short curved strokes scattered over the background."""
+    with 2-4 gaps, one arc of 90-270 degrees, or 4-9 short curved strokes scattered over the background; with
+    probability `one_gap`, a ring with a single gap of ONE_GAP_DEGREES (the hardest miss: closed but for one patch)."""
+    one = one_gap > 0 and rng.random() < one_gap
     color, bg = rng.choice(list(world.COLORS), 2, replace=False)
     im = Image.new("RGB", (SIZE, SIZE), world.COLORS[bg])
-    draw, kind = ImageDraw.Draw(im), int(rng.integers(3))
+    draw = ImageDraw.Draw(im)
     arc = lambda cx, cy, r, a, b: draw.arc((cx - r, cy - r, cx + r, cy + r), a, b,  # noqa: E731
                                            fill=world.COLORS[color], width=vq_bench.RING_WIDTH)
+    if one:
+        cx, cy, r = *rng.uniform(24, 40, 2), rng.uniform(12, 20)
+        a, gap = rng.uniform(0, 360), rng.uniform(*ONE_GAP_DEGREES)
+        arc(cx, cy, r, a + gap, a + 360)
+        return np.asarray(im), str(color), str(bg)
+    kind = int(rng.integers(3))
     if kind == 2:
         for _ in range(int(rng.integers(4, 10))):
             a = rng.uniform(0, 360)
@@ -120,14 +139,16 @@ def broken_ring(rng: np.random.Generator) -> tuple[np.ndarray, str, str]:
     return np.asarray(im), str(color), str(bg)
 
 
-def write_clip_data(folder: Path, rings: int, scenes: int, seed: int, negatives: int = 0) -> None:
+def write_clip_data(folder: Path, rings: int, scenes: int, seed: int, negatives: int = 0,
+                    one_gap: float = 0.0) -> None:
     """Captioned PNGs for `vqclip train clip`: rings ("a red ring on a blue background", 1 in 6 without the
     background, as the world's captions), ordinary mini scenes with their world captions, and `negatives` broken
-    rings (`broken_ring`) captioned as the world's fragments ("red fragments on a blue background")."""
+    rings (`broken_ring`, `one_gap` of them with one gap) captioned as the world's fragments ("red fragments on a
+    blue background")."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for i in range(negatives):
-        img, c, b = broken_ring(rng)
+        img, c, b = broken_ring(rng, one_gap)
         Image.fromarray(img).save(folder / f"broken{i:05d}.png")
         (folder / f"broken{i:05d}.txt").write_text(f"{c} fragments on {world._a(b)} {b} background")
     for i in range(rings):
@@ -173,7 +194,8 @@ def train_vqgan(out: Path, args) -> tuple[Path, float]:
 def train_clip(out: Path, vqgan_run: Path, args) -> tuple[Path, float]:
     """`vqclip train clip --from VQGAN_RUN/vqgan` on captioned rings and scenes: (the run folder, its wall seconds)."""
     with ring_width(args.ring_width):
-        write_clip_data(out / "clipdata", args.clip_rings, args.clip_scenes, seed=3, negatives=args.closure_negatives)
+        write_clip_data(out / "clipdata", args.clip_rings, args.clip_scenes, seed=3, negatives=args.closure_negatives,
+                        one_gap=args.one_gap)
     run = out / "ringclip"
     return run, call(["train", "clip", "--data", str(out / "clipdata"), "--from", str(vqgan_run / "vqgan"), "--out",
                       str(run), "--steps", str(args.clip_steps), "--batch", "32", "--lr", "2e-4", "--warmup", "10",
@@ -211,6 +233,17 @@ def disc_image(color: str, background: str, radius: float = DISC_RADIUS) -> Imag
     return Image.fromarray(world.render(world.Scene(background, (disc,)), SIZE))
 
 
+def ring_image(color: str, background: str, radius: float = DISC_RADIUS, start: float = 0.0, end: float = 360.0,
+               width: int | None = None) -> Image.Image:
+    """A centred `color` ring (outer `radius` px, `width` px wide, default RING_WIDTH) on `background`, SIZE x SIZE,
+    drawn from `start` to `end` degrees (less than 360: a ring with a gap): `--start image`'s aim."""
+    im = Image.new("RGB", (SIZE, SIZE), world.COLORS[background])
+    c = SIZE / 2
+    ImageDraw.Draw(im).arc((c - radius, c - radius, c + radius, c + radius), start, end, fill=world.COLORS[color],
+                           width=vq_bench.RING_WIDTH if width is None else width)
+    return im
+
+
 def band_shares(image, color: str, background: str) -> dict:
     """Did a hole open in the middle and the band stay? The share of the central disc (radius 7) classified as
     `background` and of the ring band (radius 11-16) classified as `color`, around the image's centre."""
@@ -222,11 +255,41 @@ def band_shares(image, color: str, background: str) -> dict:
             "annulus_color": float((cls[band] == judge.COLOR_NAMES.index(color)).mean())}
 
 
+def closure_figures(preset: str, pairs: int = CLOSURE_PAIRS, seed: int = 7) -> dict:
+    """Can `preset`'s CLIP tell a ring from the same ring with one gap? Over `pairs` drawn rings (`ring_image`: world
+    colours, outer radius 12-19 px) and each with one CLOSURE_GAP-degree gap: the mean image-image cosine of ring and
+    gapped ring (1: the same to it), of ring and the filled disc of the same outline (a plainly different shape,
+    for scale), and the share of pairs where the ring's own prompt scores the ring above the gapped one."""
+    from vqclip.models.resolve import resolve_preset
+    from vqclip.nets.clip import load_clip
+    files = resolve_preset(preset, fetch_clip_weights=False)
+    clip = load_clip(files.clip_model, files.clip_pretrained)
+    rng = np.random.default_rng(seed)
+    gapped, disc, prefers = [], [], []
+    for _ in range(pairs):
+        c, b = (str(x) for x in rng.choice(list(world.COLORS), 2, replace=False))
+        r, a = float(rng.uniform(12, 19)), float(rng.uniform(0, 360))
+        images = [ring_image(c, b, r), ring_image(c, b, r, a + CLOSURE_GAP, a + 360), disc_image(c, b, r)]
+        with torch.no_grad():
+            e = clip.embed_images(images)
+            t = clip.encode_text([f"{world._a(c)} {c} ring on {world._a(b)} {b} background"])[0]
+        gapped.append(float(e[0] @ e[1]))
+        disc.append(float(e[0] @ e[2]))
+        prefers.append(bool(e[0] @ t > e[1] @ t))
+    return {"pairs": pairs, "gap_degrees": CLOSURE_GAP, "cos_ring_gapped": round(float(np.mean(gapped)), 4),
+            "cos_ring_disc": round(float(np.mean(disc)), 4), "prompt_prefers_ring": float(np.mean(prefers))}
+
+
 def start_items(start: str, out: Path) -> list[tuple[str, str, str, str | None, list[str]]]:
-    """The ring prompts as (prompt, colour, background, None, extra options) for `--start` prompt, disc or circle."""
+    """The ring prompts as (prompt, colour, background, None, extra options) for `--start` prompt, disc, circle or
+    image (the text at weight 0, which still names the start's background; the aim a drawn ring, `ring_image`)."""
     items = []
     for i, (q, c, b) in enumerate(ring_prompts()):
-        if start == "disc":
+        if start == "image":
+            out.mkdir(parents=True, exist_ok=True)
+            ring_image(c, b).save(out / f"ring{i:02d}.png")
+            items.append((f"{q}:0", c, b, None, ["--image-prompt", str(out / f"ring{i:02d}.png")]))
+        elif start == "disc":
             out.mkdir(parents=True, exist_ok=True)
             disc_image(c, b).save(out / f"disc{i:02d}.png")
             items.append((q, c, b, None, ["--init-image", str(out / f"disc{i:02d}.png")]))
@@ -287,15 +350,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip-scenes", type=int, default=700)
     p.add_argument("--closure-negatives", type=int, default=0,
                    help="broken rings, arcs and strokes captioned as fragments in the CLIP's data")
+    p.add_argument("--one-gap", type=float, default=0.0,
+                   help="the share of the closure negatives that are rings with a single gap (the hardest miss)")
     p.add_argument("--generated", type=int, default=0,
                    help="train the CLIP with a pool of N generator negatives (`vqclip train clip --generated N`)")
     p.add_argument("--recon", type=int, default=0, help="first judge N held-out rings through both VQGANs")
     p.add_argument("--ring-width", type=int, default=RING_WIDTH, help="the training rings' width in pixels")
     p.add_argument("--recon-width", type=int, default=RING_WIDTH, help="--recon's rings' width in pixels")
     p.add_argument("--recon-only", action="store_true", help="stop after --recon's figures")
-    p.add_argument("--start", choices=("prompt", "disc", "circle"), default="prompt",
-                   help="ring prompts from the preset's start (prompt), from a disc of their colour (disc), or from "
-                        "a circle the run draws first and is then steered to the ring (circle)")
+    p.add_argument("--start", choices=("prompt", "disc", "circle", "image"), default="prompt",
+                   help="ring prompts from the preset's start (prompt), from a disc of their colour (disc), from "
+                        "a circle the run draws first and is then steered to the ring (circle), or aimed at a drawn "
+                        "ring's image instead of the text (image)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--ordinary", type=int, default=6, help="ordinary mini prompts (circles, squares, triangles)")
     p.add_argument("--old-json", type=Path, help="an earlier run's --json: take the old preset's images from it")
@@ -321,7 +387,8 @@ def main(argv: list[str] | None = None) -> int:
         if runc is None:
             runc, wall["clip_s"] = train_clip(out, runv, args)
         new_model = str(runc / "clip")
-        rings = start_items(args.start, out / "discs")
+        with ring_width(args.ring_width):
+            rings = start_items(args.start, out / "discs")
         earlier = json.loads(args.old_json.read_text()) if args.old_json else {}
         if earlier and earlier.get("start", "prompt") != args.start:
             raise SystemExit(f"{args.old_json} was run with --start {earlier.get('start', 'prompt')}, not "
@@ -332,12 +399,15 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             res[name] = {"rings": generate(model, rings, args.seeds, out / name / "rings", args.extra),
                          "ordinary": generate(model, ordinary, args.seeds, out / name / "ordinary", args.extra)}
+        with ring_width(args.ring_width):
+            closure = {"old": closure_figures("mini"), "new": closure_figures(new_model)}
         vq_metrics = json.loads((runv / "metrics.json").read_text())
         clip_metrics = json.loads((runc / "metrics.json").read_text())
     figures = {
         "ring_prompts": len(rings), "ordinary_prompts": len(ordinary), "seeds": args.seeds, "hole_share": HOLE_SHARE,
         "vq_steps": vq_metrics["steps"], "clip_steps": clip_metrics["steps"], "old_json": str(args.old_json or ""),
-        "closure_negatives": args.closure_negatives, "generated": args.generated, "ring_width": args.ring_width,
+        "closure_negatives": args.closure_negatives, "one_gap": args.one_gap, "generated": args.generated,
+        "ring_width": args.ring_width, "closure": closure,
         "start": args.start, **{f"{name}_bands": {k: round(float(np.mean([r[k] for r in res[name]["rings"]])), 3)
                                                 for k in ("centre_background", "annulus_color")} for name in res
                          if all("centre_background" in r for r in res[name]["rings"])},

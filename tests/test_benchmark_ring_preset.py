@@ -13,7 +13,7 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image, ImageDraw
 
-from vqclip.mini import world
+from vqclip.mini import judge, world
 
 _PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "ring_preset.py"
 _spec = importlib.util.spec_from_file_location("ring_preset", _PATH)
@@ -151,6 +151,85 @@ def test_closure_negatives_are_unclosed_rings_captioned_as_fragments(tmp_path):
         assert want.count == 0 and want.shape is None  # the world's "red fragments on a blue background"
         v = bench.ring_verdict(Image.open(png), want.color, want.background)
         assert v["color"] and v["background"] and not v["ring"]
+
+
+def test_one_gap_negatives_are_single_open_rings_that_enclose_nothing(tmp_path):
+    """--one-gap 1: every closure negative is one arc in one piece, a ring but for a single gap: not a ring."""
+    bench.write_clip_data(tmp_path, rings=0, scenes=0, seed=0, negatives=10, one_gap=1.0)
+    for png in sorted(tmp_path.glob("broken*.png")):
+        want = world.parse_caption(png.with_suffix(".txt").read_text())
+        v = bench.ring_verdict(Image.open(png), want.color, want.background)
+        assert v["color"] and not v["ring"] and v["hole_share"] == 0.0
+        mask = judge.classify_pixels(judge.to_array(Image.open(png))) == judge.COLOR_NAMES.index(want.color)
+        assert len(judge.label_components(mask)[1]) == 1
+    none = tmp_path / "none"  # without --one-gap the negatives are as before: some in several pieces
+    bench.write_clip_data(none, rings=0, scenes=0, seed=0, negatives=10)
+    pieces = [len(judge.label_components(judge.classify_pixels(judge.to_array(Image.open(q))) == judge.COLOR_NAMES
+                                         .index(world.parse_caption(q.with_suffix(".txt").read_text()).color))[1])
+              for q in sorted(none.glob("broken*.png"))]
+    assert max(pieces) > 1
+
+
+def test_the_image_start_aims_at_a_centred_ring_the_judge_accepts_and_a_gap_breaks_it(tmp_path):
+    with bench.ring_width(5):
+        full, gapped = bench.ring_image("red", "blue"), bench.ring_image("red", "blue", start=40, end=360)
+        items = bench.start_items("image", tmp_path)
+    assert bench.ring_verdict(full, "red", "blue")["ring"]
+    v = bench.ring_verdict(gapped, "red", "blue")
+    assert v["color"] and not v["ring"] and v["hole_share"] == 0.0
+    bands = bench.band_shares(full, "red", "blue")
+    assert bands["centre_background"] == 1.0 and bands["annulus_color"] >= 0.8
+    with bench.ring_width(3):
+        thin = bench.ring_image("red", "blue")
+    red = lambda im: int((np.asarray(im) == world.COLORS["red"]).all(-1).sum())  # noqa: E731
+    assert red(thin) < red(full)
+    for (q, c, b), (iq, ic, ib, _, opts) in zip(bench.ring_prompts(), items):
+        assert iq == f"{q}:0" and (ic, ib) == (c, b) and opts[0] == "--image-prompt"  # the text only names the start
+        with bench.ring_width(5):
+            assert np.array_equal(np.asarray(Image.open(opts[1])), np.asarray(bench.ring_image(c, b)))
+
+
+def _pixels(images) -> torch.Tensor:
+    """A pixel-space stand-in for a CLIP's image embedding: unit vectors [N, 64*64*3] of the centred pixel values."""
+    x = torch.stack([torch.from_numpy(np.asarray(im, np.float32)).flatten() for im in images])
+    return torch.nn.functional.normalize(x - 127.5, dim=-1)
+
+
+def test_closure_figures_score_a_ring_against_its_gapped_self_and_a_disc(monkeypatch):
+    """closure_figures against cosines computed here from the very images it embedded (a pixel-space 'CLIP' whose
+    text embedding is the ring's own image, so the prompt prefers the ring in every pair)."""
+    import vqclip.nets.clip as clip_module
+
+    trios = []
+
+    class PixelClip:
+        def embed_images(self, images):
+            trios.append(images)
+            return _pixels(images)
+
+        def encode_text(self, texts):
+            return _pixels(trios[-1][:1])
+
+    monkeypatch.setattr(clip_module, "load_clip", lambda model, pretrained: PixelClip())
+    with bench.ring_width(5):
+        f = bench.closure_figures("mini", pairs=3)
+    assert f["pairs"] == 3 and len(trios) == 3
+    for ring, gapped, disc in trios:
+        fg, bg = _colours(ring)
+        assert bench.ring_verdict(ring, fg, bg)["ring"] and not bench.ring_verdict(gapped, fg, bg)["ring"]
+        assert _colours(gapped) == (fg, bg) and bench.ring_verdict(gapped, fg, bg)["color"]
+        assert judge.judge(disc, f"a {fg} circle on a {bg} background").found_shape == "circle"
+    cos = [(_pixels(t) @ _pixels(t).T)[0] for t in trios]
+    assert f["cos_ring_gapped"] == pytest.approx(float(np.mean([float(c[1]) for c in cos])), abs=1e-4)
+    assert f["cos_ring_disc"] == pytest.approx(float(np.mean([float(c[2]) for c in cos])), abs=1e-4)
+    assert f["cos_ring_disc"] < f["cos_ring_gapped"] < 1 and f["prompt_prefers_ring"] == 1.0
+
+
+def _colours(image) -> tuple[str, str]:
+    """The two commonest named colours of a drawn image: (the shape's, the background's)."""
+    counts = np.bincount(judge.classify_pixels(judge.to_array(image)).ravel(), minlength=len(judge.COLOR_NAMES))
+    bg, fg = counts.argsort()[::-1][:2]
+    return judge.COLOR_NAMES[fg], judge.COLOR_NAMES[bg]
 
 
 def test_ring_width_widens_the_drawn_rings_inside_the_block_only():
