@@ -7,6 +7,7 @@ generates ring_preset.py's 12 ring prompts with a preset (`--model`) and this gu
     python benchmarks/ring_guide.py --vqgan RUNV --model RUNC/clip [--ring-width 5] [-- --set guide.weight=0.5]
     python benchmarks/ring_guide.py --guide OUT/guide --model RUNC/clip    # a guide trained before: generate only
     python benchmarks/ring_guide.py --guide OUT/guide --model RUNC/clip --rounds 2 --out R   # refined, then judged
+    python benchmarks/ring_guide.py --vqgan RUNV --model RUNC/clip --hard-misses   # near misses one gap short, tailed
 
 `--rounds N` refines the guide N times against its own generator, as a GAN's discriminator learns from its generator:
 each round generates the 44 ring prompts the judge never sees with the preset and the latest guide (seed 100 + round),
@@ -20,6 +21,7 @@ Wilson intervals. An experiment, not a shipped trainer: the mini guide's recipe 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import sys
@@ -29,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 import vqclip.mini.train.guide as G
 from vqclip.mini import world
@@ -44,28 +46,57 @@ import ring_preset as rp  # noqa: E402
 import train_vqgan as vb  # noqa: E402
 
 RING_SHARE, BROKEN_SHARE = 0.2, 0.1  # of each batch; the rest is the mini guide's own mix
+HARD_SHARE = 0.2  # `--hard-misses`: of each batch, `hard_near_miss` images instead of the broken rings
 RING_SPEC = GuideSpec(labels=(*world.SHAPES, "ring", "_none"), widths=G.SPEC.widths, strides=G.SPEC.strides)
 BATCH, POOL_SHARE, REFINE_LR, HELD_RUNS = 64, 0.15, 5e-4, 8  # refinement: batch, generator share, lr, runs held out
 HELD_IMAGES = 400  # the ring_sample images the refined guide's held-out accuracy is measured on
 
 
-def ring_sample(rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    """One training image (uint8 [64,64,3]) and its label: a ring, a broken ring (a near miss) or the mini mix."""
+def hard_near_miss(rng: np.random.Generator) -> tuple[np.ndarray, str, str]:
+    """A near miss of the kinds the generator draws with a ring guide (image [64,64,3] uint8, colour, background), in
+    the rings' width: a ring one gap short (4 in 10), ring_preset.py's broken ring (3 in 10), a ring with a straight
+    tail of 6-16 px (3 in 20) or two touching smaller rings, a figure eight (3 in 20)."""
+    u = rng.random()
+    if u < 0.4:
+        return rp.broken_ring(rng, one_gap=1.0)
+    if u < 0.7:
+        return rp.broken_ring(rng)
+    color, bg = rng.choice(list(world.COLORS), 2, replace=False)
+    im = Image.new("RGB", (vb.SIZE, vb.SIZE), world.COLORS[bg])
+    draw, fill, width = ImageDraw.Draw(im), world.COLORS[color], vb.RING_WIDTH
+    cx, cy, r = *rng.uniform(24, 40, 2), rng.uniform(12, 18)
+    if u < 0.85:
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), outline=fill, width=width)
+        a, length = rng.uniform(0, 2 * np.pi), rng.uniform(6, 16)
+        x0, y0 = cx + r * np.cos(a), cy + r * np.sin(a)
+        draw.line((x0, y0, x0 + length * np.cos(a), y0 + length * np.sin(a)), fill=fill, width=width)
+    else:
+        r2, a = r * 0.6, rng.uniform(0, 2 * np.pi)
+        for side in (-1, 1):
+            x, y = cx + side * r2 * np.cos(a), cy + side * r2 * np.sin(a)
+            draw.ellipse((x - r2, y - r2, x + r2, y + r2), outline=fill, width=width)
+    return np.asarray(im), str(color), str(bg)
+
+
+def ring_sample(rng: np.random.Generator, hard: bool = False) -> tuple[np.ndarray, int]:
+    """One training image (uint8 [64,64,3]) and its label: a ring, a broken ring (a near miss; with `hard`,
+    HARD_SHARE of `hard_near_miss` instead) or the mini mix."""
     u = rng.random()
     if u < RING_SHARE:
         return vb.ring(rng)[0], len(world.SHAPES)
-    if u < RING_SHARE + BROKEN_SHARE:
-        return rp.broken_ring(rng)[0], len(world.SHAPES) + 1
+    if u < RING_SHARE + (HARD_SHARE if hard else BROKEN_SHARE):
+        return (hard_near_miss(rng) if hard else rp.broken_ring(rng))[0], len(world.SHAPES) + 1
     label = G.sample(rng)
     return label[0], label[1] if label[1] < len(world.SHAPES) else len(world.SHAPES) + 1
 
 
-def train_ring_guide(vqgan_run: Path, out: Path, steps: int) -> dict:
-    """The mini guide's training with the ring label, written to out/guide.json + guide.safetensors."""
+def train_ring_guide(vqgan_run: Path, out: Path, steps: int, hard: bool = False) -> dict:
+    """The mini guide's training with the ring label (near misses `hard_near_miss` with `hard`), written to
+    out/guide.json + guide.safetensors."""
     out.mkdir(parents=True, exist_ok=True)
     for name in ("vqgan.yaml", "vqgan.safetensors"):  # train_guide shows its images through out's VQGAN
         shutil.copy(vqgan_run / "vqgan" / name, out / name)
-    return G.train_guide(out, steps=steps, spec=RING_SPEC, draw=ring_sample)
+    return G.train_guide(out, steps=steps, spec=RING_SPEC, draw=functools.partial(ring_sample, hard=hard))
 
 
 def pool_prompts() -> list[tuple[str, str, str]]:
@@ -139,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=0, help="refine the guide this many times against what the preset "
                    "draws with it for the 44 pool prompts (seeds 100, 101, ...)")
     p.add_argument("--refine-steps", type=int, default=200, help="training steps of each refinement")
+    p.add_argument("--hard-misses", action="store_true", help="near misses the generator draws: rings one gap short, "
+                   "with a tail, figure eights (`hard_near_miss`, HARD_SHARE of each batch)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, help="keep the guide and the images here (default: a temporary folder)")
@@ -152,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = args.guide or out / "guide"
         if args.guide is None:
             with rp.ring_width(args.ring_width):
-                guide = train_ring_guide(args.vqgan, folder, args.steps)
+                guide = train_ring_guide(args.vqgan, folder, args.steps, args.hard_misses)
             (folder / "figures.json").write_text(json.dumps(guide) + "\n")  # for a later --guide
         else:
             guide = json.loads((folder / "figures.json").read_text())
@@ -165,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             (folder / "figures.json").write_text(json.dumps(rounds[-1]) + "\n")
         rows = rp.generate(args.model, [(q, c, b, None) for q, c, b in rp.ring_prompts()], args.seeds,
                            out / "rings", [*guide_options(folder), *args.extra])
-    print(json.dumps({"guide": guide, "rounds": rounds, "ring_width": args.ring_width,
+    print(json.dumps({"guide": guide, "rounds": rounds, "ring_width": args.ring_width, "hard_misses": args.hard_misses,
                       "rings": rp.shares(rows, ("ring", "color", "background")), "generate_options": args.extra},
                      indent=1))
     return 0

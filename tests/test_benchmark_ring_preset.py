@@ -280,6 +280,31 @@ def test_the_ring_guides_batches_are_rings_broken_rings_and_the_mini_mix():
                                                                                       "triangle")[label]
 
 
+def _pieces_and_holes(img: np.ndarray, color: str) -> tuple[int, int]:
+    """The pieces of `color` in a drawn image (8-connected) and the holes they enclose (background regions cut off)."""
+    mask = bench.judge.classify_pixels(img) == bench.judge.COLOR_NAMES.index(color)
+    holes = bench.judge.fill_holes(mask) & ~mask
+    return len(bench.judge.label_components(mask)[1]), len(bench.judge.label_components(holes)[1])
+
+
+def test_the_ring_guides_hard_near_misses_are_rings_one_gap_short_tailed_rings_and_figure_eights():
+    """--hard-misses: by topology, a gapped ring or arc is one piece with no hole, a tailed ring one piece with one
+    hole, a figure eight one piece with two holes or more, scattered strokes several pieces and no hole; each kind in
+    its share; and HARD_SHARE of the guide's batches are such near misses (label 4)."""
+    guide = _ring_guide()
+    rng = np.random.default_rng(1)
+    with bench.ring_width(5):
+        kinds = [_pieces_and_holes(img, c) for img, c, _ in (guide.hard_near_miss(rng) for _ in range(400))]
+        drawn = [guide.ring_sample(rng, hard=True) for _ in range(400)]
+    n = lambda sig: sum(k == sig for k in kinds) / len(kinds)  # noqa: E731
+    assert n((1, 0)) > 0.4 + 0.05  # one gap short (0.4) and the broken rings' single arcs
+    eights = sum(p == 1 and h >= 2 for p, h in kinds) / len(kinds)  # two loops (where they overlap, small holes more)
+    assert n((1, 1)) == pytest.approx(0.15, abs=0.06) and eights == pytest.approx(0.15, abs=0.06)
+    assert all(p >= 1 for p, _ in kinds) and all(h == 0 for p, h in kinds if p > 1)  # strokes enclose nothing
+    labels = np.bincount([label for _, label in drawn], minlength=5)
+    assert labels[4] >= 400 * guide.HARD_SHARE * 0.8 and labels[3] == pytest.approx(400 * guide.RING_SHARE, abs=25)
+
+
 def test_train_vqgans_plus_signs_are_filled_pluses_the_mini_judge_calls_no_shape_it_knows(tmp_path):
     """benchmarks/train_vqgan.py --plus ARM: each image is one filled plus, its four corners background, its arms as
     wide as asked (the ring's alternative, a filled shape the mini world lacks)."""
