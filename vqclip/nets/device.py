@@ -80,11 +80,20 @@ def autocast_dtype(precision: str, device, pixels: int = 0):
     a step decodes at least 128x128 pixels (all starts together); fp32 (None) elsewhere unless asked."""
     import torch  # here: see the module docstring
 
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+    if precision == "bf16":
         return torch.bfloat16
-    if precision == "auto" and device.type == "cpu" and pixels >= AUTO_BF16_CPU_PIXELS and cpu_native_bf16():
-        return torch.bfloat16
+    if precision == "auto" and (device.type != "cpu" or pixels >= AUTO_BF16_CPU_PIXELS):
+        return native_bf16(device.type)
     return None
+
+
+def native_bf16(device_type: str = "cpu"):
+    """torch.bfloat16 where the device does bf16 in hardware (CUDA; CPUs with AVX512-BF16 or AMX), else None (fp32):
+    the rule behind `autocast_dtype`'s auto and the training recipes that run the VQGAN under autocast for speed,
+    since emulated bf16 on other CPUs is ~40x slower than fp32, not faster."""
+    import torch  # here: see the module docstring
+
+    return torch.bfloat16 if device_type == "cuda" or (device_type == "cpu" and cpu_native_bf16()) else None
 
 
 def amp_autocast(device_type: str, amp=None):
@@ -150,15 +159,6 @@ def cpu_native_bf16() -> bool:
         return False
     flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
     return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
-
-
-def native_bf16(device_type: str = "cpu"):
-    """torch.bfloat16 where the device does bf16 in hardware (CUDA; CPUs with AVX512-BF16 or AMX), else None (fp32):
-    for training recipes that run the VQGAN under autocast for speed, since emulated bf16 on other CPUs is ~40x
-    slower than fp32, not faster."""
-    import torch  # here: see the module docstring
-
-    return torch.bfloat16 if device_type == "cuda" or (device_type == "cpu" and cpu_native_bf16()) else None
 
 
 def compiled(fn: Callable, name: str) -> Callable:
