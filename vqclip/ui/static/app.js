@@ -286,7 +286,7 @@ async function refreshGallery() {  // the newest answer wins; the card that had 
   const asked = ++state.galleryAsked;
   const res = await api("GET", "/api/runs");
   if (!res.ok || asked !== state.galleryAsked) return;  // a later refresh is on its way: this answer is older
-  const had = document.activeElement && document.activeElement.closest && document.activeElement.closest("#gallery .card");
+  const had = document.activeElement?.closest("#gallery .card");  // activeElement: an element (body when none), or null
   $("#gallery").replaceChildren(...res.data.map(card));
   if (had) { const again = $(`#gallery .card[data-name="${CSS.escape(had.dataset.name)}"]`); if (again) again.focus(); }
 }
